@@ -1,0 +1,1 @@
+"""Grafana dashboards and Prometheus configuration as code."""

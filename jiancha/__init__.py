@@ -1,0 +1,1 @@
+"""The ``jiancha`` command line and the embedded local stack (Tansu + redis-server)."""

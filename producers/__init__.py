@@ -1,0 +1,1 @@
+"""Department producer library, the wire contract and the traffic simulator."""

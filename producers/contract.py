@@ -1,0 +1,278 @@
+"""Wire contract v1 (``shared/spec/contract.md``): approval-step events, complaints, alerts.
+
+These pydantic models are the public API. The JSON Schemas in ``producers/schema/`` are
+generated from them (``jiancha schema export``) and a test fails when they drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class Step(StrEnum):
+    submitted = "submitted"
+    supplement_requested = "supplement_requested"
+    supplement_received = "supplement_received"
+    accepted = "accepted"
+    rejected_at_intake = "rejected_at_intake"
+    reviewed = "reviewed"
+    suspended = "suspended"
+    resumed = "resumed"
+    extended = "extended"
+    decided = "decided"
+    fee_charged = "fee_charged"
+    delivered = "delivered"
+    completed = "completed"
+    withdrawn = "withdrawn"
+
+
+#: Steps the applicant takes: ``actor`` may be omitted (it is then ``applicant``).
+APPLICANT_STEPS = frozenset({Step.submitted, Step.supplement_received, Step.withdrawn})
+
+#: Art. 45 reasons that lawfully stop the clock.
+LAWFUL_SUSPENSION_REASONS = frozenset(
+    {
+        "hearing",
+        "tendering",
+        "auction",
+        "inspection",
+        "testing",
+        "quarantine",
+        "appraisal",
+        "expert_review",
+    }
+)
+
+
+def _require(attrs: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    if key not in attrs:
+        raise ValueError(f"attributes.{key} is required ({what})")
+    value = attrs[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ValueError(f"attributes.{key} must be {what}, got {value!r}")
+    return value
+
+
+def _check_attributes(step: Step, attrs: dict[str, Any]) -> None:
+    """Shape checks only: what the rules judge (a deny without reason, an extension
+    without approver, an unlawful suspension reason) is valid input and becomes an alert."""
+    if step is Step.supplement_requested and "items" in attrs:
+        items = attrs["items"]
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ValueError("attributes.items must be a list of strings")
+    elif step is Step.reviewed:
+        opinion = _require(attrs, "opinion", str, "'agree' or 'disagree'")
+        if opinion not in ("agree", "disagree"):
+            raise ValueError(f"attributes.opinion must be 'agree' or 'disagree', got {opinion!r}")
+    elif step is Step.suspended:
+        _require(attrs, "reason", str, "a string: hearing, tendering, … or free text")
+    elif step is Step.extended:
+        days = _require(attrs, "days", int, "a whole number of working days")
+        if days <= 0:
+            raise ValueError(f"attributes.days must be positive, got {days}")
+        if "approved_by" in attrs and not isinstance(attrs["approved_by"], str | None):
+            raise ValueError("attributes.approved_by must be a string")
+    elif step is Step.decided:
+        outcome = _require(attrs, "outcome", str, "'grant' or 'deny'")
+        if outcome not in ("grant", "deny"):
+            raise ValueError(f"attributes.outcome must be 'grant' or 'deny', got {outcome!r}")
+    elif step is Step.fee_charged:
+        amount = _require(attrs, "amount", str, "a decimal string in CNY such as '50.00'")
+        try:
+            value = Decimal(amount)
+        except InvalidOperation:
+            raise ValueError(f"attributes.amount must be a decimal string, got {amount!r}") from None
+        if not value.is_finite() or value < 0:
+            raise ValueError(f"attributes.amount must be a non-negative amount, got {amount!r}")
+    for key in ("reason", "approved_by", "fee_code"):
+        if key in attrs and attrs[key] is not None and not isinstance(attrs[key], str):
+            raise ValueError(f"attributes.{key} must be a string")
+
+
+class ApprovalEvent(BaseModel):
+    """One approval step, as a department emits it (topic ``approval-events``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, use_enum_values=False)
+
+    schema_version: Literal[1] = Field(description="Contract version, 1.")
+    event_id: Id = Field(description="Unique per department; a repeat is dropped.")
+    case_id: Id = Field(description="办件编号, unique across the city; the Kafka key.")
+    item_code: Code = Field(description="事项编码 from the item catalog.")
+    department: Code = Field(description="Code of the department emitting the event.")
+    step: Step
+    occurred_at: AwareDatetime = Field(
+        description="RFC 3339 timestamp with offset: when the step happened (event time)."
+    )
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        None, description="Handler id (经办人); 'applicant' for applicant steps."
+    )
+    applicant_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        None, description="Hashed applicant identity; required on 'submitted'."
+    )
+    channel: Literal["online", "window", "mobile"] | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Step-specific.")
+    signature: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="HMAC-SHA256 hex over the canonical JSON of every other field."
+    )
+
+    @model_validator(mode="after")
+    def _step_rules(self) -> ApprovalEvent:
+        if self.step is Step.submitted and not self.applicant_id:
+            raise ValueError("applicant_id is required on step 'submitted'")
+        if self.actor is None and self.step not in APPLICANT_STEPS:
+            raise ValueError(f"actor is required on staff step {self.step.value!r}")
+        _check_attributes(self.step, self.attributes)
+        return self
+
+    @property
+    def effective_actor(self) -> str:
+        return self.actor or "applicant"
+
+    def wire_dict(self) -> dict[str, Any]:
+        """The JSON object as sent on the wire (RFC 3339 times, no None fields)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class Complaint(BaseModel):
+    """A complaint, or its closing (topic ``complaints``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    schema_version: Literal[1]
+    kind: Literal["complaint", "complaint_handled"] = "complaint"
+    complaint_id: Id
+    department: Code
+    case_id: Id | None = None
+    occurred_at: AwareDatetime
+    category: str | None = None
+    text: str | None = Field(None, max_length=10_000)
+
+
+Severity = Literal["yellow", "red", "escalated"]
+AlertStatus = Literal["open", "acknowledged", "resolved"]
+SEVERITY_RANK: dict[str, int] = {"yellow": 1, "red": 2, "escalated": 3}
+
+
+class Alert(BaseModel):
+    """An alert, the same JSON in every sink (Redis, replay output, notifications)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alert_id: str = Field(description="Deterministic: rule + case + what makes it distinct.")
+    rule: str
+    severity: Severity
+    case_id: str | None = None
+    item_code: str | None = None
+    department: str | None = None
+    actor: str | None = None
+    detected_at: AwareDatetime = Field(description="When the engine raised it (processing time).")
+    event_time: AwareDatetime = Field(description="When the violation happened (deadline instant).")
+    message_zh: str
+    message_en: str
+    legal_basis: str
+    evidence: list[str] = Field(default_factory=list, description="event_ids that prove it")
+    status: AlertStatus = "open"
+    details: dict[str, Any] = Field(default_factory=dict, description="the numbers behind it")
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+def make_alert_id(rule: str, case_or_scope: str, *distinct: str) -> str:
+    """Same violation → same id, so redelivery never creates a second alert."""
+    raw = "\x1f".join((rule, case_or_scope, *distinct)).encode()
+    return f"{rule.split('.')[0][:3]}-{hashlib.sha256(raw).hexdigest()[:24]}"
+
+
+# --- signing ------------------------------------------------------------------------
+
+
+def canonical_bytes(payload: dict[str, Any]) -> bytes:
+    """Canonical JSON of every field but ``signature``: keys sorted, no spaces, UTF-8."""
+    body = {k: v for k, v in payload.items() if k != "signature"}
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+def sign_payload(payload: dict[str, Any], key: bytes) -> str:
+    return hmac.new(key, canonical_bytes(payload), hashlib.sha256).hexdigest()
+
+
+def verify_signature(payload: dict[str, Any], keys: list[bytes]) -> bool:
+    sig = payload.get("signature")
+    if not isinstance(sig, str):
+        return False
+    body = canonical_bytes(payload)
+    return any(
+        hmac.compare_digest(hmac.new(k, body, hashlib.sha256).hexdigest(), sig) for k in keys
+    )
+
+
+class EventValidationError(ValueError):
+    """An event does not follow the contract; ``problems`` names each bad field."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{field}: {msg}" for field, msg in problems))
+
+    @classmethod
+    def from_pydantic(cls, exc: ValidationError) -> EventValidationError:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "event"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append((field, msg))
+        return cls(problems)
+
+
+def parse_event(raw: bytes | str | dict[str, Any]) -> ApprovalEvent:
+    """Parse and validate one event; raises :class:`EventValidationError`."""
+    try:
+        if isinstance(raw, dict):
+            return ApprovalEvent.model_validate(raw)
+        return ApprovalEvent.model_validate_json(raw)
+    except ValidationError as exc:
+        raise EventValidationError.from_pydantic(exc) from None
+
+
+def event_json_schema() -> dict[str, Any]:
+    schema = ApprovalEvent.model_json_schema()
+    schema["$id"] = "https://jiancha.example/schema/approval-event.v1.json"
+    schema["title"] = "jiancha approval-step event v1"
+    return schema
+
+
+def alert_json_schema() -> dict[str, Any]:
+    schema = Alert.model_json_schema()
+    schema["$id"] = "https://jiancha.example/schema/alert.v1.json"
+    schema["title"] = "jiancha alert v1"
+    return schema
+
+
+def complaint_json_schema() -> dict[str, Any]:
+    schema = Complaint.model_json_schema()
+    schema["$id"] = "https://jiancha.example/schema/complaint.v1.json"
+    schema["title"] = "jiancha complaint event v1"
+    return schema
+
+

@@ -1,0 +1,202 @@
+"""The item catalog (事项目录): one YAML file per department under ``rules/catalog/``.
+
+Loaded and validated by pydantic; a bad file fails with :class:`CatalogError` naming the
+file, the item and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from producers.contract import Step
+
+#: Steps that may happen on any item and are never "unknown" (domain.md).
+OPTIONAL_STEPS: frozenset[Step] = frozenset(
+    {
+        Step.supplement_requested,
+        Step.supplement_received,
+        Step.rejected_at_intake,
+        Step.suspended,
+        Step.resumed,
+        Step.extended,
+        Step.withdrawn,
+        Step.fee_charged,
+    }
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class CatalogError(ValueError):
+    """The catalog cannot be loaded; the message names file, item and field."""
+
+
+class Department(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: Code
+    name_zh: str = Field(min_length=1)
+    name_en: str = Field(min_length=1)
+
+
+class Item(BaseModel):
+    """One approval item (事项) with its legal and promised limits in working days."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: Code
+    name_zh: str = Field(min_length=1)
+    name_en: str = Field(min_length=1)
+    department: Code
+    legal_days: int = Field(ge=1, le=365)
+    promised_days: int = Field(ge=1, le=365)
+    steps: tuple[Step, ...]
+    fee_standard: Decimal | None = Field(
+        None, description="CNY standard; null when the item may charge nothing"
+    )
+    joint: bool = False
+    co_departments: tuple[Code, ...] = ()
+    extension_days_max: int | None = Field(
+        None, ge=1, le=60, description="defaults to 10 (15 for joint items), Art. 42"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Item:
+        if self.promised_days > self.legal_days:
+            raise ValueError(
+                f"promised_days ({self.promised_days}) must not exceed legal_days "
+                f"({self.legal_days})"
+            )
+        if not self.steps or self.steps[0] is not Step.submitted:
+            raise ValueError("steps must start with 'submitted'")
+        if len(set(self.steps)) != len(self.steps):
+            raise ValueError("steps must not repeat a step")
+        optional = [s.value for s in self.steps if s in OPTIONAL_STEPS]
+        if optional:
+            raise ValueError(f"steps lists optional steps {optional}: they may happen on any item")
+        if self.joint and not self.co_departments:
+            raise ValueError("a joint item (joint: true) needs co_departments")
+        if not self.joint and self.co_departments:
+            raise ValueError("co_departments are only for joint items (joint: true)")
+        if self.department in self.co_departments:
+            raise ValueError("co_departments must not include the handling department")
+        if self.fee_standard is not None and self.fee_standard < 0:
+            raise ValueError("fee_standard must not be negative")
+        return self
+
+    @property
+    def max_extension_days(self) -> int:
+        if self.extension_days_max is not None:
+            return self.extension_days_max
+        return 15 if self.joint else 10
+
+    def export(self) -> dict[str, Any]:
+        """The object ``jiancha catalog export --json`` prints (contract.md)."""
+        return {
+            "code": self.code,
+            "name_zh": self.name_zh,
+            "name_en": self.name_en,
+            "department": self.department,
+            "legal_days": self.legal_days,
+            "promised_days": self.promised_days,
+            "steps": [s.value for s in self.steps],
+            "fee_standard": None if self.fee_standard is None else f"{self.fee_standard:.2f}",
+            "joint": self.joint,
+            "co_departments": list(self.co_departments),
+        }
+
+
+class Catalog(Mapping[str, Item]):
+    """Items by code, plus the departments they belong to."""
+
+    def __init__(self, items: Mapping[str, Item], departments: Mapping[str, Department]) -> None:
+        self._items = dict(items)
+        self.departments = dict(departments)
+
+    def __getitem__(self, code: str) -> Item:
+        return self._items[code]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def export(self) -> list[dict[str, Any]]:
+        return [self._items[c].export() for c in sorted(self._items)]
+
+
+def load_catalog(directory: Path | str) -> Catalog:
+    """Load every ``*.yaml`` in ``directory``.
+
+    File layout::
+
+        department: {code: gongan, name_zh: 公安局, name_en: Public Security Bureau}
+        items:
+          - code: GA-0001
+            name_zh: …
+            …            # Item fields; ``department`` defaults to the file's department
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CatalogError(f"{directory}: not a directory of catalog YAML files")
+    items: dict[str, Item] = {}
+    departments: dict[str, Department] = {}
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise CatalogError(f"{directory}: no *.yaml catalog files")
+    for path in files:
+        doc = _read_yaml(path)
+        dept = _validate(Department, doc.get("department"), path, "department")
+        if dept.code in departments:
+            raise CatalogError(f"{path}: department {dept.code!r} is defined in another file too")
+        departments[dept.code] = dept
+        raw_items = doc.get("items", [])
+        if not isinstance(raw_items, list):
+            raise CatalogError(f"{path}: 'items' must be a list")
+        for n, raw in enumerate(raw_items):
+            if not isinstance(raw, dict):
+                raise CatalogError(f"{path}: items[{n}] must be a mapping")
+            raw = {"department": dept.code, **raw}
+            label = f"item {raw.get('code', f'#{n}')!s}"
+            item = _validate(Item, raw, path, label)
+            if item.code in items:
+                raise CatalogError(f"{path}: {label}: code is already used by another item")
+            items[item.code] = item
+    for item in items.values():
+        for d in (item.department, *item.co_departments):
+            if d not in departments:
+                raise CatalogError(
+                    f"{directory}: item {item.code}: department {d!r} has no catalog file "
+                    f"(known: {', '.join(sorted(departments))})"
+                )
+    return Catalog(items, departments)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CatalogError(f"{path}: expected a mapping with 'department' and 'items'")
+    return doc
+
+
+def _validate(model: type[M], raw: Any, path: Path, label: str) -> M:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or label}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise CatalogError(f"{path}: {label}: {problems}") from None
