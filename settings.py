@@ -76,6 +76,9 @@ class Settings(BaseSettings):
         None,
         description="simulated clock: the instant the worker's clock shows when it starts",
     )
+    clock_anchor: float | None = Field(
+        None, description="unix time at which the simulated clock shows clock_start (shared by processes)"
+    )
     clock_speed: float = Field(1.0, gt=0, description="simulated seconds per real second")
     deadline_tick_seconds: float = Field(0.25, gt=0, le=60)
 

