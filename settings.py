@@ -7,7 +7,8 @@ time: call :func:`load_settings`.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -44,6 +45,12 @@ class Settings(BaseSettings):
     complaints_topic: str = "complaints"
     topic_partitions: int = Field(8, ge=1, le=1024)
     topic_replicas: int = Field(1, ge=1, le=16)
+    kafka_session_timeout_seconds: float = Field(
+        10.0, ge=1, le=300, description="consumer group session timeout"
+    )
+    kafka_rebalance_timeout_seconds: float = Field(
+        10.0, ge=1, le=600, description="how long a rebalance waits for members to rejoin"
+    )
     app_id: str = Field("jiancha", pattern=r"^[A-Za-z0-9._-]+$")
 
     # --- Redis -----------------------------------------------------------------------
@@ -62,7 +69,9 @@ class Settings(BaseSettings):
         None, description="YAML with holidays/make-up workdays for years chinese-calendar lacks"
     )
     timezone: str = "Asia/Shanghai"
-    allowed_lateness_seconds: float = Field(600.0, ge=0, le=7 * 86400)
+    allowed_lateness_seconds: float | None = Field(
+        None, ge=0, le=7 * 86400, description="overrides settings.allowed_lateness_minutes of the rules YAML"
+    )
     reporting_delay_seconds: float = Field(86400.0, gt=0)
     future_tolerance_seconds: float = Field(
         300.0, ge=0, description="events dated further in the future are rejected"
@@ -70,6 +79,11 @@ class Settings(BaseSettings):
     department_keys_file: Path | None = Field(
         None, description="YAML {department: key | [keys]} of HMAC-SHA256 signing keys"
     )
+
+    data_dir: Path = Field(
+        Path(tempfile.gettempdir()) / "jiancha", description="Faust's local data directory"
+    )
+    rules_file: Path | None = Field(None, description="rule set YAML (default: rules/rules.yaml)")
 
     # --- Clock -----------------------------------------------------------------------
     clock_start: datetime | None = Field(
@@ -126,10 +140,6 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
-
-    @property
-    def allowed_lateness(self) -> timedelta:
-        return timedelta(seconds=self.allowed_lateness_seconds)
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -69,7 +68,7 @@ def _require(attrs: dict[str, Any], key: str, kind: type | tuple[type, ...], wha
     if key not in attrs:
         raise ValueError(f"attributes.{key} is required ({what})")
     value = attrs[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ValueError(f"attributes.{key} must be {what}, got {value!r}")
     return value
 
@@ -102,7 +101,9 @@ def _check_attributes(step: Step, attrs: dict[str, Any]) -> None:
         try:
             value = Decimal(amount)
         except InvalidOperation:
-            raise ValueError(f"attributes.amount must be a decimal string, got {amount!r}") from None
+            raise ValueError(
+                f"attributes.amount must be a decimal string, got {amount!r}"
+            ) from None
         if not value.is_finite() or value < 0:
             raise ValueError(f"attributes.amount must be a non-negative amount, got {amount!r}")
     for key in ("reason", "approved_by", "fee_code"):

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from producers.contract import Step
 
@@ -60,7 +67,9 @@ class Item(BaseModel):
     promised_days: int = Field(ge=1, le=365)
     steps: tuple[Step, ...]
     fee_standard: Decimal | None = Field(
-        None, description="CNY standard; null when the item may charge nothing"
+        None,
+        decimal_places=2,
+        description="CNY standard, at most 2 decimal places; null when nothing may be charged",
     )
     joint: bool = False
     co_departments: tuple[Code, ...] = ()
@@ -149,6 +158,7 @@ def load_catalog(directory: Path | str) -> Catalog:
     if not directory.is_dir():
         raise CatalogError(f"{directory}: not a directory of catalog YAML files")
     items: dict[str, Item] = {}
+    sources: dict[str, Path] = {}
     departments: dict[str, Department] = {}
     files = sorted(directory.glob("*.yaml"))
     if not files:
@@ -169,14 +179,19 @@ def load_catalog(directory: Path | str) -> Catalog:
             label = f"item {raw.get('code', f'#{n}')!s}"
             item = _validate(Item, raw, path, label)
             if item.code in items:
-                raise CatalogError(f"{path}: {label}: code is already used by another item")
+                raise CatalogError(
+                    f"{path}: {label}: code: already used by an item in {sources[item.code]}"
+                )
             items[item.code] = item
+            sources[item.code] = path
     for item in items.values():
-        for d in (item.department, *item.co_departments):
+        fields = [("department", item.department)]
+        fields += [("co_departments", d) for d in item.co_departments]
+        for field, d in fields:
             if d not in departments:
                 raise CatalogError(
-                    f"{directory}: item {item.code}: department {d!r} has no catalog file "
-                    f"(known: {', '.join(sorted(departments))})"
+                    f"{sources[item.code]}: item {item.code}: {field}: department {d!r} has no "
+                    f"catalog file in {directory} (known: {', '.join(sorted(departments))})"
                 )
     return Catalog(items, departments)
 
@@ -196,7 +211,19 @@ def _validate(model: type[M], raw: Any, path: Path, label: str) -> M:
         return model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or label}: {e['msg'].removeprefix('Value error, ')}"
+            ": ".join(filter(None, (".".join(str(p) for p in e["loc"]), _message(e))))
             for e in exc.errors()
         )
         raise CatalogError(f"{path}: {label}: {problems}") from None
+
+
+def _message(error: Any) -> str:
+    msg: str = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    if (
+        error["loc"]
+        and isinstance(value, str | int | float | Decimal)
+        and error["type"] != "missing"
+    ):
+        msg += f" (got {value!r})"
+    return msg

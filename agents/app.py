@@ -1,0 +1,180 @@
+"""The Faust app: the supervising agent, the deadline timer, metrics and health pages.
+
+``create_app(settings)`` builds everything; nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agents.metrics import EngineMetrics
+from agents.sinks.redis import RedisAlertSink, redis_client
+from agents.supervisor import Supervisor
+from producers.keys import DepartmentKeys
+from rules.case import CaseState
+from rules.clock import Clock, SimulatedClock, WallClock
+from rules.factory import build_engine
+from rules.ingest import Gate
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def make_clock(settings: Settings) -> Clock:
+    if settings.clock_start is None:
+        return WallClock()
+    return SimulatedClock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Map the SASL settings to Faust's broker credentials (None for PLAINTEXT)."""
+    proto = settings.kafka_security_protocol
+    if proto == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if proto in ("SASL_SSL", "SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        ssl_context = create_ssl_context()
+    if proto == "SSL":
+        return faust.SSLCredentials(ssl_context)
+    if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
+        raise ValueError(
+            f"JIANCHA_KAFKA_SECURITY_PROTOCOL={proto} needs JIANCHA_KAFKA_SASL_USERNAME and "
+            "JIANCHA_KAFKA_SASL_PASSWORD"
+        )
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password.get_secret_value(),
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=ssl_context,
+    )
+
+
+def create_app(settings: Settings) -> faust.App:
+    metrics = EngineMetrics()
+    engine = build_engine(
+        settings.catalog_dir, settings.rules_file, settings.calendar_file, settings.timezone,
+        settings.allowed_lateness_seconds,
+        on_calendar_fallback=lambda year: metrics.calendar_fallback.labels(str(year)).inc(),
+    )
+    keys = DepartmentKeys.load(settings.department_keys_file) if settings.department_keys_file else None
+    gate = Gate(engine.catalog, keys)
+    gate.future_tolerance = gate.future_tolerance.__class__(seconds=settings.future_tolerance_seconds)
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    client = redis_client(settings.redis_url, settings.redis_username, password)
+    sink = RedisAlertSink(client, settings.redis_prefix,
+                          on_error=lambda exc: metrics.sink_errors.labels("redis").inc())
+    sv = Supervisor(engine, gate, make_clock(settings), sink, metrics)
+
+    n = settings.topic_partitions
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        broker_credentials=faust_credentials(settings),
+        store="memory://",
+        datadir=str(settings.data_dir),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_enabled=True,
+        topic_partitions=n,
+        topic_replication_factor=settings.topic_replicas,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        autodiscover=False,
+        broker_session_timeout=settings.kafka_session_timeout_seconds,
+        broker_rebalance_timeout=settings.kafka_rebalance_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_seconds / 3),
+    )
+    app.jiancha = sv  # type: ignore[attr-defined]  # for tests and the CLI
+    events = app.topic(settings.events_topic, partitions=n, key_type=bytes, value_type=bytes)
+    dlq = app.topic(settings.dlq_topic, partitions=n, key_type=bytes, value_type=bytes)
+    cases = app.Table("cases", default=None, partitions=n, key_type=bytes, value_type=bytes)
+
+    def active_partitions() -> set[int]:
+        return {tp.partition for tp in app.assignor.assigned_actives()
+                if tp.topic == settings.events_topic}
+
+    async def dead_letter(key: bytes | None, raw: bytes, reason: str, detail: str) -> None:
+        event = faust.current_event()
+        source = (f"{event.message.topic}:{event.message.partition}:{event.message.offset}"
+                  if event is not None else "")
+        await dlq.send(key=key, value=raw, headers=[
+            ("jiancha-reason", reason.encode()),
+            ("jiancha-error", detail.encode()[:4000]),
+            ("jiancha-source", source.encode()),
+        ])
+
+    @app.agent(events, name="supervise")
+    async def supervise(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await sv.on_event(event.key, event.value, event.message.partition, cases,
+                              dead_letter)
+
+    def write_state(key: bytes, value: bytes, partition: int) -> None:
+        # outside an agent there is no current event: write the store and the changelog
+        # partition explicitly (the case's partition, recorded in its state)
+        cases.data[key] = value
+        cases.send_changelog(partition, key, value)
+
+    @app.timer(settings.deadline_tick_seconds, name="fire_deadlines")
+    async def fire_deadlines() -> None:
+        if not app.rebalancing:
+            await sv.on_tick(cases, active_partitions(), write_state)
+
+    @cases.on_recover
+    async def rebuild_deadline_index() -> None:
+        actives = active_partitions()
+        states = (CaseState.decode(v) for v in cases.data.values() if v is not None)
+        n_cases = sv.rebuild_index(states, actives)
+        log.info("deadline index rebuilt: %d cases on partitions %s, %d scheduled",
+                 n_cases, sorted(actives), len(sv.index))
+
+    @app.timer(5.0, name="observe")
+    async def observe() -> None:
+        await _observe(app, sv, settings, metrics)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.page("/health")
+    async def health_page(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "cases": len(cases.data), "scheduled": len(sv.index)})
+
+    @app.task
+    async def started() -> None:
+        metrics.worker_up.set(1)
+
+    return app
+
+
+async def _observe(app: faust.App, sv: Supervisor, settings: Settings, metrics: EngineMetrics) -> None:
+    """Consumer lag and open-alert counts, for Prometheus."""
+    try:
+        for tp in app.assignor.assigned_actives():
+            if tp.topic != settings.events_topic:
+                continue
+            end = app.consumer.highwater(tp)
+            pos = await app.consumer.position(tp)
+            if end is not None and pos is not None:
+                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, end - pos))
+    except Exception as exc:  # metrics must never stop the worker
+        log.debug("lag metric failed: %r", exc)
+    sink = sv.sink
+    if isinstance(sink, RedisAlertSink):
+        try:
+            depts = sorted(sv.engine.catalog.departments)
+            async with sink.client.pipeline(transaction=False) as pipe:
+                for d in depts:
+                    pipe.zcard(f"{settings.redis_prefix}open:{d}")
+                counts = await pipe.execute()
+            for d, c in zip(depts, counts, strict=True):
+                metrics.open_alerts.labels(d).set(c)
+        except Exception as exc:
+            log.debug("open-alert metric failed: %r", exc)

@@ -1,0 +1,195 @@
+"""The ``jiancha`` command line. Heavy modules (Faust) are imported by the commands that
+need them, so ``replay`` and ``catalog`` start fast."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="jiancha 监察: real-time supervision of administrative approvals.")
+catalog_app = typer.Typer(no_args_is_help=True, help="The item catalog (事项目录).")
+schema_app = typer.Typer(no_args_is_help=True, help="The wire contract's JSON Schemas.")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(schema_app, name="schema")
+
+CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="catalog directory",
+                                                 file_okay=False)]
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def worker(
+    catalog: CatalogOpt = None,
+    loglevel: Annotated[str, typer.Option(help="Faust log level")] = "INFO",
+) -> None:
+    """Run the supervising Faust worker (consumes approval-events, writes alerts to Redis)."""
+    from agents.worker import run_worker
+
+    run_worker(_settings(catalog_dir=catalog), loglevel)
+
+
+@app.command()
+def replay(
+    events: Annotated[Path, typer.Argument(help="JSON Lines file of events ('-' for stdin)",
+                                           allow_dash=True)],
+    until: Annotated[str | None, typer.Option(help="RFC 3339 instant the clock ends at")] = None,
+    catalog: CatalogOpt = None,
+    rules: Annotated[Path | None, typer.Option(help="rule set YAML")] = None,
+    calendar: Annotated[Path | None, typer.Option(help="operator calendar YAML")] = None,
+) -> None:
+    """Replay events offline through the worker's rules; alerts as JSON Lines on stdout."""
+    from rules.factory import build_engine
+    from rules.replay import replay as run_replay
+
+    settings = _settings(catalog_dir=catalog, rules_file=rules, calendar_file=calendar)
+    until_dt = None
+    if until is not None:
+        try:
+            until_dt = datetime.fromisoformat(until)
+        except ValueError:
+            raise _fail(f"--until {until!r}: expected RFC 3339, e.g. 2026-12-31T00:00:00+08:00") from None
+        if until_dt.tzinfo is None:
+            raise _fail(f"--until {until!r}: needs an offset, e.g. +08:00")
+    try:
+        engine = build_engine(settings.catalog_dir, settings.rules_file, settings.calendar_file,
+                              settings.timezone, settings.allowed_lateness_seconds)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    source = sys.stdin.buffer if str(events) == "-" else _open(events)
+
+    def progress(n: int) -> None:
+        if n % 100_000 == 0:
+            typer.echo(f"replay: {n:,} events", err=True)
+
+    result = run_replay(source, engine, until_dt, on_progress=progress)
+    out = sys.stdout.buffer
+    for alert in result.alerts:
+        out.write(alert.to_json() + b"\n")
+    out.flush()
+    for problem in result.problems[:20]:
+        typer.echo(f"rejected {problem}", err=True)
+    rejected = sum(result.rejected.values())
+    typer.echo(f"replay: {result.events} events, {rejected} rejected, "
+               f"{len(result.alerts)} alerts", err=True)
+
+
+def _open(path: Path):  # type: ignore[no-untyped-def]
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise _fail(f"cannot read {path}: {exc.strerror}") from None
+
+
+@catalog_app.command("export")
+def catalog_export(
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON array")] = True,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Print the item catalog (contract.md 'Catalog export')."""
+    import orjson
+
+    from rules.catalog import CatalogError, load_catalog
+
+    settings = _settings(catalog_dir=catalog)
+    try:
+        items = load_catalog(settings.catalog_dir).export()
+    except CatalogError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(items, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        for it in items:
+            typer.echo(f"{it['code']:10} {it['department']:10} {it['promised_days']:>3}/"
+                       f"{it['legal_days']:<3} {it['name_zh']}")
+
+
+@schema_app.command("export")
+def schema_export(
+    out_dir: Annotated[Path, typer.Option(help="where to write the schemas")] = Path(
+        __file__).resolve().parent.parent / "producers" / "schema",
+    check: Annotated[bool, typer.Option(help="fail if the files differ from the models")] = False,
+) -> None:
+    """Write (or --check) the JSON Schemas generated from the contract models."""
+    from producers.schema_files import check_schemas, write_schemas
+
+    if check:
+        stale = check_schemas(out_dir)
+        if stale:
+            raise _fail(f"schemas out of date: {', '.join(stale)}; run 'jiancha schema export'")
+        typer.echo("schemas match the models")
+    else:
+        for path in write_schemas(out_dir):
+            typer.echo(f"wrote {path}")
+
+
+@app.command()
+def send(
+    events: Annotated[Path, typer.Argument(help="JSON Lines file of events", exists=True,
+                                           dir_okay=False)],
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Send a file of events to Kafka (validated, signed, keyed by case_id)."""
+    import asyncio
+
+    from producers.send import send_file
+
+    report = asyncio.run(send_file(events, _settings(), progress=not no_progress))
+    for err in report.errors[:20]:
+        typer.echo(err, err=True)
+    typer.echo(f"sent {report.sent}, invalid {report.invalid}", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    rate: Annotated[float, typer.Option(help="cases started per second")] = 5.0,
+    duration: Annotated[float | None, typer.Option(help="seconds to run (default: forever)")] = None,
+    violations: Annotated[float, typer.Option(help="share of cases with a violation")] = 0.1,
+    seed: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Send realistic department traffic (with a few violations) to Kafka."""
+    import asyncio
+
+    from producers.simulator import run_live
+
+    settings = _settings()
+    asyncio.run(run_live(settings, rate=rate, duration=duration, violations=violations, seed=seed))
+
+
+@app.command()
+def demo(
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1800.0,
+) -> None:
+    """Run everything locally: Tansu broker, Redis, the worker, the simulator; show alerts."""
+    from jiancha.demo import run_demo
+
+    raise typer.Exit(run_demo(duration=duration, speed=speed))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Per-case state: the facts (accepted events) of one case and the alerts already raised.
+
+Rules are pure functions of the facts, so the state stores facts only; every deadline
+is derived from them again after a restart. Encoded compactly (orjson) for the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from producers.contract import ApprovalEvent, Step
+
+_STEPS = {s.value: s for s in Step}
+
+
+@dataclass(slots=True)
+class Fact:
+    """One accepted event of a case, as the rules see it."""
+
+    event_id: str
+    step: Step
+    at: float  # occurred_at, epoch seconds
+    actor: str
+    department: str
+    attrs: dict[str, Any]
+    received: float  # when the engine received it, epoch seconds
+
+    @classmethod
+    def from_event(cls, ev: ApprovalEvent, received: datetime) -> Fact:
+        return cls(
+            ev.event_id,
+            ev.step,
+            ev.occurred_at.timestamp(),
+            ev.effective_actor,
+            ev.department,
+            dict(ev.attributes),
+            received.timestamp(),
+        )
+
+    def encode(self) -> list[Any]:
+        return [self.event_id, self.step.value, self.at, self.actor, self.department,
+                self.attrs or None, self.received]
+
+    @classmethod
+    def decode(cls, raw: list[Any]) -> Fact:
+        eid, step, at, actor, dept, attrs, received = raw
+        return cls(eid, _STEPS[step], at, actor, dept, attrs or {}, received)
+
+
+@dataclass(slots=True)
+class CaseState:
+    case_id: str
+    item_code: str
+    partition: int = -1
+    facts: list[Fact] = field(default_factory=list)
+    raised: dict[str, int] = field(default_factory=dict)  # alert_id -> severity rank
+
+    def has_event(self, department: str, event_id: str) -> bool:
+        return any(f.event_id == event_id and f.department == department for f in self.facts)
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {"c": self.case_id, "i": self.item_code, "p": self.partition,
+             "f": [f.encode() for f in self.facts], "r": self.raised}
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CaseState:
+        d = orjson.loads(raw)
+        return cls(d["c"], d["i"], d["p"], [Fact.decode(f) for f in d["f"]], d["r"])
+
+
+def epoch_to_dt(ts: float, tz: Any = UTC) -> datetime:
+    return datetime.fromtimestamp(ts, tz)

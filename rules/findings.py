@@ -1,0 +1,130 @@
+"""What a check returns, and the read-only view of a case that checks ask."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from producers.contract import LAWFUL_SUSPENSION_REASONS, Step
+from rules.case import CaseState, Fact
+from rules.catalog import Item
+from rules.counted_time import Pause, WorkingTime
+from rules.ruleset import RuleSettings
+
+#: Art. 32: notice of corrections, acceptance or refusal within 5 working days.
+INTAKE_DAYS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One violation a check sees in the facts; raised as an alert once ``due_at`` passed.
+
+    ``distinct`` (with rule and case) makes the alert id; ``details`` holds the numbers
+    the alert text quotes. Both must depend on the facts only, never on "now", so that
+    the worker and replay raise the same alert whenever they evaluate.
+    """
+
+    distinct: tuple[str, ...]
+    event_time: datetime
+    due_at: datetime
+    evidence: tuple[str, ...] = ()
+    actor: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+Check = Callable[["CaseView", Mapping[str, Any]], Iterable[Finding]]
+
+
+class CaseView:
+    """The facts of one case in event-time order, with the derived times the law uses."""
+
+    def __init__(self, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings) -> None:
+        self.state = state
+        self.item = item
+        self.wt = wt
+        self.settings = settings
+        self.facts: list[Fact] = sorted(state.facts, key=lambda f: f.at)  # stable: ties by arrival
+        self._by_step: dict[Step, list[Fact]] = {}
+        for f in self.facts:
+            self._by_step.setdefault(f.step, []).append(f)
+
+    @property
+    def case_id(self) -> str:
+        return self.state.case_id
+
+    def all(self, step: Step) -> list[Fact]:
+        return self._by_step.get(step, [])
+
+    def first(self, step: Step) -> Fact | None:
+        facts = self._by_step.get(step)
+        return facts[0] if facts else None
+
+    def dt(self, ts: float) -> datetime:
+        return datetime.fromtimestamp(ts, self.wt.tz)
+
+    # --- derived times ------------------------------------------------------------------
+
+    @cached_property
+    def submitted(self) -> Fact | None:
+        return self.first(Step.submitted)
+
+    @cached_property
+    def intake_deadline(self) -> datetime | None:
+        """5 working days after submission (Art. 32)."""
+        sub = self.submitted
+        return self.wt.working_deadline(self.dt(sub.at), INTAKE_DAYS) if sub else None
+
+    @cached_property
+    def refused(self) -> bool:
+        return self.first(Step.rejected_at_intake) is not None or any(
+            f.attrs.get("outcome") == "deny" for f in self.all(Step.decided)
+        )
+
+    @cached_property
+    def decision_start(self) -> tuple[datetime, str, Fact] | None:
+        """When the decision clock starts: (instant, basis, fact).
+
+        Acceptance in time starts it; with no acceptance, refusal or correction notice
+        within 5 working days the application is deemed accepted on the day it was
+        received (Art. 32), so the clock runs from submission.
+        """
+        accepted = self.first(Step.accepted)
+        sub = self.submitted
+        if sub is None:
+            return (self.dt(accepted.at), "accepted", accepted) if accepted else None
+        limit = self.intake_deadline
+        assert limit is not None
+        notice = self.first(Step.supplement_requested)
+        if accepted is not None and (
+            accepted.at <= limit.timestamp() or (notice is not None and notice.at <= limit.timestamp())
+        ):
+            return self.dt(accepted.at), "accepted", accepted
+        if accepted is None and notice is not None and notice.at <= limit.timestamp():
+            return None  # waiting for the applicant's corrected materials
+        return self.dt(sub.at), "deemed_accepted", sub
+
+    @cached_property
+    def pauses(self) -> list[Pause]:
+        """Suspensions for Art. 45 reasons: the only ones that stop the clock."""
+        out: list[Pause] = []
+        resumes = [f.at for f in self.all(Step.resumed)]
+        for s in self.all(Step.suspended):
+            if str(s.attrs.get("reason", "")) not in LAWFUL_SUSPENSION_REASONS:
+                continue
+            if out and out[-1][1] is None:
+                continue  # already suspended
+            if out and out[-1][1] is not None and s.at < out[-1][1].timestamp():
+                continue
+            end = next((r for r in resumes if r >= s.at), None)
+            out.append((self.dt(s.at), self.dt(end) if end is not None else None))
+        return out
+
+    @cached_property
+    def ended(self) -> Fact | None:
+        """The first fact that ends the decision clock: decision, refusal at intake, withdrawal."""
+        ends = [f for s in (Step.decided, Step.rejected_at_intake, Step.withdrawn)
+                for f in self.all(s)]
+        return min(ends, key=lambda f: f.at) if ends else None
