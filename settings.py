@@ -83,7 +83,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path(tempfile.gettempdir()) / "jiancha", description="Faust's local data directory"
     )
-    rules_file: Path | None = Field(None, description="rule set YAML (default: rules/rules.yaml)")
+    rules_dir: Path | None = Field(
+        None, description="rule set: a directory of YAML files (default: rules/ruleset)"
+    )
 
     # --- Clock -----------------------------------------------------------------------
     clock_start: datetime | None = Field(

@@ -58,7 +58,7 @@ def faust_credentials(settings: Settings) -> Any:
 def create_app(settings: Settings) -> faust.App:
     metrics = EngineMetrics()
     engine = build_engine(
-        settings.catalog_dir, settings.rules_file, settings.calendar_file, settings.timezone,
+        settings.catalog_dir, settings.rules_dir, settings.calendar_file, settings.timezone,
         settings.allowed_lateness_seconds,
         on_calendar_fallback=lambda year: metrics.calendar_fallback.labels(str(year)).inc(),
     )

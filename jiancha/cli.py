@@ -12,7 +12,7 @@ import typer
 
 from settings import Settings, SettingsError, load_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="jiancha 监察: real-time supervision of administrative approvals.")
 catalog_app = typer.Typer(no_args_is_help=True, help="The item catalog (事项目录).")
 schema_app = typer.Typer(no_args_is_help=True, help="The wire contract's JSON Schemas.")
@@ -53,14 +53,14 @@ def replay(
                                            allow_dash=True)],
     until: Annotated[str | None, typer.Option(help="RFC 3339 instant the clock ends at")] = None,
     catalog: CatalogOpt = None,
-    rules: Annotated[Path | None, typer.Option(help="rule set YAML")] = None,
+    rules: Annotated[Path | None, typer.Option(help="rule set directory (or one YAML file)")] = None,
     calendar: Annotated[Path | None, typer.Option(help="operator calendar YAML")] = None,
 ) -> None:
     """Replay events offline through the worker's rules; alerts as JSON Lines on stdout."""
     from rules.factory import build_engine
     from rules.replay import replay as run_replay
 
-    settings = _settings(catalog_dir=catalog, rules_file=rules, calendar_file=calendar)
+    settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     until_dt = None
     if until is not None:
         try:
@@ -70,7 +70,7 @@ def replay(
         if until_dt.tzinfo is None:
             raise _fail(f"--until {until!r}: needs an offset, e.g. +08:00")
     try:
-        engine = build_engine(settings.catalog_dir, settings.rules_file, settings.calendar_file,
+        engine = build_engine(settings.catalog_dir, settings.rules_dir, settings.calendar_file,
                               settings.timezone, settings.allowed_lateness_seconds)
     except ValueError as exc:
         raise _fail(str(exc)) from None

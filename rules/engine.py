@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from producers.contract import SEVERITY_RANK, Alert, ApprovalEvent, make_alert_id
+from producers.contract import SEVERITY_RANK, Alert, ApprovalEvent, Severity, make_alert_id
 from rules.case import CaseState, Fact
 from rules.catalog import Catalog, Item
 from rules.checks import CHECKS
 from rules.counted_time import WorkingTime
 from rules.findings import CaseView, Check, Finding
-from rules.ruleset import RuleSet
+from rules.rulebook import RuleSet
 
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -63,20 +63,28 @@ class Engine:
         view = self.view(state)
         alerts: list[Alert] = []
         next_due: datetime | None = None
+        escalate_after = self.ruleset.settings.escalation_working_days
         for rule, check in self.checks.items():
             if not self.ruleset.enabled(rule, view.item.code):
                 continue
-            config = self.ruleset.rules[rule]
-            rank = SEVERITY_RANK[config.severity]
+            severity = self.ruleset.rules[rule].severity
             for finding in check(view, self.ruleset.params(rule, view.item.code)):
                 alert_id = make_alert_id(rule, state.case_id, *finding.distinct)
-                if state.raised.get(alert_id, 0) >= rank:
-                    continue
-                if finding.due_at <= now:
-                    state.raised[alert_id] = rank
-                    alerts.append(self._render(rule, alert_id, view, finding, now))
-                elif next_due is None or finding.due_at < next_due:
-                    next_due = finding.due_at
+                stages = [(severity, finding.due_at)]
+                if severity == "red" and finding.escalates:
+                    escalation = self.working_time.working_deadline(finding.event_time, escalate_after)
+                    if finding.corrected_at is None or finding.corrected_at > escalation.timestamp():
+                        stages.append(("escalated", max(escalation, finding.due_at)))
+                for stage, due in stages:
+                    if state.raised.get(alert_id, 0) >= SEVERITY_RANK[stage]:
+                        continue
+                    if due <= now:
+                        state.raised[alert_id] = SEVERITY_RANK[stage]
+                        alerts.append(self._render(rule, stage, alert_id, view, finding, now))
+                    else:
+                        if next_due is None or due < next_due:
+                            next_due = due
+                        break
         return alerts, next_due
 
     def next_due(self, state: CaseState) -> datetime | None:
@@ -84,25 +92,33 @@ class Engine:
         rebuild the deadline index after a restart or rebalance)."""
         return self.evaluate(state, _BEGINNING)[1]
 
-    def _render(self, rule: str, alert_id: str, view: CaseView, f: Finding, now: datetime) -> Alert:
+    def _render(self, rule: str, severity: Severity, alert_id: str, view: CaseView, f: Finding,
+                now: datetime) -> Alert:
         config = self.ruleset.rules[rule]
+        zh, en = config.message_zh, config.message_en
+        details = dict(f.details)
+        if severity == "escalated":
+            days = self.ruleset.settings.escalation_working_days
+            zh = f"【督办】逾 {days} 个工作日仍未纠正：" + zh
+            en = f"[Escalated: not corrected within {days} working days] " + en
+            details["escalated_after_working_days"] = days
         item: Item = view.item
-        fields = _Blank(f.details)
+        fields = _Blank(details)
         fields.update(case_id=view.case_id, item_code=item.code, item_zh=item.name_zh,
                       item_en=item.name_en, department=item.department)
         return Alert(
             alert_id=alert_id,
             rule=rule,
-            severity=config.severity,
+            severity=severity,
             case_id=view.case_id,
             item_code=item.code,
             department=item.department,
             actor=f.actor,
             detected_at=now.astimezone(self.tz),
             event_time=f.event_time.astimezone(self.tz),
-            message_zh=config.message_zh.format_map(fields),
-            message_en=config.message_en.format_map(fields),
+            message_zh=zh.format_map(fields),
+            message_en=en.format_map(fields),
             legal_basis=config.basis,
             evidence=list(f.evidence),
-            details=dict(f.details),
+            details=details,
         )

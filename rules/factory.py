@@ -11,18 +11,18 @@ from rules.catalog import load_catalog
 from rules.checks import CHECKS
 from rules.counted_time import WorkingTime
 from rules.engine import Engine
-from rules.ruleset import DEFAULT_RULES_FILE, load_ruleset
+from rules.rulebook import DEFAULT_RULES_DIR, load_ruleset
 
 
 def build_engine(
     catalog_dir: Path,
-    rules_file: Path | None = None,
+    rules_dir: Path | None = None,
     calendar_file: Path | None = None,
     timezone: str = "Asia/Shanghai",
     allowed_lateness_seconds: float | None = None,
     on_calendar_fallback: Callable[[int], None] | None = None,
 ) -> Engine:
-    ruleset = load_ruleset(rules_file or DEFAULT_RULES_FILE, known_rules=set(CHECKS))
+    ruleset = load_ruleset(rules_dir or DEFAULT_RULES_DIR, known_rules=set(CHECKS))
     if allowed_lateness_seconds is not None:
         ruleset.settings.allowed_lateness_minutes = allowed_lateness_seconds / 60
     calendar = OfficialCalendar.from_file(calendar_file, on_calendar_fallback)

@@ -12,7 +12,7 @@ from producers.contract import LAWFUL_SUSPENSION_REASONS, Step
 from rules.case import CaseState, Fact
 from rules.catalog import Item
 from rules.counted_time import Pause, WorkingTime
-from rules.ruleset import RuleSettings
+from rules.rulebook import RuleSettings
 
 #: Art. 32: notice of corrections, acceptance or refusal within 5 working days.
 INTAKE_DAYS = 5
@@ -33,6 +33,12 @@ class Finding:
     evidence: tuple[str, ...] = ()
     actor: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    #: when the missing action happened (decision made, delivery done): a red finding not
+    #: corrected within the escalation period becomes ``escalated`` (督办)
+    corrected_at: float | None = None
+    #: False where only the bureau can correct it (fees, conflicts of duty): no escalation
+    #: from the facts; the alert lifecycle handles those
+    escalates: bool = True
 
 
 Check = Callable[["CaseView", Mapping[str, Any]], Iterable[Finding]]

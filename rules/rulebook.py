@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-DEFAULT_RULES_FILE = Path(__file__).resolve().parent / "rules.yaml"
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "ruleset"
 
 
 class RuleSetError(ValueError):
@@ -69,30 +69,65 @@ class RuleSet(BaseModel):
         return {**base, **override.params} if override else base
 
 
-def load_ruleset(path: Path | str = DEFAULT_RULES_FILE, known_rules: set[str] | None = None) -> RuleSet:
-    path = Path(path)
+def load_ruleset(source: Path | str = DEFAULT_RULES_DIR, known_rules: set[str] | None = None) -> RuleSet:
+    """Load a rule set from a directory of YAML files (merged) or from one file."""
+    source = Path(source)
+    files = sorted(source.glob("*.yaml")) if source.is_dir() else [source]
+    if not files:
+        raise RuleSetError(f"{source}: no *.yaml rule files")
+    merged: dict[str, Any] = {"rules": {}, "item_overrides": {}}
+    origin: dict[str, Path] = {}
+    for path in files:
+        doc = _read(path)
+        for rule, spec in (doc.pop("rules", None) or {}).items():
+            if rule in origin:
+                raise RuleSetError(f"{path}: rules.{rule}: already defined in {origin[rule]}")
+            origin[rule] = path
+            merged["rules"][rule] = spec
+        for item, spec in (doc.pop("item_overrides", None) or {}).items():
+            merged["item_overrides"].setdefault(item, {}).update(spec or {})
+        if "settings" in doc:
+            if "settings" in merged:
+                raise RuleSetError(f"{path}: settings: already given in another file")
+            merged["settings"] = doc.pop("settings")
+        if doc:
+            raise RuleSetError(f"{path}: unknown key(s) {sorted(doc)}; expected rules, "
+                               "settings, item_overrides")
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RuleSetError(f"{path}: cannot read rules file: {exc}") from None
-    try:
-        ruleset = RuleSet.model_validate(doc)
+        ruleset = RuleSet.model_validate(merged)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"{_where(e['loc'], origin)}{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors()
         )
-        raise RuleSetError(f"{path}: {problems}") from None
+        raise RuleSetError(f"{source}: {problems}") from None
     if known_rules is not None:
         unknown = sorted(set(ruleset.rules) - known_rules)
         if unknown:
-            raise RuleSetError(f"{path}: rules.{unknown[0]}: no check function has this name "
-                               f"(known: {', '.join(sorted(known_rules))})")
+            raise RuleSetError(f"{origin[unknown[0]]}: rules.{unknown[0]}: no check function has "
+                               f"this name (known: {', '.join(sorted(known_rules))})")
         missing = sorted(known_rules - set(ruleset.rules))
         if missing:
-            raise RuleSetError(f"{path}: rules: {', '.join(missing)} missing (every check "
+            raise RuleSetError(f"{source}: rules: {', '.join(missing)} missing (every check "
                                "needs its severity, basis and messages)")
         for item, overrides in ruleset.item_overrides.items():
             for rule in overrides:
                 if rule not in known_rules:
-                    raise RuleSetError(f"{path}: item_overrides.{item}.{rule}: unknown rule")
+                    raise RuleSetError(f"{source}: item_overrides.{item}.{rule}: unknown rule")
     return ruleset
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise RuleSetError(f"{path}: cannot read rules file: {exc}") from None
+    if not isinstance(doc, dict):
+        raise RuleSetError(f"{path}: expected a mapping")
+    return doc
+
+
+def _where(loc: tuple[Any, ...], origin: dict[str, Path]) -> str:
+    if len(loc) > 1 and loc[0] == "rules" and loc[1] in origin:
+        return f"{origin[loc[1]].name}: "
+    return ""

@@ -1,8 +1,4 @@
-"""The checks: one small pure function per rule, and the table that names them.
-
-A check reads a :class:`CaseView` and yields :class:`Finding` s. A new rule is a new
-function here, a line in :data:`CHECKS` and an entry in ``rules.yaml``.
-"""
+"""Process checks: the order of the item's required steps."""
 
 from __future__ import annotations
 
@@ -80,40 +76,7 @@ def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
             )
 
 
-def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
-    """No decision when the promised limit (counted working days) is used up."""
-    start = case.decision_start
-    if start is None:
-        return
-    start_at, basis, start_fact = start
-    limit = case.item.promised_days
-    deadline = case.wt.counted_deadline(start_at, limit, case.pauses)
-    if deadline is None:
-        return  # suspended for an Art. 45 reason: the clock stands still
-    ended = case.ended
-    if ended is not None and ended.at <= deadline.timestamp():
-        return
-    due = deadline
-    if basis == "deemed_accepted" and case.intake_deadline and case.intake_deadline > due:
-        due = case.intake_deadline  # an acceptance could still arrive until then
-    yield Finding(
-        distinct=(),
-        event_time=deadline,
-        due_at=due,
-        evidence=(start_fact.event_id,),
-        actor=start_fact.actor if start_fact.actor != "applicant" else None,
-        details={
-            "limit": limit,
-            "used": limit,
-            "deadline": deadline.isoformat(),
-            "clock_start": start_at.isoformat(),
-            "clock_basis": basis,
-        },
-    )
 
-
-#: rule name -> check. Severity, basis, text and thresholds are in rules.yaml.
 CHECKS: dict[str, Check] = {
     "process.skipped_step": skipped_step,
-    "deadline.promise_broken": promise_broken,
 }

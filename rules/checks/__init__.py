@@ -1,0 +1,17 @@
+"""The checks: one small pure function per rule, grouped by concern, and the table that
+names them. A check reads a :class:`~rules.findings.CaseView` and yields
+:class:`~rules.findings.Finding` s. A new rule is a function in one of these modules, a
+line in that module's ``CHECKS`` and an entry in ``rules/ruleset/*.yaml``.
+"""
+
+from __future__ import annotations
+
+from rules.checks import deadlines, process
+from rules.findings import Check
+
+CHECKS: dict[str, Check] = {}
+for _module in (process, deadlines):
+    for _name, _check in _module.CHECKS.items():
+        if _name in CHECKS:
+            raise RuntimeError(f"rule {_name} is defined twice")
+        CHECKS[_name] = _check
