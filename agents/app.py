@@ -141,11 +141,15 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway
+        return web.bytes(generate_latest(metrics.registry),
+                         content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4")
 
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "cases": len(cases.data), "scheduled": len(sv.index)})
+        return web.json({"status": "ok", "ready": sv.ready and not app.rebalancing,
+                         "cases": len(cases.data), "scheduled": len(sv.index),
+                         "partitions": sorted(active_partitions())})
 
     @app.task
     async def started() -> None:

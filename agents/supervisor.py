@@ -36,6 +36,7 @@ class Supervisor:
     sink: AlertSink
     metrics: EngineMetrics
     index: DeadlineIndex = field(default_factory=DeadlineIndex)
+    ready: bool = False  # partitions assigned and the case table recovered
 
     def decide(
         self, key: bytes | None, raw: bytes, cases: MutableMapping[bytes, bytes]
@@ -114,6 +115,7 @@ class Supervisor:
             self.index.schedule(state.case_id, nxt.timestamp() if nxt else None)
         self.metrics.cases.set(n)
         self.metrics.deadlines_scheduled.set(len(self.index))
+        self.ready = True
         return n
 
     async def publish(self, alerts: list[Alert], started: float) -> None:

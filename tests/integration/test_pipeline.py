@@ -1,0 +1,180 @@
+"""Producer -> Tansu broker -> jiancha worker -> Redis, end to end, with real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import pytest
+
+from tests.events import at, case, event
+
+pytestmark = pytest.mark.integration
+
+GONGSHANG_KEY = b"k-gongshang-2026"
+
+
+@pytest.fixture(scope="module")
+def running(stack, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One worker on a simulated clock at 2026-12-01 09:00 running 60x, gongshang signs."""
+    from tests.integration.conftest import WorkerSpec
+
+    keys = tmp_path_factory.mktemp("keys") / "keys.yaml"
+    keys.write_text(f"gongshang: {GONGSHANG_KEY.decode()}\n")
+    spec = WorkerSpec(stack, extra_env={
+        "JIANCHA_CLOCK_START": "2026-12-01T09:00:00+08:00",
+        "JIANCHA_CLOCK_SPEED": "60",
+        "JIANCHA_CLOCK_ANCHOR": str(time.time()),
+        "JIANCHA_DEPARTMENT_KEYS_FILE": str(keys),
+    })
+    worker = spec.start_worker()
+    yield spec, worker
+    worker.stop()
+
+
+def test_skipped_step_reaches_redis(running) -> None:  # type: ignore[no-untyped-def]
+    spec, _ = running
+    spec.send(case("SKIP-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
+                              ("decided", "2026-12-01 08:00")]))
+    alerts = spec.wait_alerts(lambda a: any(x["case_id"] == "SKIP-1" for x in a))
+    skipped = [a for a in alerts if a["case_id"] == "SKIP-1" and a["rule"] == "process.skipped_step"]
+    assert len(skipped) == 1
+    alert = skipped[0]
+    assert alert["severity"] == "red" and alert["details"]["missing"] == "reviewed"
+    assert alert["event_time"] == "2026-12-01T08:00:00+08:00"
+    r = spec.redis()
+    stored = r.hgetall(f"{spec.prefix}alert:{alert['alert_id']}")
+    assert stored["status"] == "open" and stored["rule"] == "process.skipped_step"
+    assert r.zscore(f"{spec.prefix}open", alert["alert_id"]) is not None
+    assert r.zscore(f"{spec.prefix}open:gongan", alert["alert_id"]) is not None
+
+
+def test_out_of_order_within_lateness_is_no_alarm(running) -> None:  # type: ignore[no-untyped-def]
+    spec, _ = running
+    # the decision arrives before the review it depends on; both within the lateness
+    events = case("ORDER-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
+                              ("decided", "2026-12-01 08:58"), ("reviewed", "2026-12-01 08:57")])
+    spec.send(events)
+    spec.send(case("MARK-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
+                              ("decided", "2026-12-01 08:00")]))
+    spec.wait_alerts(lambda a: any(x["case_id"] == "MARK-1" for x in a))
+    time.sleep(12)  # the simulated clock passes 09:08, the end of the allowed lateness
+    assert not [a for a in spec.alerts()
+                if a["case_id"] == "ORDER-1" and a["rule"] == "process.skipped_step"]
+
+
+def _dlq(spec, count: int, timeout: float = 30) -> list[tuple[bytes, dict[str, bytes]]]:  # type: ignore[no-untyped-def]
+    from aiokafka import AIOKafkaConsumer
+
+    async def go() -> list[tuple[bytes, dict[str, bytes]]]:
+        c = AIOKafkaConsumer(spec.dlq_topic, bootstrap_servers=spec.stack.bootstrap,
+                             auto_offset_reset="earliest", group_id=None)
+        await c.start()
+        out = []
+        try:
+            end = time.monotonic() + timeout
+            while len(out) < count and time.monotonic() < end:
+                batch = await c.getmany(timeout_ms=500)
+                for msgs in batch.values():
+                    out.extend((m.value, dict(m.headers)) for m in msgs)
+        finally:
+            await c.stop()
+        return out
+
+    return asyncio.run(go())
+
+
+def test_bad_events_reach_the_dlq_with_reasons_and_the_worker_goes_on(running) -> None:  # type: ignore[no-untyped-def]
+    spec, worker = running
+    good = event("DLQ-OK", "submitted", "2026-11-30 09:00")
+    forged = event("DLQ-F", "submitted", "2026-11-30 09:00", item="T-FEE", department="gongshang",
+                   key=b"not-the-key")
+    unsigned = event("DLQ-U", "submitted", "2026-11-30 09:00", item="T-FEE", department="gongshang")
+    signed = event("DLQ-S", "submitted", "2026-11-30 09:00", item="T-FEE", department="gongshang",
+                   key=GONGSHANG_KEY)
+    unknown = event("DLQ-X", "submitted", "2026-11-30 09:00", item="NO-SUCH-ITEM")
+    missing_field = event("DLQ-M", "decided", "2026-11-30 09:00")  # decided without outcome
+    spec.send([good, good, forged, unsigned, signed, unknown, missing_field],
+              raw=[(b"DLQ-J", b"{not json"), (b"wrong-key", _bytes(event("DLQ-K", "submitted",
+                                                                       "2026-11-30 09:00")))])
+    dead = _dlq(spec, 7)
+    reasons = sorted(h["jiancha-reason"].decode() for _, h in dead)
+    assert reasons == sorted(["duplicate_event_id", "bad_signature", "missing_signature",
+                              "unknown_item", "invalid_event", "invalid_json", "wrong_key"])
+    by_reason = {h["jiancha-reason"].decode(): (v, h) for v, h in dead}
+    assert by_reason["invalid_json"][0] == b"{not json"  # the original bytes
+    assert b"attributes.outcome" in by_reason["invalid_event"][1]["jiancha-error"]
+    assert by_reason["bad_signature"][1]["jiancha-source"].startswith(spec.events_topic.encode())
+    # the worker is still alive and still raises alerts
+    spec.send(case("AFTER-DLQ", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
+                                 ("decided", "2026-12-01 08:00")]))
+    spec.wait_alerts(lambda a: any(x["case_id"] == "AFTER-DLQ" for x in a))
+    metrics = worker.metrics()
+    assert 'jiancha_events_rejected_total{reason="invalid_json"} 1.0' in metrics
+    assert 'jiancha_events_rejected_total{reason="bad_signature"} 1.0' in metrics
+
+
+def test_metrics_are_served(running) -> None:  # type: ignore[no-untyped-def]
+    spec, worker = running
+    spec.send(case("MET-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
+                             ("decided", "2026-12-01 08:00")]))
+    spec.wait_alerts(lambda a: any(x["case_id"] == "MET-1" for x in a))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = worker.metrics()
+        if "jiancha_consumer_lag{" in text and "jiancha_open_alerts{" in text:
+            break
+        time.sleep(0.5)
+    for name in ("jiancha_events_ingested_total", "jiancha_alerts_total",
+                 "jiancha_event_to_alert_seconds_bucket", "jiancha_open_alerts",
+                 "jiancha_consumer_lag", "jiancha_events_rejected_total"):
+        assert name in text, name
+    assert ('jiancha_alerts_total{department="gongan",rule="process.skipped_step",severity="red"}'
+            in text)
+
+
+def _bytes(e: dict) -> bytes:
+    import json
+
+    return json.dumps(e).encode()
+
+
+def test_promise_deadline_fires_with_no_further_event_and_after_restart(stack) -> None:  # type: ignore[no-untyped-def]
+    """T-SHORT promises 1 working day: accepted Mon 2026-11-30, the promise ends at 24:00 on
+    Tue 2026-12-01. The simulated clock starts shortly before that instant; the worker is
+    restarted before it, and the alert must still fire, once, at the deadline."""
+    from tests.integration.conftest import WorkerSpec
+
+    deadline = at("2026-12-02 00:00")
+    lead = 30.0  # real seconds from now to the deadline
+    anchor = time.time()
+    spec = WorkerSpec(stack, extra_env={
+        "JIANCHA_CLOCK_START": (deadline - timedelta(seconds=lead)).isoformat(),
+        "JIANCHA_CLOCK_SPEED": "1",
+        "JIANCHA_CLOCK_ANCHOR": str(anchor),
+    })
+    worker = spec.start_worker("w1")
+    spec.send(case("PROM-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
+                              ("reviewed", "2026-12-01 10:00")]))
+    spec.send(case("PROM-OK", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
+                               ("reviewed", "2026-12-01 10:00"), ("decided", "2026-12-01 11:00")]))
+    time.sleep(1.0)
+    assert not [a for a in spec.alerts() if a["rule"] == "deadline.promise_broken"]
+    worker.stop()  # restart: the new worker rebuilds the deadline index from the table
+    assert time.time() < anchor + lead - 5, "the test machine is too slow for this timing"
+    worker = spec.start_worker("w2")
+    try:
+        assert time.time() < anchor + lead, "restart took longer than the lead time"
+        assert not [a for a in spec.alerts() if a["rule"] == "deadline.promise_broken"]
+        alerts = spec.wait_alerts(
+            lambda a: any(x["rule"] == "deadline.promise_broken" for x in a), timeout=lead + 20)
+        fired_at = time.time()
+        broken = [a for a in alerts if a["rule"] == "deadline.promise_broken"]
+        assert [a["case_id"] for a in broken] == ["PROM-1"]
+        assert broken[0]["event_time"] == "2026-12-02T00:00:00+08:00"
+        assert broken[0]["detected_at"] >= "2026-12-02T00:00:00+08:00"
+        assert fired_at >= anchor + lead - 0.5  # not before the deadline
+        assert fired_at <= anchor + lead + 5  # and promptly after it
+    finally:
+        worker.stop()
