@@ -16,18 +16,12 @@ from agents.sinks.redis import RedisAlertSink, redis_client
 from agents.supervisor import Supervisor
 from producers.keys import DepartmentKeys
 from rules.case import CaseState
-from rules.clock import Clock, SimulatedClock, WallClock
+from rules.clock import make_clock
 from rules.factory import build_engine
 from rules.ingest import Gate
 from settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def make_clock(settings: Settings) -> Clock:
-    if settings.clock_start is None:
-        return WallClock()
-    return SimulatedClock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -69,7 +63,8 @@ def create_app(settings: Settings) -> faust.App:
     client = redis_client(settings.redis_url, settings.redis_username, password)
     sink = RedisAlertSink(client, settings.redis_prefix,
                           on_error=lambda exc: metrics.sink_errors.labels("redis").inc())
-    sv = Supervisor(engine, gate, make_clock(settings), sink, metrics)
+    clock = make_clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
+    sv = Supervisor(engine, gate, clock, sink, metrics)
 
     n = settings.topic_partitions
     app = faust.App(
@@ -113,8 +108,9 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(events, name="supervise")
     async def supervise(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            await sv.on_event(event.key, event.value, event.message.partition, cases,
-                              dead_letter)
+            msg = event.message
+            await sv.on_event(event.key, event.value, msg.partition, msg.offset,
+                              msg.timestamp, cases, dead_letter)
 
     def write_state(key: bytes, value: bytes, partition: int) -> None:
         # outside an agent there is no current event: write the store and the changelog
@@ -122,10 +118,27 @@ def create_app(settings: Settings) -> faust.App:
         cases.data[key] = value
         cases.send_changelog(partition, key, value)
 
+    async def lagging(partition: int) -> bool:
+        """Whether records on this partition wait to be processed (a backlog)."""
+        tp = faust.types.TP(settings.events_topic, partition)
+        try:
+            end = app.consumer.highwater(tp)
+        except Exception:
+            return False
+        if end is None:
+            return False
+        last = sv.last_offset.get(partition)
+        if last is None:
+            position = await app.consumer.position(tp)
+            return position is not None and position < end
+        return last + 1 < end
+
     @app.timer(settings.deadline_tick_seconds, name="fire_deadlines")
     async def fire_deadlines() -> None:
-        if not app.rebalancing:
-            await sv.on_tick(cases, active_partitions(), write_state)
+        if app.rebalancing or not sv.ready:
+            return
+        partition_now = {p: sv.partition_clock(p, await lagging(p)) for p in active_partitions()}
+        await sv.on_tick(cases, partition_now, write_state)
 
     @cases.on_recover
     async def rebuild_deadline_index() -> None:
@@ -133,7 +146,7 @@ def create_app(settings: Settings) -> faust.App:
         states = (CaseState.decode(v) for v in cases.data.values() if v is not None)
         n_cases = sv.rebuild_index(states, actives)
         log.info("deadline index rebuilt: %d cases on partitions %s, %d scheduled",
-                 n_cases, sorted(actives), len(sv.index))
+                 n_cases, sorted(actives), sv.scheduled())
 
     @app.timer(5.0, name="observe")
     async def observe() -> None:
@@ -148,11 +161,17 @@ def create_app(settings: Settings) -> faust.App:
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "ready": sv.ready and not app.rebalancing,
-                         "cases": len(cases.data), "scheduled": len(sv.index),
+                         "cases": len(cases.data), "scheduled": sv.scheduled(),
                          "partitions": sorted(active_partitions())})
 
     @app.task
     async def started() -> None:
+        try:
+            await sink.check()
+        except Exception as exc:
+            log.critical("%s", exc)
+            await app.crash(exc)  # a wrong password will not fix itself: stop the worker
+            return
         metrics.worker_up.set(1)
 
     return app

@@ -1,15 +1,24 @@
 """What one worker does with an event and with a due deadline, apart from Faust wiring.
 
-The :class:`Supervisor` owns the engine, the gate, the clock, the deadline index, the
-alert sink and the metrics. Alerts reach Redis *before* the case state that records
-them is written, so a crash in between re-raises (idempotently) instead of losing them.
+The :class:`Supervisor` owns the engine, the gate, the clock, the deadline indexes, the
+alert sink and the metrics.
+
+Two rules keep it correct under at-least-once delivery and backlogs:
+
+- Alerts reach the sink (Redis) *before* the case state that records them is written, so
+  a crash in between re-raises them (idempotently) instead of losing them.
+- Each event is judged as of when it reached Kafka (its record timestamp), and deadlines
+  on a partition that is still catching up fire by that partition's time, not the wall
+  clock: a worker working through a backlog after an outage raises the same alerts as one
+  that never stopped, instead of false deadlines for cases whose later steps are still in
+  the backlog.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,7 +34,9 @@ from rules.schedule import DeadlineIndex
 log = logging.getLogger(__name__)
 
 #: Where a rejected event goes: (key, original bytes, reason, detail).
-DeadLetter = Callable[[bytes | None, bytes, str, str], "object"]
+DeadLetter = Callable[[bytes | None, bytes, str, str], Awaitable[None]]
+#: Write a case state outside an agent: (key, value, partition).
+StateWriter = Callable[[bytes, bytes, int], None]
 
 
 @dataclass
@@ -35,36 +46,61 @@ class Supervisor:
     clock: Clock
     sink: AlertSink
     metrics: EngineMetrics
-    index: DeadlineIndex = field(default_factory=DeadlineIndex)
+    indexes: dict[int, DeadlineIndex] = field(default_factory=dict)  # by partition
+    partition_time: dict[int, datetime] = field(default_factory=dict)  # judged time of last event
+    last_offset: dict[int, int] = field(default_factory=dict)
     ready: bool = False  # partitions assigned and the case table recovered
 
-    def decide(
-        self, key: bytes | None, raw: bytes, cases: MutableMapping[bytes, bytes]
-    ) -> tuple[ApprovalEvent, CaseState, datetime]:
-        """Parse and check an event against its case; raises :class:`Rejected`."""
+    def index(self, partition: int) -> DeadlineIndex:
+        idx = self.indexes.get(partition)
+        if idx is None:
+            idx = self.indexes[partition] = DeadlineIndex()
+        return idx
+
+    def scheduled(self) -> int:
+        return sum(len(i) for i in self.indexes.values())
+
+    def judged_at(self, partition: int, record_time: float | None) -> datetime:
+        """When this event counts as received: its Kafka timestamp on this clock, never in
+        the future (a producer's clock may run ahead) and never before the partition's
+        previous event (time on one partition only moves forward)."""
         now = self.clock.now()
+        t = self.clock.at(record_time) if record_time else now
+        t = min(t, now)
+        prev = self.partition_time.get(partition)
+        if prev is not None and t < prev:
+            t = prev
+        self.partition_time[partition] = t
+        return t
+
+    def decide(
+        self, key: bytes | None, raw: bytes, cases: MutableMapping[bytes, bytes], now: datetime
+    ) -> tuple[ApprovalEvent, CaseState]:
+        """Parse and check an event against its case; raises :class:`Rejected`."""
         event = self.gate.parse(raw, now)
         self.gate.check_key(event, key)
         stored = cases.get(event.case_id.encode())
         state = CaseState.decode(stored) if stored is not None else None
         self.gate.check_against_case(event, state)
-        return event, self.engine.ingest(state, event, now), now
+        return event, self.engine.ingest(state, event, now)
 
     async def on_event(
-        self, key: bytes | None, raw: bytes, partition: int,
-        cases: MutableMapping[bytes, bytes], dead_letter: DeadLetter,
+        self, key: bytes | None, raw: bytes, partition: int, offset: int,
+        record_time: float | None, cases: MutableMapping[bytes, bytes], dead_letter: DeadLetter,
     ) -> list[Alert]:
         started = time.monotonic()
+        self.last_offset[partition] = offset
+        now = self.judged_at(partition, record_time)
         try:
-            event, state, now = self.decide(key, raw, cases)
+            event, state = self.decide(key, raw, cases, now)
         except Rejected as r:
             self.metrics.events_rejected.labels(r.reason).inc()
-            await dead_letter(key, raw, r.reason, r.detail)  # type: ignore[misc]
+            await dead_letter(key, raw, r.reason, r.detail)
             return []
         except Exception as exc:  # never crash on one event
             log.exception("unexpected error on an event; sent to the DLQ")
             self.metrics.events_rejected.labels("internal_error").inc()
-            await dead_letter(key, raw, "internal_error", repr(exc))  # type: ignore[misc]
+            await dead_letter(key, raw, "internal_error", repr(exc))
             return []
         state.partition = partition
         self.metrics.events_ingested.labels(event.department, event.step.value).inc()
@@ -72,49 +108,58 @@ class Supervisor:
         if alerts:
             await self.publish(alerts, started)
         cases[event.case_id.encode()] = state.encode()
-        self.index.schedule(state.case_id, nxt.timestamp() if nxt else None)
+        self.index(partition).schedule(state.case_id, nxt.timestamp() if nxt else None)
         return alerts
 
     async def on_tick(
-        self, cases: MutableMapping[bytes, bytes], active_partitions: set[int],
-        write: Callable[[bytes, bytes, int], None],
+        self, cases: MutableMapping[bytes, bytes], partition_now: dict[int, datetime],
+        write: StateWriter,
     ) -> list[Alert]:
-        """Fire every deadline due by now, with no event needed."""
-        now = self.clock.now()
+        """Fire every deadline due by each active partition's time, with no event needed."""
         fired: list[Alert] = []
-        for case_id in list(self.index.pop_due(now.timestamp())):
-            key = case_id.encode()
-            stored = cases.get(key)
-            if stored is None:
+        for partition, now in partition_now.items():
+            index = self.indexes.get(partition)
+            if not index:
                 continue
-            state = CaseState.decode(stored)
-            if state.partition not in active_partitions:
-                continue  # moved to another worker in a rebalance
-            started = time.monotonic()
-            alerts, nxt = self.engine.evaluate(state, now)
-            if alerts:
-                await self.publish(alerts, started)
-                for a in alerts:
-                    lateness = (now - a.event_time).total_seconds()
-                    if lateness >= 0:
-                        self.metrics.deadline_lateness.observe(lateness)
-                write(key, state.encode(), state.partition)
-                fired.extend(alerts)
-            self.index.schedule(case_id, nxt.timestamp() if nxt else None)
-        self.metrics.deadlines_scheduled.set(len(self.index))
+            for case_id in list(index.pop_due(now.timestamp())):
+                key = case_id.encode()
+                stored = cases.get(key)
+                if stored is None:
+                    continue
+                state = CaseState.decode(stored)
+                started = time.monotonic()
+                alerts, nxt = self.engine.evaluate(state, now)
+                if alerts:
+                    await self.publish(alerts, started)
+                    wall = self.clock.now()
+                    for a in alerts:
+                        lateness = (wall - a.event_time).total_seconds()
+                        if a.event_time == a.detected_at or lateness >= 0:
+                            self.metrics.deadline_lateness.observe(max(0.0, lateness))
+                    write(key, state.encode(), partition)
+                    fired.extend(alerts)
+                index.schedule(case_id, nxt.timestamp() if nxt else None)
+        self.metrics.deadlines_scheduled.set(self.scheduled())
         return fired
 
+    def partition_clock(self, partition: int, lagging: bool) -> datetime:
+        """The time deadlines on this partition are judged by: the wall (or simulated)
+        clock when caught up, else the time of the last event processed from it."""
+        if lagging and partition in self.partition_time:
+            return self.partition_time[partition]
+        return self.clock.now()
+
     def rebuild_index(self, states: Iterable[CaseState], active_partitions: set[int]) -> int:
-        self.index.clear()
+        self.indexes = {p: DeadlineIndex() for p in active_partitions}
         n = 0
         for state in states:
             if state.partition not in active_partitions:
                 continue
             n += 1
             nxt = self.engine.next_due(state)
-            self.index.schedule(state.case_id, nxt.timestamp() if nxt else None)
+            self.index(state.partition).schedule(state.case_id, nxt.timestamp() if nxt else None)
         self.metrics.cases.set(n)
-        self.metrics.deadlines_scheduled.set(len(self.index))
+        self.metrics.deadlines_scheduled.set(self.scheduled())
         self.ready = True
         return n
 

@@ -42,9 +42,14 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Faust log level")] = "INFO",
 ) -> None:
     """Run the supervising Faust worker (consumes approval-events, writes alerts to Redis)."""
+    from agents.sinks.redis import RedisConfigError
+    from agents.topics import TopicMismatch
     from agents.worker import run_worker
 
-    run_worker(_settings(catalog_dir=catalog), loglevel)
+    try:
+        run_worker(_settings(catalog_dir=catalog), loglevel)
+    except (TopicMismatch, RedisConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()

@@ -74,13 +74,24 @@ class ManagedProcess:
         self.proc.wait(10)
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the parent dies (Linux), so a killed test run or demo
+    leaves no broker, Redis or worker behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def spawn(name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None) -> ManagedProcess:
     """Start ``argv`` in its own process group, output to ``log_dir/name.log``."""
     log_path = log_dir / f"{name}.log"
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=env,
+        start_new_session=True, env=env, preexec_fn=_die_with_parent,
     )
     log.close()
     return ManagedProcess(name, proc, log_path)

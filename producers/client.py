@@ -73,6 +73,9 @@ class EncodedEvent:
     event_id: str
     key: bytes
     value: bytes
+    #: Kafka record timestamp; None = now. Set by backfills so that the engine judges
+    #: each event as of when it was originally reported, not when the backfill ran.
+    timestamp_ms: int | None = None
 
 
 def _transient(exc: BaseException) -> bool:
@@ -335,7 +338,7 @@ class DepartmentProducer:
         while True:
             try:
                 return await self._require_started().send(
-                    self.topic, record.value, key=record.key
+                    self.topic, record.value, key=record.key, timestamp_ms=record.timestamp_ms
                 )
             except Exception as exc:
                 attempt += 1

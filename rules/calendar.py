@@ -133,7 +133,7 @@ def _parse_days(raw: object, where: str) -> list[date]:
 def load_calendar_file(path: Path) -> dict[int, YearOverrides]:
     try:
         doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, yaml.YAMLError, ValueError) as exc:  # ValueError: YAML dates like 2027-13-01
         raise CalendarFileError(f"{path}: cannot read calendar file: {exc}") from None
     if not isinstance(doc, dict):
         raise CalendarFileError(f"{path}: expected a mapping of year -> holidays/workdays")

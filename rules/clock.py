@@ -16,10 +16,17 @@ from typing import Protocol
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
+    def at(self, unix_time: float) -> datetime:
+        """What this clock showed at real unix time ``unix_time`` (e.g. a Kafka timestamp)."""
+        ...
+
 
 class WallClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def at(self, unix_time: float) -> datetime:
+        return datetime.fromtimestamp(unix_time, UTC)
 
 
 class SimulatedClock:
@@ -31,7 +38,14 @@ class SimulatedClock:
         self.anchor = time.time() if anchor is None else anchor
 
     def now(self) -> datetime:
-        return self.start + timedelta(seconds=(time.time() - self.anchor) * self.speed)
+        return self.at(time.time())
+
+    def at(self, unix_time: float) -> datetime:
+        return self.start + timedelta(seconds=(unix_time - self.anchor) * self.speed)
+
+    def real_time_of(self, instant: datetime) -> float:
+        """The real unix time at which this clock shows ``instant``."""
+        return self.anchor + (instant - self.start).total_seconds() / self.speed
 
     def real_seconds_until(self, instant: datetime) -> float:
         return (instant - self.now()).total_seconds() / self.speed
@@ -44,7 +58,15 @@ class EventTimeClock:
     def now(self) -> datetime:
         return self._now
 
+    def at(self, unix_time: float) -> datetime:
+        return self._now
+
     def advance(self, instant: datetime) -> None:
         """Move forward to ``instant``; never backwards (events may arrive out of order)."""
         if instant > self._now:
             self._now = instant
+
+
+def make_clock(start: datetime | None, speed: float = 1.0, anchor: float | None = None) -> Clock:
+    """The wall clock, or a simulated one when ``start`` is given (settings clock_*)."""
+    return WallClock() if start is None else SimulatedClock(start, speed, anchor)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from producers.contract import SEVERITY_RANK, Alert, ApprovalEvent, Severity, make_alert_id
@@ -23,6 +23,7 @@ from rules.findings import CaseView, Check, Finding
 from rules.rulebook import RuleSet
 
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+_TICK = timedelta(microseconds=1)
 
 
 class _Blank(dict[str, Any]):
@@ -72,7 +73,9 @@ class Engine:
                 alert_id = make_alert_id(rule, state.case_id, *finding.distinct)
                 stages = [(severity, finding.due_at)]
                 if severity == "red" and finding.escalates:
-                    escalation = self.working_time.working_deadline(finding.event_time, escalate_after)
+                    # an instant at 00:00 is the end (24:00) of the day before
+                    escalation = self.working_time.working_deadline(
+                        finding.event_time - _TICK, escalate_after)
                     if finding.corrected_at is None or finding.corrected_at > escalation.timestamp():
                         stages.append(("escalated", max(escalation, finding.due_at)))
                 for stage, due in stages:

@@ -90,27 +90,68 @@ class CaseView:
         )
 
     @cached_property
-    def decision_start(self) -> tuple[datetime, str, Fact] | None:
-        """When the decision clock starts: (instant, basis, fact).
+    def clock_start(self) -> tuple[datetime, str, Fact, datetime] | None:
+        """When the decision clock starts: (instant, basis, fact, known_at).
 
-        Acceptance in time starts it; with no acceptance, refusal or correction notice
-        within 5 working days the application is deemed accepted on the day it was
-        received (Art. 32), so the clock runs from submission.
+        ``basis`` is ``accepted``, ``deemed_accepted`` (from submission) or
+        ``deemed_accepted_after_supplement`` (from the corrected materials); ``known_at``
+        is the instant from which that start is certain (for a deemed acceptance the end
+        of the intake window plus the allowed lateness: an acceptance could still come).
+
+        - Acceptance in time starts it. With no acceptance, refusal or correction notice
+          within 5 working days of submission the application is deemed accepted on the
+          day it was received (Art. 32), so the clock runs from submission.
+        - A correction notice in time (一次性告知) stops the intake until the corrected
+          materials arrive; the clock then starts at the acceptance. If no acceptance
+          follows within 5 working days of the corrected materials, the application is
+          deemed accepted on the day they were received (the same Art. 32 rule; otherwise
+          a case could be kept off the clock for ever).
+        - A refusal at intake, a withdrawal or a decision inside the intake window with
+          no acceptance before it closes the intake: no decision clock at all.
         """
         accepted = self.first(Step.accepted)
         sub = self.submitted
         if sub is None:
-            return (self.dt(accepted.at), "accepted", accepted) if accepted else None
+            if accepted is None:
+                return None
+            at = self.dt(accepted.at)
+            return at, "accepted", accepted, at
         limit = self.intake_deadline
         assert limit is not None
+        window_fact, window_end, basis = sub, limit, "deemed_accepted"
         notice = self.first(Step.supplement_requested)
-        if accepted is not None and (
-            accepted.at <= limit.timestamp() or (notice is not None and notice.at <= limit.timestamp())
-        ):
-            return self.dt(accepted.at), "accepted", accepted
-        if accepted is None and notice is not None and notice.at <= limit.timestamp():
-            return None  # waiting for the applicant's corrected materials
-        return self.dt(sub.at), "deemed_accepted", sub
+        if notice is not None and notice.at <= limit.timestamp():
+            received = next((f for f in self.all(Step.supplement_received) if f.at >= notice.at), None)
+            if received is None:
+                if accepted is not None:
+                    at = self.dt(accepted.at)
+                    return at, "accepted", accepted, at
+                return None  # waiting for the applicant's corrected materials
+            window_fact = received
+            window_end = self.wt.working_deadline(self.dt(received.at), INTAKE_DAYS)
+            basis = "deemed_accepted_after_supplement"
+        if accepted is not None and accepted.at <= window_end.timestamp():
+            at = self.dt(accepted.at)
+            return at, "accepted", accepted, at
+        closing = [f for s in (Step.rejected_at_intake, Step.withdrawn, Step.decided)
+                   for f in self.all(s) if f.at <= window_end.timestamp()]
+        if closing and (accepted is None or min(f.at for f in closing) < accepted.at):
+            return None  # the intake was closed before anything was (deemed) accepted
+        # a deemed acceptance judges the acceptance step missing: like a skipped step, it is
+        # certain only after the allowed lateness (an acceptance may still arrive late)
+        return self.dt(window_fact.at), basis, window_fact, window_end + self.settings.allowed_lateness
+
+    @property
+    def decision_start(self) -> tuple[datetime, str, Fact] | None:
+        """(instant, basis, fact) of :attr:`clock_start`."""
+        start = self.clock_start
+        return start[:3] if start is not None else None
+
+    @property
+    def start_known_at(self) -> datetime | None:
+        """From when the decision start is certain (see :attr:`clock_start`)."""
+        start = self.clock_start
+        return start[3] if start is not None else None
 
     @cached_property
     def pauses(self) -> list[Pause]:
@@ -134,3 +175,13 @@ class CaseView:
         ends = [f for s in (Step.decided, Step.rejected_at_intake, Step.withdrawn)
                 for f in self.all(s)]
         return min(ends, key=lambda f: f.at) if ends else None
+
+    # --- integrity helpers (actor.conflict) -------------------------------------------------
+
+    @cached_property
+    def applicant_id(self) -> str | None:
+        """The hashed applicant identity given on ``submitted`` (None when the stored facts
+        do not carry it)."""
+        sub = self.submitted
+        value = getattr(sub, "applicant_id", None) if sub is not None else None
+        return value if isinstance(value, str) and value else None

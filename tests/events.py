@@ -49,9 +49,12 @@ def case(case_id: str, steps: list[tuple[str, str]], **kw: Any) -> list[dict[str
     out = []
     for step, when in steps:
         attrs: dict[str, Any] = {}
+        actor = kw.get("actor", "h1")
         if step == "decided":
             attrs = {"outcome": "grant"}
+            actor = kw.get("decider", "h2")  # segregation of duties: not the reviewer
         elif step == "reviewed":
             attrs = {"opinion": "agree"}
-        out.append(event(case_id, step, when, **kw, **attrs))
+        rest = {k: v for k, v in kw.items() if k not in ("actor", "decider")}
+        out.append(event(case_id, step, when, actor=actor, **rest, **attrs))
     return out

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
+from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -48,6 +49,10 @@ def redis_client(url: str, username: str | None = None, password: str | None = N
                                    socket_timeout=5, socket_connect_timeout=5)
 
 
+class RedisConfigError(RuntimeError):
+    """Redis refuses us for a reason that waiting will not fix (credentials, ACL)."""
+
+
 class RedisAlertSink:
     def __init__(
         self,
@@ -69,18 +74,40 @@ class RedisAlertSink:
         return [f"{p}alert:{alert.alert_id}", f"{p}alerts", f"{p}open",
                 f"{p}open:{alert.department or '-'}"]
 
+    async def check(self) -> None:
+        """Fail fast at start-up with a message that names the setting to fix."""
+        try:
+            await self.client.ping()
+        except AuthenticationError as exc:
+            raise RedisConfigError(
+                f"Redis refused the credentials ({exc}); check JIANCHA_REDIS_USERNAME and "
+                "JIANCHA_REDIS_PASSWORD") from None
+        except ResponseError as exc:
+            if "NOAUTH" in str(exc) or "NOPERM" in str(exc):
+                raise RedisConfigError(
+                    f"Redis needs a password or more permissions ({exc}); set "
+                    "JIANCHA_REDIS_PASSWORD / JIANCHA_REDIS_USERNAME") from None
+            raise
+
     async def publish(self, alerts: Sequence[Alert]) -> list[Outcome]:
+        """Store alerts; while Redis is down (or refuses us) retry with backoff, never drop."""
         if not alerts:
             return []
         backoff = 0.1
         while True:
             try:
                 return await self._write(alerts)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+                if isinstance(exc, ResponseError) and not _is_auth(exc):
+                    raise
                 if self.on_error:
                     self.on_error(exc)
-                log.warning("Redis unavailable (%s); retrying %d alert(s) in %.1fs",
-                            exc, len(alerts), backoff)
+                if isinstance(exc, AuthenticationError) or _is_auth(exc):
+                    log.error("Redis refuses jiancha's credentials (%s): fix JIANCHA_REDIS_PASSWORD"
+                              "; %d alert(s) held and retried", exc, len(alerts))
+                else:
+                    log.warning("Redis unavailable (%s); retrying %d alert(s) in %.1fs",
+                                exc, len(alerts), backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
 
@@ -99,3 +126,8 @@ class RedisAlertSink:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _is_auth(exc: Exception) -> bool:
+    text = str(exc)
+    return isinstance(exc, AuthenticationError) or "NOAUTH" in text or "NOPERM" in text

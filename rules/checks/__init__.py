@@ -6,11 +6,11 @@ line in that module's ``CHECKS`` and an entry in ``rules/ruleset/*.yaml``.
 
 from __future__ import annotations
 
-from rules.checks import deadlines, process
+from rules.checks import deadlines, intake, integrity, process
 from rules.findings import Check
 
 CHECKS: dict[str, Check] = {}
-for _module in (process, deadlines):
+for _module in (process, deadlines, intake, integrity):
     for _name, _check in _module.CHECKS.items():
         if _name in CHECKS:
             raise RuntimeError(f"rule {_name} is defined twice")

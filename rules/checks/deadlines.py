@@ -1,46 +1,334 @@
-"""Deadline checks: the promised and the legal limit, counted in working days."""
+"""Deadline checks: the promised and the legal limit counted in working days, the clock
+stops (suspensions, Art. 45) and extensions (Art. 42), and the delivery after a grant
+(Art. 44).
+
+Every deadline is derived from the facts again on each evaluation: a finding whose
+deadline lies in the future is simply not due yet (the engine schedules it), and it
+disappears once the missing action happened in time.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
+from producers.contract import LAWFUL_SUSPENSION_REASONS, Step
+from rules.case import Fact
+from rules.counted_time import DAY, Pause, WorkingTime
 from rules.findings import CaseView, Check, Finding
+
+#: Art. 44: the licence is issued and delivered within 10 working days of the grant.
+DELIVERY_DAYS = 10
+
+
+# --- helpers shared with the other time rules ---------------------------------------------
+
+
+def fmt_days(days: float) -> int | float:
+    """A number of working days as the alert text shows it (1 decimal when fractional)."""
+    rounded = round(days, 1)
+    return int(rounded) if rounded == int(rounded) else rounded
+
+
+def deadline_text(deadline: datetime, wt: WorkingTime) -> str:
+    """A deadline as people read it: local time, 24:00 of the day rather than 00:00."""
+    loc = wt.local(deadline)
+    if (loc.hour, loc.minute, loc.second, loc.microsecond) == (0, 0, 0, 0):
+        return f"{(loc.date() - timedelta(1)).isoformat()} 24:00"
+    return loc.strftime("%Y-%m-%d %H:%M")
+
+
+def working_day_number(wt: WorkingTime, start: datetime, at: datetime) -> int:
+    """On which working day after the day of ``start`` the instant ``at`` falls (the start
+    day is day 0; a non-working day counts as the next working day)."""
+    start_day = wt.local(start).date()
+    at_day = wt.local(at).date()
+    n = wt.workdays_before(at_day + timedelta(1)) - wt.workdays_before(start_day + timedelta(1))
+    return n if wt.is_workday(at_day) else n + 1
+
+
+def _staff(fact: Fact) -> str | None:
+    return fact.actor if fact.actor != "applicant" else None
+
+
+def _paused_seconds(wt: WorkingTime, start: datetime, until: datetime,
+                    pauses: Sequence[Pause]) -> float:
+    """Working seconds between the count start and ``until`` during which the clock stood."""
+    span = max(0.0, wt.working_seconds(until) - wt.count_start(start))
+    return span - wt.counted_seconds(start, until, pauses)
+
+
+def _clock_details(case: CaseView, limit: float, deadline: datetime,
+                   pauses: Sequence[Pause] | None = None) -> dict[str, Any]:
+    start = case.clock_start
+    assert start is not None
+    start_at, basis, _, _ = start
+    pauses = case.pauses if pauses is None else pauses
+    return {
+        "limit": fmt_days(limit),
+        "deadline": deadline.isoformat(),
+        "deadline_text": deadline_text(deadline, case.wt),
+        "clock_start": start_at.isoformat(),
+        "clock_basis": basis,
+        "paused_days": fmt_days(_paused_seconds(case.wt, start_at, deadline, pauses) / DAY),
+    }
+
+
+def _deadline_due(case: CaseView, deadline: datetime, known_at: datetime | None = None) -> datetime:
+    """When a deadline finding is raised: the allowed lateness after the deadline instant
+    (the alert's ``event_time`` stays the deadline), so that a decision taken just before
+    the deadline but delivered within the allowed lateness is no false alarm; and not
+    before the clock start is certain (a deemed acceptance is known only after the intake
+    window and the allowed lateness)."""
+    due = deadline + case.settings.allowed_lateness
+    return max(due, known_at) if known_at is not None else due
+
+
+def _open_at(case: CaseView, instant: datetime) -> bool:
+    """Whether no decision, refusal or withdrawal happened by ``instant``."""
+    ended = case.ended
+    return ended is None or ended.at > instant.timestamp()
+
+
+# --- the legal limit and its extension (Art. 42) -------------------------------------------
+
+
+def legal_deadline(case: CaseView) -> datetime | None:
+    """The legal limit without extension (pauses honoured); None without a clock or while
+    the clock stands still."""
+    start = case.decision_start
+    if start is None:
+        return None
+    return case.wt.counted_deadline(start[0], case.item.legal_days, case.pauses)
+
+
+def extension_problems(case: CaseView, ext: Fact, index: int) -> list[str]:
+    """Why an ``extended`` event is irregular (empty when it is a regular extension)."""
+    problems: list[str] = []
+    if index > 0:
+        problems.append("repeated")
+    approver = ext.attrs.get("approved_by")
+    if not isinstance(approver, str) or not approver.strip():
+        problems.append("no_approver")
+    days = ext.attrs.get("days")
+    if not isinstance(days, int) or isinstance(days, bool) or days <= 0:
+        problems.append("bad_days")
+    elif days > case.item.max_extension_days:
+        problems.append("too_long")
+    limit = legal_deadline(case)
+    if limit is not None and ext.at > limit.timestamp():
+        problems.append("late")
+    return problems
+
+
+def regular_extension(case: CaseView) -> Fact | None:
+    """The extension that moves the legal limit: the first one, if it is regular."""
+    extensions = case.all(Step.extended)
+    if extensions and not extension_problems(case, extensions[0], 0):
+        return extensions[0]
+    return None
+
+
+# --- the checks ----------------------------------------------------------------------------
+
+
+def approaching(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """Open case whose remaining counted time to the promise is within the threshold:
+    max(``min_working_days``, ``share_of_promise`` × the promised limit)."""
+    start = case.clock_start
+    if start is None:
+        return
+    start_at, _, start_fact, known_at = start
+    limit = case.item.promised_days
+    threshold = max(float(params.get("min_working_days", 1)),
+                    float(params.get("share_of_promise", 0.2)) * limit)
+    threshold = min(threshold, float(limit))
+    warn_at = case.wt.counted_deadline(start_at, limit - threshold, case.pauses)
+    if warn_at is None:
+        return  # suspended for an Art. 45 reason before the warning: the clock stands still
+    warn_at = max(warn_at, start_at)
+    # the deadline as it stood at the warning instant: a suspension that starts later does
+    # not change what the warning says (the same text whenever it is evaluated)
+    pauses = [p for p in case.pauses if p[0] < warn_at]
+    deadline = case.wt.counted_deadline(start_at, limit, pauses)
+    assert deadline is not None  # every pause before the warning has ended
+    due = _deadline_due(case, warn_at, known_at)
+    if due >= deadline or not _open_at(case, due):
+        return  # decided in time, or only known once the limit was already broken
+    details = _clock_details(case, limit, deadline, pauses)
+    details.update(
+        threshold=fmt_days(threshold),
+        used=fmt_days(limit - threshold),
+        remaining=fmt_days(threshold),
+    )
+    yield Finding(
+        distinct=(),
+        event_time=warn_at,
+        due_at=due,
+        evidence=(start_fact.event_id,),
+        actor=_staff(start_fact),
+        details=details,
+    )
 
 
 def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
-    """No decision when the promised limit (counted working days) is used up."""
-    start = case.decision_start
+    """No decision when the promised limit (counted working days) is used up.
+
+    Suspensions for Art. 45 reasons move it; an extension does not (it only moves the
+    legal limit: the promise to the public stands)."""
+    start = case.clock_start
     if start is None:
         return
-    start_at, basis, start_fact = start
+    start_at, _, start_fact, known_at = start
     limit = case.item.promised_days
     deadline = case.wt.counted_deadline(start_at, limit, case.pauses)
     if deadline is None:
         return  # suspended for an Art. 45 reason: the clock stands still
-    ended = case.ended
-    if ended is not None and ended.at <= deadline.timestamp():
+    if not _open_at(case, deadline):
         return
-    due = deadline
-    if basis == "deemed_accepted" and case.intake_deadline and case.intake_deadline > due:
-        due = case.intake_deadline  # an acceptance could still arrive until then
+    ended = case.ended
+    details = _clock_details(case, limit, deadline)
+    details["used"] = fmt_days(limit)
     yield Finding(
         distinct=(),
         event_time=deadline,
-        due_at=due,
+        due_at=_deadline_due(case, deadline, known_at),
         evidence=(start_fact.event_id,),
         corrected_at=ended.at if ended is not None else None,
-        actor=start_fact.actor if start_fact.actor != "applicant" else None,
-        details={
-            "limit": limit,
-            "used": limit,
-            "deadline": deadline.isoformat(),
-            "clock_start": start_at.isoformat(),
-            "clock_basis": basis,
-        },
+        actor=_staff(start_fact),
+        details=details,
+    )
+
+
+def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """No decision when the legal limit plus a regular extension is used up (Art. 42)."""
+    start = case.clock_start
+    if start is None:
+        return
+    start_at, _, start_fact, known_at = start
+    ext = regular_extension(case)
+    extension = int(ext.attrs["days"]) if ext is not None else 0
+    limit = case.item.legal_days
+    deadline = case.wt.counted_deadline(start_at, limit + extension, case.pauses)
+    if deadline is None:
+        return
+    if not _open_at(case, deadline):
+        return
+    ended = case.ended
+    details = _clock_details(case, limit, deadline)
+    details.update(extension=extension, total=limit + extension, used=limit + extension)
+    evidence = (start_fact.event_id,) + ((ext.event_id,) if ext is not None else ())
+    yield Finding(
+        distinct=(),
+        event_time=deadline,
+        due_at=_deadline_due(case, deadline, known_at),
+        evidence=evidence,
+        corrected_at=ended.at if ended is not None else None,
+        actor=_staff(start_fact),
+        details=details,
+    )
+
+
+_PROBLEM_TEXT = {
+    "repeated": ("重复延期（法定只可延长一次）", "a second extension (only one is allowed)"),
+    "no_approver": ("未经行政机关负责人批准", "no approval by the head of the agency"),
+    "bad_days": ("延长天数无效", "an invalid number of days"),
+    "too_long": ("延长期限超过法定上限", "longer than the legal maximum"),
+    "late": ("法定期限届满后才申请延期", "asked after the legal limit had passed"),
+}
+
+
+def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """An extension without approver, longer than allowed, a second one, or asked after
+    the legal limit had passed. Such an extension does not move the limit."""
+    for index, ext in enumerate(case.all(Step.extended)):
+        problems = extension_problems(case, ext, index)
+        if not problems:
+            continue
+        at = case.dt(ext.at)
+        due = at
+        known = case.start_known_at
+        if "late" in problems and known is not None and known > due:
+            due = known  # judged against a deemed start: an acceptance could still come
+        days = ext.attrs.get("days")
+        yield Finding(
+            distinct=(ext.event_id,),
+            event_time=at,
+            due_at=due,
+            evidence=(ext.event_id,),
+            actor=_staff(ext),
+            escalates=False,
+            details={
+                "days": days if isinstance(days, int) else "?",
+                "max_days": case.item.max_extension_days,
+                "approved_by": ext.attrs.get("approved_by"),
+                "problems": problems,
+                "problems_zh": "；".join(_PROBLEM_TEXT[p][0] for p in problems),
+                "problems_en": "; ".join(_PROBLEM_TEXT[p][1] for p in problems),
+            },
+        )
+
+
+def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """The clock was "stopped" for a reason not in Art. 45's list: it keeps running, and
+    the suspension itself is irregular. Corrected by the next resumption (or the end)."""
+    resumes = [f.at for f in case.all(Step.resumed)]
+    ended = case.ended
+    for s in case.all(Step.suspended):
+        reason = str(s.attrs.get("reason", ""))
+        if reason in LAWFUL_SUSPENSION_REASONS:
+            continue
+        ends = [r for r in resumes if r >= s.at]
+        if ended is not None and ended.at >= s.at:
+            ends.append(ended.at)
+        at = case.dt(s.at)
+        yield Finding(
+            distinct=(s.event_id,),
+            event_time=at,
+            due_at=at,
+            evidence=(s.event_id,),
+            actor=_staff(s),
+            corrected_at=min(ends) if ends else None,
+            details={"reason": reason, "lawful_reasons": ", ".join(sorted(LAWFUL_SUSPENSION_REASONS))},
+        )
+
+
+def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """Granted, but not delivered within 10 working days of the decision (Art. 44)."""
+    grant = next((f for f in case.all(Step.decided) if f.attrs.get("outcome") == "grant"), None)
+    if grant is None:
+        return
+    decided_at = case.dt(grant.at)
+    limit = int(params.get("working_days", DELIVERY_DAYS))
+    deadline = case.wt.working_deadline(decided_at, limit)
+    delivered = case.first(Step.delivered)
+    if delivered is not None and delivered.at <= deadline.timestamp():
+        return
+    details: dict[str, Any] = {
+        "limit": limit,
+        "decided_at": decided_at.isoformat(),
+        "deadline": deadline.isoformat(),
+        "deadline_text": deadline_text(deadline, case.wt),
+        "used": limit,
+    }
+    yield Finding(
+        distinct=(),
+        event_time=deadline,
+        due_at=_deadline_due(case, deadline),
+        evidence=(grant.event_id,),
+        actor=_staff(grant),
+        corrected_at=delivered.at if delivered is not None else None,
+        details=details,
     )
 
 
 CHECKS: dict[str, Check] = {
+    "deadline.approaching": approaching,
     "deadline.promise_broken": promise_broken,
+    "deadline.legal_broken": legal_broken,
+    "extension.irregular": extension_irregular,
+    "suspension.unlawful_reason": suspension_unlawful_reason,
+    "delivery.late": delivery_late,
 }
+

@@ -1,4 +1,4 @@
-"""Process checks: the order of the item's required steps."""
+"""Process checks: the item's required steps, their order, and the opinions of a joint case."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from producers.contract import Step
+from rules.case import Fact
+from rules.catalog import OPTIONAL_STEPS
 from rules.findings import CaseView, Check, Finding
 
 STEP_ZH = {
@@ -40,11 +42,19 @@ def _required_before(case: CaseView, missing: Step, later_at: float) -> bool:
     return True
 
 
-def _present(case: CaseView, step: Step) -> bool:
+def process_fact(case: CaseView, step: Step) -> Fact | None:
+    """The first fact of a required ``step`` as the item's process counts it.
+
+    On a joint item only the handling department's own ``reviewed`` is the process step;
+    the co-handling departments' opinions are judged by ``parallel.missing_opinion``.
+    """
     if step is Step.reviewed and case.item.joint:
-        # the handling department's own review; co-departments' opinions are another rule
-        return any(f.department == case.item.department for f in case.all(Step.reviewed))
-    return case.first(step) is not None
+        return next((f for f in case.all(Step.reviewed) if f.department == case.item.department), None)
+    return case.first(step)
+
+
+def _present(case: CaseView, step: Step) -> bool:
+    return process_fact(case, step) is not None
 
 
 def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
@@ -76,7 +86,70 @@ def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
             )
 
 
+def unknown_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """A step the item's process does not have (neither required nor optional); one
+    finding per kind of step, on its first occurrence."""
+    known = set(case.item.steps) | OPTIONAL_STEPS
+    lateness = case.settings.allowed_lateness
+    for step in Step:
+        if step in known:
+            continue
+        first = case.first(step)
+        if first is None:
+            continue
+        at = case.dt(first.at)
+        yield Finding(
+            distinct=(step.value,),
+            event_time=at,
+            due_at=at + lateness,  # a late-arriving earlier one still becomes the evidence
+            evidence=(first.event_id,),
+            actor=first.actor,
+            details={
+                "step": step.value, "step_zh": STEP_ZH[step],
+                "process": " → ".join(s.value for s in case.item.steps),
+                "process_zh": "→".join(STEP_ZH[s] for s in case.item.steps),
+            },
+        )
+
+
+def missing_opinion(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """A joint case decided before every co-handling department gave its ``reviewed``
+    opinion (judged after the allowed lateness, so an opinion given before the decision
+    but arriving a little after it is no alarm)."""
+    item = case.item
+    if not item.joint:
+        return
+    decided = case.first(Step.decided)
+    if decided is None:
+        return
+    opinions = {}
+    for f in case.all(Step.reviewed):
+        if f.department in item.co_departments and f.at <= decided.at:
+            opinions.setdefault(f.department, f)
+    missing = [d for d in item.co_departments if d not in opinions]
+    if not missing:
+        return
+    at = case.dt(decided.at)
+    yield Finding(
+        distinct=(),
+        event_time=at,
+        due_at=at + case.settings.allowed_lateness,
+        evidence=(decided.event_id, *(opinions[d].event_id for d in item.co_departments if d in opinions)),
+        actor=decided.actor,
+        details={
+            "missing": missing,
+            "missing_list": ", ".join(missing),
+            "missing_list_zh": "、".join(missing),
+            "given": [d for d in item.co_departments if d in opinions],
+            "co_departments": list(item.co_departments),
+            "outcome": str(decided.attrs.get("outcome", "")),
+        },
+        escalates=False,  # the decision is made: only the bureau can resolve it
+    )
+
 
 CHECKS: dict[str, Check] = {
     "process.skipped_step": skipped_step,
+    "process.unknown_step": unknown_step,
+    "parallel.missing_opinion": missing_opinion,
 }

@@ -69,7 +69,8 @@ class FakeKafka:
     async def flush(self) -> None:
         await asyncio.sleep(0)
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[Any]:
+    async def send(self, topic: str, value: bytes, key: bytes | None = None,
+                   timestamp_ms: int | None = None) -> asyncio.Future[Any]:
         self.sent.append((topic, key, value))
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         outcome = FakeKafka.plan.pop(0) if FakeKafka.plan else None

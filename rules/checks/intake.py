@@ -1,0 +1,98 @@
+"""Intake checks (行政许可法 Art. 32): acceptance within 5 working days or it is deemed
+given, and one correction notice (一次性告知) in time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from producers.contract import Step
+from rules.checks.deadlines import deadline_text, working_day_number
+from rules.findings import INTAKE_DAYS, CaseView, Check, Finding
+
+_FROM = {
+    "deemed_accepted": ("收到申请材料", "the application was received"),
+    "deemed_accepted_after_supplement": ("收到补正材料", "the corrected materials were received"),
+}
+
+
+def deemed_accepted(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """No acceptance, refusal or correction notice within 5 working days of submission
+    (or, after a correction notice, of the corrected materials): the application is
+    deemed accepted on the day it was received and the decision clock runs from then."""
+    start = case.clock_start
+    if start is None:
+        return
+    start_at, basis, fact, known_at = start
+    if basis not in _FROM:
+        return
+    from_zh, from_en = _FROM[basis]
+    window_end = known_at - case.settings.allowed_lateness
+    yield Finding(
+        distinct=(),
+        event_time=window_end,
+        due_at=known_at,
+        evidence=(fact.event_id,),
+        details={
+            "limit": INTAKE_DAYS,
+            "used": INTAKE_DAYS,
+            "from_zh": from_zh,
+            "from_en": from_en,
+            "clock_basis": basis,
+            "clock_start": start_at.isoformat(),
+            "clock_start_date": case.wt.local(start_at).date().isoformat(),
+            "deadline": window_end.isoformat(),
+            "deadline_text": deadline_text(window_end, case.wt),
+        },
+    )
+
+
+def supplement_repeated(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """A second (third, …) correction notice on the same case: the law asks for one
+    notice listing everything (一次性告知). Cannot be undone, so it does not escalate."""
+    notices = case.all(Step.supplement_requested)
+    for n, notice in enumerate(notices[1:], 2):
+        at = case.dt(notice.at)
+        yield Finding(
+            distinct=(str(n),),
+            event_time=at,
+            due_at=at,
+            evidence=(notices[0].event_id, notice.event_id),
+            actor=notice.actor,
+            escalates=False,
+            details={"count": n, "first_at": case.dt(notices[0].at).isoformat()},
+        )
+
+
+def supplement_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """The correction notice came later than 5 working days after submission (the
+    application was by then already deemed accepted)."""
+    sub = case.submitted
+    notice = case.first(Step.supplement_requested)
+    limit = case.intake_deadline
+    if sub is None or notice is None or limit is None or notice.at <= limit.timestamp():
+        return
+    at = case.dt(notice.at)
+    used = working_day_number(case.wt, case.dt(sub.at), at)
+    yield Finding(
+        distinct=(),
+        event_time=at,
+        due_at=at,
+        evidence=(sub.event_id, notice.event_id),
+        actor=notice.actor,
+        escalates=False,
+        details={
+            "limit": INTAKE_DAYS,
+            "used": used,
+            "overdue": max(used - INTAKE_DAYS, 1),
+            "deadline": limit.isoformat(),
+            "deadline_text": deadline_text(limit, case.wt),
+        },
+    )
+
+
+CHECKS: dict[str, Check] = {
+    "intake.deemed_accepted": deemed_accepted,
+    "supplement.repeated": supplement_repeated,
+    "supplement.late": supplement_late,
+}

@@ -1,0 +1,256 @@
+"""Integrity checks: what the records claim (times, reasons, fees, who acted).
+
+- ``reporting.late`` / ``reporting.backdated``: the data about a step came in too late, or
+  claims a time before the step it depends on;
+- ``decision.no_reason``: a refusal without reasons (Art. 38);
+- ``fee.unauthorized`` / ``fee.over_standard``: Art. 58 / 59;
+- ``actor.conflict``: segregation of duties.
+
+A fee or a conflict of duties is not corrected by a later event, only by the bureau
+resolving the alert: those findings do not escalate from the facts (``escalates=False``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from producers.contract import APPLICANT_STEPS, Step
+from rules.case import Fact
+from rules.checks.process import STEP_ZH, process_fact
+from rules.findings import CaseView, Check, Finding
+
+
+def _minutes(seconds: float) -> float:
+    return round(seconds / 60, 1)
+
+
+def _hours(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else round(value, 2)
+
+
+# --- reporting ------------------------------------------------------------------------
+
+
+def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """An event reached the engine more than the reporting delay after it happened."""
+    limit_hours = case.settings.reporting_delay_hours
+    limit = timedelta(hours=limit_hours)
+    for f in case.facts:
+        delay = f.received - f.at
+        if delay <= limit.total_seconds():
+            continue
+        occurred = case.dt(f.at)
+        deadline = occurred + limit  # the instant the step should have been reported by
+        yield Finding(
+            distinct=(f.department, f.event_id),
+            event_time=deadline,
+            due_at=deadline,
+            evidence=(f.event_id,),
+            actor=f.actor,
+            details={
+                "step": f.step.value, "step_zh": STEP_ZH[f.step],
+                "event_department": f.department,
+                "occurred_at": occurred.isoformat(),
+                "received_at": case.dt(f.received).isoformat(),
+                "delay_hours": round(delay / 3600, 1),
+                "limit_hours": _hours(limit_hours),
+            },
+        )
+
+
+def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """A required step claims to have happened before the previous required step present
+    by more than the allowed lateness. Judged only after the lateness (of event time)
+    has passed since that previous step."""
+    lateness = case.settings.allowed_lateness
+    previous: tuple[Step, Fact] | None = None
+    for step in case.item.steps:
+        fact = process_fact(case, step)
+        if fact is None:
+            continue
+        if previous is not None:
+            dep_step, dep = previous
+            if fact.at < dep.at - lateness.total_seconds():
+                dep_at = case.dt(dep.at)
+                yield Finding(
+                    distinct=(step.value,),
+                    event_time=dep_at,
+                    due_at=dep_at + lateness,
+                    evidence=(fact.event_id, dep.event_id),
+                    actor=fact.actor,
+                    details={
+                        "step": step.value, "step_zh": STEP_ZH[step],
+                        "depends_on": dep_step.value, "depends_on_zh": STEP_ZH[dep_step],
+                        "claimed_at": case.dt(fact.at).isoformat(),
+                        "depends_at": dep_at.isoformat(),
+                        "minutes_before": _minutes(dep.at - fact.at),
+                        "lateness_minutes": _hours(case.settings.allowed_lateness_minutes),
+                    },
+                    escalates=False,  # a record cannot be corrected by a later event
+                )
+        previous = (step, fact)
+
+
+# --- refusals ---------------------------------------------------------------------------
+
+
+def no_reason(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """A refusal (不予受理, or a decision to deny) that states no reason (Art. 38)."""
+    refusals = [f for f in case.all(Step.decided) if f.attrs.get("outcome") == "deny"]
+    refusals += case.all(Step.rejected_at_intake)
+    for f in sorted(refusals, key=lambda f: f.at):
+        reason = f.attrs.get("reason")
+        if isinstance(reason, str) and reason.strip():
+            continue
+        at = case.dt(f.at)
+        yield Finding(
+            distinct=(f.department, f.event_id),
+            event_time=at,
+            due_at=at,
+            evidence=(f.event_id,),
+            actor=f.actor,
+            details={"step": f.step.value, "step_zh": STEP_ZH[f.step]},
+            escalates=False,
+        )
+
+
+# --- fees -------------------------------------------------------------------------------
+
+
+def _amount(f: Fact) -> Decimal | None:
+    try:
+        value = Decimal(str(f.attrs.get("amount")))
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def _refusal(case: CaseView) -> Fact | None:
+    refusals = [f for f in case.all(Step.decided) if f.attrs.get("outcome") == "deny"]
+    refusals += case.all(Step.rejected_at_intake)
+    return min(refusals, key=lambda f: f.at) if refusals else None
+
+
+def fee_unauthorized(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """A fee charged on an item without a fee basis (Art. 58), or on a refused case (a
+    refused case pays no fee, whichever came first)."""
+    standard = case.item.fee_standard
+    refusal = _refusal(case)
+    for f in case.all(Step.fee_charged):
+        if _amount(f) == 0:
+            continue  # nothing was taken
+        at = case.dt(f.at)
+        if standard is None:
+            why, why_zh, why_en, due = "no_fee_basis", "该事项无收费依据", "the item has no fee basis", at
+            evidence: tuple[str, ...] = (f.event_id,)
+        elif refusal is not None:
+            why, why_zh, why_en = "refused", "办件未获许可或不予受理", "the case was refused"
+            due = max(at, case.dt(refusal.at))
+            evidence = (f.event_id, refusal.event_id)
+        else:
+            continue
+        yield Finding(
+            distinct=(f.department, f.event_id),
+            event_time=at,
+            due_at=due,
+            evidence=evidence,
+            actor=f.actor,
+            details={
+                "amount": str(f.attrs.get("amount", "")),
+                "fee_code": str(f.attrs.get("fee_code", "")),
+                "why": why, "why_zh": why_zh, "why_en": why_en,
+            },
+            escalates=False,
+        )
+
+
+def fee_over_standard(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """A fee above the item's published standard (Art. 59)."""
+    standard = case.item.fee_standard
+    if standard is None:
+        return  # any fee is fee.unauthorized
+    for f in case.all(Step.fee_charged):
+        amount = _amount(f)
+        if amount is None or amount <= standard:
+            continue
+        at = case.dt(f.at)
+        yield Finding(
+            distinct=(f.department, f.event_id),
+            event_time=at,
+            due_at=at,
+            evidence=(f.event_id,),
+            actor=f.actor,
+            details={
+                "amount": str(amount),
+                "standard": f"{standard:.2f}",
+                "excess": str(amount - standard),
+                "fee_code": str(f.attrs.get("fee_code", "")),
+            },
+            escalates=False,
+        )
+
+
+# --- duties -----------------------------------------------------------------------------
+
+
+def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+    """The same person reviewed and approved the case, or a staff member handled an
+    application they made themselves (actor = the ``submitted`` event's applicant_id)."""
+    reviews: dict[str, Fact] = {}
+    for f in case.all(Step.reviewed):
+        if f.actor != "applicant":
+            reviews.setdefault(f.actor, f)
+    seen: set[str] = set()
+    for d in case.all(Step.decided):
+        if d.attrs.get("outcome") != "grant" or d.actor not in reviews or d.actor in seen:
+            continue
+        seen.add(d.actor)
+        r = reviews[d.actor]
+        yield Finding(
+            distinct=("review_and_decide", d.actor),
+            event_time=case.dt(max(r.at, d.at)),
+            due_at=case.dt(max(r.at, d.at)),
+            evidence=(r.event_id, d.event_id),
+            actor=d.actor,
+            details={
+                "kind": "review_and_decide", "person": d.actor,
+                "conflict_zh": "同一人既审查又作出许可决定",
+                "conflict_en": "the same person reviewed and approved the case",
+            },
+            escalates=False,
+        )
+    sub = case.submitted
+    applicant = case.applicant_id
+    if sub is None or applicant is None:
+        return
+    handled: set[str] = set()
+    for f in case.facts:
+        if f.step in APPLICANT_STEPS or f.actor != applicant or f.actor in handled:
+            continue
+        handled.add(f.actor)
+        yield Finding(
+            distinct=("own_application", f.actor),
+            event_time=case.dt(max(sub.at, f.at)),
+            due_at=case.dt(max(sub.at, f.at)),
+            evidence=(sub.event_id, f.event_id),
+            actor=f.actor,
+            details={
+                "kind": "own_application", "person": f.actor, "step": f.step.value,
+                "conflict_zh": f"经办人办理本人的申请（{STEP_ZH[f.step]}）",
+                "conflict_en": f"a handler handled their own application ({f.step.value})",
+            },
+            escalates=False,
+        )
+
+
+CHECKS: dict[str, Check] = {
+    "reporting.late": reporting_late,
+    "reporting.backdated": reporting_backdated,
+    "decision.no_reason": no_reason,
+    "fee.unauthorized": fee_unauthorized,
+    "fee.over_standard": fee_over_standard,
+    "actor.conflict": actor_conflict,
+}

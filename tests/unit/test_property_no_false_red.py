@@ -1,0 +1,234 @@
+"""Property: a case that follows its item's process within its limits never raises a red
+alert, whatever the interleaving of several cases in the file and whatever the delivery
+delay within the allowed lateness.
+
+A lawful case here: every required step in order (a joint item: the handling
+department's and every co-handling department's review before the decision); intake
+within 5 working days, at most one correction notice (in time) and acceptance within 5
+working days of the corrected materials; a decision within the promised limit counted
+from acceptance (a deny with reasons, a refusal at intake with reasons); the licence
+delivered within 10 working days of a grant; only Art. 45 suspensions, resumed before
+the decision; at most one extension, approved, within the allowed days and asked before
+the limit; a fee at or below the standard only on a granted case of an item that has
+one; a reviewer who is not the decider, and no handler who is the applicant.
+
+Each event is delivered with a delay in [0, allowed lateness) of event time: the file is
+ordered by occurred_at + delay, so events within 10 minutes of each other are shuffled
+(across cases as well). Replay runs with ``until`` far after every case is complete.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from producers.contract import LAWFUL_SUSPENSION_REASONS, Alert
+from tests.unit.eventkit_integrity import CO_DEPARTMENTS, CST, DEPARTMENT, engine, ev, lawful, run
+
+ENGINE = engine()
+WT = ENGINE.working_time
+LATENESS_S = int(ENGINE.ruleset.settings.allowed_lateness.total_seconds())
+ITEMS = ("T-SHORT", "T-SIMPLE", "T-JOINT", "T-FEE")
+#: start of the window of submissions: years the official calendar knows
+EPOCH = datetime(2024, 1, 1, tzinfo=CST)
+SPAN_DAYS = 2 * 365 - 120
+RESOLUTION = 1_000_000
+LOUD = ("red", "escalated")
+QUIET_YELLOW = ("process.unknown_step", "reporting.late")
+LATER = "2024-06-28 18:00"
+
+
+@dataclass
+class Planned:
+    at: datetime
+    event: dict[str, Any]
+
+
+def _between(a: datetime, b: datetime, k: int) -> datetime:
+    """A whole second in [a, b): ``k`` in [0, RESOLUTION) is the fraction of the way."""
+    span = int((b - a).total_seconds())
+    if span <= 0:
+        return a
+    return a + timedelta(seconds=span * k // RESOLUTION)
+
+
+fraction = st.integers(0, RESOLUTION - 1)
+
+
+@st.composite
+def lawful_case(draw: st.DrawFn, n: int, base: datetime) -> list[Planned]:
+    cid = f"C{n}"
+    item_code = draw(st.sampled_from(ITEMS), label=f"{cid} item")
+    item = ENGINE.catalog[item_code]
+    dept = DEPARTMENT[item_code]
+    path = draw(st.sampled_from(["grant", "grant", "deny", "reject"]), label=f"{cid} path")
+    sub = base + timedelta(minutes=draw(st.integers(0, 3 * 24 * 60), label=f"{cid} start"))
+    staff = {role: f"{dept}-{role}-{n}" for role in ("acc", "rev", "dec", "del", "fee", "sup")}
+    if draw(st.booleans(), label=f"{cid} acceptor reviews"):
+        staff["acc"] = staff["rev"]  # one person may accept and review: not a conflict
+    out: list[Planned] = []
+
+    def add(step: str, when: datetime, department: str = dept, actor: str | None = None,
+            **attrs: Any) -> None:
+        role = {"accepted": "acc", "rejected_at_intake": "acc", "supplement_requested": "acc",
+                "reviewed": "rev", "decided": "dec", "delivered": "del", "completed": "del",
+                "fee_charged": "fee"}.get(step, "sup")
+        e = ev(cid, step, when, item=item_code, department=department,
+               actor=actor or (None if step in ("submitted", "supplement_received") else staff[role]),
+               event_id=f"{cid}-{len(out)}", applicant_id=f"sha256:applicant-{n}", **attrs)
+        out.append(Planned(when, e))
+
+    add("submitted", sub)
+    intake_end = WT.working_deadline(sub, 5)
+    window_start = sub
+    if draw(st.booleans(), label=f"{cid} correction notice"):
+        notice = _between(sub, intake_end, draw(fraction))
+        add("supplement_requested", notice, items=["身份证明"])
+        back = notice + timedelta(minutes=draw(st.integers(0, 5 * 24 * 60), label=f"{cid} back after"))
+        add("supplement_received", back)
+        window_start, intake_end = back, WT.working_deadline(back, 5)
+    if path == "reject":
+        refused = _between(window_start, intake_end, draw(fraction))
+        add("rejected_at_intake", refused, reason="不属于本机关职权范围")
+        if draw(st.booleans(), label=f"{cid} closed"):
+            add("completed", refused + timedelta(minutes=draw(st.integers(0, 600))))
+        return out
+    accepted = _between(window_start, intake_end, draw(fraction))
+    add("accepted", accepted)
+    promise_end = WT.working_deadline(accepted, item.promised_days)
+    decided = _between(accepted, promise_end, draw(fraction, label=f"{cid} decision"))
+    # the reviews, a lawful suspension and an extension between acceptance and decision
+    if "reviewed" in {s.value for s in item.steps}:
+        for department in (dept, *CO_DEPARTMENTS.get(item_code, ())):
+            actor = None if department == dept else f"{department}-rev-{n}"
+            add("reviewed", _between(accepted, decided, draw(fraction)), department=department,
+                actor=actor, opinion="agree", reason="符合条件")
+    if draw(st.booleans(), label=f"{cid} suspension"):
+        a, b = sorted(_between(accepted, decided, draw(fraction)) for _ in range(2))
+        add("suspended", a, reason=draw(st.sampled_from(sorted(LAWFUL_SUSPENSION_REASONS))))
+        add("resumed", b)
+    if draw(st.booleans(), label=f"{cid} extension"):
+        days = draw(st.integers(1, item.max_extension_days))
+        add("extended", _between(accepted, decided, draw(fraction)), days=days, approved_by=f"head-{dept}")
+    if path == "deny":
+        add("decided", decided, outcome="deny", reason="不符合法定条件")
+        closed = decided
+        if draw(st.booleans(), label=f"{cid} refusal delivered"):
+            closed = _between(decided, WT.working_deadline(decided, 10), draw(fraction))
+            add("delivered", closed)
+    else:
+        add("decided", decided, outcome="grant")
+        closed = _between(decided, WT.working_deadline(decided, 10), draw(fraction, label=f"{cid} delivery"))
+        if item.fee_standard is not None and draw(st.booleans(), label=f"{cid} fee"):
+            cents = draw(st.integers(0, int(item.fee_standard * 100)))
+            add("fee_charged", _between(accepted, closed, draw(fraction)), amount=f"{cents / 100:.2f}",
+                fee_code="GBF")
+        add("delivered", closed)
+    add("completed", closed + timedelta(minutes=draw(st.integers(0, 3 * 24 * 60))))
+    return out
+
+
+@st.composite
+def interleaved_files(draw: st.DrawFn) -> tuple[list[dict[str, Any]], datetime]:
+    base = EPOCH + timedelta(days=draw(st.integers(0, SPAN_DAYS), label="base day"))
+    n_cases = draw(st.integers(1, 4), label="cases")
+    planned = [p for n in range(n_cases) for p in draw(lawful_case(n, base))]
+    delays = draw(st.lists(st.integers(0, LATENESS_S - 1), min_size=len(planned), max_size=len(planned)),
+                  label="delivery delays (s)")
+    order = sorted(range(len(planned)), key=lambda i: (planned[i].at + timedelta(seconds=delays[i]), i))
+    until = max(p.at for p in planned) + timedelta(days=120)
+    return [planned[i].event for i in order], until
+
+
+# --- out-of-order false reds found in other modules, pinned ------------------------------
+#
+# The property found these in rules outside this test's scope. Each is pinned as a strict
+# xfail regression below; while its regression still fails, the property excuses a red of
+# that rule *only* when the same file delivered in event-time order raises none (the red
+# is an artefact of delivery order within the lateness). When the rule is fixed, the
+# xfail turns into a failure (remove the marker) and the property is strict again by
+# itself.
+
+def _decision_just_before_the_promise_arrives_late() -> list[dict[str, Any]]:
+    """T-SHORT accepted Mon 09:30: promised limit 24:00 Tue. Decided Tue 23:59:52,
+    delivered Wed 00:00:31; the decision reaches the engine 39 s late, after the delivery."""
+    case = lawful("K1", "T-SHORT", "2024-03-04 09:00", through="reviewed")
+    return [*case, ev("K1", "delivered", "2024-03-06 00:00:31"),
+            ev("K1", "decided", "2024-03-05 23:59:52"), ev("K1", "completed", "2024-03-06 08:00")]
+
+
+KNOWN_DELIVERY_ORDER_REDS: dict[str, Any] = {
+    "deadline.promise_broken": _decision_just_before_the_promise_arrives_late,
+}
+
+
+def _raises_red(events: list[dict[str, Any]], rule: str) -> bool:
+    return any(a.rule == rule and a.severity in LOUD for a in run(events, LATER))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "rules/checks/deadlines.py fires a deadline at the instant (_deadline_due): a decision "
+    "made 8 s before the promised limit that arrives 39 s late (within the 10 min allowed "
+    "lateness) is a red deadline.promise_broken; wait the allowed lateness after the deadline"))
+def test_decision_just_before_the_deadline_arriving_within_lateness_is_no_red() -> None:
+    events = _decision_just_before_the_promise_arrives_late()
+    in_order = sorted(events, key=lambda e: e["occurred_at"])
+    assert not _raises_red(in_order, "deadline.promise_broken")  # the case is lawful
+    assert not _raises_red(events, "deadline.promise_broken")
+
+
+@cache
+def _still_known(rule: str) -> bool:
+    return _raises_red(KNOWN_DELIVERY_ORDER_REDS[rule](), rule)
+
+
+def _excused(alert: Alert, events: list[dict[str, Any]], until: datetime) -> bool:
+    if alert.rule not in KNOWN_DELIVERY_ORDER_REDS or not _still_known(alert.rule):
+        return False
+    in_order = sorted(events, key=lambda e: datetime.fromisoformat(e["occurred_at"]))
+    return not any(a.rule == alert.rule and a.case_id == alert.case_id and a.severity in LOUD
+                   for a in run(in_order, until))
+
+
+# --- the property -------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(interleaved_files())
+def test_lawful_cases_never_raise_red(file: tuple[list[dict[str, Any]], datetime]) -> None:
+    events, until = file
+    alerts = run(events, until)
+    loud = [(a.rule, a.case_id, a.severity, a.details) for a in alerts
+            if a.severity in LOUD and not _excused(a, events, until)]
+    assert loud == [], loud
+    quiet = [(a.rule, a.case_id, a.details) for a in alerts if a.rule in QUIET_YELLOW]
+    assert quiet == [], quiet
+
+
+def test_the_generator_covers_the_interesting_shapes() -> None:
+    """The strategy reaches every item, path and option, and really shuffles the file."""
+    seen: set[str] = set()
+
+    @settings(max_examples=150, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(interleaved_files())
+    def collect(file: tuple[list[dict[str, Any]], datetime]) -> None:
+        events, _ = file
+        seen.update(e["item_code"] for e in events)
+        seen.update(e["step"] for e in events)
+        seen.update(str(e.get("attributes", {}).get("outcome")) for e in events)
+        if len({e["case_id"] for e in events}) > 1:
+            seen.add("several cases")
+        times = [e["occurred_at"] for e in events]
+        if any(datetime.fromisoformat(a) > datetime.fromisoformat(b) for a, b in itertools.pairwise(times)):
+            seen.add("out of order")
+
+    collect()
+    assert seen >= {*ITEMS, "supplement_requested", "suspended", "resumed", "extended", "fee_charged",
+                    "rejected_at_intake", "delivered", "grant", "deny", "several cases", "out of order"}
