@@ -72,7 +72,6 @@ class Settings(BaseSettings):
     allowed_lateness_seconds: float | None = Field(
         None, ge=0, le=7 * 86400, description="overrides settings.allowed_lateness_minutes of the rules YAML"
     )
-    reporting_delay_seconds: float = Field(86400.0, gt=0)
     future_tolerance_seconds: float = Field(
         300.0, ge=0, description="events dated further in the future are rejected"
     )

@@ -31,13 +31,16 @@ class Fact:
 
     @classmethod
     def from_event(cls, ev: ApprovalEvent, received: datetime) -> Fact:
+        attrs = dict(ev.attributes)
+        if ev.applicant_id is not None:
+            attrs["applicant_id"] = ev.applicant_id  # for the conflict-of-duties rule
         return cls(
             ev.event_id,
             ev.step,
             ev.occurred_at.timestamp(),
             ev.effective_actor,
             ev.department,
-            dict(ev.attributes),
+            attrs,
             received.timestamp(),
         )
 

@@ -155,11 +155,11 @@ def test_lost_ack_is_retried_with_the_same_bytes(stack: EmbeddedStack) -> None:
             real_send = kafka.send
             calls = 0
 
-            async def lose_first_ack(topic: str, value: bytes, key: bytes | None = None
-                                     ) -> asyncio.Future[Any]:
+            async def lose_first_ack(topic: str, value: bytes, key: bytes | None = None,
+                                     timestamp_ms: int | None = None) -> asyncio.Future[Any]:
                 nonlocal calls
                 calls += 1
-                fut = await real_send(topic, value, key=key)
+                fut = await real_send(topic, value, key=key, timestamp_ms=timestamp_ms)
                 if calls > 1:
                     return fut
                 await fut  # really stored...
