@@ -11,6 +11,7 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from agents.extensions import EXTENSIONS, WorkerContext
 from agents.metrics import EngineMetrics
 from agents.sinks.redis import RedisAlertSink, redis_client
 from agents.supervisor import Supervisor
@@ -163,6 +164,13 @@ def create_app(settings: Settings) -> faust.App:
         return web.json({"status": "ok", "ready": sv.ready and not app.rebalancing,
                          "cases": len(cases.data), "scheduled": sv.scheduled(),
                          "partitions": sorted(active_partitions())})
+
+    # Capabilities beyond the case rules register themselves here: each module's
+    # register(app, WorkerContext) adds its agents, tables, timers, pages and observers.
+    ctx = WorkerContext(settings=settings, supervisor=sv, metrics=metrics, cases=cases,
+                        redis=client)
+    for extension in EXTENSIONS:
+        extension(app, ctx)
 
     @app.task
     async def started() -> None:

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 DeadLetter = Callable[[bytes | None, bytes, str, str], Awaitable[None]]
 #: Write a case state outside an agent: (key, value, partition).
 StateWriter = Callable[[bytes, bytes, int], None]
+#: Called after an accepted event was evaluated: (event, state, alerts raised, judged time).
+EventObserver = Callable[[ApprovalEvent, CaseState, list[Alert], datetime], None]
+#: Called with every alert the sink stored anew or escalated (not for known ones).
+AlertObserver = Callable[[Alert], None]
 
 
 @dataclass
@@ -50,6 +54,8 @@ class Supervisor:
     partition_time: dict[int, datetime] = field(default_factory=dict)  # judged time of last event
     last_offset: dict[int, int] = field(default_factory=dict)
     ready: bool = False  # partitions assigned and the case table recovered
+    event_observers: list[EventObserver] = field(default_factory=list)
+    alert_observers: list[AlertObserver] = field(default_factory=list)
 
     def index(self, partition: int) -> DeadlineIndex:
         idx = self.indexes.get(partition)
@@ -109,6 +115,8 @@ class Supervisor:
             await self.publish(alerts, started)
         cases[event.case_id.encode()] = state.encode()
         self.index(partition).schedule(state.case_id, nxt.timestamp() if nxt else None)
+        for observe in self.event_observers:
+            observe(event, state, alerts, now)
         return alerts
 
     async def on_tick(
@@ -171,3 +179,5 @@ class Supervisor:
                 continue
             self.metrics.alerts.labels(alert.rule, alert.severity, alert.department or "").inc()
             self.metrics.event_to_alert.observe(elapsed)
+            for observe in self.alert_observers:
+                observe(alert)

@@ -9,6 +9,7 @@ tests drive the same object.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from rules.counted_time import WorkingTime
 from rules.findings import CaseView, Check, Finding
 from rules.rulebook import RuleSet
 
+log = logging.getLogger(__name__)
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 _TICK = timedelta(microseconds=1)
 
@@ -41,6 +43,7 @@ class Engine:
     def __post_init__(self) -> None:
         if self.checks is None:
             self.checks = CHECKS
+        self.check_errors: dict[str, int] = {}
 
     @property
     def tz(self) -> Any:
@@ -69,7 +72,13 @@ class Engine:
             if not self.ruleset.enabled(rule, view.item.code):
                 continue
             severity = self.ruleset.rules[rule].severity
-            for finding in check(view, self.ruleset.params(rule, view.item.code)):
+            try:
+                findings = list(check(view, self.ruleset.params(rule, view.item.code)))
+            except Exception:  # one faulty rule must not silence the others
+                self.check_errors[rule] = self.check_errors.get(rule, 0) + 1
+                log.exception("rule %s failed on case %s; other rules go on", rule, state.case_id)
+                continue
+            for finding in findings:
                 alert_id = make_alert_id(rule, state.case_id, *finding.distinct)
                 stages = [(severity, finding.due_at)]
                 if severity == "red" and finding.escalates:

@@ -180,8 +180,7 @@ class CaseView:
 
     @cached_property
     def applicant_id(self) -> str | None:
-        """The hashed applicant identity given on ``submitted`` (None when the stored facts
-        do not carry it)."""
+        """The hashed applicant identity given on ``submitted`` (kept in its attrs)."""
         sub = self.submitted
-        value = getattr(sub, "applicant_id", None) if sub is not None else None
+        value = sub.attrs.get("applicant_id") if sub is not None else None
         return value if isinstance(value, str) and value else None

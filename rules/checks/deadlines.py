@@ -152,7 +152,8 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     # not change what the warning says (the same text whenever it is evaluated)
     pauses = [p for p in case.pauses if p[0] < warn_at]
     deadline = case.wt.counted_deadline(start_at, limit, pauses)
-    assert deadline is not None  # every pause before the warning has ended
+    if deadline is None:
+        return  # suspended (Art. 45) since before counting began: the clock stands still
     due = _deadline_due(case, warn_at, known_at)
     if due >= deadline or not _open_at(case, due):
         return  # decided in time, or only known once the limit was already broken

@@ -37,7 +37,7 @@ def test_skipped_step_reaches_redis(running) -> None:  # type: ignore[no-untyped
     spec, _ = running
     spec.send(case("SKIP-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
                               ("decided", "2026-12-01 08:00")]))
-    alerts = spec.wait_alerts(lambda a: any(x["case_id"] == "SKIP-1" for x in a))
+    alerts = spec.wait_alerts(lambda a: _has(a, "SKIP-1", "process.skipped_step"))
     skipped = [a for a in alerts if a["case_id"] == "SKIP-1" and a["rule"] == "process.skipped_step"]
     assert len(skipped) == 1
     alert = skipped[0]
@@ -58,10 +58,14 @@ def test_out_of_order_within_lateness_is_no_alarm(running) -> None:  # type: ign
     spec.send(events)
     spec.send(case("MARK-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
                               ("decided", "2026-12-01 08:00")]))
-    spec.wait_alerts(lambda a: any(x["case_id"] == "MARK-1" for x in a))
+    spec.wait_alerts(lambda a: _has(a, "MARK-1", "process.skipped_step"))
     time.sleep(12)  # the simulated clock passes 09:08, the end of the allowed lateness
     assert not [a for a in spec.alerts()
                 if a["case_id"] == "ORDER-1" and a["rule"] == "process.skipped_step"]
+
+
+def _has(alerts: list[dict], case_id: str, rule: str) -> bool:
+    return any(a["case_id"] == case_id and a["rule"] == rule for a in alerts)
 
 
 def _dlq(spec, count: int, timeout: float = 30) -> list[tuple[bytes, dict[str, bytes]]]:  # type: ignore[no-untyped-def]
@@ -109,7 +113,7 @@ def test_bad_events_reach_the_dlq_with_reasons_and_the_worker_goes_on(running) -
     # the worker is still alive and still raises alerts
     spec.send(case("AFTER-DLQ", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
                                  ("decided", "2026-12-01 08:00")]))
-    spec.wait_alerts(lambda a: any(x["case_id"] == "AFTER-DLQ" for x in a))
+    spec.wait_alerts(lambda a: _has(a, "AFTER-DLQ", "process.skipped_step"))
     metrics = worker.metrics()
     assert 'jiancha_events_rejected_total{reason="invalid_json"} 1.0' in metrics
     assert 'jiancha_events_rejected_total{reason="bad_signature"} 1.0' in metrics
@@ -119,7 +123,7 @@ def test_metrics_are_served(running) -> None:  # type: ignore[no-untyped-def]
     spec, worker = running
     spec.send(case("MET-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
                              ("decided", "2026-12-01 08:00")]))
-    spec.wait_alerts(lambda a: any(x["case_id"] == "MET-1" for x in a))
+    spec.wait_alerts(lambda a: _has(a, "MET-1", "process.skipped_step"))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         text = worker.metrics()

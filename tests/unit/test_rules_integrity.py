@@ -7,7 +7,6 @@ through the real engine (test catalog) in the given arrival order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -343,29 +342,21 @@ def test_actor_conflict_quiet(events: Events) -> None:
     assert of(run(events, LATER), "actor.conflict") == []
 
 
-@dataclass(slots=True)
-class _FactWithApplicant(Fact):
-    applicant_id: str | None = None
-
-
 def _view(facts: list[Fact]) -> CaseView:
-    eng = engine()
-    state = CaseState("A", "T-SHORT", facts=facts)
-    return eng.view(state)
+    return engine().view(CaseState("A", "T-SHORT", facts=facts))
 
 
 def _fact(step: Step, when: str, actor: str, applicant_id: str | None = None) -> Fact:
     t = at(when).timestamp()
-    if applicant_id is not None:
-        return _FactWithApplicant(f"e-{step.value}", step, t, actor, "gongan", {}, t, applicant_id)
-    return Fact(f"e-{step.value}", step, t, actor, "gongan", {}, t)
+    attrs = {"applicant_id": applicant_id} if applicant_id is not None else {}
+    return Fact(f"e-{step.value}", step, t, actor, "gongan", attrs, t)
 
 
 def test_actor_conflict_own_application_pure() -> None:
-    """A handler whose id is the applicant's (the check reads the submitted fact's
-    applicant_id; see test_actor_conflict_own_application_end_to_end)."""
+    """A handler whose id is the applicant's (the submitted fact keeps applicant_id)."""
     facts = [_fact(Step.submitted, "09:00", "applicant", applicant_id="staff-9"),
-             _fact(Step.accepted, "09:30", "staff-9"), _fact(Step.reviewed, "10:00", "h1")]
+             _fact(Step.accepted, "09:30", "staff-9"), _fact(Step.reviewed, "10:00", "h1"),
+             _fact(Step.decided, "10:30", "staff-9")]
     found = list(actor_conflict(_view(facts), {}))
     assert [(f.details["kind"], f.actor, f.evidence) for f in found] == [
         ("own_application", "staff-9", ("e-submitted", "e-accepted"))]
@@ -373,18 +364,38 @@ def test_actor_conflict_own_application_pure() -> None:
     quiet = [_fact(Step.submitted, "09:00", "applicant", applicant_id="someone-else"),
              _fact(Step.accepted, "09:30", "staff-9")]
     assert list(actor_conflict(_view(quiet), {})) == []
+    # an applicant_id on a later staff event is not the applicant's identity
+    spoof = [_fact(Step.submitted, "09:00", "applicant"),
+             _fact(Step.accepted, "09:30", "staff-9", applicant_id="staff-9")]
+    assert list(actor_conflict(_view(spoof), {})) == []
 
 
-@pytest.mark.skipif("applicant_id" not in getattr(Fact, "__dataclass_fields__", {}),
-                    reason="rules.case.Fact does not store the submitted event's applicant_id yet")
-def test_actor_conflict_own_application_end_to_end() -> None:
+OWN_FIRES = [
+    pytest.param("gongan-accepted", id="acceptor-applied"),
+    pytest.param("gongan-decided", id="decider-applied"),
+    pytest.param("gongan-completed", id="closer-applied"),
+]
+
+
+@pytest.mark.parametrize("applicant", OWN_FIRES)
+def test_actor_conflict_own_application_fires(applicant: str) -> None:
     events = lawful("A")
-    events[0] = {**events[0], "applicant_id": "gongan-accepted"}  # the acceptor applied
+    events[0] = {**events[0], "applicant_id": applicant}
     alerts = of(run(events, LATER), "actor.conflict", "A")
-    assert [(a.details["kind"], a.actor) for a in alerts] == [("own_application", "gongan-accepted")]
-    quiet = lawful("A2")
-    assert quiet[0]["applicant_id"] == APPLICANT
-    assert of(run(quiet, LATER), "actor.conflict") == []
+    assert [(a.details["kind"], a.actor) for a in alerts] == [("own_application", applicant)]
+    assert alerts[0].evidence[0] == events[0]["event_id"]
+    assert applicant in alerts[0].message_zh and "own application" in alerts[0].message_en
+
+
+def test_actor_conflict_own_application_quiet() -> None:
+    events = lawful("A")
+    assert events[0]["applicant_id"] == APPLICANT
+    assert of(run(events, LATER), "actor.conflict") == []
+    # the applicant's own steps (submitted, supplement_received, withdrawn) are not handling
+    events = [{**events[0], "applicant_id": "applicant"},
+              ev("A", "supplement_requested", "09:10", items=["x"]),
+              ev("A", "supplement_received", "09:20"), *events[1:]]
+    assert of(run(events, LATER), "actor.conflict") == []
 
 
 # --- all integrity rules ------------------------------------------------------------------
