@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from jiancha.rules_cli import rules_app
 from settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -17,6 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 catalog_app = typer.Typer(no_args_is_help=True, help="The item catalog (事项目录).")
 schema_app = typer.Typer(no_args_is_help=True, help="The wire contract's JSON Schemas.")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(rules_app, name="rules")
 app.add_typer(schema_app, name="schema")
 
 CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="catalog directory",
