@@ -16,6 +16,7 @@ Two rules keep it correct under at-least-once delivery and backlogs:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -54,6 +55,10 @@ class Supervisor:
     partition_time: dict[int, datetime] = field(default_factory=dict)  # judged time of last event
     last_offset: dict[int, int] = field(default_factory=dict)
     ready: bool = False  # partitions assigned and the case table recovered
+    #: The agent and the deadline timer both read-modify-write case states across awaits
+    #: (the Redis write); one lock keeps a timer from evaluating or writing back a state
+    #: while an event of the same case is in flight. Held per case, never across cases.
+    case_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     event_observers: list[EventObserver] = field(default_factory=list)
     alert_observers: list[AlertObserver] = field(default_factory=list)
 
@@ -94,6 +99,14 @@ class Supervisor:
         self, key: bytes | None, raw: bytes, partition: int, offset: int,
         record_time: float | None, cases: MutableMapping[bytes, bytes], dead_letter: DeadLetter,
     ) -> list[Alert]:
+        async with self.case_lock:
+            return await self._on_event(key, raw, partition, offset, record_time, cases,
+                                        dead_letter)
+
+    async def _on_event(
+        self, key: bytes | None, raw: bytes, partition: int, offset: int,
+        record_time: float | None, cases: MutableMapping[bytes, bytes], dead_letter: DeadLetter,
+    ) -> list[Alert]:
         started = time.monotonic()
         self.last_offset[partition] = offset
         now = self.judged_at(partition, record_time)
@@ -120,42 +133,51 @@ class Supervisor:
         return alerts
 
     async def on_tick(
-        self, cases: MutableMapping[bytes, bytes], partition_now: dict[int, datetime],
+        self, cases: MutableMapping[bytes, bytes], partition_now: dict[int, tuple[datetime, bool]],
         write: StateWriter,
     ) -> list[Alert]:
-        """Fire every deadline due by each active partition's time, with no event needed."""
+        """Fire every deadline due by each active partition's time, with no event needed.
+
+        ``partition_now`` maps each active partition to (its time, whether it is live, i.e.
+        caught up so that its time is the clock's)."""
         fired: list[Alert] = []
-        for partition, now in partition_now.items():
+        speed = float(getattr(self.clock, "speed", 1.0))
+        for partition, (now, live) in partition_now.items():
             index = self.indexes.get(partition)
             if not index:
                 continue
-            for case_id in list(index.pop_due(now.timestamp())):
-                key = case_id.encode()
-                stored = cases.get(key)
-                if stored is None:
-                    continue
-                state = CaseState.decode(stored)
-                started = time.monotonic()
-                alerts, nxt = self.engine.evaluate(state, now)
-                if alerts:
-                    await self.publish(alerts, started)
-                    wall = self.clock.now()
-                    for a in alerts:
-                        lateness = (wall - a.event_time).total_seconds()
-                        if a.event_time == a.detected_at or lateness >= 0:
-                            self.metrics.deadline_lateness.observe(max(0.0, lateness))
-                    write(key, state.encode(), partition)
-                    fired.extend(alerts)
-                index.schedule(case_id, nxt.timestamp() if nxt else None)
+            for case_id, due in list(index.pop_due_with_time(now.timestamp())):
+                async with self.case_lock:
+                    alerts = await self._fire_case(case_id, partition, now, cases, write)
+                if alerts and live:  # how late after it was due, in real seconds
+                    late = (self.clock.now().timestamp() - due) / speed
+                    self.metrics.deadline_lateness.observe(max(0.0, late))
+                fired.extend(alerts)
         self.metrics.deadlines_scheduled.set(self.scheduled())
         return fired
 
-    def partition_clock(self, partition: int, lagging: bool) -> datetime:
-        """The time deadlines on this partition are judged by: the wall (or simulated)
-        clock when caught up, else the time of the last event processed from it."""
+    async def _fire_case(self, case_id: str, partition: int, now: datetime,
+                         cases: MutableMapping[bytes, bytes], write: StateWriter) -> list[Alert]:
+        key = case_id.encode()
+        stored = cases.get(key)
+        if stored is None:
+            return []
+        state = CaseState.decode(stored)
+        started = time.monotonic()
+        alerts, nxt = self.engine.evaluate(state, now)
+        if alerts:
+            await self.publish(alerts, started)
+            write(key, state.encode(), partition)
+        self.index(partition).schedule(case_id, nxt.timestamp() if nxt else None)
+        return alerts
+
+    def partition_clock(self, partition: int, lagging: bool) -> tuple[datetime, bool]:
+        """The time deadlines on this partition are judged by, and whether it is live: the
+        wall (or simulated) clock when caught up, else the time of the last event
+        processed from it."""
         if lagging and partition in self.partition_time:
-            return self.partition_time[partition]
-        return self.clock.now()
+            return self.partition_time[partition], False
+        return self.clock.now(), True
 
     def rebuild_index(self, states: Iterable[CaseState], active_partitions: set[int]) -> int:
         self.indexes = {p: DeadlineIndex() for p in active_partitions}

@@ -31,12 +31,17 @@ class DeadlineIndex:
 
     def pop_due(self, now: float) -> Iterator[str]:
         """Case ids whose entry is due at or before ``now``, earliest first."""
+        for case_id, _ in self.pop_due_with_time(now):
+            yield case_id
+
+    def pop_due_with_time(self, now: float) -> Iterator[tuple[str, float]]:
+        """(case id, due epoch) of every entry due at or before ``now``, earliest first."""
         heap = self._heap
         while heap and heap[0][0] <= now:
             due, case_id = heapq.heappop(heap)
             if self._due.get(case_id) == due:
                 del self._due[case_id]
-                yield case_id
+                yield case_id, due
 
     def next_due(self) -> float | None:
         while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:

@@ -35,9 +35,12 @@ def test_worker_and_replay_raise_the_same_alerts(stack) -> None:  # type: ignore
         "JIANCHA_CLOCK_START": now.isoformat(),
         "JIANCHA_CLOCK_ANCHOR": repr(anchor),
     })
+    # the whole history is in Kafka before the worker starts: it catches up on a backlog,
+    # judging each event as of its record time (a backfill that arrives while the worker is
+    # caught up is late data as far as the live clock knows, and is judged so)
+    asyncio.run(_backfill(spec, events, clock))
     worker = spec.start_worker()
     try:
-        asyncio.run(_backfill(spec, events, clock))
         stable_since, last = time.monotonic(), -1
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:  # until every event is processed and nothing new
@@ -73,8 +76,13 @@ async def _backfill(spec: WorkerSpec, events, clock: SimulatedClock) -> None:  #
     """Each event stamped with the time it happened, as if reported on the spot."""
     from dataclasses import replace
 
+    from agents.topics import ensure_topics
     from producers.client import DepartmentProducer
+    from settings import load_settings
 
+    await ensure_topics(load_settings(broker_url=spec.stack.broker_url,
+                                      events_topic=spec.events_topic, dlq_topic=spec.dlq_topic,
+                                      topic_partitions=spec.partitions))
     async with DepartmentProducer(spec.stack.bootstrap, None, topic=spec.events_topic) as p:
         acks = []
         for e in events:
