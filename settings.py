@@ -97,6 +97,53 @@ class Settings(BaseSettings):
     clock_speed: float = Field(1.0, gt=0, description="simulated seconds per real second")
     deadline_tick_seconds: float = Field(0.25, gt=0, le=60)
 
+    # --- Notifier (jiancha notifier: alert lifecycle, notifications, HTTP API) ------------
+    notifier_routing_file: Path | None = Field(
+        None, description="routing YAML: receivers, routes, grouping (default: rules/routing.yaml)"
+    )
+    notifier_tokens_file: Path | None = Field(
+        None, description="API tokens YAML (bureau / department tokens); without it the API answers 401"
+    )
+    notifier_host: str = Field("127.0.0.1", description="address of the notifier's HTTP API")
+    notifier_port: int = Field(6067, ge=1, le=65535, description="port of the notifier's HTTP API")
+    notifier_group: str = Field(
+        "notifier", pattern=r"^[A-Za-z0-9._-]+$",
+        description="Redis consumer group on the alert stream shared by the notifier replicas"
+    )
+    notifier_consumer: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]+$",
+        description="consumer name in the group; keep it stable across restarts (default: host name)"
+    )
+    notifier_group_start_id: str = Field(
+        "0", pattern=r"^(0|\$|\d+-\d+)$",
+        description="where a new consumer group starts on the alert stream: 0 (all), $ (new only)"
+    )
+    notifier_claim_idle_seconds: float = Field(
+        60.0, gt=0, description="alert-stream entries pending this long at a dead consumer are taken over"
+    )
+    notifier_poll_seconds: float = Field(
+        0.2, gt=0, le=10, description="how often due groups, repeats and queues are looked at"
+    )
+    notifier_retry_base_seconds: float = Field(
+        2.0, gt=0, description="first retry delay of a failed delivery (doubles each attempt)"
+    )
+    notifier_retry_max_seconds: float = Field(
+        300.0, gt=0, description="longest delay between delivery retries (retried for ever)"
+    )
+    notifier_lease_seconds: float = Field(
+        60.0, gt=0, description="a notification being sent is retried if not done by then (crash)"
+    )
+    notifier_dedup_days: float = Field(
+        30.0, gt=0, description="how long the (alert, transition, receiver, channel) dedup marks live"
+    )
+    notifier_smtp_host: str | None = Field(None, description="SMTP server for email channels")
+    notifier_smtp_port: int = Field(25, ge=1, le=65535)
+    notifier_smtp_username: str | None = None
+    notifier_smtp_password: SecretStr | None = None
+    notifier_smtp_starttls: bool = Field(False, description="STARTTLS after connecting")
+    notifier_smtp_ssl: bool = Field(False, description="SMTP over TLS (port 465)")
+    notifier_smtp_from: str = Field("jiancha@localhost", description="sender address of the mails")
+
     @field_validator("broker_url")
     @classmethod
     def _check_broker(cls, v: str) -> str:

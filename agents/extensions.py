@@ -30,3 +30,6 @@ class WorkerContext:
 Extension = Callable[[faust.App, WorkerContext], None]
 
 EXTENSIONS: list[Extension] = []
+EXTENSIONS.append(lambda app, ctx: __import__("agents.windows", fromlist=["_"]).register(app, ctx))
+EXTENSIONS.append(lambda app, ctx: __import__("agents.complaints", fromlist=["_"]).register(app, ctx))
+EXTENSIONS.append(lambda app, ctx: __import__("agents.indicators", fromlist=["_"]).register(app, ctx))

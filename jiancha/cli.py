@@ -20,6 +20,8 @@ schema_app = typer.Typer(no_args_is_help=True, help="The wire contract's JSON Sc
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(rules_app, name="rules")
 app.add_typer(schema_app, name="schema")
+app.add_typer(__import__("jiancha.alerts_cli", fromlist=["x"]).alerts_app, name="alerts")
+app.add_typer(__import__("jiancha.dashboards_cli").dashboards_cli.app, name="dashboards")
 
 CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="catalog directory",
                                                  file_okay=False)]
@@ -62,9 +64,15 @@ def replay(
     catalog: CatalogOpt = None,
     rules: Annotated[Path | None, typer.Option(help="rule set directory (or one YAML file)")] = None,
     calendar: Annotated[Path | None, typer.Option(help="operator calendar YAML")] = None,
+    indicators: Annotated[Path | None, typer.Option(
+        help="also write the performance indicators and scores (every period) to this JSON file")] = None,
+    windows: Annotated[bool, typer.Option(help="judge the window rules (actor.burst, "
+                                               "department.*)")] = True,
 ) -> None:
-    """Replay events offline through the worker's rules; alerts as JSON Lines on stdout."""
+    """Replay events (and complaints) offline through the worker's rules; alerts as JSON
+    Lines on stdout."""
     from rules.factory import build_engine
+    from rules.indicators import IndicatorBook
     from rules.replay import replay as run_replay
 
     settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
@@ -87,11 +95,23 @@ def replay(
         if n % 100_000 == 0:
             typer.echo(f"replay: {n:,} events", err=True)
 
-    result = run_replay(source, engine, until_dt, on_progress=progress)
+    try:
+        book = IndicatorBook(engine) if indicators is not None else None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    result = run_replay(source, engine, until_dt, on_progress=progress, windows=windows,
+                        indicators=book)
     out = sys.stdout.buffer
     for alert in result.alerts:
         out.write(alert.to_json() + b"\n")
     out.flush()
+    if book is not None and indicators is not None:
+        import orjson
+
+        from rules.indicators import full_report
+
+        indicators.write_bytes(orjson.dumps(full_report(book.store, book.scoring, engine.catalog),
+                                            option=orjson.OPT_INDENT_2) + b"\n")
     for problem in result.problems[:20]:
         typer.echo(f"rejected {problem}", err=True)
     rejected = sum(result.rejected.values())
@@ -184,6 +204,18 @@ def simulate(
 
 
 @app.command()
+def notifier(loglevel: Annotated[str, typer.Option(help="log level")] = "INFO") -> None:
+    """Run the notifier: alert lifecycle, routed notifications (webhook, email, stream), HTTP API."""
+    from agents.notify.service import run_notifier
+    from agents.sinks.redis import RedisConfigError
+
+    try:
+        run_notifier(_settings(), loglevel)
+    except (ValueError, RedisConfigError) as exc:  # routing, tokens, credentials: named in the message
+        raise _fail(str(exc)) from None
+
+
+@app.command()
 def demo(
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
     speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1800.0,
@@ -192,6 +224,15 @@ def demo(
     from jiancha.demo import run_demo
 
     raise typer.Exit(run_demo(duration=duration, speed=speed))
+
+
+def _register_report() -> None:
+    from jiancha.report import report_command
+
+    app.command("report")(report_command)
+
+
+_register_report()
 
 
 def main() -> None:

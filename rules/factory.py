@@ -9,9 +9,11 @@ from zoneinfo import ZoneInfo
 from rules.calendar import OfficialCalendar
 from rules.catalog import load_catalog
 from rules.checks import CHECKS
+from rules.complaints import COMPLAINT_RULES
 from rules.counted_time import WorkingTime
 from rules.engine import Engine
 from rules.rulebook import DEFAULT_RULES_DIR, load_ruleset
+from rules.windows import WINDOW_RULES
 
 
 def build_engine(
@@ -22,7 +24,8 @@ def build_engine(
     allowed_lateness_seconds: float | None = None,
     on_calendar_fallback: Callable[[int], None] | None = None,
 ) -> Engine:
-    ruleset = load_ruleset(rules_dir or DEFAULT_RULES_DIR, known_rules=set(CHECKS))
+    ruleset = load_ruleset(rules_dir or DEFAULT_RULES_DIR,
+                           known_rules=set(CHECKS) | WINDOW_RULES | COMPLAINT_RULES)
     if allowed_lateness_seconds is not None:
         ruleset.settings.allowed_lateness_minutes = allowed_lateness_seconds / 60
     calendar = OfficialCalendar.from_file(calendar_file, on_calendar_fallback)

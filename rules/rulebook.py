@@ -56,6 +56,8 @@ class RuleSet(BaseModel):
     settings: RuleSettings = Field(default_factory=RuleSettings)
     rules: dict[str, RuleConfig]
     item_overrides: dict[str, dict[str, ItemOverride]] = Field(default_factory=dict)
+    #: performance-evaluation weights and caps (validated by ``rules.indicators``)
+    scoring: dict[str, Any] = Field(default_factory=dict)
 
     def enabled(self, rule: str, item_code: str) -> bool:
         override = self.item_overrides.get(item_code, {}).get(rule)
@@ -90,9 +92,13 @@ def load_ruleset(source: Path | str = DEFAULT_RULES_DIR, known_rules: set[str] |
             if "settings" in merged:
                 raise RuleSetError(f"{path}: settings: already given in another file")
             merged["settings"] = doc.pop("settings")
+        if "scoring" in doc:
+            if "scoring" in merged:
+                raise RuleSetError(f"{path}: scoring: already given in another file")
+            merged["scoring"] = doc.pop("scoring") or {}
         if doc:
             raise RuleSetError(f"{path}: unknown key(s) {sorted(doc)}; expected rules, "
-                               "settings, item_overrides")
+                               "settings, item_overrides, scoring")
     try:
         ruleset = RuleSet.model_validate(merged)
     except ValidationError as exc:

@@ -1,0 +1,261 @@
+"""Performance indicators in the worker (绩效评估; logic in ``rules/indicators.py``, shared
+with replay), and the three ways evaluators pull them.
+
+- **Accumulate**: the supervisor's ``event_observers`` and ``alert_observers`` and the
+  complaint observers feed an :class:`~rules.indicators.IndicatorBook` whose store is the
+  Faust table ``indicators``, keyed by (month, scope kind, scope name, **partition**): each
+  partition's share is written to that partition's changelog by the worker that owns it,
+  so state moves with the partition and survives restarts, and no two workers ever write
+  the same key.
+- **Mirror**: every second the keys changed since the last flush go to Redis, one hash
+  per month, ``{prefix}ind:{YYYY-MM}`` (field = ``[kind, name, partition]``, value = the
+  accumulator JSON), and all of a partition's keys again when it is assigned. Every
+  worker reads the merged, global view from there.
+- **Pull**: ``GET /api/indicators?period=2026-11&scope=department&department=`` (JSON,
+  ranked rows), ``GET /api/indicators.csv`` (the same as CSV), and the Prometheus gauges
+  ``jiancha_indicator{department,item,indicator,period}`` (``item=""`` = the department's
+  total) and ``jiancha_score{department,period}`` for the current and previous month and
+  quarter, this half-year and this year (refreshed every few seconds from Redis).
+  ``jiancha report --url`` reads the API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import faust
+import orjson
+from prometheus_client.core import GaugeMetricFamily
+
+from producers.contract import Alert, ApprovalEvent
+from rules.case import CaseState
+from rules.indicators import (
+    INDICATORS,
+    KINDS,
+    Acc,
+    IndicatorBook,
+    Key,
+    PeriodError,
+    current_periods,
+    encode_field,
+    merge_fields,
+    month_of,
+    period_months,
+    report_rows,
+    rows_csv,
+)
+
+if TYPE_CHECKING:
+    from agents.extensions import WorkerContext
+
+log = logging.getLogger(__name__)
+
+#: alert id -> the partition whose indicators it counts in (set by whoever publishes an
+#: alert outside the supervising agent: the window and complaint timers)
+_HINTS: dict[str, int] = {}
+
+
+def hint_partition(alert_id: str, partition: int) -> None:
+    if len(_HINTS) > 100_000:
+        _HINTS.clear()  # never used (indicators not registered): do not grow
+    _HINTS[alert_id] = partition
+
+
+class TableBook(IndicatorBook):
+    """An indicator book stored in a Faust table, one key per partition's share."""
+
+    def __init__(self, engine: Any, table: Any) -> None:
+        super().__init__(engine, store={})
+        self.table = table
+        self.dirty: set[bytes] = set()
+
+    def _key(self, key: Key) -> bytes:
+        return orjson.dumps([*key, self.partition])
+
+    def get(self, key: Key) -> Acc | None:
+        raw = self.table.data.get(self._key(key))
+        return Acc.decode(raw) if raw is not None else None
+
+    def put(self, key: Key, acc: Acc) -> None:
+        # the changelog with every change (as durable as the case states); the Redis
+        # mirror with the key's latest value once a second
+        k, v = self._key(key), acc.encode()
+        self.table.data[k] = v
+        self.table.send_changelog(self.partition, k, v)
+        self.dirty.add(k)
+
+
+class IndicatorCollector:
+    """``jiancha_indicator`` and ``jiancha_score`` from the last snapshot (a timer
+    refreshes it from Redis; a scrape never waits for Redis)."""
+
+    def __init__(self) -> None:
+        self.indicators: list[tuple[tuple[str, str, str, str], float]] = []
+        self.scores: list[tuple[tuple[str, str], float]] = []
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        g = GaugeMetricFamily("jiancha_indicator", "Performance indicator (绩效评估) of a "
+                              "department (item=\"\") or item, for a period (YYYY-MM, YYYY-Qn, "
+                              "YYYY-Hn, YYYY); rates are fractions", labels=["department", "item",
+                                                                              "indicator", "period"])
+        for labels, value in self.indicators:
+            g.add_metric(list(labels), value)
+        yield g
+        s = GaugeMetricFamily("jiancha_score", "Performance score (0-100) of a department for "
+                              "a period; quarters and years: the mean of the monthly scores",
+                              labels=["department", "period"])
+        for labels, value in self.scores:
+            s.add_metric(list(labels), value)
+        yield s
+
+
+def register(app: faust.App, ctx: WorkerContext) -> None:
+    s, sv = ctx.settings, ctx.supervisor
+    engine = sv.engine
+    tz = engine.working_time.tz
+    n = s.topic_partitions
+    table = app.Table("indicators", default=None, partitions=n, key_type=bytes, value_type=bytes)
+    book = TableBook(engine, table)
+    prefix = s.redis_prefix
+    collector = IndicatorCollector()
+    ctx.metrics.registry.register(collector)  # type: ignore[arg-type]
+
+    def active_partitions() -> list[int]:
+        try:
+            return sorted({tp.partition for tp in app.assignor.assigned_actives()
+                           if tp.topic == s.events_topic})
+        except Exception:
+            return []
+
+    def partition_of(alert: Alert) -> int:
+        hinted = _HINTS.pop(alert.alert_id, None)
+        if hinted is not None:
+            return hinted
+        event = faust.current_event()
+        if event is not None:
+            return int(event.message.partition)
+        if alert.case_id:
+            raw = ctx.cases.data.get(alert.case_id.encode())
+            if raw is not None:
+                return CaseState.decode(raw).partition
+        parts = active_partitions()
+        return parts[0] if parts else 0
+
+    def on_event(event: ApprovalEvent, state: CaseState, alerts: list[Alert], now: Any) -> None:
+        try:
+            book.partition = state.partition
+            book.on_event(event, state)
+        except Exception:  # indicators must never stop the supervision
+            log.exception("indicators: event %s not counted", event.event_id)
+
+    def on_alert(alert: Alert) -> None:
+        try:
+            book.partition = partition_of(alert)
+            book.on_alert(alert)
+        except Exception:
+            log.exception("indicators: alert %s not counted", alert.alert_id)
+
+    def on_complaint(department: str | None, item_code: str | None, received_at: float) -> None:
+        try:
+            event = faust.current_event()
+            book.partition = int(event.message.partition) if event is not None else 0
+            book.on_complaint(department, item_code, received_at)
+        except Exception:
+            log.exception("indicators: complaint not counted")
+
+    sv.event_observers.append(on_event)
+    sv.alert_observers.append(on_alert)
+    from agents.complaints import complaint_observers
+
+    complaint_observers(app).append(on_complaint)
+
+    async def flush() -> None:
+        if not book.dirty:
+            return
+        keys, book.dirty = book.dirty, set()
+        try:
+            async with ctx.redis.pipeline(transaction=False) as pipe:
+                for k in keys:
+                    value = table.data.get(k)
+                    if value is None:
+                        continue
+                    month, kind, name, partition = orjson.loads(k)
+                    pipe.hset(f"{prefix}ind:{month}", encode_field(kind, name, partition), value)
+                await pipe.execute()
+        except Exception as exc:
+            book.dirty |= keys  # try again at the next flush
+            log.warning("indicators: Redis mirror failed (%r); retrying", exc)
+
+    @app.timer(1.0, name="indicators_mirror")
+    async def mirror() -> None:
+        await flush()
+
+    @table.on_recover
+    async def remirror() -> None:
+        actives = set(active_partitions())
+        for k in list(table.data.keys()):
+            if orjson.loads(k)[3] in actives:
+                book.dirty.add(k)
+
+    async def load(months: Iterable[str]) -> dict[Key, Acc]:
+        merged: dict[Key, Acc] = {}
+        for month in dict.fromkeys(months):
+            fields = await ctx.redis.hgetall(f"{prefix}ind:{month}")
+            merged.update(merge_fields(month, fields))
+        return merged
+
+    @app.timer(2.0, name="indicators_gauges")
+    async def refresh_gauges() -> None:
+        try:
+            periods = current_periods(sv.clock.now(), tz)
+            accs = await load(m for p in periods for m in period_months(p))
+            indicators: list[tuple[tuple[str, str, str, str], float]] = []
+            scores: list[tuple[tuple[str, str], float]] = []
+            for period in periods:
+                for kind in ("department", "item"):
+                    for row in report_rows(accs, period, kind, book.scoring, engine.catalog):
+                        dept = row["department"] or ""
+                        item = row["name"] if kind == "item" else ""
+                        for name in INDICATORS:
+                            value = row.get(name)
+                            if value is not None:
+                                indicators.append(((dept, item, name, period), float(value)))
+                        if kind == "department" and row["score"] is not None:
+                            scores.append(((dept, period), float(row["score"])))
+            collector.indicators, collector.scores = indicators, scores
+        except Exception as exc:  # metrics must never stop the worker
+            log.debug("indicator gauges not refreshed: %r", exc)
+
+    async def rows_for(request: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        q = request.query
+        period = q.get("period") or month_of(sv.clock.now(), tz)
+        scope = q.get("scope") or "department"
+        department = q.get("department") or None
+        if scope not in KINDS:
+            raise PeriodError(f"scope {scope!r}: expected one of {', '.join(KINDS)}")
+        months = period_months(period)
+        rows = report_rows(await load(months), period, scope, book.scoring, engine.catalog,
+                           department=department)
+        return {"period": period, "scope": scope, "department": department}, rows
+
+    @app.page("/api/indicators")
+    async def api_json(web: Any, request: Any) -> Any:
+        try:
+            head, rows = await rows_for(request)
+        except PeriodError as exc:
+            return web.json({"error": str(exc)}, status=400)
+        return web.json({**head, "rows": rows})
+
+    @app.page("/api/indicators.csv")
+    async def api_csv(web: Any, request: Any) -> Any:
+        try:
+            _, rows = await rows_for(request)
+        except PeriodError as exc:
+            return web.text(str(exc) + "\n", status=400)
+        # aiohttp refuses a charset inside content_type; text responses are UTF-8
+        return web.text(rows_csv(rows), content_type="text/csv")

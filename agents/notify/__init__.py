@@ -1,0 +1,7 @@
+"""The notifier (``jiancha notifier``): alert lifecycle and notifications that reach people.
+
+A separate process from the stream worker: it reads ``jc:alerts`` through a Redis
+consumer group, routes each alert (``routing.py``), groups, queues durably per channel
+(``queue.py``) and delivers (``webhook.py``, ``mail.py``, ``stream.py``) with retries;
+it also serves the HTTP API for people (``api.py``). See README "Notifications".
+"""

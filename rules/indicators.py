@@ -1,0 +1,487 @@
+"""Performance evaluation (绩效评估): indicators and scores per department, item and handler,
+per month, quarter, half-year and year (domain.md). Pure: replay and the worker feed the
+same :class:`IndicatorBook`; the worker keeps its accumulators in a Faust table.
+
+What is counted, per scope and **month** (local time of the instant that counts):
+
+- ``received``: cases submitted (first ``submitted``); ``accepted``: first ``accepted``
+  (an acceptance deemed by Art. 32 has no event and is not counted); ``decided``: first
+  ``decided`` — by the handling department (the item's), the item, and the handler who
+  took the step (``department/actor``);
+- for each decision with a decision clock (``timed``): the counted working days from the
+  clock start to the decision (start day not counted, Art. 45 suspensions left out, as
+  the deadline rules count them): ``on_time`` (within the promised limit), ``early``
+  (within ``early_share`` of it), ``overdue`` (beyond the legal limit plus a regular
+  extension); their sum (mean) and a histogram in hundredths of a working day (p90,
+  nearest rank: exact to 0.01 day and bounded however many cases a month has);
+- ``supplement``: cases with a correction notice (first ``supplement_requested``);
+- alerts by rule and severity, in the month of their ``event_time`` (department, item,
+  handler = the alert's ``actor``); every version counts: an escalated alert was counted
+  as red when it was raised and counts as escalated when it escalates;
+- ``complaints``: complaints received about the department (and item, when named).
+
+Rates are fractions (0–1) of ``timed`` decisions (on-time, early, overdue) or of the cases
+received (supplement rate; complaints per 1,000 cases received). The score follows
+``scoring`` in the rule set (``rules/ruleset/scoring.yaml``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from fractions import Fraction
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from producers.contract import Alert, ApprovalEvent, Step
+from rules.case import CaseState
+from rules.counted_time import DAY
+from rules.rulebook import RuleSet, RuleSetError
+
+Kind = Literal["department", "item", "handler"]
+KINDS: tuple[Kind, ...] = ("department", "item", "handler")
+#: (month "YYYY-MM", scope kind, scope name)
+Key = tuple[str, str, str]
+HUNDREDTH = DAY / 100  # 864 s: the histogram's resolution
+
+
+# --- scoring configuration --------------------------------------------------------------
+
+
+class Deduction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    points: float = Field(ge=0)
+    cap_per_month: float | None = Field(None, ge=0)
+
+
+class Bonus(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    points: float = Field(1, ge=0)
+    step: float = Field(0.10, gt=0, le=1)
+    cap: float = Field(5, ge=0)
+
+
+class ScoringConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: float = 100
+    min_score: float = 0
+    max_score: float | None = 100
+    early_share: float = Field(0.5, gt=0, le=1)
+    deductions: dict[Literal["yellow", "red", "escalated"], Deduction] = Field(
+        default_factory=lambda: {"yellow": Deduction(points=5, cap_per_month=20),
+                                 "red": Deduction(points=10), "escalated": Deduction(points=15)})
+    bonus: Bonus = Field(default_factory=Bonus)
+    rule_points: dict[str, dict[Literal["yellow", "red", "escalated"], float]] = Field(
+        default_factory=dict)
+
+    @classmethod
+    def from_ruleset(cls, rs: RuleSet) -> ScoringConfig:
+        try:
+            return cls.model_validate(rs.scoring or {})
+        except ValidationError as exc:
+            problems = "; ".join(f"scoring.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                 for e in exc.errors())
+            raise RuleSetError(problems) from None
+
+    def points(self, rule: str, severity: str) -> float:
+        override = self.rule_points.get(rule, {})
+        if severity in override:
+            return override[severity]  # type: ignore[index]
+        d = self.deductions.get(severity)  # type: ignore[call-overload]
+        return d.points if d is not None else 0.0
+
+
+# --- the accumulator ------------------------------------------------------------------
+
+
+@dataclass
+class Acc:
+    """The counts of one scope in one month (merged over partitions and months)."""
+
+    received: int = 0
+    accepted: int = 0
+    decided: int = 0
+    timed: int = 0
+    on_time: int = 0
+    early: int = 0
+    overdue: int = 0
+    seconds: int = 0  # counted working seconds to decision, summed over timed decisions
+    days: dict[int, int] = field(default_factory=dict)  # hundredths of a working day -> n
+    supplement: int = 0
+    complaints: int = 0
+    alerts: dict[str, dict[str, int]] = field(default_factory=dict)  # rule -> severity -> n
+
+    _INTS = ("received", "accepted", "decided", "timed", "on_time", "early", "overdue",
+             "seconds", "supplement", "complaints")
+
+    def merge(self, other: Acc) -> Acc:
+        for name in self._INTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for k, n in other.days.items():
+            self.days[k] = self.days.get(k, 0) + n
+        for rule, by_sev in other.alerts.items():
+            mine = self.alerts.setdefault(rule, {})
+            for sev, n in by_sev.items():
+                mine[sev] = mine.get(sev, 0) + n
+        return self
+
+    def severity(self, severity: str) -> int:
+        return sum(by.get(severity, 0) for by in self.alerts.values())
+
+    def encode(self) -> bytes:
+        d: dict[str, Any] = {n: getattr(self, n) for n in self._INTS if getattr(self, n)}
+        if self.days:
+            d["days"] = {str(k): v for k, v in sorted(self.days.items())}
+        if self.alerts:
+            d["alerts"] = self.alerts
+        return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Acc:
+        d = orjson.loads(raw)
+        acc = cls(**{n: int(d.get(n, 0)) for n in cls._INTS})
+        acc.days = {int(k): int(v) for k, v in (d.get("days") or {}).items()}
+        acc.alerts = {r: {s: int(n) for s, n in by.items()} for r, by in (d.get("alerts") or {}).items()}
+        return acc
+
+    def p90_days(self) -> float | None:
+        """The 90th percentile (nearest rank) of the counted days, to 0.01 day."""
+        total = sum(self.days.values())
+        if not total:
+            return None
+        rank = math.ceil(0.9 * total)
+        seen = 0
+        for k in sorted(self.days):
+            seen += self.days[k]
+            if seen >= rank:
+                return k / 100
+        raise AssertionError("unreachable")
+
+
+# --- feeding ----------------------------------------------------------------------------
+
+
+def month_of(instant: datetime | float, tz: Any) -> str:
+    dt = instant if isinstance(instant, datetime) else datetime.fromtimestamp(instant, tz)
+    return dt.astimezone(tz).strftime("%Y-%m")
+
+
+#: rules whose event time is the start of a window (the window's month), not a deadline
+_AT_START = frozenset({"actor.burst", "department.denial_spike"})
+_TICK = timedelta(microseconds=1)
+
+
+def alert_month(alert: Alert, tz: Any) -> str:
+    """The month an alert counts in: that of its event time, where a deadline at exactly
+    00:00 is the end (24:00) of the day before (a limit ending on 30 November counts in
+    November)."""
+    at = alert.event_time if alert.rule in _AT_START else alert.event_time - _TICK
+    return month_of(at, tz)
+
+
+class IndicatorBook:
+    """Accumulators by (month, kind, name). ``get``/``put`` are the storage: a dict here,
+    a Faust table in the worker (which sets :attr:`partition` before each call)."""
+
+    def __init__(self, engine: Any, store: MutableMapping[Key, Acc] | None = None) -> None:
+        self.engine = engine
+        self.catalog = engine.catalog
+        self.wt = engine.working_time
+        self.scoring = ScoringConfig.from_ruleset(engine.ruleset)
+        self.store: MutableMapping[Key, Acc] = store if store is not None else {}
+        self.partition = -1
+
+    # storage hooks
+    def get(self, key: Key) -> Acc | None:
+        return self.store.get(key)
+
+    def put(self, key: Key, acc: Acc) -> None:
+        self.store[key] = acc
+
+    def _add(self, month: str, scopes: Iterable[tuple[str, str | None]], **counts: Any) -> None:
+        for kind, name in scopes:
+            if not name:
+                continue
+            key = (month, kind, name)
+            acc = self.get(key) or Acc()
+            for attr, value in counts.items():
+                if attr == "hundredths":
+                    acc.days[value] = acc.days.get(value, 0) + 1
+                elif attr == "alert":
+                    rule, severity = value
+                    by = acc.alerts.setdefault(rule, {})
+                    by[severity] = by.get(severity, 0) + 1
+                else:
+                    setattr(acc, attr, getattr(acc, attr) + value)
+            self.put(key, acc)
+
+    def on_event(self, event: ApprovalEvent, state: CaseState) -> None:
+        """After an accepted event was added to its case (and evaluated)."""
+        step = event.step
+        if step not in (Step.submitted, Step.accepted, Step.decided, Step.supplement_requested):
+            return
+        if sum(1 for f in state.facts if f.step is step) != 1:
+            return  # only the first of its kind counts
+        item = self.catalog[state.item_code]
+        dept = item.department
+        month = month_of(event.occurred_at, self.wt.tz)
+        handler = f"{dept}/{event.actor}" if event.actor and event.actor != "applicant" else None
+        scopes: list[tuple[str, str | None]] = [("department", dept), ("item", item.code)]
+        if step is Step.submitted:
+            self._add(month, scopes, received=1)
+        elif step is Step.supplement_requested:
+            self._add(month, scopes, supplement=1)
+        elif step is Step.accepted:
+            self._add(month, [*scopes, ("handler", handler)], accepted=1)
+        else:
+            counts: dict[str, Any] = {"decided": 1}
+            timing = self.timing(state, event.occurred_at)
+            if timing is not None:
+                seconds, on_time, early, overdue = timing
+                counts.update(timed=1, seconds=seconds, on_time=int(on_time), early=int(early),
+                              overdue=int(overdue), hundredths=round(seconds / HUNDREDTH))
+            self._add(month, [*scopes, ("handler", handler)], **counts)
+
+    def timing(self, state: CaseState, decided_at: datetime) -> tuple[int, bool, bool, bool] | None:
+        """(counted working seconds, on time, early, beyond the legal limit) of a decision."""
+        from rules.checks.deadlines import regular_extension
+
+        view = self.engine.view(state)
+        start = view.clock_start
+        if start is None:
+            return None
+        seconds = round(self.wt.counted_seconds(start[0], decided_at, view.pauses))
+        item = view.item
+        ext = regular_extension(view)
+        legal = item.legal_days + (int(ext.attrs["days"]) if ext is not None else 0)
+        promised = item.promised_days * DAY
+        return (seconds, seconds <= promised, seconds <= self.scoring.early_share * promised,
+                seconds > legal * DAY)
+
+    def on_alert(self, alert: Alert) -> None:
+        """Every alert version stored anew (new or escalated; not a repeat)."""
+        month = alert_month(alert, self.wt.tz)
+        dept = alert.department
+        handler = f"{dept}/{alert.actor}" if dept and alert.actor and alert.actor != "applicant" else None
+        self._add(month, [("department", dept), ("item", alert.item_code), ("handler", handler)],
+                  alert=(alert.rule, alert.severity))
+
+    def on_complaint(self, department: str | None, item_code: str | None, received_at: float) -> None:
+        """A complaint seen for the first time."""
+        self._add(month_of(received_at, self.wt.tz), [("department", department), ("item", item_code)],
+                  complaints=1)
+
+    def snapshot(self) -> dict[Key, Acc]:
+        return dict(self.store)
+
+
+# --- periods and reports ------------------------------------------------------------------
+
+
+class PeriodError(ValueError):
+    pass
+
+
+def period_months(period: str) -> list[str]:
+    """``2026-11`` (month), ``2026-Q4`` (quarter), ``2026-H2`` (half-year), ``2026`` (year)."""
+    p = period.strip().upper()
+    try:
+        if len(p) == 4 and p.isdigit():
+            return [f"{p}-{m:02d}" for m in range(1, 13)]
+        year, rest = p.split("-", 1)
+        if not (len(year) == 4 and year.isdigit()):
+            raise ValueError
+        if rest.startswith("Q") and rest[1:] in ("1", "2", "3", "4"):
+            q = int(rest[1:])
+            return [f"{year}-{m:02d}" for m in range(3 * q - 2, 3 * q + 1)]
+        if rest.startswith("H") and rest[1:] in ("1", "2"):
+            h = int(rest[1:])
+            return [f"{year}-{m:02d}" for m in range(6 * h - 5, 6 * h + 1)]
+        if len(rest) == 2 and rest.isdigit() and 1 <= int(rest) <= 12:
+            return [f"{year}-{rest}"]
+    except ValueError:
+        pass
+    raise PeriodError(f"period {period!r}: expected YYYY-MM, YYYY-Qn, YYYY-Hn or YYYY")
+
+
+def current_periods(now: datetime, tz: Any) -> list[str]:
+    """The periods an evaluator watches at ``now``: this and last month, this and last
+    quarter, this half-year and this year."""
+    loc = now.astimezone(tz)
+    y, m = loc.year, loc.month
+    py, pm = (y, m - 1) if m > 1 else (y - 1, 12)
+    q = (m - 1) // 3 + 1
+    pqy, pq = (y, q - 1) if q > 1 else (y - 1, 4)
+    out = [f"{y}-{m:02d}", f"{py}-{pm:02d}", f"{y}-Q{q}", f"{pqy}-Q{pq}",
+           f"{y}-H{1 if m <= 6 else 2}", f"{y}"]
+    return list(dict.fromkeys(out))
+
+
+def _rate(n: int, d: int) -> float | None:
+    return round(n / d, 4) if d else None
+
+
+def month_score(acc: Acc, cfg: ScoringConfig) -> float:
+    deductions = 0.0
+    for severity, d in cfg.deductions.items():
+        points = sum(cfg.points(rule, severity) * by.get(severity, 0) for rule, by in acc.alerts.items())
+        if d.cap_per_month is not None:
+            points = min(points, d.cap_per_month)
+        deductions += points
+    # rules with per-rule points but a severity without a deduction entry
+    for rule, by in acc.alerts.items():
+        for severity, n in by.items():
+            if severity not in cfg.deductions:
+                deductions += cfg.points(rule, severity) * n
+    bonus = 0.0
+    if acc.timed:
+        steps = math.floor(Fraction(acc.early, acc.timed) / Fraction(str(cfg.bonus.step)))
+        bonus = min(cfg.bonus.cap, steps * cfg.bonus.points)
+    score = cfg.start - deductions + bonus
+    if cfg.max_score is not None:
+        score = min(score, cfg.max_score)
+    return round(max(cfg.min_score, score), 2)
+
+
+INDICATORS = ("received", "accepted", "decided", "on_time_rate", "early_rate", "overdue_rate",
+              "mean_days", "p90_days", "yellow", "red", "escalated", "complaints",
+              "complaints_per_1000", "supplement_rate")
+
+
+def indicator_values(acc: Acc) -> dict[str, Any]:
+    return {
+        "received": acc.received, "accepted": acc.accepted, "decided": acc.decided,
+        "timed": acc.timed, "on_time": acc.on_time, "early": acc.early, "overdue": acc.overdue,
+        "on_time_rate": _rate(acc.on_time, acc.timed), "early_rate": _rate(acc.early, acc.timed),
+        "overdue_rate": _rate(acc.overdue, acc.timed),
+        "mean_days": round(acc.seconds / acc.timed / DAY, 2) if acc.timed else None,
+        "p90_days": acc.p90_days(),
+        "yellow": acc.severity("yellow"), "red": acc.severity("red"),
+        "escalated": acc.severity("escalated"),
+        "complaints": acc.complaints,
+        "complaints_per_1000": round(1000 * acc.complaints / acc.received, 2) if acc.received else None,
+        "supplement_cases": acc.supplement,
+        "supplement_rate": _rate(acc.supplement, acc.received),
+    }
+
+
+def report_rows(accs: Mapping[Key, Acc], period: str, kind: str, cfg: ScoringConfig,
+                catalog: Any = None, scope: str | None = None, department: str | None = None,
+                ) -> list[dict[str, Any]]:
+    """One row per scope of ``kind`` active in ``period``, ranked: score (best first),
+    then on-time rate, then name. ``department`` keeps the scopes of one department."""
+    months = period_months(period)
+    wanted = set(months)
+    per_scope: dict[str, dict[str, Acc]] = {}
+    for (month, k, name), acc in accs.items():
+        if k != kind or month not in wanted or (scope is not None and name != scope):
+            continue
+        per_scope.setdefault(name, {}).setdefault(month, Acc()).merge(acc)
+    rows = []
+    for name, by_month in per_scope.items():
+        dept = _department_of(kind, name, catalog)
+        if department is not None and dept != department:
+            continue
+        total = Acc()
+        for acc in by_month.values():
+            total.merge(acc)
+        monthly = [month_score(by_month[m], cfg) for m in months if m in by_month]
+        row: dict[str, Any] = {"period": period, "scope": kind, "name": name, "department": dept}
+        if kind == "department" and catalog is not None and name in catalog.departments:
+            row["name_zh"] = catalog.departments[name].name_zh
+        elif kind == "item" and catalog is not None and name in catalog:
+            row["name_zh"] = catalog[name].name_zh
+        row.update(indicator_values(total))
+        row["score"] = round(sum(monthly) / len(monthly), 2) if monthly else None
+        row["months"] = len(monthly)
+        rows.append(row)
+    rows.sort(key=lambda r: (-(r["score"] if r["score"] is not None else -1),
+                             -(r["on_time_rate"] if r["on_time_rate"] is not None else -1), r["name"]))
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return rows
+
+
+def _department_of(kind: str, name: str, catalog: Any) -> str | None:
+    if kind == "department":
+        return name
+    if kind == "handler":
+        return name.partition("/")[0]
+    if catalog is not None and name in catalog:
+        return str(catalog[name].department)
+    return None
+
+
+def full_report(accs: Mapping[Key, Acc], cfg: ScoringConfig, catalog: Any = None) -> dict[str, Any]:
+    """Every period with data (months, quarters, half-years, years) and every scope kind:
+    what ``jiancha replay --indicators OUT.json`` writes."""
+    months = sorted({k[0] for k in accs})
+    periods: list[str] = []
+    for m in months:
+        y, mm = m.split("-")
+        q, h = (int(mm) - 1) // 3 + 1, 1 if int(mm) <= 6 else 2
+        periods += [m, f"{y}-Q{q}", f"{y}-H{h}", y]
+    periods = sorted(dict.fromkeys(periods), key=_period_order)
+    return {"periods": {p: {kind: report_rows(accs, p, kind, cfg, catalog) for kind in KINDS}
+                        for p in periods}}
+
+
+def _period_order(p: str) -> tuple[str, int, str]:
+    """Within a year: months, then quarters, half-years, the year."""
+    rank = 3 if len(p) == 4 else 1 if "-Q" in p else 2 if "-H" in p else 0
+    return (p[:4], rank, p)
+
+
+# --- wire form (Redis mirror, HTTP API) -----------------------------------------------------
+
+
+def encode_field(kind: str, name: str, partition: int) -> bytes:
+    return orjson.dumps([kind, name, partition])
+
+
+def merge_fields(month: str, fields: Mapping[bytes | str, bytes | str]) -> dict[Key, Acc]:
+    """Merge the per-partition accumulators of one month (the Redis hash of that month)."""
+    out: dict[Key, Acc] = {}
+    for raw_field, raw_value in fields.items():
+        kind, name, _ = orjson.loads(raw_field)
+        key = (month, kind, name)
+        out.setdefault(key, Acc()).merge(Acc.decode(raw_value))
+    return out
+
+
+COLUMNS = ("rank", "name", "name_zh", "score", "received", "accepted", "decided", "on_time_rate",
+           "early_rate", "overdue_rate", "mean_days", "p90_days", "yellow", "red", "escalated",
+           "complaints", "complaints_per_1000", "supplement_rate")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def rows_csv(rows: list[dict[str, Any]], columns: Iterable[str] = ("period", "scope", *COLUMNS)) -> str:
+    cols = list(columns)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([_cell(r.get(c)) for c in cols])
+    return buf.getvalue()
+
+
+def rows_markdown(rows: list[dict[str, Any]], columns: Iterable[str] = COLUMNS) -> str:
+    cols = list(columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_cell(r.get(c)) for c in cols) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,594 @@
+"""Department and handler windows: ``actor.burst``, ``department.denial_spike`` and
+``department.silent`` as pure functions (no Faust), so that the worker and replay judge
+the same way.
+
+Windows are **tumbling, in event time, aligned to local time** (a one-day window runs
+00:00–24:00 Asia/Shanghai). A window is *closed* once the clock passes its end plus the
+allowed lateness; only then is it judged, so an alert says what the whole window held
+and the worker and replay raise the same alert (same id, same text). A record whose
+window is already closed is *late* and left out (counted by the worker's metric).
+
+- ``actor.burst``: one handler (department + actor) decides more than ``max_decisions``
+  distinct cases in a window of ``window_minutes``.
+- ``department.denial_spike``: in a department window (``window_hours``, default one
+  day) the refusal share (``decided`` with ``outcome: deny`` and ``rejected_at_intake``,
+  among all decisions and refusals at intake) is far above the department's own baseline,
+  the share over the previous ``baseline_windows`` windows: above ``ratio`` × baseline
+  and above baseline + ``min_increase``, with at least ``min_decisions`` in the window
+  and ``min_baseline_decisions`` in the baseline.
+- ``department.silent``: no event from a department for ``working_hours`` office hours
+  (``office_hours`` on working days of the official calendar) after its last event; it
+  fires with no event, when the clock reaches that instant plus the allowed lateness.
+  Only departments whose usual traffic makes silence meaningful are judged: at least
+  ``min_events_per_hour`` per office hour over the ``baseline_days`` working days
+  before the day of the last event (a small department sending two cases a week is
+  not a broken feed).
+
+Alert ids are deterministic: rule + scope + window start (for silence: the instant of
+the last event, which starts the silence).
+
+The state a driver keeps is plain JSON-able values (see :class:`WindowTracker`, the
+replay driver; ``agents/windows.py`` keeps the same values in Faust tables).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+
+import orjson
+
+from producers.contract import Alert, ApprovalEvent, Severity, Step, make_alert_id
+from rules.counted_time import WorkingTime
+from rules.rulebook import RuleSet
+
+BURST = "actor.burst"
+DENIAL = "department.denial_spike"
+SILENT = "department.silent"
+WINDOW_RULES = frozenset({BURST, DENIAL, SILENT})
+
+#: how many refusal / decision event ids an alert quotes as evidence
+MAX_EVIDENCE = 50
+#: distinct cases a burst window remembers (beyond this it only counts)
+BURST_CASE_CAP = 1000
+
+
+class _Blank(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+# --- the record a window sees ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRecord:
+    """What the windows need from one accepted event (compact on the repartition topic)."""
+
+    event_id: str
+    case_id: str
+    department: str
+    actor: str
+    step: str
+    at: float  # occurred_at, epoch seconds
+    refused: bool = False  # a refusal (deny or rejected at intake)
+
+    @classmethod
+    def from_event(cls, ev: ApprovalEvent) -> WindowRecord:
+        refused = ev.step is Step.rejected_at_intake or (
+            ev.step is Step.decided and ev.attributes.get("outcome") == "deny")
+        return cls(ev.event_id, ev.case_id, ev.department, ev.effective_actor, ev.step.value,
+                   ev.occurred_at.timestamp(), refused)
+
+    @property
+    def outcome(self) -> bool:
+        """A decision or a refusal at intake (the denominator of the refusal share)."""
+        return self.step in ("decided", "rejected_at_intake")
+
+    @property
+    def decision(self) -> bool:
+        return self.step == "decided"
+
+    @property
+    def handler(self) -> str:
+        """The burst scope: department and handler (handler ids are per department)."""
+        return f"{self.department}/{self.actor}"
+
+    def encode(self) -> bytes:
+        return orjson.dumps([self.event_id, self.case_id, self.department, self.actor,
+                             self.step, self.at, self.refused])
+
+    @classmethod
+    def decode(cls, raw: bytes) -> WindowRecord:
+        eid, case, dept, actor, step, at, refused = orjson.loads(raw)
+        return cls(eid, case, dept, actor, step, float(at), bool(refused))
+
+
+# --- window values (JSON-able) ----------------------------------------------------------
+
+
+def burst_add(value: dict[str, Any] | None, rec: WindowRecord) -> dict[str, Any]:
+    """Add a decision to a handler window: ``{"c": {case_id: event_id}, "x": overflow}``."""
+    value = dict(value) if value else {}
+    cases = dict(value.get("c") or {})
+    if rec.case_id not in cases:
+        if len(cases) < BURST_CASE_CAP:
+            cases[rec.case_id] = rec.event_id
+        else:
+            value["x"] = int(value.get("x", 0)) + 1
+    value["c"] = cases
+    return value
+
+
+def burst_count(value: Mapping[str, Any]) -> int:
+    return len(value.get("c") or {}) + int(value.get("x", 0))
+
+
+def span_add(spans: list[list[Any]], at: float, event_id: str, merge: float) -> list[list[Any]]:
+    """Add an event to a department's sorted, disjoint spans ``[first, first_event, last,
+    last_event]`` of events not yet final; events closer than ``merge`` seconds join one
+    span. The result does not depend on the order events are added in (ties: the
+    smallest event id first, the largest last)."""
+    new: list[Any] = [at, event_id, at, event_id]
+    out: list[list[Any]] = []
+    placed = False
+    for sp in spans:
+        if sp[2] + merge < new[0]:
+            out.append(sp)
+        elif new[2] + merge < sp[0]:
+            if not placed:
+                out.append(new)
+                placed = True
+            out.append(sp)
+        else:
+            if (sp[0], sp[1]) < (new[0], new[1]):
+                new[0], new[1] = sp[0], sp[1]
+            if (sp[2], sp[3]) > (new[2], new[3]):
+                new[2], new[3] = sp[2], sp[3]
+    if not placed:
+        out.append(new)
+    return out
+
+
+def dept_add(value: dict[str, Any] | None, rec: WindowRecord) -> dict[str, Any]:
+    """Add an event to a department window: ``n`` events, ``d`` decisions and refusals at
+    intake, ``r`` refusals, ``e`` refusal event ids (evidence, capped)."""
+    value = dict(value) if value else {}
+    value["n"] = int(value.get("n", 0)) + 1
+    if rec.outcome:
+        value["d"] = int(value.get("d", 0)) + 1
+        if rec.refused:
+            value["r"] = int(value.get("r", 0)) + 1
+            ev = list(value.get("e") or [])
+            if len(ev) < MAX_EVIDENCE:
+                ev.append(rec.event_id)
+            value["e"] = ev
+    return value
+
+
+# --- configuration ---------------------------------------------------------------------
+
+
+def _office_hours(spec: Any) -> tuple[tuple[time, time], ...]:
+    out = []
+    for part in spec or ("09:00-12:00", "14:00-18:00"):
+        a, b = str(part).split("-")
+        start, end = time.fromisoformat(a.strip()), time.fromisoformat(b.strip())
+        if end <= start:
+            raise ValueError(f"office_hours {part!r}: the end must be after the start")
+        out.append((start, end))
+    return tuple(sorted(out))
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    lateness: float
+    burst_on: bool
+    burst_size: float
+    burst_max: int
+    denial_on: bool
+    dept_size: float
+    baseline_windows: int
+    min_decisions: int
+    min_baseline_decisions: int
+    ratio: float
+    min_increase: float
+    silent_on: bool
+    silent_hours: float
+    office: tuple[tuple[time, time], ...]
+    min_events_per_hour: float
+    baseline_days: int
+
+    @classmethod
+    def from_ruleset(cls, rs: RuleSet) -> WindowConfig:
+        def params(rule: str) -> Mapping[str, Any]:
+            return rs.rules[rule].params if rule in rs.rules else {}
+
+        def on(rule: str) -> bool:
+            return rule in rs.rules and rs.rules[rule].enabled
+
+        b, d, s = params(BURST), params(DENIAL), params(SILENT)
+        cfg = cls(
+            lateness=rs.settings.allowed_lateness.total_seconds(),
+            burst_on=on(BURST),
+            burst_size=float(b.get("window_minutes", 10)) * 60,
+            burst_max=int(b.get("max_decisions", 20)),
+            denial_on=on(DENIAL),
+            dept_size=float(d.get("window_hours", 24)) * 3600,
+            baseline_windows=int(d.get("baseline_windows", 28)),
+            min_decisions=int(d.get("min_decisions", 20)),
+            min_baseline_decisions=int(d.get("min_baseline_decisions", 50)),
+            ratio=float(d.get("ratio", 3.0)),
+            min_increase=float(d.get("min_increase", 0.25)),
+            silent_on=on(SILENT),
+            silent_hours=float(s.get("working_hours", 4)),
+            office=_office_hours(s.get("office_hours")),
+            min_events_per_hour=float(s.get("min_events_per_hour", 2.0)),
+            baseline_days=int(s.get("baseline_days", 10)),
+        )
+        for name, value in (("actor.burst.window_minutes", cfg.burst_size),
+                            ("department.denial_spike.window_hours", cfg.dept_size)):
+            if value <= 0 or 86_400 % value:
+                raise ValueError(f"{name}: a window must divide a day evenly (got {value / 60:g} min)")
+        return cfg
+
+    @property
+    def office_seconds_per_day(self) -> float:
+        return sum((datetime.combine(datetime.min, b) - datetime.combine(datetime.min, a))
+                   .total_seconds() for a, b in self.office)
+
+    @property
+    def history_windows(self) -> int:
+        """Closed department windows kept for the baselines (denial share, silence rate)."""
+        silence_span = (self.baseline_days * 7 / 5 + 12) * 86_400  # weekends and a holiday week
+        return max(self.baseline_windows, math.ceil(silence_span / self.dept_size)) + 1
+
+
+# --- the rules ------------------------------------------------------------------------------
+
+
+class WindowRules:
+    """The three window rules over one rule set and calendar: window arithmetic, judging a
+    closed window, and the silence deadline. Stateless; the drivers keep the values."""
+
+    def __init__(self, ruleset: RuleSet, wt: WorkingTime,
+                 departments: Mapping[str, Any] | None = None) -> None:
+        self.ruleset = ruleset
+        self.wt = wt
+        self.cfg = WindowConfig.from_ruleset(ruleset)
+        self.departments = dict(departments or {})
+        self._due_cache: dict[float, float] = {}
+
+    @property
+    def tz(self) -> Any:
+        return self.wt.tz
+
+    # window arithmetic: tumbling windows aligned to local time
+    def offset(self, at: float) -> float:
+        off = datetime.fromtimestamp(at, self.tz).utcoffset()
+        return off.total_seconds() if off is not None else 0.0
+
+    def window_start(self, at: float, size: float) -> float:
+        off = self.offset(at)
+        return math.floor((at + off) / size) * size - off
+
+    def is_late(self, window_end: float, now: float) -> bool:
+        return window_end + self.cfg.lateness <= now
+
+    def closes_at(self, window_end: float) -> float:
+        return window_end + self.cfg.lateness
+
+    # --- judging closed windows -------------------------------------------------------------
+
+    def close_burst(self, handler: str, start: float, value: Mapping[str, Any],
+                    now: datetime) -> Alert | None:
+        cfg = self.cfg
+        count = burst_count(value)
+        if not cfg.burst_on or count <= cfg.burst_max:
+            return None
+        department, _, actor = handler.partition("/")
+        end = start + cfg.burst_size
+        evidence = sorted((value.get("c") or {}).values())[:MAX_EVIDENCE]
+        details = {"count": count, "limit": cfg.burst_max,
+                   "minutes": _num(cfg.burst_size / 60), **self._window_details(start, end)}
+        return self.render(BURST, "yellow", make_alert_id(BURST, handler, _iso(start, self.tz)),
+                           department=department, actor=actor, event_time=start, now=now,
+                           details=details, evidence=evidence)
+
+    def close_denial(self, department: str, start: float, value: Mapping[str, Any],
+                     history: Mapping[str, Any], now: datetime) -> tuple[Alert | None, dict[str, Any]]:
+        """Judge a closed department window against the baseline in ``history`` (closed
+        windows before it: ``{str(int(start)): [events, decisions, refusals]}``) and return
+        the alert (or None) and the history with this window added (pruned)."""
+        cfg = self.cfg
+        decided, refused = int(value.get("d", 0)), int(value.get("r", 0))
+        since = start - cfg.baseline_windows * cfg.dept_size
+        base_d = base_r = 0
+        for key, (_, d, r) in history.items():
+            if since <= float(key) < start:
+                base_d += d
+                base_r += r
+        alert = None
+        if cfg.denial_on and decided >= cfg.min_decisions and base_d >= cfg.min_baseline_decisions:
+            share, baseline = refused / decided, base_r / base_d
+            threshold = max(baseline * cfg.ratio, baseline + cfg.min_increase)
+            if share > threshold:
+                end = start + cfg.dept_size
+                details = {
+                    "refused": refused, "decisions": decided, "share": round(share, 4),
+                    "share_pct": _num(share * 100), "baseline": round(baseline, 4),
+                    "baseline_pct": _num(baseline * 100), "threshold": round(threshold, 4),
+                    "baseline_decisions": base_d, "baseline_windows": cfg.baseline_windows,
+                    **self._window_details(start, end),
+                }
+                alert = self.render(DENIAL, "yellow",
+                                    make_alert_id(DENIAL, department, _iso(start, self.tz)),
+                                    department=department, actor=None, event_time=start, now=now,
+                                    details=details, evidence=list(value.get("e") or []))
+        new = {k: v for k, v in history.items()
+               if float(k) >= start - (cfg.history_windows - 1) * cfg.dept_size}
+        new[str(int(start))] = [int(value.get("n", 0)), decided, refused]
+        return alert, dict(sorted(new.items(), key=lambda kv: float(kv[0])))
+
+    # --- silence ------------------------------------------------------------------------
+
+    def silence_due(self, last_at: float) -> float:
+        """The instant at which ``working_hours`` office hours on working days have passed
+        since ``last_at``."""
+        due = self._due_cache.get(last_at)
+        if due is None:
+            if len(self._due_cache) > 10_000:
+                self._due_cache.clear()
+            due = self._due_cache[last_at] = self._silence_due(last_at)
+        return due
+
+    def _silence_due(self, last_at: float) -> float:
+        remaining = self.cfg.silent_hours * 3600
+        start = datetime.fromtimestamp(last_at, self.tz)
+        day = start.date()
+        for _ in range(800):
+            if self.wt.is_workday(day):
+                for a, b in self.cfg.office:
+                    seg_a = max(start, datetime.combine(day, a, self.tz))
+                    seg_b = datetime.combine(day, b, self.tz)
+                    span = (seg_b - seg_a).total_seconds()
+                    if span <= 0:
+                        continue
+                    if span >= remaining:
+                        return (seg_a + timedelta(seconds=remaining)).timestamp()
+                    remaining -= span
+            day += timedelta(1)
+        raise ValueError("office_hours leave no working time to count silence in")
+
+    @property
+    def merge_seconds(self) -> float:
+        """Events closer than this join one span (no silence can fit between them)."""
+        return min(60.0, self.cfg.silent_hours * 3600 / 2)
+
+    def silence_advance(self, last: tuple[float, str] | None, spans: list[list[Any]],
+                        judged: float, f: float) -> tuple[tuple[float, str] | None, list[list[Any]],
+                                                          float, list[tuple[float, str]]]:
+        """Move a department's silence bookkeeping to time ``f``.
+
+        ``last`` is the department's last *final* event (nothing earlier can still come
+        on time: its time plus the allowed lateness has passed), ``spans`` the events
+        seen after it (:func:`span_add`), ``judged`` the last event whose silence was
+        judged. The silence after ``last`` is judged once ``f`` reaches its due instant
+        plus the allowed lateness: there is one if no event came before then. Events
+        arrive out of order (from independent partitions); spans make the answer
+        independent of that order. Returns the new ``last``, ``spans``, ``judged`` and
+        the starts ``(at, event_id)`` of silences found.
+        """
+        lat = self.cfg.lateness
+        found: list[tuple[float, str]] = []
+        spans = [sp for sp in spans if last is None or sp[2] > last[0]]
+        while True:
+            nxt = spans[0] if spans else None
+            if last is not None and judged < last[0]:
+                due = self.silence_due(last[0]) + lat
+                if due <= f:
+                    judged = last[0]
+                    if nxt is None or nxt[0] >= due:
+                        found.append(last)
+            if nxt is not None and nxt[2] + lat <= f:
+                last = (float(nxt[2]), str(nxt[3]))
+                spans = spans[1:]
+                continue
+            return last, spans, judged, found
+
+    def silence_next(self, last: tuple[float, str] | None, spans: list[list[Any]],
+                     judged: float) -> float | None:
+        """When :meth:`silence_advance` can next change something."""
+        times = []
+        if last is not None and judged < last[0]:
+            times.append(self.silence_due(last[0]) + self.cfg.lateness)
+        if spans:
+            times.append(spans[0][2] + self.cfg.lateness)
+        return min(times) if times else None
+
+    def silence_rate(self, last_at: float, history: Mapping[str, Any]) -> float:
+        """Events per office hour over the ``baseline_days`` working days before the day
+        of ``last_at`` (from the closed department windows in ``history``)."""
+        day = datetime.fromtimestamp(last_at, self.tz).date()
+        index = self.wt.workdays_before(day) - self.cfg.baseline_days
+        first = self.wt.nth_workday(max(0, index))
+        lo = datetime.combine(first, time(), self.tz).timestamp()
+        hi = datetime.combine(day, time(), self.tz).timestamp()
+        events = sum(v[0] for k, v in history.items() if lo <= float(k) < hi)
+        hours = self.cfg.baseline_days * self.cfg.office_seconds_per_day / 3600
+        return events / hours if hours else 0.0
+
+    def judge_silence(self, department: str, last_at: float, last_event: str,
+                      history: Mapping[str, Any], now: datetime) -> Alert | None:
+        """The silence alert once due (the caller checks ``silence_due`` + lateness)."""
+        if not self.cfg.silent_on:
+            return None
+        rate = self.silence_rate(last_at, history)
+        if rate < self.cfg.min_events_per_hour:
+            return None
+        due = self.silence_due(last_at)
+        details = {
+            "hours": _num(self.cfg.silent_hours), "last_event_at": _iso(last_at, self.tz),
+            "last_text": _text(last_at, self.tz), "rate": _num(round(rate, 1)),
+            "min_rate": _num(self.cfg.min_events_per_hour),
+        }
+        return self.render(SILENT, "yellow", make_alert_id(SILENT, department, _iso(last_at, self.tz)),
+                           department=department, actor=None, event_time=due, now=now,
+                           details=details, evidence=[last_event] if last_event else [])
+
+    # --- rendering ----------------------------------------------------------------------
+
+    def _window_details(self, start: float, end: float) -> dict[str, Any]:
+        a, b = datetime.fromtimestamp(start, self.tz), datetime.fromtimestamp(end, self.tz)
+        if b - a >= timedelta(days=1) and a.time() == time():
+            text = a.strftime("%Y-%m-%d") if b - a == timedelta(days=1) else \
+                f"{a:%Y-%m-%d}–{(b - timedelta(1)):%Y-%m-%d}"
+        else:
+            text = f"{a:%Y-%m-%d %H:%M}–{b:%H:%M}"
+        return {"window_start": a.isoformat(), "window_end": b.isoformat(), "window_text": text}
+
+    def render(self, rule: str, severity: Severity, alert_id: str, *, department: str | None,
+               actor: str | None, event_time: float | datetime, now: datetime,
+               details: dict[str, Any], evidence: list[str], case_id: str | None = None,
+               item_code: str | None = None) -> Alert:
+        return render_alert(self.ruleset, self.departments, self.tz, rule, severity, alert_id,
+                            department=department, actor=actor, event_time=event_time, now=now,
+                            details=details, evidence=evidence, case_id=case_id,
+                            item_code=item_code)
+
+
+def render_alert(ruleset: RuleSet, departments: Mapping[str, Any], tz: Any, rule: str,
+                 severity: Severity, alert_id: str, *, department: str | None,
+                 actor: str | None, event_time: float | datetime, now: datetime,
+                 details: dict[str, Any], evidence: list[str], case_id: str | None = None,
+                 item_code: str | None = None, prefix: tuple[str, str] = ("", "")) -> Alert:
+    """An alert about a department, handler or complaint (no case view): the rule set's
+    text filled from ``details`` plus department names."""
+    config = ruleset.rules[rule]
+    dept = departments.get(department) if department else None
+    fields = _Blank(details)
+    fields.update(department=department or "?", actor=actor or "?", case_id=case_id or "?",
+                  department_zh=getattr(dept, "name_zh", department or "?"),
+                  department_en=getattr(dept, "name_en", department or "?"))
+    when = event_time if isinstance(event_time, datetime) else datetime.fromtimestamp(event_time, tz)
+    return Alert(
+        alert_id=alert_id, rule=rule, severity=severity, case_id=case_id, item_code=item_code,
+        department=department, actor=actor, detected_at=now.astimezone(tz),
+        event_time=when.astimezone(tz),
+        message_zh=prefix[0] + config.message_zh.format_map(fields),
+        message_en=prefix[1] + config.message_en.format_map(fields),
+        legal_basis=config.basis, evidence=list(evidence), details=details,
+    )
+
+
+def _iso(at: float, tz: Any) -> str:
+    return datetime.fromtimestamp(at, tz).isoformat()
+
+
+def _text(at: float, tz: Any) -> str:
+    return datetime.fromtimestamp(at, tz).strftime("%Y-%m-%d %H:%M")
+
+
+def _num(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else round(x, 1)
+
+
+# --- the replay driver ------------------------------------------------------------------------
+
+
+class WindowTracker:
+    """Window state in plain dicts, driven by an event-time clock (replay, tests).
+
+    ``observe(record, now)`` closes what is due by ``now`` and then adds the record (unless
+    its window is already closed); ``advance(now)`` closes windows and judges silences due
+    by ``now``. Both return the alerts raised.
+    """
+
+    def __init__(self, rules: WindowRules) -> None:
+        self.rules = rules
+        self.burst: dict[tuple[str, float], dict[str, Any]] = {}
+        self.dept: dict[tuple[str, float], dict[str, Any]] = {}
+        #: department -> {"h": history, "bc"/"dc": closed through, "L": last final event,
+        #: "s": last event whose silence was judged}
+        self.state: dict[str, dict[str, Any]] = {}
+        self.spans: dict[str, list[list[Any]]] = {}
+        self._closing: list[tuple[float, int, str, float]] = []  # (closes at, kind, scope, start)
+        self._silence: list[tuple[float, str]] = []  # (next check, department)
+        self._scheduled: dict[str, float] = {}
+        self.late = 0
+
+    def observe(self, rec: WindowRecord, now: datetime) -> list[Alert]:
+        alerts = self.advance(now)
+        r, cfg, t = self.rules, self.rules.cfg, now.timestamp()
+        st = self.state.setdefault(rec.department, {})
+        start = r.window_start(rec.at, cfg.dept_size)
+        end = start + cfg.dept_size
+        if r.is_late(end, t) or end <= st.get("dc", 0):
+            self.late += 1
+        else:
+            key = (rec.department, start)
+            if key not in self.dept:
+                heapq.heappush(self._closing, (r.closes_at(end), 1, rec.department, start))
+            self.dept[key] = dept_add(self.dept.get(key), rec)
+        if rec.decision:
+            start = r.window_start(rec.at, cfg.burst_size)
+            end = start + cfg.burst_size
+            if r.is_late(end, t) or end <= st.get("bc", 0):
+                self.late += 1
+            else:
+                key = (rec.handler, start)
+                if key not in self.burst:
+                    heapq.heappush(self._closing, (r.closes_at(end), 0, rec.handler, start))
+                self.burst[key] = burst_add(self.burst.get(key), rec)
+        last = st.get("L")
+        if last is None or rec.at > last[0]:
+            spans = span_add(self.spans.get(rec.department, []), rec.at, rec.event_id, r.merge_seconds)
+            self.spans[rec.department] = spans
+            self._schedule(rec.department)
+        return alerts  # nothing the record added is due yet (it would be late)
+
+    def _schedule(self, dept: str) -> None:
+        st = self.state.setdefault(dept, {})
+        nxt = self.rules.silence_next(st.get("L"), self.spans.get(dept, []), st.get("s", 0))
+        if nxt is not None and nxt < self._scheduled.get(dept, float("inf")):
+            self._scheduled[dept] = nxt
+            heapq.heappush(self._silence, (nxt, dept))
+
+    def advance(self, now: datetime) -> list[Alert]:
+        r, t = self.rules, now.timestamp()
+        alerts: list[Alert] = []
+        while self._closing and self._closing[0][0] <= t:
+            _, kind, scope, start = heapq.heappop(self._closing)
+            if kind == 0:
+                value = self.burst.pop((scope, start))
+                dept = scope.partition("/")[0]
+                st = self.state.setdefault(dept, {})
+                st["bc"] = max(st.get("bc", 0), start + r.cfg.burst_size)
+                alert = r.close_burst(scope, start, value, now)
+            else:
+                value = self.dept.pop((scope, start))
+                st = self.state.setdefault(scope, {})
+                st["dc"] = max(st.get("dc", 0), start + r.cfg.dept_size)
+                alert, st["h"] = r.close_denial(scope, start, value, st.get("h", {}), now)
+            if alert is not None:
+                alerts.append(alert)
+        while self._silence and self._silence[0][0] <= t:
+            when, dept = heapq.heappop(self._silence)
+            if self._scheduled.get(dept) != when:
+                continue  # superseded
+            del self._scheduled[dept]
+            st = self.state.setdefault(dept, {})
+            last, spans, judged, found = r.silence_advance(
+                st.get("L"), self.spans.get(dept, []), st.get("s", 0), t)
+            st["L"], st["s"] = last, judged
+            self.spans[dept] = spans
+            for at, event_id in found:
+                alert = r.judge_silence(dept, at, event_id, st.get("h", {}), now)
+                if alert is not None:
+                    alerts.append(alert)
+            self._schedule(dept)
+        return alerts

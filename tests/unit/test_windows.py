@@ -1,0 +1,325 @@
+"""Window rules (rules/windows.py): tumbling event-time windows aligned to local time,
+judged once the clock passes their end plus the allowed lateness; silence fires with no
+event."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from rules.factory import build_engine
+from rules.replay import replay
+from rules.windows import (
+    BURST,
+    DENIAL,
+    SILENT,
+    WindowRecord,
+    WindowRules,
+    WindowTracker,
+    burst_add,
+    dept_add,
+)
+from tests.unit.eventkit import TEST_CATALOG, engine
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+def t(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=TZ)
+
+
+def rules() -> WindowRules:
+    e = engine()
+    return WindowRules(e.ruleset, e.working_time, e.catalog.departments)
+
+
+_n = iter(range(1, 10**9))
+
+
+def rec(when: str | datetime, step: str = "decided", *, dept: str = "gongan", actor: str = "h1",
+        case: str | None = None, refused: bool = False) -> WindowRecord:
+    at = t(when) if isinstance(when, str) else when
+    n = next(_n)
+    return WindowRecord(f"e{n}", case or f"C{n}", dept, actor, step, at.timestamp(), refused)
+
+
+def feed(tracker: WindowTracker, records: list[WindowRecord]) -> list:
+    alerts = []
+    for r in sorted(records, key=lambda r: r.at):
+        alerts += tracker.observe(r, datetime.fromtimestamp(r.at, TZ))
+    return alerts
+
+
+# --- window arithmetic ------------------------------------------------------------------
+
+
+def test_windows_are_aligned_to_local_time() -> None:
+    r = rules()
+    ten = 600.0
+    assert r.window_start(t("2026-11-02 10:09:59").timestamp(), ten) == t("2026-11-02 10:00").timestamp()
+    assert r.window_start(t("2026-11-02 10:10:00").timestamp(), ten) == t("2026-11-02 10:10").timestamp()
+    day = 86_400.0
+    # a day window runs 00:00-24:00 Asia/Shanghai, not UTC (08:00 local)
+    assert r.window_start(t("2026-11-02 07:59").timestamp(), day) == t("2026-11-02 00:00").timestamp()
+    assert r.window_start(t("2026-11-02 23:59:59").timestamp(), day) == t("2026-11-02 00:00").timestamp()
+    assert r.window_start(t("2026-11-03 00:00").timestamp(), day) == t("2026-11-03 00:00").timestamp()
+
+
+def test_window_values_are_small_and_deduplicate_cases() -> None:
+    a = rec("2026-11-02 10:00", case="X")
+    v = burst_add(burst_add(None, a), WindowRecord("e-again", "X", "gongan", "h1", "decided", a.at))
+    assert v == {"c": {"X": a.event_id}}
+    d = dept_add(dept_add(None, rec("2026-11-02 10:00", "submitted")),
+                 rec("2026-11-02 10:01", "rejected_at_intake", refused=True))
+    assert (d["n"], d["d"], d["r"], len(d["e"])) == (2, 1, 1, 1)
+
+
+# --- actor.burst ----------------------------------------------------------------------------
+
+
+def test_burst_fires_after_the_window_closes_not_before() -> None:
+    tracker = WindowTracker(rules())
+    records = [rec(t("2026-11-02 10:00") + timedelta(seconds=25 * i)) for i in range(21)]  # 10:00-10:08:20
+    assert feed(tracker, records) == []
+    # the window [10:00, 10:10) closes at 10:10 + 10 min allowed lateness
+    assert tracker.advance(t("2026-11-02 10:19:59")) == []
+    alerts = tracker.advance(t("2026-11-02 10:20"))
+    assert [a.rule for a in alerts] == [BURST]
+    a = alerts[0]
+    assert a.severity == "yellow" and a.department == "gongan" and a.actor == "h1"
+    assert a.case_id is None
+    assert a.event_time == t("2026-11-02 10:00") and a.detected_at == t("2026-11-02 10:20")
+    assert a.details["count"] == 21 and a.details["limit"] == 20
+    assert len(a.evidence) == 21
+    assert "h1" in a.message_zh and "21" in a.message_zh and "?" not in a.message_zh + a.message_en
+    # released: nothing left of the window, and it never fires twice
+    assert tracker.burst == {} and tracker.advance(t("2026-11-03 10:00")) == []
+    # deterministic id: rule + handler + window start
+    again = WindowTracker(rules())
+    feed(again, [rec(t("2026-11-02 10:00") + timedelta(seconds=25 * i)) for i in range(21)])
+    assert again.advance(t("2026-11-02 12:00"))[0].alert_id == a.alert_id
+
+
+def test_twenty_decisions_or_a_burst_split_by_the_boundary_is_no_alert() -> None:
+    tracker = WindowTracker(rules())
+    feed(tracker, [rec(t("2026-11-02 10:00") + timedelta(seconds=20 * i)) for i in range(20)])
+    # 11 in [10:10, 10:20) and 10 in [10:20, 10:30): tumbling windows judge each alone
+    feed(tracker, [rec(t("2026-11-02 10:15") + timedelta(seconds=45 * i)) for i in range(21)])
+    # two handlers, 15 each, in the same window
+    feed(tracker, [rec(t("2026-11-02 11:00") + timedelta(seconds=10 * i), actor=f"h{i % 2}")
+                   for i in range(30)])
+    assert tracker.advance(t("2026-11-03 00:00")) == []
+
+
+def test_a_repeated_decision_of_one_case_counts_once() -> None:
+    tracker = WindowTracker(rules())
+    feed(tracker, [rec(t("2026-11-02 10:00") + timedelta(seconds=10 * i), case=f"K{i % 5}")
+                   for i in range(30)])
+    assert tracker.advance(t("2026-11-03 00:00")) == []
+
+
+def test_a_record_for_a_closed_window_is_late_and_left_out() -> None:
+    tracker = WindowTracker(rules())
+    feed(tracker, [rec(t("2026-11-02 10:00") + timedelta(seconds=20 * i)) for i in range(20)])
+    assert tracker.advance(t("2026-11-02 10:20")) == []  # closed with 20: no alert
+    late = rec("2026-11-02 10:05")
+    assert tracker.observe(late, t("2026-11-02 10:25")) == []
+    assert tracker.late == 1 and tracker.burst == {}
+    # within the allowed lateness a record still counts
+    tracker2 = WindowTracker(rules())
+    feed(tracker2, [rec(t("2026-11-02 10:00") + timedelta(seconds=20 * i)) for i in range(20)])
+    assert tracker2.observe(rec("2026-11-02 10:05"), t("2026-11-02 10:19")) == []
+    assert [a.rule for a in tracker2.advance(t("2026-11-02 10:20"))] == [BURST]
+
+
+# --- department.denial_spike ---------------------------------------------------------------
+
+
+def _day(date: str, decisions: int, refusals: int, dept: str = "gongan") -> list[WindowRecord]:
+    out = []
+    for i in range(decisions):
+        at = t(f"{date} 09:00") + timedelta(minutes=7 * i)
+        out.append(rec(at, "decided", dept=dept, actor=f"h{i % 9}", refused=i < refusals))
+    return out
+
+
+def _workdays(first: str, n: int) -> list[str]:
+    wt = engine().working_time
+    day, out = t(f"{first} 00:00").date(), []
+    while len(out) < n:
+        if wt.is_workday(day):
+            out.append(day.isoformat())
+        day += timedelta(1)
+    return out
+
+
+def test_denial_spike_against_the_departments_own_baseline() -> None:
+    tracker = WindowTracker(rules())
+    days = _workdays("2026-10-12", 11)
+    records = [r for d in days[:10] for r in _day(d, 10, 1)]  # baseline: 100 decisions, 10 % refused
+    records += _day(days[10], 24, 12)  # 50 % > max(3 x 10 %, 10 % + 25 points)
+    alerts = feed(tracker, records)
+    assert alerts == []
+    end = t(f"{days[10]} 00:00") + timedelta(days=1)
+    assert tracker.advance(end + timedelta(minutes=9)) == []
+    alerts = tracker.advance(end + timedelta(minutes=10))
+    assert [a.rule for a in alerts] == [DENIAL]
+    a = alerts[0]
+    assert a.event_time == t(f"{days[10]} 00:00") and a.department == "gongan"
+    assert a.details["refused"] == 12 and a.details["decisions"] == 24
+    assert a.details["baseline"] == 0.1 and a.details["baseline_decisions"] == 100
+    assert len(a.evidence) == 12 and "50" in a.message_zh
+    # bounded history: only the windows a baseline needs
+    hist = tracker.state["gongan"]["h"]
+    assert len(hist) <= tracker.rules.cfg.history_windows and tracker.dept == {}
+
+
+@pytest.mark.parametrize(("decisions", "refusals", "baseline_days"), [
+    (19, 15, 10),  # too few decisions in the window
+    (24, 8, 10),  # 33 %: above 3 x 10 % but not above 10 % + 25 points
+    (24, 12, 4),  # baseline of 40 decisions: too thin to judge
+])
+def test_no_denial_spike(decisions: int, refusals: int, baseline_days: int) -> None:
+    tracker = WindowTracker(rules())
+    days = _workdays("2026-10-12", baseline_days + 1)
+    records = [r for d in days[:baseline_days] for r in _day(d, 10, 1)]
+    records += _day(days[-1], decisions, refusals)
+    feed(tracker, records)
+    assert [a for a in tracker.advance(t("2026-12-31 00:00")) if a.rule == DENIAL] == []
+
+
+# --- department.silent -----------------------------------------------------------------------
+
+
+def _busy(days: list[str], per_day: int = 30, dept: str = "gongan") -> list[WindowRecord]:
+    """Steady traffic in office hours (09:00-12:00, 14:00-18:00)."""
+    out = []
+    for d in days:
+        for i in range(per_day):
+            minute = (i * 7 * 60) // per_day  # spread over the 7 office hours
+            hour = 9 + minute // 60 if minute < 180 else 14 + (minute - 180) // 60
+            out.append(rec(t(f"{d} {hour:02d}:{minute % 60:02d}"), "submitted", dept=dept, actor="applicant"))
+    return out
+
+
+def test_silence_due_counts_office_hours_on_working_days() -> None:
+    r = rules()
+    due = lambda s: datetime.fromtimestamp(r.silence_due(t(s).timestamp()), TZ)  # noqa: E731
+    assert due("2026-11-02 09:30") == t("2026-11-02 15:30")  # 2.5 h before lunch, 1.5 h after
+    assert due("2026-11-02 17:00") == t("2026-11-03 12:00")  # overnight
+    assert due("2026-11-06 16:00") == t("2026-11-09 11:00")  # Friday -> Monday
+    assert due("2026-11-07 10:00") == t("2026-11-09 15:00")  # from a Saturday: Monday's 4 hours
+    # National Day 2026: Oct 1-7 off, Sat Oct 10 is a make-up working day
+    assert due("2026-09-30 17:30") == t("2026-10-08 14:30")
+    assert due("2026-10-09 16:00") == t("2026-10-10 11:00")
+
+
+def test_a_silent_department_fires_without_any_event() -> None:
+    tracker = WindowTracker(rules())
+    days = _workdays("2026-10-12", 11)
+    alerts = feed(tracker, _busy(days))  # ~4.3 events per office hour
+    assert [a for a in alerts if a.rule == SILENT] == []
+    last = max(r.at for r in _busy(days[-1:]))
+    last_at = datetime.fromtimestamp(last, TZ)
+    due = datetime.fromtimestamp(tracker.rules.silence_due(last), TZ)
+    # nothing more arrives: only the clock moves
+    assert tracker.advance(due + timedelta(minutes=9)) == []
+    alerts = tracker.advance(due + timedelta(minutes=10))
+    assert [a.rule for a in alerts] == [SILENT]
+    a = alerts[0]
+    assert a.event_time == due and a.department == "gongan" and a.severity == "yellow"
+    assert a.details["last_event_at"] == last_at.isoformat()
+    assert a.details["rate"] >= 2 and "4" in a.message_zh
+    # one alert per silence
+    assert tracker.advance(due + timedelta(days=3)) == []
+
+
+def test_an_event_before_the_silence_is_due_resets_it() -> None:
+    tracker = WindowTracker(rules())
+    days = _workdays("2026-10-12", 11)
+    feed(tracker, _busy(days))
+    last = max(r.at for r in _busy(days[-1:]))
+    due = datetime.fromtimestamp(tracker.rules.silence_due(last), TZ)
+    one_more = rec(due - timedelta(minutes=30), "submitted", actor="applicant")
+    assert [a for a in tracker.observe(one_more, due - timedelta(minutes=30)) if a.rule == SILENT] == []
+    assert tracker.advance(due + timedelta(minutes=10)) == []
+    later = datetime.fromtimestamp(tracker.rules.silence_due(one_more.at), TZ)
+    assert [a.rule for a in tracker.advance(later + timedelta(minutes=10))] == [SILENT]
+
+
+def test_a_small_department_is_not_silent() -> None:
+    tracker = WindowTracker(rules())
+    days = _workdays("2026-10-12", 11)
+    feed(tracker, _busy(days, per_day=10))  # 1.4 per office hour < 2
+    assert tracker.advance(t("2026-12-01 00:00")) == []
+
+
+def test_replay_raises_silence_at_until_with_no_event(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.unit.eventkit import events
+
+    days = _workdays("2026-10-12", 11)
+    evs = []
+    for d in days:
+        for i in range(16):  # 16 cases a day, submitted + accepted: 32 events, ~4.6 per office hour
+            hour = 9 + (i % 3) if i < 8 else 14 + (i % 4)
+            minute = (i * 7) % 60
+            evs += events("T-SIMPLE", [("submitted", f"{d} {hour:02d}:{minute:02d}"),
+                                       ("accepted", f"{d} {hour:02d}:{minute + 1:02d}")])
+    evs.sort(key=lambda e: e["occurred_at"])
+    lines = [orjson.dumps(e) for e in evs]
+    eng = build_engine(TEST_CATALOG)
+    last = max(datetime.fromisoformat(e["occurred_at"]) for e in evs)
+    until_quiet = last + timedelta(hours=1)
+    assert not [a for a in replay(lines, eng, until_quiet).alerts if a.rule == SILENT]
+    alerts = [a for a in replay(lines, eng, t("2026-11-30 00:00")).alerts if a.rule == SILENT]
+    assert [a.department for a in alerts] == ["gongan"]
+    assert replay(lines, eng, t("2026-11-30 00:00"), windows=False).alerts == [
+        a for a in replay(lines, eng, t("2026-11-30 00:00")).alerts if a.rule != SILENT]
+
+
+def test_silence_does_not_depend_on_the_order_events_arrive_in() -> None:
+    """The worker reads a department's events from independent partitions: out of order.
+    Spans plus a low watermark find the same silences as events in time order."""
+    import random
+
+    from rules.windows import span_add
+
+    r = rules()
+    days = _workdays("2026-10-12", 14)
+    records = _busy(days[:11]) + _busy(days[12:], per_day=6)  # a quiet day, then sparse traffic
+    tracker = WindowTracker(r)
+    in_order = [a for a in feed(tracker, records) if a.rule == SILENT]
+    in_order += [a for a in tracker.advance(t("2026-11-05 00:00")) if a.rule == SILENT]
+    history = tracker.state["gongan"]["h"]
+    assert len(in_order) >= 2
+
+    shuffled = records[:]
+    random.Random(4).shuffle(shuffled)
+    spans: list = []
+    for rec_ in shuffled:
+        spans = span_add(spans, rec_.at, rec_.event_id, r.merge_seconds)
+    last, spans, _, found = r.silence_advance(None, spans, 0, t("2026-11-05 00:00").timestamp())
+    got = [r.judge_silence("gongan", at, eid, history, t("2026-11-05 00:00")) for at, eid in found]
+    assert [a.alert_id for a in got if a is not None] == [a.alert_id for a in in_order]
+    assert spans == [] and last == (max(x.at for x in records),
+                                    max(x.event_id for x in records if x.at == last[0]))
+
+
+def test_span_add_merges_close_events_in_any_order() -> None:
+    from rules.windows import span_add
+
+    times = [(100.0, "a"), (130.0, "b"), (500.0, "c"), (160.0, "d"), (1000.0, "e"), (470.0, "f")]
+    spans: list = []
+    for at, eid in times:
+        spans = span_add(spans, at, eid, 60.0)
+    assert spans == [[100.0, "a", 160.0, "d"], [470.0, "f", 500.0, "c"], [1000.0, "e", 1000.0, "e"]]
+    again: list = []
+    for at, eid in reversed(times):
+        again = span_add(again, at, eid, 60.0)
+    assert again == spans
+    # a bridge joins two spans
+    assert span_add(spans, 220.0, "g", 60.0)[0] == [100.0, "a", 220.0, "g"]
+    assert span_add(spans, 280.0, "h", 60.0)[:2] == [[100.0, "a", 160.0, "d"], [280.0, "h", 280.0, "h"]]
