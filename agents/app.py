@@ -125,20 +125,27 @@ def create_app(settings: Settings) -> faust.App:
         try:
             end = app.consumer.highwater(tp)
         except Exception:
-            return False
+            end = None
         if end is None:
-            return False
+            return True  # not fetched yet (e.g. just taken over): judge by its own time
         last = sv.last_offset.get(partition)
         if last is None:
-            position = await app.consumer.position(tp)
-            return position is not None and position < end
+            # nothing processed since the assignment: compare where processing starts (the
+            # committed offset; None = nothing committed, from the start) with the end. Not
+            # the fetch position: the fetcher reads ahead of what the agent has processed.
+            start = app.consumer._committed_offset.get(tp)
+            return (start or 0) < end
         return last + 1 < end
 
     @app.timer(settings.deadline_tick_seconds, name="fire_deadlines")
     async def fire_deadlines() -> None:
         if app.rebalancing or not sv.ready:
             return
-        partition_now = {p: sv.partition_clock(p, await lagging(p)) for p in active_partitions()}
+        partition_now = {}
+        for p in active_partitions():
+            judged = sv.partition_clock(p, await lagging(p))
+            if judged is not None:
+                partition_now[p] = judged
         await sv.on_tick(cases, partition_now, write_state)
 
     @cases.on_recover
@@ -159,11 +166,24 @@ def create_app(settings: Settings) -> faust.App:
         return web.bytes(generate_latest(metrics.registry),
                          content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4")
 
+    async def partition_status() -> dict[str, Any]:
+        out = {}
+        for p in sorted(active_partitions()):
+            tp = faust.types.TP(settings.events_topic, p)
+            t = sv.partition_time.get(p)
+            out[str(p)] = {"last_offset": sv.last_offset.get(p),
+                           "end_offset": app.consumer.highwater(tp),
+                           "committed": app.consumer._committed_offset.get(tp),
+                           "time": t.isoformat() if t else None,
+                           "lagging": await lagging(p), "scheduled": len(sv.index(p))}
+        return out
+
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "ready": sv.ready and not app.rebalancing,
                          "cases": len(cases.data), "scheduled": sv.scheduled(),
-                         "partitions": sorted(active_partitions())})
+                         "partitions": sorted(active_partitions()),
+                         "partition_status": await partition_status()})
 
     # Capabilities beyond the case rules register themselves here: each module's
     # register(app, WorkerContext) adds its agents, tables, timers, pages and observers.

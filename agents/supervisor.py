@@ -171,16 +171,27 @@ class Supervisor:
         self.index(partition).schedule(case_id, nxt.timestamp() if nxt else None)
         return alerts
 
-    def partition_clock(self, partition: int, lagging: bool) -> tuple[datetime, bool]:
+    def partition_clock(self, partition: int, lagging: bool) -> tuple[datetime, bool] | None:
         """The time deadlines on this partition are judged by, and whether it is live: the
         wall (or simulated) clock when caught up, else the time of the last event
-        processed from it."""
-        if lagging and partition in self.partition_time:
-            return self.partition_time[partition], False
-        return self.clock.now(), True
+        processed from it; None (fire nothing yet) while it has a backlog and no event of
+        it was processed since it was assigned."""
+        if not lagging:
+            return self.clock.now(), True
+        known = self.partition_time.get(partition)
+        return (known, False) if known is not None else None
 
     def rebuild_index(self, states: Iterable[CaseState], active_partitions: set[int]) -> int:
+        """After an assignment: the deadline index of the partitions this worker now owns.
+
+        A partition kept from before keeps its time; one taken over has no time until its
+        first event is processed: its table may hold facts of events past the committed
+        offset, which will be delivered again, and until then its deadlines wait (unless
+        nothing is left to deliver, when the clock itself is right)."""
         self.indexes = {p: DeadlineIndex() for p in active_partitions}
+        self.partition_time = {p: t for p, t in self.partition_time.items()
+                               if p in active_partitions}
+        self.last_offset = {p: o for p, o in self.last_offset.items() if p in active_partitions}
         n = 0
         for state in states:
             if state.partition not in active_partitions:

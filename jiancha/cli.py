@@ -3,6 +3,7 @@ need them, so ``replay`` and ``catalog`` start fast."""
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -213,6 +214,28 @@ def notifier(loglevel: Annotated[str, typer.Option(help="log level")] = "INFO") 
         run_notifier(_settings(), loglevel)
     except (ValueError, RedisConfigError) as exc:  # routing, tokens, credentials: named in the message
         raise _fail(str(exc)) from None
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="a short run (about a minute)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
+    events: Annotated[int | None, typer.Option(help="events in the throughput workload")] = None,
+) -> None:
+    """Measure throughput, latency, deadline lateness, memory and replay speed."""
+    from rich.console import Console
+
+    from jiancha.bench import BenchConfig, report, run_bench
+
+    config = BenchConfig.quick() if quick else BenchConfig()
+    if events:
+        config.events = events
+    console = Console(stderr=True, highlight=False)
+    results = run_bench(config, console)
+    met = report(results, console)
+    if as_json:
+        sys.stdout.write(json.dumps(results.figures) + "\n")
+    console.print("all targets met" if met else "some targets are not met (see above)")
 
 
 @app.command()

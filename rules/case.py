@@ -66,10 +66,13 @@ class CaseState:
         return any(f.event_id == event_id and f.department == department for f in self.facts)
 
     def encode(self) -> bytes:
-        return orjson.dumps(
+        raw = orjson.dumps(
             {"c": self.case_id, "i": self.item_code, "p": self.partition,
              "f": [f.encode() for f in self.facts], "r": self.raised}
         )
+        # orjson's result keeps its whole growth buffer (about 4 KiB); the table holds one
+        # of these per case, so keep an exact-size copy
+        return bytes(memoryview(raw))
 
     @classmethod
     def decode(cls, raw: bytes) -> CaseState:

@@ -14,13 +14,13 @@ deadline costs a few dictionary lookups, not a walk over days.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from rules.calendar import WorkingCalendar
 
 DAY = 86_400
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 ORIGIN = date(2004, 1, 1)  # the first year of the official calendar data
 
 #: A suspension interval as instants; ``end`` None while still suspended.
@@ -28,68 +28,94 @@ Pause = tuple[datetime, datetime | None]
 
 
 class WorkingTime:
-    """Working-second arithmetic over a :class:`WorkingCalendar` in one time zone."""
+    """Working-second arithmetic over a :class:`WorkingCalendar` in one time zone.
+
+    Days are numbered from ORIGIN; ``_cum[i]`` counts the working days before day ``i`` and
+    ``_workdays`` lists the numbers of the working days, both extended a year at a time as
+    dates need them. For a zone with a fixed UTC offset (Asia/Shanghai since 1991) local
+    dates come from epoch arithmetic, not from datetime conversions: every deadline is a
+    few integer operations.
+    """
 
     def __init__(self, calendar: WorkingCalendar, tz: tzinfo) -> None:
         self.calendar = calendar
         self.tz = tz
-        # year -> (working days before Jan 1 counted from ORIGIN, day offsets of workdays)
-        self._years: dict[int, tuple[int, list[int]]] = {}
+        self._cum: list[int] = [0]  # _cum[i]: working days before day i; len = days known + 1
+        self._workdays: list[int] = []  # day numbers of working days, ascending
+        self._origin_ordinal = ORIGIN.toordinal()
+        self._offset = _fixed_offset(tz)  # seconds east of UTC, or None
 
     # --- day-level ------------------------------------------------------------------
 
-    def _year(self, year: int) -> tuple[int, list[int]]:
-        cached = self._years.get(year)
-        if cached is not None:
-            return cached
-        if year < ORIGIN.year:
+    def _extend_to(self, day_number: int) -> None:
+        """Make the tables cover ``day_number`` (whole years at a time)."""
+        if day_number < 0:
             raise ValueError(f"dates before {ORIGIN} are not supported by the counted-time clock")
-        before = 0 if year == ORIGIN.year else self._year(year - 1)[0] + len(self._year(year - 1)[1])
-        first = date(year, 1, 1)
-        n_days = (date(year + 1, 1, 1) - first).days
-        offsets = [n for n in range(n_days) if self.calendar.is_workday(first + timedelta(n))]
-        self._years[year] = (before, offsets)
-        return before, offsets
+        cum, workdays, is_workday = self._cum, self._workdays, self.calendar.is_workday
+        while len(cum) <= day_number + 1:
+            n = len(cum) - 1  # first day not yet covered
+            year = date.fromordinal(self._origin_ordinal + n).year
+            end = date(year + 1, 1, 1).toordinal() - self._origin_ordinal
+            for i in range(n, end):
+                if is_workday(date.fromordinal(self._origin_ordinal + i)):
+                    workdays.append(i)
+                cum.append(len(workdays))
+
+    def _day_number(self, day: date) -> int:
+        return day.toordinal() - self._origin_ordinal
 
     def workdays_before(self, day: date) -> int:
         """Working days from ORIGIN up to, not including, ``day``."""
-        before, offsets = self._year(day.year)
-        return before + bisect.bisect_left(offsets, day.timetuple().tm_yday - 1)
+        i = day.toordinal() - self._origin_ordinal
+        if i + 1 >= len(self._cum) or i < 0:
+            self._extend_to(i)
+        return self._cum[i]
 
     def is_workday(self, day: date) -> bool:
-        _, offsets = self._year(day.year)
-        n = day.timetuple().tm_yday - 1
-        i = bisect.bisect_left(offsets, n)
-        return i < len(offsets) and offsets[i] == n
+        i = day.toordinal() - self._origin_ordinal
+        if i + 1 >= len(self._cum) or i < 0:
+            self._extend_to(i)
+        return self._cum[i + 1] > self._cum[i]
 
     def nth_workday(self, index: int) -> date:
         """The working day with ``workdays_before(day) == index``."""
-        year = ORIGIN.year
-        # jump close by assuming ~250 working days a year, then walk
-        year += max(0, index // 260 - 1)
-        while True:
-            before, offsets = self._year(year)
-            if index < before:
-                year -= 1
-                continue
-            if index < before + len(offsets):
-                return date(year, 1, 1) + timedelta(offsets[index - before])
-            year += 1
+        return date.fromordinal(self._origin_ordinal + self._nth_workday_number(index))
+
+    def _nth_workday_number(self, index: int) -> int:
+        workdays = self._workdays
+        while index >= len(workdays):
+            self._extend_to(len(self._cum) + 365)
+        return workdays[index]
 
     # --- instant-level ----------------------------------------------------------------
 
     def local(self, instant: datetime) -> datetime:
         return instant.astimezone(self.tz)
 
+    def _split(self, instant: datetime) -> tuple[int, float]:
+        """(local day number, seconds since local midnight) of an instant."""
+        if self._offset is not None:
+            local = instant.timestamp() + self._offset
+            days = int(local // DAY)
+            return days - self._origin_ordinal + _EPOCH_ORDINAL, local - days * DAY
+        loc = instant.astimezone(self.tz)
+        midnight = datetime.combine(loc.date(), time(), self.tz)
+        return self._day_number(loc.date()), (loc - midnight).total_seconds()
+
+    def _midnight(self, day_number: int) -> datetime:
+        if self._offset is not None:
+            ts = (day_number + self._origin_ordinal - _EPOCH_ORDINAL) * DAY - self._offset
+            return datetime.fromtimestamp(ts, self.tz)
+        return datetime.combine(date.fromordinal(self._origin_ordinal + day_number), time(), self.tz)
+
     def working_seconds(self, instant: datetime) -> float:
         """Working seconds from ORIGIN 00:00 local to ``instant`` (monotonic)."""
-        loc = instant.astimezone(self.tz)
-        day = loc.date()
-        base = self.workdays_before(day) * DAY
-        if not self.is_workday(day):
-            return float(base)
-        midnight = datetime.combine(day, time(), self.tz)
-        return base + (loc - midnight).total_seconds()
+        i, seconds = self._split(instant)
+        cum = self._cum
+        if i + 1 >= len(cum) or i < 0:
+            self._extend_to(i)
+        base = cum[i] * DAY
+        return float(base) if cum[i + 1] == cum[i] else base + seconds
 
     def instant_at(self, ws: float) -> datetime:
         """The earliest instant at which ``working_seconds`` reaches ``ws``.
@@ -99,15 +125,16 @@ class WorkingTime:
         """
         index, rest = divmod(ws, DAY)
         if rest == 0 and index > 0:
-            day = self.nth_workday(int(index) - 1)
-            return datetime.combine(day + timedelta(1), time(), self.tz)
-        day = self.nth_workday(int(index))
-        return datetime.combine(day, time(), self.tz) + timedelta(seconds=rest)
+            return self._midnight(self._nth_workday_number(int(index) - 1) + 1)
+        return self._midnight(self._nth_workday_number(int(index))) + timedelta(seconds=rest)
 
     def count_start(self, start: datetime) -> float:
         """Counting begins at 24:00 of the start day (the start day is not counted)."""
-        next_day = self.local(start).date() + timedelta(1)
-        return float(self.workdays_before(next_day) * DAY)
+        i = self._split(start)[0] + 1
+        cum = self._cum
+        if i + 1 >= len(cum) or i < 1:
+            self._extend_to(i - 1)  # refuses days before ORIGIN
+        return float(cum[i] * DAY)
 
     def working_deadline(self, start: datetime, days: int) -> datetime:
         """24:00 local of the ``days``-th working day after the day of ``start``."""
@@ -145,6 +172,16 @@ class WorkingTime:
 
     def counted_days(self, start: datetime, until: datetime, pauses: Sequence[Pause] = ()) -> float:
         return self.counted_seconds(start, until, pauses) / DAY
+
+
+def _fixed_offset(tz: tzinfo) -> int | None:
+    """The zone's UTC offset in seconds if it has been the same since ORIGIN, else None."""
+    probes = [datetime(y, m, 15, 12, tzinfo=tz) for y in range(ORIGIN.year, 2051) for m in (1, 7)]
+    offsets = {p.utcoffset() for p in probes}
+    if len(offsets) != 1:
+        return None
+    (offset,) = offsets
+    return int(offset.total_seconds()) if offset is not None else None
 
 
 def utc(dt: datetime) -> datetime:

@@ -44,6 +44,7 @@ class Engine:
         if self.checks is None:
             self.checks = CHECKS
         self.check_errors: dict[str, int] = {}
+        self._plans: dict[str, list[tuple[str, Check, Severity, Mapping[str, Any]]]] = {}
 
     @property
     def tz(self) -> Any:
@@ -68,12 +69,9 @@ class Engine:
         alerts: list[Alert] = []
         next_due: datetime | None = None
         escalate_after = self.ruleset.settings.escalation_working_days
-        for rule, check in self.checks.items():
-            if not self.ruleset.enabled(rule, view.item.code):
-                continue
-            severity = self.ruleset.rules[rule].severity
+        for rule, check, severity, params in self._plan(view.item.code):
             try:
-                findings = list(check(view, self.ruleset.params(rule, view.item.code)))
+                findings = list(check(view, params))
             except Exception:  # one faulty rule must not silence the others
                 self.check_errors[rule] = self.check_errors.get(rule, 0) + 1
                 log.exception("rule %s failed on case %s; other rules go on", rule, state.case_id)
@@ -98,6 +96,17 @@ class Engine:
                             next_due = due
                         break
         return alerts, next_due
+
+    def _plan(self, item_code: str) -> list[tuple[str, Check, Severity, Mapping[str, Any]]]:
+        """The enabled checks for an item with their severity and parameters, computed once
+        per item (the rule set does not change while the engine runs)."""
+        plan = self._plans.get(item_code)
+        if plan is None:
+            rs = self.ruleset
+            plan = [(rule, check, rs.rules[rule].severity, rs.params(rule, item_code))
+                    for rule, check in self.checks.items() if rs.enabled(rule, item_code)]
+            self._plans[item_code] = plan
+        return plan
 
     def next_due(self, state: CaseState) -> datetime | None:
         """The earliest due instant of anything not raised yet, past or future (used to

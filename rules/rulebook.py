@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,11 @@ class RuleSetError(ValueError):
     pass
 
 
+@lru_cache(maxsize=64)
+def _minutes(minutes: float) -> timedelta:
+    return timedelta(minutes=minutes)
+
+
 class RuleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -29,7 +35,8 @@ class RuleSettings(BaseModel):
 
     @property
     def allowed_lateness(self) -> timedelta:
-        return timedelta(minutes=self.allowed_lateness_minutes)
+        # asked on every evaluation: keep one timedelta per value
+        return _minutes(self.allowed_lateness_minutes)
 
 
 class RuleConfig(BaseModel):

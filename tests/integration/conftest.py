@@ -69,13 +69,14 @@ class WorkerSpec:
         env.update(self.extra_env)
         return env
 
-    def start_worker(self, name: str = "worker") -> Worker:
+    def start_worker(self, name: str = "worker", wait: bool = True) -> Worker:
         port = free_port()
         proc = spawn(f"{name}-{self.tag}-{port}",
                      [sys.executable, "-m", "jiancha.cli", "worker", "--loglevel", "WARNING"],
                      self.stack.workdir, env=self.env(port))
         worker = Worker(proc, port)
-        worker.wait_ready()
+        if wait:
+            worker.wait_ready()
         return worker
 
     def redis(self) -> redis.Redis:

@@ -1,0 +1,496 @@
+"""``jiancha bench``: the engine's figures, measured in one run on the embedded stack.
+
+Phases (each prints progress on stderr):
+
+1. workload: simulated cases of the real catalog, with violations, as wire JSON; written to
+   Kafka as a backlog whose record timestamps are the times the steps were reported;
+2. baselines on that backlog: a raw aiokafka consumer that only parses, and a minimal stock
+   Faust agent that only parses;
+3. throughput: one ``jiancha worker`` with the full rule set and catalog on the same backlog;
+4. latency: a fresh worker at a fixed offered load (2,000 events/s by default) on a clock
+   running one simulated day per real second, so that deadlines fall due during the run:
+   event-to-alert latency measured from send to the alert's arrival in the Redis stream,
+   and how late deadline alerts fire (the worker's histogram);
+5. memory per open case, in process, with the worker's encoding and deadline index;
+6. replay throughput, in process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from rich.console import Console
+
+from jiancha.embedded import EmbeddedStack, ManagedProcess, free_port, spawn
+
+TZ = ZoneInfo("Asia/Shanghai")
+EVENTS_PER_CASE = 6.4  # what the simulator averages
+
+
+@dataclass
+class BenchConfig:
+    events: int = 60_000
+    offered_eps: int = 2_000
+    latency_seconds: float = 15.0
+    memory_cases: tuple[int, ...] = (100_000, 1_000_000)
+    partitions: int = 8
+
+    @classmethod
+    def quick(cls) -> BenchConfig:
+        return cls(events=15_000, latency_seconds=6.0, memory_cases=(100_000,))
+
+
+@dataclass
+class Results:
+    figures: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def run_bench(config: BenchConfig, console: Console) -> Results:
+    res = Results()
+    say = console.print
+    with EmbeddedStack() as stack:
+        say(f"[bold]jiancha bench[/]: broker {stack.bootstrap}, redis {stack.redis_url}; "
+            f"{config.events:,} events, {config.partitions} partitions, {os.cpu_count()} cores")
+        lines, history_end, anchor = _workload(config.events)
+        say(f"  workload: {len(lines):,} events of simulated cases (with violations)")
+        asyncio.run(_produce_backlog(stack, "bench-backlog", lines, history_end, anchor, config))
+        say("  backlog written to Kafka")
+        res.figures["baseline_aiokafka_eps"] = _round(asyncio.run(
+            _aiokafka_baseline(stack, "bench-backlog", len(lines))))
+        say(f"  baseline raw aiokafka consumer (parse only): "
+            f"{res.figures['baseline_aiokafka_eps']:,} events/s")
+        res.figures["baseline_faust_eps"] = _round(_faust_baseline(stack, "bench-backlog",
+                                                                   len(lines)))
+        say(f"  baseline minimal stock Faust agent (parse only): "
+            f"{res.figures['baseline_faust_eps']:,} events/s")
+        eps = _worker_throughput(stack, "bench-backlog", len(lines), history_end, anchor, config,
+                                 say)
+        res.figures["throughput_eps"] = _round(eps)
+        say(f"  [bold]one worker, full rule set: {res.figures['throughput_eps']:,} events/s[/]")
+        lat = _latency(stack, config, say)
+        res.figures.update(lat)
+    for n in config.memory_cases:
+        per_case = _memory_per_open_case(n)
+        res.figures[f"bytes_per_open_case_{_label(n)}"] = round(per_case)
+        say(f"  memory: {per_case:,.0f} bytes per open case at {n:,} open cases")
+    res.figures["bytes_per_open_case"] = max(
+        v for k, v in res.figures.items() if k.startswith("bytes_per_open_case_"))
+    res.figures["replay_eps"] = _round(_replay_eps(lines))
+    say(f"  replay: {res.figures['replay_eps']:,} events/s")
+    f = res.figures
+    if f.get("baseline_faust_eps"):
+        f["ratio_to_faust"] = round(f["throughput_eps"] / f["baseline_faust_eps"], 2)
+    if f.get("baseline_aiokafka_eps"):
+        f["ratio_to_aiokafka"] = round(f["throughput_eps"] / f["baseline_aiokafka_eps"], 3)
+    return res
+
+
+TARGETS: dict[str, tuple[str, float]] = {
+    "throughput_eps": (">=", 15_000),
+    "ratio_to_faust": (">=", 2.5),
+    "latency_p99_ms": ("<=", 250),
+    "deadline_lateness_p99_ms": ("<=", 1_000),
+    "bytes_per_open_case": ("<=", 1_024),
+    "replay_eps": (">=", 100_000),
+}
+
+
+def _label(n: int) -> str:
+    return f"{n // 1_000_000}m" if n >= 1_000_000 else f"{n // 1_000}k"
+
+
+def _round(x: float) -> int:
+    return round(x)
+
+
+# --- workload -------------------------------------------------------------------------------
+
+
+def _workload(n_events: int) -> tuple[list[bytes], datetime, float]:
+    from producers.simulator import generate_cases
+    from rules.catalog import load_catalog
+    from settings import DEFAULT_CATALOG_DIR
+
+    history_end = datetime(2026, 11, 18, 13, 0, tzinfo=TZ)
+    cases = max(10, int(n_events / EVENTS_PER_CASE))
+    events = [e for e in generate_cases(load_catalog(DEFAULT_CATALOG_DIR),
+                                        start=history_end - timedelta(days=60), cases=cases,
+                                        seed=2026, violations=0.05)
+              if e.occurred_at <= history_end][:n_events]
+    return [orjson.dumps(e.wire_dict()) for e in events], history_end, time.time()
+
+
+async def _produce_backlog(stack: EmbeddedStack, topic: str, lines: list[bytes],
+                           history_end: datetime, anchor: float, config: BenchConfig) -> None:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, config.partitions, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=20,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        futures = []
+        for raw in lines:
+            d = orjson.loads(raw)
+            occurred = datetime.fromisoformat(d["occurred_at"])
+            # reported on the spot: the record time is when the step happened
+            real = anchor + (occurred - history_end).total_seconds()
+            futures.append(await producer.send(topic, raw, key=d["case_id"].encode(),
+                                               timestamp_ms=int(real * 1000)))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+# --- baselines ------------------------------------------------------------------------------
+
+
+async def _aiokafka_baseline(stack: EmbeddedStack, topic: str, n: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=stack.bootstrap, group_id=None,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=4 << 20,
+                                fetch_max_bytes=32 << 20)
+    await consumer.start()
+    seen, first = 0, 0.0
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batch.values():
+                if not first:
+                    first = time.perf_counter()
+                for r in records:
+                    orjson.loads(r.value)
+                seen += sum(len(r) for r in batch.values())
+    finally:
+        await consumer.stop()
+    return n / (time.perf_counter() - first)
+
+
+def _faust_baseline(stack: EmbeddedStack, topic: str, n: int) -> float:
+    out = Path(tempfile.mkdtemp(prefix="bench-")) / "faust.json"
+    proc = spawn("bench-faust", [sys.executable, "-m", "jiancha.bench_faust", "--broker",
+                                 stack.bootstrap, "--topic", topic, "--count", str(n), "--out",
+                                 str(out)], stack.workdir)
+    try:
+        _wait(lambda: out.exists() or proc.proc.poll() is not None, 300, "Faust baseline")
+        time.sleep(0.2)
+        result = json.loads(out.read_text())
+        return float(result["events"] / result["seconds"])
+    finally:
+        proc.stop()
+
+
+# --- the worker -----------------------------------------------------------------------------
+
+
+def _start_worker(stack: EmbeddedStack, topic: str, env_extra: dict[str, str],
+                  config: BenchConfig) -> tuple[ManagedProcess, int]:
+    port = free_port()
+    tag = f"{topic}-{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JIANCHA_")}
+    env.update(stack.env())
+    env.update({
+        "JIANCHA_APP_ID": f"bench-{tag}", "JIANCHA_EVENTS_TOPIC": topic,
+        "JIANCHA_DLQ_TOPIC": f"{topic}.dlq", "JIANCHA_COMPLAINTS_TOPIC": f"{topic}.complaints",
+        "JIANCHA_TOPIC_PARTITIONS": str(config.partitions), "JIANCHA_WEB_PORT": str(port),
+        "JIANCHA_REDIS_PREFIX": f"b{port}:", "JIANCHA_DATA_DIR": str(stack.workdir / tag),
+        "JIANCHA_KAFKA_REBALANCE_TIMEOUT_SECONDS": "4",
+    })
+    env.update(env_extra)
+    proc = spawn(f"worker-{tag}", [sys.executable, "-m", "jiancha.cli", "worker", "--loglevel",
+                                   "WARNING"], stack.workdir, env=env)
+    return proc, port
+
+
+def _metric_sum(port: int, prefix: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(prefix))
+
+
+def _metrics_text(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def _worker_throughput(stack: EmbeddedStack, topic: str, n: int, history_end: datetime,
+                       anchor: float, config: BenchConfig, say: Any) -> float:
+    proc, port = _start_worker(stack, topic, {
+        "JIANCHA_CLOCK_START": history_end.isoformat(), "JIANCHA_CLOCK_ANCHOR": repr(anchor),
+    }, config)
+    try:
+        first, last_report = 0.0, time.monotonic()
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if proc.proc.poll() is not None:
+                raise RuntimeError(f"worker exited; see {proc.log_path}")
+            try:
+                done = _metric_sum(port, "jiancha_events_ingested_total{") + _metric_sum(
+                    port, "jiancha_events_rejected_total{")
+            except OSError:
+                done = 0
+            if done and not first:
+                first = time.perf_counter()
+            if done >= n:
+                return n / (time.perf_counter() - first)
+            if time.monotonic() - last_report > 5 and done:
+                say(f"    worker: {done:,.0f} / {n:,} events")
+                last_report = time.monotonic()
+            time.sleep(0.05)
+        raise TimeoutError("the worker did not finish the backlog in 600 s")
+    finally:
+        proc.stop()
+
+
+def _latency(stack: EmbeddedStack, config: BenchConfig, say: Any) -> dict[str, float]:
+    """Fixed offered load on a fast clock; latency from send to the alert in Redis."""
+    topic = "bench-live"
+    speed = 86_400.0  # one simulated day per real second: deadlines fall due during the run
+    start = datetime(2026, 11, 16, 9, 0, tzinfo=TZ)  # a Monday morning
+    anchor = time.time() + 8.0  # the simulated clock starts once the worker is up
+    asyncio.run(_create_topic(stack, topic, config.partitions))
+    proc, port = _start_worker(stack, topic, {
+        "JIANCHA_CLOCK_START": start.isoformat(), "JIANCHA_CLOCK_ANCHOR": repr(anchor),
+        "JIANCHA_CLOCK_SPEED": str(speed), "JIANCHA_DEADLINE_TICK_SECONDS": "0.1",
+    }, config)
+    try:
+        _wait(lambda: _ready(port), 120, "latency worker")
+        say(f"  latency: offering {config.offered_eps:,} events/s for "
+            f"{config.latency_seconds:g} s ...")
+        sent_at, received_at, sent = asyncio.run(_offer_load(
+            stack, topic, f"b{port}:alerts", config, start, speed, anchor))
+        _wait(lambda: len(received_at) >= len(sent_at) * 0.999, 30, "alerts")
+        time.sleep(3)  # let deadlines of the last cases fire
+        lat = sorted((received_at[k] - sent_at[k]) * 1000 for k in sent_at if k in received_at)
+        text = _metrics_text(port)
+    finally:
+        proc.stop()
+    out = {
+        "offered_eps": config.offered_eps,
+        "achieved_send_eps": round(sent / config.latency_seconds),
+        "latency_p50_ms": round(statistics.median(lat), 1) if lat else None,
+        "latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1) if lat else None,
+        "latency_alerts": len(lat),
+        "deadline_lateness_p99_ms": _histogram_p99_ms(text, "jiancha_deadline_lateness_seconds"),
+    }
+    say(f"    event-to-alert latency p50 {out['latency_p50_ms']} ms, p99 {out['latency_p99_ms']}"
+        f" ms over {len(lat):,} alerts; deadline alerts p99 {out['deadline_lateness_p99_ms']} ms"
+        " late (histogram bucket bound)")
+    return out
+
+
+async def _create_topic(stack: EmbeddedStack, topic: str, partitions: int) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, partitions, 1)])
+    await admin.close()
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            return bool(json.loads(r.read()).get("ready"))
+    except OSError:
+        return False
+
+
+async def _offer_load(stack: EmbeddedStack, topic: str, stream: str, config: BenchConfig,
+                      start: datetime, speed: float, anchor: float
+                      ) -> tuple[dict[str, float], dict[str, float], int]:
+    """Cases of four steps; one in ten is refused without a reason (an immediate alert);
+    one in five stays open (its promise deadline falls due during the run)."""
+    import redis.asyncio as aioredis
+    from aiokafka import AIOKafkaProducer
+
+    while time.time() < anchor:
+        await asyncio.sleep(0.05)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=2)
+    await producer.start()
+    r = aioredis.Redis.from_url(stack.redis_url)
+    sent_at: dict[str, float] = {}
+    received_at: dict[str, float] = {}
+    stop = asyncio.Event()
+
+    async def read_alerts() -> None:
+        last = "$"
+        while not stop.is_set() or len(received_at) < len(sent_at):
+            reply = await r.xread({stream: last}, count=1000, block=200)
+            now = time.time()
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    alert = orjson.loads(fields[b"alert"])
+                    for ev in alert["evidence"]:
+                        if ev in sent_at and ev not in received_at:
+                            received_at[ev] = now
+            if stop.is_set() and time.time() > deadline_at:
+                break
+
+    deadline_at = time.time() + config.latency_seconds + 30
+    reader = asyncio.create_task(read_alerts())
+    sent, n_case, tick = 0, 0, 0.01
+    per_tick = config.offered_eps * tick
+    t0 = time.perf_counter()
+    budget = 0.0
+    while time.perf_counter() - t0 < config.latency_seconds:
+        budget += per_tick
+        while budget >= 1:
+            n_case += 1
+            for raw, alert_event in _live_case(n_case, start + timedelta(
+                    seconds=(time.time() - anchor) * speed)):
+                await producer.send(topic, raw, key=f"L{n_case}".encode())
+                if alert_event:
+                    sent_at[alert_event] = time.time()
+                sent += 1
+                budget -= 1
+        await asyncio.sleep(max(0.0, t0 + (sent / config.offered_eps) - time.perf_counter()))
+    await producer.flush()
+    stop.set()
+    await reader
+    await producer.stop()
+    await r.aclose()
+    return sent_at, received_at, sent
+
+
+def _live_case(n: int, now: datetime) -> list[tuple[bytes, str | None]]:
+    case_id, item = f"L{n}", "GA-0002"
+    base = {"schema_version": 1, "case_id": case_id, "item_code": item, "department": "gongan"}
+    at = now.isoformat()
+    steps: list[tuple[dict[str, Any], str | None]] = [
+        ({"step": "submitted", "actor": "applicant", "applicant_id": f"sha256:{n}"}, None),
+        ({"step": "accepted", "actor": "gongan-h1"}, None),
+    ]
+    if n % 5 != 0:  # one in five stays open: its deadlines fall due during the run
+        steps.append(({"step": "reviewed", "actor": "gongan-h1",
+                       "attributes": {"opinion": "agree"}}, None))
+        if n % 10 == 1:
+            steps.append(({"step": "decided", "actor": "gongan-h2",
+                           "attributes": {"outcome": "deny"}}, f"L{n}-4"))  # no reason: alert
+        else:
+            steps.append(({"step": "decided", "actor": "gongan-h2",
+                           "attributes": {"outcome": "grant"}}, None))
+    out = []
+    for i, (extra, alert_id) in enumerate(steps, 1):
+        ev = {**base, **extra, "event_id": f"L{n}-{i}", "occurred_at": at}
+        out.append((orjson.dumps(ev), alert_id))
+    return out
+
+
+def _histogram_p99_ms(text: str, name: str) -> float | None:
+    buckets: list[tuple[float, float]] = []
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le),
+                            float(line.rsplit(" ", 1)[1])))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    for bound, count in buckets:
+        if count >= 0.99 * total:
+            return round(bound * 1000, 1)
+    return None
+
+
+# --- in process -------------------------------------------------------------------------------
+
+
+def _memory_per_open_case(n: int) -> float:
+    """An open case (submitted, accepted, reviewed) as the worker keeps it: the encoded
+    state in the table's store, keyed by case id, plus its deadline-index entry."""
+    from producers.contract import parse_event
+    from rules.factory import build_engine
+    from rules.schedule import DeadlineIndex
+    from settings import DEFAULT_CATALOG_DIR
+
+    engine = build_engine(DEFAULT_CATALOG_DIR)
+    t = datetime(2026, 11, 16, 9, 0, tzinfo=TZ)
+    templates = [
+        {"schema_version": 1, "event_id": "e1", "case_id": "X", "item_code": "GA-0002",
+         "department": "gongan", "step": "submitted", "occurred_at": t.isoformat(),
+         "actor": "applicant", "applicant_id": "sha256:0123456789abcdef"},
+        {"schema_version": 1, "event_id": "e2", "case_id": "X", "item_code": "GA-0002",
+         "department": "gongan", "step": "accepted", "occurred_at": t.isoformat(),
+         "actor": "gongan-h1"},
+        {"schema_version": 1, "event_id": "e3", "case_id": "X", "item_code": "GA-0002",
+         "department": "gongan", "step": "reviewed", "occurred_at": t.isoformat(),
+         "actor": "gongan-h1", "attributes": {"opinion": "agree"}},
+    ]
+    store: dict[bytes, bytes] = {}
+    index = DeadlineIndex()
+    gc_was = __import__("gc").isenabled()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(n):
+        case_id = f"GZ2026-{i:08d}"
+        state = None
+        for j, tpl in enumerate(templates):
+            ev = parse_event({**tpl, "case_id": case_id, "event_id": f"gongan-{i * 3 + j}"})
+            state = engine.ingest(state, ev, ev.occurred_at, partition=i % 8)
+        assert state is not None
+        _, nxt = engine.evaluate(state, t)
+        store[case_id.encode()] = state.encode()
+        index.schedule(case_id, nxt.timestamp() if nxt else None)
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del gc_was
+    return (after - before) / n
+
+
+def _replay_eps(lines: list[bytes]) -> float:
+    from rules.factory import build_engine
+    from rules.replay import replay
+    from settings import DEFAULT_CATALOG_DIR
+
+    engine = build_engine(DEFAULT_CATALOG_DIR)
+    t0 = time.perf_counter()
+    replay(lines, engine, datetime(2026, 12, 31, tzinfo=TZ))
+    return len(lines) / (time.perf_counter() - t0)
+
+
+def _wait(cond: Any, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what}: not done in {timeout}s")
+
+
+def report(res: Results, console: Console) -> bool:
+    """Print the figures against the targets; True when every target is met."""
+    ok = True
+    console.print("\n[bold]figure                        value        target[/]")
+    for key, value in res.figures.items():
+        target = TARGETS.get(key)
+        mark = ""
+        if target is not None and value is not None:
+            op, bound = target
+            met = value >= bound if op == ">=" else value <= bound
+            ok &= met
+            mark = f"{op} {bound:,}  " + ("[green]met[/]" if met else "[red]NOT met[/]")
+        console.print(f"{key:<28} {value!s:>12}   {mark}")
+    return ok

@@ -1,0 +1,162 @@
+"""Faults lose nothing: a worker killed mid-stream, Redis down for a while."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from jiancha.embedded import EmbeddedStack
+from producers.simulator import generate_cases
+from rules.catalog import load_catalog
+from rules.clock import SimulatedClock
+from rules.factory import build_engine
+from rules.replay import replay
+from settings import DEFAULT_CATALOG_DIR
+from tests.integration.conftest import WorkerSpec
+
+pytestmark = pytest.mark.integration
+TZ = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2026, 11, 18, 13, 0, tzinfo=TZ)  # a Wednesday afternoon: nothing due soon
+
+
+def _history(cases: int, seed: int) -> list:  # type: ignore[type-arg]
+    return [e for e in generate_cases(load_catalog(DEFAULT_CATALOG_DIR),
+                                      start=NOW - timedelta(days=21), cases=cases, seed=seed,
+                                      violations=0.3)
+            if e.occurred_at <= NOW]
+
+
+async def _backfill(spec: WorkerSpec, events: list, clock: SimulatedClock) -> None:  # type: ignore[type-arg]
+    from dataclasses import replace
+
+    from agents.topics import ensure_topics
+    from producers.client import DepartmentProducer
+    from settings import load_settings
+
+    await ensure_topics(load_settings(broker_url=spec.stack.broker_url,
+                                      events_topic=spec.events_topic, dlq_topic=spec.dlq_topic,
+                                      topic_partitions=spec.partitions))
+    async with DepartmentProducer(spec.stack.bootstrap, None, topic=spec.events_topic) as p:
+        acks = []
+        for e in events:
+            ts = int(clock.real_time_of(e.occurred_at) * 1000)
+            acks.append(await p.submit_encoded(replace(p.encode(e), timestamp_ms=ts)))
+        await asyncio.gather(*acks)
+
+
+def _expected(events: list, until: datetime) -> set[tuple[str, str]]:  # type: ignore[type-arg]
+    lines = [json.dumps(e.wire_dict()).encode() for e in events]
+    return {(a.alert_id, a.severity)
+            for a in replay(lines, build_engine(DEFAULT_CATALOG_DIR), until).alerts}
+
+
+def _stream_versions(spec: WorkerSpec) -> Counter[tuple[str, str]]:
+    return Counter((a["alert_id"], a["severity"]) for a in spec.alerts())
+
+
+def _settle(spec: WorkerSpec, want: set[tuple[str, str]], timeout: float) -> None:
+    """Until the stream holds every wanted alert version and nothing changed for 4 s."""
+    end, last, since = time.monotonic() + timeout, -1, time.monotonic()
+    while time.monotonic() < end:
+        alerts = spec.alerts()
+        if len(alerts) != last:
+            last, since = len(alerts), time.monotonic()
+        elif time.monotonic() - since > 4 and want <= {(a["alert_id"], a["severity"])
+                                                        for a in alerts}:
+            return
+        time.sleep(0.3)
+
+
+def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(stack: EmbeddedStack) -> None:
+    events = _history(cases=2500, seed=5)
+    anchor = time.time()
+    clock = SimulatedClock(NOW, 1.0, anchor)
+    spec = WorkerSpec(stack, partitions=8, extra_env={
+        "JIANCHA_CATALOG_DIR": str(DEFAULT_CATALOG_DIR),
+        "JIANCHA_CLOCK_START": NOW.isoformat(), "JIANCHA_CLOCK_ANCHOR": repr(anchor),
+    })
+    asyncio.run(_backfill(spec, events, clock))
+    expected = _expected(events, NOW)
+    first = spec.start_worker("w1", wait=False)  # both join the same generation
+    second = spec.start_worker("w2", wait=False)
+    try:
+        first.wait_ready()
+        second.wait_ready()
+        # kill the first worker once some of the alerts are in, mid-stream
+        end = time.monotonic() + 60
+        while len(spec.alerts()) < len(expected) // 4 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert len(spec.alerts()) < len(expected), "too fast to kill mid-stream; grow the history"
+        first.proc.kill()  # SIGKILL: no goodbye, no commit, no flush
+        third = spec.start_worker("w3")  # another one joins
+        _settle(spec, expected, timeout=120)
+        versions = _stream_versions(spec)
+        doubled = {k: n for k, n in versions.items() if n > 1}
+        assert not doubled, f"alerts written twice: {list(doubled)[:5]}"
+        got = set(versions)
+        extra = got - expected
+        if extra:
+            import pathlib
+            dump = [a for a in spec.alerts() if (a["alert_id"], a["severity"]) in extra]
+            pathlib.Path("/tmp/extras.json").write_text(json.dumps(dump, ensure_ascii=False))
+            pathlib.Path("/tmp/extras-events.jsonl").write_text("".join(
+                json.dumps(e.wire_dict()) + "\n" for e in events))
+        if expected - got:
+            import pathlib
+            lost_ids = {a for a, _ in expected - got}
+            lines = [json.dumps(e.wire_dict()).encode() for e in events]
+            lost = [a.model_dump(mode="json") for a in replay(lines, build_engine(DEFAULT_CATALOG_DIR), NOW).alerts
+                    if a.alert_id in lost_ids]
+            health = []
+            for w in (second, third):
+                try:
+                    health.append(w.health())
+                except OSError as exc:
+                    health.append(repr(exc))
+            pathlib.Path("/tmp/lost.json").write_text(json.dumps({"lost": lost, "health": health,
+                "metrics": [w.metrics() for w in (second, third)]}, ensure_ascii=False))
+        assert expected <= got, f"lost: {sorted(expected - got)[:5]}"
+        assert got == expected, f"raised although replay does not: {sorted(got - expected)[:5]}"
+        assert len(expected) > 100
+        r = spec.redis()
+        assert len(r.keys(f"{spec.prefix}alert:*")) == len({a for a, _ in expected})
+    finally:
+        for w in (first, second):
+            w.stop()
+        if "third" in locals():
+            third.stop()
+
+
+def test_redis_outage_delays_alerts_but_loses_none(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with EmbeddedStack(workdir=tmp_path) as own:
+        events = _history(cases=200, seed=9)
+        anchor = time.time()
+        clock = SimulatedClock(NOW, 1.0, anchor)
+        spec = WorkerSpec(own, extra_env={
+            "JIANCHA_CATALOG_DIR": str(DEFAULT_CATALOG_DIR),
+            "JIANCHA_CLOCK_START": NOW.isoformat(), "JIANCHA_CLOCK_ANCHOR": repr(anchor),
+        })
+        expected = _expected(events, NOW)
+        worker = spec.start_worker()
+        try:
+            redis_port = own.redis_port
+            own.process("redis").stop()
+            own.processes = [p for p in own.processes if p.name != "redis"]
+            asyncio.run(_backfill(spec, events, clock))  # alerts pile up while Redis is down
+            time.sleep(5)
+            assert worker.proc.proc.poll() is None, "the worker died with Redis"
+            own.redis_port = redis_port
+            own.start_redis()
+            _settle(spec, expected, timeout=90)
+            versions = _stream_versions(spec)
+            assert max(versions.values()) == 1
+            assert set(versions) == expected
+            assert "jiancha_sink_errors_total" in worker.metrics()
+        finally:
+            worker.stop()
