@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     kafka_session_timeout_seconds: float = Field(
         10.0, ge=1, le=300, description="consumer group session timeout"
     )
+    kafka_commit_interval_seconds: float = Field(
+        1.0, gt=0, le=60, description="how often processed offsets are committed"
+    )
     kafka_rebalance_timeout_seconds: float = Field(
         10.0, ge=1, le=600, description="how long a rebalance waits for members to rejoin"
     )

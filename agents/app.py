@@ -85,6 +85,9 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=False,
         broker_session_timeout=settings.kafka_session_timeout_seconds,
         broker_rebalance_timeout=settings.kafka_rebalance_timeout_seconds,
+        # commit often: a partition taken over with no committed offset at all has been
+        # seen to stay unconsumed with Faust on Tansu (see tests/integration/test_faults.py)
+        broker_commit_interval=settings.kafka_commit_interval_seconds,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_seconds / 3),
     )
     app.jiancha = sv  # type: ignore[attr-defined]  # for tests and the CLI
