@@ -47,6 +47,18 @@ class WorkerSpec:
         return f"events-{self.tag}.dlq"
 
     @property
+    def complaints_topic(self) -> str:
+        return f"complaints-{self.tag}"
+
+    def topic_settings(self):  # type: ignore[no-untyped-def]
+        """Settings naming this spec's topics (to create them before a worker starts)."""
+        from settings import load_settings
+
+        return load_settings(broker_url=self.stack.broker_url, events_topic=self.events_topic,
+                             dlq_topic=self.dlq_topic, complaints_topic=self.complaints_topic,
+                             topic_partitions=self.partitions)
+
+    @property
     def prefix(self) -> str:
         return f"t{self.tag}:"
 
@@ -57,6 +69,7 @@ class WorkerSpec:
             "JIANCHA_APP_ID": f"jc-{self.tag}",
             "JIANCHA_EVENTS_TOPIC": self.events_topic,
             "JIANCHA_DLQ_TOPIC": self.dlq_topic,
+            "JIANCHA_COMPLAINTS_TOPIC": self.complaints_topic,
             "JIANCHA_TOPIC_PARTITIONS": str(self.partitions),
             "JIANCHA_REDIS_PREFIX": self.prefix,
             "JIANCHA_CATALOG_DIR": str(TEST_CATALOG),

@@ -78,11 +78,7 @@ async def _backfill(spec: WorkerSpec, events, clock: SimulatedClock) -> None:  #
 
     from agents.topics import ensure_topics
     from producers.client import DepartmentProducer
-    from settings import load_settings
-
-    await ensure_topics(load_settings(broker_url=spec.stack.broker_url,
-                                      events_topic=spec.events_topic, dlq_topic=spec.dlq_topic,
-                                      topic_partitions=spec.partitions))
+    await ensure_topics(spec.topic_settings())
     async with DepartmentProducer(spec.stack.bootstrap, None, topic=spec.events_topic) as p:
         acks = []
         for e in events:
