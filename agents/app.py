@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import faust
@@ -23,6 +24,7 @@ from rules.ingest import Gate
 from settings import Settings
 
 log = logging.getLogger(__name__)
+STUCK_AFTER_SECONDS = 10.0
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -151,13 +153,46 @@ def create_app(settings: Settings) -> faust.App:
                 partition_now[p] = judged
         await sv.on_tick(cases, partition_now, write_state)
 
+    assigned_at: dict[int, float] = {}  # monotonic time each partition was (re)assigned
+
     @cases.on_recover
     async def rebuild_deadline_index() -> None:
         actives = active_partitions()
+        now = time.monotonic()
+        for p in list(assigned_at):
+            if p not in actives:
+                del assigned_at[p]
+        for p in actives:
+            assigned_at.setdefault(p, now)
         states = (CaseState.decode(v) for v in cases.data.values() if v is not None)
         n_cases = sv.rebuild_index(states, actives)
         log.info("deadline index rebuilt: %d cases on partitions %s, %d scheduled",
                  n_cases, sorted(actives), sv.scheduled())
+
+    @app.timer(2.0, name="partition_watchdog")
+    async def partition_watchdog() -> None:
+        """A partition taken over with records waiting but none delivered for a while is
+        resumed and sought to where processing starts. Seen with Faust on Tansu after a
+        worker was killed before its first offset commit; a no-op otherwise."""
+        if not sv.ready or app.rebalancing:
+            return
+        now = time.monotonic()
+        for p in active_partitions():
+            since = assigned_at.get(p)
+            if p in sv.last_offset or since is None or now - since < STUCK_AFTER_SECONDS:
+                continue
+            tp = faust.types.TP(settings.events_topic, p)
+            end = app.consumer.highwater(tp)
+            start = app.consumer._committed_offset.get(tp) or 0
+            if end is not None and start >= end:
+                continue  # nothing to deliver
+            log.warning("partition %s of %s: records waiting (from %s to %s) but none "
+                        "delivered for %.0fs; resuming it", p, settings.events_topic, start, end,
+                        now - since)
+            metrics.partition_restarts.inc()
+            app.consumer.resume_partitions({tp})
+            await app.consumer.seek(tp, start)
+            assigned_at[p] = now
 
     @app.timer(5.0, name="observe")
     async def observe() -> None:

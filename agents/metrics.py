@@ -41,4 +41,7 @@ class EngineMetrics:
         self.calendar_fallback = Counter(
             "jiancha_calendar_fallback", "Years counted Mon-Fri for lack of an official calendar",
             ["year"], registry=r)
+        self.partition_restarts = Counter(
+            "jiancha_partition_restarts", "Assigned partitions that delivered nothing and were "
+            "resumed by the watchdog", registry=r)
         self.worker_up = Gauge("jiancha_worker_up", "1 while this worker runs", registry=r)
