@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         None, description="rule set: a directory of YAML files (default: rules/ruleset)"
     )
 
+    extensions: list[Literal["windows", "complaints", "indicators"]] = Field(
+        default_factory=lambda: ["windows", "complaints", "indicators"],
+        description="worker capabilities beyond the case rules, a JSON list",
+    )
+
     # --- Clock -----------------------------------------------------------------------
     clock_start: datetime | None = Field(
         None,

@@ -227,8 +227,8 @@ def create_app(settings: Settings) -> faust.App:
     # register(app, WorkerContext) adds its agents, tables, timers, pages and observers.
     ctx = WorkerContext(settings=settings, supervisor=sv, metrics=metrics, cases=cases,
                         redis=client)
-    for extension in EXTENSIONS:
-        extension(app, ctx)
+    for name in settings.extensions:
+        EXTENSIONS[name](app, ctx)
 
     @app.task
     async def started() -> None:

@@ -2,11 +2,13 @@
 
 An extension is ``register(app, ctx)``: it may add Faust agents, tables, timers and web
 pages to ``app``, and observers to ``ctx.supervisor`` (``event_observers``,
-``alert_observers``). Adding a capability is a module and a line in :data:`EXTENSIONS`.
+``alert_observers``). Adding a capability is a module and a line in :data:`EXTENSIONS`;
+``JIANCHA_EXTENSIONS`` chooses which run.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +31,15 @@ class WorkerContext:
 
 Extension = Callable[[faust.App, WorkerContext], None]
 
-EXTENSIONS: list[Extension] = []
-EXTENSIONS.append(lambda app, ctx: __import__("agents.windows", fromlist=["_"]).register(app, ctx))
-EXTENSIONS.append(lambda app, ctx: __import__("agents.complaints", fromlist=["_"]).register(app, ctx))
-EXTENSIONS.append(lambda app, ctx: __import__("agents.indicators", fromlist=["_"]).register(app, ctx))
+
+def _module(name: str) -> Extension:
+    # imported when registered, not here: the extensions import this module
+    return lambda app, ctx: importlib.import_module(name).register(app, ctx)
+
+
+#: name (as in JIANCHA_EXTENSIONS) -> register function
+EXTENSIONS: dict[str, Extension] = {
+    "windows": _module("agents.windows"),
+    "complaints": _module("agents.complaints"),
+    "indicators": _module("agents.indicators"),
+}

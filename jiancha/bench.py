@@ -82,6 +82,12 @@ def run_bench(config: BenchConfig, console: Console) -> Results:
                                  say)
         res.figures["throughput_eps"] = _round(eps)
         say(f"  [bold]one worker, full rule set: {res.figures['throughput_eps']:,} events/s[/]")
+        asyncio.run(_produce_backlog(stack, "bench-backlog-2", lines, history_end, anchor, config))
+        eps = _worker_throughput(stack, "bench-backlog-2", len(lines), history_end, anchor,
+                                 config, say, extensions="[]")
+        res.figures["throughput_case_rules_only_eps"] = _round(eps)
+        say(f"  one worker, case rules only (JIANCHA_EXTENSIONS=[]: no windows, complaints, "
+            f"indicators): {res.figures['throughput_case_rules_only_eps']:,} events/s")
         lat = _latency(stack, config, say)
         res.figures.update(lat)
     for n in config.memory_cases:
@@ -235,10 +241,12 @@ def _metrics_text(port: int) -> str:
 
 
 def _worker_throughput(stack: EmbeddedStack, topic: str, n: int, history_end: datetime,
-                       anchor: float, config: BenchConfig, say: Any) -> float:
-    proc, port = _start_worker(stack, topic, {
-        "JIANCHA_CLOCK_START": history_end.isoformat(), "JIANCHA_CLOCK_ANCHOR": repr(anchor),
-    }, config)
+                       anchor: float, config: BenchConfig, say: Any,
+                       extensions: str | None = None) -> float:
+    env = {"JIANCHA_CLOCK_START": history_end.isoformat(), "JIANCHA_CLOCK_ANCHOR": repr(anchor)}
+    if extensions is not None:
+        env["JIANCHA_EXTENSIONS"] = extensions
+    proc, port = _start_worker(stack, topic, env, config)
     try:
         first, last_report = 0.0, time.monotonic()
         deadline = time.monotonic() + 600
