@@ -41,6 +41,19 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def parse_until(until: str | None) -> datetime | None:
+    """The ``--until`` option: an RFC 3339 instant with offset, or a clear error."""
+    if until is None:
+        return None
+    try:
+        until_dt = datetime.fromisoformat(until)
+    except ValueError:
+        raise _fail(f"--until {until!r}: expected RFC 3339, e.g. 2026-12-31T00:00:00+08:00") from None
+    if until_dt.tzinfo is None:
+        raise _fail(f"--until {until!r}: needs an offset, e.g. +08:00")
+    return until_dt
+
+
 @app.command()
 def worker(
     catalog: CatalogOpt = None,
@@ -77,14 +90,7 @@ def replay(
     from rules.replay import replay as run_replay
 
     settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
-    until_dt = None
-    if until is not None:
-        try:
-            until_dt = datetime.fromisoformat(until)
-        except ValueError:
-            raise _fail(f"--until {until!r}: expected RFC 3339, e.g. 2026-12-31T00:00:00+08:00") from None
-        if until_dt.tzinfo is None:
-            raise _fail(f"--until {until!r}: needs an offset, e.g. +08:00")
+    until_dt = parse_until(until)
     try:
         engine = build_engine(settings.catalog_dir, settings.rules_dir, settings.calendar_file,
                               settings.timezone, settings.allowed_lateness_seconds)

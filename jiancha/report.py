@@ -89,7 +89,7 @@ def report_command(
     calendar: Annotated[Path | None, typer.Option(help="operator calendar YAML")] = None,
 ) -> None:
     """Ranked indicators and scores of a period (绩效评估), best first."""
-    from jiancha.cli import _fail
+    from jiancha.cli import _fail, parse_until
     from rules.indicators import KINDS, PeriodError, period_months
 
     if fmt not in FORMATS:
@@ -102,14 +102,7 @@ def report_command(
         raise _fail(str(exc)) from None
     if (events is None) == (url is None):
         raise _fail("give exactly one of --events FILE or --url URL")
-    until_dt = None
-    if until is not None:
-        try:
-            until_dt = datetime.fromisoformat(until)
-        except ValueError:
-            raise _fail(f"--until {until!r}: expected RFC 3339, e.g. 2026-12-01T00:00:00+08:00") from None
-        if until_dt.tzinfo is None:
-            raise _fail(f"--until {until!r}: needs an offset, e.g. +08:00")
+    until_dt = parse_until(until)
     if events is not None:
         rows = rows_from_events(events, period, scope, department, until_dt, catalog, rules, calendar)
     else:

@@ -69,11 +69,11 @@ def explain(
     calendar: Annotated[Path | None, typer.Option(help="operator calendar YAML")] = None,
 ) -> None:
     """Show the events and the arithmetic behind an alert (or every alert of a case)."""
-    from jiancha.cli import _fail
+    from jiancha.cli import _fail, parse_until
     from rules.replay import replay
 
     engine = _engine(catalog, rules, calendar)
-    until_dt = datetime.fromisoformat(until) if until else None
+    until_dt = parse_until(until)
     with events.open("rb") as f:
         lines = [line for line in f if line.strip()]
     result = replay(lines, engine, until_dt)

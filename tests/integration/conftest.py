@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -57,6 +58,25 @@ class WorkerSpec:
         return load_settings(broker_url=self.stack.broker_url, events_topic=self.events_topic,
                              dlq_topic=self.dlq_topic, complaints_topic=self.complaints_topic,
                              topic_partitions=self.partitions)
+
+    def backfill(self, events: list, clock: Any) -> None:  # type: ignore[type-arg]
+        """Create the topics, then send contract events each stamped with the (simulated)
+        time it happened, as if reported on the spot: a backlog the worker catches up on."""
+        from dataclasses import replace
+
+        from agents.topics import ensure_topics
+        from producers.client import DepartmentProducer
+
+        async def go() -> None:
+            await ensure_topics(self.topic_settings())
+            async with DepartmentProducer(self.stack.bootstrap, None, topic=self.events_topic) as p:
+                acks = []
+                for e in events:
+                    ts = int(clock.real_time_of(e.occurred_at) * 1000)
+                    acks.append(await p.submit_encoded(replace(p.encode(e), timestamp_ms=ts)))
+                await asyncio.gather(*acks)
+
+        asyncio.run(go())
 
     @property
     def prefix(self) -> str:

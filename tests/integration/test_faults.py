@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import Counter
@@ -30,20 +29,6 @@ def _history(cases: int, seed: int) -> list:  # type: ignore[type-arg]
                                       start=NOW - timedelta(days=21), cases=cases, seed=seed,
                                       violations=0.3)
             if e.occurred_at <= NOW]
-
-
-async def _backfill(spec: WorkerSpec, events: list, clock: SimulatedClock) -> None:  # type: ignore[type-arg]
-    from dataclasses import replace
-
-    from agents.topics import ensure_topics
-    from producers.client import DepartmentProducer
-    await ensure_topics(spec.topic_settings())
-    async with DepartmentProducer(spec.stack.bootstrap, None, topic=spec.events_topic) as p:
-        acks = []
-        for e in events:
-            ts = int(clock.real_time_of(e.occurred_at) * 1000)
-            acks.append(await p.submit_encoded(replace(p.encode(e), timestamp_ms=ts)))
-        await asyncio.gather(*acks)
 
 
 def _expected(events: list, until: datetime) -> set[tuple[str, str]]:  # type: ignore[type-arg]
@@ -77,7 +62,7 @@ def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(stack: EmbeddedSta
         "JIANCHA_CATALOG_DIR": str(DEFAULT_CATALOG_DIR),
         "JIANCHA_CLOCK_START": NOW.isoformat(), "JIANCHA_CLOCK_ANCHOR": repr(anchor),
     })
-    asyncio.run(_backfill(spec, events, clock))
+    spec.backfill(events, clock)
     expected = _expected(events, NOW)
     first = spec.start_worker("w1", wait=False)  # both join the same generation
     second = spec.start_worker("w2", wait=False)
@@ -124,7 +109,7 @@ def test_redis_outage_delays_alerts_but_loses_none(tmp_path) -> None:  # type: i
             redis_port = own.redis_port
             own.process("redis").stop()
             own.processes = [p for p in own.processes if p.name != "redis"]
-            asyncio.run(_backfill(spec, events, clock))  # alerts pile up while Redis is down
+            spec.backfill(events, clock)  # alerts pile up while Redis is down
             time.sleep(5)
             assert worker.proc.proc.poll() is None, "the worker died with Redis"
             own.redis_port = redis_port

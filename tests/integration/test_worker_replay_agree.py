@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from datetime import datetime, timedelta
@@ -38,7 +37,7 @@ def test_worker_and_replay_raise_the_same_alerts(stack) -> None:  # type: ignore
     # the whole history is in Kafka before the worker starts: it catches up on a backlog,
     # judging each event as of its record time (a backfill that arrives while the worker is
     # caught up is late data as far as the live clock knows, and is judged so)
-    asyncio.run(_backfill(spec, events, clock))
+    spec.backfill(events, clock)
     worker = spec.start_worker()
     try:
         stable_since, last = time.monotonic(), -1
@@ -70,18 +69,3 @@ def _key(a: dict) -> tuple[str, str, str, str]:
 def _ingested(worker) -> float:  # type: ignore[no-untyped-def]
     return sum(float(line.rsplit(" ", 1)[1]) for line in worker.metrics().splitlines()
                if line.startswith("jiancha_events_ingested_total{"))
-
-
-async def _backfill(spec: WorkerSpec, events, clock: SimulatedClock) -> None:  # type: ignore[no-untyped-def]
-    """Each event stamped with the time it happened, as if reported on the spot."""
-    from dataclasses import replace
-
-    from agents.topics import ensure_topics
-    from producers.client import DepartmentProducer
-    await ensure_topics(spec.topic_settings())
-    async with DepartmentProducer(spec.stack.bootstrap, None, topic=spec.events_topic) as p:
-        acks = []
-        for e in events:
-            record = replace(p.encode(e), timestamp_ms=int(clock.real_time_of(e.occurred_at) * 1000))
-            acks.append(await p.submit_encoded(record))
-        await asyncio.gather(*acks)
