@@ -13,7 +13,7 @@ resolving the alert: those findings do not escalate from the facts (``escalates=
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -34,6 +34,15 @@ def _hours(value: float) -> float | int:
 # --- reporting ------------------------------------------------------------------------
 
 
+def _about(case: CaseView, f: Fact, details: dict[str, Any], *, at: datetime | None = None,
+           due: datetime | None = None, also: tuple[str, ...] = ()) -> Finding:
+    """A finding about one event: one alert per event (its department and id), at the
+    instant it happened unless said otherwise; only the bureau can correct it."""
+    at = at or case.dt(f.at)
+    return Finding(distinct=(f.department, f.event_id), event_time=at, due_at=due or at,
+                   evidence=(f.event_id, *also), actor=f.actor, details=details, escalates=False)
+
+
 def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """An event reached the engine more than the reporting delay after it happened."""
     limit_hours = case.settings.reporting_delay_hours
@@ -44,21 +53,14 @@ def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
             continue
         occurred = case.dt(f.at)
         deadline = occurred + limit  # the instant the step should have been reported by
-        yield Finding(
-            distinct=(f.department, f.event_id),
-            event_time=deadline,
-            due_at=deadline,
-            evidence=(f.event_id,),
-            actor=f.actor,
-            details={
-                "step": f.step.value, "step_zh": STEP_ZH[f.step],
-                "event_department": f.department,
-                "occurred_at": occurred.isoformat(),
-                "received_at": case.dt(f.received).isoformat(),
-                "delay_hours": round(delay / 3600, 1),
-                "limit_hours": _hours(limit_hours),
-            },
-        )
+        yield _about(case, f, {
+            "step": f.step.value, "step_zh": STEP_ZH[f.step],
+            "event_department": f.department,
+            "occurred_at": occurred.isoformat(),
+            "received_at": case.dt(f.received).isoformat(),
+            "delay_hours": round(delay / 3600, 1),
+            "limit_hours": _hours(limit_hours),
+        }, at=deadline)
 
 
 def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
@@ -105,16 +107,7 @@ def no_reason(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
         reason = f.attrs.get("reason")
         if isinstance(reason, str) and reason.strip():
             continue
-        at = case.dt(f.at)
-        yield Finding(
-            distinct=(f.department, f.event_id),
-            event_time=at,
-            due_at=at,
-            evidence=(f.event_id,),
-            actor=f.actor,
-            details={"step": f.step.value, "step_zh": STEP_ZH[f.step]},
-            escalates=False,
-        )
+        yield _about(case, f, {"step": f.step.value, "step_zh": STEP_ZH[f.step]})
 
 
 # --- fees -------------------------------------------------------------------------------
@@ -145,26 +138,18 @@ def fee_unauthorized(case: CaseView, params: Mapping[str, Any]) -> Iterator[Find
         at = case.dt(f.at)
         if standard is None:
             why, why_zh, why_en, due = "no_fee_basis", "该事项无收费依据", "the item has no fee basis", at
-            evidence: tuple[str, ...] = (f.event_id,)
+            also: tuple[str, ...] = ()
         elif refusal is not None:
             why, why_zh, why_en = "refused", "办件未获许可或不予受理", "the case was refused"
             due = max(at, case.dt(refusal.at))
-            evidence = (f.event_id, refusal.event_id)
+            also = (refusal.event_id,)
         else:
             continue
-        yield Finding(
-            distinct=(f.department, f.event_id),
-            event_time=at,
-            due_at=due,
-            evidence=evidence,
-            actor=f.actor,
-            details={
-                "amount": str(f.attrs.get("amount", "")),
-                "fee_code": str(f.attrs.get("fee_code", "")),
-                "why": why, "why_zh": why_zh, "why_en": why_en,
-            },
-            escalates=False,
-        )
+        yield _about(case, f, {
+            "amount": str(f.attrs.get("amount", "")),
+            "fee_code": str(f.attrs.get("fee_code", "")),
+            "why": why, "why_zh": why_zh, "why_en": why_en,
+        }, due=due, also=also)
 
 
 def fee_over_standard(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
@@ -176,21 +161,12 @@ def fee_over_standard(case: CaseView, params: Mapping[str, Any]) -> Iterator[Fin
         amount = _amount(f)
         if amount is None or amount <= standard:
             continue
-        at = case.dt(f.at)
-        yield Finding(
-            distinct=(f.department, f.event_id),
-            event_time=at,
-            due_at=at,
-            evidence=(f.event_id,),
-            actor=f.actor,
-            details={
-                "amount": str(amount),
-                "standard": f"{standard:.2f}",
-                "excess": str(amount - standard),
-                "fee_code": str(f.attrs.get("fee_code", "")),
-            },
-            escalates=False,
-        )
+        yield _about(case, f, {
+            "amount": str(amount),
+            "standard": f"{standard:.2f}",
+            "excess": str(amount - standard),
+            "fee_code": str(f.attrs.get("fee_code", "")),
+        })
 
 
 # --- duties -----------------------------------------------------------------------------
