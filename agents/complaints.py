@@ -62,7 +62,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     by_id = app.topic(f"{s.app_id}-complaints-by-id", partitions=n, internal=True,
                       key_type=bytes, value_type=bytes)
     table = app.Table("complaints", default=None, partitions=n, key_type=bytes, value_type=bytes)
-    rep = Repartition(app, sv.clock, s.complaints_topic, by_id)
+    rep = Repartition(app, sv.clock, s.complaints_topic, by_id, n)
+    rep.install()
     repartition = rep.target_name
     indexes: dict[int, DeadlineIndex] = {}
     observers = complaint_observers(app)
@@ -89,6 +90,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         async for event in stream.events():
             msg = event.message
             now = rep.processed(event)
+            if now is None:
+                continue  # a watermark
             try:
                 complaint = Complaint.model_validate_json(event.value)
             except ValidationError:

@@ -24,15 +24,13 @@ left out (``jiancha_window_late_records_total``).
 
 from __future__ import annotations
 
-import functools
-import heapq
-import itertools
 import logging
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import faust
+import orjson
 from prometheus_client import Counter
 
 from producers.contract import Alert
@@ -46,92 +44,81 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: The value prefix of a watermark record on a repartitioned topic (never a JSON record).
+MARKER = b"\x00wm"
+
+
 class Repartition:
     """A topic this worker repartitions by a new key (what ``stream.group_by`` does, done by
-    hand to keep each record's Kafka timestamp), and the time on each partition of the
-    repartitioned topic.
+    hand to keep each record's Kafka timestamp), with **in-band watermarks**, so that due
+    things on a repartitioned partition fire only once every record before them is in.
 
     A record is judged as of when it reached Kafka upstream (its timestamp, kept by the
-    forward) on the worker's clock, never in the future. Due things on a repartitioned
-    partition fire by a low watermark (:meth:`fire_time`), the earliest of: for every
-    upstream partition this worker reads, the clock when it is caught up, else the time of
-    the last record read from it; and the time of every record forwarded but not yet
-    processed on that partition. Upstream partitions are independent (a backlog is read
-    from each at its own pace), so the latest time seen would close a window while an
-    earlier record that is on time for it is still on its way; the low watermark never
-    does. A record that reached Kafka after its window's end plus the allowed lateness is
-    late. (With several workers, records forwarded by another worker are only bounded by
-    the time of the last record processed on the partition.)
+    forward) on the worker's clock, never in the future. Every ``interval`` seconds each
+    worker sends, to every partition of the repartitioned topic, a marker with a
+    watermark for each upstream partition it reads: the clock when it is caught up on
+    that partition, else the time of the last record it forwarded from it. A marker
+    follows, in the log, every record its sender forwarded before it, so once a partition
+    has processed markers from every upstream partition, the least of their watermarks is
+    a time before which nothing more can come (:meth:`fire_time`) — whichever worker
+    forwards from which partition, and across a worker that died: records it read but
+    never forwarded are forwarded again by the next owner, after the last watermark it
+    sent. Upstream partitions are read at their own pace (a backlog, a takeover), so
+    anything less (the latest time seen, this worker's own partitions) would close a
+    window while a record on time for it is still on its way. A record that reached
+    Kafka after its window's end plus the allowed lateness is late.
+
+    Markers are reset when partitions are revoked: after a rebalance a partition is read
+    again from its committed offset, and only markers read since then say what was read.
     """
 
-    def __init__(self, app: faust.App, clock: Clock, source: str, target: Any) -> None:
+    def __init__(self, app: faust.App, clock: Clock, source: str, target: Any,
+                 partitions: int, interval: float = 0.5) -> None:
         self.app = app
         self.clock = clock
         self.source = source
         self.target = target
         self.target_name: str = target.get_topic_name()
-        self.up_time: dict[int, float] = {}
-        self.up_offset: dict[int, int] = {}
-        self._seq = itertools.count()
-        self._unacked: dict[int, float] = {}  # forward number -> judged time (epoch)
-        self._unacked_heap: list[tuple[float, int]] = []
-        self._acked: dict[int, list[tuple[float, int]]] = {}  # partition -> heap (judged, offset)
-        self._acked_max: dict[int, int] = {}
-        self.down_offset: dict[int, int] = {}
-        self.down_time: dict[int, float] = {}
+        self.partitions = partitions
+        self.interval = interval
+        self.up_time: dict[int, float] = {}  # upstream partition -> last forwarded record's time
+        self.up_offset: dict[int, int] = {}  # upstream partition -> last offset read
+        self.marks: dict[int, dict[int, float]] = {}  # partition -> upstream partition -> watermark
         self.fired: dict[int, datetime] = {}
+
+    def install(self) -> None:
+        """Send the watermarks on a timer; forget the markers read when partitions move."""
+        name = f"watermarks:{self.target_name}"
+        self.app.timer(self.interval, name=name)(self.send_watermarks)
+        self.app.on_partitions_revoked.connect(self._revoked, weak=False)
+
+    async def _revoked(self, sender: Any = None, revoked: Any = None, **kwargs: Any) -> None:
+        self.marks.clear()
+        self.fired.clear()
+        self.up_time.clear()
+        self.up_offset.clear()
 
     def judge(self, record_time: float | None) -> datetime:
         now = self.clock.now()
         return min(self.clock.at(record_time), now) if record_time else now
 
     def read(self, event: Any) -> datetime:
-        """An upstream record was read (forwarded or not): the upstream partition's progress."""
+        """An upstream record was read and not forwarded (rejected): progress only."""
         msg = event.message
         judged = self.judge(msg.timestamp)
-        t = judged.timestamp()
-        if t > self.up_time.get(msg.partition, float("-inf")):
-            self.up_time[msg.partition] = t
+        if judged.timestamp() > self.up_time.get(msg.partition, float("-inf")):
+            self.up_time[msg.partition] = judged.timestamp()  # every record before is forwarded
         self.up_offset[msg.partition] = msg.offset
         return judged
 
     async def forward(self, event: Any, key: bytes, value: bytes) -> None:
-        judged = self.read(event).timestamp()
-        seq = next(self._seq)
-        self._unacked[seq] = judged
-        heapq.heappush(self._unacked_heap, (judged, seq))
-        delivery = await self.target.send(key=key, value=value, timestamp=event.message.timestamp)
-        delivery.add_done_callback(functools.partial(self._delivered, seq))
-
-    def _delivered(self, seq: int, delivery: Any) -> None:
-        judged = self._unacked.pop(seq, None)
-        if judged is None or delivery.cancelled() or delivery.exception() is not None:
-            return  # not delivered: nothing to wait for (the producer logged it)
-        meta = delivery.result()
-        heapq.heappush(self._acked.setdefault(meta.partition, []), (judged, meta.offset))
-        self._acked_max[meta.partition] = max(self._acked_max.get(meta.partition, -1), meta.offset)
-
-    def processed(self, event: Any) -> datetime:
-        """A record of the repartitioned topic is being processed: its judged time."""
         msg = event.message
-        judged = self.judge(msg.timestamp)
-        self.down_offset[msg.partition] = msg.offset
-        self.down_time[msg.partition] = judged.timestamp()
-        return judged
-
-    def _pending(self, partition: int) -> float | None:
-        """The earliest time of a record forwarded and not yet processed on ``partition``."""
-        heap = self._unacked_heap
-        while heap and heap[0][1] not in self._unacked:
-            heapq.heappop(heap)
-        best = heap[0][0] if heap else None
-        acked = self._acked.get(partition)
-        done = self.down_offset.get(partition, -1)
-        while acked and acked[0][1] <= done:
-            heapq.heappop(acked)
-        if acked and (best is None or acked[0][0] < best):
-            best = acked[0][0]
-        return best
+        judged = self.judge(msg.timestamp).timestamp()
+        await self.target.send(key=key, value=value, timestamp=msg.timestamp)
+        # only once the record is handed to the producer: a marker sent after it is behind it
+        if judged > self.up_time.get(msg.partition, float("-inf")):
+            self.up_time[msg.partition] = judged
+        self.up_offset[msg.partition] = msg.offset
 
     def _end(self, topic: str, partition: int) -> int | None:
         try:
@@ -153,34 +140,52 @@ class Repartition:
         last = self.up_offset.get(partition, self._resumed_at(self.source, partition))
         return last + 1 < end
 
+    def watermarks(self) -> dict[str, float]:
+        """This worker's watermark for each upstream partition it reads (where known)."""
+        now = self.clock.now().timestamp()
+        out: dict[str, float] = {}
+        for up in active(self.app, self.source):
+            if not self.upstream_behind(up):
+                out[str(up)] = now
+            elif up in self.up_time:
+                out[str(up)] = self.up_time[up]
+        return out
+
+    async def send_watermarks(self) -> None:
+        if self.app.rebalancing:
+            return
+        marks = self.watermarks()
+        if not marks:
+            return
+        value = MARKER + orjson.dumps(marks)
+        for partition in range(self.partitions):
+            await self.target.send(key=MARKER, value=value, partition=partition)
+
+    def processed(self, event: Any) -> datetime | None:
+        """A record of the repartitioned topic is being processed: its judged time, or
+        None for a watermark marker (taken in here; nothing else to do with it)."""
+        msg = event.message
+        value = event.value
+        if isinstance(value, bytes) and value.startswith(MARKER):
+            try:
+                marks = orjson.loads(value[len(MARKER):])
+            except orjson.JSONDecodeError:
+                return None
+            seen = self.marks.setdefault(msg.partition, {})
+            for up, t in marks.items():
+                if float(t) > seen.get(int(up), float("-inf")):
+                    seen[int(up)] = float(t)
+            return None
+        return self.judge(msg.timestamp)
+
     def fire_time(self, partition: int) -> datetime | None:
         """The time due things on ``partition`` fire by (never going back), or None while
-        it cannot be known yet."""
+        it cannot be known yet (no marker yet from some upstream partition)."""
         prev = self.fired.get(partition)
-        now = self.clock.now().timestamp()
-        bounds: list[float] = []
-        for up in active(self.app, self.source):
-            if self.upstream_behind(up):
-                t = self.up_time.get(up)
-                if t is None:
-                    return prev
-                bounds.append(t)
-            else:
-                bounds.append(now)
-        pending = self._pending(partition)
-        if pending is not None:
-            bounds.append(pending)
-        end = self._end(self.target_name, partition)
-        if end is None:
+        seen = self.marks.get(partition, {})
+        if len(seen) < self.partitions:
             return prev
-        known = max(self.down_offset.get(partition, self._resumed_at(self.target_name, partition)),
-                    self._acked_max.get(partition, -1))
-        if end > known + 1:  # records this worker did not forward (another worker, a restart)
-            t = self.down_time.get(partition)
-            if t is None:
-                return prev
-            bounds.append(t)
-        fire = datetime.fromtimestamp(min(bounds) if bounds else now, UTC)
+        fire = min(datetime.fromtimestamp(min(seen.values()), UTC), self.clock.now())
         if prev is not None and fire < prev:
             fire = prev
         self.fired[partition] = fire
@@ -205,10 +210,13 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     late = Counter("jiancha_window_late_records",
                    "Records left out of a window that was already closed (late beyond the "
                    "allowed lateness)", ["rule"], registry=ctx.metrics.registry)
+    duplicates = Counter("jiancha_window_duplicate_records", "Records forwarded again after a "
+                         "takeover and counted once", registry=ctx.metrics.registry)
     events = app.topic(s.events_topic, partitions=n, key_type=bytes, value_type=bytes)
     by_department = app.topic(f"{s.app_id}-windows-by-department", partitions=n, internal=True,
                               key_type=bytes, value_type=bytes)
-    rep = Repartition(app, sv.clock, s.events_topic, by_department)
+    rep = Repartition(app, sv.clock, s.events_topic, by_department, n)
+    rep.install()
     shifted = [0.0]  # the record's time in local-epoch seconds: Faust's windows align to it
 
     def relative(event: Any = None) -> float:
@@ -237,15 +245,21 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 log.debug("windows: unreadable record skipped", exc_info=True)
                 continue
             rec = WindowRecord.from_event(ev)
-            await rep.forward(event, rec.department.encode(), rec.encode())
+            # where it came from: a record forwarded again after a takeover is recognised
+            source = b"%d %d " % (event.message.partition, event.message.offset)
+            await rep.forward(event, rec.department.encode(), source + rec.encode())
 
     @app.agent(by_department, name="windows")
     async def windows(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
-            now = rep.processed(event).timestamp()
+            judged = rep.processed(event)
+            if judged is None:
+                continue  # a watermark
+            now = judged.timestamp()
             try:
-                rec = WindowRecord.decode(event.value)
+                up, up_offset, raw = event.value.split(b" ", 2)
+                rec = WindowRecord.decode(raw)
             except Exception:
                 log.warning("windows: bad record on %s skipped", rep.target_name)
                 continue
@@ -255,9 +269,17 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             if rules.is_late(start + cfg.dept_size, now) or start + cfg.dept_size <= st.get("dc", 0):
                 late.labels("department").inc()
             else:
-                value = dept_add(department[rec.department].value(), rec)
-                value["p"] = msg.partition
-                department[rec.department] = value
+                value = department[rec.department].value() or {}
+                # counted once: records from one upstream partition come in its order, so
+                # one at or before the last counted from there is a copy (a takeover)
+                counted = value.get("u") or {}
+                if int(counted.get(up.decode(), -1)) >= int(up_offset):
+                    duplicates.inc()
+                else:
+                    value = dept_add(value, rec)
+                    value["u"] = {**counted, up.decode(): int(up_offset)}
+                    value["p"] = msg.partition
+                    department[rec.department] = value
             if rec.decision:
                 start = rules.window_start(rec.at, cfg.burst_size)
                 if rules.is_late(start + cfg.burst_size, now) or start + cfg.burst_size <= st.get("bc", 0):
