@@ -204,6 +204,12 @@ def create_app(settings: Settings) -> faust.App:
         return web.bytes(generate_latest(metrics.registry),
                          content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4")
 
+    @app.page("/progress")
+    async def progress_page(web: Any, request: Any) -> Any:
+        """Events processed and when (wall clock): cheap to poll, unlike /metrics."""
+        return web.json({"events": sv.processed, "first_at": sv.first_processed_at,
+                         "last_at": sv.last_processed_at})
+
     async def partition_status() -> dict[str, Any]:
         out = {}
         for p in sorted(active_partitions()):

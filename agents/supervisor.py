@@ -40,6 +40,9 @@ DeadLetter = Callable[[bytes | None, bytes, str, str], Awaitable[None]]
 StateWriter = Callable[[bytes, bytes, int], None]
 #: Called after an accepted event was evaluated: (event, state, alerts raised, judged time).
 EventObserver = Callable[[ApprovalEvent, CaseState, list[Alert], datetime], None]
+#: Called for every record in order: with the accepted event before its case state is
+#: written (a crash in between forwards it again, never loses it), or None when rejected.
+Forwarder = Callable[[ApprovalEvent | None], Awaitable[None]]
 #: Called with every alert the sink stored anew or escalated (not for known ones).
 AlertObserver = Callable[[Alert], None]
 
@@ -59,7 +62,13 @@ class Supervisor:
     #: (the Redis write); one lock keeps a timer from evaluating or writing back a state
     #: while an event of the same case is in flight. Held per case, never across cases.
     case_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: events taken from the topic (accepted or rejected) and the wall-clock times of the
+    #: first and the latest: a progress figure that costs nothing to read
+    processed: int = 0
+    first_processed_at: float = 0.0
+    last_processed_at: float = 0.0
     event_observers: list[EventObserver] = field(default_factory=list)
+    forwarders: list[Forwarder] = field(default_factory=list)
     alert_observers: list[AlertObserver] = field(default_factory=list)
 
     def index(self, partition: int) -> DeadlineIndex:
@@ -108,6 +117,7 @@ class Supervisor:
         record_time: float | None, cases: MutableMapping[bytes, bytes], dead_letter: DeadLetter,
     ) -> list[Alert]:
         started = time.monotonic()
+        self._progress()
         self.last_offset[partition] = offset
         now = self.judged_at(partition, record_time)
         try:
@@ -115,22 +125,36 @@ class Supervisor:
         except Rejected as r:
             self.metrics.events_rejected.labels(r.reason).inc()
             await dead_letter(key, raw, r.reason, r.detail)
+            await self._forward(None)
             return []
         except Exception as exc:  # never crash on one event
             log.exception("unexpected error on an event; sent to the DLQ")
             self.metrics.events_rejected.labels("internal_error").inc()
             await dead_letter(key, raw, "internal_error", repr(exc))
+            await self._forward(None)
             return []
         state.partition = partition
         self.metrics.events_ingested.labels(event.department, event.step.value).inc()
         alerts, nxt = self.engine.evaluate(state, now)
         if alerts:
             await self.publish(alerts, started)
+        await self._forward(event)
         cases[event.case_id.encode()] = state.encode()
         self.index(partition).schedule(state.case_id, nxt.timestamp() if nxt else None)
         for observe in self.event_observers:
             observe(event, state, alerts, now)
         return alerts
+
+    async def _forward(self, event: ApprovalEvent | None) -> None:
+        for forward in self.forwarders:
+            await forward(event)
+
+    def _progress(self) -> None:
+        wall = time.time()
+        if not self.processed:
+            self.first_processed_at = wall
+        self.processed += 1
+        self.last_processed_at = wall
 
     async def on_tick(
         self, cases: MutableMapping[bytes, bytes], partition_now: dict[int, tuple[datetime, bool]],

@@ -1,17 +1,19 @@
 """Window rules in the worker: ``actor.burst``, ``department.denial_spike``,
 ``department.silent`` (logic in ``rules/windows.py``, shared with replay).
 
-- ``windows-feed`` (a second agent on the events topic) parses each event with the gate
-  and repartitions a compact :class:`~rules.windows.WindowRecord` by department to the
-  internal topic ``{app_id}-windows-by-department`` (what ``stream.group_by`` does, done
-  by hand so that the record keeps its Kafka timestamp: a backlog is judged as of when
-  each event reached Kafka, as the case rules judge it).
+- the supervising agent hands each event it accepted (before writing its case state) to
+  this module, which repartitions a compact :class:`~rules.windows.WindowRecord` by
+  department to the internal topic ``{app_id}-windows-by-department`` (what
+  ``stream.group_by`` does, done by hand so that the record keeps its Kafka timestamp: a
+  backlog is judged as of when each event reached Kafka, as the case rules judge it).
+  Only accepted events count, as in replay; and the events are parsed once, not by a
+  second agent on the events topic.
 - ``windows`` (on that topic) adds the record to two Faust **windowed tables**, tumbling
   windows in event time aligned to local time: ``windows-burst`` keyed by handler
   (``department/actor``) and ``windows-department`` keyed by department; and keeps the
   department's events that are not final yet as spans in ``windows-last`` (silence).
 - a timer closes the windows whose end plus the allowed lateness is past the partition's
-  low watermark (:class:`Repartition`), judges them (alerts through the supervisor's
+  watermark (:class:`Repartition`), judges them (alerts through the supervisor's
   Redis sink) and deletes them — the windows' expiry, in event time. Faust's own
   ``expires`` is measured against the wall clock and keeps a heap entry per write, so it
   would drop a backfill's windows before they are judged and grow with every event: not
@@ -33,9 +35,9 @@ import faust
 import orjson
 from prometheus_client import Counter
 
-from producers.contract import Alert
+from agents.commit_barrier import CoalescedChangelog
+from producers.contract import Alert, ApprovalEvent
 from rules.clock import Clock
-from rules.ingest import Rejected
 from rules.windows import WindowRecord, WindowRules, burst_add, dept_add, span_add
 
 if TYPE_CHECKING:
@@ -212,7 +214,6 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                    "allowed lateness)", ["rule"], registry=ctx.metrics.registry)
     duplicates = Counter("jiancha_window_duplicate_records", "Records forwarded again after a "
                          "takeover and counted once", registry=ctx.metrics.registry)
-    events = app.topic(s.events_topic, partitions=n, key_type=bytes, value_type=bytes)
     by_department = app.topic(f"{s.app_id}-windows-by-department", partitions=n, internal=True,
                               key_type=bytes, value_type=bytes)
     rep = Repartition(app, sv.clock, s.events_topic, by_department, n)
@@ -230,24 +231,24 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     department = table("windows-department").tumbling(cfg.dept_size).relative_to(relative)
     last_seen = table("windows-last")  # department -> {"p": partition, "spans": events not final}
     state = table("windows-state")  # department -> {"h": history, "bc", "dc", "L", "s", "p"}
+    # few keys, written on every event: one changelog record per key and commit interval
+    changelogs = {id(t): CoalescedChangelog(app, t)
+                  for t in (burst.table, department.table, last_seen, state)}
 
-    @app.agent(events, name="windows-feed")
-    async def feed(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                ev = sv.gate.parse(event.value, None)
-                sv.gate.check_key(ev, event.key)
-            except Rejected:
-                rep.read(event)
-                continue  # the supervising agent dead-letters it
-            except Exception:
-                rep.read(event)
-                log.debug("windows: unreadable record skipped", exc_info=True)
-                continue
-            rec = WindowRecord.from_event(ev)
-            # where it came from: a record forwarded again after a takeover is recognised
-            source = b"%d %d " % (event.message.partition, event.message.offset)
-            await rep.forward(event, rec.department.encode(), source + rec.encode())
+    async def forward(ev: ApprovalEvent | None) -> None:
+        """The supervising agent hands over each record it took (None: rejected)."""
+        event = faust.current_event()
+        if event is None:
+            return
+        if ev is None:
+            rep.read(event)
+            return
+        rec = WindowRecord.from_event(ev)
+        # where it came from: a record forwarded again after a takeover is recognised
+        source = b"%d %d " % (event.message.partition, event.message.offset)
+        await rep.forward(event, rec.department.encode(), source + rec.encode())
+
+    sv.forwarders.append(forward)
 
     @app.agent(by_department, name="windows")
     async def windows(stream: faust.StreamT) -> None:
@@ -298,13 +299,11 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                     "spans": span_add(spans, rec.at, rec.event_id, rules.merge_seconds)}
 
     def write(tbl: Any, key: Any, value: Any, partition: int) -> None:
-        # outside an agent: the store and the changelog partition explicitly
+        # outside an agent: the store, and the changelog partition explicitly
         if value is None:
-            tbl.data.pop(key, None)
-            tbl.send_changelog(partition, key, None, value_serializer="raw")
+            changelogs[id(tbl)].delete(key, partition)
         else:
-            tbl.data[key] = value
-            tbl.send_changelog(partition, key, value)
+            changelogs[id(tbl)].set(key, value, partition)
 
     def close_due(partition: int, now: datetime) -> tuple[list[Alert], dict[str, dict[str, Any]]]:
         t = now.timestamp()

@@ -14,4 +14,8 @@ def run_worker(settings: Settings, loglevel: str = "INFO") -> None:
     ensure_topics_sync(settings)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel)
+    # Faust's start-up spinner sets the root logger to DEBUG (to spin on every record) when
+    # the level is WARNING or above: every library debug call then builds a record. A
+    # service has no terminal to spin on.
+    worker.spinner = None
     worker.execute_from_commandline()

@@ -133,11 +133,17 @@ def _workload(n_events: int) -> tuple[list[bytes], datetime, float]:
     from settings import DEFAULT_CATALOG_DIR
 
     history_end = datetime(2026, 11, 18, 13, 0, tzinfo=TZ)
+    catalog = load_catalog(DEFAULT_CATALOG_DIR)
     cases = max(10, int(n_events / EVENTS_PER_CASE))
-    events = [e for e in generate_cases(load_catalog(DEFAULT_CATALOG_DIR),
-                                        start=history_end - timedelta(days=60), cases=cases,
-                                        seed=2026, violations=0.05)
-              if e.occurred_at <= history_end][:n_events]
+    for _ in range(4):  # cases still open at the end report fewer events: add some
+        # submitted over the first 30 working days of the 60 days: most are complete by the end
+        events = [e for e in generate_cases(catalog, start=history_end - timedelta(days=60),
+                                            cases=cases, seed=2026, violations=0.05, days=30)
+                  if e.occurred_at <= history_end]
+        if len(events) >= n_events:
+            break
+        cases = int(cases * n_events / max(len(events), 1) * 1.05) + 1
+    events = events[:n_events]
     return [orjson.dumps(e.wire_dict()) for e in events], history_end, time.time()
 
 
@@ -228,11 +234,9 @@ def _start_worker(stack: EmbeddedStack, topic: str, env_extra: dict[str, str],
     return proc, port
 
 
-def _metric_sum(port: int, prefix: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(prefix))
+def _progress(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/progress", timeout=5) as r:
+        return dict(json.loads(r.read()))
 
 
 def _metrics_text(port: int) -> str:
@@ -248,24 +252,22 @@ def _worker_throughput(stack: EmbeddedStack, topic: str, n: int, history_end: da
         env["JIANCHA_EXTENSIONS"] = extensions
     proc, port = _start_worker(stack, topic, env, config)
     try:
-        first, last_report = 0.0, time.monotonic()
+        last_report = time.monotonic()
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if proc.proc.poll() is not None:
                 raise RuntimeError(f"worker exited; see {proc.log_path}")
             try:
-                done = _metric_sum(port, "jiancha_events_ingested_total{") + _metric_sum(
-                    port, "jiancha_events_rejected_total{")
+                progress = _progress(port)
             except OSError:
-                done = 0
-            if done and not first:
-                first = time.perf_counter()
-            if done >= n:
-                return n / (time.perf_counter() - first)
+                progress = {"events": 0}
+            done = progress["events"]
+            if done >= n:  # the worker's own first and last times: polling costs it nothing
+                return (n - 1) / max(progress["last_at"] - progress["first_at"], 1e-6)
             if time.monotonic() - last_report > 5 and done:
                 say(f"    worker: {done:,.0f} / {n:,} events")
                 last_report = time.monotonic()
-            time.sleep(0.05)
+            time.sleep(0.2)
         raise TimeoutError("the worker did not finish the backlog in 600 s")
     finally:
         proc.stop()
@@ -288,24 +290,31 @@ def _latency(stack: EmbeddedStack, config: BenchConfig, say: Any) -> dict[str, f
             f"{config.latency_seconds:g} s ...")
         sent_at, received_at, sent = asyncio.run(_offer_load(
             stack, topic, f"b{port}:alerts", config, start, speed, anchor))
-        _wait(lambda: len(received_at) >= len(sent_at) * 0.999, 30, "alerts")
         time.sleep(3)  # let deadlines of the last cases fire
-        lat = sorted((received_at[k] - sent_at[k]) * 1000 for k in sent_at if k in received_at)
+        # an alert that never came (within 30 s after the load) counts as infinitely late
+        lat = sorted((received_at[k] - sent_at[k]) * 1000 if k in received_at else float("inf")
+                     for k in sent_at)
         text = _metrics_text(port)
     finally:
         proc.stop()
     out = {
         "offered_eps": config.offered_eps,
         "achieved_send_eps": round(sent / config.latency_seconds),
-        "latency_p50_ms": round(statistics.median(lat), 1) if lat else None,
-        "latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1) if lat else None,
-        "latency_alerts": len(lat),
+        "latency_p50_ms": _finite(statistics.median(lat)) if lat else None,
+        "latency_p99_ms": _finite(lat[int(len(lat) * 0.99) - 1]) if lat else None,
+        "latency_alerts": len(received_at),
+        "latency_alerts_expected": len(sent_at),
         "deadline_lateness_p99_ms": _histogram_p99_ms(text, "jiancha_deadline_lateness_seconds"),
     }
     say(f"    event-to-alert latency p50 {out['latency_p50_ms']} ms, p99 {out['latency_p99_ms']}"
-        f" ms over {len(lat):,} alerts; deadline alerts p99 {out['deadline_lateness_p99_ms']} ms"
+        f" ms; {len(received_at):,} of {len(sent_at):,} alerts arrived (None: over 1% never"
+        " came: the worker is saturated); deadline alerts p99 {out['deadline_lateness_p99_ms']} ms"
         " late (histogram bucket bound)")
     return out
+
+
+def _finite(ms: float) -> float | None:
+    return round(ms, 1) if ms != float("inf") else None
 
 
 async def _create_topic(stack: EmbeddedStack, topic: str, partitions: int) -> None:
@@ -495,10 +504,12 @@ def report(res: Results, console: Console) -> bool:
     for key, value in res.figures.items():
         target = TARGETS.get(key)
         mark = ""
-        if target is not None and value is not None:
+        if target is not None:
             op, bound = target
-            met = value >= bound if op == ">=" else value <= bound
+            met = value is not None and (value >= bound if op == ">=" else value <= bound)
             ok &= met
             mark = f"{op} {bound:,}  " + ("[green]met[/]" if met else "[red]NOT met[/]")
+            if value is None:
+                mark += " (not measurable: see above)"
         console.print(f"{key:<28} {value!s:>12}   {mark}")
     return ok

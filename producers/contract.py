@@ -6,6 +6,7 @@ generated from them (``jiancha schema export``) and a test fails when they drift
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from decimal import Decimal, InvalidOperation
@@ -200,6 +201,7 @@ class Alert(BaseModel):
         return orjson.dumps(self.model_dump(mode="json"))
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same open cases are evaluated again and again
 def make_alert_id(rule: str, case_or_scope: str, *distinct: str) -> str:
     """Same violation → same id, so redelivery never creates a second alert."""
     raw = "\x1f".join((rule, case_or_scope, *distinct)).encode()

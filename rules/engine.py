@@ -78,18 +78,27 @@ class Engine:
                 continue
             for finding in findings:
                 alert_id = make_alert_id(rule, state.case_id, *finding.distinct)
-                stages = [(severity, finding.due_at)]
-                if severity == "red" and finding.escalates:
-                    # an instant at 00:00 is the end (24:00) of the day before
-                    escalation = self.working_time.working_deadline(
-                        finding.event_time - _TICK, escalate_after)
-                    if finding.corrected_at is None or finding.corrected_at > escalation.timestamp():
-                        stages.append(("escalated", max(escalation, finding.due_at)))
-                for stage, due in stages:
-                    if state.raised.get(alert_id, 0) >= SEVERITY_RANK[stage]:
+                raised = state.raised.get(alert_id, 0)
+                for stage in (severity, "escalated"):
+                    if stage == "escalated":
+                        if severity != "red" or not finding.escalates:
+                            break
+                        if raised >= SEVERITY_RANK["escalated"]:
+                            break
+                        # an instant at 00:00 is the end (24:00) of the day before; computed
+                        # only once the red stage is raised (most findings never get here)
+                        escalation = self.working_time.working_deadline(
+                            finding.event_time - _TICK, escalate_after)
+                        corrected = finding.corrected_at
+                        if corrected is not None and corrected <= escalation.timestamp():
+                            break
+                        due = max(escalation, finding.due_at)
+                    else:
+                        due = finding.due_at
+                    if raised >= SEVERITY_RANK[stage]:
                         continue
                     if due <= now:
-                        state.raised[alert_id] = SEVERITY_RANK[stage]
+                        raised = state.raised[alert_id] = SEVERITY_RANK[stage]
                         alerts.append(self._render(rule, stage, alert_id, view, finding, now))
                     else:
                         if next_due is None or due < next_due:

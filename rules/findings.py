@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -44,6 +44,32 @@ class Finding:
 Check = Callable[["CaseView", Mapping[str, Any]], Iterable[Finding]]
 
 
+class LazyDetails(Mapping[str, Any]):
+    """A finding's details, computed when first read: most findings are not due yet or
+    were raised before, and the numbers an alert quotes (dates, texts) are the costly part
+    of a deadline check."""
+
+    __slots__ = ("_make", "_value")
+
+    def __init__(self, make: Callable[[], Mapping[str, Any]]) -> None:
+        self._make = make
+        self._value: Mapping[str, Any] | None = None
+
+    def _get(self) -> Mapping[str, Any]:
+        if self._value is None:
+            self._value = self._make()
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
 class CaseView:
     """The facts of one case in event-time order, with the derived times the law uses."""
 
@@ -54,6 +80,7 @@ class CaseView:
         self.settings = settings
         self.facts: list[Fact] = sorted(state.facts, key=lambda f: f.at)  # stable: ties by arrival
         self._by_step: dict[Step, list[Fact]] = {}
+        self._deadlines: dict[tuple[Any, ...], datetime | None] = {}
         for f in self.facts:
             self._by_step.setdefault(f.step, []).append(f)
 
@@ -67,6 +94,16 @@ class CaseView:
     def first(self, step: Step) -> Fact | None:
         facts = self._by_step.get(step)
         return facts[0] if facts else None
+
+    def counted_deadline(self, start: datetime, days: float,
+                         pauses: Sequence[Pause] | None = None) -> datetime | None:
+        """``WorkingTime.counted_deadline`` with this case's pauses by default, computed
+        once per view (several checks ask for the same limit)."""
+        pauses = self.pauses if pauses is None else pauses
+        key = (start, days, *pauses)
+        if key not in self._deadlines:
+            self._deadlines[key] = self.wt.counted_deadline(start, days, pauses)
+        return self._deadlines[key]
 
     def dt(self, ts: float) -> datetime:
         return datetime.fromtimestamp(ts, self.wt.tz)

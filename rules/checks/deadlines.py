@@ -16,7 +16,7 @@ from typing import Any
 from producers.contract import LAWFUL_SUSPENSION_REASONS, Step
 from rules.case import Fact
 from rules.counted_time import DAY, Pause, WorkingTime
-from rules.findings import CaseView, Check, Finding
+from rules.findings import CaseView, Check, Finding, LazyDetails
 
 #: Art. 44: the licence is issued and delivered within 10 working days of the grant.
 DELIVERY_DAYS = 10
@@ -100,7 +100,7 @@ def legal_deadline(case: CaseView) -> datetime | None:
     start = case.decision_start
     if start is None:
         return None
-    return case.wt.counted_deadline(start[0], case.item.legal_days, case.pauses)
+    return case.counted_deadline(start[0], case.item.legal_days)
 
 
 def extension_problems(case: CaseView, ext: Fact, index: int) -> list[str]:
@@ -144,32 +144,33 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     threshold = max(float(params.get("min_working_days", 1)),
                     float(params.get("share_of_promise", 0.2)) * limit)
     threshold = min(threshold, float(limit))
-    warn_at = case.wt.counted_deadline(start_at, limit - threshold, case.pauses)
+    warn_at = case.counted_deadline(start_at, limit - threshold)
     if warn_at is None:
         return  # suspended for an Art. 45 reason before the warning: the clock stands still
     warn_at = max(warn_at, start_at)
     # the deadline as it stood at the warning instant: a suspension that starts later does
     # not change what the warning says (the same text whenever it is evaluated)
     pauses = [p for p in case.pauses if p[0] < warn_at]
-    deadline = case.wt.counted_deadline(start_at, limit, pauses)
+    deadline = case.counted_deadline(start_at, limit, pauses)
     if deadline is None:
         return  # suspended (Art. 45) since before counting began: the clock stands still
     due = _deadline_due(case, warn_at, known_at)
     if due >= deadline or not _open_at(case, due):
         return  # decided in time, or only known once the limit was already broken
-    details = _clock_details(case, limit, deadline, pauses)
-    details.update(
-        threshold=fmt_days(threshold),
-        used=fmt_days(limit - threshold),
-        remaining=fmt_days(threshold),
-    )
+
+    def details() -> dict[str, Any]:
+        out = _clock_details(case, limit, deadline, pauses)
+        out.update(threshold=fmt_days(threshold), used=fmt_days(limit - threshold),
+                   remaining=fmt_days(threshold))
+        return out
+
     yield Finding(
         distinct=(),
         event_time=warn_at,
         due_at=due,
         evidence=(start_fact.event_id,),
         actor=_staff(start_fact),
-        details=details,
+        details=LazyDetails(details),
     )
 
 
@@ -183,14 +184,12 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
         return
     start_at, _, start_fact, known_at = start
     limit = case.item.promised_days
-    deadline = case.wt.counted_deadline(start_at, limit, case.pauses)
+    deadline = case.counted_deadline(start_at, limit)
     if deadline is None:
         return  # suspended for an Art. 45 reason: the clock stands still
     if not _open_at(case, deadline):
         return
     ended = case.ended
-    details = _clock_details(case, limit, deadline)
-    details["used"] = fmt_days(limit)
     yield Finding(
         distinct=(),
         event_time=deadline,
@@ -198,7 +197,8 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
         evidence=(start_fact.event_id,),
         corrected_at=ended.at if ended is not None else None,
         actor=_staff(start_fact),
-        details=details,
+        details=LazyDetails(lambda: {**_clock_details(case, limit, deadline),
+                                     "used": fmt_days(limit)}),
     )
 
 
@@ -211,14 +211,14 @@ def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
     ext = regular_extension(case)
     extension = int(ext.attrs["days"]) if ext is not None else 0
     limit = case.item.legal_days
-    deadline = case.wt.counted_deadline(start_at, limit + extension, case.pauses)
+    deadline = case.counted_deadline(start_at, limit + extension)
     if deadline is None:
         return
     if not _open_at(case, deadline):
         return
     ended = case.ended
-    details = _clock_details(case, limit, deadline)
-    details.update(extension=extension, total=limit + extension, used=limit + extension)
+    details = LazyDetails(lambda: {**_clock_details(case, limit, deadline), "extension": extension,
+                                   "total": limit + extension, "used": limit + extension})
     evidence = (start_fact.event_id,) + ((ext.event_id,) if ext is not None else ())
     yield Finding(
         distinct=(),
@@ -306,13 +306,13 @@ def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding
     delivered = case.first(Step.delivered)
     if delivered is not None and delivered.at <= deadline.timestamp():
         return
-    details: dict[str, Any] = {
+    details = LazyDetails(lambda: {
         "limit": limit,
         "decided_at": decided_at.isoformat(),
         "deadline": deadline.isoformat(),
         "deadline_text": deadline_text(deadline, case.wt),
         "used": limit,
-    }
+    })
     yield Finding(
         distinct=(),
         event_time=deadline,

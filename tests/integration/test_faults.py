@@ -77,6 +77,8 @@ def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(stack: EmbeddedSta
         first.proc.kill()  # SIGKILL: no goodbye, no commit, no flush
         third = spec.start_worker("w3")  # another one joins
         _settle(spec, expected, timeout=120)
+        for w in (second, third):
+            assert w.proc.proc.poll() is None, f"a worker died:\n{w.proc.log_path.read_text()[-4000:]}"
         versions = _stream_versions(spec)
         doubled = {k: n for k, n in versions.items() if n > 1}
         assert not doubled, f"alerts written twice: {list(doubled)[:5]}"
