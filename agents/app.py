@@ -75,6 +75,15 @@ def create_app(settings: Settings) -> faust.App:
         broker=settings.broker_url,
         broker_credentials=faust_credentials(settings),
         store="memory://",
+        # the check compares offsets persisted in a local RocksDB with the changelog's end,
+        # against a deleted topic; with in-memory stores nothing local can be stale, and
+        # it tripped on the end offsets Tansu reports while a standby reads a changelog
+        # that is being written (a worker crashed on a healthy changelog)
+        recovery_consistency_check=False,
+        # no standby copies of other workers' tables: a taken-over partition is recovered
+        # from its changelog (the state is small: about 1 KiB per open case), and Faust's
+        # standby reader crashed the worker on a negative start offset with Tansu
+        table_standby_replicas=0,
         datadir=str(settings.data_dir),
         web_host=settings.web_host,
         web_port=settings.web_port,

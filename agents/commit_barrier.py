@@ -16,6 +16,21 @@ from collections.abc import Callable
 from typing import Any
 
 
+def owner(app: Any, topic: str) -> Callable[[int], bool]:
+    """Whether this worker has ``topic``'s partition as an active assignment now. A record
+    for a partition that moved away is dropped, not sent: the new owner reads the events
+    again from the committed offsets and writes it itself, and a record sent now would
+    race its recovery (Faust refuses a changelog whose end is behind what it read)."""
+
+    def owns(partition: int) -> bool:
+        try:
+            return partition in app.assignor._assignment.actives.get(topic, ())
+        except Exception:
+            return True
+
+    return owns
+
+
 def before_commit(app: Any, hook: Callable[[], None]) -> None:
     """Run ``hook`` (synchronous: it only hands records to the producer) before every
     producer flush, hence before every offset commit."""
@@ -45,8 +60,9 @@ class CoalescedChangelog:
     For tables written per event with few distinct keys (a department's window): one
     record per key and commit interval instead of one per event."""
 
-    def __init__(self, app: Any, table: Any) -> None:
+    def __init__(self, app: Any, table: Any, source_topic: str) -> None:
         self.table = table
+        self.owns = owner(app, source_topic)
         self.pending: dict[Any, int] = {}
         table.on_key_set = self._on_key_set  # the instance's hooks, called by __setitem__
         table.on_key_del = self._on_key_del
@@ -70,6 +86,8 @@ class CoalescedChangelog:
         pending, self.pending = self.pending, {}
         data = self.table.data
         for key, partition in pending.items():
+            if not self.owns(partition):
+                continue
             if key in data:
                 self.table.send_changelog(partition, key, data[key])
             else:

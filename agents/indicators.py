@@ -29,7 +29,7 @@ import faust
 import orjson
 from prometheus_client.core import GaugeMetricFamily
 
-from agents.commit_barrier import before_commit
+from agents.commit_barrier import before_commit, owner
 from producers.contract import Alert, ApprovalEvent
 from rules.case import CaseState
 from rules.indicators import (
@@ -73,9 +73,10 @@ class TableBook(IndicatorBook):
     (a department's month) then costs one changelog record per commit interval instead of
     one per event."""
 
-    def __init__(self, engine: Any, table: Any) -> None:
+    def __init__(self, engine: Any, table: Any, owns: Any = None) -> None:
         super().__init__(engine, store={})
         self.table = table
+        self.owns = owns or (lambda partition: True)
         self.dirty: set[bytes] = set()
         self.pending: dict[bytes, tuple[int, Acc]] = {}
 
@@ -96,6 +97,8 @@ class TableBook(IndicatorBook):
     def write_pending(self) -> None:
         pending, self.pending = self.pending, {}
         for k, (partition, acc) in pending.items():
+            if not self.owns(partition):
+                continue  # moved away: its new owner counts the events again
             v = acc.encode()
             self.table.data[k] = v
             self.table.send_changelog(partition, k, v)
@@ -135,7 +138,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     tz = engine.working_time.tz
     n = s.topic_partitions
     table = app.Table("indicators", default=None, partitions=n, key_type=bytes, value_type=bytes)
-    book = TableBook(engine, table)
+    book = TableBook(engine, table, owner(app, s.events_topic))
     prefix = s.redis_prefix
     collector = IndicatorCollector()
     ctx.metrics.registry.register(collector)  # type: ignore[arg-type]

@@ -232,7 +232,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     last_seen = table("windows-last")  # department -> {"p": partition, "spans": events not final}
     state = table("windows-state")  # department -> {"h": history, "bc", "dc", "L", "s", "p"}
     # few keys, written on every event: one changelog record per key and commit interval
-    changelogs = {id(t): CoalescedChangelog(app, t)
+    changelogs = {id(t): CoalescedChangelog(app, t, by_department.get_topic_name())
                   for t in (burst.table, department.table, last_seen, state)}
 
     async def forward(ev: ApprovalEvent | None) -> None:
@@ -366,5 +366,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 for a in alerts:
                     hint_partition(a.alert_id, partition)
                 await sv.publish(alerts, started)
+                if app.rebalancing:
+                    return  # the partition may have moved: its next owner closes them again
             for dept, st in changed.items():
                 write(state, dept, st, partition)

@@ -42,7 +42,9 @@ def main() -> None:
                     json.dump({"events": seen["n"], "seconds": elapsed}, f)
                 os._exit(0)
 
-    faust.Worker(app, loglevel="WARNING").execute_from_commandline()
+    worker = faust.Worker(app, loglevel="WARNING")
+    worker.spinner = None  # as the jiancha worker runs (the spinner turns on DEBUG logging)
+    worker.execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ precedes every offset commit."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 from agents.commit_barrier import CoalescedChangelog, before_commit
@@ -64,7 +65,7 @@ def test_hooks_run_before_the_flush_that_precedes_a_commit() -> None:
 def test_many_writes_of_a_key_become_one_record_with_the_latest_value() -> None:
     app = _App()
     table = _Table(app.log, partition=3)
-    changelog = CoalescedChangelog(app, table)
+    changelog = CoalescedChangelog(app, table, "events")
     for n in range(100):
         table["gongan"] = {"n": n}
     table["shuiwu"] = {"n": 1}
@@ -82,8 +83,21 @@ def test_many_writes_of_a_key_become_one_record_with_the_latest_value() -> None:
 def test_a_delete_after_a_write_sends_the_delete() -> None:
     app = _App()
     table = _Table(app.log, partition=0)
-    changelog = CoalescedChangelog(app, table)
+    changelog = CoalescedChangelog(app, table, "events")
     table["k"] = 1
     changelog.delete("k", partition=0)
     asyncio.run(app.producer.flush())
     assert app.log == [("changelog", 0, "k", None), "flush"]
+
+
+def test_records_of_a_partition_that_moved_away_are_dropped() -> None:
+    app = _App()
+
+    assignor = SimpleNamespace(_assignment=SimpleNamespace(actives={"events": {1}}))
+    app.assignor = assignor  # type: ignore[attr-defined]
+    table = _Table(app.log, partition=1)
+    changelog = CoalescedChangelog(app, table, "events")
+    table["kept"] = 1
+    changelog.set("moved", 2, partition=2)  # e.g. a timer that raced the rebalance
+    asyncio.run(app.producer.flush())
+    assert app.log == [("changelog", 1, "kept", 1), "flush"]
