@@ -12,6 +12,7 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from agents.commit_barrier import CoalescedChangelog
 from agents.extensions import EXTENSIONS, WorkerContext
 from agents.metrics import EngineMetrics
 from agents.sinks.redis import RedisAlertSink, redis_client
@@ -105,6 +106,9 @@ def create_app(settings: Settings) -> faust.App:
     events = app.topic(settings.events_topic, partitions=n, key_type=bytes, value_type=bytes)
     dlq = app.topic(settings.dlq_topic, partitions=n, key_type=bytes, value_type=bytes)
     cases = app.Table("cases", default=None, partitions=n, key_type=bytes, value_type=bytes)
+    # a case's events often come close together (live, or a backlog): one changelog record
+    # per case and commit interval, sent before the offsets of its events are committed
+    case_changelog = CoalescedChangelog(app, cases, settings.events_topic)
 
     def active_partitions() -> set[int]:
         return {tp.partition for tp in app.assignor.assigned_actives()
@@ -130,8 +134,7 @@ def create_app(settings: Settings) -> faust.App:
     def write_state(key: bytes, value: bytes, partition: int) -> None:
         # outside an agent there is no current event: write the store and the changelog
         # partition explicitly (the case's partition, recorded in its state)
-        cases.data[key] = value
-        cases.send_changelog(partition, key, value)
+        case_changelog.set(key, value, partition)
 
     async def lagging(partition: int) -> bool:
         """Whether records on this partition wait to be processed (a backlog)."""

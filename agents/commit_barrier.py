@@ -31,23 +31,26 @@ def owner(app: Any, topic: str) -> Callable[[int], bool]:
     return owns
 
 
-def before_commit(app: Any, hook: Callable[[], None]) -> None:
+def before_commit(app: Any, hook: Callable[[], None], first: bool = False) -> None:
     """Run ``hook`` (synchronous: it only hands records to the producer) before every
-    producer flush, hence before every offset commit."""
-    hooks: list[Callable[[], None]] | None = getattr(app, "_jiancha_before_commit", None)
+    producer flush, hence before every offset commit. ``first`` hooks run before the
+    others (records that must reach Kafka before the states that assume them)."""
+    hooks: tuple[list[Callable[[], None]], list[Callable[[], None]]] | None = getattr(
+        app, "_jiancha_before_commit", None)
     if hooks is None:
-        hooks = []
+        hooks = ([], [])
         app._jiancha_before_commit = hooks
         producer = app.producer
         flush = producer.flush
+        firsts, rest = hooks
 
         async def flush_after_hooks() -> None:
-            for run in list(hooks):
+            for run in [*firsts, *rest]:
                 run()
             await flush()
 
         producer.flush = flush_after_hooks
-    hooks.append(hook)
+    hooks[0 if first else 1].append(hook)
 
 
 class CoalescedChangelog:

@@ -35,7 +35,7 @@ import faust
 import orjson
 from prometheus_client import Counter
 
-from agents.commit_barrier import CoalescedChangelog
+from agents.commit_barrier import CoalescedChangelog, before_commit
 from producers.contract import Alert, ApprovalEvent
 from rules.clock import Clock
 from rules.windows import WindowRecord, WindowRules, burst_add, dept_add, span_add
@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 
 #: The value prefix of a watermark record on a repartitioned topic (never a JSON record).
 MARKER = b"\x00wm"
+#: The value prefix of a batch of records for one key: ``[[timestamp, value], ...]``.
+BATCH = b"\x00bt"
+#: Records held for one key before its batch is sent anyway.
+BATCH_MAX = 500
 
 
 class Repartition:
@@ -87,12 +91,27 @@ class Repartition:
         self.up_offset: dict[int, int] = {}  # upstream partition -> last offset read
         self.marks: dict[int, dict[int, float]] = {}  # partition -> upstream partition -> watermark
         self.fired: dict[int, datetime] = {}
+        # batched forwarding: records by key, and the upstream progress they stand for
+        # (it counts for the watermarks only once they are handed to the producer)
+        self._batches: dict[bytes, list[tuple[float, str]]] = {}
+        self._held: dict[int, tuple[float, int]] = {}
 
-    def install(self) -> None:
-        """Send the watermarks on a timer; forget the markers read when partitions move."""
+    def install(self, batched: bool = False) -> None:
+        """Send the watermarks on a timer; forget the markers read when partitions move.
+        With ``batched``, records given to :meth:`forward_batched` go out as one message
+        per key on a short timer and before every offset commit (before the case states
+        written since, so a crash never keeps a state whose records were not sent)."""
         name = f"watermarks:{self.target_name}"
         self.app.timer(self.interval, name=name)(self.send_watermarks)
         self.app.on_partitions_revoked.connect(self._revoked, weak=False)
+        if batched:
+            before_commit(self.app, self.flush_batches, first=True)
+
+            async def flush() -> None:
+                if not self.app.rebalancing:
+                    self.flush_batches()
+
+            self.app.timer(0.1, name=f"batches:{self.target_name}")(flush)
 
     async def _revoked(self, sender: Any = None, revoked: Any = None, **kwargs: Any) -> None:
         self.marks.clear()
@@ -121,6 +140,31 @@ class Repartition:
         if judged > self.up_time.get(msg.partition, float("-inf")):
             self.up_time[msg.partition] = judged
         self.up_offset[msg.partition] = msg.offset
+
+    def forward_batched(self, event: Any, key: bytes, value: bytes) -> None:
+        """Forward later, in a batch for ``key`` (one message for many records)."""
+        msg = event.message
+        judged = self.judge(msg.timestamp).timestamp()
+        batch = self._batches.setdefault(key, [])
+        batch.append((msg.timestamp or judged, value.decode()))
+        held = self._held.get(msg.partition)
+        self._held[msg.partition] = (max(judged, held[0]) if held else judged, msg.offset)
+        if len(batch) >= BATCH_MAX:
+            self.flush_batches()
+
+    def flush_batches(self) -> None:
+        """Hand every held batch to the producer (in order, through Faust's buffer: the
+        watermarks follow the same way), then count their upstream progress."""
+        batches, self._batches = self._batches, {}
+        for key, records in batches.items():
+            self.target.send_soon(key=key, value=BATCH + orjson.dumps(records),
+                                  timestamp=max(t for t, _ in records))
+        held, self._held = self._held, {}
+        for partition, (judged, offset) in held.items():
+            if judged > self.up_time.get(partition, float("-inf")):
+                self.up_time[partition] = judged
+            if offset > self.up_offset.get(partition, -1):
+                self.up_offset[partition] = offset
 
     def _end(self, topic: str, partition: int) -> int | None:
         try:
@@ -156,12 +200,28 @@ class Repartition:
     async def send_watermarks(self) -> None:
         if self.app.rebalancing:
             return
+        self.flush_batches()  # a marker follows every record it covers
         marks = self.watermarks()
         if not marks:
             return
         value = MARKER + orjson.dumps(marks)
         for partition in range(self.partitions):
-            await self.target.send(key=MARKER, value=value, partition=partition)
+            # through the producer buffer, as the batches: never ahead of them
+            self.target.send_soon(key=MARKER, value=value, partition=partition)
+
+    def records(self, event: Any) -> list[tuple[datetime, bytes]] | None:
+        """The records in a message of the repartitioned topic with their judged times
+        (a batch holds many), or None for a watermark marker (taken in here)."""
+        value = event.value
+        if isinstance(value, bytes) and value.startswith(BATCH):
+            try:
+                batch = orjson.loads(value[len(BATCH):])
+            except orjson.JSONDecodeError:
+                log.warning("unreadable batch on %s skipped", self.target_name)
+                return []
+            return [(self.judge(float(t)), str(v).encode()) for t, v in batch]
+        judged = self.processed(event)
+        return None if judged is None else [(judged, value)]
 
     def processed(self, event: Any) -> datetime | None:
         """A record of the repartitioned topic is being processed: its judged time, or
@@ -217,7 +277,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     by_department = app.topic(f"{s.app_id}-windows-by-department", partitions=n, internal=True,
                               key_type=bytes, value_type=bytes)
     rep = Repartition(app, sv.clock, s.events_topic, by_department, n)
-    rep.install()
+    rep.install(batched=True)
     shifted = [0.0]  # the record's time in local-epoch seconds: Faust's windows align to it
 
     def relative(event: Any = None) -> float:
@@ -246,7 +306,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         rec = WindowRecord.from_event(ev)
         # where it came from: a record forwarded again after a takeover is recognised
         source = b"%d %d " % (event.message.partition, event.message.offset)
-        await rep.forward(event, rec.department.encode(), source + rec.encode())
+        rep.forward_batched(event, rec.department.encode(), source + rec.encode())
 
     sv.forwarders.append(forward)
 
@@ -254,49 +314,50 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     async def windows(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
-            judged = rep.processed(event)
-            if judged is None:
-                continue  # a watermark
-            now = judged.timestamp()
-            try:
-                up, up_offset, raw = event.value.split(b" ", 2)
-                rec = WindowRecord.decode(raw)
-            except Exception:
-                log.warning("windows: bad record on %s skipped", rep.target_name)
-                continue
-            st = state.data.get(rec.department) or {}
-            shifted[0] = rec.at + rules.offset(rec.at)
-            start = rules.window_start(rec.at, cfg.dept_size)
-            if rules.is_late(start + cfg.dept_size, now) or start + cfg.dept_size <= st.get("dc", 0):
-                late.labels("department").inc()
+            for judged, value in rep.records(event) or ():
+                window_record(msg.partition, judged.timestamp(), value)
+
+    def window_record(partition: int, now: float, record: bytes) -> None:
+        """One record into the windows (in the agent: the tables know the partition)."""
+        try:
+            up, up_offset, raw = record.split(b" ", 2)
+            rec = WindowRecord.decode(raw)
+        except Exception:
+            log.warning("windows: bad record on %s skipped", rep.target_name)
+            return
+        st = state.data.get(rec.department) or {}
+        shifted[0] = rec.at + rules.offset(rec.at)
+        start = rules.window_start(rec.at, cfg.dept_size)
+        if rules.is_late(start + cfg.dept_size, now) or start + cfg.dept_size <= st.get("dc", 0):
+            late.labels("department").inc()
+        else:
+            value = department[rec.department].value() or {}
+            # counted once: records from one upstream partition come in its order, so
+            # one at or before the last counted from there is a copy (a takeover)
+            counted = value.get("u") or {}
+            if int(counted.get(up.decode(), -1)) >= int(up_offset):
+                duplicates.inc()
             else:
-                value = department[rec.department].value() or {}
-                # counted once: records from one upstream partition come in its order, so
-                # one at or before the last counted from there is a copy (a takeover)
-                counted = value.get("u") or {}
-                if int(counted.get(up.decode(), -1)) >= int(up_offset):
-                    duplicates.inc()
-                else:
-                    value = dept_add(value, rec)
-                    value["u"] = {**counted, up.decode(): int(up_offset)}
-                    value["p"] = msg.partition
-                    department[rec.department] = value
-            if rec.decision:
-                start = rules.window_start(rec.at, cfg.burst_size)
-                if rules.is_late(start + cfg.burst_size, now) or start + cfg.burst_size <= st.get("bc", 0):
-                    late.labels("actor.burst").inc()
-                else:
-                    value = burst_add(burst[rec.handler].value(), rec)
-                    value["p"] = msg.partition
-                    burst[rec.handler] = value
-            # silence: the department's events not yet final, as spans (order-insensitive)
-            last = (state.data.get(rec.department) or {}).get("L")
-            if last is None or rec.at > last[0]:
-                seen = last_seen.data.get(rec.department) or {}
-                spans = [sp for sp in seen.get("spans", []) if last is None or sp[2] > last[0]]
-                last_seen[rec.department] = {
-                    "p": msg.partition,
-                    "spans": span_add(spans, rec.at, rec.event_id, rules.merge_seconds)}
+                value = dept_add(value, rec)
+                value["u"] = {**counted, up.decode(): int(up_offset)}
+                value["p"] = partition
+                department[rec.department] = value
+        if rec.decision:
+            start = rules.window_start(rec.at, cfg.burst_size)
+            if rules.is_late(start + cfg.burst_size, now) or start + cfg.burst_size <= st.get("bc", 0):
+                late.labels("actor.burst").inc()
+            else:
+                value = burst_add(burst[rec.handler].value(), rec)
+                value["p"] = partition
+                burst[rec.handler] = value
+        # silence: the department's events not yet final, as spans (order-insensitive)
+        last = (state.data.get(rec.department) or {}).get("L")
+        if last is None or rec.at > last[0]:
+            seen = last_seen.data.get(rec.department) or {}
+            spans = [sp for sp in seen.get("spans", []) if last is None or sp[2] > last[0]]
+            last_seen[rec.department] = {
+                "p": partition,
+                "spans": span_add(spans, rec.at, rec.event_id, rules.merge_seconds)}
 
     def write(tbl: Any, key: Any, value: Any, partition: int) -> None:
         # outside an agent: the store, and the changelog partition explicitly

@@ -58,8 +58,9 @@ def test_hooks_run_before_the_flush_that_precedes_a_commit() -> None:
     app = _App()
     before_commit(app, lambda: app.log.append("first"))
     before_commit(app, lambda: app.log.append("second"))
+    before_commit(app, lambda: app.log.append("forwards"), first=True)
     asyncio.run(app.producer.flush())
-    assert app.log == ["first", "second", "flush"]
+    assert app.log == ["forwards", "first", "second", "flush"]
 
 
 def test_many_writes_of_a_key_become_one_record_with_the_latest_value() -> None:
