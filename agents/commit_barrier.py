@@ -16,19 +16,20 @@ from collections.abc import Callable
 from typing import Any
 
 
-def owner(app: Any, topic: str) -> Callable[[int], bool]:
-    """Whether this worker has ``topic``'s partition as an active assignment now. A record
-    for a partition that moved away is dropped, not sent: the new owner reads the events
-    again from the committed offsets and writes it itself, and a record sent now would
-    race its recovery (Faust refuses a changelog whose end is behind what it read)."""
+def owner(app: Any, topic: str) -> Callable[[], set[int] | None]:
+    """The partitions of ``topic`` this worker has as active assignments now (None: not
+    known, keep all). A record for a partition that moved away is dropped, not sent: the
+    new owner reads the events again from the committed offsets and writes it itself, and
+    a record sent now would race its recovery (Faust refuses a changelog whose end is
+    behind what it read)."""
 
-    def owns(partition: int) -> bool:
+    def owned() -> set[int] | None:
         try:
-            return partition in app.assignor._assignment.actives.get(topic, ())
+            return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
         except Exception:
-            return True
+            return None
 
-    return owns
+    return owned
 
 
 def before_commit(app: Any, hook: Callable[[], None], first: bool = False) -> None:
@@ -65,7 +66,7 @@ class CoalescedChangelog:
 
     def __init__(self, app: Any, table: Any, source_topic: str) -> None:
         self.table = table
-        self.owns = owner(app, source_topic)
+        self.owned = owner(app, source_topic)
         self.pending: dict[Any, int] = {}
         table.on_key_set = self._on_key_set  # the instance's hooks, called by __setitem__
         table.on_key_del = self._on_key_del
@@ -88,8 +89,9 @@ class CoalescedChangelog:
     def send(self) -> None:
         pending, self.pending = self.pending, {}
         data = self.table.data
+        owned = self.owned() if pending else None
         for key, partition in pending.items():
-            if not self.owns(partition):
+            if owned is not None and partition not in owned:
                 continue
             if key in data:
                 self.table.send_changelog(partition, key, data[key])

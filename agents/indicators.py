@@ -73,10 +73,10 @@ class TableBook(IndicatorBook):
     (a department's month) then costs one changelog record per commit interval instead of
     one per event."""
 
-    def __init__(self, engine: Any, table: Any, owns: Any = None) -> None:
+    def __init__(self, engine: Any, table: Any, owned: Any = None) -> None:
         super().__init__(engine, store={})
         self.table = table
-        self.owns = owns or (lambda partition: True)
+        self.owned = owned or (lambda: None)
         self.dirty: set[bytes] = set()
         self.pending: dict[bytes, tuple[int, Acc]] = {}
 
@@ -96,8 +96,9 @@ class TableBook(IndicatorBook):
 
     def write_pending(self) -> None:
         pending, self.pending = self.pending, {}
+        owned = self.owned() if pending else None
         for k, (partition, acc) in pending.items():
-            if not self.owns(partition):
+            if owned is not None and partition not in owned:
                 continue  # moved away: its new owner counts the events again
             v = acc.encode()
             self.table.data[k] = v

@@ -5,7 +5,8 @@
   this module, which repartitions a compact :class:`~rules.windows.WindowRecord` by
   department to the internal topic ``{app_id}-windows-by-department`` (what
   ``stream.group_by`` does, done by hand so that the record keeps its Kafka timestamp: a
-  backlog is judged as of when each event reached Kafka, as the case rules judge it).
+  backlog is judged as of when each event reached Kafka, as the case rules judge it), in
+  batches: one message per department, with each record's time and upstream offset.
   Only accepted events count, as in replay; and the events are parsed once, not by a
   second agent on the events topic.
 - ``windows`` (on that topic) adds the record to two Faust **windowed tables**, tumbling
@@ -29,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import faust
 import orjson
@@ -52,6 +53,15 @@ MARKER = b"\x00wm"
 BATCH = b"\x00bt"
 #: Records held for one key before its batch is sent anyway.
 BATCH_MAX = 500
+
+
+class Forwarded(NamedTuple):
+    """A record of a batch: its judged time, where it came from upstream, what it holds."""
+
+    judged: datetime
+    up_partition: int
+    up_offset: int
+    item: Any
 
 
 class Repartition:
@@ -93,7 +103,7 @@ class Repartition:
         self.fired: dict[int, datetime] = {}
         # batched forwarding: records by key, and the upstream progress they stand for
         # (it counts for the watermarks only once they are handed to the producer)
-        self._batches: dict[bytes, list[tuple[float, str]]] = {}
+        self._batches: dict[bytes, list[tuple[float, int, int, Any]]] = {}
         self._held: dict[int, tuple[float, int]] = {}
 
     def install(self, batched: bool = False) -> None:
@@ -141,12 +151,13 @@ class Repartition:
             self.up_time[msg.partition] = judged
         self.up_offset[msg.partition] = msg.offset
 
-    def forward_batched(self, event: Any, key: bytes, value: bytes) -> None:
-        """Forward later, in a batch for ``key`` (one message for many records)."""
+    def forward_batched(self, event: Any, key: bytes, item: Any) -> None:
+        """Forward ``item`` (JSON-able) later, in a batch for ``key`` (one message for many
+        records), with the upstream partition and offset it came from."""
         msg = event.message
         judged = self.judge(msg.timestamp).timestamp()
         batch = self._batches.setdefault(key, [])
-        batch.append((msg.timestamp or judged, value.decode()))
+        batch.append((msg.timestamp or judged, msg.partition, msg.offset, item))
         held = self._held.get(msg.partition)
         self._held[msg.partition] = (max(judged, held[0]) if held else judged, msg.offset)
         if len(batch) >= BATCH_MAX:
@@ -158,7 +169,7 @@ class Repartition:
         batches, self._batches = self._batches, {}
         for key, records in batches.items():
             self.target.send_soon(key=key, value=BATCH + orjson.dumps(records),
-                                  timestamp=max(t for t, _ in records))
+                                  timestamp=max(r[0] for r in records))
         held, self._held = self._held, {}
         for partition, (judged, offset) in held.items():
             if judged > self.up_time.get(partition, float("-inf")):
@@ -209,19 +220,20 @@ class Repartition:
             # through the producer buffer, as the batches: never ahead of them
             self.target.send_soon(key=MARKER, value=value, partition=partition)
 
-    def records(self, event: Any) -> list[tuple[datetime, bytes]] | None:
-        """The records in a message of the repartitioned topic with their judged times
-        (a batch holds many), or None for a watermark marker (taken in here)."""
+    def batch(self, event: Any) -> list[Forwarded] | None:
+        """The records of a batch message of the repartitioned topic, or None for a
+        watermark marker (taken in here)."""
         value = event.value
         if isinstance(value, bytes) and value.startswith(BATCH):
             try:
-                batch = orjson.loads(value[len(BATCH):])
-            except orjson.JSONDecodeError:
+                return [Forwarded(self.judge(float(t)), int(up), int(offset), item)
+                        for t, up, offset, item in orjson.loads(value[len(BATCH):])]
+            except (orjson.JSONDecodeError, TypeError, ValueError):
                 log.warning("unreadable batch on %s skipped", self.target_name)
                 return []
-            return [(self.judge(float(t)), str(v).encode()) for t, v in batch]
-        judged = self.processed(event)
-        return None if judged is None else [(judged, value)]
+        if self.processed(event) is not None:
+            log.warning("a record that is not a batch on %s skipped", self.target_name)
+        return None
 
     def processed(self, event: Any) -> datetime | None:
         """A record of the repartitioned topic is being processed: its judged time, or
@@ -304,9 +316,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             rep.read(event)
             return
         rec = WindowRecord.from_event(ev)
-        # where it came from: a record forwarded again after a takeover is recognised
-        source = b"%d %d " % (event.message.partition, event.message.offset)
-        rep.forward_batched(event, rec.department.encode(), source + rec.encode())
+        rep.forward_batched(event, rec.department.encode(), rec.fields())
 
     sv.forwarders.append(forward)
 
@@ -314,14 +324,16 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     async def windows(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
-            for judged, value in rep.records(event) or ():
-                window_record(msg.partition, judged.timestamp(), value)
+            for record in rep.batch(event) or ():
+                window_record(msg.partition, record)
 
-    def window_record(partition: int, now: float, record: bytes) -> None:
+    def window_record(partition: int, record: Forwarded) -> None:
         """One record into the windows (in the agent: the tables know the partition)."""
+        now = record.judged.timestamp()
+        # where it came from: a record forwarded again after a takeover is recognised
+        up, up_offset = str(record.up_partition), record.up_offset
         try:
-            up, up_offset, raw = record.split(b" ", 2)
-            rec = WindowRecord.decode(raw)
+            rec = WindowRecord.from_fields(record.item)
         except Exception:
             log.warning("windows: bad record on %s skipped", rep.target_name)
             return
@@ -335,11 +347,11 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             # counted once: records from one upstream partition come in its order, so
             # one at or before the last counted from there is a copy (a takeover)
             counted = value.get("u") or {}
-            if int(counted.get(up.decode(), -1)) >= int(up_offset):
+            if int(counted.get(up, -1)) >= up_offset:
                 duplicates.inc()
             else:
                 value = dept_add(value, rec)
-                value["u"] = {**counted, up.decode(): int(up_offset)}
+                value["u"] = {**counted, up: up_offset}
                 value["p"] = partition
                 department[rec.department] = value
         if rec.decision:

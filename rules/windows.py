@@ -40,8 +40,6 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-import orjson
-
 from producers.contract import Alert, ApprovalEvent, Severity, Step, make_alert_id
 from rules.counted_time import WorkingTime
 from rules.rulebook import RuleSet
@@ -98,14 +96,16 @@ class WindowRecord:
         """The burst scope: department and handler (handler ids are per department)."""
         return f"{self.department}/{self.actor}"
 
-    def encode(self) -> bytes:
-        return orjson.dumps([self.event_id, self.case_id, self.department, self.actor,
-                             self.step, self.at, self.refused])
+    def fields(self) -> list[Any]:
+        """The record as a JSON-able list (its form on the repartition topic)."""
+        return [self.event_id, self.case_id, self.department, self.actor, self.step, self.at,
+                self.refused]
 
     @classmethod
-    def decode(cls, raw: bytes) -> WindowRecord:
-        eid, case, dept, actor, step, at, refused = orjson.loads(raw)
-        return cls(eid, case, dept, actor, step, float(at), bool(refused))
+    def from_fields(cls, fields: list[Any]) -> WindowRecord:
+        eid, case, dept, actor, step, at, refused = fields
+        return cls(str(eid), str(case), str(dept), str(actor), str(step), float(at),
+                   bool(refused))
 
 
 # --- window values (JSON-able) ----------------------------------------------------------

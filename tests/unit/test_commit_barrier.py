@@ -7,6 +7,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from faust.types import TP
+
 from agents.commit_barrier import CoalescedChangelog, before_commit
 
 
@@ -94,7 +96,7 @@ def test_a_delete_after_a_write_sends_the_delete() -> None:
 def test_records_of_a_partition_that_moved_away_are_dropped() -> None:
     app = _App()
 
-    assignor = SimpleNamespace(_assignment=SimpleNamespace(actives={"events": {1}}))
+    assignor = SimpleNamespace(assigned_actives=lambda: {TP("events", 1), TP("other", 2)})
     app.assignor = assignor  # type: ignore[attr-defined]
     table = _Table(app.log, partition=1)
     changelog = CoalescedChangelog(app, table, "events")
