@@ -12,6 +12,8 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from agents.batch_consumer import Record
+from agents.batch_consumer import install as install_batch_handler
 from agents.commit_barrier import CoalescedChangelog
 from agents.extensions import EXTENSIONS, WorkerContext
 from agents.metrics import EngineMetrics
@@ -114,27 +116,27 @@ def create_app(settings: Settings) -> faust.App:
         return {tp.partition for tp in app.assignor.assigned_actives()
                 if tp.topic == settings.events_topic}
 
-    async def dead_letter(key: bytes | None, raw: bytes, reason: str, detail: str) -> None:
-        event = faust.current_event()
-        source = (f"{event.message.topic}:{event.message.partition}:{event.message.offset}"
-                  if event is not None else "")
-        await dlq.send(key=key, value=raw, headers=[
+    async def dead_letter(record: Record, reason: str, detail: str) -> None:
+        source = f"{settings.events_topic}:{record.partition}:{record.offset}"
+        await dlq.send(key=record.key, value=record.value, headers=[
             ("jiancha-reason", reason.encode()),
             ("jiancha-error", detail.encode()[:4000]),
             ("jiancha-source", source.encode()),
         ])
 
-    @app.agent(events, name="supervise")
-    async def supervise(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            msg = event.message
-            await sv.on_event(event.key, event.value, msg.partition, msg.offset,
-                              msg.timestamp, cases, dead_letter)
-
     def write_state(key: bytes, value: bytes, partition: int) -> None:
-        # outside an agent there is no current event: write the store and the changelog
-        # partition explicitly (the case's partition, recorded in its state)
+        # no current event (a batch, a timer): write the store and the changelog partition
+        # explicitly (the case's partition, recorded in its state)
         case_changelog.set(key, value, partition)
+
+    async def supervise(records: list[Record]) -> None:
+        """The supervising agent: every fetched batch of the events topic."""
+        await sv.on_batch(records, cases.data, write_state, dead_letter)
+
+    # events reach the agent a fetched batch at a time, not through a Faust stream (see
+    # agents/batch_consumer.py: the per-message path was most of a worker's time)
+    install_batch_handler(app, settings.events_topic, supervise)
+    app.topics.add(events)
 
     async def lagging(partition: int) -> bool:
         """Whether records on this partition wait to be processed (a backlog)."""

@@ -78,12 +78,12 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             try:
                 complaint = Complaint.model_validate_json(event.value)
             except ValidationError as exc:
-                rep.read(event)
+                rep.read(msg)
                 rejected.labels("invalid_complaint").inc()
                 log.warning("complaint on %s:%s:%s is invalid, skipped: %s", msg.topic,
                             msg.partition, msg.offset, str(exc).replace("\n", " ")[:500])
                 continue
-            await rep.forward(event, complaint.complaint_id.encode(), event.value)
+            await rep.forward(msg, complaint.complaint_id.encode(), event.value)
 
     @app.agent(by_id, name="complaints")
     async def complaints(stream: faust.StreamT) -> None:

@@ -172,9 +172,9 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         except Exception:  # indicators must never stop the supervision
             log.exception("indicators: event %s not counted", event.event_id)
 
-    def on_alert(alert: Alert) -> None:
+    def on_alert(alert: Alert, partition: int | None = None) -> None:
         try:
-            book.partition = partition_of(alert)
+            book.partition = partition if partition is not None else partition_of(alert)
             book.on_alert(alert)
         except Exception:
             log.exception("indicators: alert %s not counted", alert.alert_id)

@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, NamedTuple
 
+from agents.batch_consumer import Record
 from agents.metrics import EngineMetrics
 from agents.sinks.types import AlertSink
 from producers.contract import Alert, ApprovalEvent
@@ -34,17 +36,26 @@ from rules.schedule import DeadlineIndex
 
 log = logging.getLogger(__name__)
 
-#: Where a rejected event goes: (key, original bytes, reason, detail).
-DeadLetter = Callable[[bytes | None, bytes, str, str], Awaitable[None]]
+#: Where a rejected event goes: (the record, reason, detail).
+DeadLetter = Callable[[Record, str, str], Awaitable[None]]
 #: Write a case state outside an agent: (key, value, partition).
 StateWriter = Callable[[bytes, bytes, int], None]
 #: Called after an accepted event was evaluated: (event, state, alerts raised, judged time).
 EventObserver = Callable[[ApprovalEvent, CaseState, list[Alert], datetime], None]
 #: Called for every record in order: with the accepted event before its case state is
 #: written (a crash in between forwards it again, never loses it), or None when rejected.
-Forwarder = Callable[[ApprovalEvent | None], Awaitable[None]]
-#: Called with every alert the sink stored anew or escalated (not for known ones).
-AlertObserver = Callable[[Alert], None]
+Forwarder = Callable[[Record, ApprovalEvent | None], None]
+#: Called with every alert the sink stored anew or escalated (not for known ones), and the
+#: partition of the case it is about when known.
+AlertObserver = Callable[[Alert, int | None], None]
+
+
+class _Accepted(NamedTuple):
+    record: Record
+    event: ApprovalEvent
+    state: CaseState  # as it was right after this event (observers read it later)
+    alerts: list[Alert]
+    judged: datetime
 
 
 @dataclass
@@ -70,6 +81,7 @@ class Supervisor:
     event_observers: list[EventObserver] = field(default_factory=list)
     forwarders: list[Forwarder] = field(default_factory=list)
     alert_observers: list[AlertObserver] = field(default_factory=list)
+    _ingested_children: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def index(self, partition: int) -> DeadlineIndex:
         idx = self.indexes.get(partition)
@@ -93,67 +105,109 @@ class Supervisor:
         self.partition_time[partition] = t
         return t
 
-    def decide(
-        self, key: bytes | None, raw: bytes, cases: MutableMapping[bytes, bytes], now: datetime
-    ) -> tuple[ApprovalEvent, CaseState]:
-        """Parse and check an event against its case; raises :class:`Rejected`."""
-        event = self.gate.parse(raw, now)
-        self.gate.check_key(event, key)
-        stored = cases.get(event.case_id.encode())
-        state = CaseState.decode(stored) if stored is not None else None
-        self.gate.check_against_case(event, state)
-        return event, self.engine.ingest(state, event, now)
-
     async def on_event(
         self, key: bytes | None, raw: bytes, partition: int, offset: int,
         record_time: float | None, cases: MutableMapping[bytes, bytes], dead_letter: DeadLetter,
     ) -> list[Alert]:
+        """One record (:meth:`on_batch` of one), its state written into ``cases``."""
+        return await self.on_batch([Record(key, raw, partition, offset, record_time)], cases,
+                                   lambda k, v, p: cases.__setitem__(k, v), dead_letter)
+
+    async def on_batch(self, records: Sequence[Record], cases: MutableMapping[bytes, bytes],
+                       write: StateWriter, dead_letter: DeadLetter) -> list[Alert]:
+        """Judge a batch of records (each partition's in offset order) and return the
+        alerts raised.
+
+        Order, so that a crash at any point loses nothing: every event is evaluated
+        first, against the states as the batch leaves them (a case's events in one batch
+        see each other); then the alerts of the whole batch are stored (one round trip)
+        and the rejected records dead-lettered; only then, with no await in between (so no
+        offset commit either), the window records are forwarded, the case states written
+        and the observers told. Offsets are acked by the caller after that."""
         async with self.case_lock:
-            return await self._on_event(key, raw, partition, offset, record_time, cases,
-                                        dead_letter)
+            started = time.monotonic()
+            states: dict[bytes, CaseState] = {}
+            due: dict[bytes, tuple[int, datetime | None]] = {}
+            order: list[tuple[Record, _Accepted | None]] = []
+            raised: list[Alert] = []
+            partitions: list[int] = []
+            rejected: list[tuple[Record, str, str]] = []
+            observing = bool(self.event_observers)
+            for rec in records:
+                partition = rec.partition
+                self.last_offset[partition] = rec.offset
+                now = self.judged_at(partition, rec.timestamp)
+                try:
+                    event, state = self._decide_in_batch(rec, cases, states, now)
+                except Rejected as r:
+                    self.metrics.events_rejected.labels(r.reason).inc()
+                    rejected.append((rec, r.reason, r.detail))
+                    order.append((rec, None))
+                    continue
+                except Exception as exc:  # never crash on one event
+                    log.exception("unexpected error on an event; sent to the DLQ")
+                    self.metrics.events_rejected.labels("internal_error").inc()
+                    rejected.append((rec, "internal_error", repr(exc)))
+                    order.append((rec, None))
+                    continue
+                state.partition = partition
+                key = event.case_id.encode()
+                states[key] = state
+                self._ingested(event.department, event.step.value).inc()
+                alerts, nxt = self.engine.evaluate(state, now)
+                due[key] = (partition, nxt)
+                if alerts:
+                    raised.extend(alerts)
+                    partitions.extend([partition] * len(alerts))
+                snapshot = state.snapshot() if observing else state
+                order.append((rec, _Accepted(rec, event, snapshot, alerts, now)))
+            if raised:
+                await self.publish(raised, started, partitions)
+            for rec, reason, detail in rejected:
+                await dead_letter(rec, reason, detail)
+            # from here to the caller's ack nothing awaits: no offset commit comes between
+            for rec, accepted in order:
+                for forward in self.forwarders:
+                    forward(rec, accepted.event if accepted is not None else None)
+            for key, state in states.items():
+                write(key, state.encode(), state.partition)
+            for key, (partition, nxt) in due.items():
+                self.index(partition).schedule(states[key].case_id,
+                                               nxt.timestamp() if nxt else None)
+            if observing:
+                for _, accepted in order:
+                    if accepted is not None:
+                        for observe in self.event_observers:
+                            observe(accepted.event, accepted.state, accepted.alerts,
+                                    accepted.judged)
+            self._progress(len(records))
+            return raised
 
-    async def _on_event(
-        self, key: bytes | None, raw: bytes, partition: int, offset: int,
-        record_time: float | None, cases: MutableMapping[bytes, bytes], dead_letter: DeadLetter,
-    ) -> list[Alert]:
-        started = time.monotonic()
-        self._progress()
-        self.last_offset[partition] = offset
-        now = self.judged_at(partition, record_time)
-        try:
-            event, state = self.decide(key, raw, cases, now)
-        except Rejected as r:
-            self.metrics.events_rejected.labels(r.reason).inc()
-            await dead_letter(key, raw, r.reason, r.detail)
-            await self._forward(None)
-            return []
-        except Exception as exc:  # never crash on one event
-            log.exception("unexpected error on an event; sent to the DLQ")
-            self.metrics.events_rejected.labels("internal_error").inc()
-            await dead_letter(key, raw, "internal_error", repr(exc))
-            await self._forward(None)
-            return []
-        state.partition = partition
-        self.metrics.events_ingested.labels(event.department, event.step.value).inc()
-        alerts, nxt = self.engine.evaluate(state, now)
-        if alerts:
-            await self.publish(alerts, started)
-        await self._forward(event)
-        cases[event.case_id.encode()] = state.encode()
-        self.index(partition).schedule(state.case_id, nxt.timestamp() if nxt else None)
-        for observe in self.event_observers:
-            observe(event, state, alerts, now)
-        return alerts
+    def _decide_in_batch(self, rec: Record, cases: MutableMapping[bytes, bytes],
+                         states: dict[bytes, CaseState], now: datetime
+                         ) -> tuple[ApprovalEvent, CaseState]:
+        event = self.gate.parse(rec.value, now)
+        self.gate.check_key(event, rec.key)
+        key = event.case_id.encode()
+        state = states.get(key)
+        if state is None:
+            stored = cases.get(key)
+            state = CaseState.decode(stored) if stored is not None else None
+        self.gate.check_against_case(event, state)
+        return event, self.engine.ingest(state, event, now)
 
-    async def _forward(self, event: ApprovalEvent | None) -> None:
-        for forward in self.forwarders:
-            await forward(event)
+    def _ingested(self, department: str, step: str) -> Any:
+        child = self._ingested_children.get((department, step))
+        if child is None:
+            child = self._ingested_children[(department, step)] = (
+                self.metrics.events_ingested.labels(department, step))
+        return child
 
-    def _progress(self) -> None:
+    def _progress(self, n: int) -> None:
         wall = time.time()
         if not self.processed:
             self.first_processed_at = wall
-        self.processed += 1
+        self.processed += n
         self.last_processed_at = wall
 
     async def on_tick(
@@ -190,7 +244,7 @@ class Supervisor:
         started = time.monotonic()
         alerts, nxt = self.engine.evaluate(state, now)
         if alerts:
-            await self.publish(alerts, started)
+            await self.publish(alerts, started, [partition] * len(alerts))
             write(key, state.encode(), partition)
         self.index(partition).schedule(case_id, nxt.timestamp() if nxt else None)
         return alerts
@@ -228,13 +282,16 @@ class Supervisor:
         self.ready = True
         return n
 
-    async def publish(self, alerts: list[Alert], started: float) -> None:
+    async def publish(self, alerts: list[Alert], started: float,
+                      partitions: Sequence[int | None] | None = None) -> None:
+        """Store alerts (``partitions``: the partition of each alert's case, if known)."""
         outcomes = await self.sink.publish(alerts)
         elapsed = time.monotonic() - started
-        for alert, outcome in zip(alerts, outcomes, strict=True):
+        where = partitions if partitions is not None else [None] * len(alerts)
+        for alert, outcome, partition in zip(alerts, outcomes, where, strict=True):
             if outcome == "known":
                 continue
             self.metrics.alerts.labels(alert.rule, alert.severity, alert.department or "").inc()
             self.metrics.event_to_alert.observe(elapsed)
             for observe in self.alert_observers:
-                observe(alert)
+                observe(alert, partition)

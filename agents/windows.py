@@ -42,6 +42,7 @@ from rules.clock import Clock
 from rules.windows import WindowRecord, WindowRules, burst_add, dept_add, span_add
 
 if TYPE_CHECKING:
+    from agents.batch_consumer import Record
     from agents.extensions import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -133,17 +134,16 @@ class Repartition:
         now = self.clock.now()
         return min(self.clock.at(record_time), now) if record_time else now
 
-    def read(self, event: Any) -> datetime:
-        """An upstream record was read and not forwarded (rejected): progress only."""
-        msg = event.message
+    def read(self, msg: Any) -> datetime:
+        """An upstream record (anything with ``partition``, ``offset`` and ``timestamp``:
+        a Faust message, a batch record) was read and not forwarded: progress only."""
         judged = self.judge(msg.timestamp)
         if judged.timestamp() > self.up_time.get(msg.partition, float("-inf")):
             self.up_time[msg.partition] = judged.timestamp()  # every record before is forwarded
         self.up_offset[msg.partition] = msg.offset
         return judged
 
-    async def forward(self, event: Any, key: bytes, value: bytes) -> None:
-        msg = event.message
+    async def forward(self, msg: Any, key: bytes, value: bytes) -> None:
         judged = self.judge(msg.timestamp).timestamp()
         await self.target.send(key=key, value=value, timestamp=msg.timestamp)
         # only once the record is handed to the producer: a marker sent after it is behind it
@@ -151,10 +151,9 @@ class Repartition:
             self.up_time[msg.partition] = judged
         self.up_offset[msg.partition] = msg.offset
 
-    def forward_batched(self, event: Any, key: bytes, item: Any) -> None:
+    def forward_batched(self, msg: Any, key: bytes, item: Any) -> None:
         """Forward ``item`` (JSON-able) later, in a batch for ``key`` (one message for many
-        records), with the upstream partition and offset it came from."""
-        msg = event.message
+        records), with the upstream partition and offset it came from (``msg``)."""
         judged = self.judge(msg.timestamp).timestamp()
         batch = self._batches.setdefault(key, [])
         batch.append((msg.timestamp or judged, msg.partition, msg.offset, item))
@@ -307,16 +306,13 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     changelogs = {id(t): CoalescedChangelog(app, t, by_department.get_topic_name())
                   for t in (burst.table, department.table, last_seen, state)}
 
-    async def forward(ev: ApprovalEvent | None) -> None:
+    def forward(record: Record, ev: ApprovalEvent | None) -> None:
         """The supervising agent hands over each record it took (None: rejected)."""
-        event = faust.current_event()
-        if event is None:
-            return
         if ev is None:
-            rep.read(event)
+            rep.read(record)
             return
         rec = WindowRecord.from_event(ev)
-        rep.forward_batched(event, rec.department.encode(), rec.fields())
+        rep.forward_batched(record, rec.department.encode(), rec.fields())
 
     sv.forwarders.append(forward)
 

@@ -65,6 +65,12 @@ class CaseState:
     def has_event(self, department: str, event_id: str) -> bool:
         return any(f.event_id == event_id and f.department == department for f in self.facts)
 
+    def snapshot(self) -> CaseState:
+        """The state as it is now, kept apart from facts added later (the alerts raised
+        are shared: they are only ever added to)."""
+        return CaseState(self.case_id, self.item_code, self.partition, list(self.facts),
+                         self.raised)
+
     def encode(self) -> bytes:
         raw = orjson.dumps(
             {"c": self.case_id, "i": self.item_code, "p": self.partition,

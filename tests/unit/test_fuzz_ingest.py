@@ -13,9 +13,11 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agents.batch_consumer import Record
 from agents.metrics import EngineMetrics
 from agents.supervisor import Supervisor
 from producers.contract import Alert, Step
+from rules.case import CaseState
 from rules.clock import SimulatedClock
 from rules.factory import build_engine
 from rules.ingest import REJECT_REASONS, Gate
@@ -91,21 +93,28 @@ def test_no_event_crashes_the_worker_and_none_is_lost(batch: list[bytes]) -> Non
     table: dict[bytes, bytes] = {}
     dead: list[tuple[str, str]] = []
 
-    async def dead_letter(key: bytes | None, raw: bytes, reason: str, detail: str) -> None:
+    async def dead_letter(record: Record, reason: str, detail: str) -> None:
         assert reason in REJECT_REASONS, (reason, detail)  # never "internal_error"
         assert detail
         dead.append((reason, detail))
 
+    def key_of(raw: bytes) -> bytes:
+        try:
+            return str(orjson.loads(raw).get("case_id", "")).encode()
+        except Exception:
+            return b"?"
+
     async def run() -> int:
-        ingested = 0
-        for offset, raw in enumerate(batch):
-            try:
-                key = orjson.loads(raw).get("case_id", "").encode()
-            except Exception:
-                key = b"?"
-            before = len(dead)
-            await sv.on_event(key, raw, 0, offset, None, table, dead_letter)
-            ingested += len(dead) == before
+        # the first half one at a time, the rest as one batch (a case's events in one
+        # batch see each other: duplicates within it are caught too)
+        half = len(batch) // 2
+        for offset, raw in enumerate(batch[:half]):
+            await sv.on_event(key_of(raw), raw, 0, offset, None, table, dead_letter)
+        await sv.on_batch([Record(key_of(raw), raw, 0, half + i, None)
+                           for i, raw in enumerate(batch[half:])], table,
+                          lambda k, v, p: table.__setitem__(k, v), dead_letter)
+        # every record is a fact of its case or dead-lettered, never neither
+        ingested = sum(len(CaseState.decode(v).facts) for v in table.values())
         # and the deadline timer copes with whatever state those left behind
         later = {0: (NOW + timedelta(days=400), True)}
         await sv.on_tick(table, later, lambda k, v, p: table.__setitem__(k, v))

@@ -1,0 +1,190 @@
+"""A Faust consumer that hands the records of chosen topics to a handler one fetched batch
+at a time, instead of one message at a time through a stream.
+
+Why: on this machine stock Faust spends about 75 µs on every message before an agent sees
+it (a ``Message`` and an ``Event`` object, four asyncio tasks in ``wait_first``, a queue,
+the stream's iterator, the ack), which alone caps a worker at ~13k events/s whatever the
+agent does. The supervising agent works a batch at a time instead: one Redis round trip
+for the alerts of the whole batch, one ack bookkeeping pass.
+
+Everything else stays Faust's: the group membership and assignment, table recovery, the
+commit task (offsets committed are the acked ones, as for a stream), flow control during a
+rebalance (``wait_empty`` waits for a batch in flight, through a tracked message that
+stands for it) and every other topic, which keeps the stock per-message path.
+
+Only the drain loop is replaced, by a subclass of the transport's consumer installed
+before the consumer is created (:func:`install`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from time import monotonic
+from typing import Any, NamedTuple
+
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.types import TP
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
+
+log = logging.getLogger(__name__)
+
+
+class Record(NamedTuple):
+    """One Kafka record of a batch: what the handler needs and nothing else."""
+
+    key: bytes | None
+    value: bytes
+    partition: int
+    offset: int
+    timestamp: float | None  # the record's Kafka timestamp, epoch seconds
+
+
+#: Process a batch (records of one topic, possibly of several partitions, each partition's
+#: in offset order). Returning means every record is done: their offsets are acked.
+BatchHandler = Callable[[list[Record]], Awaitable[None]]
+
+
+class BatchingConsumer:
+    """Mixin over the transport's consumer class (see :func:`install`)."""
+
+    batch_handlers: dict[str, BatchHandler]
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - via workers
+        handlers = self.batch_handlers
+        app = self.app  # type: ignore[attr-defined]
+        consumer_should_stop = self._stopped.is_set  # type: ignore[attr-defined]
+        fetcher_should_stop = fetcher._stopped.is_set
+        set_flag = self.diag.set_flag  # type: ignore[attr-defined]
+        unset_flag = self.diag.unset_flag  # type: ignore[attr-defined]
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                records, active = await self._wait_next_records(1.0)  # type: ignore[attr-defined]
+                await self.sleep(0)  # type: ignore[attr-defined]
+                if records and not self.should_stop:  # type: ignore[attr-defined]
+                    if self.flow_active:  # type: ignore[attr-defined]
+                        await self._deliver(records, active, handlers, app)
+                    else:  # as stock getmany: a rebalance began, go back to the committed offsets
+                        try:
+                            await self.perform_seek()  # type: ignore[attr-defined]
+                        except Exception as exc:
+                            log.warning("seek while the flow is stopped failed: %r", exc)
+                unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:  # type: ignore[attr-defined]
+            if self.transport.app.should_stop:  # type: ignore[attr-defined]
+                return
+            raise
+        except Exception as exc:
+            log.exception("drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
+
+    async def _deliver(self, records: Any, active: set[TP] | None,
+                       handlers: dict[str, BatchHandler], app: Any) -> None:
+        generation = app.consumer_generation_id
+        buffered = self._buffered_partitions  # type: ignore[attr-defined]
+        batches: dict[str, list[Record]] = {}
+        taken: dict[TP, list[int]] = {}
+        last: tuple[TP, Any] | None = None
+        for tp, recs in records.items():
+            if active is not None and tp not in active and tp not in buffered:
+                continue
+            app.monitor.track_tp_end_offset(tp, self.highwater(tp))  # type: ignore[attr-defined]
+            if tp.topic not in handlers:
+                await self._deliver_each(tp, recs, generation)
+                continue
+            batch = batches.setdefault(tp.topic, [])
+            offsets = taken[tp] = []
+            r_offset = self._read_offset[tp]  # type: ignore[attr-defined]
+            for rec in recs:
+                offset = rec.offset
+                if r_offset is not None and offset < r_offset:
+                    continue  # read before (as stock: dropped)
+                if r_offset and offset - r_offset > 1:  # a gap (compaction, markers)
+                    await self._add_gap(tp, r_offset + 1, offset)  # type: ignore[attr-defined]
+                ts = rec.timestamp
+                batch.append(Record(rec.key, rec.value, tp.partition, offset,
+                                    ts / 1000.0 if ts is not None else None))
+                offsets.append(offset)
+                r_offset = offset
+                last = (tp, rec)
+        if not batches or last is None:
+            return
+        if app.consumer_generation_id != generation or not self.flow_active:  # type: ignore[attr-defined]
+            return  # a rebalance began while fetching: these are read again after it
+        commit_every = self._commit_every  # type: ignore[attr-defined]
+        if commit_every is not None and self._n_acked >= commit_every:  # type: ignore[attr-defined]
+            self._n_acked = 0
+            await self.commit()  # type: ignore[attr-defined]
+        await app.flow_control.acquire()
+        # one tracked message stands for the batch: a rebalance waits for it (wait_empty)
+        standin = self._to_message(*last)  # type: ignore[attr-defined]
+        unacked = self._unacked_messages  # type: ignore[attr-defined]
+        unacked.add(standin)
+        try:
+            for topic, batch in batches.items():
+                await handlers[topic](batch)
+            self._ack_offsets(taken)
+        finally:
+            standin.acked = True
+            unacked.discard(standin)
+            notify(self._waiting_for_ack)  # type: ignore[attr-defined]
+        now = monotonic()
+        inbound = app.monitor.stream_inbound_time
+        for tp, offsets in taken.items():
+            if offsets:
+                self._read_offset[tp] = offsets[-1]  # type: ignore[attr-defined]
+                inbound[tp] = now  # for Faust's slow-processing check
+
+    def _ack_offsets(self, taken: dict[TP, list[int]]) -> None:
+        """What ``Consumer.ack`` does per message, once per batch."""
+        n = 0
+        with ack_lock:
+            for tp, offsets in taken.items():
+                committed = self._committed_offset[tp]  # type: ignore[attr-defined]
+                index = self._acked_index[tp]  # type: ignore[attr-defined]
+                acked = self._acked[tp]  # type: ignore[attr-defined]
+                for offset in offsets:
+                    if (committed is None or offset >= committed) and offset not in index:
+                        index.add(offset)
+                        acked.append(offset)
+                        n += 1
+            self._n_acked += n
+
+    async def _deliver_each(self, tp: TP, recs: list[Any], generation: int) -> None:
+        """The stock per-message path, for every other topic."""
+        app = self.app  # type: ignore[attr-defined]
+        callback = self.callback  # type: ignore[attr-defined]
+        for rec in recs:
+            if not self.flow_active or app.consumer_generation_id != generation:  # type: ignore[attr-defined]
+                return
+            offset = rec.offset
+            r_offset = self._read_offset[tp]  # type: ignore[attr-defined]
+            if r_offset is not None and offset < r_offset:
+                continue
+            if r_offset and offset - r_offset > 1 and app.topics.acks_enabled_for(tp.topic):
+                await self._add_gap(tp, r_offset + 1, offset)  # type: ignore[attr-defined]
+            commit_every = self._commit_every  # type: ignore[attr-defined]
+            if commit_every is not None and self._n_acked >= commit_every:  # type: ignore[attr-defined]
+                self._n_acked = 0
+                await self.commit()  # type: ignore[attr-defined]
+            message = self._to_message(tp, rec)  # type: ignore[attr-defined]
+            await self.wait_first(callback(message), self.suspend_flow.wait())  # type: ignore[attr-defined]
+            self._read_offset[tp] = offset  # type: ignore[attr-defined]
+
+
+def install(app: Any, topic: str, handler: BatchHandler) -> None:
+    """Have ``app``'s consumer hand the records of ``topic`` to ``handler`` in batches.
+    Must run before the consumer is created (in ``create_app``); the topic is added to the
+    subscription here (no agent iterates it)."""
+    if app._consumer is not None:
+        raise RuntimeError("install batch handlers before the consumer is created")
+    transport = app.transport
+    cls = transport.Consumer
+    if not issubclass(cls, BatchingConsumer):
+        cls = type(f"Batching{cls.__name__}", (BatchingConsumer, cls), {"batch_handlers": {}})
+        transport.Consumer = cls
+    cls.batch_handlers[topic] = handler
