@@ -54,6 +54,21 @@ class Settings(BaseSettings):
     kafka_rebalance_timeout_seconds: float = Field(
         10.0, ge=1, le=600, description="how long a rebalance waits for members to rejoin"
     )
+    kafka_producer_batch_bytes: int = Field(
+        1_000_000, ge=16_384, le=16_000_000,
+        description="largest producer batch per partition: the changelog records of a "
+        "commit interval go out in few requests (16 KiB, Kafka's default, took seconds)",
+    )
+    kafka_max_poll_records: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="most events the supervising agent takes in one batch (none: what one "
+        "fetch brings, up to a MiB per partition)",
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        50, ge=1, le=10_000,
+        description="how long the broker may hold a fetch for new events: a live event "
+        "waits up to this long (Faust's own 1.5 s made alerts late)",
+    )
     app_id: str = Field("jiancha", pattern=r"^[A-Za-z0-9._-]+$")
 
     # --- Redis -----------------------------------------------------------------------

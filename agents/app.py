@@ -103,6 +103,9 @@ def create_app(settings: Settings) -> faust.App:
         # seen to stay unconsumed with Faust on Tansu (see tests/integration/test_faults.py)
         broker_commit_interval=settings.kafka_commit_interval_seconds,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_seconds / 3),
+        broker_max_poll_records=settings.kafka_max_poll_records,
+        producer_max_batch_size=settings.kafka_producer_batch_bytes,
+        producer_max_request_size=max(1_000_000, settings.kafka_producer_batch_bytes),
     )
     app.jiancha = sv  # type: ignore[attr-defined]  # for tests and the CLI
     events = app.topic(settings.events_topic, partitions=n, key_type=bytes, value_type=bytes)
@@ -135,16 +138,18 @@ def create_app(settings: Settings) -> faust.App:
 
     # events reach the agent a fetched batch at a time, not through a Faust stream (see
     # agents/batch_consumer.py: the per-message path was most of a worker's time)
-    install_batch_handler(app, settings.events_topic, supervise)
-    app.topics.add(events)
+    install_batch_handler(app, events, supervise,
+                          fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
 
-    async def lagging(partition: int) -> bool:
-        """Whether records on this partition wait to be processed (a backlog)."""
+    async def lagging(partition: int, end: int | None = None) -> bool:
+        """Whether records on this partition wait to be processed (a backlog), by the end
+        offset ``end`` if given, else the one the last fetch reported."""
         tp = faust.types.TP(settings.events_topic, partition)
-        try:
-            end = app.consumer.highwater(tp)
-        except Exception:
-            end = None
+        if end is None:
+            try:
+                end = app.consumer.highwater(tp)
+            except Exception:
+                end = None
         if end is None:
             return True  # not fetched yet (e.g. just taken over): judge by its own time
         last = sv.last_offset.get(partition)
@@ -156,15 +161,41 @@ def create_app(settings: Settings) -> faust.App:
             return (start or 0) < end
         return last + 1 < end
 
+    async def broker_ends(partitions: list[int]) -> dict[int, int] | None:
+        """The end offsets the broker has now (one request), where the last fetch may be
+        stale: a batch takes a whole fetch, so the end it reported can be exactly where
+        the batch stops while more records have arrived since (seen during a Redis outage:
+        deadlines fired by the wall clock with steps of their cases still unread)."""
+        if not partitions:
+            return {}
+        try:
+            ends = await app.consumer.highwaters(
+                *(faust.types.TP(settings.events_topic, p) for p in partitions))
+        except Exception as exc:  # then the fetch's view it is, as before
+            log.debug("end offsets not known: %r", exc)
+            return None
+        return {tp.partition: end for tp, end in ends.items() if end is not None}
+
     @app.timer(settings.deadline_tick_seconds, name="fire_deadlines")
     async def fire_deadlines() -> None:
         if app.rebalancing or not sv.ready:
             return
-        partition_now = {}
-        for p in active_partitions():
-            judged = sv.partition_clock(p, await lagging(p))
-            if judged is not None:
-                partition_now[p] = judged
+
+        async def partition_now() -> dict[int, tuple[Any, bool]]:
+            out: dict[int, tuple[Any, bool]] = {}
+            if app.rebalancing:  # began while the timer waited for the batch
+                return out
+            partitions = sorted(active_partitions())
+            caught_up = [p for p in partitions if not await lagging(p)]
+            ends = await broker_ends(caught_up)  # confirmed with the broker before trusting
+            for p in partitions:
+                behind = p not in caught_up or (
+                    ends is not None and await lagging(p, ends.get(p)))
+                judged = sv.partition_clock(p, behind)
+                if judged is not None:
+                    out[p] = judged
+            return out
+
         await sv.on_tick(cases, partition_now, write_state)
 
     assigned_at: dict[int, float] = {}  # monotonic time each partition was (re)assigned

@@ -211,26 +211,31 @@ class Supervisor:
         self.last_processed_at = wall
 
     async def on_tick(
-        self, cases: MutableMapping[bytes, bytes], partition_now: dict[int, tuple[datetime, bool]],
+        self, cases: MutableMapping[bytes, bytes],
+        partition_now: dict[int, tuple[datetime, bool]]
+        | Callable[[], Awaitable[dict[int, tuple[datetime, bool]]]],
         write: StateWriter,
     ) -> list[Alert]:
         """Fire every deadline due by each active partition's time, with no event needed.
 
         ``partition_now`` maps each active partition to (its time, whether it is live, i.e.
-        caught up so that its time is the clock's)."""
+        caught up so that its time is the clock's), or is a coroutine function that says
+        so: it is then asked under the case lock, once no batch is half done (a batch
+        held up by Redis has its offsets counted as read before its states are written)."""
         fired: list[Alert] = []
         speed = float(getattr(self.clock, "speed", 1.0))
-        for partition, (now, live) in partition_now.items():
-            index = self.indexes.get(partition)
-            if not index:
-                continue
-            for case_id, due in list(index.pop_due_with_time(now.timestamp())):
-                async with self.case_lock:
+        async with self.case_lock:
+            clocks = partition_now if isinstance(partition_now, dict) else await partition_now()
+            for partition, (now, live) in clocks.items():
+                index = self.indexes.get(partition)
+                if not index:
+                    continue
+                for case_id, due in list(index.pop_due_with_time(now.timestamp())):
                     alerts = await self._fire_case(case_id, partition, now, cases, write)
-                if alerts and live:  # how late after it was due, in real seconds
-                    late = (self.clock.now().timestamp() - due) / speed
-                    self.metrics.deadline_lateness.observe(max(0.0, late))
-                fired.extend(alerts)
+                    if alerts and live:  # how late after it was due, in real seconds
+                        late = (self.clock.now().timestamp() - due) / speed
+                        self.metrics.deadline_lateness.observe(max(0.0, late))
+                    fired.extend(alerts)
         self.metrics.deadlines_scheduled.set(self.scheduled())
         return fired
 
