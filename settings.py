@@ -65,7 +65,7 @@ class Settings(BaseSettings):
         "fetch brings, up to a MiB per partition)",
     )
     kafka_fetch_max_wait_ms: int = Field(
-        50, ge=1, le=10_000,
+        20, ge=1, le=10_000,
         description="how long the broker may hold a fetch for new events: a live event "
         "waits up to this long (Faust's own 1.5 s made alerts late)",
     )

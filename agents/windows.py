@@ -39,7 +39,14 @@ from prometheus_client import Counter
 from agents.commit_barrier import CoalescedChangelog, before_commit
 from producers.contract import Alert, ApprovalEvent
 from rules.clock import Clock
-from rules.windows import WindowRecord, WindowRules, burst_add, dept_add, span_add
+from rules.windows import (
+    WindowRecord,
+    WindowRules,
+    burst_add,
+    dept_add,
+    span_add,
+    spans_after,
+)
 
 if TYPE_CHECKING:
     from agents.batch_consumer import Record
@@ -362,7 +369,9 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         last = (state.data.get(rec.department) or {}).get("L")
         if last is None or rec.at > last[0]:
             seen = last_seen.data.get(rec.department) or {}
-            spans = [sp for sp in seen.get("spans", []) if last is None or sp[2] > last[0]]
+            spans = seen.get("spans") or []
+            if last is not None:
+                spans = spans_after(spans, last[0])
             last_seen[rec.department] = {
                 "p": partition,
                 "spans": span_add(spans, rec.at, rec.event_id, rules.merge_seconds)}

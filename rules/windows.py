@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -132,26 +133,36 @@ def span_add(spans: list[list[Any]], at: float, event_id: str, merge: float) -> 
     """Add an event to a department's sorted, disjoint spans ``[first, first_event, last,
     last_event]`` of events not yet final; events closer than ``merge`` seconds join one
     span. The result does not depend on the order events are added in (ties: the
-    smallest event id first, the largest last)."""
+    smallest event id first, the largest last).
+
+    Spans are sorted by start and by end alike (disjoint), so only the spans around ``at``
+    are looked at (a backlog leaves hundreds of spans before the silence is judged)."""
     new: list[Any] = [at, event_id, at, event_id]
-    out: list[list[Any]] = []
-    placed = False
-    for sp in spans:
-        if sp[2] + merge < new[0]:
-            out.append(sp)
-        elif new[2] + merge < sp[0]:
-            if not placed:
-                out.append(new)
-                placed = True
-            out.append(sp)
-        else:
-            if (sp[0], sp[1]) < (new[0], new[1]):
-                new[0], new[1] = sp[0], sp[1]
-            if (sp[2], sp[3]) > (new[2], new[3]):
-                new[2], new[3] = sp[2], sp[3]
-    if not placed:
-        out.append(new)
-    return out
+    n = len(spans)
+    # the first span that does not end more than ``merge`` before the event
+    lo = bisect_left(spans, at - merge, key=_span_end)
+    while lo > 0 and not spans[lo - 1][2] + merge < at:
+        lo -= 1
+    while lo < n and spans[lo][2] + merge < at:
+        lo += 1
+    hi = lo
+    while hi < n and not new[2] + merge < spans[hi][0]:
+        sp = spans[hi]
+        if (sp[0], sp[1]) < (new[0], new[1]):
+            new[0], new[1] = sp[0], sp[1]
+        if (sp[2], sp[3]) > (new[2], new[3]):
+            new[2], new[3] = sp[2], sp[3]
+        hi += 1
+    return [*spans[:lo], new, *spans[hi:]]
+
+
+def spans_after(spans: list[list[Any]], at: float) -> list[list[Any]]:
+    """The spans that end after ``at`` (those before it are final)."""
+    return spans[bisect_right(spans, at, key=_span_end):]
+
+
+def _span_end(span: list[Any]) -> float:
+    return float(span[2])
 
 
 def dept_add(value: dict[str, Any] | None, rec: WindowRecord) -> dict[str, Any]:

@@ -323,3 +323,44 @@ def test_span_add_merges_close_events_in_any_order() -> None:
     # a bridge joins two spans
     assert span_add(spans, 220.0, "g", 60.0)[0] == [100.0, "a", 220.0, "g"]
     assert span_add(spans, 280.0, "h", 60.0)[:2] == [[100.0, "a", 160.0, "d"], [280.0, "h", 280.0, "h"]]
+
+
+def _span_add_by_scan(spans: list, at: float, event_id: str, merge: float) -> list:
+    """The plain definition: every span compared with the new event, in order."""
+    new = [at, event_id, at, event_id]
+    out, placed = [], False
+    for sp in spans:
+        if sp[2] + merge < new[0]:
+            out.append(sp)
+        elif new[2] + merge < sp[0]:
+            if not placed:
+                out.append(new)
+                placed = True
+            out.append(sp)
+        else:
+            if (sp[0], sp[1]) < (new[0], new[1]):
+                new[0], new[1] = sp[0], sp[1]
+            if (sp[2], sp[3]) > (new[2], new[3]):
+                new[2], new[3] = sp[2], sp[3]
+    if not placed:
+        out.append(new)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_span_add_looks_only_around_the_event_and_agrees_with_the_scan(seed: int) -> None:
+    import random
+
+    from rules.windows import span_add, spans_after
+
+    rnd = random.Random(seed)
+    fast: list = []
+    slow: list = []
+    for i in range(300):
+        at = float(rnd.choice([rnd.randrange(0, 20_000), rnd.randrange(0, 20_000) + 0.5]))
+        eid = f"e{rnd.randrange(50):02d}-{i}"
+        fast = span_add(fast, at, eid, 60.0)
+        slow = _span_add_by_scan(slow, at, eid, 60.0)
+        assert fast == slow
+        cut = float(rnd.randrange(0, 20_000))
+        assert spans_after(fast, cut) == [sp for sp in slow if sp[2] > cut]
