@@ -222,37 +222,44 @@ class Supervisor:
         caught up so that its time is the clock's), or is a coroutine function that says
         so: it is then asked under the case lock, once no batch is half done (a batch
         held up by Redis has its offsets counted as read before its states are written)."""
-        fired: list[Alert] = []
         speed = float(getattr(self.clock, "speed", 1.0))
         async with self.case_lock:
+            started = time.monotonic()
             clocks = partition_now if isinstance(partition_now, dict) else await partition_now()
+            fired: list[Alert] = []
+            partitions: list[int] = []
+            writes: list[tuple[bytes, CaseState, int]] = []
+            live_dues: list[float] = []
             for partition, (now, live) in clocks.items():
                 index = self.indexes.get(partition)
                 if not index:
                     continue
                 for case_id, due in list(index.pop_due_with_time(now.timestamp())):
-                    alerts = await self._fire_case(case_id, partition, now, cases, write)
-                    if alerts and live:  # how late after it was due, in real seconds
-                        late = (self.clock.now().timestamp() - due) / speed
-                        self.metrics.deadline_lateness.observe(max(0.0, late))
+                    key = case_id.encode()
+                    stored = cases.get(key)
+                    if stored is None:
+                        continue
+                    state = CaseState.decode(stored)
+                    alerts, nxt = self.engine.evaluate(state, now)
+                    index.schedule(case_id, nxt.timestamp() if nxt else None)
+                    if not alerts:
+                        continue
                     fired.extend(alerts)
+                    partitions.extend([partition] * len(alerts))
+                    writes.append((key, state, partition))
+                    if live:
+                        live_dues.append(due)
+            # as for a batch of events: the alerts of the whole tick in one round trip,
+            # then the states that record them
+            if fired:
+                await self.publish(fired, started, partitions)
+            for key, state, partition in writes:
+                write(key, state.encode(), partition)
+            stored_at = self.clock.now().timestamp()
+            for due in live_dues:  # how late after it was due, in real seconds
+                self.metrics.deadline_lateness.observe(max(0.0, (stored_at - due) / speed))
         self.metrics.deadlines_scheduled.set(self.scheduled())
         return fired
-
-    async def _fire_case(self, case_id: str, partition: int, now: datetime,
-                         cases: MutableMapping[bytes, bytes], write: StateWriter) -> list[Alert]:
-        key = case_id.encode()
-        stored = cases.get(key)
-        if stored is None:
-            return []
-        state = CaseState.decode(stored)
-        started = time.monotonic()
-        alerts, nxt = self.engine.evaluate(state, now)
-        if alerts:
-            await self.publish(alerts, started, [partition] * len(alerts))
-            write(key, state.encode(), partition)
-        self.index(partition).schedule(case_id, nxt.timestamp() if nxt else None)
-        return alerts
 
     def partition_clock(self, partition: int, lagging: bool) -> tuple[datetime, bool] | None:
         """The time deadlines on this partition are judged by, and whether it is live: the
