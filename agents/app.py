@@ -12,11 +12,11 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents.batch_consumer import Record
 from agents.batch_consumer import install as install_batch_handler
 from agents.commit_barrier import CoalescedChangelog
 from agents.extensions import EXTENSIONS, WorkerContext
 from agents.metrics import EngineMetrics
+from agents.record import Record
 from agents.sinks.redis import RedisAlertSink, redis_client
 from agents.supervisor import Supervisor
 from producers.keys import DepartmentKeys

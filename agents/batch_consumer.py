@@ -21,24 +21,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from time import monotonic
-from typing import Any, NamedTuple
+from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from agents.record import Record
+
 log = logging.getLogger(__name__)
-
-
-class Record(NamedTuple):
-    """One Kafka record of a batch: what the handler needs and nothing else."""
-
-    key: bytes | None
-    value: bytes
-    partition: int
-    offset: int
-    timestamp: float | None  # the record's Kafka timestamp, epoch seconds
 
 
 #: Process a batch (records of one topic, possibly of several partitions, each partition's

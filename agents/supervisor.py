@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from agents.batch_consumer import Record
 from agents.metrics import EngineMetrics
+from agents.record import Record
 from agents.sinks.types import AlertSink
 from producers.contract import Alert, ApprovalEvent
 from rules.case import CaseState

@@ -49,8 +49,8 @@ from rules.windows import (
 )
 
 if TYPE_CHECKING:
-    from agents.batch_consumer import Record
     from agents.extensions import WorkerContext
+    from agents.record import Record
 
 log = logging.getLogger(__name__)
 

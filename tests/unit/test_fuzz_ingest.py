@@ -13,8 +13,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.batch_consumer import Record
 from agents.metrics import EngineMetrics
+from agents.record import Record
 from agents.supervisor import Supervisor
 from producers.contract import Alert, Step
 from rules.case import CaseState
