@@ -74,7 +74,8 @@ class CoalescedChangelog:
         self.app = app
         self.table = table
         # raw bytes keys and values go to Kafka as they are, in record batches
-        self.raw = getattr(table, "key_type", None) is bytes and getattr(table, "value_type", None) is bytes
+        self.raw = (getattr(table, "key_type", None) is bytes
+                    and getattr(table, "value_type", None) is bytes)
         self.owned = owner(app, source_topic)
         self.pending: dict[Any, int] = {}
         table.on_key_set = self._on_key_set  # the instance's hooks, called by __setitem__

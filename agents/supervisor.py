@@ -51,7 +51,6 @@ AlertObserver = Callable[[Alert, int | None], None]
 
 
 class _Accepted(NamedTuple):
-    record: Record
     event: ApprovalEvent
     state: CaseState  # as it was right after this event (observers read it later)
     alerts: list[Alert]
@@ -160,7 +159,7 @@ class Supervisor:
                     raised.extend(alerts)
                     partitions.extend([partition] * len(alerts))
                 snapshot = state.snapshot() if observing else state
-                order.append((rec, _Accepted(rec, event, snapshot, alerts, now)))
+                order.append((rec, _Accepted(event, snapshot, alerts, now)))
             if raised:
                 await self.publish(raised, started, partitions)
             for rec, reason, detail in rejected:
