@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from agents.metrics import EngineMetrics
 from agents.record import Record
 from agents.sinks.types import AlertSink
-from producers.contract import Alert, ApprovalEvent
+from producers.contract import Alert, ApprovalEvent, Step
 from rules.case import CaseState
 from rules.clock import Clock
 from rules.engine import Engine
@@ -67,6 +67,9 @@ class Supervisor:
     indexes: dict[int, DeadlineIndex] = field(default_factory=dict)  # by partition
     partition_time: dict[int, datetime] = field(default_factory=dict)  # judged time of last event
     last_offset: dict[int, int] = field(default_factory=dict)
+    #: partitions whose deadline index was rebuilt from the case table: it knows every
+    #: case's next due
+    indexed: set[int] = field(default_factory=set)
     ready: bool = False  # partitions assigned and the case table recovered
     #: The agent and the deadline timer both read-modify-write case states across awaits
     #: (the Redis write); one lock keeps a timer from evaluating or writing back a state
@@ -153,7 +156,7 @@ class Supervisor:
                 key = event.case_id.encode()
                 states[key] = state
                 self._ingested(event.department, event.step.value).inc()
-                alerts, nxt = self.engine.evaluate(state, now)
+                alerts, nxt = self._evaluate_added(state, event.step, now, due.get(key))
                 due[key] = (partition, nxt)
                 if alerts:
                     raised.extend(alerts)
@@ -181,6 +184,20 @@ class Supervisor:
                                     accepted.judged)
             self._progress(len(records))
             return raised
+
+    def _evaluate_added(self, state: CaseState, step: Step, now: datetime,
+                        in_batch: tuple[int, datetime | None] | None
+                        ) -> tuple[list[Alert], datetime | None]:
+        """Evaluate a case after one fact was added, running only the checks that read its
+        step when the case's next due is known: from an earlier event of this batch, or
+        from the deadline index once it was rebuilt for the partition."""
+        if in_batch is not None:
+            nxt = in_batch[1]
+            return self.engine.evaluate(state, now, step, nxt.timestamp() if nxt else None)
+        if state.partition in self.indexed:
+            return self.engine.evaluate(state, now, step,
+                                        self.index(state.partition).due(state.case_id))
+        return self.engine.evaluate(state, now)
 
     def _decide_in_batch(self, rec: Record, cases: MutableMapping[bytes, bytes],
                          states: dict[bytes, CaseState], now: datetime
@@ -288,6 +305,7 @@ class Supervisor:
             n += 1
             nxt = self.engine.next_due(state)
             self.index(state.partition).schedule(state.case_id, nxt.timestamp() if nxt else None)
+        self.indexed = set(active_partitions)
         self.metrics.cases.set(n)
         self.metrics.deadlines_scheduled.set(self.scheduled())
         self.ready = True

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from producers.contract import SEVERITY_RANK, Alert, ApprovalEvent, Severity, make_alert_id
+from producers.contract import SEVERITY_RANK, Alert, ApprovalEvent, Severity, Step, make_alert_id
 from rules.case import CaseState, Fact
 from rules.catalog import Catalog, Item
 from rules.checks import CHECKS
 from rules.counted_time import WorkingTime
-from rules.findings import CaseView, Check, Finding
+from rules.findings import PROCESS, CaseView, Check, Finding, declared_reads
 from rules.rulebook import RuleSet
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ class Engine:
             self.checks = CHECKS
         self.check_errors: dict[str, int] = {}
         self._plans: dict[str, list[tuple[str, Check, Severity, Mapping[str, Any]]]] = {}
+        self._by_step: dict[tuple[str, Step],
+                            list[tuple[str, Check, Severity, Mapping[str, Any]]]] = {}
 
     @property
     def tz(self) -> Any:
@@ -63,13 +65,30 @@ class Engine:
         return CaseView(state, self.catalog[state.item_code], self.working_time,
                         self.ruleset.settings)
 
-    def evaluate(self, state: CaseState, now: datetime) -> tuple[list[Alert], datetime | None]:
-        """Alerts due by ``now`` and not raised before (recorded in ``state.raised``)."""
+    def evaluate(self, state: CaseState, now: datetime, added: Step | None = None,
+                 scheduled: float | None = None) -> tuple[list[Alert], datetime | None]:
+        """Alerts due by ``now`` and not raised before (recorded in ``state.raised``), and
+        the next instant at which something not raised yet falls due.
+
+        ``added`` is the step of the one fact added since the case was last evaluated,
+        and ``scheduled`` the next-due instant (epoch) that evaluation returned. Then only
+        the checks that read ``added`` run: the others would find what they found before,
+        all of it raised or due no earlier than ``scheduled``, which is kept as a lower
+        bound of the next due (an early wake-up finds nothing and reschedules). Something
+        due by ``now`` (``scheduled <= now``) makes it a full evaluation.
+        """
+        plan = self._plan(state.item_code)
+        floor: float | None = None
+        if added is not None and (scheduled is None or scheduled > now.timestamp()):
+            plan = self._triggered(state.item_code, added)
+            floor = scheduled
+            if not plan:
+                return [], None if floor is None else datetime.fromtimestamp(floor, UTC)
         view = self.view(state)
         alerts: list[Alert] = []
         next_due: datetime | None = None
         escalate_after = self.ruleset.settings.escalation_working_days
-        for rule, check, severity, params in self._plan(view.item.code):
+        for rule, check, severity, params in plan:
             try:
                 findings = list(check(view, params))
             except Exception:  # one faulty rule must not silence the others
@@ -104,6 +123,8 @@ class Engine:
                         if next_due is None or due < next_due:
                             next_due = due
                         break
+        if floor is not None and (next_due is None or floor < next_due.timestamp()):
+            next_due = datetime.fromtimestamp(floor, UTC)
         return alerts, next_due
 
     def _plan(self, item_code: str) -> list[tuple[str, Check, Severity, Mapping[str, Any]]]:
@@ -115,6 +136,22 @@ class Engine:
             plan = [(rule, check, rs.rules[rule].severity, rs.params(rule, item_code))
                     for rule, check in self.checks.items() if rs.enabled(rule, item_code)]
             self._plans[item_code] = plan
+        return plan
+
+    def _triggered(self, item_code: str, step: Step) -> list[tuple[str, Check, Severity,
+                                                                 Mapping[str, Any]]]:
+        """The part of the item's plan whose checks read ``step`` (see ``rules.findings.reads``)."""
+        key = (item_code, step)
+        plan = self._by_step.get(key)
+        if plan is None:
+            process = self.catalog[item_code].steps
+            plan = []
+            for entry in self._plan(item_code):
+                declared = declared_reads(entry[1])
+                if declared is None or step in declared or (PROCESS in declared
+                                                            and step in process):
+                    plan.append(entry)
+            self._by_step[key] = plan
         return plan
 
     def next_due(self, state: CaseState) -> datetime | None:

@@ -43,6 +43,40 @@ class Finding:
 
 Check = Callable[["CaseView", Mapping[str, Any]], Iterable[Finding]]
 
+#: In a :func:`reads` declaration: the steps of the item's published process.
+PROCESS = "process"
+
+#: The steps the derived times of :class:`CaseView` read, for the checks' declarations.
+SUBMISSION_READS = frozenset({Step.submitted})
+REFUSAL_READS = frozenset({Step.rejected_at_intake, Step.decided})
+ENDED_READS = frozenset({Step.decided, Step.rejected_at_intake, Step.withdrawn})
+PAUSES_READS = frozenset({Step.suspended, Step.resumed})
+CLOCK_START_READS = SUBMISSION_READS | ENDED_READS | frozenset(
+    {Step.accepted, Step.supplement_requested, Step.supplement_received})
+
+
+def reads(*steps: Step | str | frozenset[Step]) -> Callable[[Check], Check]:
+    """Declare which steps a check reads (``PROCESS``: the item's process steps).
+
+    A check's findings are a function of the facts of those steps only, so after a fact
+    of another step the engine need not run it again: what it found before still holds.
+    A check without a declaration runs after every fact. ``tests/unit/test_reads.py``
+    runs every check on recorded views and fails if one reads a step it did not declare.
+    """
+    flat: set[Step | str] = set()
+    for s in steps:
+        flat.update(s) if isinstance(s, frozenset) else flat.add(s)
+
+    def declare(check: Check) -> Check:
+        check.reads = frozenset(flat)  # type: ignore[attr-defined]
+        return check
+    return declare
+
+
+def declared_reads(check: Check) -> frozenset[Step | str] | None:
+    """What :func:`reads` declared for ``check``; None when it reads every step."""
+    return getattr(check, "reads", None)
+
 
 class LazyDetails(Mapping[str, Any]):
     """A finding's details, computed when first read: most findings are not due yet or

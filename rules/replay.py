@@ -129,7 +129,7 @@ def replay(
         received = _received_at(event) or event.occurred_at
         state = engine.ingest(state, event, received)
         cases[event.case_id] = state
-        alerts, nxt = engine.evaluate(state, clock.now())
+        alerts, nxt = engine.evaluate(state, clock.now(), event.step, index.due(event.case_id))
         raised(alerts)
         if indicators is not None:
             indicators.on_event(event, state)

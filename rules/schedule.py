@@ -29,6 +29,10 @@ class DeadlineIndex:
         self._due[case_id] = due
         heapq.heappush(self._heap, (due, case_id))
 
+    def due(self, case_id: str) -> float | None:
+        """When the case is scheduled (epoch), or None."""
+        return self._due.get(case_id)
+
     def pop_due(self, now: float) -> Iterator[str]:
         """Case ids whose entry is due at or before ``now``, earliest first."""
         for case_id, _ in self.pop_due_with_time(now):

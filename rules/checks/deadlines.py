@@ -16,7 +16,16 @@ from typing import Any
 from producers.contract import LAWFUL_SUSPENSION_REASONS, Step
 from rules.case import Fact
 from rules.counted_time import DAY, Pause, WorkingTime
-from rules.findings import CaseView, Check, Finding, LazyDetails
+from rules.findings import (
+    CLOCK_START_READS,
+    ENDED_READS,
+    PAUSES_READS,
+    CaseView,
+    Check,
+    Finding,
+    LazyDetails,
+    reads,
+)
 
 #: Art. 44: the licence is issued and delivered within 10 working days of the grant.
 DELIVERY_DAYS = 10
@@ -133,6 +142,7 @@ def regular_extension(case: CaseView) -> Fact | None:
 # --- the checks ----------------------------------------------------------------------------
 
 
+@reads(CLOCK_START_READS, PAUSES_READS)
 def approaching(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """Open case whose remaining counted time to the promise is within the threshold:
     max(``min_working_days``, ``share_of_promise`` × the promised limit)."""
@@ -174,6 +184,7 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     )
 
 
+@reads(CLOCK_START_READS, PAUSES_READS)
 def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """No decision when the promised limit (counted working days) is used up.
 
@@ -202,6 +213,7 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
     )
 
 
+@reads(CLOCK_START_READS, PAUSES_READS, Step.extended)
 def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """No decision when the legal limit plus a regular extension is used up (Art. 42)."""
     start = case.clock_start
@@ -240,6 +252,7 @@ _PROBLEM_TEXT = {
 }
 
 
+@reads(CLOCK_START_READS, PAUSES_READS, Step.extended)
 def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """An extension without approver, longer than allowed, a second one, or asked after
     the legal limit had passed. Such an extension does not move the limit."""
@@ -271,6 +284,7 @@ def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
         )
 
 
+@reads(ENDED_READS, PAUSES_READS)
 def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """The clock was "stopped" for a reason not in Art. 45's list: it keeps running, and
     the suspension itself is irregular. Corrected by the next resumption (or the end)."""
@@ -295,6 +309,7 @@ def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Ite
         )
 
 
+@reads(Step.decided, Step.delivered)
 def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """Granted, but not delivered within 10 working days of the decision (Art. 44)."""
     grant = next((f for f in case.all(Step.decided) if f.attrs.get("outcome") == "grant"), None)

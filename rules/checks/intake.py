@@ -8,7 +8,7 @@ from typing import Any
 
 from producers.contract import Step
 from rules.checks.deadlines import deadline_text, working_day_number
-from rules.findings import INTAKE_DAYS, CaseView, Check, Finding
+from rules.findings import CLOCK_START_READS, INTAKE_DAYS, SUBMISSION_READS, CaseView, Check, Finding, reads
 
 _FROM = {
     "deemed_accepted": ("收到申请材料", "the application was received"),
@@ -16,6 +16,7 @@ _FROM = {
 }
 
 
+@reads(CLOCK_START_READS)
 def deemed_accepted(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """No acceptance, refusal or correction notice within 5 working days of submission
     (or, after a correction notice, of the corrected materials): the application is
@@ -47,6 +48,7 @@ def deemed_accepted(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
     )
 
 
+@reads(Step.supplement_requested)
 def supplement_repeated(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A second (third, …) correction notice on the same case: the law asks for one
     notice listing everything (一次性告知). Cannot be undone, so it does not escalate."""
@@ -64,6 +66,7 @@ def supplement_repeated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
         )
 
 
+@reads(SUBMISSION_READS, Step.supplement_requested)
 def supplement_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """The correction notice came later than 5 working days after submission (the
     application was by then already deemed accepted)."""

@@ -20,7 +20,7 @@ from typing import Any
 from producers.contract import APPLICANT_STEPS, Step
 from rules.case import Fact
 from rules.checks.process import STEP_ZH, process_fact
-from rules.findings import CaseView, Check, Finding
+from rules.findings import PROCESS, REFUSAL_READS, CaseView, Check, Finding, reads
 
 
 def _minutes(seconds: float) -> float:
@@ -63,6 +63,7 @@ def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
         }, at=deadline)
 
 
+@reads(PROCESS, Step.reviewed)
 def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A required step claims to have happened before the previous required step present
     by more than the allowed lateness. Judged only after the lateness (of event time)
@@ -99,6 +100,7 @@ def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
 # --- refusals ---------------------------------------------------------------------------
 
 
+@reads(REFUSAL_READS)
 def no_reason(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A refusal (不予受理, or a decision to deny) that states no reason (Art. 38)."""
     refusals = [f for f in case.all(Step.decided) if f.attrs.get("outcome") == "deny"]
@@ -127,6 +129,7 @@ def _refusal(case: CaseView) -> Fact | None:
     return min(refusals, key=lambda f: f.at) if refusals else None
 
 
+@reads(Step.fee_charged, REFUSAL_READS)
 def fee_unauthorized(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A fee charged on an item without a fee basis (Art. 58), or on a refused case (a
     refused case pays no fee, whichever came first)."""
@@ -152,6 +155,7 @@ def fee_unauthorized(case: CaseView, params: Mapping[str, Any]) -> Iterator[Find
         }, due=due, also=also)
 
 
+@reads(Step.fee_charged)
 def fee_over_standard(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A fee above the item's published standard (Art. 59)."""
     standard = case.item.fee_standard

@@ -8,7 +8,7 @@ from typing import Any
 from producers.contract import Step
 from rules.case import Fact
 from rules.catalog import OPTIONAL_STEPS
-from rules.findings import CaseView, Check, Finding
+from rules.findings import PROCESS, REFUSAL_READS, SUBMISSION_READS, CaseView, Check, Finding, reads
 
 STEP_ZH = {
     Step.submitted: "申请",
@@ -57,6 +57,7 @@ def _present(case: CaseView, step: Step) -> bool:
     return process_fact(case, step) is not None
 
 
+@reads(PROCESS, Step.reviewed, REFUSAL_READS, Step.withdrawn, SUBMISSION_READS)
 def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A step happened whose required earlier step never did (judged after the lateness)."""
     steps = case.item.steps
@@ -112,6 +113,7 @@ def unknown_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
         )
 
 
+@reads(Step.decided, Step.reviewed)
 def missing_opinion(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A joint case decided before every co-handling department gave its ``reviewed``
     opinion (judged after the allowed lateness, so an opinion given before the decision

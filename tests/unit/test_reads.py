@@ -1,0 +1,228 @@
+"""The checks' ``reads`` declarations, on which the engine's partial evaluation rests.
+
+After a fact is added the engine runs only the checks that read its step
+(``Engine.evaluate(..., added, scheduled)``). That is exact only if no check reads a step it
+did not declare, so:
+
+- every declared check is run on recorded views (fresh for each check, details and all)
+  of every prefix of many cases, and must read nothing else;
+- replay with partial evaluation raises exactly the alerts (ids, stages, texts, detected
+  times) of an engine whose checks all run after every fact, on random cases (any step
+  in any order, late arrivals, lawful or not) and on the simulator's workload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from producers.contract import Step
+from rules.case import CaseState
+from rules.engine import Engine
+from rules.findings import PROCESS, CaseView, Check, Finding, declared_reads
+from rules.ingest import Gate, Rejected
+from rules.replay import replay
+from tests.unit.eventkit_integrity import CO_DEPARTMENTS, CST, DEPARTMENT, engine
+
+ENGINE = engine()
+ITEMS = ("T-SHORT", "T-SIMPLE", "T-JOINT", "T-FEE")
+BASE = datetime(2024, 3, 4, 9, 0, tzinfo=CST)
+UNTIL = BASE + timedelta(days=120)
+
+
+class RecordingView(CaseView):
+    """A case view that records which steps a check asked for (all of them on a read of
+    ``facts``)."""
+
+    def __init__(self, *args: Any) -> None:
+        self.read: set[Step] = set()
+        self._recording = False
+        super().__init__(*args)
+        self._recording = True
+
+    @property  # type: ignore[override]
+    def facts(self) -> list[Any]:
+        if self._recording:
+            self.read.update(Step)
+        return self._facts
+
+    @facts.setter
+    def facts(self, value: list[Any]) -> None:
+        self._facts = value
+
+    def all(self, step: Step) -> list[Any]:
+        self.read.add(step)
+        return super().all(step)
+
+    def first(self, step: Step) -> Any:
+        self.read.add(step)
+        return super().first(step)
+
+
+def _undeclared(check: Check) -> Check:
+    def run_always(case: CaseView, params: Mapping[str, Any]) -> Iterable[Finding]:
+        return check(case, params)
+    return run_always
+
+
+FULL = Engine(ENGINE.catalog, ENGINE.ruleset, ENGINE.working_time,
+              {rule: _undeclared(check) for rule, check in ENGINE.checks.items()})
+
+
+def _allowed(check: Check, steps_of_item: Iterable[Step]) -> set[Step]:
+    declared = declared_reads(check)
+    assert declared is not None
+    steps = {s for s in declared if isinstance(s, Step)}
+    if PROCESS in declared:
+        steps |= set(steps_of_item)
+    return steps
+
+
+def _assert_reads_declared(states: Iterable[CaseState], eng: Engine = ENGINE) -> int:
+    checked = 0
+    for state in states:
+        item = eng.catalog[state.item_code]
+        for rule, check in eng.checks.items():
+            if declared_reads(check) is None:
+                continue
+            view = RecordingView(state, item, eng.working_time, eng.ruleset.settings)
+            params = eng.ruleset.params(rule, state.item_code)
+            for finding in check(view, params):
+                dict(finding.details)  # the alert's numbers are read from the case too
+            undeclared = view.read - _allowed(check, item.steps)
+            assert not undeclared, f"{rule} reads {sorted(undeclared)} without declaring it"
+            checked += 1
+    return checked
+
+
+def _prefix_states(lines: list[bytes], eng: Engine = ENGINE) -> Iterable[CaseState]:
+    """The state of each case after each of its accepted events, in file order."""
+    gate = Gate(eng.catalog)
+    cases: dict[str, CaseState] = {}
+    for raw in lines:
+        try:
+            event = gate.parse(raw, None)
+            gate.check_against_case(event, cases.get(event.case_id))
+        except Rejected:
+            continue
+        state = eng.ingest(cases.get(event.case_id), event, event.occurred_at)
+        cases[event.case_id] = state
+        yield CaseState(state.case_id, state.item_code, -1, list(state.facts))
+
+
+# --- random cases: any step, in any order ----------------------------------------------
+
+ACTORS = ("a", "b", "c", "applicant-self")
+
+
+@st.composite
+def random_case(draw: st.DrawFn, n: int) -> list[tuple[datetime, dict[str, Any]]]:
+    cid = f"R{n}"
+    item = draw(st.sampled_from(ITEMS))
+    departments = (DEPARTMENT[item], *CO_DEPARTMENTS.get(item, ()))
+    out = []
+    for k in range(draw(st.integers(1, 10))):
+        step = draw(st.sampled_from(list(Step)))
+        when = BASE + timedelta(minutes=draw(st.integers(0, 40 * 24 * 60)))
+        attrs: dict[str, Any] = {}
+        if step is Step.reviewed:
+            attrs["opinion"] = draw(st.sampled_from(["agree", "disagree"]))
+        if step is Step.decided:
+            attrs["outcome"] = draw(st.sampled_from(["grant", "deny"]))
+        if step in (Step.decided, Step.rejected_at_intake) and draw(st.booleans()):
+            attrs["reason"] = "理由"
+        if step is Step.suspended:
+            attrs["reason"] = draw(st.sampled_from(["expert_review", "hearing", "lunch"]))
+        if step is Step.extended:
+            attrs["days"] = draw(st.sampled_from([5, 0, 99]))
+            if draw(st.booleans()):
+                attrs["approved_by"] = "head"
+        if step is Step.fee_charged:
+            attrs["amount"] = draw(st.sampled_from(["0", "50.00", "999"]))
+        event: dict[str, Any] = {
+            "schema_version": 1, "event_id": f"{cid}-{k}", "case_id": cid, "item_code": item,
+            "department": draw(st.sampled_from(departments)), "step": step.value,
+            "occurred_at": when.isoformat(),
+            "actor": "applicant" if step in (Step.supplement_received, Step.withdrawn)
+            else draw(st.sampled_from(ACTORS)),
+        }
+        if step is Step.submitted:
+            event["actor"] = "applicant"
+            event["applicant_id"] = "applicant-self"
+        if attrs:
+            event["attributes"] = attrs
+        # arrives up to a day late: out of order within the case and across cases
+        arrival = when + timedelta(minutes=draw(st.integers(0, 24 * 60)))
+        out.append((arrival, event))
+    return out
+
+
+@st.composite
+def random_file(draw: st.DrawFn) -> list[bytes]:
+    planned = [p for n in range(draw(st.integers(1, 4))) for p in draw(random_case(n))]
+    planned.sort(key=lambda p: p[0])
+    return [orjson.dumps(e) for _, e in planned]
+
+
+def _alerts(lines: list[bytes], eng: Engine) -> list[str]:
+    result = replay(lines, eng, UNTIL, windows=False)
+    return [a.model_dump_json() for a in result.alerts]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_file())
+def test_checks_read_only_the_steps_they_declare(lines: list[bytes]) -> None:
+    _assert_reads_declared(_prefix_states(lines))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_file())
+def test_partial_evaluation_raises_what_full_evaluation_raises(lines: list[bytes]) -> None:
+    assert _alerts(lines, ENGINE) == _alerts(lines, FULL)
+
+
+# --- the simulator's workload (the production catalog) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def workload() -> tuple[list[bytes], datetime, Engine]:
+    from jiancha.bench import _workload
+    from rules.factory import build_engine
+    from settings import DEFAULT_CATALOG_DIR
+
+    lines, end, _ = _workload(3000)
+    return lines, end, build_engine(DEFAULT_CATALOG_DIR, on_calendar_fallback=lambda year: None)
+
+
+def test_partial_evaluation_agrees_on_the_simulator_workload(
+        workload: tuple[list[bytes], datetime, Engine]) -> None:
+    lines, end, eng = workload
+    full = Engine(eng.catalog, eng.ruleset, eng.working_time,
+                  {rule: _undeclared(check) for rule, check in eng.checks.items()})
+    partial_alerts = replay(lines, eng, end + timedelta(days=60)).alerts
+    full_alerts = replay(lines, full, end + timedelta(days=60)).alerts
+    assert len(partial_alerts) > 50
+    assert [a.model_dump_json() for a in partial_alerts] == \
+        [a.model_dump_json() for a in full_alerts]
+
+
+def test_checks_read_only_the_steps_they_declare_on_the_simulator_workload(
+        workload: tuple[list[bytes], datetime, Engine]) -> None:
+    lines, _, eng = workload
+    assert _assert_reads_declared(_prefix_states(lines[:1500], eng), eng) > 10_000
+
+
+def test_partial_evaluation_skips_checks(workload: tuple[list[bytes], datetime, Engine]) -> None:
+    """The point of it: after a review or a completion the deadline checks do not run."""
+    _, _, eng = workload
+    for code in eng.catalog:
+        full = {rule for rule, *_ in eng._plan(code)}
+        for step in (Step.reviewed, Step.completed, Step.delivered):
+            partial = {rule for rule, *_ in eng._triggered(code, step)}
+            assert "deadline.approaching" in full - partial
