@@ -32,7 +32,7 @@ from rules.case import CaseState
 from rules.clock import Clock
 from rules.engine import Engine
 from rules.ingest import Gate, Rejected
-from rules.schedule import DeadlineIndex
+from rules.schedule import DeadlineIndex, Due
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Supervisor:
         async with self.case_lock:
             started = time.monotonic()
             states: dict[bytes, CaseState] = {}
-            due: dict[bytes, tuple[int, datetime | None]] = {}
+            due: dict[bytes, Due] = {}
             order: list[tuple[Record, _Accepted | None]] = []
             raised: list[Alert] = []
             partitions: list[int] = []
@@ -156,8 +156,7 @@ class Supervisor:
                 key = event.case_id.encode()
                 states[key] = state
                 self._ingested(event.department, event.step.value).inc()
-                alerts, nxt = self._evaluate_added(state, event.step, now, due.get(key))
-                due[key] = (partition, nxt)
+                alerts, due[key] = self._judge_added(state, event.step, now, due.get(key))
                 if alerts:
                     raised.extend(alerts)
                     partitions.extend([partition] * len(alerts))
@@ -173,9 +172,9 @@ class Supervisor:
                     forward(rec, accepted.event if accepted is not None else None)
             for key, state in states.items():
                 write(key, state.encode(), state.partition)
-            for key, (partition, nxt) in due.items():
-                self.index(partition).schedule(states[key].case_id,
-                                               nxt.timestamp() if nxt else None)
+            for key, waits in due.items():
+                state = states[key]
+                self.index(state.partition).put(state.case_id, waits)
             if observing:
                 for _, accepted in order:
                     if accepted is not None:
@@ -185,19 +184,14 @@ class Supervisor:
             self._progress(len(records))
             return raised
 
-    def _evaluate_added(self, state: CaseState, step: Step, now: datetime,
-                        in_batch: tuple[int, datetime | None] | None
-                        ) -> tuple[list[Alert], datetime | None]:
-        """Evaluate a case after one fact was added, running only the checks that read its
-        step when the case's next due is known: from an earlier event of this batch, or
-        from the deadline index once it was rebuilt for the partition."""
-        if in_batch is not None:
-            nxt = in_batch[1]
-            return self.engine.evaluate(state, now, step, nxt.timestamp() if nxt else None)
-        if state.partition in self.indexed:
-            return self.engine.evaluate(state, now, step,
-                                        self.index(state.partition).due(state.case_id))
-        return self.engine.evaluate(state, now)
+    def _judge_added(self, state: CaseState, step: Step, now: datetime, in_batch: Due | None
+                     ) -> tuple[list[Alert], Due]:
+        """Judge a case after one fact was added, running only the checks that read its
+        step when it is known what the case waited for: from an earlier event of this
+        batch, or from the deadline index once it was rebuilt for the partition."""
+        if in_batch is None and state.partition in self.indexed:
+            in_batch = self.index(state.partition).get(state.case_id)
+        return self.engine.judge(state, now, step, in_batch)
 
     def _decide_in_batch(self, rec: Record, cases: MutableMapping[bytes, bytes],
                          states: dict[bytes, CaseState], now: datetime
@@ -256,8 +250,8 @@ class Supervisor:
                     if stored is None:
                         continue
                     state = CaseState.decode(stored)
-                    alerts, nxt = self.engine.evaluate(state, now)
-                    index.schedule(case_id, nxt.timestamp() if nxt else None)
+                    alerts, waits = self.engine.judge(state, now)
+                    index.put(case_id, waits)
                     if not alerts:
                         continue
                     fired.extend(alerts)
@@ -303,8 +297,7 @@ class Supervisor:
             if state.partition not in active_partitions:
                 continue
             n += 1
-            nxt = self.engine.next_due(state)
-            self.index(state.partition).schedule(state.case_id, nxt.timestamp() if nxt else None)
+            self.index(state.partition).put(state.case_id, self.engine.next_due(state))
         self.indexed = set(active_partitions)
         self.metrics.cases.set(n)
         self.metrics.deadlines_scheduled.set(self.scheduled())

@@ -22,10 +22,15 @@ from rules.checks import CHECKS
 from rules.counted_time import WorkingTime
 from rules.findings import PROCESS, CaseView, Check, Finding, declared_reads
 from rules.rulebook import RuleSet
+from rules.schedule import Due
 
 log = logging.getLogger(__name__)
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 _TICK = timedelta(microseconds=1)
+
+
+#: (rule, check, severity, parameters, the check's bit in ``Due.pending``)
+_Planned = tuple[str, Check, Severity, Mapping[str, Any], int]
 
 
 class _Blank(dict[str, Any]):
@@ -44,9 +49,8 @@ class Engine:
         if self.checks is None:
             self.checks = CHECKS
         self.check_errors: dict[str, int] = {}
-        self._plans: dict[str, list[tuple[str, Check, Severity, Mapping[str, Any]]]] = {}
-        self._by_step: dict[tuple[str, Step],
-                            list[tuple[str, Check, Severity, Mapping[str, Any]]]] = {}
+        self._plans: dict[str, list[_Planned]] = {}
+        self._by_step: dict[tuple[str, Step], tuple[list[_Planned], int]] = {}
 
     @property
     def tz(self) -> Any:
@@ -65,30 +69,37 @@ class Engine:
         return CaseView(state, self.catalog[state.item_code], self.working_time,
                         self.ruleset.settings)
 
-    def evaluate(self, state: CaseState, now: datetime, added: Step | None = None,
-                 scheduled: float | None = None) -> tuple[list[Alert], datetime | None]:
+    def evaluate(self, state: CaseState, now: datetime) -> tuple[list[Alert], datetime | None]:
         """Alerts due by ``now`` and not raised before (recorded in ``state.raised``), and
-        the next instant at which something not raised yet falls due.
+        the next instant at which something not raised yet falls due."""
+        alerts, due = self.judge(state, now)
+        return alerts, None if due.at is None else datetime.fromtimestamp(due.at, UTC)
 
-        ``added`` is the step of the one fact added since the case was last evaluated,
-        and ``scheduled`` the next-due instant (epoch) that evaluation returned. Then only
-        the checks that read ``added`` run: the others would find what they found before,
-        all of it raised or due no earlier than ``scheduled``, which is kept as a lower
-        bound of the next due (an early wake-up finds nothing and reschedules). Something
-        due by ``now`` (``scheduled <= now``) makes it a full evaluation.
+    def judge(self, state: CaseState, now: datetime, added: Step | None = None,
+              before: Due | None = None) -> tuple[list[Alert], Due]:
+        """:meth:`evaluate`, with the next due as a :class:`Due` (which checks wait).
+
+        ``added`` is the step of the one fact added since the case was last judged, and
+        ``before`` what that judgement returned. Then only the checks that read ``added``
+        run: the others would find what they found before, all raised or due no earlier
+        than ``before.at``. If one of those still waits, ``before.at`` stays a lower bound
+        of the next due (an early wake-up judges the whole case and finds nothing).
+        Something due by ``now`` makes it a whole judgement.
         """
         plan = self._plan(state.item_code)
         floor: float | None = None
-        if added is not None and (scheduled is None or scheduled > now.timestamp()):
-            plan = self._triggered(state.item_code, added)
-            floor = scheduled
-            if not plan:
-                return [], None if floor is None else datetime.fromtimestamp(floor, UTC)
+        pending = 0
+        if added is not None and before is not None and (
+                before.at is None or before.at > now.timestamp()):
+            plan, ran = self._triggered(state.item_code, added)
+            pending = before.pending & ~ran  # skipped checks that still wait
+            if pending:
+                floor = before.at
         view = self.view(state)
         alerts: list[Alert] = []
         next_due: datetime | None = None
         escalate_after = self.ruleset.settings.escalation_working_days
-        for rule, check, severity, params in plan:
+        for rule, check, severity, params, bit in plan:
             try:
                 findings = list(check(view, params))
             except Exception:  # one faulty rule must not silence the others
@@ -120,30 +131,34 @@ class Engine:
                         raised = state.raised[alert_id] = SEVERITY_RANK[stage]
                         alerts.append(self._render(rule, stage, alert_id, view, finding, now))
                     else:
+                        pending |= bit
                         if next_due is None or due < next_due:
                             next_due = due
                         break
-        if floor is not None and (next_due is None or floor < next_due.timestamp()):
-            next_due = datetime.fromtimestamp(floor, UTC)
-        return alerts, next_due
+        at = None if next_due is None else next_due.timestamp()
+        if floor is not None and (at is None or floor < at):
+            at = floor
+        return alerts, Due(at, pending)
 
-    def _plan(self, item_code: str) -> list[tuple[str, Check, Severity, Mapping[str, Any]]]:
-        """The enabled checks for an item with their severity and parameters, computed once
-        per item (the rule set does not change while the engine runs)."""
+    def _plan(self, item_code: str) -> list[_Planned]:
+        """The enabled checks for an item with their severity, parameters and bit (in
+        :attr:`Due.pending`), computed once per item (the rule set does not change while
+        the engine runs)."""
         plan = self._plans.get(item_code)
         if plan is None:
             rs = self.ruleset
-            plan = [(rule, check, rs.rules[rule].severity, rs.params(rule, item_code))
-                    for rule, check in self.checks.items() if rs.enabled(rule, item_code)]
+            plan = [(rule, check, rs.rules[rule].severity, rs.params(rule, item_code), 1 << i)
+                    for i, (rule, check) in enumerate(self.checks.items())
+                    if rs.enabled(rule, item_code)]
             self._plans[item_code] = plan
         return plan
 
-    def _triggered(self, item_code: str, step: Step) -> list[tuple[str, Check, Severity,
-                                                                 Mapping[str, Any]]]:
-        """The part of the item's plan whose checks read ``step`` (see ``rules.findings.reads``)."""
+    def _triggered(self, item_code: str, step: Step) -> tuple[list[_Planned], int]:
+        """The part of the item's plan whose checks read ``step`` (``rules.findings.reads``)
+        and their bits."""
         key = (item_code, step)
-        plan = self._by_step.get(key)
-        if plan is None:
+        found = self._by_step.get(key)
+        if found is None:
             process = self.catalog[item_code].steps
             plan = []
             for entry in self._plan(item_code):
@@ -151,13 +166,13 @@ class Engine:
                 if declared is None or step in declared or (PROCESS in declared
                                                             and step in process):
                     plan.append(entry)
-            self._by_step[key] = plan
-        return plan
+            found = self._by_step[key] = (plan, sum(entry[4] for entry in plan))
+        return found
 
-    def next_due(self, state: CaseState) -> datetime | None:
-        """The earliest due instant of anything not raised yet, past or future (used to
-        rebuild the deadline index after a restart or rebalance)."""
-        return self.evaluate(state, _BEGINNING)[1]
+    def next_due(self, state: CaseState) -> Due:
+        """The earliest due instant of anything not raised yet, past or future, and which
+        checks wait (to rebuild the deadline index after a restart or rebalance)."""
+        return self.judge(state, _BEGINNING)[1]
 
     def _render(self, rule: str, severity: Severity, alert_id: str, view: CaseView, f: Finding,
                 now: datetime) -> Alert:

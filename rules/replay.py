@@ -73,9 +73,9 @@ def replay(
         now = clock.now()
         for case_id in list(index.pop_due(now.timestamp())):
             state = cases[case_id]
-            alerts, nxt = engine.evaluate(state, now)
+            alerts, due = engine.judge(state, now)
             raised(alerts)
-            index.schedule(case_id, nxt.timestamp() if nxt else None)
+            index.put(case_id, due)
         for complaint_id in list(complaint_index.pop_due(now.timestamp())):
             alerts, nxt = complaint_rules.evaluate(complaints[complaint_id], now)
             raised(alerts)
@@ -129,13 +129,13 @@ def replay(
         received = _received_at(event) or event.occurred_at
         state = engine.ingest(state, event, received)
         cases[event.case_id] = state
-        alerts, nxt = engine.evaluate(state, clock.now(), event.step, index.due(event.case_id))
+        alerts, due = engine.judge(state, clock.now(), event.step, index.get(event.case_id))
         raised(alerts)
         if indicators is not None:
             indicators.on_event(event, state)
         if tracker is not None:
             raised(tracker.observe(WindowRecord.from_event(event), clock.now()))
-        index.schedule(event.case_id, nxt.timestamp() if nxt else None)
+        index.put(event.case_id, due)
         fire_due()
         if on_progress is not None and result.events % 10_000 == 0:
             on_progress(result.events)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -87,14 +88,17 @@ def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
             )
 
 
+@functools.cache
+def _unknown_steps(process: tuple[Step, ...]) -> tuple[Step, ...]:
+    """The steps a process has neither as required nor as optional, in ``Step`` order."""
+    return tuple(s for s in Step if s not in process and s not in OPTIONAL_STEPS)
+
+
 def unknown_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A step the item's process does not have (neither required nor optional); one
     finding per kind of step, on its first occurrence."""
-    known = set(case.item.steps) | OPTIONAL_STEPS
     lateness = case.settings.allowed_lateness
-    for step in Step:
-        if step in known:
-            continue
+    for step in _unknown_steps(case.item.steps):
         first = case.first(step)
         if first is None:
             continue

@@ -1,7 +1,7 @@
 """The checks' ``reads`` declarations, on which the engine's partial evaluation rests.
 
 After a fact is added the engine runs only the checks that read its step
-(``Engine.evaluate(..., added, scheduled)``). That is exact only if no check reads a step it
+(``Engine.judge(..., added, before)``). That is exact only if no check reads a step it
 did not declare, so:
 
 - every declared check is run on recorded views (fresh for each check, details and all)
@@ -224,5 +224,25 @@ def test_partial_evaluation_skips_checks(workload: tuple[list[bytes], datetime, 
     for code in eng.catalog:
         full = {rule for rule, *_ in eng._plan(code)}
         for step in (Step.reviewed, Step.completed, Step.delivered):
-            partial = {rule for rule, *_ in eng._triggered(code, step)}
+            partial = {rule for rule, *_ in eng._triggered(code, step)[0]}
             assert "deadline.approaching" in full - partial
+
+
+def test_a_decided_and_delivered_case_waits_for_nothing() -> None:
+    """Which checks wait is kept beside the due: once the checks that waited have run and
+    found nothing left, the case is not woken again for a due they no longer have."""
+    from rules.schedule import NOTHING, DeadlineIndex
+    from tests.unit.eventkit_integrity import lawful
+
+    gate = Gate(ENGINE.catalog)
+    index = DeadlineIndex()
+    state = None
+    waited = []
+    for e in lawful("W1", "T-SIMPLE", through="completed"):
+        event = gate.parse(orjson.dumps(e), None)
+        state = ENGINE.ingest(state, event, event.occurred_at)
+        _, due = ENGINE.judge(state, event.occurred_at, event.step, index.get("W1"))
+        index.put("W1", due)
+        waited.append(due.at is not None)
+    assert any(waited)  # the decision clock was running
+    assert index.get("W1") == NOTHING
