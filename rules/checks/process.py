@@ -64,12 +64,13 @@ def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
     steps = case.item.steps
     lateness = case.settings.allowed_lateness
     flagged: set[Step] = set()
+    absent = [not _present(case, s) for s in steps]  # asked once, not once per later step
     for i, step in enumerate(steps[1:], 1):
         later = case.first(step)
         if later is None:
             continue
-        for missing in steps[:i]:
-            if missing in flagged or _present(case, missing):
+        for missing, is_absent in zip(steps[:i], absent, strict=False):
+            if not is_absent or missing in flagged:
                 continue
             if not _required_before(case, missing, later.at):
                 continue
