@@ -133,10 +133,11 @@ def span_add(spans: list[list[Any]], at: float, event_id: str, merge: float) -> 
     """Add an event to a department's sorted, disjoint spans ``[first, first_event, last,
     last_event]`` of events not yet final; events closer than ``merge`` seconds join one
     span. The result does not depend on the order events are added in (ties: the
-    smallest event id first, the largest last).
+    smallest event id first, the largest last). ``spans`` is changed in place and returned.
 
     Spans are sorted by start and by end alike (disjoint), so only the spans around ``at``
-    are looked at (a backlog leaves hundreds of spans before the silence is judged)."""
+    are looked at, and the list is spliced, not copied (a backlog leaves hundreds of spans
+    before the silence is judged)."""
     new: list[Any] = [at, event_id, at, event_id]
     n = len(spans)
     # the first span that does not end more than ``merge`` before the event
@@ -153,7 +154,8 @@ def span_add(spans: list[list[Any]], at: float, event_id: str, merge: float) -> 
         if (sp[2], sp[3]) > (new[2], new[3]):
             new[2], new[3] = sp[2], sp[3]
         hi += 1
-    return [*spans[:lo], new, *spans[hi:]]
+    spans[lo:hi] = [new]
+    return spans
 
 
 def spans_after(spans: list[list[Any]], at: float) -> list[list[Any]]:

@@ -321,8 +321,9 @@ def test_span_add_merges_close_events_in_any_order() -> None:
         again = span_add(again, at, eid, 60.0)
     assert again == spans
     # a bridge joins two spans
-    assert span_add(spans, 220.0, "g", 60.0)[0] == [100.0, "a", 220.0, "g"]
-    assert span_add(spans, 280.0, "h", 60.0)[:2] == [[100.0, "a", 160.0, "d"], [280.0, "h", 280.0, "h"]]
+    assert span_add([*spans], 220.0, "g", 60.0)[0] == [100.0, "a", 220.0, "g"]
+    assert span_add([*spans], 280.0, "h", 60.0)[:2] == [[100.0, "a", 160.0, "d"], [280.0, "h", 280.0, "h"]]
+    assert span_add(spans, 280.0, "h", 60.0) is spans  # in place
 
 
 def _span_add_by_scan(spans: list, at: float, event_id: str, merge: float) -> list:
