@@ -326,55 +326,76 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     @app.agent(by_department, name="windows")
     async def windows(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            msg = event.message
-            for record in rep.batch(event) or ():
-                window_record(msg.partition, record)
+            records = rep.batch(event)
+            if records:
+                window_records(event.message.partition, records)
 
-    def window_record(partition: int, record: Forwarded) -> None:
-        """One record into the windows (in the agent: the tables know the partition)."""
-        now = record.judged.timestamp()
-        # where it came from: a record forwarded again after a takeover is recognised
-        up, up_offset = str(record.up_partition), record.up_offset
-        try:
-            rec = WindowRecord.from_fields(record.item)
-        except Exception:
-            log.warning("windows: bad record on %s skipped", rep.target_name)
-            return
-        st = state.data.get(rec.department) or {}
-        shifted[0] = rec.at + rules.offset(rec.at)
-        start = rules.window_start(rec.at, cfg.dept_size)
-        if rules.is_late(start + cfg.dept_size, now) or start + cfg.dept_size <= st.get("dc", 0):
-            late.labels("department").inc()
-        else:
-            value = department[rec.department].value() or {}
-            # counted once: records from one upstream partition come in its order, so
-            # one at or before the last counted from there is a copy (a takeover)
-            counted = value.get("u") or {}
-            if int(counted.get(up, -1)) >= up_offset:
-                duplicates.inc()
+    def window_records(partition: int, records: list[Forwarded]) -> None:
+        """A batch of records into the windows (in the agent: the tables know the
+        partition). Each record is added in order to the window values as this batch
+        leaves them; each window touched is written once, at the end."""
+        dept_windows: dict[tuple[str, float], tuple[float, dict[str, Any]]] = {}
+        burst_windows: dict[tuple[str, float], tuple[float, dict[str, Any]]] = {}
+        spans_of: dict[str, list[list[Any]]] = {}
+
+        def window(tbl: Any, touched: dict[tuple[str, float], tuple[float, dict[str, Any]]],
+                   scope: str, start: float, at: float) -> dict[str, Any]:
+            got = touched.get((scope, start))
+            if got is not None:
+                return got[1]
+            shifted[0] = at + rules.offset(at)
+            return tbl[scope].value() or {}
+
+        for record in records:
+            now = record.judged.timestamp()
+            # where it came from: a record forwarded again after a takeover is recognised
+            up, up_offset = str(record.up_partition), record.up_offset
+            try:
+                rec = WindowRecord.from_fields(record.item)
+            except Exception:
+                log.warning("windows: bad record on %s skipped", rep.target_name)
+                continue
+            st = state.data.get(rec.department) or {}
+            start = rules.window_start(rec.at, cfg.dept_size)
+            if rules.is_late(start + cfg.dept_size, now) or start + cfg.dept_size <= st.get("dc", 0):
+                late.labels("department").inc()
             else:
-                value = dept_add(value, rec)
-                value["u"] = {**counted, up: up_offset}
-                value["p"] = partition
-                department[rec.department] = value
-        if rec.decision:
-            start = rules.window_start(rec.at, cfg.burst_size)
-            if rules.is_late(start + cfg.burst_size, now) or start + cfg.burst_size <= st.get("bc", 0):
-                late.labels("actor.burst").inc()
-            else:
-                value = burst_add(burst[rec.handler].value(), rec)
-                value["p"] = partition
-                burst[rec.handler] = value
-        # silence: the department's events not yet final, as spans (order-insensitive)
-        last = (state.data.get(rec.department) or {}).get("L")
-        if last is None or rec.at > last[0]:
-            seen = last_seen.data.get(rec.department) or {}
-            spans = seen.get("spans") or []
-            if last is not None:
-                spans = spans_after(spans, last[0])
-            last_seen[rec.department] = {
-                "p": partition,
-                "spans": span_add(spans, rec.at, rec.event_id, rules.merge_seconds)}
+                value = window(department, dept_windows, rec.department, start, rec.at)
+                # counted once: records from one upstream partition come in its order, so
+                # one at or before the last counted from there is a copy (a takeover)
+                counted = value.get("u") or {}
+                if int(counted.get(up, -1)) >= up_offset:
+                    duplicates.inc()
+                else:
+                    value = dept_add(value, rec)
+                    value["u"] = {**counted, up: up_offset}
+                    value["p"] = partition
+                    dept_windows[rec.department, start] = (rec.at, value)
+            if rec.decision:
+                start = rules.window_start(rec.at, cfg.burst_size)
+                if rules.is_late(start + cfg.burst_size, now) or start + cfg.burst_size <= st.get("bc", 0):
+                    late.labels("actor.burst").inc()
+                else:
+                    value = burst_add(window(burst, burst_windows, rec.handler, start, rec.at), rec)
+                    value["p"] = partition
+                    burst_windows[rec.handler, start] = (rec.at, value)
+            # silence: the department's events not yet final, as spans (order-insensitive)
+            last = st.get("L")
+            if last is None or rec.at > last[0]:
+                spans = spans_of.get(rec.department)
+                if spans is None:
+                    seen = last_seen.data.get(rec.department) or {}
+                    spans = list(seen.get("spans") or [])
+                    if last is not None:
+                        spans = spans_after(spans, last[0])
+                spans_of[rec.department] = span_add(spans, rec.at, rec.event_id,
+                                                    rules.merge_seconds)
+        for tbl, touched in ((department, dept_windows), (burst, burst_windows)):
+            for (scope, _), (at, value) in touched.items():
+                shifted[0] = at + rules.offset(at)
+                tbl[scope] = value
+        for dept, spans in spans_of.items():
+            last_seen[dept] = {"p": partition, "spans": spans}
 
     def write(tbl: Any, key: Any, value: Any, partition: int) -> None:
         # outside an agent: the store, and the changelog partition explicitly
