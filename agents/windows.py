@@ -231,8 +231,9 @@ class Repartition:
         watermark marker (taken in here)."""
         value = event.value
         if isinstance(value, bytes) and value.startswith(BATCH):
+            now, at = self.clock.now(), self.clock.at  # one clock reading for the batch
             try:
-                return [Forwarded(self.judge(float(t)), int(up), int(offset), item)
+                return [Forwarded(min(at(float(t)), now) if t else now, int(up), int(offset), item)
                         for t, up, offset, item in orjson.loads(value[len(BATCH):])]
             except (orjson.JSONDecodeError, TypeError, ValueError):
                 log.warning("unreadable batch on %s skipped", self.target_name)
