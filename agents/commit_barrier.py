@@ -12,6 +12,7 @@ processed, as if every update had been sent at once.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -73,7 +74,8 @@ class CoalescedChangelog:
     def __init__(self, app: Any, table: Any, source_topic: str) -> None:
         self.app = app
         self.table = table
-        # raw bytes keys and values go to Kafka as they are, in record batches
+        # raw bytes keys and values go to Kafka as they are; others are encoded here as
+        # Faust's changelog would encode them (its serializer registry), in record batches
         self.raw = (getattr(table, "key_type", None) is bytes
                     and getattr(table, "value_type", None) is bytes)
         self.owned = owner(app, source_topic)
@@ -102,12 +104,15 @@ class CoalescedChangelog:
             return None
         data = self.table.data
         owned = self.owned()
-        direct = _kafka_producer(self.app) if self.raw else None
+        direct = _kafka_producer(self.app)
         if direct is not None:
+            encode_key, encode_value = self._encoders()
             by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
             for key, partition in pending.items():
                 if owned is None or partition in owned:
-                    by_partition.setdefault(partition, []).append((key, data.get(key)))
+                    value = data.get(key)
+                    by_partition.setdefault(partition, []).append(
+                        (encode_key(key), None if value is None else encode_value(value)))
             return send_batches(direct, self.table.changelog_topic.get_topic_name(),
                                 by_partition)
         for key, partition in pending.items():
@@ -118,6 +123,20 @@ class CoalescedChangelog:
             else:
                 self.table.send_changelog(partition, key, None, value_serializer="raw")
         return None
+
+    def _encoders(self) -> tuple[Callable[[Any], bytes], Callable[[Any], bytes]]:
+        """Key and value to bytes, as the table's changelog topic would send them."""
+        if self.raw:
+            return _as_is, _as_is
+        table, registry = self.table, self.app.serializers
+        return (functools.partial(registry.dumps_key, table.key_type,
+                                  serializer=table.key_serializer),
+                functools.partial(registry.dumps_value, table.value_type,
+                                  serializer=table.value_serializer))
+
+
+def _as_is(raw: Any) -> bytes:
+    return raw  # type: ignore[no-any-return]
 
 
 def _kafka_producer(app: Any) -> Any:

@@ -1,7 +1,9 @@
 """The checks: one small pure function per rule, grouped by concern, and the table that
 names them. A check reads a :class:`~rules.findings.CaseView` and yields
 :class:`~rules.findings.Finding` s. A new rule is a function in one of these modules, a
-line in that module's ``CHECKS`` and an entry in ``rules/ruleset/*.yaml``.
+line in that module's ``CHECKS`` and an entry in ``rules/ruleset/*.yaml``; ``@reads(...)`` on
+the function names the steps it reads, so that the engine runs it only after facts of those
+steps (without it, it runs after every fact; ``tests/unit/test_reads.py`` checks it).
 """
 
 from __future__ import annotations

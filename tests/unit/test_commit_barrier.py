@@ -7,27 +7,60 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from faust.serializers import Registry
 from faust.types import TP
 
 from agents.commit_barrier import CoalescedChangelog, before_commit
 
 
+class _Batch:
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes, bytes | None]] = []
+
+    def append(self, key: bytes, value: bytes | None, timestamp: None) -> object:
+        self.records.append((key, value))
+        return object()
+
+    def record_count(self) -> int:
+        return len(self.records)
+
+
+class _Kafka:
+    """aiokafka's producer as far as record batches go."""
+
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+
+    def create_batch(self) -> _Batch:
+        return _Batch()
+
+    async def send_batch(self, batch: _Batch, topic: str, partition: int) -> None:
+        self.log.append(("batch", topic, partition, batch.records))
+
+
 class _Producer:
     def __init__(self, log: list[Any]) -> None:
         self.log = log
+        self._producer = _Kafka(log)
 
     async def flush(self) -> None:
         self.log.append("flush")
 
 
 class _App:
-    def __init__(self) -> None:
+    def __init__(self, threaded: bool = False) -> None:
         self.log: list[Any] = []
         self.producer = _Producer(self.log)
+        self.conf = SimpleNamespace(producer_threaded=threaded)
+        self.serializers = Registry()
 
 
 class _Table(dict):  # type: ignore[type-arg]
     """What a Faust table offers here: ``data``, the key hooks, the changelog."""
+
+    key_type = value_type = None
+    key_serializer = value_serializer = "json"
+    changelog_topic = SimpleNamespace(get_topic_name=lambda: "t-changelog")
 
     def __init__(self, log: list[Any], partition: int) -> None:
         super().__init__()
@@ -77,10 +110,36 @@ def test_many_writes_of_a_key_become_one_record_with_the_latest_value() -> None:
     assert table.data["gongan"] == {"n": 99}  # reads see every write at once
     assert app.log == []
     asyncio.run(app.producer.flush())
-    assert app.log == [("changelog", 3, "gongan", {"n": 99}), ("changelog", 3, "shuiwu", None),
-                       ("changelog", 5, "minzheng", {"n": 7}), "flush"]
+    # one record batch per partition, encoded as Faust's changelog would encode them
+    assert app.log == [("batch", "t-changelog", 3, [(b'"gongan"', b'{"n":99}'),
+                                                    (b'"shuiwu"', None)]),
+                       ("batch", "t-changelog", 5, [(b'"minzheng"', b'{"n":7}')]), "flush"]
     asyncio.run(app.producer.flush())
-    assert app.log[-1] == "flush" and len(app.log) == 5  # nothing twice
+    assert app.log[-1] == "flush" and len(app.log) == 4  # nothing twice
+
+
+def test_records_are_encoded_as_fausts_changelog_encodes_them() -> None:
+    app = _App()
+    table = _Table(app.log, partition=0)
+    CoalescedChangelog(app, table, "events")
+    key, value = ("gongan", (1.7e9, 1.7e9 + 3600.0)), {"n": 3, "e": ["x"], "u": {"0": 5}}
+    table[key] = value
+    asyncio.run(app.producer.flush())
+    registry = Registry()
+    assert app.log[0][3] == [(registry.dumps_key(None, key, serializer="json"),
+                              registry.dumps_value(None, value, serializer="json"))]
+    assert registry.loads_key(None, app.log[0][3][0][0], serializer="json") == \
+        ["gongan", [1.7e9, 1.7e9 + 3600.0]]
+
+
+def test_without_an_aiokafka_producer_records_go_through_fausts_changelog() -> None:
+    app = _App(threaded=True)
+    table = _Table(app.log, partition=3)
+    CoalescedChangelog(app, table, "events")
+    table["gongan"] = {"n": 1}
+    table["gongan"] = {"n": 2}
+    asyncio.run(app.producer.flush())
+    assert app.log == [("changelog", 3, "gongan", {"n": 2}), "flush"]
 
 
 def test_a_delete_after_a_write_sends_the_delete() -> None:
@@ -90,7 +149,7 @@ def test_a_delete_after_a_write_sends_the_delete() -> None:
     table["k"] = 1
     changelog.delete("k", partition=0)
     asyncio.run(app.producer.flush())
-    assert app.log == [("changelog", 0, "k", None), "flush"]
+    assert app.log == [("batch", "t-changelog", 0, [(b'"k"', None)]), "flush"]
 
 
 def test_records_of_a_partition_that_moved_away_are_dropped() -> None:
@@ -103,4 +162,4 @@ def test_records_of_a_partition_that_moved_away_are_dropped() -> None:
     table["kept"] = 1
     changelog.set("moved", 2, partition=2)  # e.g. a timer that raced the rebalance
     asyncio.run(app.producer.flush())
-    assert app.log == [("changelog", 1, "kept", 1), "flush"]
+    assert app.log == [("batch", "t-changelog", 1, [(b'"kept"', b"1")]), "flush"]
