@@ -87,6 +87,11 @@ class WorkingTime:
             self._extend_to(len(self._cum) + 365)
         return workdays[index]
 
+    @property
+    def fixed_offset(self) -> int | None:
+        """The zone's UTC offset in seconds when it has not changed since ORIGIN, else None."""
+        return self._offset
+
     # --- instant-level ----------------------------------------------------------------
 
     def local(self, instant: datetime) -> datetime:

@@ -42,7 +42,7 @@ from datetime import datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from producers.contract import Alert, ApprovalEvent, Severity, Step, make_alert_id
-from rules.counted_time import WorkingTime
+from rules.counted_time import ORIGIN, WorkingTime
 from rules.rulebook import RuleSet
 
 BURST = "actor.burst"
@@ -276,6 +276,7 @@ class WindowRules:
         self.cfg = WindowConfig.from_ruleset(ruleset)
         self.departments = dict(departments or {})
         self._due_cache: dict[float, float] = {}
+        self._fixed_since = datetime.combine(ORIGIN, time(), wt.tz).timestamp()
 
     @property
     def tz(self) -> Any:
@@ -283,6 +284,9 @@ class WindowRules:
 
     # window arithmetic: tumbling windows aligned to local time
     def offset(self, at: float) -> float:
+        fixed = self.wt.fixed_offset  # Asia/Shanghai since 2004: no zone lookup per record
+        if fixed is not None and at >= self._fixed_since:
+            return float(fixed)
         off = datetime.fromtimestamp(at, self.tz).utcoffset()
         return off.total_seconds() if off is not None else 0.0
 
