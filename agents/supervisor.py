@@ -240,6 +240,10 @@ class Supervisor:
             partitions: list[int] = []
             writes: list[tuple[bytes, CaseState, int]] = []
             live_dues: list[float] = []
+            # a case that raised is rescheduled once its state is written: until then the
+            # table does not record those alerts, and an event judging only some checks
+            # would take them as raised
+            raising: list[tuple[DeadlineIndex, str, Due, float]] = []
             for partition, (now, live) in clocks.items():
                 index = self.indexes.get(partition)
                 if not index:
@@ -251,9 +255,10 @@ class Supervisor:
                         continue
                     state = CaseState.decode(stored)
                     alerts, waits = self.engine.judge(state, now)
-                    index.put(case_id, waits)
                     if not alerts:
+                        index.put(case_id, waits)
                         continue
+                    raising.append((index, case_id, waits, due))
                     fired.extend(alerts)
                     partitions.extend([partition] * len(alerts))
                     writes.append((key, state, partition))
@@ -261,10 +266,17 @@ class Supervisor:
                         live_dues.append(due)
             # as for a batch of events: the alerts of the whole tick in one round trip,
             # then the states that record them
-            if fired:
-                await self.publish(fired, started, partitions)
+            try:
+                if fired:
+                    await self.publish(fired, started, partitions)
+            except BaseException:
+                for index, case_id, _, due in raising:  # due again: judged whole next tick
+                    index.schedule(case_id, due)
+                raise
             for key, state, partition in writes:
                 write(key, state.encode(), partition)
+            for index, case_id, waits, _ in raising:
+                index.put(case_id, waits)
             stored_at = self.clock.now().timestamp()
             for due in live_dues:  # how late after it was due, in real seconds
                 self.metrics.deadline_lateness.observe(max(0.0, (stored_at - due) / speed))

@@ -13,6 +13,7 @@ did not declare, so:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -246,3 +247,89 @@ def test_a_decided_and_delivered_case_waits_for_nothing() -> None:
         waited.append(due.at is not None)
     assert any(waited)  # the decision clock was running
     assert index.get("W1") == NOTHING
+
+
+# --- the worker's path: batches, the deadline timer, a failed store -------------------------
+
+
+class _Sink:
+    """Alerts in memory; the next ``fail`` publishes of ticks raise (a Redis that answers
+    with an error)."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Any] = []
+        self.fail = 0
+        self.ticking = False
+
+    async def publish(self, alerts: list[Any]) -> list[str]:
+        if self.fail and self.ticking:
+            self.fail -= 1
+            raise RuntimeError("the store refused")
+        self.alerts.extend(alerts)
+        return ["new"] * len(alerts)
+
+    async def close(self) -> None:
+        pass
+
+
+def _worker_alerts(lines: list[bytes], eng: Engine, fail_ticks: int = 0) -> list[str]:
+    """The lines through the supervisor as the worker drives it: batches of three records
+    (the record time is the event's arrival), a deadline tick after each, and a last tick
+    at ``UNTIL``. ``fail_ticks``: that many ticks' stores fail first."""
+    import asyncio
+
+    from agents.metrics import EngineMetrics
+    from agents.record import Record
+    from agents.supervisor import Supervisor
+    from rules.clock import SimulatedClock
+
+    sink = _Sink()
+    sv = Supervisor(eng, Gate(eng.catalog), SimulatedClock(BASE, 1.0, BASE.timestamp()), sink,
+                    EngineMetrics())
+    cases: dict[bytes, bytes] = {}
+    sv.rebuild_index([], {0})
+
+    async def dead_letter(*args: Any) -> None:
+        pass
+
+    def write(key: bytes, value: bytes, partition: int) -> None:
+        cases[key] = value
+
+    async def tick(now: datetime) -> None:
+        sink.ticking = True
+        with contextlib.suppress(RuntimeError):  # the next tick tries again
+            await sv.on_tick(cases, {0: (now, False)}, write)
+        sink.ticking = False
+
+    async def run() -> None:
+        sink.fail = fail_ticks
+        records = []
+        for offset, raw in enumerate(lines):
+            payload = orjson.loads(raw)
+            arrival = datetime.fromisoformat(payload["occurred_at"])
+            records.append(Record(payload["case_id"].encode(), raw, 0, offset,
+                                  arrival.timestamp()))
+        records.sort(key=lambda r: r.offset)
+        for i in range(0, len(records), 3):
+            chunk = records[i:i + 3]
+            await sv.on_batch(chunk, cases, write, dead_letter)
+            await tick(sv.partition_time[0])
+        for _ in range(fail_ticks + 1):
+            await tick(UNTIL)
+
+    asyncio.run(run())
+    return sorted(a.alert_id + a.severity for a in sink.alerts)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_file())
+def test_the_worker_raises_with_partial_judgements_what_full_ones_raise(lines: list[bytes]) -> None:
+    assert _worker_alerts(lines, ENGINE) == _worker_alerts(lines, FULL)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_file())
+def test_a_tick_whose_store_failed_raises_its_alerts_later(lines: list[bytes]) -> None:
+    """The cases a failed tick judged are due again (their states do not record those
+    alerts): later events that judge only some checks raise what whole judgements raise."""
+    assert _worker_alerts(lines, ENGINE, fail_ticks=2) == _worker_alerts(lines, FULL, fail_ticks=2)
