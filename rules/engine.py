@@ -4,7 +4,10 @@ tests drive the same object.
 - :meth:`Engine.ingest` adds a checked event to its case's state;
 - :meth:`Engine.evaluate` runs every enabled check over the case and returns the alerts
   due by ``now`` that were not raised yet, plus the next instant at which this case has
-  something due (the deadline index schedules it: deadlines fire with no further event).
+  something due (the deadline index schedules it: deadlines fire with no further event);
+- :meth:`Engine.judge` does the same and, after one fact was added to a case whose last
+  judgement is known (a :class:`~rules.schedule.Due`), runs only the checks that read the
+  fact's step (``rules.findings.reads``).
 """
 
 from __future__ import annotations
