@@ -8,7 +8,9 @@ did not declare, so:
   of every prefix of many cases, and must read nothing else;
 - replay with partial evaluation raises exactly the alerts (ids, stages, texts, detected
   times) of an engine whose checks all run after every fact, on random cases (any step
-  in any order, late arrivals, lawful or not) and on the simulator's workload.
+  in any order, late arrivals, lawful or not) and on the simulator's workload;
+- so does the worker's supervisor (batches and deadline ticks), also when a tick's store
+  fails.
 """
 
 from __future__ import annotations
