@@ -137,8 +137,10 @@ class Repartition:
         self.up_time.clear()
         self.up_offset.clear()
 
-    def judge(self, record_time: float | None) -> datetime:
-        now = self.clock.now()
+    def judge(self, record_time: float | None, now: datetime | None = None) -> datetime:
+        """When a record counts as received: its Kafka timestamp on this clock, never after
+        ``now`` (the clock's reading, taken here unless given)."""
+        now = self.clock.now() if now is None else now
         return min(self.clock.at(record_time), now) if record_time else now
 
     def read(self, msg: Any) -> datetime:
@@ -231,9 +233,9 @@ class Repartition:
         watermark marker (taken in here)."""
         value = event.value
         if isinstance(value, bytes) and value.startswith(BATCH):
-            now, at = self.clock.now(), self.clock.at  # one clock reading for the batch
+            now = self.clock.now()  # one clock reading for the batch
             try:
-                return [Forwarded(min(at(float(t)), now) if t else now, int(up), int(offset), item)
+                return [Forwarded(self.judge(float(t), now), int(up), int(offset), item)
                         for t, up, offset, item in orjson.loads(value[len(BATCH):])]
             except (orjson.JSONDecodeError, TypeError, ValueError):
                 log.warning("unreadable batch on %s skipped", self.target_name)

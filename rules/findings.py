@@ -64,7 +64,10 @@ def reads(*steps: Step | str | frozenset[Step]) -> Callable[[Check], Check]:
     """
     flat: set[Step | str] = set()
     for s in steps:
-        flat.update(s) if isinstance(s, frozenset) else flat.add(s)
+        if isinstance(s, frozenset):
+            flat.update(s)
+        else:
+            flat.add(s)
 
     def declare(check: Check) -> Check:
         check.reads = frozenset(flat)  # type: ignore[attr-defined]
