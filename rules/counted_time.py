@@ -135,7 +135,10 @@ class WorkingTime:
 
     def count_start(self, start: datetime) -> float:
         """Counting begins at 24:00 of the start day (the start day is not counted)."""
-        i = self._split(start)[0] + 1
+        return self._count_after(self._split(start)[0])
+
+    def _count_after(self, day_number: int) -> float:
+        i = day_number + 1
         cum = self._cum
         if i + 1 >= len(cum) or i < 1:
             self._extend_to(i - 1)  # refuses days before ORIGIN
@@ -145,13 +148,21 @@ class WorkingTime:
         """24:00 local of the ``days``-th working day after the day of ``start``."""
         return self.instant_at(self.count_start(start) + days * DAY)
 
+    def working_deadline_at(self, start: float, days: int) -> datetime:
+        """:meth:`working_deadline` of an instant given in epoch seconds (a fact's time),
+        with no datetime built for it in a zone of fixed offset."""
+        if self._offset is None:
+            return self.working_deadline(datetime.fromtimestamp(start, self.tz), days)
+        day = int((start + self._offset) // DAY) - self._origin_ordinal + _EPOCH_ORDINAL
+        return self.instant_at(self._count_after(day) + days * DAY)
+
     def counted_deadline(
         self, start: datetime, days: float, pauses: Sequence[Pause] = ()
     ) -> datetime | None:
         """Deadline of ``days`` working days from ``start`` with the clock stopped during
         ``pauses`` (sorted, non-overlapping). None while a pause before it is still open."""
-        target = self.count_start(start) + days * DAY
         origin = self.count_start(start)
+        target = origin + days * DAY
         for p_start, p_end in pauses:
             ws_a = max(self.working_seconds(p_start), origin)
             if ws_a >= target:

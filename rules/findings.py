@@ -17,13 +17,16 @@ from rules.rulebook import RuleSettings
 INTAKE_DAYS = 5
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finding:
     """One violation a check sees in the facts; raised as an alert once ``due_at`` passed.
 
     ``distinct`` (with rule and case) makes the alert id; ``details`` holds the numbers
     the alert text quotes. Both must depend on the facts only, never on "now", so that
     the worker and replay raise the same alert whenever they evaluate.
+
+    Not changed once built, though not frozen: several are built per event, and a frozen
+    dataclass takes three times as long to build.
     """
 
     distinct: tuple[str, ...]
@@ -178,7 +181,7 @@ class CaseView:
     def intake_deadline(self) -> datetime | None:
         """5 working days after submission (Art. 32)."""
         sub = self.submitted
-        return self.wt.working_deadline(self.dt(sub.at), INTAKE_DAYS) if sub else None
+        return self.wt.working_deadline_at(sub.at, INTAKE_DAYS) if sub else None
 
     @derived
     def refused(self) -> bool:
@@ -225,7 +228,7 @@ class CaseView:
                     return at, "accepted", accepted, at
                 return None  # waiting for the applicant's corrected materials
             window_fact = received
-            window_end = self.wt.working_deadline(self.dt(received.at), INTAKE_DAYS)
+            window_end = self.wt.working_deadline_at(received.at, INTAKE_DAYS)
             basis = "deemed_accepted_after_supplement"
         if accepted is not None and accepted.at <= window_end.timestamp():
             at = self.dt(accepted.at)

@@ -195,6 +195,20 @@ def test_counted_days_to_the_deadline_is_the_limit(wt: WorkingTime, start: datet
 
 
 @settings(max_examples=150, deadline=None)
+@given(start=_instants, days=st.integers(min_value=0, max_value=60),
+       seconds=st.sampled_from([0.0, 0.25, 59.999999]))
+def test_working_deadline_from_epoch_seconds_is_the_same(wt: WorkingTime, start: datetime,
+                                                         days: int, seconds: float) -> None:
+    at = start.timestamp() + seconds
+    assert wt.working_deadline_at(at, days) == wt.working_deadline(
+        datetime.fromtimestamp(at, TZ), days)
+    utc_only = WorkingTime(wt.calendar, UTC)  # the path for zones without a fixed offset
+    utc_only._offset = None
+    assert utc_only.working_deadline_at(at, days) == utc_only.working_deadline(
+        datetime.fromtimestamp(at, UTC), days)
+
+
+@settings(max_examples=150, deadline=None)
 @given(start=_instants, days=st.integers(min_value=1, max_value=30),
        pause_at=st.integers(min_value=0, max_value=40 * DAY),
        pause_len=st.integers(min_value=1, max_value=10 * DAY))
