@@ -38,11 +38,11 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from producers.contract import Alert, ApprovalEvent, Severity, Step, make_alert_id
-from rules.counted_time import ORIGIN, WorkingTime
+from rules.counted_time import DAY, ORIGIN, WorkingTime
 from rules.rulebook import RuleSet
 
 BURST = "actor.burst"
@@ -277,6 +277,7 @@ class WindowRules:
         self.departments = dict(departments or {})
         self._due_cache: dict[float, float] = {}
         self._fixed_since = datetime.combine(ORIGIN, time(), wt.tz).timestamp()
+        self._office_seconds = [(_seconds_of(a), _seconds_of(b)) for a, b in self.cfg.office]
 
     @property
     def tz(self) -> Any:
@@ -365,6 +366,34 @@ class WindowRules:
         return due
 
     def _silence_due(self, last_at: float) -> float:
+        fixed = self.wt.fixed_offset
+        if fixed is not None and last_at >= self._fixed_since:
+            return self._silence_due_fixed(last_at, fixed)
+        return self._silence_due_zoned(last_at)
+
+    def _silence_due_fixed(self, last_at: float, offset: int) -> float:
+        """:meth:`_silence_due_zoned` in epoch arithmetic, for a zone of fixed offset (a
+        backlog asks it for nearly every event; the datetime walk was most of the cost)."""
+        remaining = self.cfg.silent_hours * 3600
+        local = last_at + offset
+        day = int(local // DAY)
+        into_day = local - day * DAY
+        segments = self._office_seconds
+        for _ in range(800):
+            if self.wt.is_workday(date.fromordinal(day + _UNIX_EPOCH_ORDINAL)):
+                for a, b in segments:
+                    seg_a = max(into_day, a)
+                    span = b - seg_a
+                    if span <= 0:
+                        continue
+                    if span >= remaining:
+                        return day * DAY + seg_a + remaining - offset
+                    remaining -= span
+            day += 1
+            into_day = 0.0
+        raise ValueError("office_hours leave no working time to count silence in")
+
+    def _silence_due_zoned(self, last_at: float) -> float:
         remaining = self.cfg.silent_hours * 3600
         start = datetime.fromtimestamp(last_at, self.tz)
         day = start.date()
@@ -501,6 +530,13 @@ def render_alert(ruleset: RuleSet, departments: Mapping[str, Any], tz: Any, rule
         message_en=prefix[1] + config.message_en.format_map(fields),
         legal_basis=config.basis, evidence=list(evidence), details=details,
     )
+
+
+_UNIX_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _seconds_of(t: time) -> float:
+    return t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6
 
 
 def _iso(at: float, tz: Any) -> str:

@@ -365,3 +365,19 @@ def test_span_add_looks_only_around_the_event_and_agrees_with_the_scan(seed: int
         assert fast == slow
         cut = float(rnd.randrange(0, 20_000))
         assert spans_after(fast, cut) == [sp for sp in slow if sp[2] > cut]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_silence_due_in_epoch_arithmetic_agrees_with_the_datetime_walk(seed: int) -> None:
+    import random
+
+    r = rules()
+    rnd = random.Random(seed)
+    start = datetime(2024, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+    for _ in range(400):
+        at = start + rnd.uniform(0, 3 * 365 * 86400)
+        if rnd.random() < 0.3:  # on the minute, as events often are
+            at = at // 60 * 60
+        fixed = r._silence_due_fixed(at, 8 * 3600)
+        assert abs(fixed - r._silence_due_zoned(at)) < 1e-6, datetime.fromtimestamp(at)
+        assert r.silence_due(at) == fixed
