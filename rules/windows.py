@@ -432,9 +432,11 @@ class WindowRules:
         """
         lat = self.cfg.lateness
         found: list[tuple[float, str]] = []
-        spans = [sp for sp in spans if last is None or sp[2] > last[0]]
+        if last is not None:
+            spans = spans_after(spans, last[0])
+        i, n = 0, len(spans)  # spans[i:] are still open (one slice at the end, not one per span)
         while True:
-            nxt = spans[0] if spans else None
+            nxt = spans[i] if i < n else None
             if last is not None and judged < last[0]:
                 due = self.silence_due(last[0]) + lat
                 if due <= f:
@@ -443,9 +445,9 @@ class WindowRules:
                         found.append(last)
             if nxt is not None and nxt[2] + lat <= f:
                 last = (float(nxt[2]), str(nxt[3]))
-                spans = spans[1:]
+                i += 1
                 continue
-            return last, spans, judged, found
+            return last, spans[i:], judged, found
 
     def silence_next(self, last: tuple[float, str] | None, spans: list[list[Any]],
                      judged: float) -> float | None:
