@@ -17,6 +17,9 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from faust.serializers.codecs import get_codec
+from faust.types import ModelT
+
 #: A hook: hands records to the producer; may return an awaitable that finishes handing
 #: them over (awaited before the flush).
 Hook = Callable[[], Awaitable[None] | None]
@@ -129,10 +132,30 @@ class CoalescedChangelog:
         if self.raw:
             return _as_is, _as_is
         table, registry = self.table, self.app.serializers
-        return (functools.partial(registry.dumps_key, table.key_type,
-                                  serializer=table.key_serializer),
-                functools.partial(registry.dumps_value, table.value_type,
-                                  serializer=table.value_serializer))
+        return (_encoder(table.key_type, table.key_serializer,
+                         functools.partial(registry.dumps_key, table.key_type,
+                                           serializer=table.key_serializer)),
+                _encoder(table.value_type, table.value_serializer,
+                         functools.partial(registry.dumps_value, table.value_type,
+                                           serializer=table.value_serializer)))
+
+
+def _encoder(typ: Any, serializer: Any, registered: Callable[[Any], bytes]
+             ) -> Callable[[Any], bytes]:
+    """What the registry does for a plain (not model) type with a named codec: bytes as
+    they are, anything else through the codec, which is looked up once here instead of
+    once per record; the registry itself for anything else."""
+    if typ is not None or not isinstance(serializer, str):
+        return registered
+    codec = get_codec(serializer)
+
+    def encode(obj: Any) -> bytes:
+        if isinstance(obj, bytes):
+            return obj
+        if isinstance(obj, ModelT):
+            return registered(obj)
+        return codec.dumps(obj)
+    return encode
 
 
 def _as_is(raw: Any) -> bytes:
