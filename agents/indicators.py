@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
 from prometheus_client.core import GaugeMetricFamily
 
-from agents.commit_barrier import before_commit, owner
+from agents.commit_barrier import CoalescedChangelog, before_commit, owner
 from producers.contract import Alert, ApprovalEvent
 from rules.case import CaseState
 from rules.indicators import (
@@ -77,9 +77,11 @@ class TableBook(IndicatorBook):
     (a department's month) then costs one changelog record per commit interval instead of
     one per event."""
 
-    def __init__(self, engine: Any, table: Any, owned: Any = None) -> None:
+    def __init__(self, engine: Any, table: Any, changelog: CoalescedChangelog,
+                 owned: Any = None) -> None:
         super().__init__(engine, store={})
         self.table = table
+        self.changelog = changelog
         self.owned = owned or (lambda: None)
         self.dirty: set[bytes] = set()
         self.pending: dict[bytes, tuple[int, Acc]] = {}
@@ -98,16 +100,17 @@ class TableBook(IndicatorBook):
     def put(self, key: Key, acc: Acc) -> None:
         self.pending[self._key(key)] = (self.partition, acc)
 
-    def write_pending(self) -> None:
+    def write_pending(self) -> Awaitable[None] | None:
+        """Write the pending updates to the table and hand their changelog records to the
+        producer (as record batches; the awaitable, if any, finishes handing them over)."""
         pending, self.pending = self.pending, {}
         owned = self.owned() if pending else None
         for k, (partition, acc) in pending.items():
             if owned is not None and partition not in owned:
                 continue  # moved away: its new owner counts the events again
-            v = acc.encode()
-            self.table.data[k] = v
-            self.table.send_changelog(partition, k, v)
+            self.changelog.set(k, acc.encode(), partition)
             self.dirty.add(k)
+        return self.changelog.send()
 
 
 class IndicatorCollector:
@@ -143,7 +146,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     tz = engine.working_time.tz
     n = s.topic_partitions
     table = app.Table("indicators", default=None, partitions=n, key_type=bytes, value_type=bytes)
-    book = TableBook(engine, table, owner(app, s.events_topic))
+    book = TableBook(engine, table, CoalescedChangelog(app, table, s.events_topic),
+                     owner(app, s.events_topic))
     prefix = s.redis_prefix
     collector = IndicatorCollector()
     ctx.metrics.registry.register(collector)  # type: ignore[arg-type]
@@ -201,7 +205,9 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
 
     async def flush() -> None:
         if not app.rebalancing:  # a record sent during a rebalance races the recovery
-            book.write_pending()
+            handed = book.write_pending()
+            if handed is not None:
+                await handed
         if not book.dirty:
             return
         keys, book.dirty = book.dirty, set()
