@@ -276,6 +276,22 @@ class CaseView:
                 for f in self.all(s)]
         return min(ends, key=lambda f: f.at) if ends else None
 
+    @derived
+    def process_facts(self) -> list[Fact | None]:
+        """The first fact of each of the item's required steps (``item.steps`` order) as
+        the process counts it, None where it has none. On a joint item only the handling
+        department's own ``reviewed`` is the process step; the co-handling departments'
+        opinions are judged by ``parallel.missing_opinion``."""
+        item = self.item
+        out: list[Fact | None] = []
+        for step in item.steps:
+            if step is Step.reviewed and item.joint:
+                out.append(next((f for f in self.all(Step.reviewed)
+                                 if f.department == item.department), None))
+            else:
+                out.append(self.first(step))
+        return out
+
     # --- integrity helpers (actor.conflict) -------------------------------------------------
 
     @derived

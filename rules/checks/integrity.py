@@ -19,7 +19,7 @@ from typing import Any
 
 from producers.contract import APPLICANT_STEPS, Step
 from rules.case import Fact
-from rules.checks.process import STEP_ZH, process_fact
+from rules.checks.process import STEP_ZH
 from rules.findings import PROCESS, REFUSAL_READS, CaseView, Check, Finding, reads
 
 
@@ -70,8 +70,7 @@ def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
     has passed since that previous step."""
     lateness = case.settings.allowed_lateness
     previous: tuple[Step, Fact] | None = None
-    for step in case.item.steps:
-        fact = process_fact(case, step)
+    for step, fact in zip(case.item.steps, case.process_facts, strict=True):
         if fact is None:
             continue
         if previous is not None:

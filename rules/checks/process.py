@@ -7,7 +7,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from producers.contract import Step
-from rules.case import Fact
 from rules.catalog import OPTIONAL_STEPS
 from rules.findings import PROCESS, REFUSAL_READS, SUBMISSION_READS, CaseView, Check, Finding, reads
 
@@ -43,34 +42,25 @@ def _required_before(case: CaseView, missing: Step, later_at: float) -> bool:
     return True
 
 
-def process_fact(case: CaseView, step: Step) -> Fact | None:
-    """The first fact of a required ``step`` as the item's process counts it.
-
-    On a joint item only the handling department's own ``reviewed`` is the process step;
-    the co-handling departments' opinions are judged by ``parallel.missing_opinion``.
-    """
-    if step is Step.reviewed and case.item.joint:
-        return next((f for f in case.all(Step.reviewed) if f.department == case.item.department), None)
-    return case.first(step)
-
-
-def _present(case: CaseView, step: Step) -> bool:
-    return process_fact(case, step) is not None
-
-
 @reads(PROCESS, Step.reviewed, REFUSAL_READS, Step.withdrawn, SUBMISSION_READS)
 def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A step happened whose required earlier step never did (judged after the lateness)."""
     steps = case.item.steps
     lateness = case.settings.allowed_lateness
+    absent = [i for i, fact in enumerate(case.process_facts) if fact is None]
+    if not absent:
+        return  # every required step is there
     flagged: set[Step] = set()
-    absent = [not _present(case, s) for s in steps]  # asked once, not once per later step
-    for i, step in enumerate(steps[1:], 1):
+    for i in range(absent[0] + 1, len(steps)):  # no step before the first absent one is missing
+        step = steps[i]
         later = case.first(step)
         if later is None:
             continue
-        for missing, is_absent in zip(steps[:i], absent, strict=False):
-            if not is_absent or missing in flagged:
+        for j in absent:
+            if j >= i:
+                break
+            missing = steps[j]
+            if missing in flagged:
                 continue
             if not _required_before(case, missing, later.at):
                 continue
