@@ -211,14 +211,17 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         if not book.dirty:
             return
         keys, book.dirty = book.dirty, set()
+        by_month: dict[str, dict[bytes, bytes]] = {}
+        for k in keys:
+            value = table.data.get(k)
+            if value is None:
+                continue
+            month, kind, name, partition = orjson.loads(k)
+            by_month.setdefault(month, {})[encode_field(kind, name, partition)] = value
         try:
             async with ctx.redis.pipeline(transaction=False) as pipe:
-                for k in keys:
-                    value = table.data.get(k)
-                    if value is None:
-                        continue
-                    month, kind, name, partition = orjson.loads(k)
-                    pipe.hset(f"{prefix}ind:{month}", encode_field(kind, name, partition), value)
+                for month, fields in by_month.items():  # one HSET per month, not per key
+                    pipe.hset(f"{prefix}ind:{month}", mapping=fields)
                 await pipe.execute()
         except Exception as exc:
             book.dirty |= keys  # try again at the next flush
