@@ -100,12 +100,16 @@ class WorkingTime:
     def _split(self, instant: datetime) -> tuple[int, float]:
         """(local day number, seconds since local midnight) of an instant."""
         if self._offset is not None:
-            local = instant.timestamp() + self._offset
-            days = int(local // DAY)
-            return days - self._origin_ordinal + _EPOCH_ORDINAL, local - days * DAY
+            return self._split_epoch(instant.timestamp(), self._offset)
         loc = instant.astimezone(self.tz)
         midnight = datetime.combine(loc.date(), time(), self.tz)
         return self._day_number(loc.date()), (loc - midnight).total_seconds()
+
+    def _split_epoch(self, ts: float, offset: int) -> tuple[int, float]:
+        """:meth:`_split` of epoch seconds in a zone of fixed ``offset``."""
+        local = ts + offset
+        days = int(local // DAY)
+        return days - self._origin_ordinal + _EPOCH_ORDINAL, local - days * DAY
 
     def _midnight(self, day_number: int) -> datetime:
         if self._offset is not None:
@@ -153,7 +157,7 @@ class WorkingTime:
         with no datetime built for it in a zone of fixed offset."""
         if self._offset is None:
             return self.working_deadline(datetime.fromtimestamp(start, self.tz), days)
-        day = int((start + self._offset) // DAY) - self._origin_ordinal + _EPOCH_ORDINAL
+        day = self._split_epoch(start, self._offset)[0]
         return self.instant_at(self._count_after(day) + days * DAY)
 
     def counted_deadline(
