@@ -63,7 +63,10 @@ class CaseState:
     raised: dict[str, int] = field(default_factory=dict)  # alert_id -> severity rank
 
     def has_event(self, department: str, event_id: str) -> bool:
-        return any(f.event_id == event_id and f.department == department for f in self.facts)
+        for f in self.facts:  # noqa: SIM110 - any() over a generator cost twice as much here
+            if f.event_id == event_id and f.department == department:
+                return True
+        return False
 
     def snapshot(self) -> CaseState:
         """The state as it is now, kept apart from facts added later (the alerts raised

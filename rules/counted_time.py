@@ -25,6 +25,8 @@ ORIGIN = date(2004, 1, 1)  # the first year of the official calendar data
 
 #: A suspension interval as instants; ``end`` None while still suspended.
 Pause = tuple[datetime, datetime | None]
+#: The same in epoch seconds.
+EpochPause = tuple[float, float | None]
 
 
 class WorkingTime:
@@ -119,7 +121,15 @@ class WorkingTime:
 
     def working_seconds(self, instant: datetime) -> float:
         """Working seconds from ORIGIN 00:00 local to ``instant`` (monotonic)."""
-        i, seconds = self._split(instant)
+        return self._working_seconds_split(*self._split(instant))
+
+    def working_seconds_at(self, ts: float) -> float:
+        """:meth:`working_seconds` of epoch seconds."""
+        if self._offset is None:
+            return self.working_seconds(datetime.fromtimestamp(ts, self.tz))
+        return self._working_seconds_split(*self._split_epoch(ts, self._offset))
+
+    def _working_seconds_split(self, i: int, seconds: float) -> float:
         cum = self._cum
         if i + 1 >= len(cum) or i < 0:
             self._extend_to(i)
@@ -136,6 +146,18 @@ class WorkingTime:
         if rest == 0 and index > 0:
             return self._midnight(self._nth_workday_number(int(index) - 1) + 1)
         return self._midnight(self._nth_workday_number(int(index))) + timedelta(seconds=rest)
+
+    def instant_epoch(self, ws: float) -> float:
+        """:meth:`instant_at` in epoch seconds (no datetime built in a zone of fixed offset)."""
+        offset = self._offset
+        if offset is None:
+            return self.instant_at(ws).timestamp()
+        index, rest = divmod(ws, DAY)
+        if rest == 0 and index > 0:
+            day = self._nth_workday_number(int(index) - 1) + 1
+        else:
+            day = self._nth_workday_number(int(index))
+        return (day + self._origin_ordinal - _EPOCH_ORDINAL) * DAY - offset + rest
 
     def count_start(self, start: datetime) -> float:
         """Counting begins at 24:00 of the start day (the start day is not counted)."""
@@ -155,28 +177,44 @@ class WorkingTime:
     def working_deadline_at(self, start: float, days: int) -> datetime:
         """:meth:`working_deadline` of an instant given in epoch seconds (a fact's time),
         with no datetime built for it in a zone of fixed offset."""
+        return self.instant_at(self.count_start_at(start) + days * DAY)
+
+    def working_deadline_epoch(self, start: float, days: int) -> float:
+        """:meth:`working_deadline_at` in epoch seconds."""
+        return self.instant_epoch(self.count_start_at(start) + days * DAY)
+
+    def count_start_at(self, start: float) -> float:
+        """:meth:`count_start` of epoch seconds."""
         if self._offset is None:
-            return self.working_deadline(datetime.fromtimestamp(start, self.tz), days)
-        day = self._split_epoch(start, self._offset)[0]
-        return self.instant_at(self._count_after(day) + days * DAY)
+            return self.count_start(datetime.fromtimestamp(start, self.tz))
+        return self._count_after(self._split_epoch(start, self._offset)[0])
 
     def counted_deadline(
         self, start: datetime, days: float, pauses: Sequence[Pause] = ()
     ) -> datetime | None:
         """Deadline of ``days`` working days from ``start`` with the clock stopped during
         ``pauses`` (sorted, non-overlapping). None while a pause before it is still open."""
-        origin = self.count_start(start)
+        at = self.counted_deadline_at(
+            start.timestamp(), days,
+            [(a.timestamp(), b.timestamp() if b is not None else None) for a, b in pauses])
+        return None if at is None else datetime.fromtimestamp(at, self.tz)
+
+    def counted_deadline_at(self, start: float, days: float,
+                            pauses: Sequence[EpochPause] = ()) -> float | None:
+        """:meth:`counted_deadline` in epoch seconds: the form the deadline checks use,
+        which build a datetime only for a finding they report."""
+        origin = self.count_start_at(start)
         target = origin + days * DAY
         for p_start, p_end in pauses:
-            ws_a = max(self.working_seconds(p_start), origin)
+            ws_a = max(self.working_seconds_at(p_start), origin)
             if ws_a >= target:
                 break
             if p_end is None:
                 return None
-            ws_b = self.working_seconds(p_end)
+            ws_b = self.working_seconds_at(p_end)
             if ws_b > ws_a:
                 target += ws_b - ws_a
-        return self.instant_at(target)
+        return self.instant_epoch(target)
 
     def counted_seconds(self, start: datetime, until: datetime, pauses: Sequence[Pause] = ()) -> float:
         """Working seconds used between the count start and ``until``, pauses left out."""

@@ -30,6 +30,7 @@ from rules.schedule import Due
 log = logging.getLogger(__name__)
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 _TICK = timedelta(microseconds=1)
+_ESCALATED = SEVERITY_RANK["escalated"]
 
 
 #: (rule, check, severity, parameters, the check's bit in ``Due.pending``)
@@ -101,43 +102,44 @@ class Engine:
         view = self.view(state)
         alerts: list[Alert] = []
         next_due: datetime | None = None
-        escalate_after = self.ruleset.settings.escalation_working_days
+        case_id, case_raised = state.case_id, state.raised
         for rule, check, severity, params, bit in plan:
             try:
                 findings = list(check(view, params))
             except Exception:  # one faulty rule must not silence the others
                 self.check_errors[rule] = self.check_errors.get(rule, 0) + 1
-                log.exception("rule %s failed on case %s; other rules go on", rule, state.case_id)
+                log.exception("rule %s failed on case %s; other rules go on", rule, case_id)
                 continue
+            rank = SEVERITY_RANK[severity]
             for finding in findings:
-                alert_id = make_alert_id(rule, state.case_id, *finding.distinct)
-                raised = state.raised.get(alert_id, 0)
-                for stage in (severity, "escalated"):
-                    if stage == "escalated":
-                        if severity != "red" or not finding.escalates:
-                            break
-                        if raised >= SEVERITY_RANK["escalated"]:
-                            break
-                        # an instant at 00:00 is the end (24:00) of the day before; computed
-                        # only once the red stage is raised (most findings never get here)
-                        escalation = self.working_time.working_deadline(
-                            finding.event_time - _TICK, escalate_after)
-                        corrected = finding.corrected_at
-                        if corrected is not None and corrected <= escalation.timestamp():
-                            break
-                        due = max(escalation, finding.due_at)
-                    else:
-                        due = finding.due_at
-                    if raised >= SEVERITY_RANK[stage]:
-                        continue
-                    if due <= now:
-                        raised = state.raised[alert_id] = SEVERITY_RANK[stage]
-                        alerts.append(self._render(rule, stage, alert_id, view, finding, now))
-                    else:
+                alert_id = make_alert_id(rule, case_id, *finding.distinct)
+                raised = case_raised.get(alert_id, 0)
+                if raised < rank:
+                    due = finding.due_at
+                    if due > now:
                         pending |= bit
                         if next_due is None or due < next_due:
                             next_due = due
-                        break
+                        continue
+                    raised = case_raised[alert_id] = rank
+                    alerts.append(self._render(rule, severity, alert_id, view, finding, now))
+                if severity != "red" or not finding.escalates or raised >= _ESCALATED:
+                    continue
+                # an instant at 00:00 is the end (24:00) of the day before; computed only
+                # once the red stage is raised (most findings never get here)
+                escalation = self.working_time.working_deadline(
+                    finding.event_time - _TICK, self.ruleset.settings.escalation_working_days)
+                corrected = finding.corrected_at
+                if corrected is not None and corrected <= escalation.timestamp():
+                    continue
+                due = max(escalation, finding.due_at)
+                if due <= now:
+                    case_raised[alert_id] = _ESCALATED
+                    alerts.append(self._render(rule, "escalated", alert_id, view, finding, now))
+                else:
+                    pending |= bit
+                    if next_due is None or due < next_due:
+                        next_due = due
         at = None if next_due is None else next_due.timestamp()
         if floor is not None and (at is None or floor < at):
             at = floor

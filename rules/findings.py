@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 from producers.contract import LAWFUL_SUSPENSION_REASONS, Step
 from rules.case import CaseState, Fact
 from rules.catalog import Item
-from rules.counted_time import Pause, WorkingTime
+from rules.counted_time import EpochPause, Pause, WorkingTime
 from rules.rulebook import RuleSettings
 
 #: Art. 32: notice of corrections, acceptance or refusal within 5 working days.
@@ -143,7 +143,7 @@ class CaseView:
         self.settings = settings
         self.facts: list[Fact] = sorted(state.facts, key=lambda f: f.at)  # stable: ties by arrival
         self._by_step: dict[Step, list[Fact]] = {}
-        self._deadlines: dict[tuple[Any, ...], datetime | None] = {}
+        self._deadlines: dict[tuple[Any, ...], float | None] = {}
         for f in self.facts:
             self._by_step.setdefault(f.step, []).append(f)
 
@@ -158,30 +158,39 @@ class CaseView:
         facts = self._by_step.get(step)
         return facts[0] if facts else None
 
-    def counted_deadline(self, start: datetime, days: float,
-                         pauses: Sequence[Pause] | None = None) -> datetime | None:
-        """``WorkingTime.counted_deadline`` with this case's pauses by default, computed
-        once per view (several checks ask for the same limit)."""
-        pauses = self.pauses if pauses is None else pauses
+    def counted_deadline(self, start: float, days: float,
+                         pauses: Sequence[EpochPause] | None = None) -> float | None:
+        """``WorkingTime.counted_deadline_at`` (epoch seconds) with this case's pauses by
+        default, computed once per view (several checks ask for the same limit)."""
+        pauses = self.pauses_at if pauses is None else pauses
         key = (start, days, *pauses)
-        if key not in self._deadlines:
-            self._deadlines[key] = self.wt.counted_deadline(start, days, pauses)
-        return self._deadlines[key]
+        deadlines = self._deadlines
+        if key not in deadlines:
+            deadlines[key] = self.wt.counted_deadline_at(start, days, pauses)
+        return deadlines[key]
 
     def dt(self, ts: float) -> datetime:
         return datetime.fromtimestamp(ts, self.wt.tz)
 
     # --- derived times ------------------------------------------------------------------
+    # The checks compute in epoch seconds (``*_at``) and build a datetime only for what
+    # they report: on a busy worker datetime arithmetic was most of a deadline check.
 
     @derived
     def submitted(self) -> Fact | None:
         return self.first(Step.submitted)
 
     @derived
-    def intake_deadline(self) -> datetime | None:
-        """5 working days after submission (Art. 32)."""
+    def intake_deadline_at(self) -> float | None:
+        """5 working days after submission (Art. 32), epoch seconds."""
         sub = self.submitted
-        return self.wt.working_deadline_at(sub.at, INTAKE_DAYS) if sub else None
+        return self.wt.working_deadline_epoch(sub.at, INTAKE_DAYS) if sub else None
+
+    @derived
+    def intake_deadline(self) -> datetime | None:
+        """:attr:`intake_deadline_at` as an instant."""
+        at = self.intake_deadline_at
+        return None if at is None else self.dt(at)
 
     @derived
     def refused(self) -> bool:
@@ -190,8 +199,8 @@ class CaseView:
         )
 
     @derived
-    def clock_start(self) -> tuple[datetime, str, Fact, datetime] | None:
-        """When the decision clock starts: (instant, basis, fact, known_at).
+    def clock_start_at(self) -> tuple[float, str, Fact, float] | None:
+        """When the decision clock starts: (instant, basis, fact, known_at), epoch seconds.
 
         ``basis`` is ``accepted``, ``deemed_accepted`` (from submission) or
         ``deemed_accepted_after_supplement`` (from the corrected materials); ``known_at``
@@ -214,32 +223,38 @@ class CaseView:
         if sub is None:
             if accepted is None:
                 return None
-            at = self.dt(accepted.at)
-            return at, "accepted", accepted, at
-        limit = self.intake_deadline
+            return accepted.at, "accepted", accepted, accepted.at
+        limit = self.intake_deadline_at
         assert limit is not None
         window_fact, window_end, basis = sub, limit, "deemed_accepted"
         notice = self.first(Step.supplement_requested)
-        if notice is not None and notice.at <= limit.timestamp():
+        if notice is not None and notice.at <= limit:
             received = next((f for f in self.all(Step.supplement_received) if f.at >= notice.at), None)
             if received is None:
                 if accepted is not None:
-                    at = self.dt(accepted.at)
-                    return at, "accepted", accepted, at
+                    return accepted.at, "accepted", accepted, accepted.at
                 return None  # waiting for the applicant's corrected materials
             window_fact = received
-            window_end = self.wt.working_deadline_at(received.at, INTAKE_DAYS)
+            window_end = self.wt.working_deadline_epoch(received.at, INTAKE_DAYS)
             basis = "deemed_accepted_after_supplement"
-        if accepted is not None and accepted.at <= window_end.timestamp():
-            at = self.dt(accepted.at)
-            return at, "accepted", accepted, at
+        if accepted is not None and accepted.at <= window_end:
+            return accepted.at, "accepted", accepted, accepted.at
         closing = [f for s in (Step.rejected_at_intake, Step.withdrawn, Step.decided)
-                   for f in self.all(s) if f.at <= window_end.timestamp()]
+                   for f in self.all(s) if f.at <= window_end]
         if closing and (accepted is None or min(f.at for f in closing) < accepted.at):
             return None  # the intake was closed before anything was (deemed) accepted
         # a deemed acceptance judges the acceptance step missing: like a skipped step, it is
         # certain only after the allowed lateness (an acceptance may still arrive late)
-        return self.dt(window_fact.at), basis, window_fact, window_end + self.settings.allowed_lateness
+        return window_fact.at, basis, window_fact, window_end + self.allowed_lateness_seconds
+
+    @derived
+    def clock_start(self) -> tuple[datetime, str, Fact, datetime] | None:
+        """:attr:`clock_start_at` with instants."""
+        start = self.clock_start_at
+        if start is None:
+            return None
+        at, basis, fact, known_at = start
+        return self.dt(at), basis, fact, self.dt(known_at)
 
     @property
     def decision_start(self) -> tuple[datetime, str, Fact] | None:
@@ -254,20 +269,30 @@ class CaseView:
         return start[3] if start is not None else None
 
     @derived
-    def pauses(self) -> list[Pause]:
-        """Suspensions for Art. 45 reasons: the only ones that stop the clock."""
-        out: list[Pause] = []
+    def allowed_lateness_seconds(self) -> float:
+        return self.settings.allowed_lateness.total_seconds()
+
+    @derived
+    def pauses_at(self) -> list[EpochPause]:
+        """Suspensions for Art. 45 reasons, the only ones that stop the clock (epoch
+        seconds)."""
+        out: list[EpochPause] = []
         resumes = [f.at for f in self.all(Step.resumed)]
         for s in self.all(Step.suspended):
             if str(s.attrs.get("reason", "")) not in LAWFUL_SUSPENSION_REASONS:
                 continue
             if out and out[-1][1] is None:
                 continue  # already suspended
-            if out and out[-1][1] is not None and s.at < out[-1][1].timestamp():
+            last_end = out[-1][1] if out else None
+            if last_end is not None and s.at < last_end:
                 continue
-            end = next((r for r in resumes if r >= s.at), None)
-            out.append((self.dt(s.at), self.dt(end) if end is not None else None))
+            out.append((s.at, next((r for r in resumes if r >= s.at), None)))
         return out
+
+    @derived
+    def pauses(self) -> list[Pause]:
+        """:attr:`pauses_at` as instants."""
+        return [(self.dt(a), self.dt(b) if b is not None else None) for a, b in self.pauses_at]
 
     @derived
     def ended(self) -> Fact | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from producers.contract import LAWFUL_SUSPENSION_REASONS, Step
 from rules.case import Fact
-from rules.counted_time import DAY, Pause, WorkingTime
+from rules.counted_time import DAY, EpochPause, Pause, WorkingTime
 from rules.findings import (
     CLOCK_START_READS,
     ENDED_READS,
@@ -69,44 +69,45 @@ def _paused_seconds(wt: WorkingTime, start: datetime, until: datetime,
 
 
 def _clock_details(case: CaseView, limit: float, deadline: datetime,
-                   pauses: Sequence[Pause] | None = None) -> dict[str, Any]:
+                   pauses: Sequence[EpochPause] | None = None) -> dict[str, Any]:
     start = case.clock_start
     assert start is not None
     start_at, basis, _, _ = start
-    pauses = case.pauses if pauses is None else pauses
+    stood = case.pauses if pauses is None else [
+        (case.dt(a), case.dt(b) if b is not None else None) for a, b in pauses]
     return {
         "limit": fmt_days(limit),
         "deadline": deadline.isoformat(),
         "deadline_text": deadline_text(deadline, case.wt),
         "clock_start": start_at.isoformat(),
         "clock_basis": basis,
-        "paused_days": fmt_days(_paused_seconds(case.wt, start_at, deadline, pauses) / DAY),
+        "paused_days": fmt_days(_paused_seconds(case.wt, start_at, deadline, stood) / DAY),
     }
 
 
-def _deadline_due(case: CaseView, deadline: datetime, known_at: datetime | None = None) -> datetime:
-    """When a deadline finding is raised: the allowed lateness after the deadline instant
-    (the alert's ``event_time`` stays the deadline), so that a decision taken just before
-    the deadline but delivered within the allowed lateness is no false alarm; and not
-    before the clock start is certain (a deemed acceptance is known only after the intake
-    window and the allowed lateness)."""
-    due = deadline + case.settings.allowed_lateness
+def _deadline_due(case: CaseView, deadline: float, known_at: float | None = None) -> float:
+    """When a deadline finding is raised (epoch seconds): the allowed lateness after the
+    deadline instant (the alert's ``event_time`` stays the deadline), so that a decision
+    taken just before the deadline but delivered within the allowed lateness is no false
+    alarm; and not before the clock start is certain (a deemed acceptance is known only
+    after the intake window and the allowed lateness)."""
+    due = deadline + case.allowed_lateness_seconds
     return max(due, known_at) if known_at is not None else due
 
 
-def _open_at(case: CaseView, instant: datetime) -> bool:
-    """Whether no decision, refusal or withdrawal happened by ``instant``."""
+def _open_at(case: CaseView, instant: float) -> bool:
+    """Whether no decision, refusal or withdrawal happened by ``instant`` (epoch seconds)."""
     ended = case.ended
-    return ended is None or ended.at > instant.timestamp()
+    return ended is None or ended.at > instant
 
 
 # --- the legal limit and its extension (Art. 42) -------------------------------------------
 
 
-def legal_deadline(case: CaseView) -> datetime | None:
-    """The legal limit without extension (pauses honoured); None without a clock or while
-    the clock stands still."""
-    start = case.decision_start
+def legal_deadline(case: CaseView) -> float | None:
+    """The legal limit without extension (pauses honoured), epoch seconds; None without a
+    clock or while the clock stands still."""
+    start = case.clock_start_at
     if start is None:
         return None
     return case.counted_deadline(start[0], case.item.legal_days)
@@ -126,7 +127,7 @@ def extension_problems(case: CaseView, ext: Fact, index: int) -> list[str]:
     elif days > case.item.max_extension_days:
         problems.append("too_long")
     limit = legal_deadline(case)
-    if limit is not None and ext.at > limit.timestamp():
+    if limit is not None and ext.at > limit:
         problems.append("late")
     return problems
 
@@ -146,10 +147,13 @@ def regular_extension(case: CaseView) -> Fact | None:
 def approaching(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """Open case whose remaining counted time to the promise is within the threshold:
     max(``min_working_days``, ``share_of_promise`` × the promised limit)."""
-    start = case.clock_start
+    start = case.clock_start_at
     if start is None:
         return
     start_at, _, start_fact, known_at = start
+    ended = case.ended
+    if ended is not None and ended.at <= start_at:
+        return  # never open after the clock start: no warning can be due
     limit = case.item.promised_days
     threshold = max(float(params.get("min_working_days", 1)),
                     float(params.get("share_of_promise", 0.2)) * limit)
@@ -160,24 +164,24 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     warn_at = max(warn_at, start_at)
     # the deadline as it stood at the warning instant: a suspension that starts later does
     # not change what the warning says (the same text whenever it is evaluated)
-    pauses = [p for p in case.pauses if p[0] < warn_at]
-    deadline = case.counted_deadline(start_at, limit, pauses)
-    if deadline is None:
+    pauses = [p for p in case.pauses_at if p[0] < warn_at]
+    deadline_at = case.counted_deadline(start_at, limit, pauses)
+    if deadline_at is None:
         return  # suspended (Art. 45) since before counting began: the clock stands still
     due = _deadline_due(case, warn_at, known_at)
-    if due >= deadline or not _open_at(case, due):
+    if due >= deadline_at or not _open_at(case, due):
         return  # decided in time, or only known once the limit was already broken
 
     def details() -> dict[str, Any]:
-        out = _clock_details(case, limit, deadline, pauses)
+        out = _clock_details(case, limit, case.dt(deadline_at), pauses)
         out.update(threshold=fmt_days(threshold), used=fmt_days(limit - threshold),
                    remaining=fmt_days(threshold))
         return out
 
     yield Finding(
         distinct=(),
-        event_time=warn_at,
-        due_at=due,
+        event_time=case.dt(warn_at),
+        due_at=case.dt(due),
         evidence=(start_fact.event_id,),
         actor=_staff(start_fact),
         details=LazyDetails(details),
@@ -190,21 +194,22 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
 
     Suspensions for Art. 45 reasons move it; an extension does not (it only moves the
     legal limit: the promise to the public stands)."""
-    start = case.clock_start
+    start = case.clock_start_at
     if start is None:
         return
     start_at, _, start_fact, known_at = start
     limit = case.item.promised_days
-    deadline = case.counted_deadline(start_at, limit)
-    if deadline is None:
+    deadline_at = case.counted_deadline(start_at, limit)
+    if deadline_at is None:
         return  # suspended for an Art. 45 reason: the clock stands still
-    if not _open_at(case, deadline):
+    if not _open_at(case, deadline_at):
         return
     ended = case.ended
+    deadline = case.dt(deadline_at)
     yield Finding(
         distinct=(),
         event_time=deadline,
-        due_at=_deadline_due(case, deadline, known_at),
+        due_at=case.dt(_deadline_due(case, deadline_at, known_at)),
         evidence=(start_fact.event_id,),
         corrected_at=ended.at if ended is not None else None,
         actor=_staff(start_fact),
@@ -216,26 +221,27 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
 @reads(CLOCK_START_READS, PAUSES_READS, Step.extended)
 def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """No decision when the legal limit plus a regular extension is used up (Art. 42)."""
-    start = case.clock_start
+    start = case.clock_start_at
     if start is None:
         return
     start_at, _, start_fact, known_at = start
     ext = regular_extension(case)
     extension = int(ext.attrs["days"]) if ext is not None else 0
     limit = case.item.legal_days
-    deadline = case.counted_deadline(start_at, limit + extension)
-    if deadline is None:
+    deadline_at = case.counted_deadline(start_at, limit + extension)
+    if deadline_at is None:
         return
-    if not _open_at(case, deadline):
+    if not _open_at(case, deadline_at):
         return
     ended = case.ended
+    deadline = case.dt(deadline_at)
     details = LazyDetails(lambda: {**_clock_details(case, limit, deadline), "extension": extension,
                                    "total": limit + extension, "used": limit + extension})
     evidence = (start_fact.event_id,) + ((ext.event_id,) if ext is not None else ())
     yield Finding(
         distinct=(),
         event_time=deadline,
-        due_at=_deadline_due(case, deadline, known_at),
+        due_at=case.dt(_deadline_due(case, deadline_at, known_at)),
         evidence=evidence,
         corrected_at=ended.at if ended is not None else None,
         actor=_staff(start_fact),
@@ -262,9 +268,9 @@ def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
             continue
         at = case.dt(ext.at)
         due = at
-        known = case.start_known_at
-        if "late" in problems and known is not None and known > due:
-            due = known  # judged against a deemed start: an acceptance could still come
+        start = case.clock_start_at
+        if "late" in problems and start is not None and start[3] > ext.at:
+            due = case.dt(start[3])  # judged against a deemed start: an acceptance could still come
         days = ext.attrs.get("days")
         yield Finding(
             distinct=(ext.event_id,),
@@ -315,12 +321,13 @@ def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding
     grant = next((f for f in case.all(Step.decided) if f.attrs.get("outcome") == "grant"), None)
     if grant is None:
         return
-    decided_at = case.dt(grant.at)
     limit = int(params.get("working_days", DELIVERY_DAYS))
-    deadline = case.wt.working_deadline(decided_at, limit)
+    deadline_at = case.wt.working_deadline_epoch(grant.at, limit)
     delivered = case.first(Step.delivered)
-    if delivered is not None and delivered.at <= deadline.timestamp():
+    if delivered is not None and delivered.at <= deadline_at:
         return
+    decided_at = case.dt(grant.at)
+    deadline = case.dt(deadline_at)
     details = LazyDetails(lambda: {
         "limit": limit,
         "decided_at": decided_at.isoformat(),
@@ -331,7 +338,7 @@ def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding
     yield Finding(
         distinct=(),
         event_time=deadline,
-        due_at=_deadline_due(case, deadline),
+        due_at=case.dt(_deadline_due(case, deadline_at)),
         evidence=(grant.event_id,),
         actor=_staff(grant),
         corrected_at=delivered.at if delivered is not None else None,

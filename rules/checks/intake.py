@@ -8,7 +8,16 @@ from typing import Any
 
 from producers.contract import Step
 from rules.checks.deadlines import deadline_text, working_day_number
-from rules.findings import CLOCK_START_READS, INTAKE_DAYS, SUBMISSION_READS, CaseView, Check, Finding, reads
+from rules.findings import (
+    CLOCK_START_READS,
+    INTAKE_DAYS,
+    SUBMISSION_READS,
+    CaseView,
+    Check,
+    Finding,
+    LazyDetails,
+    reads,
+)
 
 _FROM = {
     "deemed_accepted": ("收到申请材料", "the application was received"),
@@ -21,20 +30,18 @@ def deemed_accepted(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
     """No acceptance, refusal or correction notice within 5 working days of submission
     (or, after a correction notice, of the corrected materials): the application is
     deemed accepted on the day it was received and the decision clock runs from then."""
-    start = case.clock_start
+    start = case.clock_start_at
     if start is None:
         return
-    start_at, basis, fact, known_at = start
+    start_ts, basis, fact, known_ts = start
     if basis not in _FROM:
         return
     from_zh, from_en = _FROM[basis]
-    window_end = known_at - case.settings.allowed_lateness
-    yield Finding(
-        distinct=(),
-        event_time=window_end,
-        due_at=known_at,
-        evidence=(fact.event_id,),
-        details={
+    window_end = case.dt(known_ts - case.allowed_lateness_seconds)
+
+    def details() -> dict[str, Any]:
+        start_at = case.dt(start_ts)
+        return {
             "limit": INTAKE_DAYS,
             "used": INTAKE_DAYS,
             "from_zh": from_zh,
@@ -44,7 +51,14 @@ def deemed_accepted(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
             "clock_start_date": case.wt.local(start_at).date().isoformat(),
             "deadline": window_end.isoformat(),
             "deadline_text": deadline_text(window_end, case.wt),
-        },
+        }
+
+    yield Finding(
+        distinct=(),
+        event_time=window_end,
+        due_at=case.dt(known_ts),
+        evidence=(fact.event_id,),
+        details=LazyDetails(details),
     )
 
 
@@ -72,9 +86,10 @@ def supplement_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
     application was by then already deemed accepted)."""
     sub = case.submitted
     notice = case.first(Step.supplement_requested)
-    limit = case.intake_deadline
-    if sub is None or notice is None or limit is None or notice.at <= limit.timestamp():
+    limit_at = case.intake_deadline_at
+    if sub is None or notice is None or limit_at is None or notice.at <= limit_at:
         return
+    limit = case.dt(limit_at)
     at = case.dt(notice.at)
     used = working_day_number(case.wt, case.dt(sub.at), at)
     yield Finding(

@@ -46,13 +46,13 @@ def _about(case: CaseView, f: Fact, details: dict[str, Any], *, at: datetime | N
 def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """An event reached the engine more than the reporting delay after it happened."""
     limit_hours = case.settings.reporting_delay_hours
-    limit = timedelta(hours=limit_hours)
+    limit = limit_hours * 3600
     for f in case.facts:
         delay = f.received - f.at
-        if delay <= limit.total_seconds():
+        if delay <= limit:
             continue
         occurred = case.dt(f.at)
-        deadline = occurred + limit  # the instant the step should have been reported by
+        deadline = occurred + timedelta(hours=limit_hours)  # when it should have been reported
         yield _about(case, f, {
             "step": f.step.value, "step_zh": STEP_ZH[f.step],
             "event_department": f.department,
@@ -69,13 +69,14 @@ def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
     by more than the allowed lateness. Judged only after the lateness (of event time)
     has passed since that previous step."""
     lateness = case.settings.allowed_lateness
+    lateness_seconds = case.allowed_lateness_seconds
     previous: tuple[Step, Fact] | None = None
     for step, fact in zip(case.item.steps, case.process_facts, strict=True):
         if fact is None:
             continue
         if previous is not None:
             dep_step, dep = previous
-            if fact.at < dep.at - lateness.total_seconds():
+            if fact.at < dep.at - lateness_seconds:
                 dep_at = case.dt(dep.at)
                 yield Finding(
                     distinct=(step.value,),

@@ -36,8 +36,8 @@ def _required_before(case: CaseView, missing: Step, later_at: float) -> bool:
         return False
     if missing is Step.accepted:
         # Art. 32: no intake decision in 5 working days = deemed accepted, not skipped.
-        limit = case.intake_deadline
-        if limit is not None and later_at > limit.timestamp():
+        limit = case.intake_deadline_at
+        if limit is not None and later_at > limit:
             return False
     return True
 
