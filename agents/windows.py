@@ -66,7 +66,7 @@ BATCH_MAX = 500
 class Forwarded(NamedTuple):
     """A record of a batch: its judged time, where it came from upstream, what it holds."""
 
-    judged: datetime
+    judged: float  # epoch seconds
     up_partition: int
     up_offset: int
     item: Any
@@ -143,17 +143,21 @@ class Repartition:
         now = self.clock.now() if now is None else now
         return min(self.clock.at(record_time), now) if record_time else now
 
-    def read(self, msg: Any) -> datetime:
+    def judge_epoch(self, record_time: float | None, now: float | None = None) -> float:
+        """:meth:`judge` in epoch seconds (per record: no datetime built)."""
+        now = self.clock.now_epoch() if now is None else now
+        return min(self.clock.at_epoch(record_time), now) if record_time else now
+
+    def read(self, msg: Any) -> None:
         """An upstream record (anything with ``partition``, ``offset`` and ``timestamp``:
         a Faust message, a batch record) was read and not forwarded: progress only."""
-        judged = self.judge(msg.timestamp)
-        if judged.timestamp() > self.up_time.get(msg.partition, float("-inf")):
-            self.up_time[msg.partition] = judged.timestamp()  # every record before is forwarded
+        judged = self.judge_epoch(msg.timestamp)
+        if judged > self.up_time.get(msg.partition, float("-inf")):
+            self.up_time[msg.partition] = judged  # every record before is forwarded
         self.up_offset[msg.partition] = msg.offset
-        return judged
 
     async def forward(self, msg: Any, key: bytes, value: bytes) -> None:
-        judged = self.judge(msg.timestamp).timestamp()
+        judged = self.judge_epoch(msg.timestamp)
         await self.target.send(key=key, value=value, timestamp=msg.timestamp)
         # only once the record is handed to the producer: a marker sent after it is behind it
         if judged > self.up_time.get(msg.partition, float("-inf")):
@@ -163,7 +167,7 @@ class Repartition:
     def forward_batched(self, msg: Any, key: bytes, item: Any) -> None:
         """Forward ``item`` (JSON-able) later, in a batch for ``key`` (one message for many
         records), with the upstream partition and offset it came from (``msg``)."""
-        judged = self.judge(msg.timestamp).timestamp()
+        judged = self.judge_epoch(msg.timestamp)
         batch = self._batches.setdefault(key, [])
         batch.append((msg.timestamp or judged, msg.partition, msg.offset, item))
         held = self._held.get(msg.partition)
@@ -233,9 +237,9 @@ class Repartition:
         watermark marker (taken in here)."""
         value = event.value
         if isinstance(value, bytes) and value.startswith(BATCH):
-            now = self.clock.now()  # one clock reading for the batch
+            now = self.clock.now_epoch()  # one clock reading for the batch
             try:
-                return [Forwarded(self.judge(float(t), now), int(up), int(offset), item)
+                return [Forwarded(self.judge_epoch(float(t), now), int(up), int(offset), item)
                         for t, up, offset, item in orjson.loads(value[len(BATCH):])]
             except (orjson.JSONDecodeError, TypeError, ValueError):
                 log.warning("unreadable batch on %s skipped", self.target_name)
@@ -350,7 +354,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             return tbl[scope].value() or {}
 
         for record in records:
-            now = record.judged.timestamp()
+            now = record.judged
             # where it came from: a record forwarded again after a takeover is recognised
             up, up_offset = str(record.up_partition), record.up_offset
             try:
@@ -407,21 +411,35 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         else:
             changelogs[id(tbl)].set(key, value, partition)
 
-    def close_due(partition: int, now: datetime) -> tuple[list[Alert], dict[str, dict[str, Any]]]:
-        t = now.timestamp()
-        due: list[tuple[float, int, str, float, Any, Any]] = []
-        for kind, wrapper, size in ((0, burst, cfg.burst_size), (1, department, cfg.dept_size)):
-            tbl = wrapper.table
-            for key, value in list(tbl.data.items()):
-                if not isinstance(value, dict) or value.get("p") != partition:
+    tables = (burst.table, department.table)
+
+    def open_windows() -> dict[int, list[tuple[float, int, str, float, Any]]]:
+        """Every open window by partition, as (end, kind, scope, start, key): the tables
+        are scanned once per tick, not once per partition."""
+        out: dict[int, list[tuple[float, int, str, float, Any]]] = {}
+        for kind, size in ((0, cfg.burst_size), (1, cfg.dept_size)):
+            for key, value in list(tables[kind].data.items()):
+                if not isinstance(value, dict):
                     continue
                 scope, (shifted_start, _) = key
                 start = shifted_start - rules.offset(shifted_start)
-                if rules.is_late(start + size, t):
-                    due.append((start + size, kind, scope, start, key, value))
+                out.setdefault(value.get("p"), []).append((start + size, kind, scope, start, key))
+        return out
+
+    def close_due(partition: int, now: datetime,
+                  windows: dict[int, list[tuple[float, int, str, float, Any]]] | None = None,
+                  ) -> tuple[list[Alert], dict[str, dict[str, Any]]]:
+        t = now.timestamp()
+        windows = open_windows() if windows is None else windows
+        due = sorted(w for w in windows.get(partition, ()) if rules.is_late(w[0], t))
         changed: dict[str, dict[str, Any]] = {}
         alerts: list[Alert] = []
-        for end, kind, scope, start, key, value in sorted(due, key=lambda d: d[:4]):
+        for end, kind, scope, start, key in due:
+            # read now, not from the scan: records may have come in since (an earlier
+            # partition's publish awaited), and a window may be closed already
+            value = tables[kind].data.get(key)
+            if not isinstance(value, dict) or value.get("p") != partition:
+                continue
             dept = scope.partition("/")[0]
             st = changed.get(dept) or dict(state.data.get(dept) or {})
             st["p"] = partition
@@ -456,12 +474,13 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     async def close_windows() -> None:
         if app.rebalancing or not sv.ready:
             return
+        windows = open_windows()
         for partition in active(app, rep.target_name):
             now = rep.fire_time(partition)
             if now is None:
                 continue
             started = time.monotonic()
-            alerts, changed = close_due(partition, now)
+            alerts, changed = close_due(partition, now, windows)
             if alerts:
                 from agents.indicators import hint_partition
 
