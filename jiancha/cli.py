@@ -82,12 +82,16 @@ def replay(
         help="also write the performance indicators and scores (every period) to this JSON file")] = None,
     windows: Annotated[bool, typer.Option(help="judge the window rules (actor.burst, "
                                                "department.*)")] = True,
+    workers: Annotated[int | None, typer.Option(
+        min=1, max=64, help="processes to shard the cases over (default: the CPUs, at most "
+        "8; 1: in this process; with --indicators always 1)")] = None,
 ) -> None:
     """Replay events (and complaints) offline through the worker's rules; alerts as JSON
     Lines on stdout."""
     from rules.factory import build_engine
     from rules.indicators import IndicatorBook
-    from rules.replay import replay as run_replay
+    from rules.replay_parallel import replay_parallel as run_replay
+    from rules.replay_parallel import replay_workers
 
     settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     until_dt = parse_until(until)
@@ -107,7 +111,7 @@ def replay(
     except ValueError as exc:
         raise _fail(str(exc)) from None
     result = run_replay(source, engine, until_dt, on_progress=progress, windows=windows,
-                        indicators=book)
+                        indicators=book, workers=workers or replay_workers())
     out = sys.stdout.buffer
     for alert in result.alerts:
         out.write(alert.to_json() + b"\n")

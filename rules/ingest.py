@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -61,6 +61,10 @@ class Gate:
             raise Rejected("invalid_json", f"not JSON: {exc}") from None
         if not isinstance(payload, dict):
             raise Rejected("invalid_json", "expected a JSON object")
+        return self.validate(payload, now)
+
+    def validate(self, payload: dict[str, Any], now: datetime | None) -> ApprovalEvent:
+        """:meth:`parse` of an event already read from JSON (a dict)."""
         try:
             event = parse_event(payload)
         except EventValidationError as exc:

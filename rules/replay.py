@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from producers.contract import Alert, Complaint
+from producers.contract import Alert, ApprovalEvent, Complaint
 from rules.case import CaseState
 from rules.clock import EventTimeClock
 from rules.complaints import ComplaintRules, ComplaintState, is_complaint
@@ -41,6 +42,83 @@ class ReplayResult:
     late_window_records: int = 0
 
 
+class SideRules:
+    """What replay drives beside the case rules, in one pass over the whole file: the
+    complaint rules and the window rules (both keyed by other things than a case). Shared
+    by :func:`replay` and the sharded replay's parent (``rules.replay_parallel``)."""
+
+    def __init__(self, engine: Engine, clock: EventTimeClock, result: ReplayResult, *,
+                 windows: bool, indicators: IndicatorBook | None) -> None:
+        departments = engine.catalog.departments
+        self.clock = clock
+        self.result = result
+        self.indicators = indicators
+        self.tracker = WindowTracker(WindowRules(engine.ruleset, engine.working_time,
+                                                 departments)) if windows else None
+        self.rules = ComplaintRules(engine.ruleset, engine.working_time, departments)
+        self.complaints: dict[str, ComplaintState] = {}
+        self.index = DeadlineIndex()
+
+    def raised(self, alerts: list[Alert]) -> None:
+        self.result.alerts.extend(alerts)
+        if self.indicators is not None:
+            for alert in alerts:
+                self.indicators.on_alert(alert)
+
+    def fire_due(self, now: datetime) -> None:
+        """Complaint deadlines and windows due by ``now``."""
+        for complaint_id in list(self.index.pop_due(now.timestamp())):
+            alerts, nxt = self.rules.evaluate(self.complaints[complaint_id], now)
+            self.raised(alerts)
+            self.index.schedule(complaint_id, nxt.timestamp() if nxt else None)
+        if self.tracker is not None:
+            self.raised(self.tracker.advance(now))
+
+    def observe(self, event: ApprovalEvent) -> None:
+        """An accepted event (the clock already moved to it) into the windows."""
+        if self.tracker is not None:
+            self.raised(self.tracker.observe(WindowRecord.from_event(event), self.clock.now()))
+
+    def complaint(self, lineno: int, payload: dict[str, Any]) -> bool:
+        """A complaint line (see :func:`complaint_payload`): validated, the clock moved,
+        judged. False when it was rejected (the clock did not move)."""
+        result = self.result
+        try:
+            complaint = Complaint.model_validate(payload)
+        except ValidationError as exc:
+            result.rejected["invalid_complaint"] = result.rejected.get("invalid_complaint", 0) + 1
+            problem = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            result.problems.append(f"line {lineno}: invalid_complaint: {problem}")
+            return False
+        result.complaints += 1
+        self.clock.advance(complaint.occurred_at)
+        cid = complaint.complaint_id
+        state, new = self.rules.ingest(self.complaints.get(cid), complaint)
+        self.complaints[cid] = state
+        if new and self.indicators is not None and state.received_at is not None:
+            self.indicators.on_complaint(state.department, state.item_code, state.received_at)
+        alerts, nxt = self.rules.evaluate(state, self.clock.now())
+        self.raised(alerts)
+        self.index.schedule(cid, nxt.timestamp() if nxt else None)
+        return True
+
+    def finish(self) -> None:
+        if self.tracker is not None:
+            self.result.late_window_records = self.tracker.late
+
+
+def complaint_payload(raw: bytes) -> dict[str, Any] | None:
+    """The JSON object of a complaint line (one with a ``complaint_id``), else None: the
+    line is then read as an event."""
+    if b'"complaint_id"' not in raw:
+        return None
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return payload if isinstance(payload, dict) and is_complaint(payload) else None
+
+
 def replay(
     lines: Iterable[bytes],
     engine: Engine,
@@ -56,65 +134,24 @@ def replay(
     cases: dict[str, CaseState] = {}
     index = DeadlineIndex()
     result = ReplayResult()
-    departments = engine.catalog.departments
-    tracker = WindowTracker(WindowRules(engine.ruleset, engine.working_time, departments)) \
-        if windows else None
-    complaint_rules = ComplaintRules(engine.ruleset, engine.working_time, departments)
-    complaints: dict[str, ComplaintState] = {}
-    complaint_index = DeadlineIndex()
-
-    def raised(alerts: list[Alert]) -> None:
-        result.alerts.extend(alerts)
-        if indicators is not None:
-            for alert in alerts:
-                indicators.on_alert(alert)
+    sides = SideRules(engine, clock, result, windows=windows, indicators=indicators)
+    raised = sides.raised
 
     def fire_due() -> None:
         now = clock.now()
         for case_id in list(index.pop_due(now.timestamp())):
-            state = cases[case_id]
-            alerts, due = engine.judge(state, now)
+            alerts, due = engine.judge(cases[case_id], now)
             raised(alerts)
             index.put(case_id, due)
-        for complaint_id in list(complaint_index.pop_due(now.timestamp())):
-            alerts, nxt = complaint_rules.evaluate(complaints[complaint_id], now)
-            raised(alerts)
-            complaint_index.schedule(complaint_id, nxt.timestamp() if nxt else None)
-        if tracker is not None:
-            raised(tracker.advance(now))
-
-    def on_complaint(lineno: int, raw: bytes) -> bool:
-        """Handle a complaint line; False when the line is not a complaint."""
-        try:
-            payload = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(payload, dict) or not is_complaint(payload):
-            return False
-        try:
-            complaint = Complaint.model_validate(payload)
-        except ValidationError as exc:
-            result.rejected["invalid_complaint"] = result.rejected.get("invalid_complaint", 0) + 1
-            problem = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-            result.problems.append(f"line {lineno}: invalid_complaint: {problem}")
-            return True
-        result.complaints += 1
-        clock.advance(complaint.occurred_at)
-        cid = complaint.complaint_id
-        state, new = complaint_rules.ingest(complaints.get(cid), complaint)
-        complaints[cid] = state
-        if new and indicators is not None and state.received_at is not None:
-            indicators.on_complaint(state.department, state.item_code, state.received_at)
-        alerts, nxt = complaint_rules.evaluate(state, clock.now())
-        raised(alerts)
-        complaint_index.schedule(cid, nxt.timestamp() if nxt else None)
-        fire_due()
-        return True
+        sides.fire_due(now)
 
     for lineno, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
-        if b'"complaint_id"' in raw and on_complaint(lineno, raw):
+        complaint = complaint_payload(raw)
+        if complaint is not None:
+            if sides.complaint(lineno, complaint):
+                fire_due()
             continue
         try:
             event = gate.parse(raw, None)
@@ -133,8 +170,7 @@ def replay(
         raised(alerts)
         if indicators is not None:
             indicators.on_event(event, state)
-        if tracker is not None:
-            raised(tracker.observe(WindowRecord.from_event(event), clock.now()))
+        sides.observe(event)
         index.put(event.case_id, due)
         fire_due()
         if on_progress is not None and result.events % 10_000 == 0:
@@ -142,8 +178,7 @@ def replay(
     if until is not None:
         clock.advance(until)
         fire_due()
-    if tracker is not None:
-        result.late_window_records = tracker.late
+    sides.finish()
     result.alerts.sort(key=lambda a: (a.event_time, a.alert_id))
     return result
 

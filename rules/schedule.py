@@ -71,6 +71,11 @@ class DeadlineIndex:
                 self._pending.pop(case_id, None)
                 yield case_id, due
 
+    def may_be_due(self, now: float) -> bool:
+        """Whether :meth:`pop_due` could yield something by ``now`` (a cheap test: it may
+        say yes for an entry that was rescheduled since)."""
+        return bool(self._heap) and self._heap[0][0] <= now
+
     def next_due(self) -> float | None:
         while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
             heapq.heappop(self._heap)

@@ -614,6 +614,11 @@ class WindowTracker:
             self._scheduled[dept] = nxt
             heapq.heappush(self._silence, (nxt, dept))
 
+    def may_be_due(self, now: float) -> bool:
+        """Whether :meth:`advance` to ``now`` (epoch) could close or judge something."""
+        return bool((self._closing and self._closing[0][0] <= now)
+                    or (self._silence and self._silence[0][0] <= now))
+
     def advance(self, now: datetime) -> list[Alert]:
         r, t = self.rules, now.timestamp()
         alerts: list[Alert] = []

@@ -1,0 +1,417 @@
+"""Replay sharded by case across processes: the output of :func:`rules.replay.replay`,
+alert for alert, with the case rules spread over ``workers`` processes.
+
+Why it is exact: the case rules of a case read that case's facts and the clock, nothing
+else; the clock is the latest ``occurred_at`` of the events and complaints accepted so
+far. So once every process knows which lines were accepted, each can judge its own cases
+as the single-process replay would. The file goes through in chunks, each in two phases:
+
+1. the parent reads the lines and hands each shard the events of its cases (a hash of
+   ``case_id``); the shard takes them through the gate and into their states and
+   reports which lines it accepted, with their instants and window records;
+2. the parent, from those reports and the complaints it reads itself, knows the clock
+   after every line. It sends each shard the lines at which the clock moved and the
+   window records of its departments (a hash of the department: the window rules too
+   read nothing but their department's records and the clock), then drives the complaint
+   rules while the shards judge their cases and windows line by line, each case on its
+   facts up to that line, firing deadlines as the clock moves.
+
+A shard takes a chunk's events only after judging the previous chunk: a case's state
+then holds the facts up to the end of the chunk, and a judgement at a line sees only the
+facts of lines up to it (:class:`_Shard` keeps how many of each case's facts are released).
+The parent hands out the next chunk before its own pass over the last one, so the shards
+and the parent work at the same time. Instants travel as (epoch seconds, UTC offset):
+pickling datetimes was a third of the traffic's cost.
+
+Replay with indicators stays in one process (the book is one object).
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import traceback
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from itertools import islice
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+
+from producers.contract import Alert, Step
+from rules.case import CaseState
+from rules.clock import EventTimeClock
+from rules.engine import Engine
+from rules.indicators import IndicatorBook
+from rules.ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected
+from rules.replay import ReplayResult, SideRules, _received_at, complaint_payload, replay
+from rules.schedule import DeadlineIndex
+from rules.windows import WindowRecord, WindowRules, WindowTracker
+
+#: Lines per chunk: the parent and the shards exchange a report per chunk.
+CHUNK = 20_000
+
+
+def replay_workers() -> int:
+    """Processes for a replay by default: the CPUs this process may run on (at most 8;
+    the parent's share of the work grows with them)."""
+    return max(1, min(8, len(os.sched_getaffinity(0))))
+
+
+def shard_of(raw: bytes, workers: int) -> int | None:
+    """Which shard takes an event line (a hash of its ``case_id``); None for a complaint
+    line (the parent's). A line that is no readable event goes to shard 0, which rejects
+    it as the single-process replay would."""
+    if complaint_payload(raw) is not None:
+        return None
+    if len(raw) > MAX_EVENT_BYTES:
+        return 0
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return 0
+    case_id = payload.get("case_id") if isinstance(payload, dict) else None
+    if not isinstance(case_id, str):
+        return 0
+    return zlib.crc32(case_id.encode()) % workers
+
+
+#: An instant as it travels between the processes: epoch seconds and UTC offset seconds.
+Instant = tuple[float, float]
+
+
+def _pack(at: datetime) -> Instant:
+    offset = at.utcoffset()
+    return at.timestamp(), offset.total_seconds() if offset is not None else 0.0
+
+
+_ZONES: dict[float, timezone] = {}
+
+
+def _unpack(instant: Instant) -> datetime:
+    ts, offset = instant
+    tz = _ZONES.get(offset)
+    if tz is None:
+        tz = _ZONES[offset] = timezone(timedelta(seconds=offset))
+    return datetime.fromtimestamp(ts, tz)
+
+
+@dataclass
+class _Report:
+    """What a shard found in a chunk (line numbers within the chunk)."""
+
+    accepted: list[tuple[int, Instant, list[Any]]] = field(default_factory=list)
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+class _Shard:
+    """The case rules of the cases one shard owns, and the window rules of its departments."""
+
+    def __init__(self, engine: Engine, keys: KeyRing | None, number: int, workers: int,
+                 windows: bool = True) -> None:
+        self.engine = engine
+        self.tracker = WindowTracker(WindowRules(
+            engine.ruleset, engine.working_time, engine.catalog.departments)) if windows else None
+        self.gate = Gate(engine.catalog, keys)
+        self.number = number
+        self.workers = workers
+        self.cases: dict[str, CaseState] = {}
+        self.released: dict[str, int] = {}  # facts of a case judged on so far
+        self.index = DeadlineIndex()
+        self.alerts: list[Alert] = []
+        self.events = 0
+        #: this chunk's accepted events in line order: (line, case id, step)
+        self._taken: list[tuple[int, str, Step]] = []
+        self._clock = EventTimeClock()
+
+    def take(self, lines: list[tuple[int, bytes]]) -> _Report:
+        """Phase 1: the gate and the states, for this shard's lines of a chunk."""
+        report = _Report()
+        gate, cases, engine = self.gate, self.cases, self.engine
+        taken = self._taken = []
+        for i, raw in lines:
+            try:
+                event = gate.parse(raw, None)
+                state = cases.get(event.case_id)
+                gate.check_against_case(event, state)
+            except Rejected as r:
+                report.rejected.append((i, r.reason, r.detail))
+                continue
+            received = _received_at(event) or event.occurred_at
+            cases[event.case_id] = engine.ingest(state, event, received)
+            taken.append((i, event.case_id, event.step))
+            report.accepted.append((i, _pack(event.occurred_at),
+                                    WindowRecord.from_event(event).fields()))
+        self.events += len(taken)
+        return report
+
+    def _upto(self, case_id: str) -> CaseState:
+        """The case with the facts released so far (its later facts are not there yet)."""
+        state = self.cases[case_id]
+        n = self.released[case_id]
+        if n == len(state.facts):
+            return state
+        return CaseState(state.case_id, state.item_code, state.partition, state.facts[:n],
+                         state.raised)
+
+    def judge(self, moves: list[tuple[int, Instant]], records: list[tuple[int, list[Any]]]
+              ) -> None:
+        """Phase 2: judge the chunk's events and window records in line order, firing
+        what is due wherever the clock moved (``moves``: line and the clock after it)."""
+        engine, index, alerts, released = self.engine, self.index, self.alerts, self.released
+        clock, tracker = self._clock, self.tracker
+        taken = self._taken
+        end = CHUNK * 2
+        t = m = r = 0
+        while t < len(taken) or m < len(moves) or r < len(records):
+            line = min(taken[t][0] if t < len(taken) else end,
+                       moves[m][0] if m < len(moves) else end,
+                       records[r][0] if r < len(records) else end)
+            moved = m < len(moves) and moves[m][0] == line
+            if moved:
+                clock.advance(_unpack(moves[m][1]))
+                m += 1
+            if t < len(taken) and taken[t][0] == line:
+                _, case_id, step = taken[t]
+                t += 1
+                released[case_id] = released.get(case_id, 0) + 1
+                got, due = engine.judge(self._upto(case_id), clock.now(), step,
+                                        index.get(case_id))
+                alerts.extend(got)
+                index.put(case_id, due)
+            observed = r < len(records) and records[r][0] == line
+            if observed and tracker is not None:
+                alerts.extend(tracker.observe(WindowRecord.from_fields(records[r][1]),
+                                              clock.now()))
+                r += 1
+            if moved:
+                self.fire_due()
+            elif observed and tracker is not None:
+                # as replay() after every event: what the record scheduled may be due now
+                now = clock.now()
+                if tracker.may_be_due(now.timestamp()):
+                    alerts.extend(tracker.advance(now))
+        self._taken = []
+
+    def fire_due(self) -> None:
+        """What is due by the clock (each shard is asked at nearly every line of the file:
+        a cheap test first)."""
+        now = self._clock.now()
+        t = now.timestamp()
+        if self.index.may_be_due(t):
+            for case_id in list(self.index.pop_due(t)):
+                got, due = self.engine.judge(self._upto(case_id), now)
+                self.alerts.extend(got)
+                self.index.put(case_id, due)
+        if self.tracker is not None and self.tracker.may_be_due(t):
+            self.alerts.extend(self.tracker.advance(now))
+
+    def finish(self, until: datetime | None) -> None:
+        if until is not None:
+            self._clock.advance(until)
+            self.fire_due()
+
+    @property
+    def late(self) -> int:
+        return self.tracker.late if self.tracker is not None else 0
+
+
+def _shard_main(inbox: Any, conn: Connection, engine: Engine, keys: KeyRing | None,
+                number: int, workers: int, windows: bool
+                ) -> None:  # pragma: no cover - in a child process
+    shard = _Shard(engine, keys, number, workers, windows)
+    try:
+        while True:
+            message = inbox.get()
+            if message[0] == "chunk":
+                conn.send(shard.take(message[1]))
+                shard.judge(*inbox.get())
+            else:
+                shard.finish(message[1])
+                conn.send(("done", shard.alerts, shard.late, engine.check_errors))
+                return
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+
+
+class ReplayWorkerError(RuntimeError):
+    """A shard process failed; the message holds its traceback."""
+
+
+def replay_parallel(
+    lines: Iterable[bytes],
+    engine: Engine,
+    until: datetime | None = None,
+    keys: KeyRing | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    *,
+    workers: int = 2,
+    windows: bool = True,
+    indicators: IndicatorBook | None = None,
+) -> ReplayResult:
+    """:func:`rules.replay.replay` with the case rules in ``workers`` processes (forked:
+    the engine is shared as it is); one worker, or indicators, replay in this process."""
+    if workers <= 1 or indicators is not None:
+        return replay(lines, engine, until, keys, on_progress, windows=windows,
+                      indicators=indicators)
+    gc.freeze()  # the children inherit the heap: their collections leave it alone
+    context = multiprocessing.get_context("fork")
+    inboxes: list[Any] = []  # queues: a put does not wait for a busy shard
+    pipes: list[Connection] = []
+    processes = []
+    for number in range(workers):
+        inbox = context.Queue()
+        parent_end, child_end = context.Pipe(duplex=False)
+        process = context.Process(target=_shard_main, name=f"jiancha-replay-{number}",
+                                  args=(inbox, child_end, engine, keys, number, workers,
+                                        windows),
+                                  daemon=True)
+        process.start()
+        child_end.close()
+        inboxes.append(inbox)
+        pipes.append(parent_end)
+        processes.append(process)
+    try:
+        result = _drive(lines, engine, until, inboxes, pipes, on_progress, windows)
+    finally:
+        gc.unfreeze()
+        for inbox in inboxes:
+            inbox.close()
+        for conn in pipes:
+            conn.close()
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+    return result
+
+
+def _chunks(lines: Iterable[bytes], workers: int
+            ) -> Iterator[tuple[list[bytes], list[list[tuple[int, bytes]]]]]:
+    """The file in chunks: the lines, and each shard's event lines (line within chunk)."""
+    it = iter(lines)
+    while chunk := list(islice(it, CHUNK)):
+        shares: list[list[tuple[int, bytes]]] = [[] for _ in range(workers)]
+        for i, raw in enumerate(chunk):
+            if raw.strip():
+                number = shard_of(raw, workers)
+                if number is not None:
+                    shares[number].append((i, raw))
+        yield chunk, shares
+
+
+def _receive(conn: Connection) -> Any:
+    message = conn.recv()
+    if isinstance(message, tuple) and message and message[0] == "error":
+        raise ReplayWorkerError(f"a replay shard failed:\n{message[1]}")
+    return message
+
+
+def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inboxes: list[Any],
+           pipes: list[Connection], on_progress: Callable[[int], None] | None,
+           windows: bool) -> ReplayResult:
+    result = ReplayResult()
+    clock = EventTimeClock()
+    sides = SideRules(engine, clock, result, windows=False, indicators=None)  # complaints
+    workers = len(inboxes)
+    probe = EventTimeClock()  # the clock as the shards will see it, a chunk ahead of ``clock``
+    chunks = _chunks(lines, len(inboxes))
+    first_line = 1
+
+    def hand_out() -> list[bytes] | None:
+        got = next(chunks, None)
+        if got is None:
+            return None
+        chunk, shares = got
+        for inbox, share in zip(inboxes, shares, strict=True):
+            inbox.put(("chunk", share))
+        return chunk
+
+    chunk = hand_out()
+    while chunk is not None:
+        reports: list[_Report] = [_receive(conn) for conn in pipes]
+        # the clock after every line: accepted events (any shard) and complaints (here)
+        accepted: dict[int, tuple[Instant, list[Any]]] = {}
+        problems: list[tuple[int, str]] = []
+        for report in reports:
+            for i, at, fields in report.accepted:
+                accepted[i] = (at, fields)
+            for i, reason, detail in report.rejected:
+                result.rejected[reason] = result.rejected.get(reason, 0) + 1
+                problems.append((i, f"line {first_line + i}: {reason}: {detail}"))
+        moves: list[tuple[int, Instant]] = []
+        steps: list[tuple[int, Any]] = []  # (line, complaint payload or (instant, fields))
+        records: list[list[tuple[int, list[Any]]]] = [[] for _ in range(workers)]
+        for i, raw in enumerate(chunk):
+            got = accepted.get(i)
+            if got is not None:
+                steps.append((i, got))
+                if windows:
+                    fields = got[1]
+                    records[zlib.crc32(str(fields[2]).encode()) % workers].append((i, fields))
+                at = _unpack(got[0])
+                if probe.now() < at:
+                    probe.advance(at)
+                    moves.append((i, got[0]))
+                continue
+            if not raw.strip():
+                continue
+            payload = complaint_payload(raw)
+            if payload is not None:
+                steps.append((i, payload))
+                when = _complaint_time(payload)
+                if when is not None and probe.now() < when:
+                    probe.advance(when)
+                    moves.append((i, _pack(when)))
+        for inbox, share in zip(inboxes, records, strict=True):
+            inbox.put((moves, share))
+        done = chunk
+        chunk = hand_out()  # the shards go on with it after judging this one
+        # meanwhile: the complaints of this chunk, here
+        for i, step in steps:
+            if isinstance(step, dict):
+                before = len(result.problems)
+                if sides.complaint(first_line + i, step):
+                    sides.fire_due(clock.now())
+                problems.extend((i, p) for p in result.problems[before:])
+                del result.problems[before:]
+            else:
+                clock.advance(_unpack(step[0]))
+                sides.fire_due(clock.now())
+        result.problems.extend(p for _, p in sorted(problems, key=lambda lp: lp[0]))
+        before_events = result.events
+        result.events += len(accepted)
+        first_line += len(done)
+        if on_progress is not None:  # at every 10,000 events, as replay() reports
+            for n in range(before_events // 10_000 + 1, result.events // 10_000 + 1):
+                on_progress(n * 10_000)
+    for inbox in inboxes:
+        inbox.put(("finish", until))
+    if until is not None:
+        clock.advance(until)
+        sides.fire_due(clock.now())
+    for conn in pipes:
+        _, alerts, late, check_errors = _receive(conn)
+        result.alerts.extend(alerts)
+        result.late_window_records += late
+        for rule, n in check_errors.items():
+            engine.check_errors[rule] = engine.check_errors.get(rule, 0) + n
+    result.alerts.sort(key=lambda a: (a.event_time, a.alert_id))
+    return result
+
+
+def _complaint_time(payload: dict[str, Any]) -> datetime | None:
+    """The instant a complaint line moves the clock to, None if it will be rejected (as
+    :meth:`SideRules.complaint` decides: the same validation)."""
+    from pydantic import ValidationError
+
+    from producers.contract import Complaint
+
+    try:
+        return Complaint.model_validate(payload).occurred_at
+    except ValidationError:
+        return None

@@ -1,0 +1,119 @@
+"""Replay sharded by case across processes gives the single-process replay's result: the
+same alerts (ids, stages, texts, detected times, in order), events, rejections and
+problems, late window records, on random files with complaints and bad lines, across
+chunk boundaries, and on the simulator's workload."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rules.replay_parallel as parallel
+from rules.engine import Engine
+from rules.replay import ReplayResult, replay
+from rules.replay_parallel import ReplayWorkerError, replay_parallel, shard_of
+from tests.unit.eventkit_integrity import CST, engine
+from tests.unit.test_reads import BASE, UNTIL, random_file
+
+ENGINE = engine()
+
+
+def _complaint(n: int, minutes: int, *, kind: str = "complaint", valid: bool = True) -> bytes:
+    c: dict[str, Any] = {"schema_version": 1, "kind": kind, "complaint_id": f"Q{n}",
+                         "department": "gongan", "case_id": "R0",
+                         "occurred_at": (BASE + timedelta(minutes=minutes)).isoformat()}
+    if not valid:
+        c["occurred_at"] = "yesterday"
+    return orjson.dumps(c)
+
+
+@st.composite
+def mixed_file(draw: st.DrawFn) -> list[bytes]:
+    """Random cases, with complaints, blank and bad lines and duplicates put in."""
+    lines = list(draw(random_file()))
+    extras = [b"", b"   ", b"not json", b"[1, 2]", b'{"case_id": 5}',
+              orjson.dumps({"case_id": "R1", "step": "nonsense"}),
+              _complaint(1, 60), _complaint(2, 3 * 24 * 60), _complaint(1, 9 * 24 * 60,
+                                                                        kind="complaint_handled"),
+              _complaint(3, 100, valid=False)]
+    for extra in draw(st.lists(st.sampled_from(extras), max_size=6)):
+        lines.insert(draw(st.integers(0, len(lines))), extra)
+    if lines and draw(st.booleans()):
+        lines.insert(draw(st.integers(0, len(lines))), lines[draw(st.integers(0, len(lines) - 1))])
+    return lines
+
+
+def _same(a: ReplayResult, b: ReplayResult) -> None:
+    assert [x.model_dump_json() for x in b.alerts] == [x.model_dump_json() for x in a.alerts]
+    assert (b.events, b.rejected, b.problems, b.complaints, b.late_window_records) == (
+        a.events, a.rejected, a.problems, a.complaints, a.late_window_records)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mixed_file(), st.integers(2, 3), st.integers(1, 9))
+def test_sharded_replay_is_replay(lines: list[bytes], workers: int, chunk: int) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(parallel, "CHUNK", chunk)  # many chunk boundaries (the children inherit it)
+        got = replay_parallel(lines, ENGINE, UNTIL, workers=workers)
+    _same(replay(lines, ENGINE, UNTIL), got)
+
+
+def test_sharded_replay_is_replay_on_the_simulator_workload() -> None:
+    from jiancha.bench import _workload
+    from rules.factory import build_engine
+    from settings import DEFAULT_CATALOG_DIR
+
+    lines, end, _ = _workload(6000)
+    until = end + timedelta(days=60)
+
+    def fresh() -> Engine:
+        return build_engine(DEFAULT_CATALOG_DIR, on_calendar_fallback=lambda year: None)
+
+    expected = replay(lines, fresh(), until)
+    assert expected.alerts and expected.events == len(lines)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(parallel, "CHUNK", 1000)
+        for workers in (2, 3):
+            progress: list[int] = []
+            _same(expected, replay_parallel(lines, fresh(), until, on_progress=progress.append,
+                                            workers=workers))
+            assert progress == [] if len(lines) < 10_000 else progress
+
+
+def test_one_worker_or_indicators_replay_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rules.indicators import IndicatorBook
+
+    monkeypatch.setattr(parallel, "_drive", None)  # would fail if it were called
+    lines = [orjson.dumps({"no": "event"})]
+    assert replay_parallel(lines, ENGINE, UNTIL, workers=1).rejected == {"invalid_event": 1}
+    book = IndicatorBook(ENGINE)
+    assert replay_parallel(lines, ENGINE, UNTIL, workers=4, indicators=book).rejected == {
+        "invalid_event": 1}
+
+
+def test_a_failing_shard_fails_the_replay_with_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom in a shard")
+
+    lines = [orjson.dumps({
+        "schema_version": 1, "event_id": "X-1", "case_id": "X", "item_code": "T-SHORT",
+        "department": "gongan", "step": "submitted", "actor": "applicant", "applicant_id": "p",
+        "occurred_at": datetime(2024, 3, 4, 9, tzinfo=CST).isoformat()})]
+    monkeypatch.setattr(Engine, "judge", broken)  # forked children inherit it
+    with pytest.raises(ReplayWorkerError, match="boom in a shard"):
+        replay_parallel(lines, ENGINE, UNTIL, workers=2)
+
+
+def test_lines_are_routed_by_case() -> None:
+    event = orjson.dumps({"case_id": "C-1", "step": "submitted"})
+    assert shard_of(event, 4) == shard_of(orjson.dumps({"case_id": "C-1", "x": 1}), 4)
+    assert shard_of(b"not json", 4) == 0
+    assert shard_of(b'{"case_id": 7}', 4) == 0
+    assert shard_of(_complaint(1, 0), 4) is None
+    spread = {shard_of(orjson.dumps({"case_id": f"C-{n}"}), 4) for n in range(200)}
+    assert spread == {0, 1, 2, 3}
