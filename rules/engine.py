@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from producers.contract import SEVERITY_RANK, Alert, ApprovalEvent, Severity, Step, make_alert_id
@@ -29,7 +29,7 @@ from rules.schedule import Due
 
 log = logging.getLogger(__name__)
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
-_TICK = timedelta(microseconds=1)
+_TICK = 1e-6  # a microsecond, in epoch seconds
 _ESCALATED = SEVERITY_RANK["escalated"]
 
 
@@ -101,7 +101,8 @@ class Engine:
                 floor = before.at
         view = self.view(state)
         alerts: list[Alert] = []
-        next_due: datetime | None = None
+        next_due: float | None = None
+        now_ts = now.timestamp()
         case_id, case_raised = state.case_id, state.raised
         for rule, check, severity, params, bit in plan:
             try:
@@ -112,35 +113,38 @@ class Engine:
                 continue
             rank = SEVERITY_RANK[severity]
             for finding in findings:
+                due = finding.due_at
+                if due > now_ts:
+                    # not due yet at any stage (escalation is due later still): no id needed.
+                    # One raised before whose due moved later (a suspension) is judged again
+                    # when this passes: an early wake-up, nothing more
+                    pending |= bit
+                    if next_due is None or due < next_due:
+                        next_due = due
+                    continue
                 alert_id = make_alert_id(rule, case_id, *finding.distinct)
                 raised = case_raised.get(alert_id, 0)
                 if raised < rank:
-                    due = finding.due_at
-                    if due > now:
-                        pending |= bit
-                        if next_due is None or due < next_due:
-                            next_due = due
-                        continue
                     raised = case_raised[alert_id] = rank
                     alerts.append(self._render(rule, severity, alert_id, view, finding, now))
                 if severity != "red" or not finding.escalates or raised >= _ESCALATED:
                     continue
                 # an instant at 00:00 is the end (24:00) of the day before; computed only
                 # once the red stage is raised (most findings never get here)
-                escalation = self.working_time.working_deadline(
+                escalation = self.working_time.working_deadline_epoch(
                     finding.event_time - _TICK, self.ruleset.settings.escalation_working_days)
                 corrected = finding.corrected_at
-                if corrected is not None and corrected <= escalation.timestamp():
+                if corrected is not None and corrected <= escalation:
                     continue
-                due = max(escalation, finding.due_at)
-                if due <= now:
+                due = max(escalation, due)
+                if due <= now_ts:
                     case_raised[alert_id] = _ESCALATED
                     alerts.append(self._render(rule, "escalated", alert_id, view, finding, now))
                 else:
                     pending |= bit
                     if next_due is None or due < next_due:
                         next_due = due
-        at = None if next_due is None else next_due.timestamp()
+        at = next_due
         if floor is not None and (at is None or floor < at):
             at = floor
         return alerts, Due(at, pending)
@@ -202,7 +206,7 @@ class Engine:
             department=item.department,
             actor=f.actor,
             detected_at=now.astimezone(self.tz),
-            event_time=f.event_time.astimezone(self.tz),
+            event_time=datetime.fromtimestamp(f.event_time, self.tz),
             message_zh=zh.format_map(fields),
             message_en=en.format_map(fields),
             legal_basis=config.basis,

@@ -30,8 +30,10 @@ class Finding:
     """
 
     distinct: tuple[str, ...]
-    event_time: datetime
-    due_at: datetime
+    #: the instant the alert is about, and from when it is raised (epoch seconds: most
+    #: findings are not due yet, and a datetime for each cost more than the rest)
+    event_time: float
+    due_at: float
     evidence: tuple[str, ...] = ()
     actor: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)

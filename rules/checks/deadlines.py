@@ -180,8 +180,8 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
 
     yield Finding(
         distinct=(),
-        event_time=case.dt(warn_at),
-        due_at=case.dt(due),
+        event_time=warn_at,
+        due_at=due,
         evidence=(start_fact.event_id,),
         actor=_staff(start_fact),
         details=LazyDetails(details),
@@ -205,15 +205,14 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
     if not _open_at(case, deadline_at):
         return
     ended = case.ended
-    deadline = case.dt(deadline_at)
     yield Finding(
         distinct=(),
-        event_time=deadline,
-        due_at=case.dt(_deadline_due(case, deadline_at, known_at)),
+        event_time=deadline_at,
+        due_at=_deadline_due(case, deadline_at, known_at),
         evidence=(start_fact.event_id,),
         corrected_at=ended.at if ended is not None else None,
         actor=_staff(start_fact),
-        details=LazyDetails(lambda: {**_clock_details(case, limit, deadline),
+        details=LazyDetails(lambda: {**_clock_details(case, limit, case.dt(deadline_at)),
                                      "used": fmt_days(limit)}),
     )
 
@@ -234,14 +233,14 @@ def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
     if not _open_at(case, deadline_at):
         return
     ended = case.ended
-    deadline = case.dt(deadline_at)
-    details = LazyDetails(lambda: {**_clock_details(case, limit, deadline), "extension": extension,
-                                   "total": limit + extension, "used": limit + extension})
+    details = LazyDetails(lambda: {**_clock_details(case, limit, case.dt(deadline_at)),
+                                   "extension": extension, "total": limit + extension,
+                                   "used": limit + extension})
     evidence = (start_fact.event_id,) + ((ext.event_id,) if ext is not None else ())
     yield Finding(
         distinct=(),
-        event_time=deadline,
-        due_at=case.dt(_deadline_due(case, deadline_at, known_at)),
+        event_time=deadline_at,
+        due_at=_deadline_due(case, deadline_at, known_at),
         evidence=evidence,
         corrected_at=ended.at if ended is not None else None,
         actor=_staff(start_fact),
@@ -266,15 +265,14 @@ def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
         problems = extension_problems(case, ext, index)
         if not problems:
             continue
-        at = case.dt(ext.at)
-        due = at
+        due = ext.at
         start = case.clock_start_at
         if "late" in problems and start is not None and start[3] > ext.at:
-            due = case.dt(start[3])  # judged against a deemed start: an acceptance could still come
+            due = start[3]  # judged against a deemed start: an acceptance could still come
         days = ext.attrs.get("days")
         yield Finding(
             distinct=(ext.event_id,),
-            event_time=at,
+            event_time=ext.at,
             due_at=due,
             evidence=(ext.event_id,),
             actor=_staff(ext),
@@ -303,11 +301,10 @@ def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Ite
         ends = [r for r in resumes if r >= s.at]
         if ended is not None and ended.at >= s.at:
             ends.append(ended.at)
-        at = case.dt(s.at)
         yield Finding(
             distinct=(s.event_id,),
-            event_time=at,
-            due_at=at,
+            event_time=s.at,
+            due_at=s.at,
             evidence=(s.event_id,),
             actor=_staff(s),
             corrected_at=min(ends) if ends else None,
@@ -326,23 +323,25 @@ def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding
     delivered = case.first(Step.delivered)
     if delivered is not None and delivered.at <= deadline_at:
         return
-    decided_at = case.dt(grant.at)
-    deadline = case.dt(deadline_at)
-    details = LazyDetails(lambda: {
-        "limit": limit,
-        "decided_at": decided_at.isoformat(),
-        "deadline": deadline.isoformat(),
-        "deadline_text": deadline_text(deadline, case.wt),
-        "used": limit,
-    })
+
+    def details() -> dict[str, Any]:
+        deadline = case.dt(deadline_at)
+        return {
+            "limit": limit,
+            "decided_at": case.dt(grant.at).isoformat(),
+            "deadline": deadline.isoformat(),
+            "deadline_text": deadline_text(deadline, case.wt),
+            "used": limit,
+        }
+
     yield Finding(
         distinct=(),
-        event_time=deadline,
-        due_at=case.dt(_deadline_due(case, deadline_at)),
+        event_time=deadline_at,
+        due_at=_deadline_due(case, deadline_at),
         evidence=(grant.event_id,),
         actor=_staff(grant),
         corrected_at=delivered.at if delivered is not None else None,
-        details=details,
+        details=LazyDetails(details),
     )
 
 

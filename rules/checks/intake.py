@@ -37,10 +37,10 @@ def deemed_accepted(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
     if basis not in _FROM:
         return
     from_zh, from_en = _FROM[basis]
-    window_end = case.dt(known_ts - case.allowed_lateness_seconds)
+    window_end_ts = known_ts - case.allowed_lateness_seconds
 
     def details() -> dict[str, Any]:
-        start_at = case.dt(start_ts)
+        start_at, window_end = case.dt(start_ts), case.dt(window_end_ts)
         return {
             "limit": INTAKE_DAYS,
             "used": INTAKE_DAYS,
@@ -55,8 +55,8 @@ def deemed_accepted(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
 
     yield Finding(
         distinct=(),
-        event_time=window_end,
-        due_at=case.dt(known_ts),
+        event_time=window_end_ts,
+        due_at=known_ts,
         evidence=(fact.event_id,),
         details=LazyDetails(details),
     )
@@ -68,11 +68,10 @@ def supplement_repeated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
     notice listing everything (一次性告知). Cannot be undone, so it does not escalate."""
     notices = case.all(Step.supplement_requested)
     for n, notice in enumerate(notices[1:], 2):
-        at = case.dt(notice.at)
         yield Finding(
             distinct=(str(n),),
-            event_time=at,
-            due_at=at,
+            event_time=notice.at,
+            due_at=notice.at,
             evidence=(notices[0].event_id, notice.event_id),
             actor=notice.actor,
             escalates=False,
@@ -94,8 +93,8 @@ def supplement_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
     used = working_day_number(case.wt, case.dt(sub.at), at)
     yield Finding(
         distinct=(),
-        event_time=at,
-        due_at=at,
+        event_time=notice.at,
+        due_at=notice.at,
         evidence=(sub.event_id, notice.event_id),
         actor=notice.actor,
         escalates=False,

@@ -13,7 +13,6 @@ resolving the alert: those findings do not escalate from the facts (``escalates=
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -34,12 +33,14 @@ def _hours(value: float) -> float | int:
 # --- reporting ------------------------------------------------------------------------
 
 
-def _about(case: CaseView, f: Fact, details: dict[str, Any], *, at: datetime | None = None,
-           due: datetime | None = None, also: tuple[str, ...] = ()) -> Finding:
+def _about(case: CaseView, f: Fact, details: dict[str, Any], *, at: float | None = None,
+           due: float | None = None, also: tuple[str, ...] = ()) -> Finding:
     """A finding about one event: one alert per event (its department and id), at the
-    instant it happened unless said otherwise; only the bureau can correct it."""
-    at = at or case.dt(f.at)
-    return Finding(distinct=(f.department, f.event_id), event_time=at, due_at=due or at,
+    instant it happened unless said otherwise (epoch seconds); only the bureau can
+    correct it."""
+    at = f.at if at is None else at
+    return Finding(distinct=(f.department, f.event_id), event_time=at,
+                   due_at=at if due is None else due,
                    evidence=(f.event_id, *also), actor=f.actor, details=details, escalates=False)
 
 
@@ -51,16 +52,14 @@ def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
         delay = f.received - f.at
         if delay <= limit:
             continue
-        occurred = case.dt(f.at)
-        deadline = occurred + timedelta(hours=limit_hours)  # when it should have been reported
         yield _about(case, f, {
             "step": f.step.value, "step_zh": STEP_ZH[f.step],
             "event_department": f.department,
-            "occurred_at": occurred.isoformat(),
+            "occurred_at": case.dt(f.at).isoformat(),
             "received_at": case.dt(f.received).isoformat(),
             "delay_hours": round(delay / 3600, 1),
             "limit_hours": _hours(limit_hours),
-        }, at=deadline)
+        }, at=f.at + limit)  # when it should have been reported by
 
 
 @reads(PROCESS, Step.reviewed)
@@ -68,7 +67,6 @@ def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
     """A required step claims to have happened before the previous required step present
     by more than the allowed lateness. Judged only after the lateness (of event time)
     has passed since that previous step."""
-    lateness = case.settings.allowed_lateness
     lateness_seconds = case.allowed_lateness_seconds
     previous: tuple[Step, Fact] | None = None
     for step, fact in zip(case.item.steps, case.process_facts, strict=True):
@@ -77,18 +75,17 @@ def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
         if previous is not None:
             dep_step, dep = previous
             if fact.at < dep.at - lateness_seconds:
-                dep_at = case.dt(dep.at)
                 yield Finding(
                     distinct=(step.value,),
-                    event_time=dep_at,
-                    due_at=dep_at + lateness,
+                    event_time=dep.at,
+                    due_at=dep.at + lateness_seconds,
                     evidence=(fact.event_id, dep.event_id),
                     actor=fact.actor,
                     details={
                         "step": step.value, "step_zh": STEP_ZH[step],
                         "depends_on": dep_step.value, "depends_on_zh": STEP_ZH[dep_step],
                         "claimed_at": case.dt(fact.at).isoformat(),
-                        "depends_at": dep_at.isoformat(),
+                        "depends_at": case.dt(dep.at).isoformat(),
                         "minutes_before": _minutes(dep.at - fact.at),
                         "lateness_minutes": _hours(case.settings.allowed_lateness_minutes),
                     },
@@ -138,13 +135,13 @@ def fee_unauthorized(case: CaseView, params: Mapping[str, Any]) -> Iterator[Find
     for f in case.all(Step.fee_charged):
         if _amount(f) == 0:
             continue  # nothing was taken
-        at = case.dt(f.at)
         if standard is None:
-            why, why_zh, why_en, due = "no_fee_basis", "该事项无收费依据", "the item has no fee basis", at
+            why, why_zh, why_en, due = ("no_fee_basis", "该事项无收费依据",
+                                        "the item has no fee basis", f.at)
             also: tuple[str, ...] = ()
         elif refusal is not None:
             why, why_zh, why_en = "refused", "办件未获许可或不予受理", "the case was refused"
-            due = max(at, case.dt(refusal.at))
+            due = max(f.at, refusal.at)
             also = (refusal.event_id,)
         else:
             continue
@@ -191,8 +188,8 @@ def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
         r = reviews[d.actor]
         yield Finding(
             distinct=("review_and_decide", d.actor),
-            event_time=case.dt(max(r.at, d.at)),
-            due_at=case.dt(max(r.at, d.at)),
+            event_time=max(r.at, d.at),
+            due_at=max(r.at, d.at),
             evidence=(r.event_id, d.event_id),
             actor=d.actor,
             details={
@@ -213,8 +210,8 @@ def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
         handled.add(f.actor)
         yield Finding(
             distinct=("own_application", f.actor),
-            event_time=case.dt(max(sub.at, f.at)),
-            due_at=case.dt(max(sub.at, f.at)),
+            event_time=max(sub.at, f.at),
+            due_at=max(sub.at, f.at),
             evidence=(sub.event_id, f.event_id),
             actor=f.actor,
             details={

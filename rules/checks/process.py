@@ -46,7 +46,7 @@ def _required_before(case: CaseView, missing: Step, later_at: float) -> bool:
 def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A step happened whose required earlier step never did (judged after the lateness)."""
     steps = case.item.steps
-    lateness = case.settings.allowed_lateness
+    lateness = case.allowed_lateness_seconds
     absent = [i for i, fact in enumerate(case.process_facts) if fact is None]
     if not absent:
         return  # every required step is there
@@ -65,11 +65,10 @@ def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
             if not _required_before(case, missing, later.at):
                 continue
             flagged.add(missing)
-            at = case.dt(later.at)
             yield Finding(
                 distinct=(missing.value,),
-                event_time=at,
-                due_at=at + lateness,
+                event_time=later.at,
+                due_at=later.at + lateness,
                 evidence=(later.event_id,),
                 actor=later.actor,
                 details={
@@ -88,16 +87,15 @@ def _unknown_steps(process: tuple[Step, ...]) -> tuple[Step, ...]:
 def unknown_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A step the item's process does not have (neither required nor optional); one
     finding per kind of step, on its first occurrence."""
-    lateness = case.settings.allowed_lateness
+    lateness = case.allowed_lateness_seconds
     for step in _unknown_steps(case.item.steps):
         first = case.first(step)
         if first is None:
             continue
-        at = case.dt(first.at)
         yield Finding(
             distinct=(step.value,),
-            event_time=at,
-            due_at=at + lateness,  # a late-arriving earlier one still becomes the evidence
+            event_time=first.at,
+            due_at=first.at + lateness,  # a late-arriving earlier one still becomes the evidence
             evidence=(first.event_id,),
             actor=first.actor,
             details={
@@ -126,11 +124,10 @@ def missing_opinion(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
     missing = [d for d in item.co_departments if d not in opinions]
     if not missing:
         return
-    at = case.dt(decided.at)
     yield Finding(
         distinct=(),
-        event_time=at,
-        due_at=at + case.settings.allowed_lateness,
+        event_time=decided.at,
+        due_at=decided.at + case.allowed_lateness_seconds,
         evidence=(decided.event_id, *(opinions[d].event_id for d in item.co_departments if d in opinions)),
         actor=decided.actor,
         details={
