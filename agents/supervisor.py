@@ -94,11 +94,13 @@ class Supervisor:
     def scheduled(self) -> int:
         return sum(len(i) for i in self.indexes.values())
 
-    def judged_at(self, partition: int, record_time: float | None) -> datetime:
+    def judged_at(self, partition: int, record_time: float | None,
+                  now: datetime | None = None) -> datetime:
         """When this event counts as received: its Kafka timestamp on this clock, never in
-        the future (a producer's clock may run ahead) and never before the partition's
-        previous event (time on one partition only moves forward)."""
-        now = self.clock.now()
+        the future (a producer's clock may run ahead: ``now``, the clock's reading, taken
+        here unless given) and never before the partition's previous event (time on one
+        partition only moves forward)."""
+        now = self.clock.now() if now is None else now
         t = self.clock.at(record_time) if record_time else now
         t = min(t, now)
         prev = self.partition_time.get(partition)
@@ -135,10 +137,12 @@ class Supervisor:
             partitions: list[int] = []
             rejected: list[tuple[Record, str, str]] = []
             observing = bool(self.event_observers)
+            ingested: dict[tuple[str, str], int] = {}
+            reading = self.clock.now()  # one clock reading for the batch
             for rec in records:
                 partition = rec.partition
                 self.last_offset[partition] = rec.offset
-                now = self.judged_at(partition, rec.timestamp)
+                now = self.judged_at(partition, rec.timestamp, reading)
                 try:
                     event, state = self._decide_in_batch(rec, cases, states, now)
                 except Rejected as r:
@@ -155,13 +159,16 @@ class Supervisor:
                 state.partition = partition
                 key = event.case_id.encode()
                 states[key] = state
-                self._ingested(event.department, event.step.value).inc()
+                counted = (event.department, event.step.value)
+                ingested[counted] = ingested.get(counted, 0) + 1
                 alerts, due[key] = self._judge_added(state, event.step, now, due.get(key))
                 if alerts:
                     raised.extend(alerts)
                     partitions.extend([partition] * len(alerts))
                 snapshot = state.snapshot() if observing else state
                 order.append((rec, _Accepted(event, snapshot, alerts, now)))
+            for (department, step), n in ingested.items():  # a counter's lock once per batch
+                self._ingested(department, step).inc(n)
             if raised:
                 await self.publish(raised, started, partitions)
             for rec, reason, detail in rejected:

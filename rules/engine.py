@@ -20,10 +20,10 @@ from typing import Any
 
 from producers.contract import SEVERITY_RANK, Alert, ApprovalEvent, Severity, Step, make_alert_id
 from rules.case import CaseState, Fact
-from rules.catalog import Catalog, Item
+from rules.catalog import OPTIONAL_STEPS, Catalog, Item
 from rules.checks import CHECKS
 from rules.counted_time import WorkingTime
-from rules.findings import PROCESS, CaseView, Check, Finding, declared_reads
+from rules.findings import PROCESS, UNLISTED, CaseView, Check, Finding, declared_reads
 from rules.rulebook import RuleSet
 from rules.schedule import Due
 
@@ -169,11 +169,13 @@ class Engine:
         found = self._by_step.get(key)
         if found is None:
             process = self.catalog[item_code].steps
+            unlisted = step not in process and step not in OPTIONAL_STEPS
             plan = []
             for entry in self._plan(item_code):
                 declared = declared_reads(entry[1])
-                if declared is None or step in declared or (PROCESS in declared
-                                                            and step in process):
+                if (declared is None or step in declared
+                        or (PROCESS in declared and step in process)
+                        or (UNLISTED in declared and unlisted)):
                     plan.append(entry)
             found = self._by_step[key] = (plan, sum(entry[4] for entry in plan))
         return found

@@ -49,6 +49,9 @@ Check = Callable[["CaseView", Mapping[str, Any]], Iterable[Finding]]
 
 #: In a :func:`reads` declaration: the steps of the item's published process.
 PROCESS = "process"
+#: In a :func:`reads` declaration: the steps an item has neither in its process nor as an
+#: optional step (``rules.catalog.OPTIONAL_STEPS``).
+UNLISTED = "unlisted"
 
 #: The steps the derived times of :class:`CaseView` read, for the checks' declarations.
 SUBMISSION_READS = frozenset({Step.submitted})
@@ -60,7 +63,8 @@ CLOCK_START_READS = SUBMISSION_READS | ENDED_READS | frozenset(
 
 
 def reads(*steps: Step | str | frozenset[Step]) -> Callable[[Check], Check]:
-    """Declare which steps a check reads (``PROCESS``: the item's process steps).
+    """Declare which steps a check reads (``PROCESS``: the item's process steps;
+    ``UNLISTED``: the steps it has neither in its process nor as optional ones).
 
     A check's findings are a function of the facts of those steps only, so after a fact
     of another step the engine need not run it again: what it found before still holds.

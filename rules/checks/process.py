@@ -8,7 +8,16 @@ from typing import Any
 
 from producers.contract import Step
 from rules.catalog import OPTIONAL_STEPS
-from rules.findings import PROCESS, REFUSAL_READS, SUBMISSION_READS, CaseView, Check, Finding, reads
+from rules.findings import (
+    PROCESS,
+    REFUSAL_READS,
+    SUBMISSION_READS,
+    UNLISTED,
+    CaseView,
+    Check,
+    Finding,
+    reads,
+)
 
 STEP_ZH = {
     Step.submitted: "申请",
@@ -84,6 +93,7 @@ def _unknown_steps(process: tuple[Step, ...]) -> tuple[Step, ...]:
     return tuple(s for s in Step if s not in process and s not in OPTIONAL_STEPS)
 
 
+@reads(UNLISTED)
 def unknown_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A step the item's process does not have (neither required nor optional); one
     finding per kind of step, on its first occurrence."""

@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 
 from producers.contract import Step
 from rules.case import CaseState
+from rules.catalog import OPTIONAL_STEPS
 from rules.engine import Engine
-from rules.findings import PROCESS, CaseView, Check, Finding, declared_reads
+from rules.findings import PROCESS, UNLISTED, CaseView, Check, Finding, declared_reads
 from rules.ingest import Gate, Rejected
 from rules.replay import replay
 from tests.unit.eventkit_integrity import CO_DEPARTMENTS, CST, DEPARTMENT, engine
@@ -84,6 +85,8 @@ def _allowed(check: Check, steps_of_item: Iterable[Step]) -> set[Step]:
     steps = {s for s in declared if isinstance(s, Step)}
     if PROCESS in declared:
         steps |= set(steps_of_item)
+    if UNLISTED in declared:
+        steps |= {s for s in Step if s not in steps_of_item and s not in OPTIONAL_STEPS}
     return steps
 
 
