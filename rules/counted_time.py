@@ -46,6 +46,9 @@ class WorkingTime:
         self._workdays: list[int] = []  # day numbers of working days, ascending
         self._origin_ordinal = ORIGIN.toordinal()
         self._offset = _fixed_offset(tz)  # seconds east of UTC, or None
+        #: (local epoch day, days) -> deadline: a deadline with no pause depends on the day
+        #: of its start only, and the same few hundred days start most cases' clocks
+        self._from_day: dict[tuple[int, float], float] = {}
 
     # --- day-level ------------------------------------------------------------------
 
@@ -179,9 +182,20 @@ class WorkingTime:
         with no datetime built for it in a zone of fixed offset."""
         return self.instant_at(self.count_start_at(start) + days * DAY)
 
-    def working_deadline_epoch(self, start: float, days: int) -> float:
-        """:meth:`working_deadline_at` in epoch seconds."""
-        return self.instant_epoch(self.count_start_at(start) + days * DAY)
+    def working_deadline_epoch(self, start: float, days: float) -> float:
+        """:meth:`working_deadline_at` in epoch seconds (``days`` may be fractional)."""
+        offset = self._offset
+        if offset is None:
+            return self.instant_epoch(self.count_start_at(start) + days * DAY)
+        day = int((start + offset) // DAY)
+        key = (day, days)
+        found = self._from_day.get(key)
+        if found is None:
+            if len(self._from_day) > 100_000:
+                self._from_day.clear()
+            found = self._from_day[key] = self.instant_epoch(
+                self._count_after(day - self._origin_ordinal + _EPOCH_ORDINAL) + days * DAY)
+        return found
 
     def count_start_at(self, start: float) -> float:
         """:meth:`count_start` of epoch seconds."""
@@ -203,6 +217,8 @@ class WorkingTime:
                             pauses: Sequence[EpochPause] = ()) -> float | None:
         """:meth:`counted_deadline` in epoch seconds: the form the deadline checks use,
         which build a datetime only for a finding they report."""
+        if not pauses:
+            return self.working_deadline_epoch(start, days)
         origin = self.count_start_at(start)
         target = origin + days * DAY
         for p_start, p_end in pauses:

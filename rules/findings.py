@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from producers.contract import LAWFUL_SUSPENSION_REASONS, Step
@@ -116,6 +117,7 @@ class LazyDetails(Mapping[str, Any]):
 
 
 _T = TypeVar("_T")
+_AT = attrgetter("at")
 
 
 class derived(Generic[_T]):
@@ -147,7 +149,7 @@ class CaseView:
         self.item = item
         self.wt = wt
         self.settings = settings
-        self.facts: list[Fact] = sorted(state.facts, key=lambda f: f.at)  # stable: ties by arrival
+        self.facts: list[Fact] = sorted(state.facts, key=_AT)  # stable: ties by arrival
         self._by_step: dict[Step, list[Fact]] = {}
         self._deadlines: dict[tuple[Any, ...], float | None] = {}
         for f in self.facts:
@@ -169,6 +171,8 @@ class CaseView:
         """``WorkingTime.counted_deadline_at`` (epoch seconds) with this case's pauses by
         default, computed once per view (several checks ask for the same limit)."""
         pauses = self.pauses_at if pauses is None else pauses
+        if not pauses:  # the common case, kept by the working time per start day
+            return self.wt.working_deadline_epoch(start, days)
         key = (start, days, *pauses)
         deadlines = self._deadlines
         if key not in deadlines:
@@ -303,9 +307,12 @@ class CaseView:
     @derived
     def ended(self) -> Fact | None:
         """The first fact that ends the decision clock: decision, refusal at intake, withdrawal."""
-        ends = [f for s in (Step.decided, Step.rejected_at_intake, Step.withdrawn)
-                for f in self.all(s)]
-        return min(ends, key=lambda f: f.at) if ends else None
+        earliest: Fact | None = None
+        for step in (Step.decided, Step.rejected_at_intake, Step.withdrawn):
+            fact = self.first(step)  # facts are in time order: a step's first is its earliest
+            if fact is not None and (earliest is None or fact.at < earliest.at):
+                earliest = fact
+        return earliest
 
     @derived
     def process_facts(self) -> list[Fact | None]:
