@@ -33,8 +33,8 @@ _TICK = 1e-6  # a microsecond, in epoch seconds
 _ESCALATED = SEVERITY_RANK["escalated"]
 
 
-#: (rule, check, severity, parameters, the check's bit in ``Due.pending``)
-_Planned = tuple[str, Check, Severity, Mapping[str, Any], int]
+#: (rule, check, severity, parameters, the check's bit in ``Due.pending``, severity rank)
+_Planned = tuple[str, Check, Severity, Mapping[str, Any], int, int]
 
 
 class _Blank(dict[str, Any]):
@@ -90,28 +90,28 @@ class Engine:
         of the next due (an early wake-up judges the whole case and finds nothing).
         Something due by ``now`` makes it a whole judgement.
         """
-        plan = self._plan(state.item_code)
         floor: float | None = None
         pending = 0
+        now_ts = now.timestamp()
         if added is not None and before is not None and (
-                before.at is None or before.at > now.timestamp()):
+                before.at is None or before.at > now_ts):
             plan, ran = self._triggered(state.item_code, added)
             pending = before.pending & ~ran  # skipped checks that still wait
             if pending:
                 floor = before.at
+        else:
+            plan = self._plan(state.item_code)
         view = self.view(state)
         alerts: list[Alert] = []
         next_due: float | None = None
-        now_ts = now.timestamp()
         case_id, case_raised = state.case_id, state.raised
-        for rule, check, severity, params, bit in plan:
+        for rule, check, severity, params, bit, rank in plan:
             try:
                 findings = list(check(view, params))
             except Exception:  # one faulty rule must not silence the others
                 self.check_errors[rule] = self.check_errors.get(rule, 0) + 1
                 log.exception("rule %s failed on case %s; other rules go on", rule, case_id)
                 continue
-            rank = SEVERITY_RANK[severity]
             for finding in findings:
                 due = finding.due_at
                 if due > now_ts:
@@ -156,7 +156,8 @@ class Engine:
         plan = self._plans.get(item_code)
         if plan is None:
             rs = self.ruleset
-            plan = [(rule, check, rs.rules[rule].severity, rs.params(rule, item_code), 1 << i)
+            plan = [(rule, check, rs.rules[rule].severity, rs.params(rule, item_code), 1 << i,
+                     SEVERITY_RANK[rs.rules[rule].severity])
                     for i, (rule, check) in enumerate(self.checks.items())
                     if rs.enabled(rule, item_code)]
             self._plans[item_code] = plan
