@@ -33,6 +33,8 @@ import multiprocessing
 import os
 import traceback
 import zlib
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -52,8 +54,9 @@ from rules.replay import ReplayResult, SideRules, _received_at, complaint_payloa
 from rules.schedule import DeadlineIndex
 from rules.windows import WindowRecord, WindowRules, WindowTracker
 
-#: Lines per chunk: the parent and the shards exchange a report per chunk.
-CHUNK = 20_000
+#: Lines per chunk: the parent and the shards exchange a report per chunk (smaller chunks
+#: let them overlap more; below a few thousand the messages cost more than that gains).
+CHUNK = 5_000
 
 
 def replay_workers() -> int:
@@ -82,6 +85,8 @@ def shard_of(raw: bytes, workers: int) -> int | None:
 
 #: An instant as it travels between the processes: epoch seconds and UTC offset seconds.
 Instant = tuple[float, float]
+#: The clock's moves in a chunk: lines, epoch seconds, UTC offsets (compact arrays).
+Moves = tuple["array[int]", "array[float]", "array[float]"]
 
 
 def _pack(at: datetime) -> Instant:
@@ -158,44 +163,67 @@ class _Shard:
         return CaseState(state.case_id, state.item_code, state.partition, state.facts[:n],
                          state.raised)
 
-    def judge(self, moves: list[tuple[int, Instant]], records: list[tuple[int, list[Any]]]
-              ) -> None:
-        """Phase 2: judge the chunk's events and window records in line order, firing
-        what is due wherever the clock moved (``moves``: line and the clock after it)."""
+    def judge(self, moves: Moves, records: list[tuple[int, list[Any]]]) -> None:
+        """Phase 2: judge the chunk's events and window records in line order, and fire
+        what is due where the clock first passes it (``moves``: the lines at which the
+        clock moved and its instants after them, in order).
+
+        A shard steps only to its own lines and to the moves at which something of its
+        own falls due (found by bisection: the clock only goes forward), not through
+        every line of the file."""
+        lines_m, stamps_m, offsets_m = moves
         engine, index, alerts, released = self.engine, self.index, self.alerts, self.released
         clock, tracker = self._clock, self.tracker
         taken = self._taken
-        end = CHUNK * 2
-        t = m = r = 0
-        while t < len(taken) or m < len(moves) or r < len(records):
-            line = min(taken[t][0] if t < len(taken) else end,
-                       moves[m][0] if m < len(moves) else end,
-                       records[r][0] if r < len(records) else end)
-            moved = m < len(moves) and moves[m][0] == line
-            if moved:
-                clock.advance(_unpack(moves[m][1]))
-                m += 1
-            if t < len(taken) and taken[t][0] == line:
+        never = 1 << 62
+        t = r = 0
+        k_now = -1  # the last move applied to the clock
+        while True:
+            event_line = taken[t][0] if t < len(taken) else never
+            record_line = records[r][0] if r < len(records) else never
+            fire_line = never
+            due = self._next_due()
+            if due is not None:
+                k = bisect_left(stamps_m, due, k_now + 1)
+                if k < len(stamps_m):
+                    fire_line = lines_m[k]
+            line = min(event_line, record_line, fire_line)
+            if line == never:
+                break
+            k = bisect_right(lines_m, line, k_now + 1) - 1
+            if k > k_now:
+                clock.advance(_unpack((stamps_m[k], offsets_m[k])))
+                k_now = k
+            now = clock.now()
+            if event_line == line:
                 _, case_id, step = taken[t]
                 t += 1
                 released[case_id] = released.get(case_id, 0) + 1
-                got, due = engine.judge(self._upto(case_id), clock.now(), step,
-                                        index.get(case_id))
+                got, due_next = engine.judge(self._upto(case_id), now, step, index.get(case_id))
                 alerts.extend(got)
-                index.put(case_id, due)
-            observed = r < len(records) and records[r][0] == line
-            if observed and tracker is not None:
-                alerts.extend(tracker.observe(WindowRecord.from_fields(records[r][1]),
-                                              clock.now()))
+                index.put(case_id, due_next)
+            observed = record_line == line
+            if observed:
+                if tracker is not None:
+                    alerts.extend(tracker.observe(WindowRecord.from_fields(records[r][1]), now))
                 r += 1
-            if moved:
-                self.fire_due()
-            elif observed and tracker is not None:
+            if k_now >= 0 and lines_m[k_now] == line:
+                self.fire_due()  # the clock moved at this line
+            elif observed and tracker is not None and tracker.may_be_due(now.timestamp()):
                 # as replay() after every event: what the record scheduled may be due now
-                now = clock.now()
-                if tracker.may_be_due(now.timestamp()):
-                    alerts.extend(tracker.advance(now))
+                alerts.extend(tracker.advance(now))
+        if len(stamps_m) > k_now + 1:  # the clock as the chunk leaves it, for the next one
+            clock.advance(_unpack((stamps_m[-1], offsets_m[-1])))
         self._taken = []
+
+    def _next_due(self) -> float | None:
+        """The earliest instant at which something of this shard falls due."""
+        due = self.index.next_due()
+        if self.tracker is not None:
+            window_due = self.tracker.next_due()
+            if window_due is not None and (due is None or window_due < due):
+                due = window_due
+        return due
 
     def fire_due(self) -> None:
         """What is due by the clock (each shard is asked at nearly every line of the file:
@@ -343,7 +371,7 @@ def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inbox
             for i, reason, detail in report.rejected:
                 result.rejected[reason] = result.rejected.get(reason, 0) + 1
                 problems.append((i, f"line {first_line + i}: {reason}: {detail}"))
-        moves: list[tuple[int, Instant]] = []
+        moves: Moves = (array("l"), array("d"), array("d"))
         steps: list[tuple[int, Any]] = []  # (line, complaint payload or (instant, fields))
         records: list[list[tuple[int, list[Any]]]] = [[] for _ in range(workers)]
         for i, raw in enumerate(chunk):
@@ -356,7 +384,7 @@ def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inbox
                 at = _unpack(got[0])
                 if probe.now() < at:
                     probe.advance(at)
-                    moves.append((i, got[0]))
+                    _move(moves, i, got[0])
                 continue
             if not raw.strip():
                 continue
@@ -366,7 +394,7 @@ def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inbox
                 when = _complaint_time(payload)
                 if when is not None and probe.now() < when:
                     probe.advance(when)
-                    moves.append((i, _pack(when)))
+                    _move(moves, i, _pack(when))
         for inbox, share in zip(inboxes, records, strict=True):
             inbox.put((moves, share))
         done = chunk
@@ -402,6 +430,12 @@ def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inbox
             engine.check_errors[rule] = engine.check_errors.get(rule, 0) + n
     result.alerts.sort(key=lambda a: (a.event_time, a.alert_id))
     return result
+
+
+def _move(moves: Moves, line: int, instant: Instant) -> None:
+    moves[0].append(line)
+    moves[1].append(instant[0])
+    moves[2].append(instant[1])
 
 
 def _complaint_time(payload: dict[str, Any]) -> datetime | None:

@@ -614,6 +614,12 @@ class WindowTracker:
             self._scheduled[dept] = nxt
             heapq.heappush(self._silence, (nxt, dept))
 
+    def next_due(self) -> float | None:
+        """The earliest instant (epoch) at which :meth:`advance` may close or judge
+        something (a superseded silence check included)."""
+        heads = [h[0][0] for h in (self._closing, self._silence) if h]
+        return min(heads) if heads else None
+
     def may_be_due(self, now: float) -> bool:
         """Whether :meth:`advance` to ``now`` (epoch) could close or judge something."""
         return bool((self._closing and self._closing[0][0] <= now)
