@@ -85,9 +85,17 @@ class TableBook(IndicatorBook):
         self.owned = owned or (lambda: None)
         self.dirty: set[bytes] = set()
         self.pending: dict[bytes, tuple[int, Acc]] = {}
+        self._keys: dict[tuple[Any, ...], bytes] = {}
 
     def _key(self, key: Key) -> bytes:
-        return orjson.dumps([*key, self.partition])
+        # the same few keys (a month, a scope) again and again: encoded once
+        full = (*key, self.partition)
+        raw = self._keys.get(full)
+        if raw is None:
+            if len(self._keys) > 100_000:
+                self._keys.clear()
+            raw = self._keys[full] = orjson.dumps(full)
+        return raw
 
     def get(self, key: Key) -> Acc | None:
         k = self._key(key)

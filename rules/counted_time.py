@@ -234,12 +234,19 @@ class WorkingTime:
 
     def counted_seconds(self, start: datetime, until: datetime, pauses: Sequence[Pause] = ()) -> float:
         """Working seconds used between the count start and ``until``, pauses left out."""
-        origin = self.count_start(start)
-        end = self.working_seconds(until)
+        return self.counted_seconds_at(
+            start.timestamp(), until.timestamp(),
+            [(a.timestamp(), b.timestamp() if b is not None else None) for a, b in pauses])
+
+    def counted_seconds_at(self, start: float, until: float,
+                           pauses: Sequence[EpochPause] = ()) -> float:
+        """:meth:`counted_seconds` of epoch seconds."""
+        origin = self.count_start_at(start)
+        end = self.working_seconds_at(until)
         used = max(0.0, end - origin)
         for p_start, p_end in pauses:
-            a = max(self.working_seconds(p_start), origin)
-            b = min(self.working_seconds(p_end) if p_end else end, end)
+            a = max(self.working_seconds_at(p_start), origin)
+            b = min(self.working_seconds_at(p_end) if p_end is not None else end, end)
             if b > a:
                 used -= b - a
         return max(0.0, used)

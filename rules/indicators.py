@@ -168,9 +168,28 @@ class Acc:
 # --- feeding ----------------------------------------------------------------------------
 
 
+_MONTHS: dict[tuple[int, Any], str] = {}
+_QUARTER_HOUR = 900
+
+
 def month_of(instant: datetime | float, tz: Any) -> str:
-    dt = instant if isinstance(instant, datetime) else datetime.fromtimestamp(instant, tz)
-    return dt.astimezone(tz).strftime("%Y-%m")
+    """The local month (``YYYY-MM``) of an instant. Asked for nearly every event: kept per
+    quarter hour, where the whole quarter hour lies in one month (every zone's offset
+    since long is a multiple of 15 minutes; a quarter hour that straddles two months in
+    some zone is simply not kept)."""
+    ts = instant.timestamp() if isinstance(instant, datetime) else instant
+    bucket = int(ts // _QUARTER_HOUR)
+    month = _MONTHS.get((bucket, tz))
+    if month is not None:
+        return month
+    month = datetime.fromtimestamp(ts, tz).strftime("%Y-%m")
+    first = bucket * _QUARTER_HOUR
+    if (datetime.fromtimestamp(first, tz).strftime("%Y-%m") == month
+            == datetime.fromtimestamp(first + _QUARTER_HOUR - 1e-3, tz).strftime("%Y-%m")):
+        if len(_MONTHS) > 100_000:
+            _MONTHS.clear()
+        _MONTHS[(bucket, tz)] = month
+    return month
 
 
 #: rules whose event time is the start of a window (the window's month), not a deadline
@@ -227,7 +246,11 @@ class IndicatorBook:
         step = event.step
         if step not in (Step.submitted, Step.accepted, Step.decided, Step.supplement_requested):
             return
-        if sum(1 for f in state.facts if f.step is step) != 1:
+        seen = 0
+        for f in state.facts:
+            if f.step is step:
+                seen += 1
+        if seen != 1:
             return  # only the first of its kind counts
         item = self.catalog[state.item_code]
         dept = item.department
@@ -254,10 +277,11 @@ class IndicatorBook:
         from rules.checks.deadlines import regular_extension
 
         view = self.engine.view(state)
-        start = view.clock_start
+        start = view.clock_start_at
         if start is None:
             return None
-        seconds = round(self.wt.counted_seconds(start[0], decided_at, view.pauses))
+        seconds = round(self.wt.counted_seconds_at(start[0], decided_at.timestamp(),
+                                                   view.pauses_at))
         item = view.item
         ext = regular_extension(view)
         legal = item.legal_days + (int(ext.attrs["days"]) if ext is not None else 0)

@@ -22,6 +22,7 @@ from rules.indicators import (
     PeriodError,
     ScoringConfig,
     current_periods,
+    month_of,
     month_score,
     period_months,
     report_rows,
@@ -267,3 +268,18 @@ def test_replay_writes_indicators(tmp_path: Path) -> None:
     report = json.loads(out_file.read_text())
     assert list(report["periods"]) == ["2026-09", "2026-10", "2026-Q3", "2026-Q4", "2026-H2", "2026"]
     assert report["periods"]["2026-10"]["department"][0]["score"] == 90
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "Asia/Kathmandu", "America/St_Johns", "UTC"])
+def test_month_of_is_the_local_month_around_month_ends(zone: str) -> None:
+    """``month_of`` keeps months per quarter hour: around every month end of two years,
+    minute by minute, it says what a datetime in the zone says."""
+    tz = ZoneInfo(zone)
+    for year in (2025, 2026):
+        for month in range(1, 13):
+            end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=tz).timestamp()
+            for minute in range(-90, 90, 7):
+                ts = end + minute * 60 + 0.5
+                expected = datetime.fromtimestamp(ts, tz).strftime("%Y-%m")
+                assert month_of(ts, tz) == expected
+                assert month_of(datetime.fromtimestamp(ts, tz), tz) == expected
