@@ -90,8 +90,8 @@ def replay(
     Lines on stdout."""
     from rules.factory import build_engine
     from rules.indicators import IndicatorBook
+    from rules.replay_parallel import ReplayWorkerError, replay_workers
     from rules.replay_parallel import replay_parallel as run_replay
-    from rules.replay_parallel import replay_workers
 
     settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     until_dt = parse_until(until)
@@ -110,8 +110,11 @@ def replay(
         book = IndicatorBook(engine) if indicators is not None else None
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    result = run_replay(source, engine, until_dt, on_progress=progress, windows=windows,
-                        indicators=book, workers=workers or replay_workers())
+    try:
+        result = run_replay(source, engine, until_dt, on_progress=progress, windows=windows,
+                            indicators=book, workers=workers or replay_workers())
+    except ReplayWorkerError as exc:
+        raise _fail(str(exc)) from None
     out = sys.stdout.buffer
     for alert in result.alerts:
         out.write(alert.to_json() + b"\n")

@@ -303,8 +303,10 @@ def replay_parallel(
         inboxes.append(inbox)
         pipes.append(parent_end)
         processes.append(process)
+    finished = False
     try:
         result = _drive(lines, engine, until, inboxes, pipes, on_progress, windows)
+        finished = True
     finally:
         gc.unfreeze()
         for inbox in inboxes:
@@ -312,9 +314,11 @@ def replay_parallel(
         for conn in pipes:
             conn.close()
         for process in processes:
-            process.join(timeout=5)
+            if finished:  # each has sent its result and is exiting
+                process.join(timeout=5)
             if process.is_alive():
                 process.kill()
+                process.join()
     return result
 
 
@@ -333,7 +337,12 @@ def _chunks(lines: Iterable[bytes], workers: int
 
 
 def _receive(conn: Connection) -> Any:
-    message = conn.recv()
+    try:
+        message = conn.recv()
+    except EOFError:
+        raise ReplayWorkerError("a replay shard exited without a word (killed? out of "
+                                "memory?); run with --workers 1 to replay in one process"
+                                ) from None
     if isinstance(message, tuple) and message and message[0] == "error":
         raise ReplayWorkerError(f"a replay shard failed:\n{message[1]}")
     return message

@@ -117,3 +117,18 @@ def test_lines_are_routed_by_case() -> None:
     assert shard_of(_complaint(1, 0), 4) is None
     spread = {shard_of(orjson.dumps({"case_id": f"C-{n}"}), 4) for n in range(200)}
     assert spread == {0, 1, 2, 3}
+
+
+def test_a_shard_that_dies_fails_the_replay(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    def die(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        os._exit(3)  # as a kill would: no word to the parent
+
+    lines = [orjson.dumps({
+        "schema_version": 1, "event_id": "X-1", "case_id": "X", "item_code": "T-SHORT",
+        "department": "gongan", "step": "submitted", "actor": "applicant", "applicant_id": "p",
+        "occurred_at": datetime(2024, 3, 4, 9, tzinfo=CST).isoformat()})]
+    monkeypatch.setattr(Engine, "judge", die)
+    with pytest.raises(ReplayWorkerError, match="exited without a word"):
+        replay_parallel(lines, ENGINE, UNTIL, workers=2)
