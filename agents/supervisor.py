@@ -52,7 +52,8 @@ AlertObserver = Callable[[Alert, int | None], None]
 
 class _Accepted(NamedTuple):
     event: ApprovalEvent
-    state: CaseState  # as it was right after this event (observers read it later)
+    state: CaseState  # observers see it as it was right after this event: its first
+    facts: int  # ``facts`` facts (a later event of the batch may have added more)
     alerts: list[Alert]
     judged: datetime
 
@@ -136,7 +137,6 @@ class Supervisor:
             raised: list[Alert] = []
             partitions: list[int] = []
             rejected: list[tuple[Record, str, str]] = []
-            observing = bool(self.event_observers)
             ingested: dict[tuple[str, str], int] = {}
             reading = self.clock.now()  # one clock reading for the batch
             for rec in records:
@@ -165,8 +165,7 @@ class Supervisor:
                 if alerts:
                     raised.extend(alerts)
                     partitions.extend([partition] * len(alerts))
-                snapshot = state.snapshot() if observing else state
-                order.append((rec, _Accepted(event, snapshot, alerts, now)))
+                order.append((rec, _Accepted(event, state, len(state.facts), alerts, now)))
             for (department, step), n in ingested.items():  # a counter's lock once per batch
                 self._ingested(department, step).inc(n)
             if raised:
@@ -182,12 +181,12 @@ class Supervisor:
             for key, waits in due.items():
                 state = states[key]
                 self.index(state.partition).put(state.case_id, waits)
-            if observing:
+            if self.event_observers:
                 for _, accepted in order:
                     if accepted is not None:
+                        state = accepted.state.upto(accepted.facts)
                         for observe in self.event_observers:
-                            observe(accepted.event, accepted.state, accepted.alerts,
-                                    accepted.judged)
+                            observe(accepted.event, state, accepted.alerts, accepted.judged)
             self._progress(len(records))
             return raised
 

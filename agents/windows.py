@@ -44,6 +44,7 @@ from rules.windows import (
     WindowRules,
     burst_add,
     dept_add,
+    event_fields,
     span_add,
     spans_after,
 )
@@ -325,8 +326,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         if ev is None:
             rep.read(record)
             return
-        rec = WindowRecord.from_event(ev)
-        rep.forward_batched(record, rec.department.encode(), rec.fields())
+        fields = event_fields(ev)
+        rep.forward_batched(record, ev.department.encode(), fields)
 
     sv.forwarders.append(forward)
 

@@ -68,10 +68,12 @@ class CaseState:
                 return True
         return False
 
-    def snapshot(self) -> CaseState:
-        """The state as it is now, kept apart from facts added later (the alerts raised
-        are shared: they are only ever added to)."""
-        return CaseState(self.case_id, self.item_code, self.partition, list(self.facts),
+    def upto(self, n: int) -> CaseState:
+        """The state as it was with its first ``n`` facts (itself when it has no more;
+        the alerts raised are shared)."""
+        if n == len(self.facts):
+            return self
+        return CaseState(self.case_id, self.item_code, self.partition, self.facts[:n],
                          self.raised)
 
     def encode(self) -> bytes:

@@ -156,12 +156,7 @@ class _Shard:
 
     def _upto(self, case_id: str) -> CaseState:
         """The case with the facts released so far (its later facts are not there yet)."""
-        state = self.cases[case_id]
-        n = self.released[case_id]
-        if n == len(state.facts):
-            return state
-        return CaseState(state.case_id, state.item_code, state.partition, state.facts[:n],
-                         state.raised)
+        return self.cases[case_id].upto(self.released[case_id])
 
     def judge(self, moves: Moves, records: list[tuple[int, list[Any]]]) -> None:
         """Phase 2: judge the chunk's events and window records in line order, and fire

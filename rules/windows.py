@@ -79,10 +79,7 @@ class WindowRecord(NamedTuple):
 
     @classmethod
     def from_event(cls, ev: ApprovalEvent) -> WindowRecord:
-        refused = ev.step is Step.rejected_at_intake or (
-            ev.step is Step.decided and ev.attributes.get("outcome") == "deny")
-        return cls(ev.event_id, ev.case_id, ev.department, ev.effective_actor, ev.step.value,
-                   ev.occurred_at.timestamp(), refused)
+        return cls(*event_fields(ev))
 
     @property
     def outcome(self) -> bool:
@@ -99,7 +96,8 @@ class WindowRecord(NamedTuple):
         return f"{self.department}/{self.actor}"
 
     def fields(self) -> list[Any]:
-        """The record as a JSON-able list (its form on the repartition topic)."""
+        """The record as a JSON-able list (its form on the repartition topic, as
+        :func:`event_fields` makes it)."""
         return [self.event_id, self.case_id, self.department, self.actor, self.step, self.at,
                 self.refused]
 
@@ -108,6 +106,16 @@ class WindowRecord(NamedTuple):
         eid, case, dept, actor, step, at, refused = fields
         return cls(str(eid), str(case), str(dept), str(actor), str(step), float(at),
                    bool(refused))
+
+
+def event_fields(ev: ApprovalEvent) -> list[Any]:
+    """:meth:`WindowRecord.fields` of an event's record, built directly (the worker
+    forwards one per event)."""
+    step = ev.step
+    refused = step is Step.rejected_at_intake or (
+        step is Step.decided and ev.attributes.get("outcome") == "deny")
+    return [ev.event_id, ev.case_id, ev.department, ev.effective_actor, step.value,
+            ev.occurred_at.timestamp(), refused]
 
 
 # --- window values (JSON-able) ----------------------------------------------------------
