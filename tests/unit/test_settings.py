@@ -59,3 +59,21 @@ def test_sasl_without_credentials_says_which_variables(monkeypatch: pytest.Monke
 
 def test_plaintext_has_no_credentials() -> None:
     assert faust_credentials(load_settings()) is None
+
+
+def test_the_worker_collects_garbage_less_often_as_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from agents.worker import tune_gc
+
+    before = gc.get_threshold()
+    monkeypatch.setenv("JIANCHA_GC_YOUNG_THRESHOLD", "12345")
+    try:
+        tune_gc(load_settings())
+        assert gc.get_threshold() == (12345, before[1], before[2])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    monkeypatch.setenv("JIANCHA_GC_YOUNG_THRESHOLD", "10")
+    with pytest.raises(SettingsError, match="JIANCHA_GC_YOUNG_THRESHOLD"):
+        load_settings()
