@@ -52,7 +52,7 @@ from rules.indicators import IndicatorBook
 from rules.ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected
 from rules.replay import ReplayResult, SideRules, _received_at, complaint_payload, replay
 from rules.schedule import DeadlineIndex
-from rules.windows import WindowRecord, WindowRules, WindowTracker
+from rules.windows import WindowRecord, WindowRules, WindowTracker, event_fields
 
 #: Lines per chunk: the parent and the shards exchange a report per chunk (smaller chunks
 #: let them overlap more; below a few thousand the messages cost more than that gains).
@@ -149,8 +149,7 @@ class _Shard:
             received = _received_at(event) or event.occurred_at
             cases[event.case_id] = engine.ingest(state, event, received)
             taken.append((i, event.case_id, event.step))
-            report.accepted.append((i, _pack(event.occurred_at),
-                                    WindowRecord.from_event(event).fields()))
+            report.accepted.append((i, _pack(event.occurred_at), event_fields(event)))
         self.events += len(taken)
         return report
 
@@ -221,8 +220,7 @@ class _Shard:
         return due
 
     def fire_due(self) -> None:
-        """What is due by the clock (each shard is asked at nearly every line of the file:
-        a cheap test first)."""
+        """What is due by the clock (cases, windows)."""
         now = self._clock.now()
         t = now.timestamp()
         if self.index.may_be_due(t):
