@@ -114,10 +114,8 @@ class Engine:
                 continue
             for finding in findings:
                 due = finding.due_at
-                if due > now_ts:
-                    # not due yet at any stage (escalation is due later still): no id needed.
-                    # One raised before whose due moved later (a suspension) is judged again
-                    # when this passes: an early wake-up, nothing more
+                if due > now_ts and not case_raised:
+                    # nothing raised on the case yet, and this is not due: no id needed
                     pending |= bit
                     if next_due is None or due < next_due:
                         next_due = due
@@ -125,6 +123,11 @@ class Engine:
                 alert_id = make_alert_id(rule, case_id, *finding.distinct)
                 raised = case_raised.get(alert_id, 0)
                 if raised < rank:
+                    if due > now_ts:
+                        pending |= bit
+                        if next_due is None or due < next_due:
+                            next_due = due
+                        continue
                     raised = case_raised[alert_id] = rank
                     alerts.append(self._render(rule, severity, alert_id, view, finding, now))
                 if severity != "red" or not finding.escalates or raised >= _ESCALATED:

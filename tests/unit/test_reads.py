@@ -224,6 +224,33 @@ def test_checks_read_only_the_steps_they_declare_on_the_simulator_workload(
     assert _assert_reads_declared(_prefix_states(lines[:1500], eng), eng) > 10_000
 
 
+def test_next_due_after_a_replay_lies_after_it(
+        workload: tuple[list[bytes], datetime, Engine]) -> None:
+    """What a rebuilt index wakes a case for is what it has not raised: after a replay to
+    ``until`` (everything due by then raised) no case is due again before ``until``, also
+    those with alerts raised (their dues are judged, not taken as pending)."""
+    lines, end, eng = workload
+    until = end + timedelta(days=60)
+    states: dict[str, CaseState] = {}
+    ingest = eng.ingest
+
+    def keep(*args: Any, **kwargs: Any) -> CaseState:
+        state = ingest(*args, **kwargs)
+        states[state.case_id] = state
+        return state
+
+    eng.ingest = keep  # type: ignore[method-assign]
+    try:
+        replay(lines, eng, until)
+    finally:
+        del eng.ingest
+    with_alerts = [s for s in states.values() if s.raised]
+    assert len(with_alerts) > 50
+    for state in states.values():
+        due = eng.next_due(state).at
+        assert due is None or due > until.timestamp(), state.case_id
+
+
 def test_partial_evaluation_skips_checks(workload: tuple[list[bytes], datetime, Engine]) -> None:
     """The point of it: after a review or a completion the deadline checks do not run."""
     _, _, eng = workload
