@@ -197,12 +197,6 @@ class CaseView:
         return self.wt.working_deadline_epoch(sub.at, INTAKE_DAYS) if sub else None
 
     @derived
-    def intake_deadline(self) -> datetime | None:
-        """:attr:`intake_deadline_at` as an instant."""
-        at = self.intake_deadline_at
-        return None if at is None else self.dt(at)
-
-    @derived
     def refused(self) -> bool:
         return self.first(Step.rejected_at_intake) is not None or any(
             f.attrs.get("outcome") == "deny" for f in self.all(Step.decided)
@@ -265,18 +259,6 @@ class CaseView:
             return None
         at, basis, fact, known_at = start
         return self.dt(at), basis, fact, self.dt(known_at)
-
-    @property
-    def decision_start(self) -> tuple[datetime, str, Fact] | None:
-        """(instant, basis, fact) of :attr:`clock_start`."""
-        start = self.clock_start
-        return start[:3] if start is not None else None
-
-    @property
-    def start_known_at(self) -> datetime | None:
-        """From when the decision start is certain (see :attr:`clock_start`)."""
-        start = self.clock_start
-        return start[3] if start is not None else None
 
     @derived
     def allowed_lateness_seconds(self) -> float:

@@ -234,7 +234,9 @@ def test_the_generator_covers_the_interesting_shapes() -> None:
     """The strategy reaches every item, path and option, and really shuffles the file."""
     seen: set[str] = set()
 
-    @settings(max_examples=150, deadline=None, database=None,
+    # derandomized: a fixed sequence of examples, so that this check of the strategy does
+    # not fail now and then on a random draw (it missed fee_charged about one run in 20)
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow])
     @given(interleaved_files())
     def collect(file: tuple[list[dict[str, Any]], datetime]) -> None:
