@@ -48,6 +48,7 @@ from rules.indicators import (
     report_rows,
     rows_csv,
 )
+from rules.memo import BoundedMemo
 
 if TYPE_CHECKING:
     from agents.extensions import WorkerContext
@@ -85,17 +86,11 @@ class TableBook(IndicatorBook):
         self.owned = owned or (lambda: None)
         self.dirty: set[bytes] = set()
         self.pending: dict[bytes, tuple[int, Acc]] = {}
-        self._keys: dict[tuple[Any, ...], bytes] = {}
+        # the same few keys (a month, a scope) again and again: encoded once
+        self._keys: BoundedMemo[tuple[Any, ...], bytes] = BoundedMemo(orjson.dumps, 100_000)
 
     def _key(self, key: Key) -> bytes:
-        # the same few keys (a month, a scope) again and again: encoded once
-        full = (*key, self.partition)
-        raw = self._keys.get(full)
-        if raw is None:
-            if len(self._keys) > 100_000:
-                self._keys.clear()
-            raw = self._keys[full] = orjson.dumps(full)
-        return raw
+        return self._keys[(*key, self.partition)]
 
     def get(self, key: Key) -> Acc | None:
         k = self._key(key)

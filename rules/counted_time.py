@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from rules.calendar import WorkingCalendar
+from rules.memo import BoundedMemo
 
 DAY = 86_400
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -48,7 +49,8 @@ class WorkingTime:
         self._offset = _fixed_offset(tz)  # seconds east of UTC, or None
         #: (local epoch day, days) -> deadline: a deadline with no pause depends on the day
         #: of its start only, and the same few hundred days start most cases' clocks
-        self._from_day: dict[tuple[int, float], float] = {}
+        self._from_day: BoundedMemo[tuple[int, float], float] = BoundedMemo(
+            self._deadline_from_day, 100_000)
 
     # --- day-level ------------------------------------------------------------------
 
@@ -187,15 +189,12 @@ class WorkingTime:
         offset = self._offset
         if offset is None:
             return self.instant_epoch(self.count_start_at(start) + days * DAY)
-        day = int((start + offset) // DAY)
-        key = (day, days)
-        found = self._from_day.get(key)
-        if found is None:
-            if len(self._from_day) > 100_000:
-                self._from_day.clear()
-            found = self._from_day[key] = self.instant_epoch(
-                self._count_after(day - self._origin_ordinal + _EPOCH_ORDINAL) + days * DAY)
-        return found
+        return self._from_day[(int((start + offset) // DAY), days)]
+
+    def _deadline_from_day(self, key: tuple[int, float]) -> float:
+        day, days = key  # a local epoch day
+        return self.instant_epoch(
+            self._count_after(day - self._origin_ordinal + _EPOCH_ORDINAL) + days * DAY)
 
     def count_start_at(self, start: float) -> float:
         """:meth:`count_start` of epoch seconds."""

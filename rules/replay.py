@@ -66,11 +66,13 @@ class SideRules:
                 self.indicators.on_alert(alert)
 
     def fire_due(self, now: datetime) -> None:
-        """Complaint deadlines and windows due by ``now``."""
-        for complaint_id in list(self.index.pop_due(now.timestamp())):
-            alerts, nxt = self.rules.evaluate(self.complaints[complaint_id], now)
-            self.raised(alerts)
-            self.index.schedule(complaint_id, nxt.timestamp() if nxt else None)
+        """Complaint deadlines and windows due by ``now`` (asked after every line)."""
+        t = now.timestamp()
+        if self.index.may_be_due(t):
+            for complaint_id in list(self.index.pop_due(t)):
+                alerts, nxt = self.rules.evaluate(self.complaints[complaint_id], now)
+                self.raised(alerts)
+                self.index.schedule(complaint_id, nxt.timestamp() if nxt else None)
         if self.tracker is not None:
             self.raised(self.tracker.advance(now))
 
@@ -163,7 +165,7 @@ def replay(
             continue
         result.events += 1
         clock.advance(event.occurred_at)
-        received = _received_at(event) or event.occurred_at
+        received = received_at(event) or event.occurred_at
         state = engine.ingest(state, event, received)
         cases[event.case_id] = state
         alerts, due = engine.judge(state, clock.now(), event.step, index.get(event.case_id))
@@ -183,7 +185,7 @@ def replay(
     return result
 
 
-def _received_at(event: object) -> datetime | None:
+def received_at(event: object) -> datetime | None:
     """An optional ``received_at`` field (added by archives of the worker's input)."""
     extra = getattr(event, "model_extra", None) or {}
     raw = extra.get("received_at")

@@ -50,7 +50,7 @@ from rules.clock import EventTimeClock
 from rules.engine import Engine
 from rules.indicators import IndicatorBook
 from rules.ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected
-from rules.replay import ReplayResult, SideRules, _received_at, complaint_payload, replay
+from rules.replay import ReplayResult, SideRules, complaint_payload, received_at, replay
 from rules.schedule import DeadlineIndex
 from rules.windows import WindowRecord, WindowRules, WindowTracker, event_fields
 
@@ -146,7 +146,7 @@ class _Shard:
             except Rejected as r:
                 report.rejected.append((i, r.reason, r.detail))
                 continue
-            received = _received_at(event) or event.occurred_at
+            received = received_at(event) or event.occurred_at
             cases[event.case_id] = engine.ingest(state, event, received)
             taken.append((i, event.case_id, event.step))
             report.accepted.append((i, _pack(event.occurred_at), event_fields(event)))
@@ -374,16 +374,16 @@ def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inbox
                 result.rejected[reason] = result.rejected.get(reason, 0) + 1
                 problems.append((i, f"line {first_line + i}: {reason}: {detail}"))
         moves: Moves = (array("l"), array("d"), array("d"))
-        steps: list[tuple[int, Any]] = []  # (line, complaint payload or (instant, fields))
+        steps: list[tuple[int, Any]] = []  # (line, complaint payload or the event's instant)
         records: list[list[tuple[int, list[Any]]]] = [[] for _ in range(workers)]
         for i, raw in enumerate(chunk):
             got = accepted.get(i)
             if got is not None:
-                steps.append((i, got))
                 if windows:
                     fields = got[1]
                     records[zlib.crc32(str(fields[2]).encode()) % workers].append((i, fields))
                 at = _unpack(got[0])
+                steps.append((i, at))
                 if probe.now() < at:
                     probe.advance(at)
                     _move(moves, i, got[0])
@@ -410,7 +410,7 @@ def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inbox
                 problems.extend((i, p) for p in result.problems[before:])
                 del result.problems[before:]
             else:
-                clock.advance(_unpack(step[0]))
+                clock.advance(step)
                 sides.fire_due(clock.now())
         result.problems.extend(p for _, p in sorted(problems, key=lambda lp: lp[0]))
         before_events = result.events

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 from producers.contract import Alert, ApprovalEvent, Severity, Step, make_alert_id
 from rules.counted_time import DAY, ORIGIN, WorkingTime
+from rules.memo import BoundedMemo
 from rules.rulebook import RuleSet
 
 BURST = "actor.burst"
@@ -95,12 +96,6 @@ class WindowRecord(NamedTuple):
         """The burst scope: department and handler (handler ids are per department)."""
         return f"{self.department}/{self.actor}"
 
-    def fields(self) -> list[Any]:
-        """The record as a JSON-able list (its form on the repartition topic, as
-        :func:`event_fields` makes it)."""
-        return [self.event_id, self.case_id, self.department, self.actor, self.step, self.at,
-                self.refused]
-
     @classmethod
     def from_fields(cls, fields: list[Any]) -> WindowRecord:
         eid, case, dept, actor, step, at, refused = fields
@@ -109,8 +104,8 @@ class WindowRecord(NamedTuple):
 
 
 def event_fields(ev: ApprovalEvent) -> list[Any]:
-    """:meth:`WindowRecord.fields` of an event's record, built directly (the worker
-    forwards one per event)."""
+    """An event's window record as a JSON-able list, its form on the repartition topic
+    (:meth:`WindowRecord.from_fields` reads it back)."""
     step = ev.step
     refused = step is Step.rejected_at_intake or (
         step is Step.decided and ev.attributes.get("outcome") == "deny")
@@ -283,7 +278,7 @@ class WindowRules:
         self.wt = wt
         self.cfg = WindowConfig.from_ruleset(ruleset)
         self.departments = dict(departments or {})
-        self._due_cache: dict[float, float] = {}
+        self._due_cache: BoundedMemo[float, float] = BoundedMemo(self._silence_due, 10_000)
         self._fixed_since = datetime.combine(ORIGIN, time(), wt.tz).timestamp()
         self._office_seconds = [(_seconds_of(a), _seconds_of(b)) for a, b in self.cfg.office]
 
@@ -366,12 +361,7 @@ class WindowRules:
     def silence_due(self, last_at: float) -> float:
         """The instant at which ``working_hours`` office hours on working days have passed
         since ``last_at``."""
-        due = self._due_cache.get(last_at)
-        if due is None:
-            if len(self._due_cache) > 10_000:
-                self._due_cache.clear()
-            due = self._due_cache[last_at] = self._silence_due(last_at)
-        return due
+        return self._due_cache[last_at]
 
     def _silence_due(self, last_at: float) -> float:
         fixed = self.wt.fixed_offset
