@@ -99,8 +99,9 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=False,
         broker_session_timeout=settings.kafka_session_timeout_seconds,
         broker_rebalance_timeout=settings.kafka_rebalance_timeout_seconds,
-        # commit often: a partition taken over with no committed offset at all has been
-        # seen to stay unconsumed with Faust on Tansu (see tests/integration/test_faults.py)
+        # commit often: a partition taken over is read again from its committed offset
+        # (from the start when there is none; tests/integration/test_faults.py kills a
+        # worker in both cases)
         broker_commit_interval=settings.kafka_commit_interval_seconds,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_seconds / 3),
         broker_max_poll_records=settings.kafka_max_poll_records,

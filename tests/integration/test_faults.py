@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
@@ -54,14 +55,39 @@ def _settle(spec: WorkerSpec, want: set[tuple[str, str]], timeout: float) -> Non
         time.sleep(0.3)
 
 
-def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(stack: EmbeddedStack) -> None:
+def _committed(spec: WorkerSpec) -> dict[int, int | None]:
+    """The group's committed offset per partition of the events topic (None: nothing)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def go() -> dict[int, int | None]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=spec.stack.bootstrap,
+                                    group_id=f"jc-{spec.tag}", enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return {p: await consumer.committed(TopicPartition(spec.events_topic, p))
+                    for p in range(spec.partitions)}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("commits", ["committed", "never_committed"])
+def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(stack: EmbeddedStack,
+                                                              commits: str) -> None:
+    """``never_committed``: the killed worker (and the one beside it) commit every 60 s,
+    so no offset of the group is committed when it dies; whoever takes its partitions over
+    reads them from the start, and the alerts already written are not written again."""
     events = _history(cases=2500, seed=5)
     anchor = time.time()
     clock = SimulatedClock(NOW, 1.0, anchor)
-    spec = WorkerSpec(stack, partitions=8, extra_env={
+    env = {
         "JIANCHA_CATALOG_DIR": str(DEFAULT_CATALOG_DIR),
         "JIANCHA_CLOCK_START": NOW.isoformat(), "JIANCHA_CLOCK_ANCHOR": repr(anchor),
-    })
+    }
+    first_env = dict(env, JIANCHA_KAFKA_COMMIT_INTERVAL_SECONDS="60") \
+        if commits == "never_committed" else env
+    spec = WorkerSpec(stack, partitions=8, extra_env=first_env)
     spec.backfill(events, clock)
     expected = _expected(events, NOW)
     first = spec.start_worker("w1", wait=False)  # both join the same generation
@@ -75,6 +101,9 @@ def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(stack: EmbeddedSta
             time.sleep(0.05)
         assert len(spec.alerts()) < len(expected), "too fast to kill mid-stream; grow the history"
         first.proc.kill()  # SIGKILL: no goodbye, no commit, no flush
+        if commits == "never_committed":
+            assert set(_committed(spec).values()) == {None}, "an offset was committed"
+        spec.extra_env = env
         third = spec.start_worker("w3")  # another one joins
         _settle(spec, expected, timeout=120)
         for w in (second, third):
