@@ -76,8 +76,8 @@ class Supervisor:
     #: (the Redis write); one lock keeps a timer from evaluating or writing back a state
     #: while an event of the same case is in flight. Held per case, never across cases.
     case_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: events taken from the topic (accepted or rejected) and the wall-clock times of the
-    #: first and the latest: a progress figure that costs nothing to read
+    #: events taken from the topic (accepted or rejected), the wall-clock time the first
+    #: batch began and the time the latest ended: a progress figure that costs nothing to read
     processed: int = 0
     first_processed_at: float = 0.0
     last_processed_at: float = 0.0
@@ -131,6 +131,8 @@ class Supervisor:
         and the observers told. Offsets are acked by the caller after that."""
         async with self.case_lock:
             started = time.monotonic()
+            if not self.processed:  # the figure's time runs from when the first batch began
+                self.first_processed_at = time.time()
             states: dict[bytes, CaseState] = {}
             due: dict[bytes, Due] = {}
             order: list[tuple[Record, _Accepted | None]] = []
@@ -220,11 +222,8 @@ class Supervisor:
         return child
 
     def _progress(self, n: int) -> None:
-        wall = time.time()
-        if not self.processed:
-            self.first_processed_at = wall
         self.processed += n
-        self.last_processed_at = wall
+        self.last_processed_at = time.time()
 
     async def on_tick(
         self, cases: MutableMapping[bytes, bytes],

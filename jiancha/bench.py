@@ -6,7 +6,8 @@ Phases (each prints progress on stderr):
    Kafka as a backlog whose record timestamps are the times the steps were reported;
 2. baselines on that backlog: a raw aiokafka consumer that only parses, and a minimal stock
    Faust agent that only parses;
-3. throughput: one ``jiancha worker`` with the full rule set and catalog on the same backlog;
+3. throughput: one ``jiancha worker`` with the full rule set and catalog on the same backlog
+   (then with the case rules only, then two workers of one group splitting the partitions);
 4. latency: a fresh worker at a fixed offered load (2,000 events/s by default) on a clock
    running one simulated day per real second, so that deadlines fall due during the run:
    event-to-alert latency measured from send to the alert's arrival in the Redis stream,
@@ -89,6 +90,15 @@ def run_bench(config: BenchConfig, console: Console) -> Results:
         res.figures["throughput_case_rules_only_eps"] = _round(eps)
         say(f"  one worker, case rules only (JIANCHA_EXTENSIONS=[]: no windows, complaints, "
             f"indicators): {res.figures['throughput_case_rules_only_eps']:,} events/s")
+        asyncio.run(_produce_backlog(stack, "bench-backlog-3", lines, history_end, anchor, config))
+        eps = _worker_throughput(stack, "bench-backlog-3", len(lines), history_end, anchor,
+                                 config, say, workers=2)
+        res.figures["throughput_2_workers_eps"] = _round(eps)
+        res.figures["scale_out_2_workers"] = round(eps / res.figures["throughput_eps"], 2)
+        say(f"  scale-out: two workers of one group, full rule set: "
+            f"{res.figures['throughput_2_workers_eps']:,} events/s "
+            f"({res.figures['scale_out_2_workers']}x one worker; {os.cpu_count()} cores shared "
+            f"with the broker and Redis)")
         lat = _latency(stack, config, say)
         res.figures.update(lat)
     for n in config.memory_cases:
@@ -227,16 +237,19 @@ def _faust_baseline(stack: EmbeddedStack, topic: str, n: int) -> float:
 
 
 def _start_worker(stack: EmbeddedStack, topic: str, env_extra: dict[str, str],
-                  config: BenchConfig) -> tuple[ManagedProcess, int]:
+                  config: BenchConfig, group: str | None = None) -> tuple[ManagedProcess, int]:
+    """A ``jiancha worker`` on ``topic``; ``group`` (the app id) shared by workers that
+    split the partitions, else one of its own."""
     port = free_port()
     tag = f"{topic}-{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JIANCHA_")}
     env.update(stack.env())
     env.update({
-        "JIANCHA_APP_ID": f"bench-{tag}", "JIANCHA_EVENTS_TOPIC": topic,
+        "JIANCHA_APP_ID": group or f"bench-{tag}", "JIANCHA_EVENTS_TOPIC": topic,
         "JIANCHA_DLQ_TOPIC": f"{topic}.dlq", "JIANCHA_COMPLAINTS_TOPIC": f"{topic}.complaints",
         "JIANCHA_TOPIC_PARTITIONS": str(config.partitions), "JIANCHA_WEB_PORT": str(port),
-        "JIANCHA_REDIS_PREFIX": f"b{port}:", "JIANCHA_DATA_DIR": str(stack.workdir / tag),
+        "JIANCHA_REDIS_PREFIX": f"{group}:" if group else f"b{port}:",
+        "JIANCHA_DATA_DIR": str(stack.workdir / tag),
         "JIANCHA_KAFKA_REBALANCE_TIMEOUT_SECONDS": "4",
     })
     env.update(env_extra)
@@ -257,31 +270,45 @@ def _metrics_text(port: int) -> str:
 
 def _worker_throughput(stack: EmbeddedStack, topic: str, n: int, history_end: datetime,
                        anchor: float, config: BenchConfig, say: Any,
-                       extensions: str | None = None) -> float:
+                       extensions: str | None = None, workers: int = 1) -> float:
+    """Events/s of ``workers`` workers of one group on a backlog of ``n`` events: from when
+    the first batch of any of them began to when the last one ended (their own wall-clock
+    times, so polling costs them nothing; a whole fetch is one batch, some 20,000 events
+    on a backlog, so its time must count). Started together, several workers join one
+    generation."""
     env = {"JIANCHA_CLOCK_START": history_end.isoformat(), "JIANCHA_CLOCK_ANCHOR": repr(anchor)}
     if extensions is not None:
         env["JIANCHA_EXTENSIONS"] = extensions
-    proc, port = _start_worker(stack, topic, env, config)
+    started = [_start_worker(stack, topic, env, config, group=f"bench-{topic}")
+               for _ in range(workers)]
     try:
         last_report = time.monotonic()
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            if proc.proc.poll() is not None:
-                raise RuntimeError(f"worker exited; see {proc.log_path}")
-            try:
-                progress = _progress(port)
-            except OSError:
-                progress = {"events": 0}
-            done = progress["events"]
-            if done >= n:  # the worker's own first and last times: polling costs it nothing
-                return (n - 1) / max(progress["last_at"] - progress["first_at"], 1e-6)
+            progress = []
+            for proc, port in started:
+                if proc.proc.poll() is not None:
+                    raise RuntimeError(f"worker exited; see {proc.log_path}")
+                try:
+                    progress.append(_progress(port))
+                except OSError:
+                    progress.append({"events": 0})
+            done = sum(p["events"] for p in progress)
+            if done >= n:
+                first = min(p["first_at"] for p in progress if p["events"])
+                last = max(p["last_at"] for p in progress if p["events"])
+                if workers > 1:
+                    split = ", ".join(f"{p['events']:,}" for p in progress)
+                    say(f"    events per worker: {split}")
+                return n / max(last - first, 1e-6)
             if time.monotonic() - last_report > 5 and done:
-                say(f"    worker: {done:,.0f} / {n:,} events")
+                say(f"    {'workers' if workers > 1 else 'worker'}: {done:,.0f} / {n:,} events")
                 last_report = time.monotonic()
             time.sleep(0.2)
-        raise TimeoutError("the worker did not finish the backlog in 600 s")
+        raise TimeoutError("the workers did not finish the backlog in 600 s")
     finally:
-        proc.stop()
+        for proc, _ in started:
+            proc.stop()
 
 
 def _latency(stack: EmbeddedStack, config: BenchConfig, say: Any) -> dict[str, float]:
