@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         "worker (it keeps many long-lived objects; most garbage is freed by reference "
         "counting anyway)",
     )
+    gil_switch_interval_ms: float = Field(
+        20.0, ge=0.1, le=1_000,
+        description="how long the worker's threads may hold the GIL before another asks "
+        "for it (Python's default is 5): Faust's consumer fetches in a thread of its own, "
+        "and switching less often gave ~6-10% more events/s",
+    )
 
     # --- Notifier (jiancha notifier: alert lifecycle, notifications, HTTP API) ------------
     notifier_routing_file: Path | None = Field(

@@ -61,19 +61,27 @@ def test_plaintext_has_no_credentials() -> None:
     assert faust_credentials(load_settings()) is None
 
 
-def test_the_worker_collects_garbage_less_often_as_set(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_worker_tunes_the_interpreter_as_set(monkeypatch: pytest.MonkeyPatch) -> None:
     import gc
+    import sys
 
-    from agents.worker import tune_gc
+    from agents.worker import tune_interpreter
 
-    before = gc.get_threshold()
+    before, switch = gc.get_threshold(), sys.getswitchinterval()
     monkeypatch.setenv("JIANCHA_GC_YOUNG_THRESHOLD", "12345")
+    monkeypatch.setenv("JIANCHA_GIL_SWITCH_INTERVAL_MS", "15")
     try:
-        tune_gc(load_settings())
+        tune_interpreter(load_settings())
         assert gc.get_threshold() == (12345, before[1], before[2])
+        assert sys.getswitchinterval() == pytest.approx(0.015)
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+        sys.setswitchinterval(switch)
+    monkeypatch.setenv("JIANCHA_GIL_SWITCH_INTERVAL_MS", "0")
+    with pytest.raises(SettingsError, match="JIANCHA_GIL_SWITCH_INTERVAL_MS"):
+        load_settings()
+    monkeypatch.delenv("JIANCHA_GIL_SWITCH_INTERVAL_MS")
     monkeypatch.setenv("JIANCHA_GC_YOUNG_THRESHOLD", "10")
     with pytest.raises(SettingsError, match="JIANCHA_GC_YOUNG_THRESHOLD"):
         load_settings()
