@@ -40,6 +40,11 @@ class WorkerSpec:
     partitions: int = 4
 
     @property
+    def app_id(self) -> str:
+        """The workers' app id, which is their consumer group id."""
+        return f"jc-{self.tag}"
+
+    @property
     def events_topic(self) -> str:
         return f"events-{self.tag}"
 
@@ -86,7 +91,7 @@ class WorkerSpec:
         env = {k: v for k, v in os.environ.items() if not k.startswith("JIANCHA_")}
         env.update(self.stack.env())
         env.update({
-            "JIANCHA_APP_ID": f"jc-{self.tag}",
+            "JIANCHA_APP_ID": self.app_id,
             "JIANCHA_EVENTS_TOPIC": self.events_topic,
             "JIANCHA_DLQ_TOPIC": self.dlq_topic,
             "JIANCHA_COMPLAINTS_TOPIC": self.complaints_topic,

@@ -61,7 +61,7 @@ def _committed(spec: WorkerSpec) -> dict[int, int | None]:
 
     async def go() -> dict[int, int | None]:
         consumer = AIOKafkaConsumer(bootstrap_servers=spec.stack.bootstrap,
-                                    group_id=f"jc-{spec.tag}", enable_auto_commit=False)
+                                    group_id=spec.app_id, enable_auto_commit=False)
         await consumer.start()
         try:
             return {p: await consumer.committed(TopicPartition(spec.events_topic, p))
