@@ -65,6 +65,9 @@ class OfficialCalendar:
         self._extra = dict(extra_years or {})
         self._on_fallback = on_fallback
         self._warned: set[int] = set()
+        #: False: note the fallback years without a word (a replay shard, whose parent
+        #: reports them once with :meth:`note_fallback`, instead of once per process)
+        self.announce = True
 
     @classmethod
     def from_file(
@@ -93,12 +96,20 @@ class OfficialCalendar:
             if day in self._holidays:
                 return False
             return day.weekday() < 5
-        self._fallback(day.year)
+        self.note_fallback(day.year)
         return day.weekday() < 5
 
-    def _fallback(self, year: int) -> None:
+    @property
+    def fallback_years(self) -> frozenset[int]:
+        """The years counted Mon–Fri so far, for want of an official calendar."""
+        return frozenset(self._warned)
+
+    def note_fallback(self, year: int) -> None:
+        """Warn (once per year) that ``year`` is counted Mon–Fri."""
         if year not in self._warned:
             self._warned.add(year)
+            if not self.announce:
+                return
             log.warning(
                 "no official holiday calendar for %s: counting Mon-Fri as working days. "
                 "Add the year to the file named by JIANCHA_CALENDAR_FILE.",

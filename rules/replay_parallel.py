@@ -45,6 +45,7 @@ from typing import Any
 import orjson
 
 from producers.contract import Alert, Step
+from rules.calendar import OfficialCalendar
 from rules.case import CaseState
 from rules.clock import EventTimeClock
 from rules.engine import Engine
@@ -245,6 +246,9 @@ def _shard_main(inbox: Any, conn: Connection, engine: Engine, keys: KeyRing | No
                 number: int, workers: int, windows: bool
                 ) -> None:  # pragma: no cover - in a child process
     shard = _Shard(engine, keys, number, workers, windows)
+    calendar = engine.working_time.calendar
+    if isinstance(calendar, OfficialCalendar):
+        calendar.announce = False  # the parent says it, once, not once per shard
     try:
         while True:
             message = inbox.get()
@@ -253,7 +257,9 @@ def _shard_main(inbox: Any, conn: Connection, engine: Engine, keys: KeyRing | No
                 shard.judge(*inbox.get())
             else:
                 shard.finish(message[1])
-                conn.send(("done", shard.alerts, shard.late, engine.check_errors))
+                fallback = (calendar.fallback_years if isinstance(calendar, OfficialCalendar)
+                            else frozenset())
+                conn.send(("done", shard.alerts, shard.late, engine.check_errors, fallback))
                 return
     except Exception:
         conn.send(("error", traceback.format_exc()))
@@ -424,8 +430,12 @@ def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inbox
     if until is not None:
         clock.advance(until)
         sides.fire_due(clock.now())
+    calendar = engine.working_time.calendar
     for conn in pipes:
-        _, alerts, late, check_errors = _receive(conn)
+        _, alerts, late, check_errors, fallback_years = _receive(conn)
+        if isinstance(calendar, OfficialCalendar):
+            for year in sorted(fallback_years):
+                calendar.note_fallback(year)
         result.alerts.extend(alerts)
         result.late_window_records += late
         for rule, n in check_errors.items():

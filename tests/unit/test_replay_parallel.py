@@ -132,3 +132,25 @@ def test_a_shard_that_dies_fails_the_replay(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(Engine, "judge", die)
     with pytest.raises(ReplayWorkerError, match="exited without a word"):
         replay_parallel(lines, ENGINE, UNTIL, workers=2)
+
+
+def test_a_year_without_a_calendar_is_reported_once_not_once_per_shard(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from rules.factory import build_engine
+    from settings import DEFAULT_CATALOG_DIR
+
+    years: list[int] = []
+    lines = [orjson.dumps({
+        "schema_version": 1, "event_id": f"Y-{n}", "case_id": f"Y-{n}", "item_code": "GA-0001",
+        "department": "gongan", "step": "submitted", "actor": "applicant", "applicant_id": "p",
+        "occurred_at": datetime(2031, 3, 4, 9, tzinfo=CST).isoformat()}) for n in range(40)]
+    assert {shard_of(line, 2) for line in lines} == {0, 1}  # both shards count in 2031
+    engine = build_engine(DEFAULT_CATALOG_DIR, on_calendar_fallback=years.append)
+    with caplog.at_level("WARNING", logger="rules.calendar"):
+        result = replay_parallel(lines, engine, datetime(2031, 6, 1, tzinfo=CST), workers=2)
+    assert result.events == 40 and result.alerts  # the intake deadlines passed
+    # the shards count without a word; this process says it once per year (the working
+    # days are counted from the calendar's last known year on)
+    assert years == [2027, 2028, 2029, 2030, 2031]
+    assert [r.getMessage()[:37] for r in caplog.records] == [
+        f"no official holiday calendar for {year}" for year in years]
