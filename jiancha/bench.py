@@ -6,8 +6,9 @@ Phases (each prints progress on stderr):
    Kafka as a backlog whose record timestamps are the times the steps were reported;
 2. baselines on that backlog: a raw aiokafka consumer that only parses, and a minimal stock
    Faust agent that only parses;
-3. throughput: one ``jiancha worker`` with the full rule set and catalog on the same backlog
-   (then with the case rules only, then two workers of one group splitting the partitions);
+3. throughput: one ``jiancha worker`` with the full rule set and catalog on the same backlog,
+   three times (the figure is the median), then with the case rules only, then two workers
+   of one group splitting the partitions;
 4. latency: a fresh worker at a fixed offered load (2,000 events/s by default) on a clock
    running one simulated day per real second, so that deadlines fall due during the run:
    event-to-alert latency measured from send to the alert's arrival in the Redis stream,
