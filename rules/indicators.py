@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from producers.contract import Alert, ApprovalEvent, Step
 from rules.case import CaseState
 from rules.counted_time import DAY
+from rules.memo import BoundedMemo
 from rules.rulebook import RuleSet, RuleSetError
 
 Kind = Literal["department", "item", "handler"]
@@ -168,28 +169,29 @@ class Acc:
 # --- feeding ----------------------------------------------------------------------------
 
 
-_MONTHS: dict[tuple[int, Any], str] = {}
 _QUARTER_HOUR = 900
+
+
+def _month_of_quarter(key: tuple[int, Any]) -> str | None:
+    """The local month of a quarter hour (bucket, zone), None where it straddles two."""
+    bucket, tz = key
+    first = bucket * _QUARTER_HOUR
+    month = datetime.fromtimestamp(first, tz).strftime("%Y-%m")
+    last = datetime.fromtimestamp(first + _QUARTER_HOUR - 1e-3, tz).strftime("%Y-%m")
+    return month if month == last else None
+
+
+_QUARTERS: BoundedMemo[tuple[int, Any], str | None] = BoundedMemo(_month_of_quarter, 100_000)
 
 
 def month_of(instant: datetime | float, tz: Any) -> str:
     """The local month (``YYYY-MM``) of an instant. Asked for nearly every event: kept per
     quarter hour, where the whole quarter hour lies in one month (every zone's offset
     since long is a multiple of 15 minutes; a quarter hour that straddles two months in
-    some zone is simply not kept)."""
+    some zone is computed for each instant)."""
     ts = instant.timestamp() if isinstance(instant, datetime) else instant
-    bucket = int(ts // _QUARTER_HOUR)
-    month = _MONTHS.get((bucket, tz))
-    if month is not None:
-        return month
-    month = datetime.fromtimestamp(ts, tz).strftime("%Y-%m")
-    first = bucket * _QUARTER_HOUR
-    if (datetime.fromtimestamp(first, tz).strftime("%Y-%m") == month
-            == datetime.fromtimestamp(first + _QUARTER_HOUR - 1e-3, tz).strftime("%Y-%m")):
-        if len(_MONTHS) > 100_000:
-            _MONTHS.clear()
-        _MONTHS[(bucket, tz)] = month
-    return month
+    month = _QUARTERS[(int(ts // _QUARTER_HOUR), tz)]
+    return month if month is not None else datetime.fromtimestamp(ts, tz).strftime("%Y-%m")
 
 
 #: rules whose event time is the start of a window (the window's month), not a deadline

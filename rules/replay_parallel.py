@@ -247,8 +247,9 @@ def _shard_main(inbox: Any, conn: Connection, engine: Engine, keys: KeyRing | No
                 ) -> None:  # pragma: no cover - in a child process
     shard = _Shard(engine, keys, number, workers, windows)
     calendar = engine.working_time.calendar
-    if isinstance(calendar, OfficialCalendar):
-        calendar.announce = False  # the parent says it, once, not once per shard
+    official = calendar if isinstance(calendar, OfficialCalendar) else None
+    if official is not None:
+        official.announce = False  # the parent says it, once, not once per shard
     try:
         while True:
             message = inbox.get()
@@ -257,8 +258,7 @@ def _shard_main(inbox: Any, conn: Connection, engine: Engine, keys: KeyRing | No
                 shard.judge(*inbox.get())
             else:
                 shard.finish(message[1])
-                fallback = (calendar.fallback_years if isinstance(calendar, OfficialCalendar)
-                            else frozenset())
+                fallback = official.fallback_years if official is not None else frozenset()
                 conn.send(("done", shard.alerts, shard.late, engine.check_errors, fallback))
                 return
     except Exception:
