@@ -43,8 +43,9 @@ StateWriter = Callable[[bytes, bytes, int], None]
 #: Called after an accepted event was evaluated: (event, state, alerts raised, judged time).
 EventObserver = Callable[[ApprovalEvent, CaseState, list[Alert], datetime], None]
 #: Called for every record in order: with the accepted event before its case state is
-#: written (a crash in between forwards it again, never loses it), or None when rejected.
-Forwarder = Callable[[Record, ApprovalEvent | None], None]
+#: written (a crash in between forwards it again, never loses it), or None when rejected,
+#: and the clock's reading for the batch (epoch seconds).
+Forwarder = Callable[[Record, ApprovalEvent | None, float], None]
 #: Called with every alert the sink stored anew or escalated (not for known ones), and the
 #: partition of the case it is about when known.
 AlertObserver = Callable[[Alert, int | None], None]
@@ -175,9 +176,12 @@ class Supervisor:
             for rec, reason, detail in rejected:
                 await dead_letter(rec, reason, detail)
             # from here to the caller's ack nothing awaits: no offset commit comes between
-            for rec, accepted in order:
-                for forward in self.forwarders:
-                    forward(rec, accepted.event if accepted is not None else None)
+            if self.forwarders:
+                reading_epoch = reading.timestamp()
+                for rec, accepted in order:
+                    for forward in self.forwarders:
+                        forward(rec, accepted.event if accepted is not None else None,
+                                reading_epoch)
             for key, state in states.items():
                 write(key, state.encode(), state.partition)
             for key, waits in due.items():

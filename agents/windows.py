@@ -45,6 +45,7 @@ from rules.windows import (
     burst_add,
     dept_add,
     event_fields,
+    own_window,
     span_add,
     spans_after,
 )
@@ -165,10 +166,11 @@ class Repartition:
             self.up_time[msg.partition] = judged
         self.up_offset[msg.partition] = msg.offset
 
-    def forward_batched(self, msg: Any, key: bytes, item: Any) -> None:
+    def forward_batched(self, msg: Any, key: bytes, item: Any, now: float | None = None) -> None:
         """Forward ``item`` (JSON-able) later, in a batch for ``key`` (one message for many
-        records), with the upstream partition and offset it came from (``msg``)."""
-        judged = self.judge_epoch(msg.timestamp)
+        records), with the upstream partition and offset it came from (``msg``); ``now``
+        is the clock's reading (epoch seconds), taken here unless given."""
+        judged = self.judge_epoch(msg.timestamp, now)
         batch = self._batches.setdefault(key, [])
         batch.append((msg.timestamp or judged, msg.partition, msg.offset, item))
         held = self._held.get(msg.partition)
@@ -239,8 +241,10 @@ class Repartition:
         value = event.value
         if isinstance(value, bytes) and value.startswith(BATCH):
             now = self.clock.now_epoch()  # one clock reading for the batch
+            at = self.clock.at_epoch  # judge_epoch inlined: this runs per record
             try:
-                return [Forwarded(self.judge_epoch(float(t), now), int(up), int(offset), item)
+                return [Forwarded(min(at(float(t)), now) if t else now, int(up), int(offset),
+                                  item)
                         for t, up, offset, item in orjson.loads(value[len(BATCH):])]
             except (orjson.JSONDecodeError, TypeError, ValueError):
                 log.warning("unreadable batch on %s skipped", self.target_name)
@@ -321,13 +325,12 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     changelogs = {id(t): CoalescedChangelog(app, t, by_department.get_topic_name())
                   for t in (burst.table, department.table, last_seen, state)}
 
-    def forward(record: Record, ev: ApprovalEvent | None) -> None:
+    def forward(record: Record, ev: ApprovalEvent | None, now: float) -> None:
         """The supervising agent hands over each record it took (None: rejected)."""
         if ev is None:
             rep.read(record)
             return
-        fields = event_fields(ev)
-        rep.forward_batched(record, ev.department.encode(), fields)
+        rep.forward_batched(record, ev.department.encode(), event_fields(ev), now)
 
     sv.forwarders.append(forward)
 
@@ -352,7 +355,9 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             if got is not None:
                 return got[1]
             shifted[0] = at + rules.offset(at)
-            return tbl[scope].value() or {}
+            # a copy of our own, changed in place by each record of the batch: the table's
+            # value stays as it was until the batch writes the window back
+            return own_window(tbl[scope].value())
 
         for record in records:
             now = record.judged
@@ -371,12 +376,14 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 value = window(department, dept_windows, rec.department, start, rec.at)
                 # counted once: records from one upstream partition come in its order, so
                 # one at or before the last counted from there is a copy (a takeover)
-                counted = value.get("u") or {}
+                counted = value.get("u")
+                if counted is None:
+                    counted = value["u"] = {}
                 if int(counted.get(up, -1)) >= up_offset:
                     duplicates.inc()
                 else:
-                    value = dept_add(value, rec)
-                    value["u"] = {**counted, up: up_offset}
+                    dept_add(value, rec)
+                    counted[up] = up_offset
                     value["p"] = partition
                     dept_windows[rec.department, start] = (rec.at, value)
             if rec.decision:
@@ -384,7 +391,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 if rules.is_late(start + cfg.burst_size, now) or start + cfg.burst_size <= st.get("bc", 0):
                     late.labels("actor.burst").inc()
                 else:
-                    value = burst_add(window(burst, burst_windows, rec.handler, start, rec.at), rec)
+                    value = window(burst, burst_windows, rec.handler, start, rec.at)
+                    burst_add(value, rec)
                     value["p"] = partition
                     burst_windows[rec.handler, start] = (rec.at, value)
             # silence: the department's events not yet final, as spans (order-insensitive)

@@ -303,13 +303,12 @@ class CaseView:
         department's own ``reviewed`` is the process step; the co-handling departments'
         opinions are judged by ``parallel.missing_opinion``."""
         item = self.item
-        out: list[Fact | None] = []
-        for step in item.steps:
-            if step is Step.reviewed and item.joint:
-                out.append(next((f for f in self.all(Step.reviewed)
-                                 if f.department == item.department), None))
-            else:
-                out.append(self.first(step))
+        by_step = self._by_step
+        out: list[Fact | None] = [facts[0] if (facts := by_step.get(step)) else None
+                                  for step in item.steps]
+        if item.joint and Step.reviewed in item.steps:
+            out[item.steps.index(Step.reviewed)] = next(
+                (f for f in self.all(Step.reviewed) if f.department == item.department), None)
         return out
 
     # --- integrity helpers (actor.conflict) -------------------------------------------------

@@ -39,6 +39,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from producers.contract import Alert, ApprovalEvent, Severity, Step, make_alert_id
@@ -117,16 +118,28 @@ def event_fields(ev: ApprovalEvent) -> list[Any]:
 
 
 def burst_add(value: dict[str, Any] | None, rec: WindowRecord) -> dict[str, Any]:
-    """Add a decision to a handler window: ``{"c": {case_id: event_id}, "x": overflow}``."""
-    value = dict(value) if value else {}
-    cases = dict(value.get("c") or {})
+    """Add a decision to a handler window: ``{"c": {case_id: event_id}, "x": overflow}``.
+    ``value`` is changed in place (see :func:`own_window`) and returned; None starts one."""
+    if value is None:
+        value = {}
+    cases = value.get("c")
+    if cases is None:
+        cases = value["c"] = {}
     if rec.case_id not in cases:
         if len(cases) < BURST_CASE_CAP:
             cases[rec.case_id] = rec.event_id
         else:
             value["x"] = int(value.get("x", 0)) + 1
-    value["c"] = cases
     return value
+
+
+def own_window(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of a window value that :func:`burst_add` and :func:`dept_add` may change in
+    place (its lists and dicts copied too): taken once per window and batch, not per
+    record (a handler's window holds up to ``BURST_CASE_CAP`` cases)."""
+    if not value:
+        return {}
+    return {k: v.copy() if isinstance(v, (dict, list)) else v for k, v in value.items()}
 
 
 def burst_count(value: Mapping[str, Any]) -> int:
@@ -145,7 +158,7 @@ def span_add(spans: list[list[Any]], at: float, event_id: str, merge: float) -> 
     new: list[Any] = [at, event_id, at, event_id]
     n = len(spans)
     # the first span that does not end more than ``merge`` before the event
-    lo = bisect_left(spans, at - merge, key=_span_end)
+    lo = bisect_left(spans, at - merge, key=_SPAN_END)
     while lo > 0 and not spans[lo - 1][2] + merge < at:
         lo -= 1
     while lo < n and spans[lo][2] + merge < at:
@@ -164,26 +177,29 @@ def span_add(spans: list[list[Any]], at: float, event_id: str, merge: float) -> 
 
 def spans_after(spans: list[list[Any]], at: float) -> list[list[Any]]:
     """The spans that end after ``at`` (those before it are final)."""
-    return spans[bisect_right(spans, at, key=_span_end):]
+    return spans[bisect_right(spans, at, key=_SPAN_END):]
 
 
-def _span_end(span: list[Any]) -> float:
-    return float(span[2])
+#: a span's end (its last event's time), looked up in C: bisect calls it per probe
+_SPAN_END = itemgetter(2)
 
 
 def dept_add(value: dict[str, Any] | None, rec: WindowRecord) -> dict[str, Any]:
     """Add an event to a department window: ``n`` events, ``d`` decisions and refusals at
-    intake, ``r`` refusals, ``e`` refusal event ids (evidence, capped)."""
-    value = dict(value) if value else {}
+    intake, ``r`` refusals, ``e`` refusal event ids (evidence, capped). ``value`` is
+    changed in place (see :func:`own_window`) and returned; None starts one."""
+    if value is None:
+        value = {}
     value["n"] = int(value.get("n", 0)) + 1
     if rec.outcome:
         value["d"] = int(value.get("d", 0)) + 1
         if rec.refused:
             value["r"] = int(value.get("r", 0)) + 1
-            ev = list(value.get("e") or [])
+            ev = value.get("e")
+            if ev is None:
+                ev = value["e"] = []
             if len(ev) < MAX_EVIDENCE:
                 ev.append(rec.event_id)
-            value["e"] = ev
     return value
 
 

@@ -54,11 +54,15 @@ def _required_before(case: CaseView, missing: Step, later_at: float) -> bool:
 @reads(PROCESS, Step.reviewed, REFUSAL_READS, Step.withdrawn, SUBMISSION_READS)
 def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A step happened whose required earlier step never did (judged after the lateness)."""
+    present = case.process_facts
+    if None not in present:
+        return  # every required step is there
+    first_absent = present.index(None)
+    if present.count(None) == len(present) - first_absent:
+        return  # nothing after the first absent step happened (a case under way, in order)
     steps = case.item.steps
     lateness = case.allowed_lateness_seconds
-    absent = [i for i, fact in enumerate(case.process_facts) if fact is None]
-    if not absent:
-        return  # every required step is there
+    absent = [i for i, fact in enumerate(present) if fact is None]
     flagged: set[Step] = set()
     for i in range(absent[0] + 1, len(steps)):  # no step before the first absent one is missing
         step = steps[i]
