@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from agents.metrics import EngineMetrics
@@ -67,7 +67,8 @@ class Supervisor:
     sink: AlertSink
     metrics: EngineMetrics
     indexes: dict[int, DeadlineIndex] = field(default_factory=dict)  # by partition
-    partition_time: dict[int, datetime] = field(default_factory=dict)  # judged time of last event
+    #: judged time of each partition's last event, epoch seconds
+    partition_ts: dict[int, float] = field(default_factory=dict)
     last_offset: dict[int, int] = field(default_factory=dict)
     #: partitions whose deadline index was rebuilt from the case table: it knows every
     #: case's next due
@@ -96,19 +97,30 @@ class Supervisor:
     def scheduled(self) -> int:
         return sum(len(i) for i in self.indexes.values())
 
+    @property
+    def partition_time(self) -> dict[int, datetime]:
+        """:attr:`partition_ts` as instants."""
+        return {p: datetime.fromtimestamp(t, UTC) for p, t in self.partition_ts.items()}
+
     def judged_at(self, partition: int, record_time: float | None,
                   now: datetime | None = None) -> datetime:
         """When this event counts as received: its Kafka timestamp on this clock, never in
         the future (a producer's clock may run ahead: ``now``, the clock's reading, taken
         here unless given) and never before the partition's previous event (time on one
         partition only moves forward)."""
-        now = self.clock.now() if now is None else now
-        t = self.clock.at(record_time) if record_time else now
-        t = min(t, now)
-        prev = self.partition_time.get(partition)
+        reading = self.clock.now_epoch() if now is None else now.timestamp()
+        return datetime.fromtimestamp(self.judged_epoch(partition, record_time, reading), UTC)
+
+    def judged_epoch(self, partition: int, record_time: float | None, reading: float) -> float:
+        """:meth:`judged_at` in epoch seconds, with the clock's reading given (per event:
+        float arithmetic, no datetime)."""
+        t = self.clock.at_epoch(record_time) if record_time else reading
+        if t > reading:
+            t = reading
+        prev = self.partition_ts.get(partition)
         if prev is not None and t < prev:
             t = prev
-        self.partition_time[partition] = t
+        self.partition_ts[partition] = t
         return t
 
     async def on_event(
@@ -142,12 +154,14 @@ class Supervisor:
             rejected: list[tuple[Record, str, str]] = []
             ingested: dict[tuple[str, str], int] = {}
             reading = self.clock.now()  # one clock reading for the batch
+            reading_epoch = reading.timestamp()
             for rec in records:
                 partition = rec.partition
                 self.last_offset[partition] = rec.offset
-                now = self.judged_at(partition, rec.timestamp, reading)
+                now_ts = self.judged_epoch(partition, rec.timestamp, reading_epoch)
+                now = datetime.fromtimestamp(now_ts, UTC)
                 try:
-                    event, state = self._decide_in_batch(rec, cases, states, now)
+                    event, state = self._decide_in_batch(rec, cases, states, now, now_ts)
                 except Rejected as r:
                     self.metrics.events_rejected.labels(r.reason).inc()
                     rejected.append((rec, r.reason, r.detail))
@@ -164,7 +178,8 @@ class Supervisor:
                 states[key] = state
                 counted = (event.department, event.step.value)
                 ingested[counted] = ingested.get(counted, 0) + 1
-                alerts, due[key] = self._judge_added(state, event.step, now, due.get(key))
+                alerts, due[key] = self._judge_added(state, event.step, now, now_ts,
+                                                     due.get(key))
                 if alerts:
                     raised.extend(alerts)
                     partitions.extend([partition] * len(alerts))
@@ -177,7 +192,6 @@ class Supervisor:
                 await dead_letter(rec, reason, detail)
             # from here to the caller's ack nothing awaits: no offset commit comes between
             if self.forwarders:
-                reading_epoch = reading.timestamp()
                 for rec, accepted in order:
                     for forward in self.forwarders:
                         forward(rec, accepted.event if accepted is not None else None,
@@ -196,17 +210,17 @@ class Supervisor:
             self._progress(len(records))
             return raised
 
-    def _judge_added(self, state: CaseState, step: Step, now: datetime, in_batch: Due | None
-                     ) -> tuple[list[Alert], Due]:
+    def _judge_added(self, state: CaseState, step: Step, now: datetime, now_ts: float,
+                     in_batch: Due | None) -> tuple[list[Alert], Due]:
         """Judge a case after one fact was added, running only the checks that read its
         step when it is known what the case waited for: from an earlier event of this
         batch, or from the deadline index once it was rebuilt for the partition."""
         if in_batch is None and state.partition in self.indexed:
             in_batch = self.index(state.partition).get(state.case_id)
-        return self.engine.judge(state, now, step, in_batch)
+        return self.engine.judge(state, now, step, in_batch, now_ts=now_ts)
 
     def _decide_in_batch(self, rec: Record, cases: MutableMapping[bytes, bytes],
-                         states: dict[bytes, CaseState], now: datetime
+                         states: dict[bytes, CaseState], now: datetime, now_ts: float
                          ) -> tuple[ApprovalEvent, CaseState]:
         event = self.gate.parse(rec.value, now)
         self.gate.check_key(event, rec.key)
@@ -216,7 +230,7 @@ class Supervisor:
             stored = cases.get(key)
             state = CaseState.decode(stored) if stored is not None else None
         self.gate.check_against_case(event, state)
-        return event, self.engine.ingest(state, event, now)
+        return event, self.engine.ingest(state, event, now, received_ts=now_ts)
 
     def _ingested(self, department: str, step: str) -> Any:
         child = self._ingested_children.get((department, step))
@@ -299,8 +313,8 @@ class Supervisor:
         it was processed since it was assigned."""
         if not lagging:
             return self.clock.now(), True
-        known = self.partition_time.get(partition)
-        return (known, False) if known is not None else None
+        known = self.partition_ts.get(partition)
+        return (datetime.fromtimestamp(known, UTC), False) if known is not None else None
 
     def rebuild_index(self, states: Iterable[CaseState], active_partitions: set[int]) -> int:
         """After an assignment: the deadline index of the partitions this worker now owns.
@@ -310,8 +324,8 @@ class Supervisor:
         offset, which will be delivered again, and until then its deadlines wait (unless
         nothing is left to deliver, when the clock itself is right)."""
         self.indexes = {p: DeadlineIndex() for p in active_partitions}
-        self.partition_time = {p: t for p, t in self.partition_time.items()
-                               if p in active_partitions}
+        self.partition_ts = {p: t for p, t in self.partition_ts.items()
+                             if p in active_partitions}
         self.last_offset = {p: o for p, o in self.last_offset.items() if p in active_partitions}
         n = 0
         for state in states:

@@ -30,7 +30,8 @@ class Fact:
     received: float  # when the engine received it, epoch seconds
 
     @classmethod
-    def from_event(cls, ev: ApprovalEvent, received: datetime) -> Fact:
+    def from_event(cls, ev: ApprovalEvent, received: datetime,
+                   received_ts: float | None = None) -> Fact:
         attrs = dict(ev.attributes)
         if ev.applicant_id is not None:
             attrs["applicant_id"] = ev.applicant_id  # for the conflict-of-duties rule
@@ -41,7 +42,7 @@ class Fact:
             ev.effective_actor,
             ev.department,
             attrs,
-            received.timestamp(),
+            received.timestamp() if received_ts is None else received_ts,
         )
 
     def encode(self) -> list[Any]:

@@ -61,12 +61,14 @@ class Engine:
         return self.working_time.tz
 
     def ingest(self, state: CaseState | None, event: ApprovalEvent, received: datetime,
-               partition: int = -1) -> CaseState:
+               partition: int = -1, *, received_ts: float | None = None) -> CaseState:
+        """Add ``event`` to its case (``received_ts``: ``received`` in epoch seconds, if
+        the caller has it)."""
         if state is None:
             state = CaseState(event.case_id, event.item_code, partition)
         elif partition >= 0:
             state.partition = partition
-        state.facts.append(Fact.from_event(event, received))
+        state.facts.append(Fact.from_event(event, received, received_ts))
         return state
 
     def view(self, state: CaseState) -> CaseView:
@@ -80,7 +82,8 @@ class Engine:
         return alerts, None if due.at is None else datetime.fromtimestamp(due.at, UTC)
 
     def judge(self, state: CaseState, now: datetime, added: Step | None = None,
-              before: Due | None = None) -> tuple[list[Alert], Due]:
+              before: Due | None = None, *, now_ts: float | None = None
+              ) -> tuple[list[Alert], Due]:
         """:meth:`evaluate`, with the next due as a :class:`Due` (which checks wait).
 
         ``added`` is the step of the one fact added since the case was last judged, and
@@ -88,11 +91,13 @@ class Engine:
         run: the others would find what they found before, all raised or due no earlier
         than ``before.at``. If one of those still waits, ``before.at`` stays a lower bound
         of the next due (an early wake-up judges the whole case and finds nothing).
-        Something due by ``now`` makes it a whole judgement.
+        Something due by ``now`` makes it a whole judgement. ``now_ts`` is ``now`` in epoch
+        seconds, if the caller has it.
         """
         floor: float | None = None
         pending = 0
-        now_ts = now.timestamp()
+        if now_ts is None:
+            now_ts = now.timestamp()
         if added is not None and before is not None and (
                 before.at is None or before.at > now_ts):
             plan, ran = self._triggered(state.item_code, added)
