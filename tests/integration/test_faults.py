@@ -84,6 +84,9 @@ def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(stack: EmbeddedSta
     env = {
         "JIANCHA_CATALOG_DIR": str(DEFAULT_CATALOG_DIR),
         "JIANCHA_CLOCK_START": NOW.isoformat(), "JIANCHA_CLOCK_ANCHOR": repr(anchor),
+        # small batches: alerts arrive a batch at a time, and a whole fetch (the default)
+        # can take in the backlog in one batch before the kill can fall mid-stream
+        "JIANCHA_KAFKA_MAX_POLL_RECORDS": "200",
     }
     first_env = dict(env, JIANCHA_KAFKA_COMMIT_INTERVAL_SECONDS="60") \
         if commits == "never_committed" else env
