@@ -58,8 +58,11 @@ def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
     if None not in present:
         return  # every required step is there
     first_absent = present.index(None)
-    if present.count(None) == len(present) - first_absent:
-        return  # nothing after the first absent step happened (a case under way, in order)
+    if present.count(None) == len(present) - first_absent and not case.item.joint:
+        # nothing after the first absent step happened (a case under way, in order); not
+        # on a joint item, where a co-handling department's ``reviewed`` is a later step
+        # below although the process counts only the handling department's own
+        return
     steps = case.item.steps
     lateness = case.allowed_lateness_seconds
     absent = [i for i, fact in enumerate(present) if fact is None]
