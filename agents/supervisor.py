@@ -102,18 +102,11 @@ class Supervisor:
         """:attr:`partition_ts` as instants."""
         return {p: datetime.fromtimestamp(t, UTC) for p, t in self.partition_ts.items()}
 
-    def judged_at(self, partition: int, record_time: float | None,
-                  now: datetime | None = None) -> datetime:
-        """When this event counts as received: its Kafka timestamp on this clock, never in
-        the future (a producer's clock may run ahead: ``now``, the clock's reading, taken
-        here unless given) and never before the partition's previous event (time on one
-        partition only moves forward)."""
-        reading = self.clock.now_epoch() if now is None else now.timestamp()
-        return datetime.fromtimestamp(self.judged_epoch(partition, record_time, reading), UTC)
-
     def judged_epoch(self, partition: int, record_time: float | None, reading: float) -> float:
-        """:meth:`judged_at` in epoch seconds, with the clock's reading given (per event:
-        float arithmetic, no datetime)."""
+        """When this event counts as received, in epoch seconds: its Kafka timestamp on this
+        clock, never in the future (a producer's clock may run ahead: ``reading``, the
+        clock's reading) and never before the partition's previous event (time on one
+        partition only moves forward). Per event: float arithmetic, no datetime."""
         t = self.clock.at_epoch(record_time) if record_time else reading
         if t > reading:
             t = reading

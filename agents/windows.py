@@ -241,10 +241,8 @@ class Repartition:
         value = event.value
         if isinstance(value, bytes) and value.startswith(BATCH):
             now = self.clock.now_epoch()  # one clock reading for the batch
-            at = self.clock.at_epoch  # judge_epoch inlined: this runs per record
             try:
-                return [Forwarded(min(at(float(t)), now) if t else now, int(up), int(offset),
-                                  item)
+                return [Forwarded(self.judge_epoch(float(t), now), int(up), int(offset), item)
                         for t, up, offset, item in orjson.loads(value[len(BATCH):])]
             except (orjson.JSONDecodeError, TypeError, ValueError):
                 log.warning("unreadable batch on %s skipped", self.target_name)
