@@ -73,7 +73,7 @@ class SideRules:
                 alerts, nxt = self.rules.evaluate(self.complaints[complaint_id], now)
                 self.raised(alerts)
                 self.index.schedule(complaint_id, nxt.timestamp() if nxt else None)
-        if self.tracker is not None:
+        if self.tracker is not None and self.tracker.may_be_due(t):
             self.raised(self.tracker.advance(now))
 
     def observe(self, event: ApprovalEvent) -> None:

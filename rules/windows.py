@@ -297,6 +297,8 @@ class WindowRules:
         self._due_cache: BoundedMemo[float, float] = BoundedMemo(self._silence_due, 10_000)
         self._fixed_since = datetime.combine(ORIGIN, time(), wt.tz).timestamp()
         self._office_seconds = [(_seconds_of(a), _seconds_of(b)) for a, b in self.cfg.office]
+        #: events closer than this join one span (no silence can fit between them)
+        self.merge_seconds = min(60.0, self.cfg.silent_hours * 3600 / 2)
 
     @property
     def tz(self) -> Any:
@@ -425,10 +427,12 @@ class WindowRules:
             day += timedelta(1)
         raise ValueError("office_hours leave no working time to count silence in")
 
-    @property
-    def merge_seconds(self) -> float:
-        """Events closer than this join one span (no silence can fit between them)."""
-        return min(60.0, self.cfg.silent_hours * 3600 / 2)
+    def silence_due_floor(self, last_at: float) -> float:
+        """A bound :meth:`silence_due` is never below: ``working_hours`` office hours take at
+        least as long on the wall clock (less a second against rounding). In a busy feed
+        the next event comes long before it, and the due instant need not be computed."""
+        return last_at + self.cfg.silent_hours * 3600 - 1.0
+
 
     def silence_advance(self, last: tuple[float, str] | None, spans: list[list[Any]],
                         judged: float, f: float) -> tuple[tuple[float, str] | None, list[list[Any]],
@@ -451,7 +455,7 @@ class WindowRules:
         i, n = 0, len(spans)  # spans[i:] are still open (one slice at the end, not one per span)
         while True:
             nxt = spans[i] if i < n else None
-            if last is not None and judged < last[0]:
+            if last is not None and judged < last[0] and self.silence_due_floor(last[0]) + lat <= f:
                 due = self.silence_due(last[0]) + lat
                 if due <= f:
                     judged = last[0]
@@ -464,11 +468,16 @@ class WindowRules:
             return last, spans[i:], judged, found
 
     def silence_next(self, last: tuple[float, str] | None, spans: list[list[Any]],
-                     judged: float) -> float | None:
-        """When :meth:`silence_advance` can next change something."""
+                     judged: float, now: float | None = None) -> float | None:
+        """When :meth:`silence_advance` can next change something: no later than that, and
+        not before ``now``. Given ``now``, it may be earlier (the floor of the silence's due
+        instant while that is still ahead): the due instant is computed only if no event
+        has moved the department's last event on by then."""
         times = []
         if last is not None and judged < last[0]:
-            times.append(self.silence_due(last[0]) + self.cfg.lateness)
+            floor = self.silence_due_floor(last[0]) + self.cfg.lateness
+            times.append(floor if now is not None and floor > now
+                         else self.silence_due(last[0]) + self.cfg.lateness)
         if spans:
             times.append(spans[0][2] + self.cfg.lateness)
         return min(times) if times else None
@@ -549,6 +558,7 @@ def render_alert(ruleset: RuleSet, departments: Mapping[str, Any], tz: Any, rule
 
 
 _UNIX_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_NEVER = float("inf")
 
 
 def _seconds_of(t: time) -> float:
@@ -592,8 +602,8 @@ class WindowTracker:
         self.late = 0
 
     def observe(self, rec: WindowRecord, now: datetime) -> list[Alert]:
-        alerts = self.advance(now)
         r, cfg, t = self.rules, self.rules.cfg, now.timestamp()
+        alerts = self.advance(now) if self.may_be_due(t) else []
         st = self.state.setdefault(rec.department, {})
         start = r.window_start(rec.at, cfg.dept_size)
         end = start + cfg.dept_size
@@ -618,12 +628,15 @@ class WindowTracker:
         if last is None or rec.at > last[0]:
             spans = span_add(self.spans.get(rec.department, []), rec.at, rec.event_id, r.merge_seconds)
             self.spans[rec.department] = spans
-            self._schedule(rec.department)
+            # the record moves the next check to no earlier than its time plus the allowed
+            # lateness (its span's end): one scheduled by then still comes in time
+            if self._scheduled.get(rec.department, _NEVER) > rec.at + cfg.lateness:
+                self._schedule(rec.department, t)
         return alerts  # nothing the record added is due yet (it would be late)
 
-    def _schedule(self, dept: str) -> None:
+    def _schedule(self, dept: str, now: float) -> None:
         st = self.state.setdefault(dept, {})
-        nxt = self.rules.silence_next(st.get("L"), self.spans.get(dept, []), st.get("s", 0))
+        nxt = self.rules.silence_next(st.get("L"), self.spans.get(dept, []), st.get("s", 0), now)
         if nxt is not None and nxt < self._scheduled.get(dept, float("inf")):
             self._scheduled[dept] = nxt
             heapq.heappush(self._silence, (nxt, dept))
@@ -671,5 +684,5 @@ class WindowTracker:
                 alert = r.judge_silence(dept, at, event_id, st.get("h", {}), now)
                 if alert is not None:
                     alerts.append(alert)
-            self._schedule(dept)
+            self._schedule(dept, t)
         return alerts

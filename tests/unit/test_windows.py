@@ -381,3 +381,44 @@ def test_silence_due_in_epoch_arithmetic_agrees_with_the_datetime_walk(seed: int
         fixed = r._silence_due_fixed(at, 8 * 3600)
         assert abs(fixed - r._silence_due_zoned(at)) < 1e-6, datetime.fromtimestamp(at)
         assert r.silence_due(at) == fixed
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_silence_floor_is_never_after_the_due_instant(seed: int) -> None:
+    """The tracker schedules a silence check at ``silence_due_floor`` and computes the due
+    instant only then: a floor after it would judge the silence late."""
+    import random
+
+    r = rules()
+    rnd = random.Random(seed)
+    start = datetime(2024, 1, 1, tzinfo=TZ).timestamp()
+    for _ in range(400):
+        at = start + rnd.uniform(0, 3 * 365 * 86400)
+        if rnd.random() < 0.5:  # inside office hours on the minute: due = at + the hours
+            at = datetime.fromtimestamp(at, TZ).replace(hour=9, minute=rnd.randrange(60),
+                                                        second=0, microsecond=0).timestamp()
+        assert r.silence_due_floor(at) <= r.silence_due(at)
+
+
+def test_silence_alerts_do_not_depend_on_when_the_tracker_checks() -> None:
+    """The tracker skips checks the floor rules out; stepping the clock minute by minute
+    (a check at every step) finds the same silences."""
+    r = rules()
+    base = t("2026-11-02 08:00")
+    records = [rec(base + timedelta(minutes=m), dept="gongan", step="accepted")
+               for m in list(range(0, 600, 3)) + list(range(1500, 1800, 2)) + [4000, 4003, 9000]]
+    plain = WindowTracker(r)
+    alerts = feed(plain, records)
+    alerts += plain.advance(base + timedelta(days=10))
+    stepped = WindowTracker(r)
+    stepped_alerts = []
+    minute = 0
+    for x in records:
+        now = datetime.fromtimestamp(x.at, TZ)
+        while base + timedelta(minutes=minute) < now:
+            stepped_alerts += stepped.advance(base + timedelta(minutes=minute))
+            minute += 1
+        stepped_alerts += stepped.observe(x, now)
+    stepped_alerts += stepped.advance(base + timedelta(days=10))
+    assert [a.alert_id for a in alerts] == [a.alert_id for a in stepped_alerts]
+    assert any(a.rule == SILENT for a in alerts)
