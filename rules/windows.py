@@ -433,7 +433,6 @@ class WindowRules:
         the next event comes long before it, and the due instant need not be computed."""
         return last_at + self.cfg.silent_hours * 3600 - 1.0
 
-
     def silence_advance(self, last: tuple[float, str] | None, spans: list[list[Any]],
                         judged: float, f: float) -> tuple[tuple[float, str] | None, list[list[Any]],
                                                           float, list[tuple[float, str]]]:
