@@ -429,9 +429,10 @@ class WindowRules:
 
     def silence_due_floor(self, last_at: float) -> float:
         """A bound :meth:`silence_due` is never below: ``working_hours`` office hours take at
-        least as long on the wall clock (less a second against rounding). In a busy feed
-        the next event comes long before it, and the due instant need not be computed."""
-        return last_at + self.cfg.silent_hours * 3600 - 1.0
+        least as long on the clock (less an hour for a daylight-saving jump in some zone,
+        and a second against rounding). In a busy feed the next event comes long before
+        it, and the due instant need not be computed."""
+        return last_at + max(0.0, self.cfg.silent_hours * 3600 - 3600) - 1.0
 
     def silence_advance(self, last: tuple[float, str] | None, spans: list[list[Any]],
                         judged: float, f: float) -> tuple[tuple[float, str] | None, list[list[Any]],
