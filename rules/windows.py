@@ -469,10 +469,10 @@ class WindowRules:
 
     def silence_next(self, last: tuple[float, str] | None, spans: list[list[Any]],
                      judged: float, now: float | None = None) -> float | None:
-        """When :meth:`silence_advance` can next change something: no later than that, and
-        not before ``now``. Given ``now``, it may be earlier (the floor of the silence's due
-        instant while that is still ahead): the due instant is computed only if no event
-        has moved the department's last event on by then."""
+        """When :meth:`silence_advance` can next change something, or earlier: given
+        ``now``, a silence's due instant is replaced by its floor while that is still after
+        ``now``, so the due instant is computed only if no event has moved the department's
+        last event on by then (a check at the floor finds nothing and asks again)."""
         times = []
         if last is not None and judged < last[0]:
             floor = self.silence_due_floor(last[0]) + self.cfg.lateness
