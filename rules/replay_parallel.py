@@ -16,12 +16,13 @@ as the single-process replay would. The file goes through in chunks, each in two
    rules while the shards judge their cases and windows line by line, each case on its
    facts up to that line, firing deadlines as the clock moves.
 
-A shard takes a chunk's events only after judging the previous chunk: a case's state
-then holds the facts up to the end of the chunk, and a judgement at a line sees only the
-facts of lines up to it (:class:`_Shard` keeps how many of each case's facts are released).
-The parent hands out the next chunk before its own pass over the last one, so the shards
-and the parent work at the same time. Instants travel as (epoch seconds, UTC offset):
-pickling datetimes was a third of the traffic's cost.
+The parent keeps one chunk handed out ahead: a shard takes chunk k+1 in (phase 1) while
+the parent works out the clock of chunk k from the reports, then judges chunk k. A case's
+state then holds facts beyond the line being judged, and a judgement at a line sees only
+the facts of lines up to it (:class:`_Shard` keeps how many of each case's facts are
+released). The parent's own pass over a chunk (its complaints) comes after it has sent
+phase 2 out, so the shards and the parent work at the same time. Instants travel as
+(epoch seconds, UTC offset): pickling datetimes was a third of the traffic's cost.
 
 Replay with indicators stays in one process (the book is one object).
 """
@@ -35,6 +36,7 @@ import traceback
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -130,15 +132,17 @@ class _Shard:
         self.index = DeadlineIndex()
         self.alerts: list[Alert] = []
         self.events = 0
-        #: this chunk's accepted events in line order: (line, case id, step)
-        self._taken: list[tuple[int, str, Step]] = []
+        #: the accepted events of each chunk taken and not judged yet, in line order:
+        #: (line, case id, step); a shard takes the next chunk before judging this one
+        self._taken: deque[list[tuple[int, str, Step]]] = deque()
         self._clock = EventTimeClock()
 
     def take(self, lines: list[tuple[int, bytes]]) -> _Report:
         """Phase 1: the gate and the states, for this shard's lines of a chunk."""
         report = _Report()
         gate, cases, engine = self.gate, self.cases, self.engine
-        taken = self._taken = []
+        taken: list[tuple[int, str, Step]] = []
+        self._taken.append(taken)
         for i, raw in lines:
             try:
                 event = gate.parse(raw, None)
@@ -169,7 +173,7 @@ class _Shard:
         lines_m, stamps_m, offsets_m = moves
         engine, index, alerts, released = self.engine, self.index, self.alerts, self.released
         clock, tracker = self._clock, self.tracker
-        taken = self._taken
+        taken = self._taken.popleft()
         never = 1 << 62
         t = r = 0
         k_now = -1  # the last move applied to the clock
@@ -209,7 +213,6 @@ class _Shard:
                 alerts.extend(tracker.advance(now))
         if len(stamps_m) > k_now + 1:  # the clock as the chunk leaves it, for the next one
             clock.advance(_unpack((stamps_m[-1], offsets_m[-1])))
-        self._taken = []
 
     def _next_due(self) -> float | None:
         """The earliest instant at which something of this shard falls due."""
@@ -253,9 +256,10 @@ def _shard_main(inbox: Any, conn: Connection, engine: Engine, keys: KeyRing | No
     try:
         while True:
             message = inbox.get()
-            if message[0] == "chunk":
+            if message[0] == "chunk":  # phase 1 (the next chunk's may come before phase 2)
                 conn.send(shard.take(message[1]))
-                shard.judge(*inbox.get())
+            elif message[0] == "judge":  # phase 2 of the oldest chunk taken
+                shard.judge(message[1], message[2])
             else:
                 shard.finish(message[1])
                 fallback = official.fallback_years if official is not None else frozenset()
@@ -367,7 +371,10 @@ def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inbox
             inbox.put(("chunk", share))
         return chunk
 
+    # a chunk ahead: the shards take it in while this process works out the clock of the
+    # one before (else they would wait for it, idle, at every chunk)
     chunk = hand_out()
+    ahead = hand_out() if chunk is not None else None
     while chunk is not None:
         reports: list[_Report] = [_receive(conn) for conn in pipes]
         # the clock after every line: accepted events (any shard) and complaints (here)
@@ -404,9 +411,8 @@ def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inbox
                     probe.advance(when)
                     _move(moves, i, _pack(when))
         for inbox, share in zip(inboxes, records, strict=True):
-            inbox.put((moves, share))
-        done = chunk
-        chunk = hand_out()  # the shards go on with it after judging this one
+            inbox.put(("judge", moves, share))
+        done, chunk, ahead = chunk, ahead, hand_out() if ahead is not None else None
         # meanwhile: the complaints of this chunk, here
         for i, step in steps:
             if isinstance(step, dict):

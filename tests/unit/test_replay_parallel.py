@@ -155,3 +155,26 @@ def test_a_year_without_a_calendar_is_reported_once_not_once_per_shard(
     assert years == sorted(set(years)) and years[-1] == 2031
     assert [r.getMessage()[:37] for r in caplog.records] == [
         f"no official holiday calendar for {year}" for year in years]
+
+
+@pytest.mark.parametrize("how", ["raise", "exit"])
+def test_a_shard_failing_while_a_chunk_is_ahead_fails_the_replay(
+        monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """A shard has the next chunk taken in, and its report sent, when it judges this one:
+    a failure then still reaches the parent (as the next chunk's report or as EOF)."""
+    import os
+
+    def fail(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        if how == "exit":
+            os._exit(3)
+        raise RuntimeError("boom in a shard")
+
+    lines = [orjson.dumps({
+        "schema_version": 1, "event_id": f"X-{n}", "case_id": f"X{n}", "item_code": "T-SHORT",
+        "department": "gongan", "step": "submitted", "actor": "applicant", "applicant_id": "p",
+        "occurred_at": datetime(2024, 3, 4, 9, n, tzinfo=CST).isoformat()}) for n in range(12)]
+    monkeypatch.setattr(parallel, "CHUNK", 2)  # chunks ahead of the one judged
+    monkeypatch.setattr(Engine, "judge", fail)
+    expected = "boom in a shard" if how == "raise" else "exited without a word"
+    with pytest.raises(ReplayWorkerError, match=expected):
+        replay_parallel(lines, ENGINE, UNTIL, workers=2)
