@@ -128,17 +128,16 @@ def run_bench(config: BenchConfig, console: Console) -> Results:
     from settings import DEFAULT_CATALOG_DIR
 
     workers = replay_workers()
-    announce = [True]
 
-    def fresh_engine() -> Any:
+    def fresh_engine(announce: bool) -> Any:
         engine = build_engine(DEFAULT_CATALOG_DIR)  # no warm caches
         if isinstance(engine.working_time.calendar, OfficialCalendar):
-            engine.working_time.calendar.announce = announce[0]  # the first run says which years
-            announce[0] = False
+            engine.working_time.calendar.announce = announce  # only the first run says which years
         return engine
 
     for name, n in (("replay_sequential", 1), ("replay", workers)):
-        timed = [_round(_replay_eps(lines, fresh_engine(), n)) for _ in range(config.replay_runs)]
+        timed = [_round(_replay_eps(lines, fresh_engine(name == "replay_sequential" and i == 0), n))
+                 for i in range(config.replay_runs)]
         res.figures[f"{name}_eps"] = _round(statistics.median(timed))
         if len(timed) > 1:
             res.figures[f"{name}_runs_eps"] = timed

@@ -637,7 +637,7 @@ class WindowTracker:
     def _schedule(self, dept: str, now: float) -> None:
         st = self.state.setdefault(dept, {})
         nxt = self.rules.silence_next(st.get("L"), self.spans.get(dept, []), st.get("s", 0), now)
-        if nxt is not None and nxt < self._scheduled.get(dept, float("inf")):
+        if nxt is not None and nxt < self._scheduled.get(dept, _NEVER):
             self._scheduled[dept] = nxt
             heapq.heappush(self._silence, (nxt, dept))
 
