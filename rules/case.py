@@ -35,15 +35,12 @@ class Fact:
         attrs = dict(ev.attributes)
         if ev.applicant_id is not None:
             attrs["applicant_id"] = ev.applicant_id  # for the conflict-of-duties rule
-        return cls(
-            ev.event_id,
-            ev.step,
-            ev.occurred_at.timestamp(),
-            ev.effective_actor,
-            ev.department,
-            attrs,
-            received.timestamp() if received_ts is None else received_ts,
-        )
+        occurred = ev.occurred_at
+        at = occurred.timestamp()
+        if received_ts is None:  # received when it occurred (replay): not converted twice
+            received_ts = at if received is occurred else received.timestamp()
+        return cls(ev.event_id, ev.step, at, ev.effective_actor, ev.department, attrs,
+                   received_ts)
 
     def encode(self) -> list[Any]:
         return [self.event_id, self.step.value, self.at, self.actor, self.department,

@@ -73,8 +73,12 @@ class SimulatedClock:
 
 
 class EventTimeClock:
+    """Replay's clock: the latest instant seen, also kept in epoch seconds (replay asks
+    for it several times per line; a zone-aware ``timestamp()`` costs ~0.4 µs)."""
+
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(1970, 1, 1, tzinfo=UTC)
+        self._now_ts = self._now.timestamp()
 
     def now(self) -> datetime:
         return self._now
@@ -83,15 +87,17 @@ class EventTimeClock:
         return self._now
 
     def at_epoch(self, unix_time: float) -> float:
-        return self._now.timestamp()
+        return self._now_ts
 
     def now_epoch(self) -> float:
-        return self._now.timestamp()
+        return self._now_ts
 
-    def advance(self, instant: datetime) -> None:
-        """Move forward to ``instant``; never backwards (events may arrive out of order)."""
-        if instant > self._now:
-            self._now = instant
+    def advance(self, instant: datetime, instant_ts: float | None = None) -> None:
+        """Move forward to ``instant`` (``instant_ts``: the same in epoch seconds, if the
+        caller has it); never backwards (events may arrive out of order)."""
+        ts = instant.timestamp() if instant_ts is None else instant_ts
+        if ts > self._now_ts:
+            self._now, self._now_ts = instant, ts
 
 
 def make_clock(start: datetime | None, speed: float = 1.0, anchor: float | None = None) -> Clock:

@@ -22,14 +22,14 @@ import orjson
 from pydantic import ValidationError
 
 from producers.contract import Alert, ApprovalEvent, Complaint
-from rules.case import CaseState
+from rules.case import CaseState, Fact
 from rules.clock import EventTimeClock
 from rules.complaints import ComplaintRules, ComplaintState, is_complaint
 from rules.engine import Engine
 from rules.indicators import IndicatorBook
 from rules.ingest import Gate, KeyRing, Rejected
 from rules.schedule import DeadlineIndex
-from rules.windows import WindowRecord, WindowRules, WindowTracker
+from rules.windows import WindowRecord, WindowRules, WindowTracker, fact_fields
 
 
 @dataclass
@@ -65,21 +65,26 @@ class SideRules:
             for alert in alerts:
                 self.indicators.on_alert(alert)
 
-    def fire_due(self, now: datetime) -> None:
-        """Complaint deadlines and windows due by ``now`` (asked after every line)."""
-        t = now.timestamp()
+    def fire_due(self, now: datetime, t: float | None = None) -> None:
+        """Complaint deadlines and windows due by ``now`` (asked after every line; ``t``:
+        ``now`` in epoch seconds, if the caller has it)."""
+        if t is None:
+            t = now.timestamp()
         if self.index.may_be_due(t):
             for complaint_id in list(self.index.pop_due(t)):
                 alerts, nxt = self.rules.evaluate(self.complaints[complaint_id], now)
                 self.raised(alerts)
                 self.index.schedule(complaint_id, nxt.timestamp() if nxt else None)
         if self.tracker is not None and self.tracker.may_be_due(t):
-            self.raised(self.tracker.advance(now))
+            self.raised(self.tracker.advance(now, t))
 
-    def observe(self, event: ApprovalEvent) -> None:
-        """An accepted event (the clock already moved to it) into the windows."""
+    def observe(self, event: ApprovalEvent, fact: Fact) -> None:
+        """An accepted event (the clock already moved to it; ``fact``: what its case took
+        in) into the windows."""
         if self.tracker is not None:
-            self.raised(self.tracker.observe(WindowRecord.from_event(event), self.clock.now()))
+            clock = self.clock
+            self.raised(self.tracker.observe(WindowRecord(*fact_fields(event.case_id, fact)),
+                                             clock.now(), clock.now_epoch()))
 
     def complaint(self, lineno: int, payload: dict[str, Any]) -> bool:
         """A complaint line (see :func:`complaint_payload`): validated, the clock moved,
@@ -140,12 +145,13 @@ def replay(
     raised = sides.raised
 
     def fire_due() -> None:
-        now = clock.now()
-        for case_id in list(index.pop_due(now.timestamp())):
-            alerts, due = engine.judge(cases[case_id], now)
-            raised(alerts)
-            index.put(case_id, due)
-        sides.fire_due(now)
+        now, t = clock.now(), clock.now_epoch()
+        if index.may_be_due(t):
+            for case_id in list(index.pop_due(t)):
+                alerts, due = engine.judge(cases[case_id], now, now_ts=t)
+                raised(alerts)
+                index.put(case_id, due)
+        sides.fire_due(now, t)
 
     for lineno, raw in enumerate(lines, 1):
         if not raw.strip():
@@ -164,15 +170,16 @@ def replay(
             result.problems.append(f"line {lineno}: {r.reason}: {r.detail}")
             continue
         result.events += 1
-        clock.advance(event.occurred_at)
-        received = received_at(event) or event.occurred_at
-        state = engine.ingest(state, event, received)
+        state = engine.ingest(state, event, received_at(event) or event.occurred_at)
         cases[event.case_id] = state
-        alerts, due = engine.judge(state, clock.now(), event.step, index.get(event.case_id))
+        fact = state.facts[-1]
+        clock.advance(event.occurred_at, fact.at)
+        alerts, due = engine.judge(state, clock.now(), event.step, index.get(event.case_id),
+                                   now_ts=clock.now_epoch())
         raised(alerts)
         if indicators is not None:
             indicators.on_event(event, state)
-        sides.observe(event)
+        sides.observe(event, fact)
         index.put(event.case_id, due)
         fire_due()
         if on_progress is not None and result.events % 10_000 == 0:

@@ -55,7 +55,7 @@ from rules.indicators import IndicatorBook
 from rules.ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected
 from rules.replay import ReplayResult, SideRules, complaint_payload, received_at, replay
 from rules.schedule import DeadlineIndex
-from rules.windows import WindowRecord, WindowRules, WindowTracker, event_fields
+from rules.windows import WindowRecord, WindowRules, WindowTracker, fact_fields
 
 #: Lines per chunk: the parent and the shards exchange a report per chunk (smaller chunks
 #: let them overlap more; below a few thousand the messages cost more than that gains).
@@ -151,10 +151,13 @@ class _Shard:
             except Rejected as r:
                 report.rejected.append((i, r.reason, r.detail))
                 continue
-            received = received_at(event) or event.occurred_at
-            cases[event.case_id] = engine.ingest(state, event, received)
+            state = engine.ingest(state, event, received_at(event) or event.occurred_at)
+            cases[event.case_id] = state
             taken.append((i, event.case_id, event.step))
-            report.accepted.append((i, _pack(event.occurred_at), event_fields(event)))
+            fact = state.facts[-1]
+            offset = event.occurred_at.utcoffset()
+            report.accepted.append((i, (fact.at, offset.total_seconds() if offset else 0.0),
+                                    fact_fields(event.case_id, fact)))
         self.events += len(taken)
         return report
 
@@ -191,28 +194,30 @@ class _Shard:
                 break
             k = bisect_right(lines_m, line, k_now + 1) - 1
             if k > k_now:
-                clock.advance(_unpack((stamps_m[k], offsets_m[k])))
+                clock.advance(_unpack((stamps_m[k], offsets_m[k])), stamps_m[k])
                 k_now = k
-            now = clock.now()
+            now, now_ts = clock.now(), clock.now_epoch()
             if event_line == line:
                 _, case_id, step = taken[t]
                 t += 1
                 released[case_id] = released.get(case_id, 0) + 1
-                got, due_next = engine.judge(self._upto(case_id), now, step, index.get(case_id))
+                got, due_next = engine.judge(self._upto(case_id), now, step, index.get(case_id),
+                                             now_ts=now_ts)
                 alerts.extend(got)
                 index.put(case_id, due_next)
             observed = record_line == line
             if observed:
                 if tracker is not None:
-                    alerts.extend(tracker.observe(WindowRecord.from_fields(records[r][1]), now))
+                    alerts.extend(tracker.observe(WindowRecord.from_fields(records[r][1]), now,
+                                                  now_ts))
                 r += 1
             if k_now >= 0 and lines_m[k_now] == line:
                 self.fire_due()  # the clock moved at this line
-            elif observed and tracker is not None and tracker.may_be_due(now.timestamp()):
+            elif observed and tracker is not None and tracker.may_be_due(now_ts):
                 # as replay() after every event: what the record scheduled may be due now
-                alerts.extend(tracker.advance(now))
+                alerts.extend(tracker.advance(now, now_ts))
         if len(stamps_m) > k_now + 1:  # the clock as the chunk leaves it, for the next one
-            clock.advance(_unpack((stamps_m[-1], offsets_m[-1])))
+            clock.advance(_unpack((stamps_m[-1], offsets_m[-1])), stamps_m[-1])
 
     def _next_due(self) -> float | None:
         """The earliest instant at which something of this shard falls due."""
@@ -225,15 +230,14 @@ class _Shard:
 
     def fire_due(self) -> None:
         """What is due by the clock (cases, windows)."""
-        now = self._clock.now()
-        t = now.timestamp()
+        now, t = self._clock.now(), self._clock.now_epoch()
         if self.index.may_be_due(t):
             for case_id in list(self.index.pop_due(t)):
-                got, due = self.engine.judge(self._upto(case_id), now)
+                got, due = self.engine.judge(self._upto(case_id), now, now_ts=t)
                 self.alerts.extend(got)
                 self.index.put(case_id, due)
         if self.tracker is not None and self.tracker.may_be_due(t):
-            self.alerts.extend(self.tracker.advance(now))
+            self.alerts.extend(self.tracker.advance(now, t))
 
     def finish(self, until: datetime | None) -> None:
         if until is not None:
@@ -395,11 +399,11 @@ def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inbox
                 if windows:
                     fields = got[1]
                     records[zlib.crc32(str(fields[2]).encode()) % workers].append((i, fields))
-                at = _unpack(got[0])
-                steps.append((i, at))
-                if probe.now() < at:
-                    probe.advance(at)
-                    _move(moves, i, got[0])
+                instant = got[0]
+                steps.append((i, instant))
+                if probe.now_epoch() < instant[0]:  # a datetime only where the clock moves
+                    probe.advance(_unpack(instant), instant[0])
+                    _move(moves, i, instant)
                 continue
             if not raw.strip():
                 continue
@@ -421,9 +425,10 @@ def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inbox
                     sides.fire_due(clock.now())
                 problems.extend((i, p) for p in result.problems[before:])
                 del result.problems[before:]
-            else:
-                clock.advance(step)
-                sides.fire_due(clock.now())
+            else:  # an accepted event's instant
+                if clock.now_epoch() < step[0]:
+                    clock.advance(_unpack(step), step[0])
+                sides.fire_due(clock.now(), clock.now_epoch())
         result.problems.extend(p for _, p in sorted(problems, key=lambda lp: lp[0]))
         before_events = result.events
         result.events += len(accepted)

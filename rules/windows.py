@@ -43,6 +43,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from producers.contract import Alert, ApprovalEvent, Severity, Step, make_alert_id
+from rules.case import Fact
 from rules.counted_time import DAY, ORIGIN, WorkingTime
 from rules.memo import BoundedMemo
 from rules.rulebook import RuleSet
@@ -112,6 +113,16 @@ def event_fields(ev: ApprovalEvent) -> list[Any]:
         step is Step.decided and ev.attributes.get("outcome") == "deny")
     return [ev.event_id, ev.case_id, ev.department, ev.effective_actor, step.value,
             ev.occurred_at.timestamp(), refused]
+
+
+def fact_fields(case_id: str, fact: Fact) -> list[Any]:
+    """:func:`event_fields` of an accepted event, from its fact: the same list, without
+    converting its time again (a zone-aware ``timestamp()`` and an enum's ``value`` cost
+    more than the rest of it)."""
+    step = fact.step
+    refused = step is Step.rejected_at_intake or (
+        step is Step.decided and fact.attrs.get("outcome") == "deny")
+    return [fact.event_id, case_id, fact.department, fact.actor, str(step), fact.at, refused]
 
 
 # --- window values (JSON-able) ----------------------------------------------------------
@@ -601,9 +612,12 @@ class WindowTracker:
         self._scheduled: dict[str, float] = {}
         self.late = 0
 
-    def observe(self, rec: WindowRecord, now: datetime) -> list[Alert]:
-        r, cfg, t = self.rules, self.rules.cfg, now.timestamp()
-        alerts = self.advance(now) if self.may_be_due(t) else []
+    def observe(self, rec: WindowRecord, now: datetime, t: float | None = None) -> list[Alert]:
+        """``t``: ``now`` in epoch seconds, if the caller has it."""
+        r, cfg = self.rules, self.rules.cfg
+        if t is None:
+            t = now.timestamp()
+        alerts = self.advance(now, t) if self.may_be_due(t) else []
         st = self.state.setdefault(rec.department, {})
         start = r.window_start(rec.at, cfg.dept_size)
         end = start + cfg.dept_size
@@ -652,8 +666,10 @@ class WindowTracker:
         return bool((self._closing and self._closing[0][0] <= now)
                     or (self._silence and self._silence[0][0] <= now))
 
-    def advance(self, now: datetime) -> list[Alert]:
-        r, t = self.rules, now.timestamp()
+    def advance(self, now: datetime, t: float | None = None) -> list[Alert]:
+        r = self.rules
+        if t is None:
+            t = now.timestamp()
         alerts: list[Alert] = []
         while self._closing and self._closing[0][0] <= t:
             _, kind, scope, start = heapq.heappop(self._closing)

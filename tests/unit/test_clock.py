@@ -24,3 +24,15 @@ def test_epoch_readings_match_datetime_readings(clock: Clock) -> None:
     reading = clock.now_epoch()
     after = clock.now().timestamp()
     assert before - 1e-6 <= reading <= after + 1e-6
+
+
+def test_event_time_clock_keeps_its_epoch_with_its_moves() -> None:
+    clock = EventTimeClock()
+    moves = [datetime(2026, 3, 2, 9, 30, tzinfo=SHANGHAI), datetime(2026, 3, 2, 1, 29, tzinfo=UTC),
+             datetime(2026, 3, 2, 1, 31, tzinfo=UTC), datetime(2026, 3, 2, 9, 31, tzinfo=SHANGHAI)]
+    for i, instant in enumerate(moves):
+        # given or not, the epoch decides the same way a datetime comparison would
+        clock.advance(instant, instant.timestamp() if i % 2 else None)
+        assert clock.now() == max(moves[: i + 1])
+        assert clock.now_epoch() == clock.now().timestamp()
+    assert clock.now() is moves[2]  # an equal instant in another zone does not replace it

@@ -430,3 +430,29 @@ def test_silence_alerts_do_not_depend_on_when_the_tracker_checks() -> None:
     for a in silences:
         late = (a.detected_at - a.event_time).total_seconds() - r.cfg.lateness
         assert 0 <= late < 60, a
+
+
+def test_a_facts_window_fields_are_its_events() -> None:
+    """The worker and replay build a window record from the accepted event's fact: the
+    same fields as from the event itself (refusals, applicant steps, offsets kept)."""
+    from datetime import UTC
+
+    from producers.contract import parse_event
+    from producers.simulator import generate_cases
+    from rules.case import Fact
+    from rules.windows import event_fields, fact_fields
+
+    eng = engine()
+    evs = generate_cases(eng.catalog, start=datetime(2026, 3, 2, tzinfo=UTC), cases=400, seed=5,
+                         violations=0.3)
+    refused = {**evs[1].wire_dict(), "event_id": "refusal-1", "step": "rejected_at_intake",
+               "attributes": {"reason": "incomplete"}}
+    steps = set()
+    for wire in [*(ev.wire_dict() for ev in evs), refused]:
+        ev = parse_event(wire)
+        fact = Fact.from_event(ev, ev.occurred_at)
+        assert fact_fields(ev.case_id, fact) == event_fields(ev)
+        assert type(fact_fields(ev.case_id, fact)[4]) is str
+        steps.add((ev.step.value, event_fields(ev)[6]))
+    assert ("decided", True) in steps and ("rejected_at_intake", True) in steps
+    assert ("decided", False) in steps and ("submitted", False) in steps
