@@ -28,7 +28,7 @@ from agents.metrics import EngineMetrics
 from agents.record import Record
 from agents.sinks.types import AlertSink
 from producers.contract import Alert, ApprovalEvent, Step
-from rules.case import CaseState
+from rules.case import CaseState, Fact
 from rules.clock import Clock
 from rules.engine import Engine
 from rules.ingest import Gate, Rejected
@@ -42,10 +42,11 @@ DeadLetter = Callable[[Record, str, str], Awaitable[None]]
 StateWriter = Callable[[bytes, bytes, int], None]
 #: Called after an accepted event was evaluated: (event, state, alerts raised, judged time).
 EventObserver = Callable[[ApprovalEvent, CaseState, list[Alert], datetime], None]
-#: Called for every record in order: with the accepted event before its case state is
-#: written (a crash in between forwards it again, never loses it), or None when rejected,
-#: and the clock's reading for the batch (epoch seconds).
-Forwarder = Callable[[Record, ApprovalEvent | None, float], None]
+#: Called for every record in order: with the accepted event and the fact its case took in,
+#: before its case state is written (a crash in between forwards it again, never loses
+#: it), or None and None when rejected; and the clock's reading for the batch (epoch
+#: seconds).
+Forwarder = Callable[[Record, ApprovalEvent | None, Fact | None, float], None]
 #: Called with every alert the sink stored anew or escalated (not for known ones), and the
 #: partition of the case it is about when known.
 AlertObserver = Callable[[Alert, int | None], None]
@@ -186,9 +187,12 @@ class Supervisor:
             # from here to the caller's ack nothing awaits: no offset commit comes between
             if self.forwarders:
                 for rec, accepted in order:
+                    if accepted is None:
+                        event = fact = None
+                    else:
+                        event, fact = accepted.event, accepted.state.facts[accepted.facts - 1]
                     for forward in self.forwarders:
-                        forward(rec, accepted.event if accepted is not None else None,
-                                reading_epoch)
+                        forward(rec, event, fact, reading_epoch)
             for key, state in states.items():
                 write(key, state.encode(), state.partition)
             for key, waits in due.items():

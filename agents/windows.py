@@ -38,13 +38,14 @@ from prometheus_client import Counter
 
 from agents.commit_barrier import CoalescedChangelog, before_commit
 from producers.contract import Alert, ApprovalEvent
+from rules.case import Fact
 from rules.clock import Clock
 from rules.windows import (
     WindowRecord,
     WindowRules,
     burst_add,
     dept_add,
-    event_fields,
+    fact_fields,
     own_window,
     span_add,
     spans_after,
@@ -323,12 +324,12 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     changelogs = {id(t): CoalescedChangelog(app, t, by_department.get_topic_name())
                   for t in (burst.table, department.table, last_seen, state)}
 
-    def forward(record: Record, ev: ApprovalEvent | None, now: float) -> None:
+    def forward(record: Record, ev: ApprovalEvent | None, fact: Fact | None, now: float) -> None:
         """The supervising agent hands over each record it took (None: rejected)."""
-        if ev is None:
+        if ev is None or fact is None:
             rep.read(record)
             return
-        rep.forward_batched(record, ev.department.encode(), event_fields(ev), now)
+        rep.forward_batched(record, ev.department.encode(), fact_fields(ev.case_id, fact), now)
 
     sv.forwarders.append(forward)
 
