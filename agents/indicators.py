@@ -85,34 +85,31 @@ class TableBook(IndicatorBook):
         self.changelog = changelog
         self.owned = owned or (lambda: None)
         self.dirty: set[bytes] = set()
-        self.pending: dict[bytes, tuple[int, Acc]] = {}
+        #: accumulators changed since the last write, by (month, kind, name, partition)
+        self.pending: dict[tuple[str, str, str, int], Acc] = {}
         # the same few keys (a month, a scope) again and again: encoded once
         self._keys: BoundedMemo[tuple[Any, ...], bytes] = BoundedMemo(orjson.dumps, 100_000)
 
-    def _key(self, key: Key) -> bytes:
-        return self._keys[(*key, self.partition)]
-
-    def get(self, key: Key) -> Acc | None:
-        k = self._key(key)
-        held = self.pending.get(k)
-        if held is not None:
-            return held[1]
-        raw = self.table.data.get(k)
-        return Acc.decode(raw) if raw is not None else None
-
-    def put(self, key: Key, acc: Acc) -> None:
-        self.pending[self._key(key)] = (self.partition, acc)
+    def acc(self, key: Key) -> Acc:
+        k = (*key, self.partition)
+        acc = self.pending.get(k)
+        if acc is None:  # from the table once per commit interval, then changed in place
+            raw = self.table.data.get(self._keys[k])
+            acc = self.pending[k] = Acc.decode(raw) if raw is not None else Acc()
+        return acc
 
     def write_pending(self) -> Awaitable[None] | None:
         """Write the pending updates to the table and hand their changelog records to the
         producer (as record batches; the awaitable, if any, finishes handing them over)."""
         pending, self.pending = self.pending, {}
         owned = self.owned() if pending else None
-        for k, (partition, acc) in pending.items():
+        for k, acc in pending.items():
+            partition = k[3]
             if owned is not None and partition not in owned:
                 continue  # moved away: its new owner counts the events again
-            self.changelog.set(k, acc.encode(), partition)
-            self.dirty.add(k)
+            key = self._keys[k]
+            self.changelog.set(key, acc.encode(), partition)
+            self.dirty.add(key)
         return self.changelog.send()
 
 

@@ -194,6 +194,9 @@ def month_of(instant: datetime | float, tz: Any) -> str:
     return month if month is not None else datetime.fromtimestamp(ts, tz).strftime("%Y-%m")
 
 
+#: the steps an event counts in the indicators with (the first of its kind in a case)
+_COUNTED = frozenset({Step.submitted, Step.accepted, Step.decided, Step.supplement_requested})
+
 #: rules whose event time is the start of a window (the window's month), not a deadline
 _AT_START = frozenset({"actor.burst", "department.denial_spike"})
 _TICK = timedelta(microseconds=1)
@@ -208,8 +211,8 @@ def alert_month(alert: Alert, tz: Any) -> str:
 
 
 class IndicatorBook:
-    """Accumulators by (month, kind, name). ``get``/``put`` are the storage: a dict here,
-    a Faust table in the worker (which sets :attr:`partition` before each call)."""
+    """Accumulators by (month, kind, name). :meth:`acc` is the storage: a dict here, a
+    Faust table in the worker (which sets :attr:`partition` before each call)."""
 
     def __init__(self, engine: Any, store: MutableMapping[Key, Acc] | None = None) -> None:
         self.engine = engine
@@ -219,19 +222,27 @@ class IndicatorBook:
         self.store: MutableMapping[Key, Acc] = store if store is not None else {}
         self.partition = -1
 
-    # storage hooks
-    def get(self, key: Key) -> Acc | None:
-        return self.store.get(key)
+    # storage hook
+    def acc(self, key: Key) -> Acc:
+        """The accumulator of ``key``, created if new, to be changed in place."""
+        acc = self.store.get(key)
+        if acc is None:
+            acc = self.store[key] = Acc()
+        return acc
 
-    def put(self, key: Key, acc: Acc) -> None:
-        self.store[key] = acc
+    def _count(self, month: str, scopes: Iterable[tuple[str, str | None]], attr: str) -> None:
+        """One more of ``attr`` (a count of :class:`Acc`) in each named scope (per event:
+        no keyword dictionary, no dispatch on what is counted)."""
+        for kind, name in scopes:
+            if name:
+                acc = self.acc((month, kind, name))
+                setattr(acc, attr, getattr(acc, attr) + 1)
 
     def _add(self, month: str, scopes: Iterable[tuple[str, str | None]], **counts: Any) -> None:
         for kind, name in scopes:
             if not name:
                 continue
-            key = (month, kind, name)
-            acc = self.get(key) or Acc()
+            acc = self.acc((month, kind, name))
             for attr, value in counts.items():
                 if attr == "hundredths":
                     acc.days[value] = acc.days.get(value, 0) + 1
@@ -241,49 +252,59 @@ class IndicatorBook:
                     by[severity] = by.get(severity, 0) + 1
                 else:
                     setattr(acc, attr, getattr(acc, attr) + value)
-            self.put(key, acc)
 
     def on_event(self, event: ApprovalEvent, state: CaseState) -> None:
-        """After an accepted event was added to its case (and evaluated)."""
+        """After an accepted event was added to its case (and evaluated): ``state`` ends
+        with its fact."""
         step = event.step
-        if step not in (Step.submitted, Step.accepted, Step.decided, Step.supplement_requested):
+        if step not in _COUNTED:
             return
-        seen = 0
-        for f in state.facts:
-            if f.step is step:
-                seen += 1
-        if seen != 1:
-            return  # only the first of its kind counts
+        facts = state.facts
+        last = facts[-1] if facts else None
+        if last is not None and last.event_id == event.event_id and last.department == event.department:
+            for f in facts:
+                if f.step is step and f is not last:
+                    return  # only the first of its kind counts
+            at = last.at
+        else:  # (not a state that ends with the event: counted by its kind all the same)
+            if sum(1 for f in facts if f.step is step) != 1:
+                return
+            at = event.occurred_at.timestamp()
         item = self.catalog[state.item_code]
         dept = item.department
-        month = month_of(event.occurred_at, self.wt.tz)
-        handler = f"{dept}/{event.actor}" if event.actor and event.actor != "applicant" else None
-        scopes: list[tuple[str, str | None]] = [("department", dept), ("item", item.code)]
+        month = month_of(at, self.wt.tz)
         if step is Step.submitted:
-            self._add(month, scopes, received=1)
-        elif step is Step.supplement_requested:
-            self._add(month, scopes, supplement=1)
-        elif step is Step.accepted:
-            self._add(month, [*scopes, ("handler", handler)], accepted=1)
-        else:
-            counts: dict[str, Any] = {"decided": 1}
-            timing = self.timing(state, event.occurred_at)
-            if timing is not None:
-                seconds, on_time, early, overdue = timing
-                counts.update(timed=1, seconds=seconds, on_time=int(on_time), early=int(early),
-                              overdue=int(overdue), hundredths=round(seconds / HUNDREDTH))
-            self._add(month, [*scopes, ("handler", handler)], **counts)
+            self._count(month, (("department", dept), ("item", item.code)), "received")
+            return
+        if step is Step.supplement_requested:
+            self._count(month, (("department", dept), ("item", item.code)), "supplement")
+            return
+        actor = event.actor
+        scopes = (("department", dept), ("item", item.code),
+                  ("handler", f"{dept}/{actor}" if actor and actor != "applicant" else None))
+        if step is Step.accepted:
+            self._count(month, scopes, "accepted")
+            return
+        timing = self.timing(state, at)
+        if timing is None:
+            self._count(month, scopes, "decided")
+            return
+        seconds, on_time, early, overdue = timing
+        self._add(month, scopes, decided=1, timed=1, seconds=seconds, on_time=int(on_time),
+                  early=int(early), overdue=int(overdue), hundredths=round(seconds / HUNDREDTH))
 
-    def timing(self, state: CaseState, decided_at: datetime) -> tuple[int, bool, bool, bool] | None:
-        """(counted working seconds, on time, early, beyond the legal limit) of a decision."""
+    def timing(self, state: CaseState, decided_at: datetime | float
+               ) -> tuple[int, bool, bool, bool] | None:
+        """(counted working seconds, on time, early, beyond the legal limit) of a decision
+        (``decided_at``: an instant or epoch seconds)."""
         from rules.checks.deadlines import regular_extension
 
         view = self.engine.view(state)
         start = view.clock_start_at
         if start is None:
             return None
-        seconds = round(self.wt.counted_seconds_at(start[0], decided_at.timestamp(),
-                                                   view.pauses_at))
+        decided = decided_at.timestamp() if isinstance(decided_at, datetime) else decided_at
+        seconds = round(self.wt.counted_seconds_at(start[0], decided, view.pauses_at))
         item = view.item
         ext = regular_extension(view)
         legal = item.legal_days + (int(ext.attrs["days"]) if ext is not None else 0)
