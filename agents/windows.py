@@ -64,6 +64,8 @@ MARKER = b"\x00wm"
 BATCH = b"\x00bt"
 #: Records held for one key before its batch is sent anyway.
 BATCH_MAX = 500
+#: upstream partitions' keys in a window's offset map (JSON object keys), made once
+_UP_KEYS = tuple(str(p) for p in range(1024))
 
 
 class Forwarded(NamedTuple):
@@ -242,9 +244,15 @@ class Repartition:
         value = event.value
         if isinstance(value, bytes) and value.startswith(BATCH):
             now = self.clock.now_epoch()  # one clock reading for the batch
+            at_epoch = self.clock.at_epoch
             try:
-                return [Forwarded(self.judge_epoch(float(t), now), int(up), int(offset), item)
-                        for t, up, offset, item in orjson.loads(value[len(BATCH):])]
+                out: list[Forwarded] = []
+                for t, up, offset, item in orjson.loads(value[len(BATCH):]):
+                    t = float(t)
+                    judged = at_epoch(t) if t else now  # judge_epoch, inline
+                    out.append(Forwarded._make((judged if judged < now else now, int(up),
+                                                int(offset), item)))
+                return out
             except (orjson.JSONDecodeError, TypeError, ValueError):
                 log.warning("unreadable batch on %s skipped", self.target_name)
                 return []
@@ -358,21 +366,31 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             # value stays as it was until the batch writes the window back
             return own_window(tbl[scope].value())
 
-        for record in records:
-            now = record.judged
+        # per batch, not per record: the department's state (only the timer changes it),
+        # the sizes, the upstream partitions' keys in the offset maps
+        states: dict[str, dict[str, Any]] = {}
+        dept_size, burst_size, lateness = cfg.dept_size, cfg.burst_size, cfg.lateness
+        window_start, merge = rules.window_start, rules.merge_seconds
+        for now, up_partition, up_offset, item in records:
             # where it came from: a record forwarded again after a takeover is recognised
-            up, up_offset = str(record.up_partition), record.up_offset
+            up = _UP_KEYS[up_partition] if 0 <= up_partition < len(_UP_KEYS) else str(up_partition)
             try:
-                rec = WindowRecord.from_fields(record.item)
+                rec = WindowRecord.from_fields(item)
             except Exception:
                 log.warning("windows: bad record on %s skipped", rep.target_name)
                 continue
-            st = state.data.get(rec.department) or {}
-            start = rules.window_start(rec.at, cfg.dept_size)
-            if rules.is_late(start + cfg.dept_size, now) or start + cfg.dept_size <= st.get("dc", 0):
+            dept = rec.department
+            st = states.get(dept)
+            if st is None:
+                st = states[dept] = state.data.get(dept) or {}
+            start = window_start(rec.at, dept_size)
+            end = start + dept_size
+            if end + lateness <= now or end <= st.get("dc", 0):  # late (rules.is_late)
                 late.labels("department").inc()
             else:
-                value = window(department, dept_windows, rec.department, start, rec.at)
+                got = dept_windows.get((dept, start))
+                value = got[1] if got is not None else window(department, dept_windows, dept,
+                                                              start, rec.at)
                 # counted once: records from one upstream partition come in its order, so
                 # one at or before the last counted from there is a copy (a takeover)
                 counted = value.get("u")
@@ -383,28 +401,34 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 else:
                     dept_add(value, rec)
                     counted[up] = up_offset
-                    value["p"] = partition
-                    dept_windows[rec.department, start] = (rec.at, value)
-            if rec.decision:
-                start = rules.window_start(rec.at, cfg.burst_size)
-                if rules.is_late(start + cfg.burst_size, now) or start + cfg.burst_size <= st.get("bc", 0):
+                    if got is None:
+                        value["p"] = partition
+                        dept_windows[dept, start] = (rec.at, value)
+            if rec.step == "decided":  # rec.decision
+                start = window_start(rec.at, burst_size)
+                end = start + burst_size
+                if end + lateness <= now or end <= st.get("bc", 0):
                     late.labels("actor.burst").inc()
                 else:
-                    value = window(burst, burst_windows, rec.handler, start, rec.at)
+                    handler = rec.handler
+                    got = burst_windows.get((handler, start))
+                    value = got[1] if got is not None else window(burst, burst_windows, handler,
+                                                                  start, rec.at)
                     burst_add(value, rec)
-                    value["p"] = partition
-                    burst_windows[rec.handler, start] = (rec.at, value)
+                    if got is None:
+                        value["p"] = partition
+                        burst_windows[handler, start] = (rec.at, value)
             # silence: the department's events not yet final, as spans (order-insensitive)
             last = st.get("L")
             if last is None or rec.at > last[0]:
-                spans = spans_of.get(rec.department)
+                spans = spans_of.get(dept)
                 if spans is None:
-                    seen = last_seen.data.get(rec.department) or {}
+                    seen = last_seen.data.get(dept) or {}
                     spans = list(seen.get("spans") or [])
                     if last is not None:
                         spans = spans_after(spans, last[0])
-                spans_of[rec.department] = span_add(spans, rec.at, rec.event_id,
-                                                    rules.merge_seconds)
+                    spans_of[dept] = spans
+                span_add(spans, rec.at, rec.event_id, merge)
         for tbl, touched in ((department, dept_windows), (burst, burst_windows)):
             for (scope, _), (at, value) in touched.items():
                 shifted[0] = at + rules.offset(at)
