@@ -92,9 +92,11 @@ Instant = tuple[float, float]
 Moves = tuple["array[int]", "array[float]", "array[float]"]
 
 
-def _pack(at: datetime) -> Instant:
+def _pack(at: datetime, ts: float | None = None) -> Instant:
+    """``at`` to travel (``ts``: its epoch seconds, if the caller has them)."""
     offset = at.utcoffset()
-    return at.timestamp(), offset.total_seconds() if offset is not None else 0.0
+    return (at.timestamp() if ts is None else ts,
+            offset.total_seconds() if offset is not None else 0.0)
 
 
 _ZONES: dict[float, timezone] = {}
@@ -155,8 +157,7 @@ class _Shard:
             cases[event.case_id] = state
             taken.append((i, event.case_id, event.step))
             fact = state.facts[-1]
-            offset = event.occurred_at.utcoffset()
-            report.accepted.append((i, (fact.at, offset.total_seconds() if offset else 0.0),
+            report.accepted.append((i, _pack(event.occurred_at, fact.at),
                                     fact_fields(event.case_id, fact)))
         self.events += len(taken)
         return report

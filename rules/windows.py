@@ -42,7 +42,7 @@ from datetime import date, datetime, time, timedelta
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from producers.contract import Alert, ApprovalEvent, Severity, Step, make_alert_id
+from producers.contract import Alert, Severity, Step, make_alert_id
 from rules.case import Fact
 from rules.counted_time import DAY, ORIGIN, WorkingTime
 from rules.memo import BoundedMemo
@@ -80,10 +80,6 @@ class WindowRecord(NamedTuple):
     at: float  # occurred_at, epoch seconds
     refused: bool = False  # a refusal (deny or rejected at intake)
 
-    @classmethod
-    def from_event(cls, ev: ApprovalEvent) -> WindowRecord:
-        return cls(*event_fields(ev))
-
     @property
     def outcome(self) -> bool:
         """A decision or a refusal at intake (the denominator of the refusal share)."""
@@ -105,20 +101,11 @@ class WindowRecord(NamedTuple):
                    bool(refused))
 
 
-def event_fields(ev: ApprovalEvent) -> list[Any]:
-    """An event's window record as a JSON-able list, its form on the repartition topic
-    (:meth:`WindowRecord.from_fields` reads it back)."""
-    step = ev.step
-    refused = step is Step.rejected_at_intake or (
-        step is Step.decided and ev.attributes.get("outcome") == "deny")
-    return [ev.event_id, ev.case_id, ev.department, ev.effective_actor, step.value,
-            ev.occurred_at.timestamp(), refused]
-
-
 def fact_fields(case_id: str, fact: Fact) -> list[Any]:
-    """:func:`event_fields` of an accepted event, from its fact: the same list, without
-    converting its time again (a zone-aware ``timestamp()`` and an enum's ``value`` cost
-    more than the rest of it)."""
+    """An accepted event's window record as a JSON-able list, its form on the repartition
+    topic (:meth:`WindowRecord.from_fields` reads it back), from the fact its case took in:
+    its time is in epoch seconds there already (a zone-aware ``timestamp()`` and an enum's
+    ``value`` cost more than the rest of it)."""
     step = fact.step
     refused = step is Step.rejected_at_intake or (
         step is Step.decided and fact.attrs.get("outcome") == "deny")

@@ -437,10 +437,16 @@ def test_a_facts_window_fields_are_its_events() -> None:
     same fields as from the event itself (refusals, applicant steps, offsets kept)."""
     from datetime import UTC
 
-    from producers.contract import parse_event
+    from producers.contract import ApprovalEvent, Step, parse_event
     from producers.simulator import generate_cases
     from rules.case import Fact
-    from rules.windows import event_fields, fact_fields
+    from rules.windows import fact_fields
+
+    def event_fields(ev: ApprovalEvent) -> list:  # the record as the event itself says it
+        refused = ev.step is Step.rejected_at_intake or (
+            ev.step is Step.decided and ev.attributes.get("outcome") == "deny")
+        return [ev.event_id, ev.case_id, ev.department, ev.effective_actor, ev.step.value,
+                ev.occurred_at.timestamp(), refused]
 
     eng = engine()
     evs = generate_cases(eng.catalog, start=datetime(2026, 3, 2, tzinfo=UTC), cases=400, seed=5,
