@@ -170,7 +170,7 @@ class Supervisor:
                 state.partition = partition
                 key = event.case_id.encode()
                 states[key] = state
-                counted = (event.department, event.step.value)
+                counted = (event.department, event.step)  # a StrEnum: a str, no .value
                 ingested[counted] = ingested.get(counted, 0) + 1
                 alerts, due[key] = self._judge_added(state, event.step, now, now_ts,
                                                      due.get(key))

@@ -43,7 +43,9 @@ class Fact:
                    received_ts)
 
     def encode(self) -> list[Any]:
-        return [self.event_id, self.step.value, self.at, self.actor, self.department,
+        # the step as it is: orjson writes a StrEnum as its value (``.value`` is a slow
+        # property, and a case's every fact is encoded again each time it changes)
+        return [self.event_id, self.step, self.at, self.actor, self.department,
                 self.attrs or None, self.received]
 
     @classmethod
