@@ -64,8 +64,6 @@ MARKER = b"\x00wm"
 BATCH = b"\x00bt"
 #: Records held for one key before its batch is sent anyway.
 BATCH_MAX = 500
-#: upstream partitions' keys in a window's offset map (JSON object keys), made once
-_UP_KEYS = tuple(str(p) for p in range(1024))
 
 
 class Forwarded(NamedTuple):
@@ -244,15 +242,9 @@ class Repartition:
         value = event.value
         if isinstance(value, bytes) and value.startswith(BATCH):
             now = self.clock.now_epoch()  # one clock reading for the batch
-            at_epoch = self.clock.at_epoch
             try:
-                out: list[Forwarded] = []
-                for t, up, offset, item in orjson.loads(value[len(BATCH):]):
-                    t = float(t)
-                    judged = at_epoch(t) if t else now  # judge_epoch, inline
-                    out.append(Forwarded._make((judged if judged < now else now, int(up),
-                                                int(offset), item)))
-                return out
+                return [Forwarded(self.judge_epoch(float(t), now), int(up), int(offset), item)
+                        for t, up, offset, item in orjson.loads(value[len(BATCH):])]
             except (orjson.JSONDecodeError, TypeError, ValueError):
                 log.warning("unreadable batch on %s skipped", self.target_name)
                 return []
@@ -366,14 +358,13 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             # value stays as it was until the batch writes the window back
             return own_window(tbl[scope].value())
 
-        # per batch, not per record: the department's state (only the timer changes it),
-        # the sizes, the upstream partitions' keys in the offset maps
+        # per batch, not per record: the department's state (only the timer changes it)
         states: dict[str, dict[str, Any]] = {}
-        dept_size, burst_size, lateness = cfg.dept_size, cfg.burst_size, cfg.lateness
-        window_start, merge = rules.window_start, rules.merge_seconds
+        dept_size, burst_size = cfg.dept_size, cfg.burst_size
+        window_start, is_late, merge = rules.window_start, rules.is_late, rules.merge_seconds
         for now, up_partition, up_offset, item in records:
             # where it came from: a record forwarded again after a takeover is recognised
-            up = _UP_KEYS[up_partition] if 0 <= up_partition < len(_UP_KEYS) else str(up_partition)
+            up = str(up_partition)
             try:
                 rec = WindowRecord.from_fields(item)
             except Exception:
@@ -385,7 +376,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 st = states[dept] = state.data.get(dept) or {}
             start = window_start(rec.at, dept_size)
             end = start + dept_size
-            if end + lateness <= now or end <= st.get("dc", 0):  # late (rules.is_late)
+            if is_late(end, now) or end <= st.get("dc", 0):
                 late.labels("department").inc()
             else:
                 got = dept_windows.get((dept, start))
@@ -404,10 +395,10 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                     if got is None:
                         value["p"] = partition
                         dept_windows[dept, start] = (rec.at, value)
-            if rec.step == "decided":  # rec.decision
+            if rec.decision:
                 start = window_start(rec.at, burst_size)
                 end = start + burst_size
-                if end + lateness <= now or end <= st.get("bc", 0):
+                if is_late(end, now) or end <= st.get("bc", 0):
                     late.labels("actor.burst").inc()
                 else:
                     handler = rec.handler
