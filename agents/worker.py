@@ -31,7 +31,10 @@ def tune_interpreter(settings: Settings) -> None:
 
     - collect the youngest generation less often, and leave what start-up made (modules,
       the app) out of the full collections: a busy worker spent ~15% of its time in the
-      collector, ~18% more events/s without;
+      collector, ~18% more events/s without. The threshold counts objects made less
+      objects freed, so it is set above what one batch makes and frees again (a whole
+      fetch): from 50,000 to 1,000,000, ~15% more events/s on a backlog, and no more
+      collections set off by a batch (they traversed it, in pauses of up to ~230 ms);
     - let a thread hold the GIL longer before it is asked to hand it over: Faust's
       consumer fetches in a thread of its own, and with Python's 5 ms it interrupted the
       agent's batch every 5 ms while it had records to take in (~6–10% more events/s at
