@@ -128,12 +128,6 @@ class Settings(BaseSettings):
         "thousand events, each traversing them (~8% of the worker, pauses up to ~230 ms); "
         "above a batch's wave of objects, collections follow the state's lasting growth",
     )
-    state_cache_cases: int = Field(
-        4096, ge=0, le=10_000_000,
-        description="decoded case states the worker keeps between batches (0: none), so "
-        "that a case's next event need not decode its state again; each costs a few KiB, "
-        "over the ~700 bytes the table keeps per open case",
-    )
     gil_switch_interval_ms: float = Field(
         20.0, ge=0.1, le=1_000,
         description="how long the worker's threads may hold the GIL before another asks "

@@ -18,7 +18,6 @@ from agents.extensions import EXTENSIONS, WorkerContext
 from agents.metrics import EngineMetrics
 from agents.record import Record
 from agents.sinks.redis import RedisAlertSink, redis_client
-from agents.state_cache import StateCache
 from agents.supervisor import Supervisor
 from producers.keys import DepartmentKeys
 from rules.case import CaseState
@@ -71,8 +70,7 @@ def create_app(settings: Settings) -> faust.App:
     sink = RedisAlertSink(client, settings.redis_prefix,
                           on_error=lambda exc: metrics.sink_errors.labels("redis").inc())
     clock = make_clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
-    sv = Supervisor(engine, gate, clock, sink, metrics,
-                    state_cache=StateCache(settings.state_cache_cases))
+    sv = Supervisor(engine, gate, clock, sink, metrics)
 
     n = settings.topic_partitions
     app = faust.App(

@@ -27,7 +27,6 @@ from typing import Any, NamedTuple
 from agents.metrics import EngineMetrics
 from agents.record import Record
 from agents.sinks.types import AlertSink
-from agents.state_cache import StateCache
 from producers.contract import Alert, ApprovalEvent, Step
 from rules.case import CaseState, Fact
 from rules.clock import Clock
@@ -88,8 +87,6 @@ class Supervisor:
     event_observers: list[EventObserver] = field(default_factory=list)
     forwarders: list[Forwarder] = field(default_factory=list)
     alert_observers: list[AlertObserver] = field(default_factory=list)
-    #: the case states last written, decoded (``JIANCHA_STATE_CACHE_CASES``)
-    state_cache: StateCache = field(default_factory=lambda: StateCache(4096))
     _ingested_children: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def index(self, partition: int) -> DeadlineIndex:
@@ -196,11 +193,8 @@ class Supervisor:
                         event, fact = accepted.event, accepted.state.facts[accepted.facts - 1]
                     for forward in self.forwarders:
                         forward(rec, event, fact, reading_epoch)
-            keep = self.state_cache.keep
             for key, state in states.items():
-                encoded = state.encode()
-                write(key, encoded, state.partition)
-                keep(key, encoded, state)
+                write(key, state.encode(), state.partition)
             for key, waits in due.items():
                 state = states[key]
                 self.index(state.partition).put(state.case_id, waits)
@@ -231,7 +225,7 @@ class Supervisor:
         state = states.get(key)
         if state is None:
             stored = cases.get(key)
-            state = self.state_cache.take(key, stored) if stored is not None else None
+            state = CaseState.decode(stored) if stored is not None else None
         self.gate.check_against_case(event, state)
         return event, self.engine.ingest(state, event, now, received_ts=now_ts)
 
@@ -279,10 +273,9 @@ class Supervisor:
                     stored = cases.get(key)
                     if stored is None:
                         continue
-                    state = self.state_cache.take(key, stored)
+                    state = CaseState.decode(stored)
                     alerts, waits = self.engine.judge(state, now)
-                    if not alerts:  # nothing raised: the state is as stored
-                        self.state_cache.keep(key, stored, state)
+                    if not alerts:
                         index.put(case_id, waits)
                         continue
                     raising.append((index, case_id, waits, due))
@@ -301,9 +294,7 @@ class Supervisor:
                     index.schedule(case_id, due)
                 raise
             for key, state, partition in writes:
-                encoded = state.encode()
-                write(key, encoded, partition)
-                self.state_cache.keep(key, encoded, state)
+                write(key, state.encode(), partition)
             for index, case_id, waits, _ in raising:
                 index.put(case_id, waits)
             stored_at = self.clock.now().timestamp()
@@ -330,7 +321,6 @@ class Supervisor:
         offset, which will be delivered again, and until then its deadlines wait (unless
         nothing is left to deliver, when the clock itself is right)."""
         self.indexes = {p: DeadlineIndex() for p in active_partitions}
-        self.state_cache.clear()  # the states of revoked partitions need not stay
         self.partition_ts = {p: t for p, t in self.partition_ts.items()
                              if p in active_partitions}
         self.last_offset = {p: o for p, o in self.last_offset.items() if p in active_partitions}

@@ -55,17 +55,17 @@ def _required_before(case: CaseView, missing: Step, later_at: float) -> bool:
 def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A step happened whose required earlier step never did (judged after the lateness)."""
     present = case.process_facts
-    # by identity: ``None in present`` would call each fact's dataclass ``__eq__``
-    absent = [i for i, fact in enumerate(present) if fact is None]
-    if not absent:
+    if None not in present:
         return  # every required step is there
-    if len(absent) == len(present) - absent[0] and not case.item.joint:
+    first_absent = present.index(None)
+    if present.count(None) == len(present) - first_absent and not case.item.joint:
         # nothing after the first absent step happened (a case under way, in order); not
         # on a joint item, where a co-handling department's ``reviewed`` is a later step
         # below although the process counts only the handling department's own
         return
     steps = case.item.steps
     lateness = case.allowed_lateness_seconds
+    absent = [i for i, fact in enumerate(present) if fact is None]
     flagged: set[Step] = set()
     for i in range(absent[0] + 1, len(steps)):  # no step before the first absent one is missing
         step = steps[i]

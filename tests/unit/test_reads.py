@@ -304,23 +304,20 @@ class _Sink:
         pass
 
 
-def _worker_alerts(lines: list[bytes], eng: Engine, fail_ticks: int = 0,
-                   kept_states: int = 4096) -> list[str]:
+def _worker_alerts(lines: list[bytes], eng: Engine, fail_ticks: int = 0) -> list[str]:
     """The lines through the supervisor as the worker drives it: batches of three records
     (the record time is the event's arrival), a deadline tick after each, and a last tick
-    at ``UNTIL``. ``fail_ticks``: that many ticks' stores fail first. ``kept_states``: the
-    decoded states it keeps (``agents/state_cache.py``; 0: every state decoded)."""
+    at ``UNTIL``. ``fail_ticks``: that many ticks' stores fail first."""
     import asyncio
 
     from agents.metrics import EngineMetrics
     from agents.record import Record
-    from agents.state_cache import StateCache
     from agents.supervisor import Supervisor
     from rules.clock import SimulatedClock
 
     sink = _Sink()
     sv = Supervisor(eng, Gate(eng.catalog), SimulatedClock(BASE, 1.0, BASE.timestamp()), sink,
-                    EngineMetrics(), state_cache=StateCache(kept_states))
+                    EngineMetrics())
     cases: dict[bytes, bytes] = {}
     sv.rebuild_index([], {0})
 
@@ -359,15 +356,12 @@ def _worker_alerts(lines: list[bytes], eng: Engine, fail_ticks: int = 0,
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_file())
 def test_the_worker_raises_with_partial_judgements_what_full_ones_raise(lines: list[bytes]) -> None:
-    """And with the decoded states it keeps what it raises decoding every state."""
-    assert _worker_alerts(lines, ENGINE) == _worker_alerts(lines, FULL, kept_states=0)
+    assert _worker_alerts(lines, ENGINE) == _worker_alerts(lines, FULL)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_file())
 def test_a_tick_whose_store_failed_raises_its_alerts_later(lines: list[bytes]) -> None:
     """The cases a failed tick judged are due again (their states do not record those
-    alerts): later events that judge only some checks raise what whole judgements raise. With
-    the states it keeps, a state the failed tick changed is not used again."""
-    assert _worker_alerts(lines, ENGINE, fail_ticks=2) == _worker_alerts(lines, FULL, fail_ticks=2,
-                                                                         kept_states=0)
+    alerts): later events that judge only some checks raise what whole judgements raise."""
+    assert _worker_alerts(lines, ENGINE, fail_ticks=2) == _worker_alerts(lines, FULL, fail_ticks=2)
