@@ -33,7 +33,7 @@ def tune_interpreter(settings: Settings) -> None:
       the app) out of the full collections: a busy worker spent ~15% of its time in the
       collector, ~18% more events/s without. The threshold counts objects made less
       objects freed, so it is set above what one batch makes and frees again (a whole
-      fetch): from 50,000 to 1,000,000, ~15% more events/s on a backlog, and no more
+      fetch): from 50,000 to 1,000,000, ~11% more events/s on a backlog, and no more
       collections set off by a batch (they traversed it, in pauses of up to ~230 ms);
     - let a thread hold the GIL longer before it is asked to hand it over: Faust's
       consumer fetches in a thread of its own, and with Python's 5 ms it interrupted the
