@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         "generation. Python's 700 made the cyclic garbage collector ~15% of a busy worker; "
         "at 50,000 a backlog's batches (each a whole fetch, over a hundred thousand "
         "objects that live until the batch ends) still set off a collection every few "
-        "thousand events, each traversing them (~8% of the worker, pauses up to ~230 ms); "
+        "thousand events, each traversing them (~6-8% of the worker, pauses up to ~230 ms); "
         "above a batch's wave of objects, collections follow the state's lasting growth",
     )
     gil_switch_interval_ms: float = Field(
