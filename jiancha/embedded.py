@@ -86,11 +86,15 @@ def _die_with_parent() -> None:
 
 
 def spawn(name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None) -> ManagedProcess:
-    """Start ``argv`` in its own process group, output to ``log_dir/name.log``."""
+    """Start ``argv`` in its own process group, output to ``log_dir/name.log``.
+
+    It runs in ``log_dir``, not in the caller's directory: ``python -m`` puts its working
+    directory first on ``sys.path``, so a ``settings.py`` or ``rules/`` where the command
+    was typed (or a checkout of another version) would shadow the installed modules."""
     log_path = log_dir / f"{name}.log"
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=log_dir,
         start_new_session=True, env=env, preexec_fn=_die_with_parent,
     )
     log.close()
