@@ -4,26 +4,24 @@ stack's directory: ``python -m`` puts its working directory first on ``sys.path`
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
+
+import pytest
 
 import settings
 from jiancha.embedded import spawn
 
 
-def test_a_module_where_the_command_was_typed_does_not_shadow_the_package(tmp_path: Path) -> None:
+def test_a_module_where_the_command_was_typed_does_not_shadow_the_package(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     typed_in = tmp_path / "project"
     typed_in.mkdir()
     (typed_in / "settings.py").write_text("raise SystemExit('the wrong settings')\n")
     stack_dir = tmp_path / "stack"
     stack_dir.mkdir()
-    here = Path.cwd()
-    os.chdir(typed_in)
-    try:
-        proc = spawn("probe", [sys.executable, "-c",
-                               "import settings; print(settings.__file__)"], stack_dir)
-        assert proc.proc.wait(timeout=60) == 0, proc.log_path.read_text()
-    finally:
-        os.chdir(here)
+    monkeypatch.chdir(typed_in)
+    proc = spawn("probe", [sys.executable, "-c", "import settings; print(settings.__file__)"],
+                 stack_dir)
+    assert proc.proc.wait(timeout=60) == 0, proc.log_path.read_text()
     assert proc.log_path.read_text().strip() == settings.__file__
