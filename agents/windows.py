@@ -348,11 +348,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         burst_windows: dict[tuple[str, float], tuple[float, dict[str, Any]]] = {}
         spans_of: dict[str, list[list[Any]]] = {}
 
-        def window(tbl: Any, touched: dict[tuple[str, float], tuple[float, dict[str, Any]]],
-                   scope: str, start: float, at: float) -> dict[str, Any]:
-            got = touched.get((scope, start))
-            if got is not None:
-                return got[1]
+        def window(tbl: Any, scope: str, at: float) -> dict[str, Any]:
+            """A window the batch has not touched yet (the caller looks that up)."""
             shifted[0] = at + rules.offset(at)
             # a copy of our own, changed in place by each record of the batch: the table's
             # value stays as it was until the batch writes the window back
@@ -380,8 +377,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 late.labels("department").inc()
             else:
                 got = dept_windows.get((dept, start))
-                value = got[1] if got is not None else window(department, dept_windows, dept,
-                                                              start, rec.at)
+                value = got[1] if got is not None else window(department, dept, rec.at)
                 # counted once: records from one upstream partition come in its order, so
                 # one at or before the last counted from there is a copy (a takeover)
                 counted = value.get("u")
@@ -403,8 +399,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 else:
                     handler = rec.handler
                     got = burst_windows.get((handler, start))
-                    value = got[1] if got is not None else window(burst, burst_windows, handler,
-                                                                  start, rec.at)
+                    value = got[1] if got is not None else window(burst, handler, rec.at)
                     burst_add(value, rec)
                     if got is None:
                         value["p"] = partition

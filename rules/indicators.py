@@ -293,18 +293,16 @@ class IndicatorBook:
         self._add(month, scopes, decided=1, timed=1, seconds=seconds, on_time=int(on_time),
                   early=int(early), overdue=int(overdue), hundredths=round(seconds / HUNDREDTH))
 
-    def timing(self, state: CaseState, decided_at: datetime | float
-               ) -> tuple[int, bool, bool, bool] | None:
+    def timing(self, state: CaseState, decided_at: float) -> tuple[int, bool, bool, bool] | None:
         """(counted working seconds, on time, early, beyond the legal limit) of a decision
-        (``decided_at``: an instant or epoch seconds)."""
+        (``decided_at``: epoch seconds)."""
         from rules.checks.deadlines import regular_extension
 
         view = self.engine.view(state)
         start = view.clock_start_at
         if start is None:
             return None
-        decided = decided_at.timestamp() if isinstance(decided_at, datetime) else decided_at
-        seconds = round(self.wt.counted_seconds_at(start[0], decided, view.pauses_at))
+        seconds = round(self.wt.counted_seconds_at(start[0], decided_at, view.pauses_at))
         item = view.item
         ext = regular_extension(view)
         legal = item.legal_days + (int(ext.attrs["days"]) if ext is not None else 0)
