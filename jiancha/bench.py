@@ -5,7 +5,9 @@ Phases (each prints progress on stderr):
 1. workload: simulated cases of the real catalog, with violations, as wire JSON; written to
    Kafka as a backlog whose record timestamps are the times the steps were reported;
 2. baselines on that backlog: a raw aiokafka consumer that only parses, and a minimal stock
-   Faust agent that only parses;
+   Faust agent that only parses; right after it, in process, the gate and the case rules
+   alone on the same events (the most one worker could do; its ratio to stock Faust is
+   the ceiling of the worker's);
 3. throughput: one ``jiancha worker`` with the full rule set and catalog on the same backlog,
    three times (the figure is the median), then with the case rules only, then two workers
    of one group splitting the partitions;
@@ -88,6 +90,15 @@ def run_bench(config: BenchConfig, console: Console) -> Results:
                                                                    len(lines)))
         say(f"  baseline minimal stock Faust agent (parse only): "
             f"{res.figures['baseline_faust_eps']:,} events/s")
+        # measured next to the Faust baseline: this machine's speed drifts within a bench
+        res.figures["case_rules_in_process_eps"] = _round(statistics.median(
+            _case_rules_in_process_eps(lines) for _ in range(config.replay_runs)))
+        res.figures["ceiling_ratio_to_faust"] = round(
+            res.figures["case_rules_in_process_eps"] / res.figures["baseline_faust_eps"], 2)
+        say(f"  the gate and the case rules alone, in process (no Kafka, Redis, state "
+            f"encoding, windows or indicators): {res.figures['case_rules_in_process_eps']:,} "
+            f"events/s, {res.figures['ceiling_ratio_to_faust']}x stock Faust: the most one "
+            f"worker could reach")
         runs = []
         for run in range(config.throughput_runs):
             runs.append(_round(_worker_throughput(stack, "bench-backlog", len(lines), history_end,
@@ -122,21 +133,11 @@ def run_bench(config: BenchConfig, console: Console) -> Results:
         say(f"  memory: {per_case:,.0f} bytes per open case at {n:,} open cases")
     res.figures["bytes_per_open_case"] = max(
         v for k, v in res.figures.items() if k.startswith("bytes_per_open_case_"))
-    from rules.calendar import OfficialCalendar
-    from rules.factory import build_engine
     from rules.replay_parallel import replay_workers
-    from settings import DEFAULT_CATALOG_DIR
 
     workers = replay_workers()
-
-    def fresh_engine(announce: bool) -> Any:
-        engine = build_engine(DEFAULT_CATALOG_DIR)  # no warm caches
-        if isinstance(engine.working_time.calendar, OfficialCalendar):
-            engine.working_time.calendar.announce = announce  # only the first run says which years
-        return engine
-
     for name, n in (("replay_sequential", 1), ("replay", workers)):
-        timed = [_round(_replay_eps(lines, fresh_engine(name == "replay_sequential" and i == 0), n))
+        timed = [_round(_replay_eps(lines, _fresh_engine(name == "replay_sequential" and i == 0), n))
                  for i in range(config.replay_runs)]
         res.figures[f"{name}_eps"] = _round(statistics.median(timed))
         if len(timed) > 1:
@@ -555,6 +556,63 @@ def _memory_per_open_case(n: int) -> float:
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     return (after - before) / n
+
+
+def _fresh_engine(announce: bool) -> Any:
+    """An engine with no warm caches; ``announce``: whether it says which years have no
+    official calendar (only the first in-process run of the bench says so)."""
+    from rules.calendar import OfficialCalendar
+    from rules.factory import build_engine
+    from settings import DEFAULT_CATALOG_DIR
+
+    engine = build_engine(DEFAULT_CATALOG_DIR)
+    if isinstance(engine.working_time.calendar, OfficialCalendar):
+        engine.working_time.calendar.announce = announce
+    return engine
+
+
+def _case_rules_in_process_eps(lines: list[bytes]) -> float:
+    """Events/s of the work one worker cannot skip for an event, and nothing else: the gate
+    (JSON, contract, catalog, duplicates) and the case rules (ingest, then judge with the
+    deadline index), in one process, on a fresh engine. No Kafka, no Redis, no state
+    encoding, no deadline ticks, no windows, complaints or indicators: an upper bound for
+    one worker, with the collector set as the worker sets it."""
+    import gc
+
+    from rules.case import CaseState
+    from rules.clock import EventTimeClock
+    from rules.ingest import Gate, Rejected
+    from rules.schedule import DeadlineIndex
+    from settings import Settings
+
+    engine = _fresh_engine(announce=False)
+    gate = Gate(engine.catalog)
+    cases: dict[str, CaseState] = {}
+    index = DeadlineIndex()
+    clock = EventTimeClock()
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(Settings.model_fields["gc_young_threshold"].default, *thresholds[1:])
+    try:
+        t0 = time.perf_counter()
+        for raw in lines:
+            try:
+                event = gate.parse(raw, None)
+                state = cases.get(event.case_id)
+                gate.check_against_case(event, state)
+            except Rejected:
+                continue
+            state = engine.ingest(state, event, event.occurred_at)
+            cases[event.case_id] = state
+            clock.advance(event.occurred_at, state.facts[-1].at)
+            _, due = engine.judge(state, clock.now(), event.step, index.get(event.case_id),
+                                  now_ts=clock.now_epoch())
+            index.put(event.case_id, due)
+        return len(lines) / (time.perf_counter() - t0)
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _replay_eps(lines: list[bytes], engine: Any, workers: int) -> float:

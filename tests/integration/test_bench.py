@@ -32,10 +32,15 @@ def test_the_quick_bench_prints_every_figure_and_the_ratios() -> None:
     assert figures["ratio_to_faust"] == round(
         figures["throughput_eps"] / figures["baseline_faust_eps"], 2)
     assert figures["ratio_to_aiokafka"] > 0
+    # the gate and case rules alone, in process: the ceiling of the ratio to stock Faust
+    assert figures["case_rules_in_process_eps"] > 0
+    assert figures["ceiling_ratio_to_faust"] == round(
+        figures["case_rules_in_process_eps"] / figures["baseline_faust_eps"], 2)
     assert figures["latency_p50_ms"] <= figures["latency_p99_ms"]
     assert figures["latency_alerts"] == figures["latency_alerts_expected"] > 0
     # progress while it runs, and the table of figures against the targets at the end
     for phase in ("baseline raw aiokafka consumer", "baseline minimal stock Faust agent",
+                  "the gate and the case rules alone, in process",
                   "one worker, full rule set", "latency:", "memory:", "replay:"):
         assert phase in done.stderr, phase
     assert "figure" in done.stderr and "target" in done.stderr
