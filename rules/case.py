@@ -29,6 +29,14 @@ class Fact:
     attrs: dict[str, Any]
     received: float  # when the engine received it, epoch seconds
 
+    @property
+    def known_at(self) -> float:
+        """From when the engine can know of it: when it happened, or when it was received
+        if that is earlier (a producer's clock ahead of the worker's, or a Kafka timestamp
+        cut to the millisecond). A finding about the event itself is due then; waiting for
+        ``at`` would hold its alert back until a deadline tick."""
+        return self.received if self.received < self.at else self.at
+
     @classmethod
     def from_event(cls, ev: ApprovalEvent, received: datetime,
                    received_ts: float | None = None) -> Fact:

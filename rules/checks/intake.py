@@ -71,7 +71,7 @@ def supplement_repeated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
         yield Finding(
             distinct=(str(n),),
             event_time=notice.at,
-            due_at=notice.at,
+            due_at=notice.known_at,
             evidence=(notices[0].event_id, notice.event_id),
             actor=notice.actor,
             escalates=False,
@@ -94,7 +94,7 @@ def supplement_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
     yield Finding(
         distinct=(),
         event_time=notice.at,
-        due_at=notice.at,
+        due_at=notice.known_at,
         evidence=(sub.event_id, notice.event_id),
         actor=notice.actor,
         escalates=False,

@@ -36,11 +36,12 @@ def _hours(value: float) -> float | int:
 def _about(case: CaseView, f: Fact, details: dict[str, Any], *, at: float | None = None,
            due: float | None = None, also: tuple[str, ...] = ()) -> Finding:
     """A finding about one event: one alert per event (its department and id), at the
-    instant it happened unless said otherwise (epoch seconds); only the bureau can
+    instant it happened unless said otherwise (epoch seconds), due then or once the event
+    was received if that is earlier (:attr:`Fact.known_at`); only the bureau can
     correct it."""
     at = f.at if at is None else at
     return Finding(distinct=(f.department, f.event_id), event_time=at,
-                   due_at=at if due is None else due,
+                   due_at=min(at, f.received) if due is None else due,
                    evidence=(f.event_id, *also), actor=f.actor, details=details, escalates=False)
 
 
@@ -137,11 +138,11 @@ def fee_unauthorized(case: CaseView, params: Mapping[str, Any]) -> Iterator[Find
             continue  # nothing was taken
         if standard is None:
             why, why_zh, why_en, due = ("no_fee_basis", "该事项无收费依据",
-                                        "the item has no fee basis", f.at)
+                                        "the item has no fee basis", f.known_at)
             also: tuple[str, ...] = ()
         elif refusal is not None:
             why, why_zh, why_en = "refused", "办件未获许可或不予受理", "the case was refused"
-            due = max(f.at, refusal.at)
+            due = max(f.known_at, refusal.known_at)
             also = (refusal.event_id,)
         else:
             continue
@@ -189,7 +190,7 @@ def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
         yield Finding(
             distinct=("review_and_decide", d.actor),
             event_time=max(r.at, d.at),
-            due_at=max(r.at, d.at),
+            due_at=max(r.known_at, d.known_at),
             evidence=(r.event_id, d.event_id),
             actor=d.actor,
             details={
@@ -211,7 +212,7 @@ def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
         yield Finding(
             distinct=("own_application", f.actor),
             event_time=max(sub.at, f.at),
-            due_at=max(sub.at, f.at),
+            due_at=max(sub.known_at, f.known_at),
             evidence=(sub.event_id, f.event_id),
             actor=f.actor,
             details={

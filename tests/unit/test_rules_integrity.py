@@ -433,3 +433,44 @@ def test_rule_severities() -> None:
                                           "fee.unauthorized", "fee.over_standard", "actor.conflict")} == {
         "reporting.late": "yellow", "reporting.backdated": "red", "decision.no_reason": "red",
         "fee.unauthorized": "red", "fee.over_standard": "red", "actor.conflict": "red"}
+
+
+# --- a producer's clock ahead of the worker's ---------------------------------------------
+
+AHEAD_FIRES = [
+    pytest.param(_refused("decided"), "decision.no_reason", "decided", id="no-reason"),
+    pytest.param(_fee("T-SHORT", "10.00"), "fee.unauthorized", "fee_charged", id="fee-no-basis"),
+    pytest.param(_fee("T-FEE", "50.00", outcome="deny"), "fee.unauthorized", "fee_charged",
+                 id="fee-after-deny"),
+    pytest.param(_fee("T-FEE", "99.00"), "fee.over_standard", "fee_charged", id="fee-over"),
+    pytest.param(_actors("h7", "h7"), "actor.conflict", "decided", id="actor-conflict"),
+    pytest.param([ev("A", "submitted", "09:00"), ev("A", "accepted", "09:10", actor=APPLICANT)],
+                 "actor.conflict", "accepted", id="own-application"),
+    pytest.param([ev("S", "submitted", "09:00"), ev("S", "supplement_requested", "09:10"),
+                  ev("S", "supplement_requested", "09:20")], "supplement.repeated",
+                 "supplement_requested", id="supplement-repeated"),
+]
+
+
+@pytest.mark.parametrize(("events", "rule", "step"), AHEAD_FIRES)
+def test_an_event_finding_is_raised_on_receipt_when_the_producer_clock_runs_ahead(
+        events: Events, rule: str, step: str) -> None:
+    """The worker judges an event at its Kafka timestamp, which may be a little before the
+    event's ``occurred_at`` (the producer's clock ahead, or the timestamp cut to the
+    millisecond). A finding about the event is due once the event is received: it must
+    not wait for ``occurred_at`` and the next deadline tick."""
+    from producers.contract import parse_event
+
+    eng = engine()
+    state = None
+    raised: list[Any] = []
+    for e in events:
+        event = parse_event(e)
+        received = event.occurred_at - timedelta(seconds=1)
+        state = eng.ingest(state, event, received)
+        alerts, _ = eng.judge(state, received, event.step, None)
+        raised += [(a, e) for a in alerts if a.rule == rule]
+    assert raised, f"{rule} not raised on receipt"
+    alert, by = raised[0]
+    assert by["step"] == step
+    assert alert.event_time == datetime.fromisoformat(by["occurred_at"])  # still when it happened
