@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from agents.metrics import EngineMetrics
 from agents.record import Record
@@ -268,13 +268,15 @@ class Supervisor:
                 index = self.indexes.get(partition)
                 if not index:
                     continue
-                for case_id, due in list(index.pop_due_with_time(now.timestamp())):
+                for case_id, before in list(index.pop_due_entries(now.timestamp())):
                     key = case_id.encode()
                     stored = cases.get(key)
                     if stored is None:
                         continue
                     state = CaseState.decode(stored)
-                    alerts, waits = self.engine.judge(state, now)
+                    # the checks that wait run (the index keeps which), not every check
+                    alerts, waits = self.engine.judge(state, now, before=before)
+                    due = cast(float, before.at)
                     if not alerts:
                         index.put(case_id, waits)
                         continue

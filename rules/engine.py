@@ -25,7 +25,7 @@ from rules.checks import CHECKS
 from rules.counted_time import WorkingTime
 from rules.findings import PROCESS, UNLISTED, CaseView, Check, Finding, declared_reads
 from rules.rulebook import RuleSet
-from rules.schedule import Due
+from rules.schedule import UNKNOWN, Due
 
 log = logging.getLogger(__name__)
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
@@ -55,6 +55,7 @@ class Engine:
         self.check_errors: dict[str, int] = {}
         self._plans: dict[str, list[_Planned]] = {}
         self._by_step: dict[tuple[str, Step], tuple[list[_Planned], int]] = {}
+        self._by_bits: dict[tuple[str, int], list[_Planned]] = {}
 
     @property
     def tz(self) -> Any:
@@ -87,12 +88,17 @@ class Engine:
         """:meth:`evaluate`, with the next due as a :class:`Due` (which checks wait).
 
         ``added`` is the step of the one fact added since the case was last judged, and
-        ``before`` what that judgement returned. Then only the checks that read ``added``
-        run: the others would find what they found before, all raised or due no earlier
-        than ``before.at``. If one of those still waits, ``before.at`` stays a lower bound
-        of the next due (an early wake-up judges the whole case and finds nothing).
-        Something due by ``now`` makes it a whole judgement. ``now_ts`` is ``now`` in epoch
-        seconds, if the caller has it.
+        ``before`` what that judgement returned (as the deadline index keeps it). Then not
+        every check runs: the others would find what they found before.
+
+        - Nothing due by ``now``: the checks that read ``added``. If a skipped one still
+          waits, ``before.at`` stays a lower bound of the next due.
+        - Something due by ``now`` (a deadline tick passes no ``added``): the checks that
+          wait, and those that read ``added``. A check that waited for nothing had every
+          finding raised for good, and finds the same in the same facts.
+        - Not known which checks wait (``UNKNOWN``, or no ``before``): every check.
+
+        ``now_ts`` is ``now`` in epoch seconds, if the caller has it.
         """
         floor: float | None = None
         pending = 0
@@ -104,6 +110,11 @@ class Engine:
             pending = before.pending & ~ran  # skipped checks that still wait
             if pending:
                 floor = before.at
+        elif before is not None and before.pending != UNKNOWN:
+            waiting = before.pending
+            if added is not None:
+                waiting |= self._triggered(state.item_code, added)[1]
+            plan = self._waiting(state.item_code, waiting)
         else:
             plan = self._plan(state.item_code)
         view = self.view(state)
@@ -188,6 +199,14 @@ class Engine:
                     plan.append(entry)
             found = self._by_step[key] = (plan, sum(entry[4] for entry in plan))
         return found
+
+    def _waiting(self, item_code: str, bits: int) -> list[_Planned]:
+        """The part of the item's plan whose bits are in ``bits`` (``Due.pending``)."""
+        key = (item_code, bits)
+        plan = self._by_bits.get(key)
+        if plan is None:
+            plan = self._by_bits[key] = [e for e in self._plan(item_code) if e[4] & bits]
+        return plan
 
     def next_due(self, state: CaseState) -> Due:
         """The earliest due instant of anything not raised yet, past or future, and which

@@ -147,8 +147,8 @@ def replay(
     def fire_due() -> None:
         now, t = clock.now(), clock.now_epoch()
         if index.may_be_due(t):
-            for case_id in list(index.pop_due(t)):
-                alerts, due = engine.judge(cases[case_id], now, now_ts=t)
+            for case_id, before in list(index.pop_due_entries(t)):
+                alerts, due = engine.judge(cases[case_id], now, before=before, now_ts=t)
                 raised(alerts)
                 index.put(case_id, due)
         sides.fire_due(now, t)

@@ -233,8 +233,8 @@ class _Shard:
         """What is due by the clock (cases, windows)."""
         now, t = self._clock.now(), self._clock.now_epoch()
         if self.index.may_be_due(t):
-            for case_id in list(self.index.pop_due(t)):
-                got, due = self.engine.judge(self._upto(case_id), now, now_ts=t)
+            for case_id, before in list(self.index.pop_due_entries(t)):
+                got, due = self.engine.judge(self._upto(case_id), now, before=before, now_ts=t)
                 self.alerts.extend(got)
                 self.index.put(case_id, due)
         if self.tracker is not None and self.tracker.may_be_due(t):

@@ -58,18 +58,18 @@ class DeadlineIndex:
 
     def pop_due(self, now: float) -> Iterator[str]:
         """Case ids whose entry is due at or before ``now``, earliest first."""
-        for case_id, _ in self.pop_due_with_time(now):
+        for case_id, _ in self.pop_due_entries(now):
             yield case_id
 
-    def pop_due_with_time(self, now: float) -> Iterator[tuple[str, float]]:
-        """(case id, due epoch) of every entry due at or before ``now``, earliest first."""
+    def pop_due_entries(self, now: float) -> Iterator[tuple[str, Due]]:
+        """(case id, what it waits for) of every entry due at or before ``now``, earliest
+        first: the ``Due`` to judge it with (``Engine.judge``'s ``before``)."""
         heap = self._heap
         while heap and heap[0][0] <= now:
             due, case_id = heapq.heappop(heap)
             if self._due.get(case_id) == due:
                 del self._due[case_id]
-                self._pending.pop(case_id, None)
-                yield case_id, due
+                yield case_id, Due(due, self._pending.pop(case_id, UNKNOWN))
 
     def may_be_due(self, now: float) -> bool:
         """Whether :meth:`pop_due` could yield something by ``now`` (a cheap test: it may
