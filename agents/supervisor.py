@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, NamedTuple, cast
 
 from agents.metrics import EngineMetrics
@@ -79,6 +80,9 @@ class Supervisor:
     #: (the Redis write); one lock keeps a timer from evaluating or writing back a state
     #: while an event of the same case is in flight. Held per case, never across cases.
     case_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: due cases a deadline tick judges per hold of the case lock (batches of events wait
+    #: for it): a few tens of milliseconds of work
+    tick_cases: int = 256
     #: events taken from the topic (accepted or rejected), the wall-clock time the first
     #: batch began and the time the latest ended: a progress figure that costs nothing to read
     processed: int = 0
@@ -251,59 +255,79 @@ class Supervisor:
         ``partition_now`` maps each active partition to (its time, whether it is live, i.e.
         caught up so that its time is the clock's), or is a coroutine function that says
         so: it is then asked under the case lock, once no batch is half done (a batch
-        held up by Redis has its offsets counted as read before its states are written)."""
-        speed = float(getattr(self.clock, "speed", 1.0))
-        async with self.case_lock:
-            started = time.monotonic()
-            clocks = partition_now if isinstance(partition_now, dict) else await partition_now()
-            fired: list[Alert] = []
-            partitions: list[int] = []
-            writes: list[tuple[bytes, CaseState, int]] = []
-            live_dues: list[float] = []
-            # a case that raised is rescheduled once its state is written: until then the
-            # table does not record those alerts, and an event judging only some checks
-            # would take them as raised
-            raising: list[tuple[DeadlineIndex, str, Due, float]] = []
-            for partition, (now, live) in clocks.items():
-                index = self.indexes.get(partition)
-                if not index:
-                    continue
-                for case_id, before in list(index.pop_due_entries(now.timestamp())):
-                    key = case_id.encode()
-                    stored = cases.get(key)
-                    if stored is None:
-                        continue
-                    state = CaseState.decode(stored)
-                    # the checks that wait run (the index keeps which), not every check
-                    alerts, waits = self.engine.judge(state, now, before=before)
-                    due = cast(float, before.at)
-                    if not alerts:
-                        index.put(case_id, waits)
-                        continue
-                    raising.append((index, case_id, waits, due))
-                    fired.extend(alerts)
-                    partitions.extend([partition] * len(alerts))
-                    writes.append((key, state, partition))
-                    if live:
-                        live_dues.append(due)
-            # as for a batch of events: the alerts of the whole tick in one round trip,
-            # then the states that record them
-            try:
-                if fired:
-                    await self.publish(fired, started, partitions)
-            except BaseException:
-                for index, case_id, _, due in raising:  # due again: judged whole next tick
-                    index.schedule(case_id, due)
-                raise
-            for key, state, partition in writes:
-                write(key, state.encode(), partition)
-            for index, case_id, waits, _ in raising:
-                index.put(case_id, waits)
-            stored_at = self.clock.now().timestamp()
-            for due in live_dues:  # how late after it was due, in real seconds
-                self.metrics.deadline_lateness.observe(max(0.0, (stored_at - due) / speed))
+        held up by Redis has its offsets counted as read before its states are written).
+
+        At most ``tick_cases`` due cases are judged under one hold of the case lock; then
+        batches of events waiting for the lock go first, and the tick goes on (asking
+        ``partition_now`` again). Deadlines fall due in bursts (many cases share the end of
+        a working day), and a burst judged whole held up the live stream."""
+        fired: list[Alert] = []
+        more = True
+        while more:
+            async with self.case_lock:
+                clocks = (partition_now if isinstance(partition_now, dict)
+                          else await partition_now())
+                some, more = await self._fire_due(cases, clocks, write, self.tick_cases)
+            fired.extend(some)
         self.metrics.deadlines_scheduled.set(self.scheduled())
         return fired
+
+    async def _fire_due(self, cases: MutableMapping[bytes, bytes],
+                        clocks: dict[int, tuple[datetime, bool]], write: StateWriter,
+                        limit: int) -> tuple[list[Alert], bool]:
+        """Judge up to ``limit`` due cases (under the case lock), store their alerts, write
+        their states; and whether cases may be left that were due."""
+        speed = float(getattr(self.clock, "speed", 1.0))
+        started = time.monotonic()
+        fired: list[Alert] = []
+        partitions: list[int] = []
+        writes: list[tuple[bytes, CaseState, int]] = []
+        live_dues: list[float] = []
+        # a case that raised is rescheduled once its state is written: until then the
+        # table does not record those alerts, and an event judging only some checks
+        # would take them as raised
+        raising: list[tuple[DeadlineIndex, str, Due, float]] = []
+        left = limit
+        for partition, (now, live) in clocks.items():
+            index = self.indexes.get(partition)
+            if not index or not left:
+                continue
+            for case_id, before in list(islice(index.pop_due_entries(now.timestamp()), left)):
+                left -= 1
+                key = case_id.encode()
+                stored = cases.get(key)
+                if stored is None:
+                    continue
+                state = CaseState.decode(stored)
+                # the checks that wait run (the index keeps which), not every check
+                alerts, waits = self.engine.judge(state, now, before=before)
+                due = cast(float, before.at)
+                if not alerts:
+                    index.put(case_id, waits)
+                    continue
+                raising.append((index, case_id, waits, due))
+                fired.extend(alerts)
+                partitions.extend([partition] * len(alerts))
+                writes.append((key, state, partition))
+                if live:
+                    live_dues.append(due)
+        # as for a batch of events: the alerts judged in one round trip, then the states
+        # that record them
+        try:
+            if fired:
+                await self.publish(fired, started, partitions)
+        except BaseException:
+            for index, case_id, _, due in raising:  # due again: judged whole next tick
+                index.schedule(case_id, due)
+            raise
+        for key, state, partition in writes:
+            write(key, state.encode(), partition)
+        for index, case_id, waits, _ in raising:
+            index.put(case_id, waits)
+        stored_at = self.clock.now().timestamp()
+        for due in live_dues:  # how late after it was due, in real seconds
+            self.metrics.deadline_lateness.observe(max(0.0, (stored_at - due) / speed))
+        return fired, left == 0
 
     def partition_clock(self, partition: int, lagging: bool) -> tuple[datetime, bool] | None:
         """The time deadlines on this partition are judged by, and whether it is live: the

@@ -308,10 +308,12 @@ class _Sink:
         pass
 
 
-def _worker_alerts(lines: list[bytes], eng: Engine, fail_ticks: int = 0) -> list[str]:
+def _worker_alerts(lines: list[bytes], eng: Engine, fail_ticks: int = 0,
+                   tick_cases: int = 256) -> list[str]:
     """The lines through the supervisor as the worker drives it: batches of three records
     (the record time is the event's arrival), a deadline tick after each, and a last tick
-    at ``UNTIL``. ``fail_ticks``: that many ticks' stores fail first."""
+    at ``UNTIL``. ``fail_ticks``: that many ticks' stores fail first; ``tick_cases``: due
+    cases a tick judges per hold of the case lock."""
     import asyncio
 
     from agents.metrics import EngineMetrics
@@ -321,7 +323,7 @@ def _worker_alerts(lines: list[bytes], eng: Engine, fail_ticks: int = 0) -> list
 
     sink = _Sink()
     sv = Supervisor(eng, Gate(eng.catalog), SimulatedClock(BASE, 1.0, BASE.timestamp()), sink,
-                    EngineMetrics())
+                    EngineMetrics(), tick_cases=tick_cases)
     cases: dict[bytes, bytes] = {}
     sv.rebuild_index([], {0})
 
@@ -361,6 +363,12 @@ def _worker_alerts(lines: list[bytes], eng: Engine, fail_ticks: int = 0) -> list
 @given(random_file())
 def test_the_worker_raises_with_partial_judgements_what_full_ones_raise(lines: list[bytes]) -> None:
     assert _worker_alerts(lines, ENGINE) == _worker_alerts(lines, FULL)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_file())
+def test_a_tick_judging_one_case_at_a_time_raises_what_full_ones_raise(lines: list[bytes]) -> None:
+    assert _worker_alerts(lines, ENGINE, tick_cases=1) == _worker_alerts(lines, FULL)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
