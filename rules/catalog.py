@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -64,6 +64,9 @@ class Item(BaseModel):
     name_en: str = Field(min_length=1)
     department: Code
     legal_days: int = Field(ge=1, le=365)
+    #: how ``legal_days`` is counted: working days (行政许可法 Art. 82) or calendar days (日,
+    #: where another law sets the limit); promised limits are always working days
+    legal_unit: Literal["working", "calendar"] = "working"
     promised_days: int = Field(ge=1, le=365)
     steps: tuple[Step, ...]
     fee_standard: Decimal | None = Field(
@@ -115,6 +118,7 @@ class Item(BaseModel):
             "name_en": self.name_en,
             "department": self.department,
             "legal_days": self.legal_days,
+            "legal_unit": self.legal_unit,
             "promised_days": self.promised_days,
             "steps": [s.value for s in self.steps],
             "fee_standard": None if self.fee_standard is None else f"{self.fee_standard:.2f}",

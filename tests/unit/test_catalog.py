@@ -50,6 +50,7 @@ EXPORT_TYPES: dict[str, type | tuple[type, ...]] = {
     "fee_standard": (str, type(None)),
     "joint": bool,
     "co_departments": list,
+    "legal_unit": str,
 }
 FEE_RE = re.compile(r"^\d+\.\d{2}$")
 

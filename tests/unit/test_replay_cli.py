@@ -84,4 +84,5 @@ def test_catalog_export_with_catalog_dir() -> None:
     items = json.loads(out.stdout)
     assert {i["code"] for i in items} >= {"T-SHORT", "T-FEE", "T-JOINT"}
     assert set(items[0]) == {"code", "name_zh", "name_en", "department", "legal_days",
-                             "promised_days", "steps", "fee_standard", "joint", "co_departments"}
+                             "promised_days", "steps", "fee_standard", "joint", "co_departments",
+                             "legal_unit"}
