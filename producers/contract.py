@@ -172,7 +172,7 @@ class Complaint(BaseModel):
 
 
 Severity = Literal["yellow", "red", "escalated"]
-AlertStatus = Literal["open", "acknowledged", "resolved"]
+AlertStatus = Literal["open", "acknowledged", "resolved", "retracted"]
 SEVERITY_RANK: dict[str, int] = {"yellow": 1, "red": 2, "escalated": 3}
 
 

@@ -15,6 +15,8 @@ import orjson
 from producers.contract import ApprovalEvent, Step
 
 _STEPS = {s.value: s for s in Step}
+#: ``CaseState.raised`` of an alert a later event proved wrong (it may be raised again)
+RETRACTED = 0
 
 
 @dataclass(slots=True)
@@ -69,6 +71,9 @@ class CaseState:
     partition: int = -1
     facts: list[Fact] = field(default_factory=list)
     raised: dict[str, int] = field(default_factory=dict)  # alert_id -> severity rank
+    #: alert_id -> the rule that raised it, for the alerts a later event may retract (a
+    #: retracted alert keeps its entry with rank ``RETRACTED``)
+    sources: dict[str, str] = field(default_factory=dict)
 
     def has_event(self, department: str, event_id: str) -> bool:
         for f in self.facts:  # noqa: SIM110 - any() over a generator cost twice as much here
@@ -82,13 +87,14 @@ class CaseState:
         if n == len(self.facts):
             return self
         return CaseState(self.case_id, self.item_code, self.partition, self.facts[:n],
-                         self.raised)
+                         self.raised, self.sources)
 
     def encode(self) -> bytes:
-        raw = orjson.dumps(
-            {"c": self.case_id, "i": self.item_code, "p": self.partition,
-             "f": [f.encode() for f in self.facts], "r": self.raised}
-        )
+        doc = {"c": self.case_id, "i": self.item_code, "p": self.partition,
+               "f": [f.encode() for f in self.facts], "r": self.raised}
+        if self.sources:  # most cases raise nothing: no key at all
+            doc["s"] = self.sources
+        raw = orjson.dumps(doc)
         # orjson's result keeps its whole growth buffer (about 4 KiB); the table holds one
         # of these per case, so keep an exact-size copy
         return bytes(memoryview(raw))
@@ -96,7 +102,8 @@ class CaseState:
     @classmethod
     def decode(cls, raw: bytes) -> CaseState:
         d = orjson.loads(raw)
-        return cls(d["c"], d["i"], d["p"], [Fact.decode(f) for f in d["f"]], d["r"])
+        return cls(d["c"], d["i"], d["p"], [Fact.decode(f) for f in d["f"]], d["r"],
+                   d.get("s") or {})
 
 
 def epoch_to_dt(ts: float, tz: Any = UTC) -> datetime:

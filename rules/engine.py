@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from producers.contract import SEVERITY_RANK, Alert, ApprovalEvent, Severity, Step, make_alert_id
-from rules.case import CaseState, Fact
+from rules.case import RETRACTED, CaseState, Fact
 from rules.catalog import OPTIONAL_STEPS, Catalog, Item
 from rules.checks import CHECKS
 from rules.counted_time import WorkingTime
@@ -120,7 +120,12 @@ class Engine:
         view = self.view(state)
         alerts: list[Alert] = []
         next_due: float | None = None
-        case_id, case_raised = state.case_id, state.raised
+        case_id, case_raised, sources = state.case_id, state.raised, state.sources
+        # after a new fact, an alert its check no longer finds due is retracted: which
+        # checks ran cleanly and what they found, only when something may be retracted
+        watch = added is not None and bool(sources)
+        ran: set[str] = set()
+        found: set[str] = set()
         for rule, check, severity, params, bit, rank in plan:
             try:
                 findings = list(check(view, params))
@@ -128,6 +133,8 @@ class Engine:
                 self.check_errors[rule] = self.check_errors.get(rule, 0) + 1
                 log.exception("rule %s failed on case %s; other rules go on", rule, case_id)
                 continue
+            if watch:
+                ran.add(rule)
             for finding in findings:
                 due = finding.due_at
                 if due > now_ts and not case_raised:
@@ -137,14 +144,17 @@ class Engine:
                         next_due = due
                     continue
                 alert_id = make_alert_id(rule, case_id, *finding.distinct)
+                if watch and due <= now_ts:
+                    found.add(alert_id)
                 raised = case_raised.get(alert_id, 0)
-                if raised < rank:
+                if raised < rank or (watch and due > now_ts):  # no longer due: retracted below
                     if due > now_ts:
                         pending |= bit
                         if next_due is None or due < next_due:
                             next_due = due
                         continue
                     raised = case_raised[alert_id] = rank
+                    sources[alert_id] = rule
                     alerts.append(self._render(rule, severity, alert_id, view, finding, now))
                 if severity != "red" or not finding.escalates or raised >= _ESCALATED:
                     continue
@@ -163,10 +173,45 @@ class Engine:
                     pending |= bit
                     if next_due is None or due < next_due:
                         next_due = due
+        if watch:
+            alerts.extend(self._retract(state, ran, found, now))
         at = next_due
         if floor is not None and (at is None or floor < at):
             at = floor
         return alerts, Due(at, pending)
+
+    def _retract(self, state: CaseState, ran: set[str], found: set[str], now: datetime
+                 ) -> list[Alert]:
+        """The retracted versions of the alerts raised on ``state`` whose rule ran and no
+        longer finds them due now that its last fact was added: that fact proved them
+        wrong (a decision reported late that was taken in time, a step that did happen).
+
+        The retraction repeats the alert as it was raised, found again in the facts before
+        the last one, so it keeps its id, event time, actor and numbers."""
+        raised = state.raised
+        gone = [(alert_id, rule) for alert_id, rule in state.sources.items()
+                if rule in ran and raised.get(alert_id, RETRACTED) > RETRACTED
+                and alert_id not in found]
+        if not gone:
+            return []
+        last = state.facts[-1]
+        before = self.view(state.upto(len(state.facts) - 1))
+        out: list[Alert] = []
+        for alert_id, rule in gone:
+            rank = raised[alert_id]
+            raised[alert_id] = RETRACTED
+            config = self.ruleset.rules[rule]
+            finding = next((f for f in self.checks[rule](before, self.ruleset.params(
+                rule, state.item_code)) if make_alert_id(rule, state.case_id, *f.distinct)
+                == alert_id), None)
+            if finding is None:  # not found before either: the rule changed since it was raised
+                log.warning("alert %s (%s) of case %s no longer found; retracted without its "
+                            "numbers", alert_id, rule, state.case_id)
+                finding = Finding(distinct=(), event_time=last.at, due_at=last.at)
+            severity: Severity = "escalated" if rank >= _ESCALATED else config.severity
+            out.append(self._render(rule, severity, alert_id, before, finding, now,
+                                    retracted_by=(last.event_id,)))
+        return out
 
     def _plan(self, item_code: str) -> list[_Planned]:
         """The enabled checks for an item with their severity, parameters and bit (in
@@ -214,7 +259,7 @@ class Engine:
         return self.judge(state, _BEGINNING)[1]
 
     def _render(self, rule: str, severity: Severity, alert_id: str, view: CaseView, f: Finding,
-                now: datetime) -> Alert:
+                now: datetime, retracted_by: tuple[str, ...] = ()) -> Alert:
         config = self.ruleset.rules[rule]
         zh, en = config.message_zh, config.message_en
         details = dict(f.details)
@@ -223,6 +268,10 @@ class Engine:
             zh = f"【督办】逾 {days} 个工作日仍未纠正：" + zh
             en = f"[Escalated: not corrected within {days} working days] " + en
             details["escalated_after_working_days"] = days
+        if retracted_by:
+            zh = f"【撤销】后报事件（{'、'.join(retracted_by)}）表明此告警不成立：" + zh
+            en = f"[Retracted: later event {', '.join(retracted_by)} shows this did not happen] " + en
+            details["retracted_by"] = list(retracted_by)
         item: Item = view.item
         fields = _Blank(details)
         fields.update(case_id=view.case_id, item_code=item.code, item_zh=item.name_zh,
@@ -241,5 +290,6 @@ class Engine:
             message_en=en.format_map(fields),
             legal_basis=config.basis,
             evidence=list(f.evidence),
+            status="retracted" if retracted_by else "open",
             details=details,
         )

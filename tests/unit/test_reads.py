@@ -73,12 +73,13 @@ class RecordingView(CaseView):
 
 class WholeEngine(Engine):
     """The oracle: every check runs at every judgement, after a fact and at a wake-up
-    (whatever was added, and whatever the index kept of which checks wait)."""
+    (whatever the index kept of which checks wait). It is still told that a fact was
+    added: after one, an alert no longer found is retracted."""
 
     def judge(self, state: CaseState, now: datetime, added: Step | None = None,
               before: Due | None = None, *, now_ts: float | None = None
               ) -> tuple[list[Alert], Due]:
-        return super().judge(state, now, now_ts=now_ts)
+        return super().judge(state, now, added, now_ts=now_ts)
 
 
 FULL = WholeEngine(ENGINE.catalog, ENGINE.ruleset, ENGINE.working_time, dict(ENGINE.checks))

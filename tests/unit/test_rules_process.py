@@ -63,7 +63,8 @@ SKIPPED_FIRES = [
 
 @pytest.mark.parametrize(("events", "missing", "step"), SKIPPED_FIRES)
 def test_skipped_step_fires(events: Events, missing: str, step: str) -> None:
-    alerts = of(run(events, DAY_AFTER), "process.skipped_step", "S")
+    versions = of(run(events, DAY_AFTER), "process.skipped_step", "S")
+    alerts = [a for a in versions if a.status == "open"]
     assert [(a.details["missing"], a.details["step"]) for a in alerts] == [(missing, step)]
     alert = alerts[0]
     assert alert.severity == "red"
@@ -195,7 +196,8 @@ MISSING_FIRES = [
 
 @pytest.mark.parametrize(("events", "missing"), MISSING_FIRES)
 def test_missing_opinion_fires(events: Events, missing: list[str]) -> None:
-    alerts = of(run(events, LATER), "parallel.missing_opinion", "P")
+    versions = of(run(events, LATER), "parallel.missing_opinion", "P")
+    alerts = [a for a in versions if a.status == "open"]
     assert len(alerts) == 1
     alert = alerts[0]
     assert alert.severity == "red"  # never escalated: only the bureau resolves it
@@ -250,3 +252,26 @@ def test_engine_knows_the_process_rules() -> None:
     assert rules["process.unknown_step"].severity == "yellow"
     assert rules["parallel.missing_opinion"].severity == "red"
     assert rules["process.skipped_step"].severity == "red"
+
+
+def test_skipped_step_retracted_when_the_step_arrives_late() -> None:
+    """The review did take place (10:25, before the decision): when it arrives after the
+    alert was raised, the alert is retracted by it, with the same id and event time."""
+    events = _decided_before_review_arrives("10:41")
+    versions = of(run(events, DAY_AFTER), "process.skipped_step", "S")
+    assert [a.status for a in versions] == ["open", "retracted"]
+    raised, retracted = versions
+    assert (retracted.alert_id, retracted.event_time, retracted.severity) == (
+        raised.alert_id, raised.event_time, raised.severity)
+    assert retracted.details["retracted_by"] == [find(events, "reviewed")["event_id"]]
+    assert retracted.message_zh.startswith("【撤销】")
+
+
+def test_missing_opinion_retracted_when_the_opinion_arrives_late() -> None:
+    """gongan's opinion was given at 10:29, before the 10:30 decision; it arrives after the
+    alert: the alert is retracted by it."""
+    events = _joint(retime_co={"gongan": "10:29"}, last=("gongan",), tick_at="10:41")
+    versions = of(run(events, LATER), "parallel.missing_opinion", "P")
+    assert [a.status for a in versions] == ["open", "retracted"]
+    late = [e for e in events if e["step"] == "reviewed" and e["department"] == "gongan"]
+    assert versions[1].details["retracted_by"] == [late[0]["event_id"]]

@@ -1,0 +1,78 @@
+"""Retraction: a later event that proves an alert wrong retracts it (domain.md, "Evidence
+that arrives late"; contract.md ``status: "retracted"``).
+
+Replay prints every version of an alert, so its last line is its final state; the tests
+look at the versions of one rule in the order they were made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from producers.contract import Alert
+from tests.unit.eventkit import events, of, replay_events, t
+
+#: T-SHORT: promised 1 working day, legal 2. Accepted Monday 2026-03-02: the promise runs
+#: out at Tuesday 24:00, the legal limit at Wednesday 24:00.
+CASE = [("submitted", "2026-03-02 09:00"), ("accepted", "2026-03-02 09:30"),
+        ("reviewed", "2026-03-02 10:00")]
+
+
+def _nightly_upload(decided_at: str, reported_at: str) -> list[dict[str, Any]]:
+    """The case, another case's event moving the clock past the promise (its red is
+    raised), then the decision, uploaded in a nightly batch (``received_at``)."""
+    evs = events("T-SHORT", [*CASE, ("decided", decided_at)], case_id="N1")
+    decided = evs.pop()
+    decided["received_at"] = t(reported_at).isoformat()
+    other = events("T-SHORT", [("submitted", "2026-03-04 01:00")], case_id="OTHER")
+    return [*evs, *other, decided]
+
+
+def _of(alerts: list[Alert], rule: str, case_id: str) -> list[Alert]:
+    return [a for a in of(alerts, rule) if a.case_id == case_id]
+
+
+def _final(versions: list[Alert]) -> dict[str, Alert]:
+    last: dict[str, Alert] = {}
+    for alert in versions:
+        last[alert.alert_id] = alert
+    return last
+
+
+def test_decision_in_time_reported_late_retracts_the_broken_promise() -> None:
+    evs = _nightly_upload("2026-03-03 23:00", "2026-03-04 02:00")
+    alerts = replay_events(evs, "2026-04-30 00:00")
+    versions = _of(alerts, "deadline.promise_broken", "N1")
+    assert [(a.severity, a.status) for a in versions] == [("red", "open"), ("red", "retracted")]
+    raised, retracted = versions
+    assert retracted.alert_id == raised.alert_id
+    assert retracted.event_time == raised.event_time == t("2026-03-04 00:00")
+    assert retracted.details["retracted_by"] == [evs[-1]["event_id"]]
+    assert retracted.detected_at == t("2026-03-04 01:00")  # replay's clock when it came
+    assert "撤销" in retracted.message_zh and "Retracted" in retracted.message_en
+    # no deadline red stands, and none escalates later
+    final = _final([a for a in alerts if a.case_id == "N1" and a.rule.startswith("deadline.")])
+    assert not [a for a in final.values() if a.severity != "yellow" and a.status == "open"]
+
+
+def test_decision_after_the_deadline_keeps_the_red() -> None:
+    evs = _nightly_upload("2026-03-04 00:30", "2026-03-04 02:00")
+    versions = _of(replay_events(evs, "2026-03-20 00:00"), "deadline.promise_broken", "N1")
+    assert [(a.severity, a.status) for a in versions] == [("red", "open")]
+
+
+def test_a_retracted_alert_is_raised_again_when_it_becomes_due_again() -> None:
+    """A lawful suspension reported late moves the promise later: the red raised at the
+    old deadline is retracted, and raised again (same id) when the moved deadline passes
+    with no decision."""
+    evs = events("T-SHORT", [*CASE, ("suspended", "2026-03-03 09:00"),
+                             ("resumed", "2026-03-05 09:00")], case_id="S1")
+    resumed = evs.pop()
+    suspended = evs.pop()
+    other = events("T-SHORT", [("submitted", "2026-03-04 01:00")], case_id="OTHER")
+    alerts = replay_events([*evs, *other, suspended, resumed], "2026-03-20 00:00")
+    versions = _of(alerts, "deadline.promise_broken", "S1")
+    assert [a.status for a in versions[:3]] == ["open", "retracted", "open"]
+    assert versions[1].details["retracted_by"] == [suspended["event_id"]]
+    assert len({a.alert_id for a in versions}) == 1
+    assert versions[2].event_time > versions[0].event_time
