@@ -18,6 +18,9 @@ class EngineMetrics:
         self.alerts = Counter(
             "jiancha_alerts", "Alerts raised (new or escalated), by rule, severity, department",
             ["rule", "severity", "department"], registry=r)
+        self.alerts_retracted = Counter(
+            "jiancha_alerts_retracted", "Alerts retracted because a later event proved them "
+            "wrong, by rule and department", ["rule", "department"], registry=r)
         self.open_alerts = Gauge(
             "jiancha_open_alerts", "Open alerts in Redis, by department",
             ["department"], registry=r)

@@ -48,8 +48,8 @@ EventObserver = Callable[[ApprovalEvent, CaseState, list[Alert], datetime], None
 #: it), or None and None when rejected; and the clock's reading for the batch (epoch
 #: seconds).
 Forwarder = Callable[[Record, ApprovalEvent | None, Fact | None, float], None]
-#: Called with every alert the sink stored anew or escalated (not for known ones), and the
-#: partition of the case it is about when known.
+#: Called with every alert the sink stored anew, escalated or retracted (not for known
+#: ones), and the partition of the case it is about when known.
 AlertObserver = Callable[[Alert, int | None], None]
 
 
@@ -371,7 +371,10 @@ class Supervisor:
         for alert, outcome, partition in zip(alerts, outcomes, where, strict=True):
             if outcome == "known":
                 continue
-            self.metrics.alerts.labels(alert.rule, alert.severity, alert.department or "").inc()
-            self.metrics.event_to_alert.observe(elapsed)
+            if outcome == "retracted":
+                self.metrics.alerts_retracted.labels(alert.rule, alert.department or "").inc()
+            else:
+                self.metrics.alerts.labels(alert.rule, alert.severity, alert.department or "").inc()
+                self.metrics.event_to_alert.observe(elapsed)
             for observe in self.alert_observers:
                 observe(alert, partition)

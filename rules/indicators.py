@@ -17,7 +17,8 @@ What is counted, per scope and **month** (local time of the instant that counts)
 - ``supplement``: cases with a correction notice (first ``supplement_requested``);
 - alerts by rule and severity, in the month of their ``event_time`` (department, item,
   handler = the alert's ``actor``); every version counts: an escalated alert was counted
-  as red when it was raised and counts as escalated when it escalates;
+  as red when it was raised and counts as escalated when it escalates; a retracted alert
+  counts no more (its retraction takes its versions back);
 - ``complaints``: complaints received about the department (and item, when named).
 
 Rates are fractions (0–1) of ``timed`` decisions (on-time, early, overdue) or of the cases
@@ -311,12 +312,22 @@ class IndicatorBook:
                 seconds > legal * DAY)
 
     def on_alert(self, alert: Alert) -> None:
-        """Every alert version stored anew (new or escalated; not a repeat)."""
+        """Every alert version stored anew (new, escalated or retracted; not a repeat). A
+        retraction takes back what its earlier versions counted: the red and, when it had
+        escalated, the escalation (they have the same event time and actor)."""
         month = alert_month(alert, self.wt.tz)
         dept = alert.department
         handler = f"{dept}/{alert.actor}" if dept and alert.actor and alert.actor != "applicant" else None
-        self._add(month, [("department", dept), ("item", alert.item_code), ("handler", handler)],
-                  alert=(alert.rule, alert.severity))
+        scopes = [("department", dept), ("item", alert.item_code), ("handler", handler)]
+        if alert.status != "retracted":
+            self._add(month, scopes, alert=(alert.rule, alert.severity))
+            return
+        counted = ("red", "escalated") if alert.severity == "escalated" else (alert.severity,)
+        for kind, name in scopes:
+            if name:
+                by = self.acc((month, kind, name)).alerts.setdefault(alert.rule, {})
+                for severity in counted:
+                    by[severity] = by.get(severity, 0) - 1
 
     def on_complaint(self, department: str | None, item_code: str | None, received_at: float) -> None:
         """A complaint seen for the first time."""

@@ -20,10 +20,11 @@ _SEVERITY = {
 _TRANSITION = {
     "open": ("新告警", "new"),
     "escalated": ("升级督办", "escalated to the supervision bureau"),
+    "retracted": ("撤销：后报事件表明告警不成立", "retracted: a later event shows it did not happen"),
     "repeat": ("仍未处理，再次提醒", "still open, reminder"),
 }
 _STATUS = {"open": ("未处理", "open"), "acknowledged": ("已确认", "acknowledged"),
-           "resolved": ("已解决", "resolved")}
+           "resolved": ("已解决", "resolved"), "retracted": ("已撤销", "retracted")}
 
 
 def render(n: Notification, alerts: Sequence[Mapping[str, Any]], now: datetime) -> Outbound:

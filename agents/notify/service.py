@@ -273,7 +273,8 @@ class Notifier:
                 log.error("alert stream entry %s is not an alert (%s); skipped", _s(entry_id), exc)
                 alert = None
         if alert is not None:
-            transition = "escalated" if alert["severity"] == "escalated" else "open"
+            transition = ("retracted" if alert.get("status") == "retracted"
+                          else "escalated" if alert["severity"] == "escalated" else "open")
             self.metrics.alerts_read.labels(transition).inc()
             await self.route(alert, transition, transition)
         await self.r.xack(self.stream, self.group, entry_id)
@@ -288,6 +289,12 @@ class Notifier:
             return 0  # resolved before we got to it: nothing to tell
         severity, department, rule = alert["severity"], alert.get("department"), alert["rule"]
         targets, problems = self.routing.targets(department, rule, severity, alert.get("actor"))
+        if kind == "retracted" and severity == "escalated":
+            # the correction goes to whoever got a version: the red one's receivers too
+            red, more = self.routing.targets(department, rule, "red", alert.get("actor"))
+            known = {t.receiver for t in targets}
+            targets = [*targets, *(t for t in red if t.receiver not in known)]
+            problems = [*problems, *(p for p in more if p not in problems)]
         for problem in problems:
             self.metrics.unroutable.inc()
             log.warning("alert %s (%s, %s): %s", alert_id, rule, department, problem)
@@ -387,6 +394,10 @@ class Notifier:
                 reason = "alert not found"
             elif alert["status"] == "resolved" and kind != "escalated":
                 reason = "resolved before the notification was sent"
+            elif alert["status"] == "retracted" and kind != "retracted":
+                reason = "retracted before the notification was sent"
+            elif kind == "retracted" and not await self._was_notified(item.alert_id, meta["receiver"]):
+                reason = "retracted: this receiver was never told of the alert"
             elif kind == "repeat" and alert["status"] != "open":
                 reason = f"{alert['status']}: no reminder"
             elif item.channel not in meta["channels"]:
@@ -420,6 +431,11 @@ class Notifier:
         if done and notifications:
             log.info("group %s: %d notification(s), %d alert(s)", gkey, len(notifications),
                      sum(len(n.items) for n in notifications))
+
+    async def _was_notified(self, alert_id: str, receiver: str) -> bool:
+        """Whether a version of the alert reached ``receiver`` (its history says so)."""
+        return any(h.get("action") == "notified" and h.get("receiver") == receiver
+                   for h in await self.store.history(alert_id))
 
     async def remind(self, alert_id: str, score: float, now: float) -> None:
         try:

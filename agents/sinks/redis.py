@@ -3,7 +3,8 @@ open-alert indexes ``jc:open`` and ``jc:open:{department}``.
 
 Each alert is written by one Lua script, atomically and idempotently: a redelivered
 alert (same id, same severity) changes nothing and reports ``known``; the same id with a
-higher severity (escalation) updates the hash and appends the new version to the stream.
+higher severity (escalation) updates the hash and appends the new version to the stream;
+a retracted version (``status: retracted``) does too and leaves the open indexes.
 Connection errors are retried with backoff until Redis answers: nothing is dropped.
 """
 
@@ -25,10 +26,27 @@ log = logging.getLogger(__name__)
 
 # KEYS: hash, stream, open-all, open-dept   ARGV: json, rank, severity, score, id, maxlen,
 #                                                  rule, department, case_id, status
+# A retracted version (status "retracted") takes the alert out of the open indexes; an
+# alert raised again after its retraction is stored as new.
 _WRITE_ALERT = """
 local cur = redis.call('HGET', KEYS[1], 'rank')
+local stored = redis.call('HGET', KEYS[1], 'status')
+if ARGV[10] == 'retracted' then
+  if stored == 'retracted' then return 0 end
+  redis.call('HSET', KEYS[1], 'alert', ARGV[1], 'rank', '0', 'severity', ARGV[3],
+             'rule', ARGV[7], 'department', ARGV[8], 'case_id', ARGV[9], 'status', 'retracted')
+  if not cur then redis.call('HSET', KEYS[1], 'detected_at', ARGV[4]) end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'alert', ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[5])
+  redis.call('ZREM', KEYS[4], ARGV[5])
+  return 3
+end
+if stored == 'retracted' then
+  cur = false
+  stored = false
+end
 if cur and tonumber(cur) >= tonumber(ARGV[2]) then return 0 end
-local status = redis.call('HGET', KEYS[1], 'status') or ARGV[10]
+local status = stored or ARGV[10]
 redis.call('HSET', KEYS[1], 'alert', ARGV[1], 'rank', ARGV[2], 'severity', ARGV[3],
            'rule', ARGV[7], 'department', ARGV[8], 'case_id', ARGV[9], 'status', status)
 if not cur then redis.call('HSET', KEYS[1], 'detected_at', ARGV[4]) end
@@ -41,7 +59,7 @@ if cur then return 2 end
 return 1
 """
 
-_OUTCOMES: dict[int, Outcome] = {0: "known", 1: "new", 2: "escalated"}
+_OUTCOMES: dict[int, Outcome] = {0: "known", 1: "new", 2: "escalated", 3: "retracted"}
 
 
 def redis_client(url: str, username: str | None = None, password: str | None = None) -> aioredis.Redis:

@@ -7,8 +7,9 @@ from typing import Literal, Protocol
 
 from producers.contract import Alert
 
-#: What a sink did with one alert: stored it anew, raised its severity, or knew it already.
-Outcome = Literal["new", "escalated", "known"]
+#: What a sink did with one alert: stored it anew, raised its severity, stored its
+#: retraction, or knew it already.
+Outcome = Literal["new", "escalated", "retracted", "known"]
 
 
 class AlertSink(Protocol):

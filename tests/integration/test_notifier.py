@@ -358,6 +358,29 @@ def test_burst_is_grouped_and_escalation_reaches_the_bureau(notifier_a: Notifier
     assert ("notified", "department@gongan", "open") in actions
 
 
+def test_a_retraction_reaches_whoever_got_the_alert(notifier_a: NotifierProcess, hook: Hook) -> None:
+    n = notifier_a
+    legal = lambda p: p["group"]["rule"] == "deadline.legal_broken"  # noqa: E731
+    raised = alert("rt-1", "gongshang", rule="deadline.legal_broken", actor=None)
+    n.publish(raised)
+    wait_for(lambda: hook.payloads(legal), what="the red alert's notification")
+    n.publish(raised.model_copy(update={"status": "retracted"}))
+    (p,) = wait_for(lambda: [p for p in hook.payloads(legal) if p["transition"] == "retracted"],
+                    what="the retraction's notification")
+    assert [(a["alert_id"], a["status"]) for a in p["alerts"]] == [("rt-1", "retracted")]
+    assert p["receiver"] == "department@gongshang"
+    # raised and retracted before its notification went out: nobody is told either
+    quick = alert("rt-2", "gongshang", rule="deadline.legal_broken", actor=None)
+    n.publish(quick, quick.model_copy(update={"status": "retracted"}))
+    # (the department's two channels, each for the two versions)
+    wait_for(lambda: len([h for h in n.history("rt-2") if h["action"] == "not_notified"]) >= 4,
+             what="both versions judged")
+    notes = {(h["transition"], h["note"]) for h in n.history("rt-2") if h["action"] == "not_notified"}
+    assert notes == {("open", "retracted before the notification was sent"),
+                     ("retracted", "retracted: this receiver was never told of the alert")}
+    assert not [a for p in hook.payloads(legal) for a in p["alerts"] if a["alert_id"] == "rt-2"]
+
+
 def test_silence_until_expiry(notifier_a: NotifierProcess, hook: Hook) -> None:
     n = notifier_a
     status, body = n.call("POST", "/api/silences", BUREAU, {

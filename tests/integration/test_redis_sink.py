@@ -24,11 +24,13 @@ def redis_stack():  # type: ignore[no-untyped-def]
     s.stop()
 
 
-def _alert(alert_id: str = "dea-1", severity: str = "red", dept: str = "gongan") -> Alert:
+def _alert(alert_id: str = "dea-1", severity: str = "red", dept: str = "gongan",
+           status: str = "open") -> Alert:
     t = datetime(2026, 12, 2, tzinfo=CST)
     return Alert(alert_id=alert_id, rule="deadline.promise_broken", severity=severity,  # type: ignore[arg-type]
                  case_id="C1", item_code="T-SHORT", department=dept, detected_at=t, event_time=t,
-                 message_zh="超期", message_en="overdue", legal_basis="承诺时限", evidence=["e1"])
+                 message_zh="超期", message_en="overdue", legal_basis="承诺时限", evidence=["e1"],
+                 status=status)  # type: ignore[arg-type]
 
 
 def test_alerts_are_written_once_and_escalation_updates(redis_stack) -> None:  # type: ignore[no-untyped-def]
@@ -46,6 +48,27 @@ def test_alerts_are_written_once_and_escalation_updates(redis_stack) -> None:  #
         assert json.loads(stored[b"alert"])["severity"] == "escalated"
         assert await client.zcard("s1:open") == 1
         assert await client.zscore("s1:open:gongan", "dea-1") == _alert().detected_at.timestamp()
+        await sink.close()
+
+    asyncio.run(go())
+
+
+def test_a_retraction_leaves_the_open_indexes_once_and_a_new_raise_reopens(redis_stack) -> None:  # type: ignore[no-untyped-def]
+    async def go() -> None:
+        client = redis_client(redis_stack.redis_url, password="pw-123")
+        sink = RedisAlertSink(client, prefix="s4:")
+        assert await sink.publish([_alert(severity="escalated")]) == ["new"]
+        retraction = _alert(severity="escalated", status="retracted")
+        assert await sink.publish([retraction]) == ["retracted"]
+        assert await sink.publish([retraction]) == ["known"]  # redelivered: nothing more
+        assert await sink.publish([_alert(severity="escalated")]) == ["new"]  # raised again
+        assert await client.xlen("s4:alerts") == 3
+        assert await client.zscore("s4:open:gongan", "dea-1") is not None
+        assert await sink.publish([retraction]) == ["retracted"]
+        stored = await client.hgetall("s4:alert:dea-1")
+        assert stored[b"status"] == b"retracted"
+        assert json.loads(stored[b"alert"])["status"] == "retracted"
+        assert await client.zcard("s4:open") == 0 and await client.zcard("s4:open:gongan") == 0
         await sink.close()
 
     asyncio.run(go())

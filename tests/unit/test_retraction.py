@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from producers.contract import Alert
 from tests.unit.eventkit import events, of, replay_events, t
 
@@ -76,3 +78,25 @@ def test_a_retracted_alert_is_raised_again_when_it_becomes_due_again() -> None:
     assert versions[1].details["retracted_by"] == [suspended["event_id"]]
     assert len({a.alert_id for a in versions}) == 1
     assert versions[2].event_time > versions[0].event_time
+
+
+def test_a_retracted_alert_counts_in_no_indicator() -> None:
+    """The evaluators' books take a retracted red back: the month's department, item and
+    handler counts are as if it had never been raised."""
+    from rules.indicators import IndicatorBook
+    from rules.replay import replay
+    from tests.unit.eventkit import engine
+
+    def red_counts(evs: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+        book = IndicatorBook(engine())
+        replay((orjson.dumps(e) for e in evs), engine(), t("2026-03-05 00:00"),
+               indicators=book)
+        return {(kind, name): acc.alerts.get("deadline.promise_broken", {}).get("red", 0)
+                for (month, kind, name), acc in book.store.items() if month == "2026-03"}
+
+    late = red_counts(_nightly_upload("2026-03-04 00:30", "2026-03-04 02:00"))
+    assert late[("department", "gongan")] == 1  # N1 decided after its promise
+    in_time = red_counts(_nightly_upload("2026-03-03 23:00", "2026-03-04 02:00"))
+    assert in_time[("department", "gongan")] == late[("department", "gongan")] - 1
+    assert in_time[("item", "T-SHORT")] == late[("item", "T-SHORT")] - 1
+    assert min(in_time.values()) >= 0
