@@ -283,7 +283,7 @@ class Engine:
             case_id=view.case_id,
             item_code=item.code,
             department=item.department,
-            actor=f.actor,
+            actor=f.actor if f.holder_at is None else view.holder(f.holder_at) or f.actor,
             detected_at=now.astimezone(self.tz),
             event_time=datetime.fromtimestamp(f.event_time, self.tz),
             message_zh=zh.format_map(fields),

@@ -44,6 +44,9 @@ class Finding:
     #: False where only the bureau can correct it (fees, conflicts of duty): no escalation
     #: from the facts; the alert lifecycle handles those
     escalates: bool = True
+    #: for what did not happen in time (deadlines, delivery): the alert names as its actor
+    #: the case's holder at this instant (:meth:`CaseView.holder`), found when it is raised
+    holder_at: float | None = None
 
 
 Check = Callable[["CaseView", Mapping[str, Any]], Iterable[Finding]]
@@ -310,6 +313,20 @@ class CaseView:
             out[item.steps.index(Step.reviewed)] = next(
                 (f for f in self.all(Step.reviewed) if f.department == item.department), None)
         return out
+
+    def holder(self, at: float) -> str | None:
+        """The case's current holder at ``at``: the staff member of the handling department
+        who last acted on the case by then (None when nobody did).
+
+        Not a read in the sense of :func:`reads`: who is named does not decide whether or
+        when a finding is raised, and it is asked only when its alert is rendered."""
+        department = self.item.department
+        holder: str | None = None
+        latest = float("-inf")
+        for f in self.state.facts:  # arrival order; the latest in event time wins
+            if latest <= f.at <= at and f.department == department and f.actor != "applicant":
+                holder, latest = f.actor, f.at
+        return holder
 
     # --- integrity helpers (actor.conflict) -------------------------------------------------
 

@@ -184,6 +184,7 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
         due_at=due,
         evidence=(start_fact.event_id,),
         actor=_staff(start_fact),
+        holder_at=warn_at,
         details=LazyDetails(details),
     )
 
@@ -212,6 +213,7 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
         evidence=(start_fact.event_id,),
         corrected_at=ended.at if ended is not None else None,
         actor=_staff(start_fact),
+        holder_at=deadline_at,
         details=LazyDetails(lambda: {**_clock_details(case, limit, case.dt(deadline_at)),
                                      "used": fmt_days(limit)}),
     )
@@ -244,6 +246,7 @@ def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
         evidence=evidence,
         corrected_at=ended.at if ended is not None else None,
         actor=_staff(start_fact),
+        holder_at=deadline_at,
         details=details,
     )
 
@@ -340,6 +343,7 @@ def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding
         due_at=_deadline_due(case, deadline_at),
         evidence=(grant.event_id,),
         actor=_staff(grant),
+        holder_at=deadline_at,
         corrected_at=delivered.at if delivered is not None else None,
         details=LazyDetails(details),
     )

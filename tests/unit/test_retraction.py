@@ -100,3 +100,33 @@ def test_a_retracted_alert_counts_in_no_indicator() -> None:
     assert in_time[("department", "gongan")] == late[("department", "gongan")] - 1
     assert in_time[("item", "T-SHORT")] == late[("item", "T-SHORT")] - 1
     assert min(in_time.values()) >= 0
+
+
+def test_deadline_alerts_name_the_current_holder() -> None:
+    """Accepted by the window clerk, reviewed by the handler, no decision: the broken
+    promise names the handler who last acted before the deadline, not the clerk; a later
+    step by someone else does not change who held it then."""
+    steps = [("submitted", "2026-03-02 09:00"), ("accepted", "2026-03-02 09:30", {"actor": "clerk"}),
+             ("reviewed", "2026-03-03 10:00", {"actor": "handler-7"}),
+             ("reviewed", "2026-03-05 10:00", {"actor": "late-reviewer"})]
+    alerts = replay_events(events("T-SHORT", steps, case_id="H1"), "2026-03-06 00:00")
+    broken = _of(alerts, "deadline.promise_broken", "H1")
+    assert [a.actor for a in broken] == ["handler-7"]
+    legal = _of(alerts, "deadline.legal_broken", "H1")
+    assert [a.actor for a in legal] == ["handler-7"]
+
+
+def test_per_handler_indicators_count_the_holder() -> None:
+    from rules.indicators import IndicatorBook
+    from rules.replay import replay
+    from tests.unit.eventkit import engine
+
+    steps = [("submitted", "2026-03-02 09:00"), ("accepted", "2026-03-02 09:30", {"actor": "clerk"}),
+             ("reviewed", "2026-03-03 10:00", {"actor": "handler-7"})]
+    book = IndicatorBook(engine())
+    replay((orjson.dumps(e) for e in events("T-SHORT", steps, case_id="H2")), engine(),
+           t("2026-03-06 00:00"), indicators=book)
+    reds = {name: acc.alerts.get("deadline.promise_broken", {}).get("red", 0)
+            for (_, kind, name), acc in book.store.items() if kind == "handler"}
+    assert reds.get("gongan/handler-7") == 1
+    assert not reds.get("gongan/clerk")
