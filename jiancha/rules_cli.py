@@ -121,17 +121,32 @@ def _case_of(line: bytes) -> str | None:
 
 
 def _arithmetic(engine: Any, details: dict[str, Any]) -> list[str]:
-    """The numbers of an alert, and for a deadline the working days that were counted."""
+    """The numbers of an alert, and for a deadline the days that were counted. The end is
+    the alert's own deadline shown by the alert's own function (``deadline_text``), so the
+    explanation and the alert say the same, paused time included."""
+    from rules.checks.deadlines import deadline_text
+    from rules.messages import span_text
+
     out = [f"{k} = {v}" for k, v in details.items()]
     start, deadline = details.get("clock_start"), details.get("deadline")
-    if isinstance(start, str) and isinstance(deadline, str):
-        s = datetime.fromisoformat(start).astimezone(engine.tz).date()
-        d = (datetime.fromisoformat(deadline).astimezone(engine.tz) - timedelta(seconds=1)).date()
-        days, day = [], s + timedelta(1)
-        while day <= d and len(days) < 400:
-            if engine.working_time.is_workday(day):
-                days.append(day.strftime("%m-%d"))
-            day += timedelta(1)
-        out.append(f"clock starts {s} (not counted); working days counted to the deadline "
-                   f"({len(days)}): {' '.join(days)}; the limit ends at 24:00 of {d}")
+    if not (isinstance(start, str) and isinstance(deadline, str)):
+        return out
+    wt = engine.working_time
+    end = datetime.fromisoformat(deadline).astimezone(engine.tz)
+    s = datetime.fromisoformat(start).astimezone(engine.tz).date()
+    last = (end - timedelta(microseconds=1)).date()
+    calendar = details.get("legal_unit") == "calendar"
+    days, day = [], s + timedelta(1)
+    while day <= last and len(days) < 400:
+        if calendar or wt.is_workday(day):
+            days.append(day.strftime("%m-%d"))
+        day += timedelta(1)
+    kind = "days" if calendar else "working days"
+    out.append(f"clock starts {s} (not counted); {kind} counted to the deadline "
+               f"({len(days)}): {' '.join(days)}")
+    paused = details.get("paused_seconds") or 0
+    if paused >= 60:  # as the alert's text counts it
+        out.append(f"the clock stood for {span_text(paused)[1]} (lawful suspensions, "
+                   "Art. 45): that time is not counted, so the limit ends later")
+    out.append(f"the limit ends at {deadline_text(end, wt)}")
     return out
