@@ -58,6 +58,28 @@ def list_rules(
                   + "; red alerts not corrected in time are escalated (督办)")
 
 
+@rules_app.command("messages")
+def messages(
+    out: Annotated[Path | None, typer.Option(help="write here (e.g. docs/messages.md) "
+                                                  "instead of printing")] = None,
+    rules: Annotated[Path | None, typer.Option(help="rule set directory")] = None,
+) -> None:
+    """The table of every alert text (zh and en) with an example rendered by the engine."""
+    from jiancha.cli import _fail
+    from rules.message_table import render_table
+    from rules.rulebook import DEFAULT_RULES_DIR
+
+    try:
+        text = render_table(rules or DEFAULT_RULES_DIR)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out}")
+
+
 @rules_app.command("explain")
 def explain(
     alert_or_case: Annotated[str, typer.Argument(help="an alert_id or a case_id")],

@@ -352,7 +352,8 @@ def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Ite
             corrected_at=min(ends) if ends else None,
             details={"reason": reason,
                      "lawful_reasons": ", ".join(sorted(LAWFUL_SUSPENSION_REASONS)),
-                     "lawful_reasons_zh": "、".join(REASON_ZH.values())},
+                     "lawful_reasons_zh": "、".join(REASON_ZH.values()),
+                     "lawful_reasons_en": ", ".join(r.replace("_", " ") for r in REASON_ZH)},
         )
 
 
