@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -112,8 +112,10 @@ def explain(
         item = engine.catalog.get(evs[0].get("item_code", "")) if evs else None
         console.rule(f"case {case_id}")
         if item is not None:
+            dept = engine.catalog.departments.get(item.department)
+            dept_name = f"{dept.name_zh} ({dept.name_en})" if dept else item.department
             console.print(f"item {item.code} {item.name_zh} ({item.name_en}), department "
-                          f"{item.department}: promised {item.promised_days} / legal "
+                          f"{dept_name}: promised {item.promised_days} / legal "
                           f"{item.legal_days} working days; steps {[s.value for s in item.steps]}")
         console.print("events (event-time order):")
         for e in evs:
@@ -164,11 +166,15 @@ def _arithmetic(engine: Any, details: dict[str, Any]) -> list[str]:
             days.append(day.strftime("%m-%d"))
         day += timedelta(1)
     kind = "days" if calendar else "working days"
+    part = "" if end.time() == time() else f"; the last to {end:%H:%M}"
     out.append(f"clock starts {s} (not counted); {kind} counted to the deadline "
-               f"({len(days)}): {' '.join(days)}")
+               f"({len(days)}{part}): {' '.join(days)}")
     paused = details.get("paused_seconds") or 0
-    if paused >= 60:  # as the alert's text counts it
-        out.append(f"the clock stood for {span_text(paused)[1]} (lawful suspensions, "
-                   "Art. 45): that time is not counted, so the limit ends later")
+    if paused >= 60 and not calendar:  # as the alert's text counts it
+        start_at = datetime.fromisoformat(start)
+        elapsed = wt.working_seconds(end) - wt.count_start(start_at)
+        out.append(f"{span_text(elapsed)[1]} from the clock start to the deadline, less "
+                   f"{span_text(paused)[1]} the clock stood (lawful suspensions, Art. 45, "
+                   f"not counted) = {span_text(elapsed - paused)[1]}")
     out.append(f"the limit ends at {deadline_text(end, wt)}")
     return out

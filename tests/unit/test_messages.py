@@ -171,5 +171,6 @@ def test_explain_says_what_the_alert_says(tmp_path: Path) -> None:
     # the promise_broken part of the explanation, up to the next alert
     part = out.stdout.split(f"red deadline.promise_broken  alert_id {alert.alert_id}")[1]
     part = part.split("alert_id")[0]
-    assert "the clock stood for 3 hours" in part
+    assert "1 working day and 3 hours from the clock start to the deadline, less 3 hours " \
+           "the clock stood (lawful suspensions, Art. 45, not counted) = 1 working day" in part
     assert "the limit ends at 2026-03-04 03:00" in part and "24:00" not in part
