@@ -81,6 +81,12 @@ def elapsed_text(seconds: float) -> tuple[str, str]:
     return zh, en
 
 
+def names_en(names: list[str]) -> str:
+    """Names in a sentence: "the A", "the A and the B", "the A, the B and the C"."""
+    named = [f"the {n}" for n in names]
+    return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+
+
 def whole_minutes(seconds: float) -> int:
     return round(seconds / 60)
 

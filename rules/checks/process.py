@@ -18,6 +18,7 @@ from rules.findings import (
     Finding,
     reads,
 )
+from rules.messages import names_en
 
 STEP_ZH = {
     Step.submitted: "申请",
@@ -170,7 +171,7 @@ def missing_opinion(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
         actor=decided.actor,
         details={
             "missing": missing,
-            "missing_list": ", ".join(en for _, en in names),
+            "missing_list": names_en([en for _, en in names]),
             "missing_list_zh": "、".join(zh for zh, _ in names),
             "given": [d for d in item.co_departments if d in opinions],
             "co_departments": list(item.co_departments),

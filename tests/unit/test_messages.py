@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rules.factory import build_engine
-from rules.messages import elapsed_text, less_than_text, span_text
+from rules.messages import elapsed_text, less_than_text, names_en, span_text
 from tests.unit.eventkit import ROOT, TEST_CATALOG, events, of, replay_events, run
 
 SUB = ("submitted", "2026-03-02 09:00")
@@ -58,6 +58,11 @@ def test_less_than_rounds_up_to_whole_days(days: float, zh: str) -> None:
 ])
 def test_elapsed_in_whole_units(seconds: float, zh: str, en: str) -> None:
     assert elapsed_text(seconds) == (zh, en)
+
+
+def test_names_in_a_sentence() -> None:
+    assert names_en(["Tax Bureau"]) == "the Tax Bureau"
+    assert names_en(["A", "B", "C"]) == "the A, the B and the C"
 
 
 # --- the defects of the old texts, one test each --------------------------------------------
