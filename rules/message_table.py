@@ -252,7 +252,7 @@ EXAMPLES: dict[str, Example] = {
     "deadline.legal_broken": Example(_deadlines),
     "extension.irregular": Example(_extension_irregular),
     "suspension.unlawful_reason": Example(_unlawful_suspension),
-    "suspension.overlong": Example(_overlong_suspension),
+    "suspension.overlong": Example(_overlong_suspension, "2026-12-31 00:00"),
     "delivery.late": Example(_delivery_late),
     "intake.deemed_accepted": Example(_deemed_accepted),
     "supplement.repeated": Example(_supplement_repeated),
