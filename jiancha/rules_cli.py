@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -58,6 +58,28 @@ def list_rules(
                   + "; red alerts not corrected in time are escalated (督办)")
 
 
+@rules_app.command("messages")
+def messages(
+    out: Annotated[Path | None, typer.Option(help="write here (e.g. docs/messages.md) "
+                                                  "instead of printing")] = None,
+    rules: Annotated[Path | None, typer.Option(help="rule set directory")] = None,
+) -> None:
+    """The table of every alert text (zh and en) with an example rendered by the engine."""
+    from jiancha.cli import _fail
+    from rules.message_table import render_table
+    from rules.rulebook import DEFAULT_RULES_DIR
+
+    try:
+        text = render_table(rules or DEFAULT_RULES_DIR)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out}")
+
+
 @rules_app.command("explain")
 def explain(
     alert_or_case: Annotated[str, typer.Argument(help="an alert_id or a case_id")],
@@ -90,8 +112,10 @@ def explain(
         item = engine.catalog.get(evs[0].get("item_code", "")) if evs else None
         console.rule(f"case {case_id}")
         if item is not None:
+            dept = engine.catalog.departments.get(item.department)
+            dept_name = f"{dept.name_zh} ({dept.name_en})" if dept else item.department
             console.print(f"item {item.code} {item.name_zh} ({item.name_en}), department "
-                          f"{item.department}: promised {item.promised_days} / legal "
+                          f"{dept_name}: promised {item.promised_days} / legal "
                           f"{item.legal_days} working days; steps {[s.value for s in item.steps]}")
         console.print("events (event-time order):")
         for e in evs:
@@ -121,17 +145,36 @@ def _case_of(line: bytes) -> str | None:
 
 
 def _arithmetic(engine: Any, details: dict[str, Any]) -> list[str]:
-    """The numbers of an alert, and for a deadline the working days that were counted."""
+    """The numbers of an alert, and for a deadline the days that were counted. The end is
+    the alert's own deadline shown by the alert's own function (``deadline_text``), so the
+    explanation and the alert say the same, paused time included."""
+    from rules.checks.deadlines import deadline_text
+    from rules.messages import span_text
+
     out = [f"{k} = {v}" for k, v in details.items()]
     start, deadline = details.get("clock_start"), details.get("deadline")
-    if isinstance(start, str) and isinstance(deadline, str):
-        s = datetime.fromisoformat(start).astimezone(engine.tz).date()
-        d = (datetime.fromisoformat(deadline).astimezone(engine.tz) - timedelta(seconds=1)).date()
-        days, day = [], s + timedelta(1)
-        while day <= d and len(days) < 400:
-            if engine.working_time.is_workday(day):
-                days.append(day.strftime("%m-%d"))
-            day += timedelta(1)
-        out.append(f"clock starts {s} (not counted); working days counted to the deadline "
-                   f"({len(days)}): {' '.join(days)}; the limit ends at 24:00 of {d}")
+    if not (isinstance(start, str) and isinstance(deadline, str)):
+        return out
+    wt = engine.working_time
+    end = datetime.fromisoformat(deadline).astimezone(engine.tz)
+    s = datetime.fromisoformat(start).astimezone(engine.tz).date()
+    last = (end - timedelta(microseconds=1)).date()
+    calendar = details.get("legal_unit") == "calendar"
+    days, day = [], s + timedelta(1)
+    while day <= last and len(days) < 400:
+        if calendar or wt.is_workday(day):
+            days.append(day.strftime("%m-%d"))
+        day += timedelta(1)
+    kind = "days" if calendar else "working days"
+    part = "" if end.time() == time() else f"; the last to {end:%H:%M}"
+    out.append(f"clock starts {s} (not counted); {kind} counted to the deadline "
+               f"({len(days)}{part}): {' '.join(days)}")
+    paused = details.get("paused_seconds") or 0
+    if paused >= 60 and not calendar:  # as the alert's text counts it
+        start_at = datetime.fromisoformat(start)
+        elapsed = wt.working_seconds(end) - wt.count_start(start_at)
+        out.append(f"{span_text(elapsed)[1]} from the clock start to the deadline, less "
+                   f"{span_text(paused)[1]} the clock stood (lawful suspensions, Art. 45, "
+                   f"not counted) = {span_text(elapsed - paused)[1]}")
+    out.append(f"the limit ends at {deadline_text(end, wt)}")
     return out

@@ -24,6 +24,7 @@ import orjson
 
 from producers.contract import SEVERITY_RANK, Alert, Complaint, Severity, make_alert_id
 from rules.counted_time import WorkingTime
+from rules.messages import escalation_prefix
 from rules.rulebook import RuleSet
 from rules.windows import render_alert
 
@@ -163,8 +164,7 @@ class ComplaintRules:
             if severity == "escalated":
                 days = self.ruleset.settings.escalation_working_days
                 details["escalated_after_working_days"] = days
-                prefix = (f"【督办】逾 {days} 个工作日仍未纠正：",
-                          f"[Escalated: not corrected within {days} working days] ")
+                prefix = escalation_prefix(days)
         return render_alert(self.ruleset, self.departments, self.wt.tz, rule, severity, alert_id,
                             department=state.department, actor=None, event_time=event_time,
                             now=now, details=details, evidence=[state.complaint_id],

@@ -24,6 +24,7 @@ from rules.catalog import OPTIONAL_STEPS, Catalog, Item
 from rules.checks import CHECKS
 from rules.counted_time import WorkingTime
 from rules.findings import PROCESS, UNLISTED, CaseView, Check, Finding, declared_reads
+from rules.messages import escalation_prefix
 from rules.rulebook import RuleSet
 from rules.schedule import UNKNOWN, Due
 
@@ -74,7 +75,7 @@ class Engine:
 
     def view(self, state: CaseState) -> CaseView:
         return CaseView(state, self.catalog[state.item_code], self.working_time,
-                        self.ruleset.settings)
+                        self.ruleset.settings, self.catalog.departments)
 
     def evaluate(self, state: CaseState, now: datetime) -> tuple[list[Alert], datetime | None]:
         """Alerts due by ``now`` and not raised before (recorded in ``state.raised``), and
@@ -265,8 +266,8 @@ class Engine:
         details = dict(f.details)
         if severity == "escalated":
             days = self.ruleset.settings.escalation_working_days
-            zh = f"【督办】逾 {days} 个工作日仍未纠正：" + zh
-            en = f"[Escalated: not corrected within {days} working days] " + en
+            prefix = escalation_prefix(days)
+            zh, en = prefix[0] + zh, prefix[1] + en
             details["escalated_after_working_days"] = days
         if retracted_by:
             zh = f"【撤销】后报事件（{'、'.join(retracted_by)}）表明此告警不成立：" + zh

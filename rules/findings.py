@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from producers.contract import LAWFUL_SUSPENSION_REASONS, Step
 from rules.case import CaseState, Fact
-from rules.catalog import Item
+from rules.catalog import Department, Item
 from rules.counted_time import EpochPause, Pause, WorkingTime
 from rules.rulebook import RuleSettings
 
@@ -147,9 +147,11 @@ class derived(Generic[_T]):
 class CaseView:
     """The facts of one case in event-time order, with the derived times the law uses."""
 
-    def __init__(self, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings) -> None:
+    def __init__(self, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings,
+                 departments: Mapping[str, Department] | None = None) -> None:
         self.state = state
         self.item = item
+        self.departments = departments or {}
         self.wt = wt
         self.settings = settings
         self.facts: list[Fact] = sorted(state.facts, key=_AT)  # stable: ties by arrival
@@ -184,6 +186,11 @@ class CaseView:
 
     def dt(self, ts: float) -> datetime:
         return datetime.fromtimestamp(ts, self.wt.tz)
+
+    def department_names(self, code: str) -> tuple[str, str]:
+        """A department's name in zh and en as the catalog gives it (the code if unknown)."""
+        dept = self.departments.get(code)
+        return (dept.name_zh, dept.name_en) if dept is not None else (code, code)
 
     # --- derived times ------------------------------------------------------------------
     # The checks compute in epoch seconds (``*_at``) and build a datetime only for what

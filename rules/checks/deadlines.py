@@ -26,6 +26,7 @@ from rules.findings import (
     LazyDetails,
     reads,
 )
+from rules.messages import REASON_ZH, UNIT, days_text, less_than_text, span_text
 
 #: Art. 44: the licence is issued and delivered within 10 working days of the grant.
 DELIVERY_DAYS = 10
@@ -75,13 +76,20 @@ def _clock_details(case: CaseView, limit: float, deadline: datetime,
     start_at, basis, _, _ = start
     stood = case.pauses if pauses is None else [
         (case.dt(a), case.dt(b) if b is not None else None) for a, b in pauses]
+    paused = _paused_seconds(case.wt, start_at, deadline, stood)
+    paused_zh, paused_en = span_text(paused)
     return {
         "limit": fmt_days(limit),
         "deadline": deadline.isoformat(),
         "deadline_text": deadline_text(deadline, case.wt),
         "clock_start": start_at.isoformat(),
+        "clock_start_date": case.wt.local(start_at).date().isoformat(),
         "clock_basis": basis,
-        "paused_days": fmt_days(_paused_seconds(case.wt, start_at, deadline, stood) / DAY),
+        "paused_days": fmt_days(paused / DAY),
+        "paused_seconds": round(paused),
+        # the clause naming the paused time, empty when the clock never stood
+        "paused_zh": f"，其间依法暂停计时 {paused_zh}不计入" if paused >= 60 else "",
+        "paused_en": f", not counting {paused_en} of lawful suspension" if paused >= 60 else "",
     }
 
 
@@ -176,6 +184,8 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
         out = _clock_details(case, limit, case.dt(deadline_at), pauses)
         out.update(threshold=fmt_days(threshold), used=fmt_days(limit - threshold),
                    remaining=fmt_days(threshold))
+        out["used_zh"], out["used_en"] = span_text((limit - threshold) * DAY)
+        out["remaining_zh"], out["remaining_en"] = less_than_text(threshold)
         return out
 
     yield Finding(
@@ -237,7 +247,8 @@ def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
     ended = case.ended
     details = LazyDetails(lambda: {**_clock_details(case, limit, case.dt(deadline_at)),
                                    "extension": extension, "total": limit + extension,
-                                   "used": limit + extension})
+                                   "used": limit + extension,
+                                   **_legal_texts(case, limit, ext)})
     evidence = (start_fact.event_id,) + ((ext.event_id,) if ext is not None else ())
     yield Finding(
         distinct=(),
@@ -249,6 +260,37 @@ def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
         holder_at=deadline_at,
         details=details,
     )
+
+
+def _legal_texts(case: CaseView, limit: int, ext: Fact | None) -> dict[str, Any]:
+    """The legal limit with its unit, and what became of an extension: counted (approved
+    and regular), disregarded (with why), or none asked."""
+    unit = case.item.legal_unit
+    limit_zh, limit_en = days_text(limit, unit)
+    out: dict[str, Any] = {"legal_unit": unit, "legal_unit_zh": UNIT[unit][0],
+                           "legal_limit_zh": limit_zh, "legal_limit_en": limit_en,
+                           "extension_zh": "", "extension_en": ""}
+    if ext is not None:
+        days = int(ext.attrs["days"])
+        ext_zh, ext_en = days_text(days)
+        if unit == "working":  # one unit: the total says when the limit ends
+            total_zh, total_en = days_text(limit + days)
+            ext_zh, ext_en = f"{ext_zh}，共 {total_zh}", f"{ext_en}, {total_en} in all"
+        out.update(extension_zh=f"，经批准延长 {ext_zh}",
+                   extension_en=f" plus an approved extension of {ext_en}")
+        return out
+    extensions = case.all(Step.extended)
+    if extensions:  # asked, but irregular: it does not move the limit (extension.irregular)
+        first = extensions[0]
+        problems = extension_problems(case, first, 0)
+        when = case.wt.local(case.dt(first.at)).date().isoformat()
+        out.update(
+            extension_disregarded=first.event_id,
+            extension_zh=f"（{when} 的延期因"
+                         + "、".join(_PROBLEM_TEXT[p][0] for p in problems) + "不予计入）",
+            extension_en=f" (the extension of {when} does not count: "
+                         + "; ".join(_PROBLEM_TEXT[p][1] for p in problems) + ")")
+    return out
 
 
 _PROBLEM_TEXT = {
@@ -311,7 +353,10 @@ def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Ite
             evidence=(s.event_id,),
             actor=_staff(s),
             corrected_at=min(ends) if ends else None,
-            details={"reason": reason, "lawful_reasons": ", ".join(sorted(LAWFUL_SUSPENSION_REASONS))},
+            details={"reason": reason,
+                     "lawful_reasons": ", ".join(sorted(LAWFUL_SUSPENSION_REASONS)),
+                     "lawful_reasons_zh": "、".join(REASON_ZH.values()),
+                     "lawful_reasons_en": ", ".join(r.replace("_", " ") for r in REASON_ZH)},
         )
 
 
@@ -332,6 +377,7 @@ def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding
         return {
             "limit": limit,
             "decided_at": case.dt(grant.at).isoformat(),
+            "decided_date": case.wt.local(case.dt(grant.at)).date().isoformat(),
             "deadline": deadline.isoformat(),
             "deadline_text": deadline_text(deadline, case.wt),
             "used": limit,

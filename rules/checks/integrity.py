@@ -18,12 +18,9 @@ from typing import Any
 
 from producers.contract import APPLICANT_STEPS, Step
 from rules.case import Fact
-from rules.checks.process import STEP_ZH
+from rules.checks.process import STEP_EN, STEP_ZH
 from rules.findings import PROCESS, REFUSAL_READS, CaseView, Check, Finding, reads
-
-
-def _minutes(seconds: float) -> float:
-    return round(seconds / 60, 1)
+from rules.messages import elapsed_text, whole_minutes
 
 
 def _hours(value: float) -> float | int:
@@ -53,12 +50,14 @@ def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
         delay = f.received - f.at
         if delay <= limit:
             continue
+        delay_zh, delay_en = elapsed_text(delay)
         yield _about(case, f, {
-            "step": f.step.value, "step_zh": STEP_ZH[f.step],
+            "step": f.step.value, "step_zh": STEP_ZH[f.step], "step_en": STEP_EN[f.step],
             "event_department": f.department,
             "occurred_at": case.dt(f.at).isoformat(),
             "received_at": case.dt(f.received).isoformat(),
             "delay_hours": round(delay / 3600, 1),
+            "delay_zh": delay_zh, "delay_en": delay_en,
             "limit_hours": _hours(limit_hours),
         }, at=f.at + limit)  # when it should have been reported by
 
@@ -83,11 +82,12 @@ def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
                     evidence=(fact.event_id, dep.event_id),
                     actor=fact.actor,
                     details={
-                        "step": step.value, "step_zh": STEP_ZH[step],
+                        "step": step.value, "step_zh": STEP_ZH[step], "step_en": STEP_EN[step],
                         "depends_on": dep_step.value, "depends_on_zh": STEP_ZH[dep_step],
+                        "depends_on_en": STEP_EN[dep_step],
                         "claimed_at": case.dt(fact.at).isoformat(),
                         "depends_at": case.dt(dep.at).isoformat(),
-                        "minutes_before": _minutes(dep.at - fact.at),
+                        "minutes_before": whole_minutes(dep.at - fact.at),
                         "lateness_minutes": _hours(case.settings.allowed_lateness_minutes),
                     },
                     escalates=False,  # a record cannot be corrected by a later event
@@ -96,6 +96,13 @@ def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
 
 
 # --- refusals ---------------------------------------------------------------------------
+
+
+#: a refusal by the step that records it: the decision the law names (Art. 32, Art. 38)
+_REFUSAL = {
+    Step.rejected_at_intake: ("不予受理", "refusal to accept the application"),
+    Step.decided: ("不予许可", "refusal of the licence"),
+}
 
 
 @reads(REFUSAL_READS)
@@ -107,7 +114,9 @@ def no_reason(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
         reason = f.attrs.get("reason")
         if isinstance(reason, str) and reason.strip():
             continue
-        yield _about(case, f, {"step": f.step.value, "step_zh": STEP_ZH[f.step]})
+        zh, en = _REFUSAL[f.step]
+        yield _about(case, f, {"step": f.step.value, "step_zh": STEP_ZH[f.step],
+                               "refusal_zh": zh, "refusal_en": en})
 
 
 # --- fees -------------------------------------------------------------------------------

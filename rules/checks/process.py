@@ -18,6 +18,7 @@ from rules.findings import (
     Finding,
     reads,
 )
+from rules.messages import names_en
 
 STEP_ZH = {
     Step.submitted: "申请",
@@ -34,6 +35,24 @@ STEP_ZH = {
     Step.delivered: "送达",
     Step.completed: "办结",
     Step.withdrawn: "撤回",
+}
+
+#: the same in English, for the en messages (a reader should not need the wire codes)
+STEP_EN = {
+    Step.submitted: "application",
+    Step.supplement_requested: "correction notice",
+    Step.supplement_received: "receipt of corrected materials",
+    Step.accepted: "acceptance",
+    Step.rejected_at_intake: "refusal at intake",
+    Step.reviewed: "review",
+    Step.suspended: "suspension",
+    Step.resumed: "resumption",
+    Step.extended: "extension",
+    Step.decided: "decision",
+    Step.fee_charged: "fee",
+    Step.delivered: "delivery",
+    Step.completed: "closing",
+    Step.withdrawn: "withdrawal",
 }
 
 
@@ -88,8 +107,9 @@ def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
                 evidence=(later.event_id,),
                 actor=later.actor,
                 details={
-                    "step": step.value, "step_zh": STEP_ZH[step],
+                    "step": step.value, "step_zh": STEP_ZH[step], "step_en": STEP_EN[step],
                     "missing": missing.value, "missing_zh": STEP_ZH[missing],
+                    "missing_en": STEP_EN[missing],
                 },
             )
 
@@ -116,8 +136,9 @@ def unknown_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
             evidence=(first.event_id,),
             actor=first.actor,
             details={
-                "step": step.value, "step_zh": STEP_ZH[step],
+                "step": step.value, "step_zh": STEP_ZH[step], "step_en": STEP_EN[step],
                 "process": " → ".join(s.value for s in case.item.steps),
+                "process_en": " → ".join(STEP_EN[s] for s in case.item.steps),
                 "process_zh": "→".join(STEP_ZH[s] for s in case.item.steps),
             },
         )
@@ -141,6 +162,7 @@ def missing_opinion(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
     missing = [d for d in item.co_departments if d not in opinions]
     if not missing:
         return
+    names = [case.department_names(d) for d in missing]
     yield Finding(
         distinct=(),
         event_time=decided.at,
@@ -149,8 +171,8 @@ def missing_opinion(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
         actor=decided.actor,
         details={
             "missing": missing,
-            "missing_list": ", ".join(missing),
-            "missing_list_zh": "、".join(missing),
+            "missing_list": names_en([en for _, en in names]),
+            "missing_list_zh": "、".join(zh for zh, _ in names),
             "given": [d for d in item.co_departments if d in opinions],
             "co_departments": list(item.co_departments),
             "outcome": str(decided.attrs.get("outcome", "")),

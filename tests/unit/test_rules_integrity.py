@@ -141,8 +141,9 @@ def test_backdated_fires(events: Events, step: str, depends_on: str, minutes: fl
 
 def test_backdated_minutes() -> None:
     alerts = of(run(retime(lawful("B"), "decided", "09:49"), LATER), "reporting.backdated")
-    assert [a.details["minutes_before"] for a in alerts] == [11.0]
-    assert "11.0" in alerts[0].message_en and "倒签" in alerts[0].message_zh
+    assert [a.details["minutes_before"] for a in alerts] == [11]
+    assert "11 minutes" in alerts[0].message_en and "11 分钟" in alerts[0].message_zh
+    assert "倒签" in alerts[0].message_zh and "11.0" not in alerts[0].message_zh
 
 
 BACKDATED_QUIET = [

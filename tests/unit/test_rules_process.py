@@ -142,8 +142,8 @@ def test_unknown_step_fires(events: Events) -> None:
     assert alert.details["step"] == "reviewed"
     first = find(events, "reviewed")
     assert alert.evidence == [first["event_id"]]
-    assert "reviewed" in alert.message_en and "审查" in alert.message_zh
-    assert "submitted → accepted → decided" in alert.message_en
+    assert "review" in alert.message_en and "审查" in alert.message_zh
+    assert "application → acceptance → decision" in alert.message_en
 
 
 UNKNOWN_QUIET = [
@@ -202,8 +202,10 @@ def test_missing_opinion_fires(events: Events, missing: list[str]) -> None:
     alert = alerts[0]
     assert alert.severity == "red"  # never escalated: only the bureau resolves it
     assert alert.details["missing"] == missing
-    for dept in missing:
-        assert dept in alert.message_zh and dept in alert.message_en
+    for dept in missing:  # named as the catalog names them, not by their codes
+        name = engine().catalog.departments[dept]
+        assert name.name_zh in alert.message_zh and name.name_en in alert.message_en
+        assert dept not in alert.message_zh and dept not in alert.message_en
     decided = find(events, "decided")
     assert alert.evidence[0] == decided["event_id"]
     assert alert.event_time == at("10:30")
