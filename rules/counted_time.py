@@ -14,7 +14,7 @@ deadline costs a few dictionary lookups, not a walk over days.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from rules.calendar import WorkingCalendar
@@ -42,6 +42,15 @@ class WorkingTime:
 
     def __init__(self, calendar: WorkingCalendar, tz: tzinfo) -> None:
         self.calendar = calendar
+        # tables cover whole years, also years in between that no date was asked about:
+        # they are built without a word and a fallback year is noted (warning, metric) only
+        # once a lookup falls in it
+        self._is_workday: Callable[[date], bool] = getattr(
+            calendar, "is_workday_unnoted", calendar.is_workday)
+        self._knows: Callable[[int], bool] | None = getattr(calendar, "knows", None)
+        self._note_fallback: Callable[[int], None] | None = getattr(calendar, "note_fallback", None)
+        self._unnoted: dict[int, tuple[int, int]] = {}  # fallback year -> its day numbers [a, b)
+        self._unnoted_from = self._unnoted_to = 0  # the span of _unnoted, empty when equal
         self.tz = tz
         self._cum: list[int] = [0]  # _cum[i]: working days before day i; len = days known + 1
         self._workdays: list[int] = []  # day numbers of working days, ascending
@@ -58,7 +67,7 @@ class WorkingTime:
         """Make the tables cover ``day_number`` (whole years at a time)."""
         if day_number < 0:
             raise ValueError(f"dates before {ORIGIN} are not supported by the counted-time clock")
-        cum, workdays, is_workday = self._cum, self._workdays, self.calendar.is_workday
+        cum, workdays, is_workday = self._cum, self._workdays, self._is_workday
         while len(cum) <= day_number + 1:
             n = len(cum) - 1  # first day not yet covered
             year = date.fromordinal(self._origin_ordinal + n).year
@@ -67,6 +76,22 @@ class WorkingTime:
                 if is_workday(date.fromordinal(self._origin_ordinal + i)):
                     workdays.append(i)
                 cum.append(len(workdays))
+            if self._knows is not None and not self._knows(year):
+                self._unnoted[year] = (n, end)
+                self._unnoted_span()
+
+    def _unnoted_span(self) -> None:
+        spans = self._unnoted.values()
+        self._unnoted_from = min((a for a, _ in spans), default=0)
+        self._unnoted_to = max((b for _, b in spans), default=0)
+
+    def _used(self, day_number: int) -> None:
+        """A lookup fell on ``day_number``: note its year if it is a fallback year."""
+        year = date.fromordinal(self._origin_ordinal + day_number).year
+        if self._unnoted.pop(year, None) is not None:
+            self._unnoted_span()
+            if self._note_fallback is not None:
+                self._note_fallback(year)
 
     def _day_number(self, day: date) -> int:
         return day.toordinal() - self._origin_ordinal
@@ -76,12 +101,16 @@ class WorkingTime:
         i = day.toordinal() - self._origin_ordinal
         if i + 1 >= len(self._cum) or i < 0:
             self._extend_to(i)
+        if self._unnoted_from <= i < self._unnoted_to:
+            self._used(i)
         return self._cum[i]
 
     def is_workday(self, day: date) -> bool:
         i = day.toordinal() - self._origin_ordinal
         if i + 1 >= len(self._cum) or i < 0:
             self._extend_to(i)
+        if self._unnoted_from <= i < self._unnoted_to:
+            self._used(i)
         return self._cum[i + 1] > self._cum[i]
 
     def nth_workday(self, index: int) -> date:
@@ -91,8 +120,11 @@ class WorkingTime:
     def _nth_workday_number(self, index: int) -> int:
         workdays = self._workdays
         while index >= len(workdays):
-            self._extend_to(len(self._cum) + 365)
-        return workdays[index]
+            self._extend_to(len(self._cum))  # the next year
+        n = workdays[index]
+        if self._unnoted_from <= n < self._unnoted_to:
+            self._used(n)
+        return n
 
     @property
     def fixed_offset(self) -> int | None:
@@ -138,6 +170,8 @@ class WorkingTime:
         cum = self._cum
         if i + 1 >= len(cum) or i < 0:
             self._extend_to(i)
+        if self._unnoted_from <= i < self._unnoted_to:
+            self._used(i)
         base = cum[i] * DAY
         return float(base) if cum[i + 1] == cum[i] else base + seconds
 
@@ -173,6 +207,8 @@ class WorkingTime:
         cum = self._cum
         if i + 1 >= len(cum) or i < 1:
             self._extend_to(i - 1)  # refuses days before ORIGIN
+        if self._unnoted_from <= day_number < self._unnoted_to:
+            self._used(day_number)
         return float(cum[i] * DAY)
 
     def working_deadline(self, start: datetime, days: int) -> datetime:
@@ -219,7 +255,13 @@ class WorkingTime:
         if not pauses:
             return self.working_deadline_epoch(start, days)
         origin = self.count_start_at(start)
-        target = origin + days * DAY
+        target = self._paused_target(origin, origin + days * DAY, pauses)
+        return None if target is None else self.instant_epoch(target)
+
+    def _paused_target(self, origin: float, target: float,
+                       pauses: Sequence[EpochPause]) -> float | None:
+        """Working seconds ``target`` moved by the working time of the ``pauses`` that
+        start before it (counted from ``origin``); None while one of them is open."""
         for p_start, p_end in pauses:
             ws_a = max(self.working_seconds_at(p_start), origin)
             if ws_a >= target:
@@ -229,7 +271,7 @@ class WorkingTime:
             ws_b = self.working_seconds_at(p_end)
             if ws_b > ws_a:
                 target += ws_b - ws_a
-        return self.instant_epoch(target)
+        return target
 
     def counted_seconds(self, start: datetime, until: datetime, pauses: Sequence[Pause] = ()) -> float:
         """Working seconds used between the count start and ``until``, pauses left out."""
