@@ -10,6 +10,10 @@ Time is measured in *working seconds*: each working day contributes its 86,400 s
 
 Working seconds since a fixed origin are computed from a per-year prefix sum, so a
 deadline costs a few dictionary lookups, not a walk over days.
+
+A limit another law sets in calendar days (日) is counted as 民法典 第二百零一条–第二百零三条
+count it: ``calendar_deadline_at`` (every day counts, the start day does not, a last day
+that is a rest day or statutory holiday moves the end to 24:00 of the next working day).
 """
 
 from __future__ import annotations
@@ -272,6 +276,88 @@ class WorkingTime:
             if ws_b > ws_a:
                 target += ws_b - ws_a
         return target
+
+    # --- calendar days (日: limits other laws set) ---------------------------------------
+
+    def calendar_deadline_at(self, start: float, days: float,
+                             pauses: Sequence[EpochPause] = (),
+                             extension_working_days: float = 0) -> float | None:
+        """The end of a limit of ``days`` calendar days from ``start`` (epoch seconds);
+        None while an Art. 45 pause before it is still open.
+
+        - Every day counts and the start day does not (民法典 第二百零一条): the count
+          starts at 24:00 of the local start day and the limit runs to 24:00 of the
+          ``days``-th day after it.
+        - Art. 45 pauses stop this clock as they stop a working-day clock: the time a
+          pause stands after the count start and before the end is added to the end,
+          second for second and whatever the days it covers (each calendar day counts,
+          so a paused rest day is a paused day too).
+        - Then 民法典 第二百零三条: when the day on which the end so computed falls is a
+          rest day or statutory holiday, the limit ends at 24:00 of the next working day.
+          An end in the middle of a working day (moved there by a pause) stays where it is.
+        - An extension (行政许可法 Art. 42, which Art. 82 counts in working days) adds
+          ``extension_working_days`` working days after that end, with the pauses that
+          start during it added in working time, as for any working-day limit.
+        """
+        origin = self._midnight_at(self._local_day(start) + 1)
+        whole = int(days)
+        target = self._midnight_at(self._local_day(start) + 1 + whole) + (days - whole) * DAY
+        for p_start, p_end in pauses:
+            a = max(p_start, origin)
+            if a >= target:
+                break
+            if p_end is None:
+                return None
+            if p_end > a:
+                target += p_end - a
+        end = self._rest_day_moved(target)
+        if not extension_working_days:
+            return end
+        ws_end = self.working_seconds_at(end)
+        moved = self._paused_target(ws_end, ws_end + extension_working_days * DAY, pauses)
+        return None if moved is None else self.instant_epoch(moved)
+
+    def calendar_paused_seconds_at(self, start: float, until: float,
+                                   pauses: Sequence[EpochPause] = ()) -> float:
+        """Seconds between the count start of ``start`` and ``until`` during which an
+        Art. 45 pause stood (the paused time of a calendar-day limit)."""
+        origin = self._midnight_at(self._local_day(start) + 1)
+        paused = 0.0
+        for p_start, p_end in pauses:
+            a = max(p_start, origin)
+            b = min(p_end if p_end is not None else until, until)
+            if b > a:
+                paused += b - a
+        return paused
+
+    def _rest_day_moved(self, end: float) -> float:
+        """民法典 第二百零三条: an end falling on a rest day or statutory holiday moves to
+        24:00 of the next working day (an end at 24:00 falls on the day it closes)."""
+        day, seconds = self._split_at(end)
+        last = day if seconds > 0 else day - 1
+        i = last + 1
+        if i + 1 >= len(self._cum) or last < 0:
+            self._extend_to(i if last >= 0 else last)  # refuses days before ORIGIN
+        if self._unnoted_from <= last < self._unnoted_to:
+            self._used(last)
+        if self._cum[i] > self._cum[last]:
+            return end  # the last day is a working day
+        return self._midnight_at(self._nth_workday_number(self._cum[i]) + 1)
+
+    def _local_day(self, ts: float) -> int:
+        """The local day number of epoch seconds ``ts``."""
+        return self._split_at(ts)[0]
+
+    def _split_at(self, ts: float) -> tuple[int, float]:
+        if self._offset is not None:
+            return self._split_epoch(ts, self._offset)
+        return self._split(datetime.fromtimestamp(ts, self.tz))
+
+    def _midnight_at(self, day_number: int) -> float:
+        """00:00 local of ``day_number`` in epoch seconds."""
+        if self._offset is not None:
+            return (day_number + self._origin_ordinal - _EPOCH_ORDINAL) * DAY - self._offset
+        return self._midnight(day_number).timestamp()
 
     def counted_seconds(self, start: datetime, until: datetime, pauses: Sequence[Pause] = ()) -> float:
         """Working seconds used between the count start and ``until``, pauses left out."""
