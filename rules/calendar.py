@@ -113,7 +113,8 @@ class OfficialCalendar:
 
     def statutory_holidays(self, year: int) -> frozenset[date]:
         """The days off the holiday law gives in ``year`` (``holidays.China``: 元旦, 春节
-        from 除夕, 清明, 劳动节, 端午, 中秋, 国庆, and the 补假 of one falling on a weekend)."""
+        from 除夕, 清明, 劳动节, 端午, 中秋, 国庆, and the 补假 of one falling on a weekend;
+        the package computes the lunar dates up to 2100)."""
         days = self._statutory.get(year)
         if days is None:
             import holidays  # only once a year outside every official calendar is counted

@@ -130,3 +130,20 @@ def test_indicators_count_overdue_by_the_calendar_end(cal_engine: Engine, decide
     # ~22 working days counted: short of 30, yet beyond the calendar-day limit when late
     assert timing[3] is overdue
 
+
+
+def test_the_engine_reports_a_year_without_a_calendar_once() -> None:
+    """The worker's metric hook (``on_calendar_fallback``) hears of 2027 once, from the
+    case that counts in it, and of no year in between or after."""
+    years: list[int] = []
+    engine = build_engine(eventkit.TEST_CATALOG, on_calendar_fallback=years.append)
+    run("T-SIMPLE", [("submitted", "2026-06-01 09:00"), ("accepted", "2026-06-01 10:00")],
+        "2026-12-31 00:00", eng=engine)
+    assert years == []
+    # accepted Mon 2027-09-27; 20 working days with 中秋 (Wed 09-15) behind and 国庆 Fri 10-01
+    # to Tue 10-05 (补假) left out: 09-28..30, 10-06..08, 10-11..15, 18..22, 25..28
+    steps: list[Step] = [("submitted", "2027-09-27 09:00"), ("accepted", "2027-09-27 10:00")]
+    legal = legal_broken(run("T-SIMPLE", steps, "2027-12-31 00:00", eng=engine))
+    assert legal.event_time == t("2027-10-29 00:00")
+    run("T-SIMPLE", steps, "2027-12-31 00:00", eng=engine)
+    assert years == [2027]
