@@ -91,8 +91,8 @@ def explain(
         console.rule(f"case {case_id}")
         if item is not None:
             console.print(f"item {item.code} {item.name_zh} ({item.name_en}), department "
-                          f"{item.department}: promised {item.promised_days} / legal "
-                          f"{item.legal_days} working days; steps {[s.value for s in item.steps]}")
+                          f"{item.department}: promised {item.promised_days} working days / legal "
+                          f"{item.legal_days} {item.legal_unit} days; steps {[s.value for s in item.steps]}")
         console.print("events (event-time order):")
         for e in evs:
             when = datetime.fromisoformat(e["occurred_at"]).astimezone(tz)
@@ -127,6 +127,12 @@ def _arithmetic(engine: Any, details: dict[str, Any]) -> list[str]:
     if isinstance(start, str) and isinstance(deadline, str):
         s = datetime.fromisoformat(start).astimezone(engine.tz).date()
         d = (datetime.fromisoformat(deadline).astimezone(engine.tz) - timedelta(seconds=1)).date()
+        if details.get("legal_unit") == "calendar":
+            out.append(f"clock starts {s} (not counted); every day counts: {(d - s).days} days to "
+                       f"the deadline ({details.get('limit')} by law; the rest paused, extended in "
+                       f"working days, or the rest days a last day fell on, 民法典 第二百零三条); "
+                       f"the limit ends at 24:00 of {d}")
+            return out
         days, day = [], s + timedelta(1)
         while day <= d and len(days) < 400:
             if engine.working_time.is_workday(day):

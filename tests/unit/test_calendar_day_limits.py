@@ -8,6 +8,9 @@ Every expected instant below is worked out by hand."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,3 +150,21 @@ def test_the_engine_reports_a_year_without_a_calendar_once() -> None:
     assert legal.event_time == t("2027-10-29 00:00")
     run("T-SIMPLE", steps, "2027-12-31 00:00", eng=engine)
     assert years == [2027]
+
+
+def test_rules_explain_counts_calendar_days(tmp_path: Path) -> None:
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "catalog" / "huanbao.yaml").write_text(CALENDAR_ITEM, encoding="utf-8")
+    (tmp_path / "e.jsonl").write_text(
+        "".join(json.dumps(e) + "\n" for e in events("T-CAL", ACCEPTED, case_id="CAL-1")))
+    out = subprocess.run(
+        [sys.executable, "-m", "jiancha.cli", "rules", "explain", "CAL-1", "--events",
+         str(tmp_path / "e.jsonl"), "--until", "2026-11-30T00:00:00+08:00",
+         "--catalog", str(tmp_path / "catalog")],
+        capture_output=True, text=True, check=False, cwd=eventkit.ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "promised 10 working days / legal 30 calendar days" in out.stdout
+    # 09-01 to 24:00 of 10-08: 37 days, 30 by law and the 国庆 break the last day fell in
+    assert ("clock starts 2026-09-01 (not counted); every day counts: 37 days to the deadline "
+            "(30 by law;") in out.stdout
+    assert "the limit ends at 24:00 of 2026-10-08" in out.stdout
