@@ -42,7 +42,8 @@ class EngineMetrics:
             "jiancha_sink_errors", "Failed attempts to store alerts (retried)", ["sink"],
             registry=r)
         self.calendar_fallback = Counter(
-            "jiancha_calendar_fallback", "Years counted Mon-Fri for lack of an official calendar",
+            "jiancha_calendar_fallback", "Years counted without 调休 (statutory holidays "
+            "and weekends only) for lack of an official calendar",
             ["year"], registry=r)
         self.partition_restarts = Counter(
             "jiancha_partition_restarts", "Assigned partitions that delivered nothing and were "

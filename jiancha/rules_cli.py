@@ -115,8 +115,8 @@ def explain(
             dept = engine.catalog.departments.get(item.department)
             dept_name = f"{dept.name_zh} ({dept.name_en})" if dept else item.department
             console.print(f"item {item.code} {item.name_zh} ({item.name_en}), department "
-                          f"{dept_name}: promised {item.promised_days} / legal "
-                          f"{item.legal_days} working days; steps {[s.value for s in item.steps]}")
+                          f"{dept_name}: promised {item.promised_days} working days / legal "
+                          f"{item.legal_days} {item.legal_unit} days; steps {[s.value for s in item.steps]}")
         console.print("events (event-time order):")
         for e in evs:
             when = datetime.fromisoformat(e["occurred_at"]).astimezone(tz)

@@ -2,9 +2,12 @@
 
 - :class:`OfficialCalendar`: the Chinese official calendar from ``chinese-calendar``,
   extended by an operator-supplied YAML file for years the package does not know yet;
-  outside every known year it falls back to Mon–Fri and says so loudly (a warning in the
-  log and the ``on_fallback`` callback, which the worker wires to a metric), never silently.
-- :class:`WeekdayCalendar`: plain Mon–Fri, for tests and as the explicit fallback.
+  outside every known year it still leaves out the statutory holidays (全国年节及纪念日放假办法:
+  fixed dates, lunar festivals and the 补假 of a holiday falling on a weekend, as the
+  ``holidays`` package computes them) and weekends, but no 调休 can be known: it says so
+  loudly (a warning in the log and the ``on_fallback`` callback, which the worker wires to
+  a metric), once per year actually counted, never silently.
+- :class:`WeekdayCalendar`: plain Mon–Fri, for tests.
 
 Operator file (``JIANCHA_CALENDAR_FILE``)::
 
@@ -50,7 +53,8 @@ class YearOverrides:
 
 
 class OfficialCalendar:
-    """chinese-calendar, plus operator years, plus a loud Mon–Fri fallback."""
+    """chinese-calendar, plus operator years, plus a loud fallback of statutory holidays
+    and weekends (no 调休) for the other years."""
 
     def __init__(
         self,
@@ -65,6 +69,7 @@ class OfficialCalendar:
         self._extra = dict(extra_years or {})
         self._on_fallback = on_fallback
         self._warned: set[int] = set()
+        self._statutory: dict[int, frozenset[date]] = {}  # fallback years, built when asked
         #: False: note the fallback years without a word (a replay shard, whose parent
         #: reports them once with :meth:`note_fallback`, instead of once per process)
         self.announce = True
@@ -83,6 +88,14 @@ class OfficialCalendar:
         return tuple(sorted(self._known_years | set(self._extra)))
 
     def is_workday(self, day: date) -> bool:
+        """Whether ``day`` is a working day; a day of a fallback year notes its year."""
+        if not self.knows(day.year):
+            self.note_fallback(day.year)
+        return self.is_workday_unnoted(day)
+
+    def is_workday_unnoted(self, day: date) -> bool:
+        """:meth:`is_workday` without noting a fallback year: for tables that cover days
+        nobody asked about yet (the counted-time clock notes the years it uses)."""
         extra = self._extra.get(day.year)
         if extra is not None:
             if day in extra.workdays:
@@ -96,22 +109,33 @@ class OfficialCalendar:
             if day in self._holidays:
                 return False
             return day.weekday() < 5
-        self.note_fallback(day.year)
-        return day.weekday() < 5
+        return day.weekday() < 5 and day not in self.statutory_holidays(day.year)
+
+    def statutory_holidays(self, year: int) -> frozenset[date]:
+        """The days off the holiday law gives in ``year`` (``holidays.China``: 元旦, 春节
+        from 除夕, 清明, 劳动节, 端午, 中秋, 国庆, and the 补假 of one falling on a weekend;
+        the package computes the lunar dates up to 2100)."""
+        days = self._statutory.get(year)
+        if days is None:
+            import holidays  # only once a year outside every official calendar is counted
+
+            days = self._statutory[year] = frozenset(holidays.China(years=year))
+        return days
 
     @property
     def fallback_years(self) -> frozenset[int]:
-        """The years counted Mon–Fri so far, for want of an official calendar."""
+        """The years counted without 调休 so far, for want of an official calendar."""
         return frozenset(self._warned)
 
     def note_fallback(self, year: int) -> None:
-        """Warn (once per year) that ``year`` is counted Mon–Fri."""
+        """Warn (once per year) that ``year`` is counted without 调休."""
         if year not in self._warned:
             self._warned.add(year)
             if not self.announce:
                 return
             log.warning(
-                "no official holiday calendar for %s: counting Mon-Fri as working days. "
+                "no official holiday calendar for %s: counting Mon-Fri less the statutory "
+                "holidays, without 调休 (make-up working days and bridged days are unknown). "
                 "Add the year to the file named by JIANCHA_CALENDAR_FILE.",
                 year,
             )

@@ -10,11 +10,15 @@ Time is measured in *working seconds*: each working day contributes its 86,400 s
 
 Working seconds since a fixed origin are computed from a per-year prefix sum, so a
 deadline costs a few dictionary lookups, not a walk over days.
+
+A limit another law sets in calendar days (日) is counted as 民法典 第二百零一条–第二百零三条
+count it: ``calendar_deadline_at`` (every day counts, the start day does not, a last day
+that is a rest day or statutory holiday moves the end to 24:00 of the next working day).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from rules.calendar import WorkingCalendar
@@ -42,6 +46,15 @@ class WorkingTime:
 
     def __init__(self, calendar: WorkingCalendar, tz: tzinfo) -> None:
         self.calendar = calendar
+        # tables cover whole years, also years in between that no date was asked about:
+        # they are built without a word and a fallback year is noted (warning, metric) only
+        # once a lookup falls in it
+        self._is_workday: Callable[[date], bool] = getattr(
+            calendar, "is_workday_unnoted", calendar.is_workday)
+        self._knows: Callable[[int], bool] | None = getattr(calendar, "knows", None)
+        self._note_fallback: Callable[[int], None] | None = getattr(calendar, "note_fallback", None)
+        self._unnoted: dict[int, tuple[int, int]] = {}  # fallback year -> its day numbers [a, b)
+        self._unnoted_from = self._unnoted_to = 0  # the span of _unnoted, empty when equal
         self.tz = tz
         self._cum: list[int] = [0]  # _cum[i]: working days before day i; len = days known + 1
         self._workdays: list[int] = []  # day numbers of working days, ascending
@@ -58,7 +71,7 @@ class WorkingTime:
         """Make the tables cover ``day_number`` (whole years at a time)."""
         if day_number < 0:
             raise ValueError(f"dates before {ORIGIN} are not supported by the counted-time clock")
-        cum, workdays, is_workday = self._cum, self._workdays, self.calendar.is_workday
+        cum, workdays, is_workday = self._cum, self._workdays, self._is_workday
         while len(cum) <= day_number + 1:
             n = len(cum) - 1  # first day not yet covered
             year = date.fromordinal(self._origin_ordinal + n).year
@@ -67,6 +80,22 @@ class WorkingTime:
                 if is_workday(date.fromordinal(self._origin_ordinal + i)):
                     workdays.append(i)
                 cum.append(len(workdays))
+            if self._knows is not None and not self._knows(year):
+                self._unnoted[year] = (n, end)
+                self._unnoted_span()
+
+    def _unnoted_span(self) -> None:
+        spans = self._unnoted.values()
+        self._unnoted_from = min((a for a, _ in spans), default=0)
+        self._unnoted_to = max((b for _, b in spans), default=0)
+
+    def _used(self, day_number: int) -> None:
+        """A lookup fell on ``day_number``: note its year if it is a fallback year."""
+        year = date.fromordinal(self._origin_ordinal + day_number).year
+        if self._unnoted.pop(year, None) is not None:
+            self._unnoted_span()
+            if self._note_fallback is not None:
+                self._note_fallback(year)
 
     def _day_number(self, day: date) -> int:
         return day.toordinal() - self._origin_ordinal
@@ -76,12 +105,16 @@ class WorkingTime:
         i = day.toordinal() - self._origin_ordinal
         if i + 1 >= len(self._cum) or i < 0:
             self._extend_to(i)
+        if self._unnoted_from <= i < self._unnoted_to:
+            self._used(i)
         return self._cum[i]
 
     def is_workday(self, day: date) -> bool:
         i = day.toordinal() - self._origin_ordinal
         if i + 1 >= len(self._cum) or i < 0:
             self._extend_to(i)
+        if self._unnoted_from <= i < self._unnoted_to:
+            self._used(i)
         return self._cum[i + 1] > self._cum[i]
 
     def nth_workday(self, index: int) -> date:
@@ -91,8 +124,11 @@ class WorkingTime:
     def _nth_workday_number(self, index: int) -> int:
         workdays = self._workdays
         while index >= len(workdays):
-            self._extend_to(len(self._cum) + 365)
-        return workdays[index]
+            self._extend_to(len(self._cum))  # the next year
+        n = workdays[index]
+        if self._unnoted_from <= n < self._unnoted_to:
+            self._used(n)
+        return n
 
     @property
     def fixed_offset(self) -> int | None:
@@ -138,6 +174,8 @@ class WorkingTime:
         cum = self._cum
         if i + 1 >= len(cum) or i < 0:
             self._extend_to(i)
+        if self._unnoted_from <= i < self._unnoted_to:
+            self._used(i)
         base = cum[i] * DAY
         return float(base) if cum[i + 1] == cum[i] else base + seconds
 
@@ -173,6 +211,8 @@ class WorkingTime:
         cum = self._cum
         if i + 1 >= len(cum) or i < 1:
             self._extend_to(i - 1)  # refuses days before ORIGIN
+        if self._unnoted_from <= day_number < self._unnoted_to:
+            self._used(day_number)
         return float(cum[i] * DAY)
 
     def working_deadline(self, start: datetime, days: int) -> datetime:
@@ -219,7 +259,13 @@ class WorkingTime:
         if not pauses:
             return self.working_deadline_epoch(start, days)
         origin = self.count_start_at(start)
-        target = origin + days * DAY
+        target = self._paused_target(origin, origin + days * DAY, pauses)
+        return None if target is None else self.instant_epoch(target)
+
+    def _paused_target(self, origin: float, target: float,
+                       pauses: Sequence[EpochPause]) -> float | None:
+        """Working seconds ``target`` moved by the working time of the ``pauses`` that
+        start before it (counted from ``origin``); None while one of them is open."""
         for p_start, p_end in pauses:
             ws_a = max(self.working_seconds_at(p_start), origin)
             if ws_a >= target:
@@ -229,7 +275,89 @@ class WorkingTime:
             ws_b = self.working_seconds_at(p_end)
             if ws_b > ws_a:
                 target += ws_b - ws_a
-        return self.instant_epoch(target)
+        return target
+
+    # --- calendar days (日: limits other laws set) ---------------------------------------
+
+    def calendar_deadline_at(self, start: float, days: float,
+                             pauses: Sequence[EpochPause] = (),
+                             extension_working_days: float = 0) -> float | None:
+        """The end of a limit of ``days`` calendar days from ``start`` (epoch seconds);
+        None while an Art. 45 pause before it is still open.
+
+        - Every day counts and the start day does not (民法典 第二百零一条): the count
+          starts at 24:00 of the local start day and the limit runs to 24:00 of the
+          ``days``-th day after it.
+        - Art. 45 pauses stop this clock as they stop a working-day clock: the time a
+          pause stands after the count start and before the end is added to the end,
+          second for second and whatever the days it covers (each calendar day counts,
+          so a paused rest day is a paused day too).
+        - Then 民法典 第二百零三条: when the day on which the end so computed falls is a
+          rest day or statutory holiday, the limit ends at 24:00 of the next working day.
+          An end in the middle of a working day (moved there by a pause) stays where it is.
+        - An extension (行政许可法 Art. 42, which Art. 82 counts in working days) adds
+          ``extension_working_days`` working days after that end, with the pauses that
+          start during it added in working time, as for any working-day limit.
+        """
+        origin = self._midnight_at(self._local_day(start) + 1)
+        whole = int(days)
+        target = self._midnight_at(self._local_day(start) + 1 + whole) + (days - whole) * DAY
+        for p_start, p_end in pauses:
+            a = max(p_start, origin)
+            if a >= target:
+                break
+            if p_end is None:
+                return None
+            if p_end > a:
+                target += p_end - a
+        end = self._rest_day_moved(target)
+        if not extension_working_days:
+            return end
+        ws_end = self.working_seconds_at(end)
+        moved = self._paused_target(ws_end, ws_end + extension_working_days * DAY, pauses)
+        return None if moved is None else self.instant_epoch(moved)
+
+    def calendar_paused_seconds_at(self, start: float, until: float,
+                                   pauses: Sequence[EpochPause] = ()) -> float:
+        """Seconds between the count start of ``start`` and ``until`` during which an
+        Art. 45 pause stood (the paused time of a calendar-day limit)."""
+        origin = self._midnight_at(self._local_day(start) + 1)
+        paused = 0.0
+        for p_start, p_end in pauses:
+            a = max(p_start, origin)
+            b = min(p_end if p_end is not None else until, until)
+            if b > a:
+                paused += b - a
+        return paused
+
+    def _rest_day_moved(self, end: float) -> float:
+        """民法典 第二百零三条: an end falling on a rest day or statutory holiday moves to
+        24:00 of the next working day (an end at 24:00 falls on the day it closes)."""
+        day, seconds = self._split_at(end)
+        last = day if seconds > 0 else day - 1
+        i = last + 1
+        if i + 1 >= len(self._cum) or last < 0:
+            self._extend_to(i if last >= 0 else last)  # refuses days before ORIGIN
+        if self._unnoted_from <= last < self._unnoted_to:
+            self._used(last)
+        if self._cum[i] > self._cum[last]:
+            return end  # the last day is a working day
+        return self._midnight_at(self._nth_workday_number(self._cum[i]) + 1)
+
+    def _local_day(self, ts: float) -> int:
+        """The local day number of epoch seconds ``ts``."""
+        return self._split_at(ts)[0]
+
+    def _split_at(self, ts: float) -> tuple[int, float]:
+        if self._offset is not None:
+            return self._split_epoch(ts, self._offset)
+        return self._split(datetime.fromtimestamp(ts, self.tz))
+
+    def _midnight_at(self, day_number: int) -> float:
+        """00:00 local of ``day_number`` in epoch seconds."""
+        if self._offset is not None:
+            return (day_number + self._origin_ordinal - _EPOCH_ORDINAL) * DAY - self._offset
+        return self._midnight(day_number).timestamp()
 
     def counted_seconds(self, start: datetime, until: datetime, pauses: Sequence[Pause] = ()) -> float:
         """Working seconds used between the count start and ``until``, pauses left out."""

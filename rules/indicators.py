@@ -297,7 +297,7 @@ class IndicatorBook:
     def timing(self, state: CaseState, decided_at: float) -> tuple[int, bool, bool, bool] | None:
         """(counted working seconds, on time, early, beyond the legal limit) of a decision
         (``decided_at``: epoch seconds)."""
-        from rules.checks.deadlines import regular_extension
+        from rules.checks.deadlines import legal_deadline, regular_extension
 
         view = self.engine.view(state)
         start = view.clock_start_at
@@ -306,10 +306,15 @@ class IndicatorBook:
         seconds = round(self.wt.counted_seconds_at(start[0], decided_at, view.pauses_at))
         item = view.item
         ext = regular_extension(view)
-        legal = item.legal_days + (int(ext.attrs["days"]) if ext is not None else 0)
+        extension = int(ext.attrs["days"]) if ext is not None else 0
+        if item.legal_unit == "calendar":  # not a number of working seconds: its end instant
+            end = legal_deadline(view, extension)
+            overdue = end is not None and decided_at > end
+        else:
+            overdue = seconds > (item.legal_days + extension) * DAY
         promised = item.promised_days * DAY
         return (seconds, seconds <= promised, seconds <= self.scoring.early_share * promised,
-                seconds > legal * DAY)
+                overdue)
 
     def on_alert(self, alert: Alert) -> None:
         """Every alert version stored anew (new, escalated or retracted; not a repeat). A

@@ -112,13 +112,33 @@ def _open_at(case: CaseView, instant: float) -> bool:
 # --- the legal limit and its extension (Art. 42) -------------------------------------------
 
 
-def legal_deadline(case: CaseView) -> float | None:
-    """The legal limit without extension (pauses honoured), epoch seconds; None without a
-    clock or while the clock stands still."""
+def legal_deadline(case: CaseView, extension: int = 0) -> float | None:
+    """The legal limit plus ``extension`` days of a regular extension (pauses honoured),
+    epoch seconds; None without a clock or while the clock stands still.
+
+    A limit in calendar days (``Item.legal_unit``, set by another law) ends as
+    ``WorkingTime.calendar_deadline_at`` counts it; its extension stays in working days:
+    the extension is Art. 42's own, which Art. 82 counts in working days."""
     start = case.clock_start_at
     if start is None:
         return None
-    return case.counted_deadline(start[0], case.item.legal_days)
+    item = case.item
+    if item.legal_unit == "calendar":
+        return case.wt.calendar_deadline_at(start[0], item.legal_days, case.pauses_at, extension)
+    return case.counted_deadline(start[0], item.legal_days + extension)
+
+
+def _legal_details(case: CaseView, limit: int, extension: int, deadline_at: float) -> dict[str, Any]:
+    """The numbers of a broken legal limit, with the unit its limit is counted in."""
+    out = _clock_details(case, limit, case.dt(deadline_at))
+    unit = case.item.legal_unit
+    if unit == "calendar":  # paused calendar time, not working time
+        start = case.clock_start_at
+        assert start is not None
+        out["paused_days"] = fmt_days(
+            case.wt.calendar_paused_seconds_at(start[0], deadline_at, case.pauses_at) / DAY)
+    out.update(extension=extension, total=limit + extension, used=limit + extension)
+    return out
 
 
 def extension_problems(case: CaseView, ext: Fact, index: int) -> list[str]:
@@ -231,23 +251,22 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
 
 @reads(CLOCK_START_READS, PAUSES_READS, Step.extended)
 def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
-    """No decision when the legal limit plus a regular extension is used up (Art. 42)."""
+    """No decision when the legal limit plus a regular extension is used up (Art. 42),
+    the limit counted in the unit the item's law sets (``Item.legal_unit``)."""
     start = case.clock_start_at
     if start is None:
         return
-    start_at, _, start_fact, known_at = start
+    _, _, start_fact, known_at = start
     ext = regular_extension(case)
     extension = int(ext.attrs["days"]) if ext is not None else 0
     limit = case.item.legal_days
-    deadline_at = case.counted_deadline(start_at, limit + extension)
+    deadline_at = legal_deadline(case, extension)
     if deadline_at is None:
         return
     if not _open_at(case, deadline_at):
         return
     ended = case.ended
-    details = LazyDetails(lambda: {**_clock_details(case, limit, case.dt(deadline_at)),
-                                   "extension": extension, "total": limit + extension,
-                                   "used": limit + extension,
+    details = LazyDetails(lambda: {**_legal_details(case, limit, extension, deadline_at),
                                    **_legal_texts(case, limit, ext)})
     evidence = (start_fact.event_id,) + ((ext.event_id,) if ext is not None else ())
     yield Finding(

@@ -1,5 +1,5 @@
 """Working-day calendars: the official Chinese calendar, the operator file for years the
-package does not know, and the loud Mon–Fri fallback."""
+package does not know, and the loud fallback (statutory holidays, no 调休)."""
 
 from __future__ import annotations
 
@@ -175,18 +175,75 @@ def test_no_file_means_package_only() -> None:
 # --- the fallback --------------------------------------------------------------------------
 
 
-def test_fallback_is_mon_to_fri_and_loud(caplog: pytest.LogCaptureFixture) -> None:
+#: 2027 by hand from the holiday law (全国年节及纪念日放假办法, as revised for 2025) and the
+#: almanac (春节 初一 = Sat 2027-02-06, 清明 Mon 04-05, 端午 Wed 06-09, 中秋 Wed 09-15): a
+#: holiday that falls on a Saturday or Sunday is made up (补假) on the next working day.
+#: No 调休 is known, so the official week-long breaks are not whole.
+FALLBACK_2027 = [
+    (date(2027, 1, 1), False, "元旦 (Friday)"),
+    (date(2027, 1, 4), True, "the Monday after 元旦"),
+    (date(2027, 2, 4), True, "the Thursday before 除夕"),
+    (date(2027, 2, 5), False, "除夕 (Friday)"),
+    (date(2027, 2, 6), False, "初一 (Saturday)"),
+    (date(2027, 2, 7), False, "初二 (Sunday)"),
+    (date(2027, 2, 8), False, "初三 (Monday)"),
+    (date(2027, 2, 9), False, "补假 for 初一 on a Saturday"),
+    (date(2027, 2, 10), False, "补假 for 初二 on a Sunday"),
+    (date(2027, 2, 11), True, "the Thursday after: no 调休 known"),
+    (date(2027, 2, 20), False, "a Saturday: no 调休 workday known"),
+    (date(2027, 4, 5), False, "清明 (Monday)"),
+    (date(2027, 5, 3), False, "补假 for 劳动节 on a Saturday"),
+    (date(2027, 5, 4), False, "补假 for 劳动节 on a Sunday"),
+    (date(2027, 5, 5), True, "the Wednesday after 劳动节"),
+    (date(2027, 6, 9), False, "端午 (Wednesday)"),
+    (date(2027, 9, 15), False, "中秋 (Wednesday)"),
+    (date(2027, 9, 30), True, "the Thursday before 国庆"),
+    (date(2027, 10, 1), False, "国庆 (Friday)"),
+    (date(2027, 10, 4), False, "补假 for 国庆 on a Saturday"),
+    (date(2027, 10, 5), False, "补假 for 国庆 on a Sunday"),
+    (date(2027, 10, 6), True, "no 调休 known: the rest of the official week is worked"),
+]
+
+
+@pytest.mark.parametrize(("day", "workday", "why"), FALLBACK_2027)
+def test_fallback_leaves_out_statutory_holidays(day: date, workday: bool, why: str) -> None:
+    assert OfficialCalendar().is_workday(day) is workday, why
+
+
+def test_fallback_agrees_with_the_holidays_package() -> None:
+    import holidays
+
+    cal = OfficialCalendar()
+    for year in (2027, 2031):
+        off = set(holidays.China(years=year))
+        for day in _days(date(year, 1, 1), date(year, 12, 31)):
+            assert cal.is_workday(day) is (day.weekday() < 5 and day not in off), day
+
+
+def test_fallback_is_loud(caplog: pytest.LogCaptureFixture) -> None:
     fallbacks: list[int] = []
     cal = OfficialCalendar(on_fallback=fallbacks.append)
     with caplog.at_level(logging.WARNING, logger="rules.calendar"):
         week = [cal.is_workday(d) for d in _days(date(2030, 9, 30), date(2030, 10, 6))]
         cal.is_workday(date(2030, 10, 1))
-    assert week == [True, True, True, True, True, False, False]  # 国庆 unknown: Mon–Fri
+    # Mon 2030-09-30 .. Sun 10-06: 国庆 Tue 1 to Thu 3, no 调休 known
+    assert week == [True, False, False, False, True, False, False]
     assert fallbacks == [2030]  # once per year, not per day
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "2030" in warnings[0].getMessage()
+    assert "调休" in warnings[0].getMessage()
     assert "JIANCHA_CALENDAR_FILE" in warnings[0].getMessage()
+
+
+def test_known_year_keeps_its_make_up_days() -> None:
+    fallbacks: list[int] = []
+    cal = OfficialCalendar(on_fallback=fallbacks.append)
+    assert cal.is_workday(date(2026, 2, 14))  # 调休 Saturday before 春节
+    assert cal.is_workday(date(2026, 2, 28))  # 调休 Saturday after it
+    assert not cal.is_workday(date(2026, 2, 23))  # a Monday of the official break
+    assert not cal.is_workday(date(2026, 10, 7))  # 国庆 2026 is a whole week off
+    assert fallbacks == []
 
 
 def test_fallback_fires_per_unknown_year(caplog: pytest.LogCaptureFixture) -> None:

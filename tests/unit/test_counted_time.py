@@ -220,3 +220,25 @@ def test_a_pause_adds_exactly_its_counted_time(wt: WorkingTime, start: datetime,
     assert deadline is not None
     assert wt.counted_days(start, deadline, [(a, b)]) == pytest.approx(days)
     assert deadline >= wt.working_deadline(start, days)
+
+
+# --- years outside every official calendar -----------------------------------------------
+
+
+def test_fallback_years_are_noted_when_a_deadline_uses_them(caplog: pytest.LogCaptureFixture) -> None:
+    fallbacks: list[int] = []
+    calendar = OfficialCalendar(on_fallback=fallbacks.append)
+    clock = WorkingTime(calendar, TZ)
+    # a 2026 deadline near the year's end builds the next year's table: not a use of it
+    assert clock.working_deadline(t("2026-12-28 10:00"), 3) == t("2027-01-01 00:00")
+    assert fallbacks == []
+    # 2030 needs the tables of 2027-2029 too; only the year the deadline falls in is noted
+    # (Mon 2030-09-30 + 1 working day: 国庆 Tue 1 to Thu 3 statutory, Fri 4 the next one)
+    assert clock.working_deadline(t("2030-09-30 10:00"), 1) == t("2030-10-05 00:00")
+    assert fallbacks == [2030]
+    # a deadline that runs into 2027: Thu 2026-12-31 + 1 working day, 元旦 (Fri) statutory
+    assert clock.working_deadline(t("2026-12-31 10:00"), 1) == t("2027-01-05 00:00")
+    assert clock.working_deadline(t("2028-03-01 10:00"), 1) == t("2028-03-03 00:00")
+    clock.working_deadline(t("2030-06-03 10:00"), 5)
+    assert fallbacks == [2030, 2027, 2028]  # each year once, when first used
+    assert sorted(calendar.fallback_years) == [2027, 2028, 2030]
