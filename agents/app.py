@@ -23,6 +23,7 @@ from producers.keys import DepartmentKeys
 from rules.case import CaseState
 from rules.clock import make_clock
 from rules.factory import build_engine
+from rules.indicators import alert_tally
 from rules.ingest import Gate
 from settings import Settings
 
@@ -67,8 +68,10 @@ def create_app(settings: Settings) -> faust.App:
     gate.future_tolerance = gate.future_tolerance.__class__(seconds=settings.future_tolerance_seconds)
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
     client = redis_client(settings.redis_url, settings.redis_username, password)
+    tz = engine.working_time.tz
     sink = RedisAlertSink(client, settings.redis_prefix,
-                          on_error=lambda exc: metrics.sink_errors.labels("redis").inc())
+                          on_error=lambda exc: metrics.sink_errors.labels("redis").inc(),
+                          tally=lambda alert: alert_tally(alert, tz))
     clock = make_clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
     sv = Supervisor(engine, gate, clock, sink, metrics)
 

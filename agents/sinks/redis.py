@@ -35,11 +35,17 @@ from producers.contract import SEVERITY_RANK, Alert
 
 log = logging.getLogger(__name__)
 
-# KEYS: hash, stream, open-all, open-dept   ARGV: json, rank, severity, score, id, (unused),
-#                                                  rule, department, case_id, status
+# KEYS: hash, stream, open-all, open-dept, tally   ARGV: json, rank, severity, score, id,
+#   (unused), rule, department, case_id, status, tally step, tally field, tally field, ...
 # A retracted version (status "retracted") takes the alert out of the open indexes; an
-# alert raised again after its retraction is stored as new.
+# alert raised again after its retraction is stored as new. Whatever the script stores, it
+# also counts in the tally hash (the indicators' alert counts), in the same atomic step:
+# a redelivered version is known and counted no more.
 _WRITE_ALERT = """
+local function tally(outcome)
+  for i = 12, #ARGV do redis.call('HINCRBY', KEYS[5], ARGV[i], ARGV[11]) end
+  return outcome
+end
 local cur = redis.call('HGET', KEYS[1], 'rank')
 local stored = redis.call('HGET', KEYS[1], 'status')
 if ARGV[10] == 'retracted' then
@@ -50,7 +56,7 @@ if ARGV[10] == 'retracted' then
   redis.call('XADD', KEYS[2], '*', 'alert', ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[5])
   redis.call('ZREM', KEYS[4], ARGV[5])
-  return 3
+  return tally(3)
 end
 if stored == 'retracted' then
   cur = false
@@ -66,8 +72,8 @@ if status == 'open' then
   redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
   redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[5])
 end
-if cur then return 2 end
-return 1
+if cur then return tally(2) end
+return tally(1)
 """
 
 # The stream is trimmed only below what every reader named in ARGV (consumer groups that
@@ -133,6 +139,7 @@ class RedisAlertSink:
         max_backoff: float = 5.0,
         readers: Sequence[str] = ("notifier",),
         trim_every: int = 1000,
+        tally: Callable[[Alert], tuple[str, list[str], int]] | None = None,
     ) -> None:
         self.client = client
         self.prefix = prefix
@@ -145,13 +152,16 @@ class RedisAlertSink:
         #: why the last write failed while it is being retried (None: writes succeed)
         self.degraded: str | None = None
         self._written = 0
+        #: an alert version's (month, fields, step) in the indicators' alert counts
+        #: (``rules.indicators.alert_tally``), counted in ``{prefix}ind-alerts:{month}``
+        self.tally = tally
         self._script = client.register_script(_WRITE_ALERT)
         self._trim = client.register_script(_TRIM)
 
-    def _keys(self, alert: Alert) -> list[str]:
+    def _keys(self, alert: Alert, month: str) -> list[str]:
         p = self.prefix
         return [f"{p}alert:{alert.alert_id}", f"{p}alerts", f"{p}open",
-                f"{p}open:{alert.department or '-'}"]
+                f"{p}open:{alert.department or '-'}", f"{p}ind-alerts:{month}"]
 
     async def check(self) -> None:
         """Fail fast at start-up with a message that names the setting to fix; create the
@@ -221,11 +231,12 @@ class RedisAlertSink:
     async def _write(self, alerts: Sequence[Alert]) -> list[Outcome]:
         async with self.client.pipeline(transaction=False) as pipe:
             for a in alerts:
+                month, fields, step = self.tally(a) if self.tally is not None else ("-", [], 0)
                 await self._script(
-                    keys=self._keys(a),
+                    keys=self._keys(a, month),
                     args=[a.to_json(), SEVERITY_RANK[a.severity], a.severity,
                           a.detected_at.timestamp(), a.alert_id, self.stream_maxlen, a.rule,
-                          a.department or "", a.case_id or "", a.status],
+                          a.department or "", a.case_id or "", a.status, step, *fields],
                     client=pipe,
                 )
             results = await pipe.execute()

@@ -183,3 +183,28 @@ def test_the_stream_keeps_what_the_notifier_has_not_acknowledged(redis_stack) ->
         await sink.close()
 
     asyncio.run(go())
+
+
+def test_each_alert_version_counts_once_in_the_indicators(redis_stack) -> None:  # type: ignore[no-untyped-def]
+    """A worker that crashed after storing alerts judges their events again: the versions
+    are known and counted no more; a retraction takes back both versions it had."""
+    from rules.indicators import alert_tally, merge_tally
+
+    async def go() -> None:
+        client = redis_client(redis_stack.redis_url, password="pw-123")
+        sink = RedisAlertSink(client, prefix="s7:", tally=lambda a: alert_tally(a, CST))
+        red, escalated = _alert("c1"), _alert("c1", severity="escalated")
+        for _ in range(3):  # delivered again and again
+            await sink.publish([red, escalated])
+
+        async def counts() -> dict[str, int]:
+            accs = merge_tally("2026-12", await client.hgetall("s7:ind-alerts:2026-12"), {})
+            return accs[("2026-12", "department", "gongan")].alerts["deadline.promise_broken"]
+
+        assert await counts() == {"red": 1, "escalated": 1}
+        retracted = _alert("c1", severity="escalated", status="retracted")
+        await sink.publish([retracted, retracted])
+        assert await counts() == {"red": 0, "escalated": 0}
+        await sink.close()
+
+    asyncio.run(go())
