@@ -3,7 +3,9 @@ open-alert indexes ``jc:open`` and ``jc:open:{department}``.
 
 Each alert is written by one Lua script, atomically and idempotently: a redelivered
 alert (same id, same severity) changes nothing and reports ``known``; the same id with a
-higher severity (escalation) updates the hash and appends the new version to the stream.
+higher severity (escalation) updates the hash and appends the new version to the stream,
+unless a person resolved the alert (or it was retracted) meanwhile: then it is ``known``
+too, for what no later event corrects is corrected by resolving it.
 Connection errors are retried with backoff until Redis answers: nothing is dropped.
 """
 
@@ -29,6 +31,7 @@ _WRITE_ALERT = """
 local cur = redis.call('HGET', KEYS[1], 'rank')
 if cur and tonumber(cur) >= tonumber(ARGV[2]) then return 0 end
 local status = redis.call('HGET', KEYS[1], 'status') or ARGV[10]
+if cur and (status == 'resolved' or status == 'retracted') then return 0 end
 redis.call('HSET', KEYS[1], 'alert', ARGV[1], 'rank', ARGV[2], 'severity', ARGV[3],
            'rule', ARGV[7], 'department', ARGV[8], 'case_id', ARGV[9], 'status', status)
 if not cur then redis.call('HSET', KEYS[1], 'detected_at', ARGV[4]) end

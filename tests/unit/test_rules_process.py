@@ -198,7 +198,7 @@ def test_missing_opinion_fires(events: Events, missing: list[str]) -> None:
     alerts = of(run(events, LATER), "parallel.missing_opinion", "P")
     assert len(alerts) == 1
     alert = alerts[0]
-    assert alert.severity == "red"  # never escalated: only the bureau resolves it
+    assert alert.severity == "red"  # as first raised (it escalates unless a person resolves it)
     assert alert.details["missing"] == missing
     for dept in missing:
         assert dept in alert.message_zh and dept in alert.message_en
