@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOMAIN_RULES = {
     "deadline.approaching", "deadline.promise_broken", "deadline.legal_broken",
     "intake.deemed_accepted", "supplement.repeated", "supplement.late",
-    "suspension.unlawful_reason", "extension.irregular", "process.skipped_step",
+    "suspension.unlawful_reason", "suspension.overlong", "extension.irregular", "process.skipped_step",
     "process.unknown_step", "parallel.missing_opinion", "decision.no_reason", "delivery.late",
     "fee.unauthorized", "fee.over_standard", "actor.conflict", "reporting.late",
     "reporting.backdated",
