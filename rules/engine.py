@@ -32,8 +32,10 @@ log = logging.getLogger(__name__)
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 _TICK = 1e-6  # a microsecond, in epoch seconds
 _ESCALATED = SEVERITY_RANK["escalated"]
-#: A check that raised runs again when its case is next judged, at the latest this long
-#: (clock seconds) later: a transient failure heals, a faulty rule does not flood the log.
+#: A check that raised runs again when its case is next judged: at the latest this long
+#: (clock seconds) later, or as long as the case had been quiet when it failed, if longer.
+#: A transient failure heals within a minute; a faulty rule is tried again 1, 2, 4, 8, …
+#: minutes after the case's last fact, so it floods neither the log nor the deadline index.
 CHECK_RETRY_SECONDS = 60.0
 
 
@@ -144,7 +146,7 @@ class Engine:
                     self.on_check_error(rule)
                 # judged again later: its bit waits, and the case stays scheduled
                 pending |= bit
-                retry = now_ts + CHECK_RETRY_SECONDS
+                retry = now_ts + max(CHECK_RETRY_SECONDS, now_ts - view.facts[-1].at)
                 if next_due is None or retry < next_due:
                     next_due = retry
                 continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -99,6 +99,23 @@ def test_a_failed_check_waits_and_its_case_stays_scheduled() -> None:
     alerts, due = eng.judge(state, wake, before=due)
     assert flaky.calls == 2 and [a.rule for a in alerts] == [RULE]
     assert not due.pending & fee_bit or due.at is None or due.at > wake.timestamp()
+
+
+def test_a_check_that_keeps_failing_is_retried_ever_less_often() -> None:
+    eng, flaky = _engine(failures=10**6)
+    state: CaseState | None = None
+    for e in _charged():
+        event = parse_event(e)
+        state = eng.ingest(state, event, event.occurred_at)
+    assert state is not None
+    charged = at("12:00").timestamp()
+    _, due = eng.judge(state, at("12:00"))
+    retries = []
+    while due.at is not None and len(retries) < 6:
+        retries.append(due.at - charged)
+        _, due = eng.judge(state, datetime.fromtimestamp(due.at, UTC), before=due)
+    assert retries == [60, 120, 240, 480, 960, 1920]
+    assert eng.check_errors == {RULE: 1 + 6} and flaky.calls == 1 + 6
 
 
 def test_replay_retries_a_failed_check_and_raises_what_it_missed() -> None:
