@@ -7,7 +7,7 @@ tests/integration/test_redis_sink.py.)"""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from producers.contract import Alert, Complaint, parse_event
 from rules.case import CaseState
 from rules.complaints import OVERDUE, ComplaintRules, ComplaintState
 from rules.engine import Engine
-from rules.rulebook import DEFAULT_RULES_DIR, RuleSet, RuleSetError, load_ruleset
+from rules.rulebook import DEFAULT_RULES_DIR, Escalation, RuleSet, RuleSetError, load_ruleset
 from tests.unit.eventkit_integrity import at, drop, engine, ev, lawful, retime
 
 Events = list[dict[str, Any]]
@@ -107,7 +107,7 @@ def _with_policy(rule: str, policy: dict[str, Any], tmp: Path) -> Engine:
     shutil.copytree(DEFAULT_RULES_DIR, tmp / "rules")
     base = engine()
     ruleset = load_ruleset(tmp / "rules")
-    ruleset.rules[rule].escalation = type(ruleset.rules[rule].escalation).model_validate(policy)  # type: ignore[union-attr]
+    ruleset.rules[rule].escalation = Escalation.model_validate(policy)
     return Engine(base.catalog, ruleset, base.working_time)
 
 
@@ -234,6 +234,5 @@ def test_a_yellow_rule_never_escalates(tmp_path: Path) -> None:
 
 
 def test_every_red_rule_of_the_shipped_rule_set_states_its_policy() -> None:
-    ruleset: RuleSet = engine().ruleset
-    policies: Sequence[Any] = [ruleset.rules[r].escalation for r in _red_rules(ruleset)]
-    assert all(p is not None for p in policies)
+    ruleset = engine().ruleset
+    assert all(ruleset.rules[r].escalation is not None for r in _red_rules(ruleset))
