@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> faust.App:
         settings.allowed_lateness_seconds,
         on_calendar_fallback=lambda year: metrics.calendar_fallback.labels(str(year)).inc(),
     )
+    engine.on_check_error = lambda rule: metrics.check_errors.labels(rule).inc()
     keys = DepartmentKeys.load(settings.department_keys_file) if settings.department_keys_file else None
     gate = Gate(engine.catalog, keys)
     gate.future_tolerance = gate.future_tolerance.__class__(seconds=settings.future_tolerance_seconds)
@@ -273,7 +274,14 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "ready": sv.ready and not app.rebalancing,
+        # degraded once a rule's check has raised: the cases it failed on wait for a retry,
+        # and a faulty rule stays faulty until it is fixed and the worker restarted
+        failing = dict(sorted(engine.check_errors.items()))
+        # and while Redis refuses the alerts (down, out of memory, read-only): held, retried
+        store = sink.degraded
+        return web.json({"status": "degraded" if failing or store else "ok",
+                         "check_errors": failing, "alert_store": store or "ok",
+                         "ready": sv.ready and not app.rebalancing,
                          "cases": len(cases.data), "scheduled": sv.scheduled(),
                          "partitions": sorted(active_partitions()),
                          "partition_status": await partition_status()})

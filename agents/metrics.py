@@ -45,6 +45,9 @@ class EngineMetrics:
             "jiancha_calendar_fallback", "Years counted without 调休 (statutory holidays "
             "and weekends only) for lack of an official calendar",
             ["year"], registry=r)
+        self.check_errors = Counter(
+            "jiancha_check_errors", "Rule checks that raised (each logged with its case and "
+            "retried when the case is next judged), by rule", ["rule"], registry=r)
         self.partition_restarts = Counter(
             "jiancha_partition_restarts", "Assigned partitions that delivered nothing and were "
             "resumed by the watchdog", registry=r)

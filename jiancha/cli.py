@@ -131,6 +131,10 @@ def replay(
     rejected = sum(result.rejected.values())
     typer.echo(f"replay: {result.events} events, {rejected} rejected, "
                f"{len(result.alerts)} alerts", err=True)
+    if engine.check_errors:  # the alerts of those rules may be missing: not a clean run
+        typer.echo("replay: rule checks raised (each logged with its case): " + ", ".join(
+            f"{rule} {n}x" for rule, n in sorted(engine.check_errors.items())), err=True)
+        raise typer.Exit(1)
 
 
 def _open(path: Path):  # type: ignore[no-untyped-def]

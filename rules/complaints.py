@@ -123,9 +123,9 @@ class ComplaintRules:
         if self.enabled(OVERDUE) and (handled is None or handled > deadline.timestamp()):
             due = deadline + self.ruleset.settings.allowed_lateness
             stages.append((OVERDUE, "red", due, deadline))
-            escalation = self.wt.working_deadline(deadline - _TICK,
-                                                  self.ruleset.settings.escalation_working_days)
-            if handled is None or handled > escalation.timestamp():
+            days = self.ruleset.escalation_days(OVERDUE)
+            escalation = None if days is None else self.wt.working_deadline(deadline - _TICK, days)
+            if escalation is not None and (handled is None or handled > escalation.timestamp()):
                 stages.append((OVERDUE, "escalated", max(escalation, due), deadline))
         alerts: list[Alert] = []
         next_due: datetime | None = None
@@ -162,7 +162,7 @@ class ComplaintRules:
             details.update(limit=self.days, deadline=deadline.isoformat(),
                            deadline_text=deadline_text(deadline, self.wt))
             if severity == "escalated":
-                days = self.ruleset.settings.escalation_working_days
+                days = self.ruleset.escalation_days(OVERDUE)
                 details["escalated_after_working_days"] = days
                 prefix = escalation_prefix(days)
         return render_alert(self.ruleset, self.departments, self.wt.tz, rule, severity, alert_id,

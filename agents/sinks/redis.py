@@ -3,12 +3,14 @@ open-alert indexes ``jc:open`` and ``jc:open:{department}``.
 
 Each alert is written by one Lua script, atomically and idempotently: a redelivered
 alert (same id, same severity) changes nothing and reports ``known``; the same id with a
-higher severity (escalation) updates the hash and appends the new version to the stream;
-a retracted version (``status: retracted``) does too and leaves the open indexes.
-Connection errors and Redis's "not now" replies (``OOM``, ``READONLY``, ...) are retried
-with backoff until Redis answers, the sink reporting itself degraded meanwhile: nothing is
-dropped. The stream is trimmed past ``stream_maxlen`` only where its readers (the
-notifier's consumer group) have acknowledged it.
+higher severity (escalation) updates the hash and appends the new version to the stream,
+unless a person resolved the alert meanwhile: then it is ``known`` too, for what no later
+event corrects is corrected by resolving it. A retracted version (``status: retracted``)
+is stored and leaves the open indexes. Connection errors and Redis's "not now" replies
+(``OOM``, ``READONLY``, ...) are retried with backoff until Redis answers, the sink
+reporting itself degraded meanwhile: nothing is dropped. The stream is trimmed past
+``stream_maxlen`` only where its readers (the notifier's consumer group) have
+acknowledged it.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ if stored == 'retracted' then
 end
 if cur and tonumber(cur) >= tonumber(ARGV[2]) then return 0 end
 local status = stored or ARGV[10]
+if cur and status == 'resolved' then return 0 end
 redis.call('HSET', KEYS[1], 'alert', ARGV[1], 'rank', ARGV[2], 'severity', ARGV[3],
            'rule', ARGV[7], 'department', ARGV[8], 'case_id', ARGV[9], 'status', status)
 if not cur then redis.call('HSET', KEYS[1], 'detected_at', ARGV[4]) end

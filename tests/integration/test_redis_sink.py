@@ -74,6 +74,32 @@ def test_a_retraction_leaves_the_open_indexes_once_and_a_new_raise_reopens(redis
     asyncio.run(go())
 
 
+def test_a_resolved_alert_is_not_escalated(redis_stack) -> None:  # type: ignore[no-untyped-def]
+    """A fee or a conflict is corrected only by a person resolving its alert: the engine
+    escalates it after its days all the same, and the sink keeps the resolved alert."""
+    from agents.notify.store import AlertStore
+
+    async def go() -> None:
+        client = redis_client(redis_stack.redis_url, password="pw-123")
+        sink = RedisAlertSink(client, prefix="s8:")
+        store = AlertStore(client, prefix="s8:")
+        assert await sink.publish([_alert("fee-1"), _alert("fee-2")]) == ["new", "new"]
+        await store.resolve("fee-1", by="supervisor-1", note="fee refunded")
+        escalations = [_alert("fee-1", severity="escalated"), _alert("fee-2", severity="escalated")]
+        assert await sink.publish(escalations) == ["known", "escalated"]
+        assert await sink.publish(escalations) == ["known", "known"]  # redelivery
+        resolved = await client.hgetall("s8:alert:fee-1")
+        assert resolved[b"severity"] == b"red" and resolved[b"status"] == b"resolved"
+        assert json.loads(resolved[b"alert"])["severity"] == "red"
+        stream = [json.loads(fields[b"alert"]) for _, fields in await client.xrange("s8:alerts")]
+        assert [(a["alert_id"], a["severity"]) for a in stream] == [
+            ("fee-1", "red"), ("fee-2", "red"), ("fee-2", "escalated")]
+        assert await client.zrange("s8:open", 0, -1) == [b"fee-2"]
+        await sink.close()
+
+    asyncio.run(go())
+
+
 def test_wrong_or_missing_password_fails_fast_naming_the_setting(redis_stack) -> None:  # type: ignore[no-untyped-def]
     from agents.sinks.redis import RedisConfigError
 
