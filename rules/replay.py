@@ -170,10 +170,11 @@ def replay(
             result.problems.append(f"line {lineno}: {r.reason}: {r.detail}")
             continue
         result.events += 1
-        state = engine.ingest(state, event, received_at(event) or event.occurred_at)
+        state = engine.ingest(state, event, event.occurred_at)
         cases[event.case_id] = state
         fact = state.facts[-1]
         clock.advance(event.occurred_at, fact.at)
+        fact.received = received_epoch(event, clock.now_epoch())
         alerts, due = engine.judge(state, clock.now(), event.step, index.get(event.case_id),
                                    now_ts=clock.now_epoch())
         raised(alerts)
@@ -190,6 +191,15 @@ def replay(
     sides.finish()
     result.alerts.sort(key=lambda a: (a.event_time, a.alert_id))
     return result
+
+
+def received_epoch(event: object, clock: float) -> float:
+    """When replay counts an event as received, in epoch seconds: its ``received_at`` if
+    it has one, else ``clock``, the replay clock once advanced to the event (as a live
+    worker would have received it when its line was read: a line behind the latest
+    ``occurred_at`` so far arrived late)."""
+    at = received_at(event)
+    return clock if at is None else at.timestamp()
 
 
 def received_at(event: object) -> datetime | None:

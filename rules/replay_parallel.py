@@ -48,7 +48,7 @@ import orjson
 
 from producers.contract import Alert, Step
 from rules.calendar import OfficialCalendar
-from rules.case import CaseState
+from rules.case import CaseState, Fact
 from rules.clock import EventTimeClock
 from rules.engine import Engine
 from rules.indicators import IndicatorBook
@@ -135,15 +135,17 @@ class _Shard:
         self.alerts: list[Alert] = []
         self.events = 0
         #: the accepted events of each chunk taken and not judged yet, in line order:
-        #: (line, case id, step); a shard takes the next chunk before judging this one
-        self._taken: deque[list[tuple[int, str, Step]]] = deque()
+        #: (line, case id, step, the fact whose received time is the clock at its line, or
+        #: None when it said when it was received); a shard takes the next chunk before
+        #: judging this one
+        self._taken: deque[list[tuple[int, str, Step, Fact | None]]] = deque()
         self._clock = EventTimeClock()
 
     def take(self, lines: list[tuple[int, bytes]]) -> _Report:
         """Phase 1: the gate and the states, for this shard's lines of a chunk."""
         report = _Report()
         gate, cases, engine = self.gate, self.cases, self.engine
-        taken: list[tuple[int, str, Step]] = []
+        taken: list[tuple[int, str, Step, Fact | None]] = []
         self._taken.append(taken)
         for i, raw in lines:
             try:
@@ -153,10 +155,13 @@ class _Shard:
             except Rejected as r:
                 report.rejected.append((i, r.reason, r.detail))
                 continue
-            state = engine.ingest(state, event, received_at(event) or event.occurred_at)
+            state = engine.ingest(state, event, event.occurred_at)
             cases[event.case_id] = state
-            taken.append((i, event.case_id, event.step))
             fact = state.facts[-1]
+            received = received_at(event)
+            if received is not None:
+                fact.received = received.timestamp()
+            taken.append((i, event.case_id, event.step, fact if received is None else None))
             report.accepted.append((i, _pack(event.occurred_at, fact.at),
                                     fact_fields(event.case_id, fact)))
         self.events += len(taken)
@@ -199,8 +204,10 @@ class _Shard:
                 k_now = k
             now, now_ts = clock.now(), clock.now_epoch()
             if event_line == line:
-                _, case_id, step = taken[t]
+                _, case_id, step, fact = taken[t]
                 t += 1
+                if fact is not None:  # received when its line was read (the clock known now)
+                    fact.received = now_ts
                 released[case_id] = released.get(case_id, 0) + 1
                 got, due_next = engine.judge(self._upto(case_id), now, step, index.get(case_id),
                                              now_ts=now_ts)
