@@ -1,7 +1,9 @@
 """What one worker does with an event and with a due deadline, apart from Faust wiring.
 
 The :class:`Supervisor` owns the engine, the gate, the clock, the deadline indexes, the
-alert sink and the metrics.
+alert sink and the metrics. What happens to an event and to a due case is replay's too
+(:class:`rules.driver.CaseDriver`); the supervisor brings the worker's ports (the case
+table, each partition's clock, the Redis sink, the dead letters) and its batching.
 
 Two rules keep it correct under at-least-once delivery and backlogs:
 
