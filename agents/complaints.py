@@ -131,10 +131,6 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             started = time.monotonic()
             for state, alerts, nxt in flow.judge_due(idx, stored, now):
                 if alerts:
-                    from agents.indicators import hint_partition
-
-                    for a in alerts:
-                        hint_partition(a.alert_id, partition)
                     await sv.publish(alerts, started)  # before the state that records them
                     key = state.complaint_id.encode()
                     value = state.encode()

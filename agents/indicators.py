@@ -62,11 +62,6 @@ log = logging.getLogger(__name__)
 #: a gauge refresh that took d seconds is not repeated for 50·d seconds (2% of the time)
 GAUGES_TIME_SHARE_INVERSE = 50
 
-def hint_partition(alert_id: str, partition: int) -> None:
-    """Alerts are counted by the alert sink now (``rules.indicators.alert_tally``), in
-    no partition; kept for the window and complaint timers that still call it."""
-
-
 class TableBook(IndicatorBook):
     """An indicator book stored in a Faust table, one key per partition's share.
 

@@ -500,10 +500,6 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             started = time.monotonic()
             alerts, changed = close_due(partition, now, windows)
             if alerts:
-                from agents.indicators import hint_partition
-
-                for a in alerts:
-                    hint_partition(a.alert_id, partition)
                 await sv.publish(alerts, started)
                 if app.rebalancing:
                     return  # the partition may have moved: its next owner closes them again
