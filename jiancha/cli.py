@@ -168,7 +168,7 @@ def catalog_export(
     else:
         for it in items:
             typer.echo(f"{it['code']:10} {it['department']:10} {it['promised_days']:>3}/"
-                       f"{it['legal_days']:<3} {it['name_zh']}")
+                       f"{it['legal_days']:<3} {it['legal_unit']:8} {it['name_zh']}")
 
 
 @schema_app.command("export")
