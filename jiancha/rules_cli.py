@@ -91,9 +91,8 @@ def explain(
         console.rule(f"case {case_id}")
         if item is not None:
             console.print(f"item {item.code} {item.name_zh} ({item.name_en}), department "
-                          f"{item.department}: promised {item.promised_days} working days / legal "
-                          f"{item.legal_days} {item.legal_unit} days ({item.legal_basis}); "
-                          f"steps {[s.value for s in item.steps]}")
+                          f"{item.department}: promised {item.promised_days} / legal "
+                          f"{item.legal_days} working days; steps {[s.value for s in item.steps]}")
         console.print("events (event-time order):")
         for e in evs:
             when = datetime.fromisoformat(e["occurred_at"]).astimezone(tz)
