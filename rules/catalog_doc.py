@@ -19,7 +19,8 @@ do not edit by hand (a unit test fails when this file is stale).
 Each legal limit is counted as its basis says: **working days** where 行政许可法 sets it or
 another text says 工作日 (Art. 82), **calendar days** where a law or regulation says 日 (every day
 counts, the start day does not, a last day that is a rest day or holiday moves to the next
-working day, 民法典 第二百零三条). Promised limits (承诺时限) are always working days. An
+working day, 民法典 第二百零三条). Promised limits (承诺时限) are always working days; a
+promise without a source beside it is the catalog's estimate, not a published one. An
 extension maximum counts in working days: without a basis of its own it is 行政许可法
 第四十二条's 10 (15 for joint items); one another law grants in calendar days is held as the
 working days those hold in ordinary weeks (5 in 7). A fee may be charged only where
