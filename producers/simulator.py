@@ -24,7 +24,7 @@ A violating case has exactly one of :data:`VIOLATION_KINDS`; :data:`VIOLATION_RU
 names the rule that should catch it.
 
 Each case's item is drawn by its rough share of a city's daily volume (``volume_share`` in
-the catalog, cases per 10,000: identity cards, passports, vehicles, business and property
+the catalog, a relative weight: identity cards, passports, vehicles, business and property
 registration far ahead of an environmental report), so the alerts fall where a city's do.
 """
 

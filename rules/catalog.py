@@ -96,7 +96,9 @@ class Item(BaseModel):
     #: every figure checked against the text of its basis; otherwise the note says what is not
     verified: bool = False
     verification_note: Text | None = None
-    #: rough share of the item in a city's daily volume (cases per 10,000), for the simulator
+    #: the item's rough share of a city's daily volume, as a weight relative to the other
+    #: items (an identity card 1500, an environmental impact report 10); the simulator draws
+    #: items in proportion to it
     volume_share: int = Field(1, ge=1, le=10_000)
 
     @model_validator(mode="after")

@@ -25,7 +25,8 @@ extension maximum counts in working days: without a basis of its own it is 行�
 第四十二条's 10 (15 for joint items); one another law grants in calendar days is held as the
 working days those hold in ordinary weeks (5 in 7). A fee may be charged only where
 the fee basis names the document that sets it (Art. 58, 59). "Share" is the item's rough
-share of a city's daily volume in cases per 10,000, which the simulator draws from.
+share of a city's daily volume, a weight relative to the other items; the simulator draws
+items in proportion to it.
 
 The catalog checks a promise against a calendar-day limit in ordinary weeks (5 working days in
 7); across a long holiday a promise may still end after the legal limit, and each limit is

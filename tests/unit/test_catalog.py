@@ -130,7 +130,8 @@ def test_real_limits_are_plausible(real: Catalog) -> None:
 def test_real_items_state_unit_basis_and_verification(real: Catalog) -> None:
     for path in sorted(REAL_DIR.glob("*.yaml")):
         for raw in yaml.safe_load(path.read_text(encoding="utf-8"))["items"]:
-            assert {"legal_unit", "legal_basis", "verified"} <= set(raw), (path, raw["code"])
+            assert {"legal_unit", "legal_basis", "verified", "volume_share"} <= set(raw), (
+                path, raw["code"])
     for item in real.values():
         assert item.verified == (item.verification_note is None), item.code
         if item.verified:  # checked against the text: the article is named
