@@ -140,9 +140,10 @@ class Item(BaseModel):
     @property
     def legal_days_as_working(self) -> int:
         """The legal limit in working days of ordinary weeks (5 in 7): a promise, always in
-        working days, longer than this outruns a calendar-day limit even without a holiday.
-        Across a long holiday a shorter promise may still end after the legal limit; each
-        limit is checked on its own, so the catalog only refuses the certain excess."""
+        working days, longer than this outruns a calendar-day limit without any holiday.
+        Across a long holiday a shorter promise may still end after the legal limit (and a
+        调休 week may hold a longer one); each limit is judged on its own, so the catalog
+        refuses only a promise that does not fit ordinary weeks."""
         if self.legal_unit == "working":
             return self.legal_days
         return max(1, self.legal_days * 5 // 7)
