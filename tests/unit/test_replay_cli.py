@@ -113,4 +113,6 @@ def test_catalog_export_with_catalog_dir() -> None:
     assert {i["code"] for i in items} >= {"T-SHORT", "T-FEE", "T-JOINT"}
     assert set(items[0]) == {"code", "name_zh", "name_en", "department", "legal_days",
                              "promised_days", "steps", "fee_standard", "joint", "co_departments",
-                             "legal_unit"}
+                             "legal_unit", "legal_basis", "promised_source", "extension_days_max",
+                             "extension_basis", "fee_basis", "verified", "verification_note",
+                             "volume_share"}
