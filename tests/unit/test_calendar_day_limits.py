@@ -32,9 +32,12 @@ items:
     name_en: Test item with a limit in calendar days
     legal_days: 30
     legal_unit: calendar
+    legal_basis: 环境影响评价法 第二十二条
     promised_days: 10
     steps: [submitted, accepted, decided, delivered, completed]
     fee_standard: null
+    verified: false
+    verification_note: a test item, not a real one
 """
 
 #: accepted Tue 09-01: 09-01 + 30 days = Thu 10-01, 国庆, so the limit runs to the first
