@@ -304,6 +304,27 @@ def test_a_handlers_value_is_json_and_counts_the_same_in_any_steps() -> None:
         (a.alert_id, a.evidence, a.details) for a in expected]
 
 
+def test_a_decision_already_counted_past_is_late_in_the_worker() -> None:
+    """A record forwarded again after a takeover keeps its time of arrival; its
+    department's decisions counted past it (``bc`` in the worker's state) make it late."""
+    r = rules()
+    at = t("2026-11-02 10:00").timestamp()
+    assert not r.burst_late(at, at + 599)
+    assert r.burst_late(at, at + 600)
+    assert r.burst_late(at, at + 1, final=at + 600) and not r.burst_late(at, at + 1, final=at + 599)
+
+
+def test_the_minutes_need_not_divide_a_day_but_a_department_window_must() -> None:
+    r = rules_with(window_minutes=7)
+    assert len(bursts(decisions("2026-11-02 10:05", 21, 20), WindowTracker(r))) == 1  # 6:40
+    assert bursts(decisions("2026-11-02 10:05", 21, 21), WindowTracker(r)) == []  # 7:00
+    e = engine()
+    rs = e.ruleset.model_copy(deep=True)
+    rs.rules[DENIAL].params["window_hours"] = 7
+    with pytest.raises(ValueError, match="divide a day"):
+        WindowRules(rs, e.working_time)
+
+
 def test_sharded_replay_finds_the_same_bursts() -> None:
     from rules.replay_parallel import replay_parallel
     from tests.unit.eventkit import events
