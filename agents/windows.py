@@ -467,7 +467,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             st = changed.get(dept) or dict(state.data.get(dept) or {})
             st["p"] = partition
             if kind == 0:
-                st["bc"] = max(st.get("bc", 0), t)  # its decisions final by t are counted
+                st["bc"] = max(st.get("bc", 0), t)  # see rules.burst_late
                 value = own_window(value)
                 alerts.extend(rules.burst_advance(scope, value, t, now))
                 write(handlers, key, value if rules.burst_next(value) is not None else None,

@@ -357,8 +357,9 @@ class WindowRules:
 
     def burst_late(self, at: float, now: float, final: float = 0.0) -> bool:
         """Whether a decision at ``at`` that came at ``now`` is late: the allowed lateness
-        after it has passed, or its department's decisions were counted by ``final`` (the
-        time :meth:`burst_advance` last ran to) already."""
+        after it has passed, or by ``final``, the time its department's handlers were
+        last counted to (every decision on time for that was in then: this one is a copy
+        forwarded again after a takeover)."""
         return self.is_late(at, max(now, final))
 
     def burst_next(self, value: Mapping[str, Any]) -> float | None:
@@ -689,7 +690,7 @@ class WindowTracker:
         #: handler -> its decisions (:func:`burst_add`, :meth:`WindowRules.burst_advance`)
         self.burst: dict[str, dict[str, Any]] = {}
         self.dept: dict[tuple[str, float], dict[str, Any]] = {}
-        #: department -> {"h": history, "dc": closed through, "bc": decisions counted by,
+        #: department -> {"h": history, "dc": closed through, "bc": handlers counted to,
         #: "L": last final event, "s": last event whose silence was judged}
         self.state: dict[str, dict[str, Any]] = {}
         self.spans: dict[str, list[list[Any]]] = {}
