@@ -198,7 +198,8 @@ def month_of(instant: datetime | float, tz: Any) -> str:
 #: the steps an event counts in the indicators with (the first of its kind in a case)
 _COUNTED = frozenset({Step.submitted, Step.accepted, Step.decided, Step.supplement_requested})
 
-#: rules whose event time is the start of a window (the window's month), not a deadline
+#: rules whose event time is an instant in a window (its start; for a burst the decision
+#: that took the count above the limit), not a deadline
 _AT_START = frozenset({"actor.burst", "department.denial_spike"})
 _TICK = timedelta(microseconds=1)
 
