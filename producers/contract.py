@@ -43,6 +43,23 @@ MAX_EXTENSION_DAYS = 365
 AMOUNT = re.compile(r"(0|[1-9]\d{0,8})(\.\d{1,2})?")
 MAX_ATTRIBUTE_TEXT = 2000
 MAX_SUPPLEMENT_ITEMS = 200
+#: arrays and objects in an event nest at most this deep (the case state is JSON too)
+MAX_NESTING = 16
+
+
+def _nesting(value: Any) -> int:
+    """How deep arrays and objects nest in ``value`` (0 for a scalar), without recursion."""
+    deepest, level = 0, [(value, 0)]
+    while level:
+        item, depth = level.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_NESTING:
+            break
+        level.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _rfc3339(value: Any) -> Any:
@@ -182,6 +199,8 @@ class ApprovalEvent(BaseModel):
 
     @model_validator(mode="after")
     def _step_rules(self) -> ApprovalEvent:
+        if _nesting([self.attributes, self.model_extra]) > MAX_NESTING:
+            raise ValueError(f"arrays and objects nest deeper than {MAX_NESTING} levels")
         if self.step is Step.submitted and not self.applicant_id:
             raise ValueError("applicant_id is required on step 'submitted'")
         if self.actor is None and self.step not in APPLICANT_STEPS:

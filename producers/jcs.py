@@ -21,22 +21,28 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r
 _ESCAPE_TABLE = {i: f"\\u{i:04x}" for i in range(0x20)} | {ord(c): e for c, e in _ESCAPES.items()}
 
 
+#: arrays and objects nested deeper are refused (the recursion stays far from Python's limit)
+MAX_DEPTH = 256
+
+
 class CanonicalizationError(ValueError):
     """A value JCS cannot express (NaN, infinity, a number beyond a double, a lone surrogate,
-    a non-JSON type)."""
+    a non-JSON type) or nested deeper than :data:`MAX_DEPTH`."""
 
 
 def canonicalize(value: Any) -> bytes:
     """The RFC 8785 canonical form of a JSON value (dicts, lists, str, int, float, bool, None)."""
     out: list[str] = []
-    _write(value, out)
+    _write(value, out, 0)
     try:
         return "".join(out).encode("utf-8")
     except UnicodeEncodeError:
         raise CanonicalizationError("a string holds a lone surrogate (not Unicode text)") from None
 
 
-def _write(value: Any, out: list[str]) -> None:
+def _write(value: Any, out: list[str], depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise CanonicalizationError(f"nested deeper than {MAX_DEPTH} levels")
     if value is None:
         out.append("null")
     elif value is True:
@@ -54,14 +60,14 @@ def _write(value: Any, out: list[str]) -> None:
                 out.append(",")
             out.append(_string(key))
             out.append(":")
-            _write(value[key], out)
+            _write(value[key], out, depth + 1)
         out.append("}")
     elif isinstance(value, list | tuple):
         out.append("[")
         for i, item in enumerate(value):
             if i:
                 out.append(",")
-            _write(item, out)
+            _write(item, out, depth + 1)
         out.append("]")
     else:
         raise CanonicalizationError(f"{type(value).__name__} is not a JSON value")
