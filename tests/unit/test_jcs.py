@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import json
 import struct
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from producers.jcs import CanonicalizationError, canonicalize, number
+from producers.simulator import generate_cases
+from settings import DEFAULT_CATALOG_DIR
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 # RFC 8785 Appendix B: IEEE 754 bit patterns and their canonical text
 APPENDIX_B = [
@@ -76,3 +85,30 @@ def test_strings_only_minimal_escapes_and_utf8() -> None:
         '"\\u0000\\u001f\x7f\u2028é\U0001f600\\t"'.encode())
     with pytest.raises(CanonicalizationError):
         canonicalize("\ud800")  # a lone surrogate is no Unicode text
+
+
+# --- signatures of producers before JCS ------------------------------------------------
+# The canonical JSON used to be orjson's sorted output. On what the contract's fields hold
+# (text, integers, booleans, null, objects and arrays of them: amounts are strings, days
+# integers) both write the same bytes, so those signatures stay valid (docs in README).
+
+bmp_text = st.text(alphabet=st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",)),
+                   max_size=12)
+contract_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | bmp_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(bmp_text, inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(contract_values)
+def test_orjson_sorted_output_is_jcs_on_contract_values(value: object) -> None:
+    assert orjson.dumps(value, option=orjson.OPT_SORT_KEYS) == canonicalize(value)
+
+
+def test_orjson_sorted_output_is_jcs_on_simulated_events() -> None:
+    events = [e.wire_dict() for e in generate_cases(DEFAULT_CATALOG_DIR, cases=200, seed=7,
+                                                     violations=0.5, start=START)]
+    assert len({e["step"] for e in events}) >= 10
+    for e in events:
+        assert orjson.dumps(e, option=orjson.OPT_SORT_KEYS) == canonicalize(e)
