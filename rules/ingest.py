@@ -123,8 +123,9 @@ class Gate:
         ``now``: when the event arrived, as the worker judges it (from the Kafka record
         timestamp); events dated after it (plus the tolerance) are rejected and the signing
         key must be valid at it. ``None`` in replay: no future check, and the key must be
-        valid at the event's ``received_at``, else at ``arrived`` (the replay clock), else
-        at its own ``occurred_at``."""
+        valid at the event's ``received_at``, else at ``arrived`` (the replay clock before
+        this event) or the event's own ``occurred_at`` if that is later (nothing arrives
+        before it happened)."""
         payload = read_object(raw, MAX_EVENT_BYTES, Rejected, "invalid_event")
         return self.validate(payload, now, arrived)
 
@@ -149,7 +150,8 @@ class Gate:
             raise Rejected("time_out_of_range",
                            f"occurred_at {event.occurred_at.isoformat()} is in the future")
         if self.keys is not None:
-            when = now or received_at(event) or arrived or event.occurred_at
+            when = now or received_at(event) or max(arrived or event.occurred_at,
+                                                     event.occurred_at)
             check_signature(payload, event.department, event.signature, self.keys, when,
                             event.department in self.unsigned_departments, Rejected)
         return event

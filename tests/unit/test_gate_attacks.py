@@ -109,6 +109,10 @@ def test_a_retired_key_cannot_sign_an_event_backdated_into_its_lifetime() -> Non
     with pytest.raises(Rejected, match="bad_signature"):
         Gate(ENGINE.catalog, KEYS).parse(orjson.dumps(backdated), None,
                                          arrived=at("2026-12-01 08:00"))
+    # … or the event's own time when the replay clock lags behind it
+    late = event("C1", "decided", "2026-12-01 10:00", key=b"old-gongan", outcome="grant")
+    with pytest.raises(Rejected, match="bad_signature"):
+        Gate(ENGINE.catalog, KEYS).parse(orjson.dumps(late), None, arrived=at("2026-11-30 09:00"))
 
 
 def _loose(change: dict[str, Any], step: str = "submitted", **attributes: Any) -> dict[str, Any]:
