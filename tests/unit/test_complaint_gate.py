@@ -4,13 +4,19 @@ through with none of these checked."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 
-from producers.complaints import COMPLAINT_CENTRE, encode_complaint
+from producers.complaints import (
+    COMPLAINT_CENTRE,
+    ComplaintProducer,
+    ComplaintValidationError,
+    encode_complaint,
+)
 from producers.contract import sign_payload
 from producers.keys import DepartmentKeys
 from rules.complaints import (
@@ -114,3 +120,9 @@ def test_settings_name_the_dead_letter_topic_and_the_signer() -> None:
     s = load_settings()
     assert s.complaints_dlq_topic == "complaints.dlq" and s.complaints_signer == COMPLAINT_CENTRE
     assert s.unsigned_departments == []
+
+
+def test_a_complaint_producer_with_keys_but_none_for_the_centre_sends_nothing() -> None:
+    producer = ComplaintProducer("127.0.0.1:1", keys=DepartmentKeys.from_mapping({"gongan": "k"}))
+    with pytest.raises(ComplaintValidationError, match=COMPLAINT_CENTRE):
+        asyncio.run(producer.send(complaint()))
