@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     events_topic: str = "approval-events"
     dlq_topic: str = "approval-events.dlq"
     complaints_topic: str = "complaints"
+    complaints_dlq_topic: str = Field(
+        "complaints.dlq", description="where rejected complaints go, with their reason"
+    )
     topic_partitions: int = Field(8, ge=1, le=1024)
     topic_replicas: int = Field(1, ge=1, le=16)
     kafka_session_timeout_seconds: float = Field(
@@ -94,7 +97,17 @@ class Settings(BaseSettings):
         300.0, ge=0, description="events dated further in the future are rejected"
     )
     department_keys_file: Path | None = Field(
-        None, description="YAML {department: key | [keys]} of HMAC-SHA256 signing keys"
+        None, description="YAML {department: key | [keys]} of HMAC-SHA256 signing keys; "
+        "with it every event must be signed by its department"
+    )
+    unsigned_departments: list[str] = Field(
+        default_factory=list,
+        description="catalog departments whose events may still come unsigned while they "
+        "move to signing (a JSON list); none by default",
+    )
+    complaints_signer: str = Field(
+        "complaint-centre", min_length=1,
+        description="the keys file's entry whose keys sign complaints (the complaint centre)",
     )
 
     data_dir: Path = Field(

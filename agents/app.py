@@ -65,7 +65,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     engine.on_check_error = lambda rule: metrics.check_errors.labels(rule).inc()
     keys = DepartmentKeys.load(settings.department_keys_file) if settings.department_keys_file else None
-    gate = Gate(engine.catalog, keys)
+    gate = Gate(engine.catalog, keys, unsigned_departments=frozenset(settings.unsigned_departments))
     gate.future_tolerance = gate.future_tolerance.__class__(seconds=settings.future_tolerance_seconds)
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
     client = redis_client(settings.redis_url, settings.redis_username, password)
