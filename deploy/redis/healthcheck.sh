@@ -4,4 +4,4 @@
 set -eu
 REDISCLI_AUTH=$(cat "$REDIS_PASSWORD_FILE")
 export REDISCLI_AUTH
-redis-cli ping | grep -q PONG
+redis-cli -p "${REDIS_PORT:-6379}" ping | grep -q PONG

@@ -8,6 +8,8 @@
 set -eu
 
 REDIS_CONF=${REDIS_CONF:-/tmp/jiancha-redis/redis.conf}
+REDIS_PORT=${REDIS_PORT:-6379}
+REDIS_DATA_DIR=${REDIS_DATA_DIR:-/data}
 REDIS_ENTRYPOINT=${REDIS_ENTRYPOINT:-docker-entrypoint.sh}
 
 fail() {
@@ -29,9 +31,10 @@ umask 077
 cat > "$REDIS_CONF" <<CONF
 # written by deploy/redis/start.sh
 requirepass $password
+port $REDIS_PORT
 appendonly yes
 appendfsync always
-dir /data
+dir $REDIS_DATA_DIR
 CONF
 # the image's entrypoint drops to the redis user, who must read the file
 if [ "$(id -u)" = 0 ] && id redis > /dev/null 2>&1; then

@@ -1116,6 +1116,60 @@ def test_redis_password_is_in_its_config_file_not_on_a_command_line(
     assert refused.returncode != 0 and "may only contain" in refused.stderr
 
 
+def test_redis_starts_with_its_password_on_no_command_line(config: dict, tmp_path: Path) -> None:
+    """The start script with a real redis-server: the password works, and neither `ps` nor
+    the process's environment shows it."""
+    import redis as redis_py
+
+    from jiancha.embedded import free_port, redis_binary, wait_for_port
+
+    if SH is None:
+        pytest.skip("sh is not on PATH")
+    server = Path(redis_binary())
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # the image's docker-entrypoint.sh, reduced to what it does here: run redis-server
+    entrypoint = bin_dir / "docker-entrypoint.sh"
+    entrypoint.write_text(f'#!/bin/sh\nshift\nexec "{server}" "$@"\n')
+    entrypoint.chmod(0o755)
+    (bin_dir / "redis-cli").symlink_to(server.parent / "redis-cli")
+    port = free_port()
+    env = {
+        **_compose_env(),
+        **_service_env(config, "redis"),
+        "PATH": f"{bin_dir}:{_compose_env()['PATH']}",
+        "REDIS_CONF": str(tmp_path / "conf" / "redis.conf"),
+        "REDIS_PORT": str(port),
+        "REDIS_DATA_DIR": str(tmp_path),
+    }
+    password = _secret(env["REDIS_PASSWORD_FILE"])
+    proc = subprocess.Popen([SH, str(REDIS_SCRIPTS / "start.sh")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, proc=proc)
+        # start.sh execs into redis-server: same process
+        seen = Path(f"/proc/{proc.pid}/cmdline").read_bytes() + Path(f"/proc/{proc.pid}/environ").read_bytes()
+        assert password.encode() not in seen
+        with pytest.raises(redis_py.AuthenticationError):
+            redis_py.Redis(port=port).ping()
+        client = redis_py.Redis(port=port, password=password)
+        assert client.ping()
+        assert client.config_get("appendfsync") == {"appendfsync": "always"}
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        health = subprocess.run([SH, str(REDIS_SCRIPTS / "healthcheck.sh")], env=env,
+                                capture_output=True, text=True, timeout=30)
+        assert health.returncode == 0, health.stderr
+        wrong = tmp_path / "wrong.password"
+        wrong.write_text("not-the-password\n")
+        unhealthy = subprocess.run([SH, str(REDIS_SCRIPTS / "healthcheck.sh")],
+                                   env={**env, "REDIS_PASSWORD_FILE": str(wrong)},
+                                   capture_output=True, text=True, timeout=30)
+        assert unhealthy.returncode != 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 # --- secrets and certificates --------------------------------------------------------------
 
 
