@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AnyUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AnyUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "JIANCHA_"
@@ -40,6 +48,14 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-256"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="file holding the SASL password (a Docker secret), instead of "
+        "JIANCHA_KAFKA_SASL_PASSWORD; one trailing newline is ignored",
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM file of the CA that signed the brokers' certificates (SSL and "
+        "SASL_SSL; default: the system's CAs)",
+    )
     events_topic: str = "approval-events"
     dlq_topic: str = "approval-events.dlq"
     complaints_topic: str = "complaints"
@@ -78,6 +94,10 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
     redis_username: str | None = None
     redis_password: SecretStr | None = None
+    redis_password_file: Path | None = Field(
+        None, description="file holding the Redis password (a Docker secret), instead of "
+        "JIANCHA_REDIS_PASSWORD; one trailing newline is ignored",
+    )
     redis_prefix: str = Field("jc:", pattern=r"^[A-Za-z0-9:_.-]*$")
 
     # --- HTTP: Faust web server (metrics, API) -------------------------------------
@@ -213,6 +233,33 @@ class Settings(BaseSettings):
             raise ValueError("expected redis://host:port/db, rediss://… or unix://…")
         return v
 
+    @field_validator("kafka_sasl_password_file", "redis_password_file")
+    @classmethod
+    def _check_secret_file(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is None:
+            return v
+        assert info.field_name is not None
+        inline = info.field_name.removesuffix("_file")
+        if info.data.get(inline) is not None:
+            raise ValueError(f"set either {ENV_PREFIX}{inline.upper()} or this, not both")
+        _read_secret_file(v)
+        return v
+
+    @field_validator("kafka_ssl_cafile")
+    @classmethod
+    def _check_cafile(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"{v} is not a file (a PEM CA certificate)")
+        return v
+
+    @model_validator(mode="after")
+    def _passwords_from_files(self) -> Settings:
+        if self.kafka_sasl_password_file is not None:
+            self.kafka_sasl_password = SecretStr(_read_secret_file(self.kafka_sasl_password_file))
+        if self.redis_password_file is not None:
+            self.redis_password = SecretStr(_read_secret_file(self.redis_password_file))
+        return self
+
     @field_validator("timezone")
     @classmethod
     def _check_tz(cls, v: str) -> str:
@@ -246,6 +293,21 @@ class Settings(BaseSettings):
 
     def redis_key(self, *parts: str) -> str:
         return self.redis_prefix + ":".join(parts)
+
+
+def _read_secret_file(path: Path) -> str:
+    """A secret file's text without its trailing newline; never the text in an error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"cannot read {path}: {reason}") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise ValueError(f"{path} is empty")
+    if "\n" in text:
+        raise ValueError(f"{path} holds more than one line")
+    return text
 
 
 def load_settings(**overrides: object) -> Settings:

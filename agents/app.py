@@ -38,9 +38,9 @@ def faust_credentials(settings: Settings) -> Any:
         return None
     ssl_context = None
     if proto in ("SASL_SSL", "SSL"):
-        from aiokafka.helpers import create_ssl_context
+        from producers.client import kafka_ssl_context
 
-        ssl_context = create_ssl_context()
+        ssl_context = kafka_ssl_context(settings)
     if proto == "SSL":
         return faust.SSLCredentials(ssl_context)
     if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
