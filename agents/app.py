@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.batch_consumer import install as install_batch_handler
 from agents.commit_barrier import CoalescedChangelog
+from agents.dead_letters import DeadLetterWriter
 from agents.extensions import EXTENSIONS, WorkerContext
 from agents.metrics import EngineMetrics
 from agents.record import Record
@@ -124,13 +125,14 @@ def create_app(settings: Settings) -> faust.App:
         return {tp.partition for tp in app.assignor.assigned_actives()
                 if tp.topic == settings.events_topic}
 
-    async def dead_letter(record: Record, reason: str, detail: str) -> None:
-        source = f"{settings.events_topic}:{record.partition}:{record.offset}"
-        await dlq.send(key=record.key, value=record.value, headers=[
-            ("jiancha-reason", reason.encode()),
-            ("jiancha-error", detail.encode()[:4000]),
-            ("jiancha-source", source.encode()),
-        ])
+    async def send_dead_letter(key: bytes | None, value: bytes,
+                               headers: list[tuple[str, bytes]]) -> None:
+        delivered = await dlq.send(key=key, value=value, headers=headers)
+        await delivered  # the broker has it: only then may the source offset be committed
+
+    dead_letter = DeadLetterWriter(
+        send_dead_letter, settings.events_topic, max(1_000_000, settings.kafka_producer_batch_bytes),
+        on_error=lambda exc: metrics.sink_errors.labels("dead_letter").inc())
 
     def write_state(key: bytes, value: bytes, partition: int) -> None:
         # no current event (a batch, a timer): write the store and the changelog partition

@@ -223,8 +223,9 @@ class Supervisor:
                 self._ingested(department, step).inc(n)
             if raised:
                 await self.publish(raised, started, partitions)
-            for rec, reason, detail in rejected:
-                await dead_letter(rec, reason, detail)
+            if rejected:  # each delivered (awaited) before the batch's offsets may be acked
+                await asyncio.gather(*(dead_letter(rec, reason, detail)
+                                       for rec, reason, detail in rejected))
             # from here to the caller's ack nothing awaits: no offset commit comes between
             if self.forwarders:
                 for rec, accepted in order:

@@ -124,6 +124,40 @@ def test_bad_events_reach_the_dlq_with_reasons_and_the_worker_goes_on(running) -
     assert 'jiancha_events_rejected_total{reason="bad_signature"} 1.0' in metrics
 
 
+def test_a_record_over_the_producer_limit_is_dead_lettered_as_an_envelope(running) -> None:  # type: ignore[no-untyped-def]
+    """A 1.5 MB record (over the worker's 1 MB producer limit) cannot go to the dead-letter
+    topic as it is: an envelope stands for it (reason, size, source, hash, head), once,
+    and the partition goes on."""
+    import hashlib
+    import json
+
+    from aiokafka import AIOKafkaProducer
+
+    spec, _ = running
+    huge = b'{"schema_version": 1, "padding": "' + b"x" * 1_500_000 + b'"}'
+
+    async def go() -> None:
+        p = AIOKafkaProducer(bootstrap_servers=spec.stack.bootstrap, max_request_size=4_000_000)
+        await p.start()
+        try:
+            await p.send_and_wait(spec.events_topic, huge, key=b"HUGE-1")
+        finally:
+            await p.stop()
+
+    asyncio.run(go())
+    spec.send(case("AFTER-HUGE", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
+                                  ("decided", "2026-12-01 08:00")]))
+    spec.wait_alerts(lambda a: _has(a, "AFTER-HUGE", "process.skipped_step"))
+    enveloped = [(v, h) for v, h in _dlq(spec, 100, timeout=5) if h.get("jiancha-envelope") == b"1"]
+    assert len(enveloped) == 1
+    value, headers = enveloped[0]
+    letter = json.loads(value)
+    assert headers["jiancha-reason"] == b"invalid_event" and letter["reason"] == "invalid_event"
+    assert letter["size"] == len(huge) and letter["sha256"] == hashlib.sha256(huge).hexdigest()
+    assert letter["source"].startswith(spec.events_topic + ":")
+    assert len(value) < 10_000
+
+
 def test_metrics_are_served(running) -> None:  # type: ignore[no-untyped-def]
     spec, worker = running
     spec.send(case("MET-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
