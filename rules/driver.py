@@ -73,7 +73,7 @@ class CaseDriver:
         if keyed:
             gate.check_key(event, key)
         state = cases.get(event.case_id)
-        gate.check_against_case(event, state)
+        gate.check_against_case(event, state, len(raw))
         received = event.occurred_at if now is None else now
         return event, self.engine.ingest(state, event, received, received_ts=now_ts)
 

@@ -43,9 +43,18 @@ REJECT_REASONS = (
     "time_out_of_range",
     "wrong_key",
     "department_mismatch",
+    "case_too_large",
 )
 
 MAX_EVENT_BYTES = 64 * 1024
+#: A case's state is one changelog record, which must stay well under the broker's record
+#: limit (1 MB by default): at most this many facts (a case has 5-15 steps; corrections,
+#: suspensions and extensions add a few) ...
+MAX_FACTS_PER_CASE = 100
+#: ... and at most this many bytes once encoded (checked for an event over
+#: ``_SMALL_EVENT_BYTES``: a hundred small facts stay far below it)
+MAX_CASE_BYTES = 256 * 1024
+_SMALL_EVENT_BYTES = 1024
 
 
 class Rejected(Exception):
@@ -163,7 +172,8 @@ class Gate:
             raise Rejected("wrong_key", f"Kafka key {key!r} is not the case_id {event.case_id!r}")
 
     @staticmethod
-    def check_against_case(event: ApprovalEvent, state: CaseState | None) -> None:
+    def check_against_case(event: ApprovalEvent, state: CaseState | None, size: int = 0) -> None:
+        """The event against the case it belongs to (``size``: the event's bytes)."""
         if state is None:
             return
         if event.item_code != state.item_code:
@@ -172,6 +182,12 @@ class Gate:
         if state.has_event(event.department, event.event_id):
             raise Rejected("duplicate_event_id",
                            f"event_id {event.event_id!r} of {event.department!r} already seen")
+        if len(state.facts) >= MAX_FACTS_PER_CASE:
+            raise Rejected("case_too_large", f"case {event.case_id} has {len(state.facts)} "
+                           f"events already, the most one case may have ({MAX_FACTS_PER_CASE})")
+        if size > _SMALL_EVENT_BYTES and len(state.encode()) + size > MAX_CASE_BYTES:
+            raise Rejected("case_too_large", f"case {event.case_id} would exceed "
+                           f"{MAX_CASE_BYTES} bytes with this {size}-byte event")
 
 
 def received_at(event: ApprovalEvent) -> datetime | None:

@@ -175,3 +175,25 @@ def test_plausible_values_still_reach_the_rules(step: str, attrs: dict[str, Any]
 def test_future_tolerance_is_counted_from_the_arrival() -> None:
     e = event("C1", "submitted", NOW + timedelta(minutes=4), key=b"new-gongan")
     assert Gate(ENGINE.catalog, KEYS).parse(orjson.dumps(e), NOW)
+
+
+def test_a_case_cannot_grow_past_its_bounds() -> None:
+    """Forty 60 KB events on one case made a 2.4 MB state, over the broker's record limit:
+    the case stops taking events at its bounds, with a reason, and keeps what it has."""
+    from rules.ingest import MAX_CASE_BYTES, MAX_FACTS_PER_CASE
+    from rules.replay import replay
+    from tests.unit.eventkit import engine
+
+    padding = ["x" * 1900] * 31  # about 60 KB of attributes, each string within its limit
+    big = [{"schema_version": 1, "event_id": f"B-{n}", "case_id": "BIG", "item_code": "T-SHORT",
+            "department": "gongan", "step": "reviewed", "occurred_at": "2026-03-02T10:00:00+08:00",
+            "actor": "h1", "attributes": {"opinion": "agree", "notes": padding}}
+           for n in range(40)]
+    result = replay((orjson.dumps(e) for e in big), engine())
+    assert result.rejected["case_too_large"] == 40 - result.events
+    assert result.events * 60_000 < MAX_CASE_BYTES
+    many = [{"schema_version": 1, "event_id": f"M-{n}", "case_id": "MANY", "item_code": "T-SHORT",
+             "department": "gongan", "step": "reviewed", "occurred_at": "2026-03-02T10:00:00+08:00",
+             "actor": "h1", "attributes": {"opinion": "agree"}} for n in range(MAX_FACTS_PER_CASE + 5)]
+    result = replay((orjson.dumps(e) for e in many), engine())
+    assert (result.events, result.rejected["case_too_large"]) == (MAX_FACTS_PER_CASE, 5)
