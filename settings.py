@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     )
     clock_speed: float = Field(1.0, gt=0, description="simulated seconds per real second")
     deadline_tick_seconds: float = Field(0.25, gt=0, le=60)
+    finished_case_retention_days: float = Field(
+        90, ge=1, le=3650,
+        description="a finished case (completed, withdrawn or refused at intake, nothing "
+                    "left due) leaves the case table this many days after it finished; its "
+                    "alerts stay in Redis, and a step reported later starts the case afresh")
     gc_young_threshold: int = Field(
         1_000_000, ge=700, le=10_000_000,
         description="net new objects between two collections of the worker's youngest "

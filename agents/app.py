@@ -57,6 +57,10 @@ def faust_credentials(settings: Settings) -> Any:
     )
 
 
+#: cases a minute the finished-case sweep looks at (a few tens of milliseconds)
+FINISHED_SWEEP_CASES = 20_000
+
+
 def create_app(settings: Settings) -> faust.App:
     metrics = EngineMetrics()
     engine = build_engine(
@@ -204,6 +208,24 @@ def create_app(settings: Settings) -> faust.App:
             return out
 
         await sv.on_tick(cases, partition_now, write_state)
+
+    sweep_from = 0  # where the next sweep of the case table starts
+
+    @app.timer(60.0, name="finished_cases")
+    async def remove_finished_cases() -> None:
+        """A slice of the case table a minute: finished cases past their retention leave it
+        (with a tombstone in its changelog), so the table holds the open cases, not all."""
+        nonlocal sweep_from
+        if app.rebalancing or not sv.ready:
+            return
+        keys = list(cases.data.keys())
+        if sweep_from >= len(keys):
+            sweep_from = 0
+        chunk = keys[sweep_from:sweep_from + FINISHED_SWEEP_CASES]
+        sweep_from += len(chunk)
+        await sv.sweep_finished(cases.data, chunk, dict(sv.partition_ts),
+                                settings.finished_case_retention_days * 86400,
+                                case_changelog.delete)
 
     assigned_at: dict[int, float] = {}  # monotonic time each partition was (re)assigned
 

@@ -36,6 +36,9 @@ class EngineMetrics:
             "jiancha_consumer_lag", "Messages not yet read, by topic partition",
             ["topic", "partition"], registry=r)
         self.cases = Gauge("jiancha_cases", "Cases held by this worker", registry=r)
+        self.cases_removed = Counter(
+            "jiancha_cases_removed", "Finished cases taken out of the case table after their "
+            "retention", registry=r)
         self.deadlines_scheduled = Gauge(
             "jiancha_deadlines_scheduled", "Cases with a future deadline in the index", registry=r)
         self.sink_errors = Counter(

@@ -39,6 +39,9 @@ from rules.schedule import DeadlineIndex, Due
 
 log = logging.getLogger(__name__)
 
+#: a case with one of these is finished (a refusal at intake needs no further step)
+FINISHING_STEPS = frozenset({Step.completed, Step.withdrawn, Step.rejected_at_intake})
+
 #: Where a rejected event goes: (the record, reason, detail).
 DeadLetter = Callable[[Record, str, str], Awaitable[None]]
 #: Write a case state outside an agent: (key, value, partition).
@@ -344,6 +347,35 @@ class Supervisor:
         for due in live_dues:  # how late after it was due, in real seconds
             self.metrics.deadline_lateness.observe(max(0.0, (stored_at - due) / speed))
         return fired, left == 0
+
+    async def sweep_finished(self, cases: MutableMapping[bytes, bytes], keys: Sequence[bytes],
+                             clocks: dict[int, float], retention_seconds: float,
+                             delete: Callable[[bytes, int], None]) -> int:
+        """Take finished cases out of the table once ``retention_seconds`` have passed since
+        they finished by their partition's time (``clocks``, epoch seconds): completed,
+        withdrawn or refused at intake, with nothing left due. Their alerts stay in Redis;
+        a step reported after that would start the case afresh. ``keys``: the part of the
+        table looked at this time (a sweep goes through it a slice at a time). Under the
+        case lock, so no batch is half way through one of them."""
+        removed = 0
+        async with self.case_lock:
+            for key in keys:
+                raw = cases.get(key)
+                if raw is None:
+                    continue
+                state = CaseState.decode(raw)
+                now = clocks.get(state.partition)
+                index = self.indexes.get(state.partition)
+                if now is None or index is None or index.get(state.case_id).at is not None:
+                    continue  # not this worker's, its time not known, or something is due
+                ended = max((f.at for f in state.facts if f.step in FINISHING_STEPS), default=None)
+                if ended is None or ended + retention_seconds > now:
+                    continue
+                delete(key, state.partition)
+                removed += 1
+        if removed:
+            self.metrics.cases_removed.inc(removed)
+        return removed
 
     def partition_clock(self, partition: int, lagging: bool) -> tuple[datetime, bool] | None:
         """The time deadlines on this partition are judged by, and whether it is live: the
