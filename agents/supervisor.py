@@ -264,8 +264,15 @@ class Supervisor:
         child = self._ingested_children.get((department, step))
         if child is None:
             child = self._ingested_children[(department, step)] = (
-                self.metrics.events_ingested.labels(department, step))
+                self.metrics.events_ingested.labels(self.department_label(department), step))
         return child
+
+    def department_label(self, department: str | None) -> str:
+        """A department as a metric label: a catalog department, else ``unknown`` (a label
+        value is a time series for ever: never one per string an input made up)."""
+        if department in self.engine.catalog.departments:
+            return department  # type: ignore[return-value]
+        return "unknown"
 
     def _progress(self, n: int) -> None:
         self.processed += n
@@ -420,9 +427,11 @@ class Supervisor:
             if outcome == "known":
                 continue
             if outcome == "retracted":
-                self.metrics.alerts_retracted.labels(alert.rule, alert.department or "").inc()
+                self.metrics.alerts_retracted.labels(alert.rule,
+                                                     self.department_label(alert.department)).inc()
             else:
-                self.metrics.alerts.labels(alert.rule, alert.severity, alert.department or "").inc()
+                self.metrics.alerts.labels(alert.rule, alert.severity,
+                                           self.department_label(alert.department)).inc()
                 self.metrics.event_to_alert.observe(elapsed)
             for observe in self.alert_observers:
                 observe(alert, partition)

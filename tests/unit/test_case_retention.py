@@ -34,7 +34,8 @@ def _table() -> tuple[Supervisor, dict[bytes, bytes]]:
                     _Sink(), EngineMetrics())
     sv.rebuild_index([], {0})
     done = [("submitted", "2026-03-02 09:00"), ("accepted", "2026-03-02 09:30"),
-            ("reviewed", "2026-03-02 10:00", {"actor": "h2"}), ("decided", "2026-03-02 11:00", {"actor": "h3"}),
+            ("reviewed", "2026-03-02 10:00", {"actor": "h2"}),
+            ("decided", "2026-03-02 11:00", {"actor": "h3"}),
             ("delivered", "2026-03-02 12:00"), ("completed", "2026-03-02 13:00")]
     cases: dict[bytes, bytes] = {}
     records = [Record(e["case_id"].encode(), orjson.dumps(e), 0, n, None) for n, e in enumerate(
