@@ -234,3 +234,10 @@ def test_each_alert_version_counts_once_in_the_indicators(redis_stack) -> None: 
         await sink.close()
 
     asyncio.run(go())
+
+
+def test_the_embedded_redis_password_is_not_on_its_command_line(redis_stack) -> None:  # type: ignore[no-untyped-def]
+    proc = redis_stack.process("redis").proc
+    with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+        argv = f.read()
+    assert b"pw-123" not in argv and b"requirepass" not in argv
