@@ -37,7 +37,7 @@ def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
     from agents.sinks.redis import redis_client
     from rules.clock import make_clock
     from rules.lifecycle import TransitionError
-    from settings import SettingsError, load_settings
+    from settings import SettingsError, load_settings, mask_url
 
     try:
         s = load_settings()
@@ -63,7 +63,7 @@ def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2) from None
     except OSError as exc:
-        typer.echo(f"error: cannot reach Redis at {s.redis_url}: {exc}", err=True)
+        typer.echo(f"error: cannot reach Redis at {mask_url(s.redis_url)}: {exc}", err=True)
         raise typer.Exit(2) from None
 
 
