@@ -356,6 +356,12 @@ class NotifyQueue:
             args += [alert_id, orjson.dumps(entry)]
         return bool(await self._dead(keys=[self.np, self.root], args=args))
 
+    async def dead_entry(self, entry_id: str, reason: str, raw: bytes | str) -> None:
+        """An alert stream entry that is not an alert: kept in the dead-letter stream."""
+        await self.r.xadd(self.dead_stream, {"alert_entry": entry_id, "reason": reason[:2000],
+                                             "alert": raw, "at": time.time()},
+                          maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+
     # --- repeats ------------------------------------------------------------------------------
 
     async def due_repeats(self, now: float, limit: int = 100) -> list[tuple[str, float]]:

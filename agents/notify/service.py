@@ -276,14 +276,19 @@ class Notifier:
     async def handle_entry(self, entry_id: Any, fields: Mapping[Any, Any] | None) -> None:
         raw = (fields or {}).get(b"alert") or (fields or {}).get("alert")
         alert: dict[str, Any] | None = None
-        if raw is not None:
-            try:
-                alert = orjson.loads(raw)
-                if not all(isinstance(alert.get(k), str) for k in ("alert_id", "rule", "severity")):
-                    raise ValueError("alert_id, rule and severity are required")
-            except (orjson.JSONDecodeError, ValueError, AttributeError) as exc:
-                log.error("alert stream entry %s is not an alert (%s); skipped", _s(entry_id), exc)
-                alert = None
+        try:
+            if raw is None:
+                raise ValueError("no field 'alert'")
+            alert = orjson.loads(raw)
+            if not all(isinstance(alert.get(k), str) for k in ("alert_id", "rule", "severity")):
+                raise ValueError("alert_id, rule and severity are required")
+            if not all(isinstance(alert.get(k), str | None) for k in ("department", "actor", "status")):
+                raise ValueError("department, actor and status must be strings")
+        except (orjson.JSONDecodeError, ValueError, AttributeError) as exc:
+            log.error("alert stream entry %s is not an alert (%s); dead-lettered", _s(entry_id), exc)
+            await self.queue.dead_entry(_s(entry_id), f"not an alert: {exc}", raw or b"")
+            self.metrics.dead_lettered.labels("none", "unreadable").inc()
+            alert = None
         if alert is not None:
             transition = ("retracted" if alert.get("status") == "retracted"
                           else "escalated" if alert["severity"] == "escalated" else "open")

@@ -399,7 +399,7 @@ class Driven:
 
     def dead(self) -> list[dict[str, str]]:
         entries = self.run(self.redis.xrange(f"{self.prefix}notify:dead"))
-        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+        return [{k.decode(): v.decode(errors="replace") for k, v in fields.items()} for _, fields in entries]
 
     def history(self, alert_id: str) -> list[dict[str, Any]]:
         return self.run(self.notifier.store.history(alert_id))
@@ -488,5 +488,25 @@ def test_a_transient_failure_is_retried_then_dead_lettered_after_max_attempts(st
         assert entry["reason"].startswith("failed 3 times") and "ClientConnectorError" in entry["reason"]
         assert d.queued() == 0
         assert [h["action"] for h in d.history("down-1")].count("dead_lettered") == 1
+    finally:
+        d.close()
+
+
+def test_a_stream_entry_that_is_not_an_alert_is_dead_lettered_not_retried(stack: EmbeddedStack) -> None:
+    d = Driven(stack, _routing([{"type": "stream", "stream": "notifications:ops"}]))
+    try:
+        good = alert("fine-1", "gongan").model_dump(mode="json")
+        for fields in ({"alert": json.dumps({**good, "alert_id": "odd-1", "department": 7})},
+                       {"alert": b"\xff not json"}, {"something": "else"}):
+            d.run(d.redis.xadd(f"{d.prefix}alerts", fields))
+        d.publish(alert("fine-1", "gongan"))
+        d.step()
+        dead = d.dead()
+        assert [e["reason"].split(":")[0] for e in dead] == ["not an alert"] * 3
+        assert "department, actor and status must be strings" in dead[0]["reason"]
+        assert d.run(d.redis.xpending(f"{d.prefix}alerts", "notifier"))["pending"] == 0
+        assert d.run(d.redis.xlen(f"{d.prefix}notifications:ops")) == 1  # the real alert went out
+        d.step()
+        assert len(d.dead()) == 3
     finally:
         d.close()
