@@ -33,6 +33,9 @@ def _who(by: str | None) -> str:
 
 def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``fn(store)`` against the Redis of the settings; errors become exit code 2."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
     from agents.notify.store import AlertNotFound, AlertStore
     from agents.sinks.redis import redis_client
     from rules.clock import make_clock
@@ -62,7 +65,7 @@ def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
             else f"no such id {exc}"
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2) from None
-    except OSError as exc:
+    except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
         typer.echo(f"error: cannot reach Redis at {mask_url(s.redis_url)}: {exc}", err=True)
         raise typer.Exit(2) from None
 

@@ -96,3 +96,17 @@ def test_mask_url() -> None:
     assert mask_url("redis://:pw@host:6379/0") == "redis://***@host:6379/0"
     assert mask_url("rediss://user:p@ss@host:6380") == "rediss://***@host:6380"
     assert mask_url("redis://host:6379/0") == "redis://host:6379/0"
+
+
+def test_the_alerts_cli_names_an_unreachable_redis_without_its_password(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from jiancha.cli import app
+    from jiancha.embedded import free_port
+
+    monkeypatch.setenv("JIANCHA_REDIS_URL", f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0")
+    done = CliRunner().invoke(app, ["alerts", "list"])
+    assert done.exit_code == 2, done.output
+    assert "cannot reach Redis at redis://***@127.0.0.1:" in done.output
+    assert "s3cret-pw" not in done.output
