@@ -22,7 +22,8 @@ with 400 naming it. Errors are JSON ``{"error": code, "message": text}`` (400 ad
 another department's list, 404 for an alert that is absent *or* another department's (the
 same answer, so a department token learns nothing of other departments' alerts), 409 for
 a status change the alert's status does not allow, 413 for a body over 64 KiB, 429 with
-``Retry-After`` past the caller's rate limit (:mod:`agents.notify.ratelimit`).
+``Retry-After`` past the caller's rate limit (:mod:`agents.notify.ratelimit`; every path,
+``/health`` and ``/metrics`` included, per token or, without a valid one, per address).
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def silence_end(data: Mapping[str, Any], now: datetime) -> datetime:
             ends_at = ends_at.astimezone(UTC)
         except (ValueError, OverflowError):
             raise bad("ends_at", f"expected an RFC 3339 time with offset, got {_shown(raw)}") from None
-        if not now < ends_at <= now + MAX_SILENCE:
+        if not now + timedelta(seconds=1) <= ends_at <= now + MAX_SILENCE:
             raise bad("ends_at", f"must be in the future and {limit} ahead")
         return ends_at
     value = data.get("duration")
@@ -167,19 +168,21 @@ def silence_end(data: Mapping[str, Any], now: datetime) -> datetime:
         seconds = parse_duration(value)
     except ValueError as exc:
         raise bad("duration", f"{exc} ({limit})") from None
-    if not math.isfinite(seconds) or not 0 < seconds <= MAX_SILENCE.total_seconds():
-        raise bad("duration", f"must be more than 0 and {limit}, got {_shown(value)}")
+    if not math.isfinite(seconds) or not 1 <= seconds <= MAX_SILENCE.total_seconds():
+        raise bad("duration", f"from 1 second to {MAX_SILENCE.days} days, got {_shown(value)}")
     return now + timedelta(seconds=seconds)
 
 
 def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable[dict[str, Any]]],
                registry: CollectorRegistry | None = None,
-               rate_limit: TokenBucket | None = None) -> web.Application:
+               rate_limit: TokenBucket | None = None,
+               ready: Callable[[], bool] | None = None) -> web.Application:
+    """``health``: the full readiness report (bureau only); ``ready``: whether the notifier
+    is ready, cheaply (no Redis round trip), for ``/health`` without a token."""
+
     @web.middleware
     async def auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                    ) -> web.StreamResponse:
-        if not request.path.startswith("/api/"):
-            return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         principal = bearer(tokens, header)
@@ -191,6 +194,8 @@ def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable
                               f"too many requests; at most {rate_limit.rate:g} per second "
                               f"(bursts of {rate_limit.burst:g}) per token", None,
                               **{"Retry-After": retry_after(wait)})
+        if not request.path.startswith("/api/"):
+            return await handler(request)
         if scheme.lower() != "bearer" or not token.strip():
             return _error(401, "unauthorized", "send the header 'Authorization: Bearer <token>'",
                           None, **{"WWW-Authenticate": 'Bearer realm="jiancha"'})
@@ -254,7 +259,8 @@ def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable
         return f"{p.name} ({by})" if by and by.strip() else p.name
 
     async def get_health(request: web.Request) -> web.Response:
-        return _json({"ready": bool((await health()).get("ready"))})
+        is_ready = ready() if ready is not None else (await health()).get("ready")
+        return _json({"ready": bool(is_ready)})
 
     async def get_api_health(request: web.Request) -> web.Response:
         query(request)

@@ -166,7 +166,8 @@ class Notifier:
     async def start_api(self) -> None:
         s = self.settings
         app = create_api(self.store, self.tokens, self.health, self.metrics.registry,
-                         TokenBucket(s.notifier_rate_per_second, s.notifier_rate_burst))
+                         TokenBucket(s.notifier_rate_per_second, s.notifier_rate_burst),
+                         ready=lambda: self.ready)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.notifier_host, self.settings.notifier_port)

@@ -247,6 +247,7 @@ def test_rate_limit_per_token_answers_429_with_retry_after(stack: EmbeddedStack)
         # guessing tokens is limited too (per address)
         guesses = [limited.call("GET", "/api/whoami", f"guess-{i}")[0] for i in range(4)]
         assert guesses == [401, 401, 401, 429]
+        assert limited.call("GET", "/health")[0] == 429  # the same address, no valid token
     finally:
         limited.close()
 
