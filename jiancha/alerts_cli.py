@@ -156,6 +156,7 @@ def silence(
     from datetime import timedelta
 
     from agents.notify.routing import parse_duration
+    from agents.notify.store import MAX_SILENCE
 
     if list_:
         silences = _run(lambda st: st.silences(include_expired=all_))
@@ -178,6 +179,9 @@ def silence(
     except ValueError as exc:
         typer.echo(f"error: --for: {exc}", err=True)
         raise typer.Exit(2) from None
+    if not 1 <= seconds <= MAX_SILENCE.total_seconds():
+        typer.echo(f"error: --for: from 1 second to {MAX_SILENCE.days} days, got {duration!r}", err=True)
+        raise typer.Exit(2)
     created = _run(lambda st: st.add_silence(
         created_by=_who(by), reason=reason, duration=timedelta(seconds=seconds),
         department=department, rule=rule, severity=severity, case_id=case, alert_id=alert))

@@ -41,7 +41,7 @@ from pydantic import ValidationError
 
 from agents.notify.ratelimit import TokenBucket, retry_after
 from agents.notify.routing import parse_duration
-from agents.notify.store import AlertNotFound, AlertStore
+from agents.notify.store import MAX_SILENCE, AlertNotFound, AlertStore
 from agents.notify.tokens import Principal, Tokens, bearer
 from rules.lifecycle import TransitionError
 
@@ -50,7 +50,6 @@ _STATUSES = ("active", "open", "acknowledged", "resolved", "all")
 _SEVERITIES = ("yellow", "red", "escalated")
 MAX_LIMIT = 1000
 MAX_OFFSET = 100_000
-MAX_SILENCE = timedelta(days=90)
 MAX_BODY = 64 * 1024
 MAX_NOTE = 2000
 MAX_BY = 128

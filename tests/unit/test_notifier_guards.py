@@ -110,3 +110,15 @@ def test_the_alerts_cli_names_an_unreachable_redis_without_its_password(
     assert done.exit_code == 2, done.output
     assert "cannot reach Redis at redis://***@127.0.0.1:" in done.output
     assert "s3cret-pw" not in done.output
+
+
+@pytest.mark.parametrize("duration", ["100000000d", "91d", "0s"])
+def test_the_alerts_cli_refuses_a_silence_beyond_the_maximum(duration: str) -> None:
+    from typer.testing import CliRunner
+
+    from jiancha.cli import app
+
+    done = CliRunner().invoke(app, ["alerts", "silence", "--department", "gongan", "--reason", "r",
+                                    "--for", duration])
+    assert done.exit_code == 2, done.output
+    assert "--for: from 1 second to 90 days" in done.output
