@@ -91,8 +91,9 @@ class NotifierMetrics:
                                     registry=r)
         self.dead_lettered = Counter(
             "jiancha_notifier_dead_lettered",
-            "Notifications moved to the dead-letter stream: never deliverable (permanent) or "
-            "failing after the last attempt (attempts)", ["channel_type", "cause"], registry=r)
+            "Notifications moved to the dead-letter stream: never deliverable (permanent), "
+            "failing after the last attempt (attempts); alert stream entries that are not "
+            "alerts (unreadable)", ["channel_type", "cause"], registry=r)
 
 
 class Notifier:
@@ -590,7 +591,7 @@ class Notifier:
             self.queue.dead_letter, queue, c.notification_id, reason, permanent, attempts,
             self.clock.now().isoformat(), history))
         if done:
-            channel_type = _channel_type(n.channel_config) if n is not None else "unknown"
+            channel_type = _channel_type(n.channel_config) if n is not None else "invalid"
             self.metrics.dead_lettered.labels(channel_type, "permanent" if permanent else "attempts").inc()
             log.error("%s: notification %s dead-lettered (%s): %s", queue, c.notification_id,
                       self.queue.dead_stream, reason)
