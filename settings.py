@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AnyUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AnyUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "JIANCHA_"
@@ -41,9 +49,20 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-256"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="file holding the SASL password (a Docker secret), instead of "
+        "JIANCHA_KAFKA_SASL_PASSWORD; one trailing newline is ignored",
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM file of the CA that signed the brokers' certificates (SSL and "
+        "SASL_SSL; default: the system's CAs)",
+    )
     events_topic: str = "approval-events"
     dlq_topic: str = "approval-events.dlq"
     complaints_topic: str = "complaints"
+    complaints_dlq_topic: str = Field(
+        "complaints.dlq", description="where rejected complaints go, with their reason"
+    )
     topic_partitions: int = Field(8, ge=1, le=1024)
     topic_replicas: int = Field(1, ge=1, le=16)
     kafka_session_timeout_seconds: float = Field(
@@ -76,6 +95,10 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
     redis_username: str | None = None
     redis_password: SecretStr | None = None
+    redis_password_file: Path | None = Field(
+        None, description="file holding the Redis password (a Docker secret), instead of "
+        "JIANCHA_REDIS_PASSWORD; one trailing newline is ignored",
+    )
     redis_prefix: str = Field("jc:", pattern=r"^[A-Za-z0-9:_.-]*$")
 
     # --- HTTP: Faust web server (metrics, API) -------------------------------------
@@ -95,7 +118,17 @@ class Settings(BaseSettings):
         300.0, ge=0, description="events dated further in the future are rejected"
     )
     department_keys_file: Path | None = Field(
-        None, description="YAML {department: key | [keys]} of HMAC-SHA256 signing keys"
+        None, description="YAML {department: key | [keys]} of HMAC-SHA256 signing keys; "
+        "with it every event must be signed by its department"
+    )
+    unsigned_departments: list[str] = Field(
+        default_factory=list,
+        description="catalog departments whose events may still come unsigned while they "
+        "move to signing (a JSON list); none by default",
+    )
+    complaints_signer: str = Field(
+        "complaint-centre", min_length=1,
+        description="the keys file's entry whose keys sign complaints (the complaint centre)",
     )
 
     data_dir: Path = Field(
@@ -120,6 +153,11 @@ class Settings(BaseSettings):
     )
     clock_speed: float = Field(1.0, gt=0, description="simulated seconds per real second")
     deadline_tick_seconds: float = Field(0.25, gt=0, le=60)
+    finished_case_retention_days: float = Field(
+        90, ge=1, le=3650,
+        description="a finished case (completed, withdrawn or refused at intake, nothing "
+                    "left due) leaves the case table this many days after it finished; its "
+                    "alerts stay in Redis, and a step reported later starts the case afresh")
     gc_young_threshold: int = Field(
         1_000_000, ge=700, le=10_000_000,
         description="net new objects between two collections of the worker's youngest "
@@ -213,6 +251,33 @@ class Settings(BaseSettings):
             raise ValueError("expected redis://host:port/db, rediss://… or unix://…")
         return v
 
+    @field_validator("kafka_sasl_password_file", "redis_password_file")
+    @classmethod
+    def _check_secret_file(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is None:
+            return v
+        assert info.field_name is not None
+        inline = info.field_name.removesuffix("_file")
+        if info.data.get(inline) is not None:
+            raise ValueError(f"set either {ENV_PREFIX}{inline.upper()} or this, not both")
+        _read_secret_file(v)
+        return v
+
+    @field_validator("kafka_ssl_cafile")
+    @classmethod
+    def _check_cafile(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"{v} is not a file (a PEM CA certificate)")
+        return v
+
+    @model_validator(mode="after")
+    def _passwords_from_files(self) -> Settings:
+        if self.kafka_sasl_password_file is not None:
+            self.kafka_sasl_password = SecretStr(_read_secret_file(self.kafka_sasl_password_file))
+        if self.redis_password_file is not None:
+            self.redis_password = SecretStr(_read_secret_file(self.redis_password_file))
+        return self
+
     @field_validator("timezone")
     @classmethod
     def _check_tz(cls, v: str) -> str:
@@ -259,6 +324,21 @@ def mask_url(url: str) -> str:
         return url
     scheme = head.partition("://")[0] + "://" if "://" in head else ""
     return f"{scheme}***@{rest}"
+
+
+def _read_secret_file(path: Path) -> str:
+    """A secret file's text without its trailing newline; never the text in an error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"cannot read {path}: {reason}") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise ValueError(f"{path} is empty")
+    if "\n" in text:
+        raise ValueError(f"{path} holds more than one line")
+    return text
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.batch_consumer import install as install_batch_handler
 from agents.commit_barrier import CoalescedChangelog
+from agents.dead_letters import DeadLetterWriter
 from agents.extensions import EXTENSIONS, WorkerContext
 from agents.metrics import EngineMetrics
 from agents.record import Record
@@ -23,6 +24,7 @@ from producers.keys import DepartmentKeys
 from rules.case import CaseState
 from rules.clock import make_clock
 from rules.factory import build_engine
+from rules.indicators import alert_tally
 from rules.ingest import Gate
 from settings import Settings
 
@@ -37,9 +39,9 @@ def faust_credentials(settings: Settings) -> Any:
         return None
     ssl_context = None
     if proto in ("SASL_SSL", "SSL"):
-        from aiokafka.helpers import create_ssl_context
+        from producers.client import kafka_ssl_context
 
-        ssl_context = create_ssl_context()
+        ssl_context = kafka_ssl_context(settings)
     if proto == "SSL":
         return faust.SSLCredentials(ssl_context)
     if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
@@ -55,6 +57,10 @@ def faust_credentials(settings: Settings) -> Any:
     )
 
 
+#: cases a minute the finished-case sweep looks at (a few tens of milliseconds)
+FINISHED_SWEEP_CASES = 20_000
+
+
 def create_app(settings: Settings) -> faust.App:
     metrics = EngineMetrics()
     engine = build_engine(
@@ -62,13 +68,16 @@ def create_app(settings: Settings) -> faust.App:
         settings.allowed_lateness_seconds,
         on_calendar_fallback=lambda year: metrics.calendar_fallback.labels(str(year)).inc(),
     )
+    engine.on_check_error = lambda rule: metrics.check_errors.labels(rule).inc()
     keys = DepartmentKeys.load(settings.department_keys_file) if settings.department_keys_file else None
-    gate = Gate(engine.catalog, keys)
+    gate = Gate(engine.catalog, keys, unsigned_departments=frozenset(settings.unsigned_departments))
     gate.future_tolerance = gate.future_tolerance.__class__(seconds=settings.future_tolerance_seconds)
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
     client = redis_client(settings.redis_url, settings.redis_username, password)
+    tz = engine.working_time.tz
     sink = RedisAlertSink(client, settings.redis_prefix,
-                          on_error=lambda exc: metrics.sink_errors.labels("redis").inc())
+                          on_error=lambda exc: metrics.sink_errors.labels("redis").inc(),
+                          tally=lambda alert: alert_tally(alert, tz))
     clock = make_clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
     sv = Supervisor(engine, gate, clock, sink, metrics)
 
@@ -120,13 +129,14 @@ def create_app(settings: Settings) -> faust.App:
         return {tp.partition for tp in app.assignor.assigned_actives()
                 if tp.topic == settings.events_topic}
 
-    async def dead_letter(record: Record, reason: str, detail: str) -> None:
-        source = f"{settings.events_topic}:{record.partition}:{record.offset}"
-        await dlq.send(key=record.key, value=record.value, headers=[
-            ("jiancha-reason", reason.encode()),
-            ("jiancha-error", detail.encode()[:4000]),
-            ("jiancha-source", source.encode()),
-        ])
+    async def send_dead_letter(key: bytes | None, value: bytes,
+                               headers: list[tuple[str, bytes]]) -> None:
+        delivered = await dlq.send(key=key, value=value, headers=headers)
+        await delivered  # the broker has it: only then may the source offset be committed
+
+    dead_letter = DeadLetterWriter(
+        send_dead_letter, settings.events_topic, max(1_000_000, settings.kafka_producer_batch_bytes),
+        on_error=lambda exc: metrics.sink_errors.labels("dead_letter").inc())
 
     def write_state(key: bytes, value: bytes, partition: int) -> None:
         # no current event (a batch, a timer): write the store and the changelog partition
@@ -199,6 +209,24 @@ def create_app(settings: Settings) -> faust.App:
 
         await sv.on_tick(cases, partition_now, write_state)
 
+    sweep_from = 0  # where the next sweep of the case table starts
+
+    @app.timer(60.0, name="finished_cases")
+    async def remove_finished_cases() -> None:
+        """A slice of the case table a minute: finished cases past their retention leave it
+        (with a tombstone in its changelog), so the table holds the open cases, not all."""
+        nonlocal sweep_from
+        if app.rebalancing or not sv.ready:
+            return
+        keys = list(cases.data.keys())
+        if sweep_from >= len(keys):
+            sweep_from = 0
+        chunk = keys[sweep_from:sweep_from + FINISHED_SWEEP_CASES]
+        sweep_from += len(chunk)
+        await sv.sweep_finished(cases.data, chunk, dict(sv.partition_ts),
+                                settings.finished_case_retention_days * 86400,
+                                case_changelog.delete)
+
     assigned_at: dict[int, float] = {}  # monotonic time each partition was (re)assigned
 
     @cases.on_recover
@@ -270,7 +298,14 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "ready": sv.ready and not app.rebalancing,
+        # degraded once a rule's check has raised: the cases it failed on wait for a retry,
+        # and a faulty rule stays faulty until it is fixed and the worker restarted
+        failing = dict(sorted(engine.check_errors.items()))
+        # and while Redis refuses the alerts (down, out of memory, read-only): held, retried
+        store = sink.degraded
+        return web.json({"status": "degraded" if failing or store else "ok",
+                         "check_errors": failing, "alert_store": store or "ok",
+                         "ready": sv.ready and not app.rebalancing,
                          "cases": len(cases.data), "scheduled": sv.scheduled(),
                          "partitions": sorted(active_partitions()),
                          "partition_status": await partition_status()})

@@ -12,13 +12,17 @@ processed, as if every update had been sent at once.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faust.serializers.codecs import get_codec
 from faust.types import ModelT
+
+log = logging.getLogger(__name__)
 
 #: A hook: hands records to the producer; may return an awaitable that finishes handing
 #: them over (awaited before the flush).
@@ -171,19 +175,53 @@ def _kafka_producer(app: Any) -> Any:
 
 
 async def send_batches(producer: Any, topic: str,
-                       records: dict[int, list[tuple[bytes, bytes | None]]]) -> None:
+                       records: dict[int, list[tuple[bytes, bytes | None]]],
+                       max_backoff: float = 5.0) -> None:
     """Hand raw records to the aiokafka producer, a record batch per partition (and per
-    ``max_batch_size``): a few microseconds a record, where each record sent through
-    Faust's producer buffer cost ~50 µs and one round trip of its own. The flush that
-    follows waits for them."""
-    for partition, items in records.items():
-        batch = producer.create_batch()
-        for key, value in items:
+    ``max_batch_size``), and wait until the broker has each: a few microseconds a record,
+    where each record sent through Faust's producer buffer cost ~50 µs and one round trip
+    of its own.
+
+    A batch the broker refuses (or that times out) is sent again with back-off, and this
+    returns only once every batch is delivered: it runs before the offset commit, which
+    then waits rather than commit offsets whose states were lost."""
+    pending = records
+    backoff = 0.1
+    while pending:
+        sent: list[tuple[int, list[tuple[bytes, bytes | None]], Any]] = []
+        for partition, items in pending.items():
+            sent.extend(await _hand_over(producer, topic, partition, items))
+        failed: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for partition, items, delivered in sent:
+            try:
+                await delivered
+            except Exception as exc:
+                log.warning("changelog batch of %d record(s) to %s[%d] not delivered (%r); "
+                            "sent again in %.1fs, the offset commit waits", len(items), topic,
+                            partition, exc, backoff)
+                failed.setdefault(partition, []).extend(items)
+        pending = failed
+        if pending:
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff)
+
+
+async def _hand_over(producer: Any, topic: str, partition: int,
+                     items: list[tuple[bytes, bytes | None]]
+                     ) -> list[tuple[int, list[tuple[bytes, bytes | None]], Any]]:
+    """The records of one partition as record batches handed to the producer: (partition,
+    the batch's records, its delivery future) each."""
+    out = []
+    batch, chunk = producer.create_batch(), []
+    for key, value in items:
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            out.append((partition, chunk, await producer.send_batch(batch, topic,
+                                                                    partition=partition)))
+            batch, chunk = producer.create_batch(), []
             if batch.append(key=key, value=value, timestamp=None) is None:
-                await producer.send_batch(batch, topic, partition=partition)
-                batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a record of {len(value or b'')} bytes does not fit a "
-                                     f"batch of {topic}: raise JIANCHA_KAFKA_PRODUCER_BATCH_BYTES")
-        if batch.record_count():
-            await producer.send_batch(batch, topic, partition=partition)
+                raise ValueError(f"a record of {len(value or b'')} bytes does not fit a "
+                                 f"batch of {topic}: raise JIANCHA_KAFKA_PRODUCER_BATCH_BYTES")
+        chunk.append((key, value))
+    if batch.record_count():
+        out.append((partition, chunk, await producer.send_batch(batch, topic, partition=partition)))
+    return out

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from agents.windows import Repartition, active
 from producers.contract import Complaint
 from rules.complaints import ComplaintRules, ComplaintState
+from rules.driver import ComplaintFlow
 from rules.schedule import DeadlineIndex
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     s, sv = ctx.settings, ctx.supervisor
     engine = sv.engine
     rules = ComplaintRules(engine.ruleset, engine.working_time, engine.catalog.departments)
+    flow = ComplaintFlow(rules)
     n = s.topic_partitions
     rejected = Counter("jiancha_complaints_rejected", "Complaint records that are not valid "
                        "complaints (logged and skipped)", ["reason"], registry=ctx.metrics.registry)
@@ -70,6 +72,10 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
 
     def index(partition: int) -> DeadlineIndex:
         return indexes.setdefault(partition, DeadlineIndex())
+
+    def stored(complaint_id: str) -> ComplaintState | None:
+        raw = table.data.get(complaint_id.encode())
+        return ComplaintState.decode(raw) if raw is not None else None
 
     @app.agent(source, name="complaints-feed")
     async def feed(stream: faust.StreamT) -> None:
@@ -99,14 +105,14 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             started = time.monotonic()
             key = complaint.complaint_id.encode()
             stored = table.get(key)
-            state = ComplaintState.decode(stored) if stored is not None else None
-            state, new = rules.ingest(state, complaint, msg.partition)
+            state, new, alerts, nxt = flow.take(
+                ComplaintState.decode(stored) if stored is not None else None, complaint, now,
+                msg.partition)
             received.labels(complaint.kind).inc()
-            alerts, nxt = rules.evaluate(state, now)
             if alerts:
                 await sv.publish(alerts, started)  # before the state that records them
             table[key] = state.encode()
-            index(msg.partition).schedule(state.complaint_id, nxt.timestamp() if nxt else None)
+            index(msg.partition).schedule(state.complaint_id, nxt)
             if new and state.received_at is not None:
                 for observe in observers:
                     observe(state.department, state.item_code, state.received_at)
@@ -122,24 +128,15 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             now = rep.fire_time(partition)
             if now is None:
                 continue
-            for complaint_id in list(idx.pop_due(now.timestamp())):
-                key = complaint_id.encode()
-                stored = table.data.get(key)
-                if stored is None:
-                    continue
-                state = ComplaintState.decode(stored)
-                started = time.monotonic()
-                alerts, nxt = rules.evaluate(state, now)
+            started = time.monotonic()
+            for state, alerts, nxt in flow.judge_due(idx, stored, now):
                 if alerts:
-                    from agents.indicators import hint_partition
-
-                    for a in alerts:
-                        hint_partition(a.alert_id, partition)
-                    await sv.publish(alerts, started)
+                    await sv.publish(alerts, started)  # before the state that records them
+                    key = state.complaint_id.encode()
                     value = state.encode()
                     table.data[key] = value
                     table.send_changelog(partition, key, value)
-                idx.schedule(complaint_id, nxt.timestamp() if nxt else None)
+                idx.schedule(state.complaint_id, nxt)
 
     @table.on_recover
     async def rebuild_index() -> None:

@@ -1,12 +1,15 @@
 """Performance indicators in the worker (绩效评估; logic in ``rules/indicators.py``, shared
 with replay), and the three ways evaluators pull them.
 
-- **Accumulate**: the supervisor's ``event_observers`` and ``alert_observers`` and the
-  complaint observers feed an :class:`~rules.indicators.IndicatorBook` whose store is the
+- **Accumulate**: the supervisor's ``event_observers`` and the complaint observers feed an
+  :class:`~rules.indicators.IndicatorBook` whose store is the
   Faust table ``indicators``, keyed by (month, scope kind, scope name, **partition**): each
   partition's share is written to that partition's changelog by the worker that owns it,
   so state moves with the partition and survives restarts, and no two workers ever write
-  the same key.
+  the same key. Alerts are counted by the alert sink instead, in the same atomic Redis
+  step that stores each alert version (``{prefix}ind-alerts:{YYYY-MM}``): a version
+  delivered again after a crash is known there and counted no more, and a retraction
+  takes its versions back.
 - **Mirror**: every second the keys changed since the last flush go to Redis, one hash
   per month, ``{prefix}ind:{YYYY-MM}`` (field = ``[kind, name, partition]``, value = the
   accumulator JSON), and all of a partition's keys again when it is assigned. Every
@@ -46,6 +49,7 @@ from rules.indicators import (
     current_periods,
     encode_field,
     merge_fields,
+    merge_tally,
     month_of,
     period_months,
     report_rows,
@@ -60,17 +64,6 @@ log = logging.getLogger(__name__)
 
 #: a gauge refresh that took d seconds is not repeated for 50·d seconds (2% of the time)
 GAUGES_TIME_SHARE_INVERSE = 50
-
-#: alert id -> the partition whose indicators it counts in (set by whoever publishes an
-#: alert outside the supervising agent: the window and complaint timers)
-_HINTS: dict[str, int] = {}
-
-
-def hint_partition(alert_id: str, partition: int) -> None:
-    if len(_HINTS) > 100_000:
-        _HINTS.clear()  # never used (indicators not registered): do not grow
-    _HINTS[alert_id] = partition
-
 
 class TableBook(IndicatorBook):
     """An indicator book stored in a Faust table, one key per partition's share.
@@ -166,33 +159,12 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         except Exception:
             return []
 
-    def partition_of(alert: Alert) -> int:
-        hinted = _HINTS.pop(alert.alert_id, None)
-        if hinted is not None:
-            return hinted
-        event = faust.current_event()
-        if event is not None:
-            return int(event.message.partition)
-        if alert.case_id:
-            raw = ctx.cases.data.get(alert.case_id.encode())
-            if raw is not None:
-                return CaseState.decode(raw).partition
-        parts = active_partitions()
-        return parts[0] if parts else 0
-
     def on_event(event: ApprovalEvent, state: CaseState, alerts: list[Alert], now: Any) -> None:
         try:
             book.partition = state.partition
             book.on_event(event, state)
         except Exception:  # indicators must never stop the supervision
             log.exception("indicators: event %s not counted", event.event_id)
-
-    def on_alert(alert: Alert, partition: int | None = None) -> None:
-        try:
-            book.partition = partition if partition is not None else partition_of(alert)
-            book.on_alert(alert)
-        except Exception:
-            log.exception("indicators: alert %s not counted", alert.alert_id)
 
     def on_complaint(department: str | None, item_code: str | None, received_at: float) -> None:
         try:
@@ -203,7 +175,6 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             log.exception("indicators: complaint not counted")
 
     sv.event_observers.append(on_event)
-    sv.alert_observers.append(on_alert)
     from agents.complaints import complaint_observers
 
     complaint_observers(app).append(on_complaint)
@@ -250,6 +221,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         for month in dict.fromkeys(months):
             fields = await ctx.redis.hgetall(f"{prefix}ind:{month}")
             merged.update(merge_fields(month, fields))
+            # the alert counts, kept by the alert sink beside the alerts (exactly once)
+            merge_tally(month, await ctx.redis.hgetall(f"{prefix}ind-alerts:{month}"), merged)
         return merged
 
     gauges_due = [0.0]  # monotonic time before which the gauges are not refreshed again

@@ -36,6 +36,9 @@ class EngineMetrics:
             "jiancha_consumer_lag", "Messages not yet read, by topic partition",
             ["topic", "partition"], registry=r)
         self.cases = Gauge("jiancha_cases", "Cases held by this worker", registry=r)
+        self.cases_removed = Counter(
+            "jiancha_cases_removed", "Finished cases taken out of the case table after their "
+            "retention", registry=r)
         self.deadlines_scheduled = Gauge(
             "jiancha_deadlines_scheduled", "Cases with a future deadline in the index", registry=r)
         self.sink_errors = Counter(
@@ -45,6 +48,9 @@ class EngineMetrics:
             "jiancha_calendar_fallback", "Years counted without 调休 (statutory holidays "
             "and weekends only) for lack of an official calendar",
             ["year"], registry=r)
+        self.check_errors = Counter(
+            "jiancha_check_errors", "Rule checks that raised (each logged with its case and "
+            "retried when the case is next judged), by rule", ["rule"], registry=r)
         self.partition_restarts = Counter(
             "jiancha_partition_restarts", "Assigned partitions that delivered nothing and were "
             "resumed by the watchdog", registry=r)

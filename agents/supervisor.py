@@ -1,7 +1,9 @@
 """What one worker does with an event and with a due deadline, apart from Faust wiring.
 
 The :class:`Supervisor` owns the engine, the gate, the clock, the deadline indexes, the
-alert sink and the metrics.
+alert sink and the metrics. What happens to an event and to a due case is replay's too
+(:class:`rules.driver.CaseDriver`); the supervisor brings the worker's ports (the case
+table, each partition's clock, the Redis sink, the dead letters) and its batching.
 
 Two rules keep it correct under at-least-once delivery and backlogs:
 
@@ -22,7 +24,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from typing import Any, NamedTuple, cast
 
 from agents.metrics import EngineMetrics
@@ -31,11 +32,15 @@ from agents.sinks.types import AlertSink
 from producers.contract import Alert, ApprovalEvent, Step
 from rules.case import CaseState, Fact
 from rules.clock import Clock
+from rules.driver import CaseDriver, Judged
 from rules.engine import Engine
 from rules.ingest import Gate, Rejected
 from rules.schedule import DeadlineIndex, Due
 
 log = logging.getLogger(__name__)
+
+#: a case with one of these is finished (a refusal at intake needs no further step)
+FINISHING_STEPS = frozenset({Step.completed, Step.withdrawn, Step.rejected_at_intake})
 
 #: Where a rejected event goes: (the record, reason, detail).
 DeadLetter = Callable[[Record, str, str], Awaitable[None]]
@@ -59,6 +64,34 @@ class _Accepted(NamedTuple):
     facts: int  # ``facts`` facts (a later event of the batch may have added more)
     alerts: list[Alert]
     judged: datetime
+
+
+class _StoredCases:
+    """The case table, decoded on reading."""
+
+    __slots__ = ("stored",)
+
+    def __init__(self, stored: MutableMapping[bytes, bytes]) -> None:
+        self.stored = stored
+
+    def get(self, case_id: str) -> CaseState | None:
+        raw = self.stored.get(case_id.encode())
+        return CaseState.decode(raw) if raw is not None else None
+
+
+class _BatchCases(_StoredCases):
+    """The case table as a batch leaves it: a case's state as an earlier event of the
+    batch left it, else as stored."""
+
+    __slots__ = ("states",)
+
+    def __init__(self, stored: MutableMapping[bytes, bytes], states: dict[str, CaseState]) -> None:
+        super().__init__(stored)
+        self.states = states
+
+    def get(self, case_id: str) -> CaseState | None:
+        state = self.states.get(case_id)
+        return state if state is not None else _StoredCases.get(self, case_id)
 
 
 @dataclass
@@ -92,6 +125,11 @@ class Supervisor:
     forwarders: list[Forwarder] = field(default_factory=list)
     alert_observers: list[AlertObserver] = field(default_factory=list)
     _ingested_children: dict[tuple[str, str], Any] = field(default_factory=dict)
+    #: what happens to an event and to a due case (shared with replay)
+    driver: CaseDriver = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.driver = CaseDriver(self.engine, self.gate)
 
     def index(self, partition: int) -> DeadlineIndex:
         idx = self.indexes.get(partition)
@@ -144,8 +182,9 @@ class Supervisor:
             started = time.monotonic()
             if not self.processed:  # the figure's time runs from when the first batch began
                 self.first_processed_at = time.time()
-            states: dict[bytes, CaseState] = {}
-            due: dict[bytes, Due] = {}
+            states: dict[str, CaseState] = {}
+            batch_cases = _BatchCases(cases, states)
+            due: dict[str, Due] = {}
             order: list[tuple[Record, _Accepted | None]] = []
             raised: list[Alert] = []
             partitions: list[int] = []
@@ -159,7 +198,8 @@ class Supervisor:
                 now_ts = self.judged_epoch(partition, rec.timestamp, reading_epoch)
                 now = datetime.fromtimestamp(now_ts, UTC)
                 try:
-                    event, state = self._decide_in_batch(rec, cases, states, now, now_ts)
+                    event, state = self.driver.take(rec.value, batch_cases, now, now_ts,
+                                                    key=rec.key, keyed=True)
                 except Rejected as r:
                     self.metrics.events_rejected.labels(r.reason).inc()
                     rejected.append((rec, r.reason, r.detail))
@@ -172,12 +212,12 @@ class Supervisor:
                     order.append((rec, None))
                     continue
                 state.partition = partition
-                key = event.case_id.encode()
-                states[key] = state
+                case_id = event.case_id
+                states[case_id] = state
                 counted = (event.department, event.step)  # a StrEnum: a str, no .value
                 ingested[counted] = ingested.get(counted, 0) + 1
-                alerts, due[key] = self._judge_added(state, event.step, now, now_ts,
-                                                     due.get(key))
+                alerts, due[case_id] = self._judge_added(state, event.step, now, now_ts,
+                                                         due.get(case_id))
                 if alerts:
                     raised.extend(alerts)
                     partitions.extend([partition] * len(alerts))
@@ -186,8 +226,9 @@ class Supervisor:
                 self._ingested(department, step).inc(n)
             if raised:
                 await self.publish(raised, started, partitions)
-            for rec, reason, detail in rejected:
-                await dead_letter(rec, reason, detail)
+            if rejected:  # each delivered (awaited) before the batch's offsets may be acked
+                await asyncio.gather(*(dead_letter(rec, reason, detail)
+                                       for rec, reason, detail in rejected))
             # from here to the caller's ack nothing awaits: no offset commit comes between
             if self.forwarders:
                 for rec, accepted in order:
@@ -197,11 +238,10 @@ class Supervisor:
                         event, fact = accepted.event, accepted.state.facts[accepted.facts - 1]
                     for forward in self.forwarders:
                         forward(rec, event, fact, reading_epoch)
-            for key, state in states.items():
-                write(key, state.encode(), state.partition)
-            for key, waits in due.items():
-                state = states[key]
-                self.index(state.partition).put(state.case_id, waits)
+            for case_id, state in states.items():
+                write(case_id.encode(), state.encode(), state.partition)
+            for case_id, waits in due.items():
+                self.index(states[case_id].partition).put(case_id, waits)
             if self.event_observers:
                 for _, accepted in order:
                     if accepted is not None:
@@ -218,27 +258,21 @@ class Supervisor:
         batch, or from the deadline index once it was rebuilt for the partition."""
         if in_batch is None and state.partition in self.indexed:
             in_batch = self.index(state.partition).get(state.case_id)
-        return self.engine.judge(state, now, step, in_batch, now_ts=now_ts)
-
-    def _decide_in_batch(self, rec: Record, cases: MutableMapping[bytes, bytes],
-                         states: dict[bytes, CaseState], now: datetime, now_ts: float
-                         ) -> tuple[ApprovalEvent, CaseState]:
-        event = self.gate.parse(rec.value, now)
-        self.gate.check_key(event, rec.key)
-        key = event.case_id.encode()
-        state = states.get(key)
-        if state is None:
-            stored = cases.get(key)
-            state = CaseState.decode(stored) if stored is not None else None
-        self.gate.check_against_case(event, state)
-        return event, self.engine.ingest(state, event, now, received_ts=now_ts)
+        return self.driver.judge_added(state, step, now, now_ts, in_batch)
 
     def _ingested(self, department: str, step: str) -> Any:
         child = self._ingested_children.get((department, step))
         if child is None:
             child = self._ingested_children[(department, step)] = (
-                self.metrics.events_ingested.labels(department, step))
+                self.metrics.events_ingested.labels(self.department_label(department), step))
         return child
+
+    def department_label(self, department: str | None) -> str:
+        """A department as a metric label: a catalog department, else ``unknown`` (a label
+        value is a time series for ever: never one per string an input made up)."""
+        if department in self.engine.catalog.departments:
+            return department  # type: ignore[return-value]
+        return "unknown"
 
     def _progress(self, n: int) -> None:
         self.processed += n
@@ -281,53 +315,74 @@ class Supervisor:
         started = time.monotonic()
         fired: list[Alert] = []
         partitions: list[int] = []
-        writes: list[tuple[bytes, CaseState, int]] = []
         live_dues: list[float] = []
-        # a case that raised is rescheduled once its state is written: until then the
-        # table does not record those alerts, and an event judging only some checks
-        # would take them as raised
-        raising: list[tuple[DeadlineIndex, str, Due, float]] = []
+        # the cases that raised, by partition: back in their index once their states are
+        # written (see CaseDriver.judge_due)
+        raising: list[tuple[int, DeadlineIndex, list[Judged]]] = []
+        store = _StoredCases(cases)
         left = limit
         for partition, (now, live) in clocks.items():
             index = self.indexes.get(partition)
             if not index or not left:
                 continue
-            for case_id, before in list(islice(index.pop_due_entries(now.timestamp()), left)):
-                left -= 1
-                key = case_id.encode()
-                stored = cases.get(key)
-                if stored is None:
-                    continue
-                state = CaseState.decode(stored)
-                # the checks that wait run (the index keeps which), not every check
-                alerts, waits = self.engine.judge(state, now, before=before)
-                due = cast(float, before.at)
-                if not alerts:
-                    index.put(case_id, waits)
-                    continue
-                raising.append((index, case_id, waits, due))
-                fired.extend(alerts)
-                partitions.extend([partition] * len(alerts))
-                writes.append((key, state, partition))
+            # the checks that wait run (the index keeps which), not every check
+            judged, taken = self.driver.judge_due(index, store, now, now.timestamp(), left)
+            left -= taken
+            if not judged:
+                continue
+            raising.append((partition, index, judged))
+            for j in judged:
+                fired.extend(j.alerts)
+                partitions.extend([partition] * len(j.alerts))
                 if live:
-                    live_dues.append(due)
+                    live_dues.append(cast(float, j.before.at))
         # as for a batch of events: the alerts judged in one round trip, then the states
         # that record them
         try:
             if fired:
                 await self.publish(fired, started, partitions)
         except BaseException:
-            for index, case_id, _, due in raising:  # due again: judged whole next tick
-                index.schedule(case_id, due)
+            for _, index, judged in raising:  # due again: judged whole next tick
+                for j in judged:
+                    index.schedule(j.case_id, j.before.at)
             raise
-        for key, state, partition in writes:
-            write(key, state.encode(), partition)
-        for index, case_id, waits, _ in raising:
-            index.put(case_id, waits)
+        for partition, index, judged in raising:
+            for j in judged:
+                write(j.case_id.encode(), j.state.encode(), partition)
+            self.driver.settle(index, judged)
         stored_at = self.clock.now().timestamp()
         for due in live_dues:  # how late after it was due, in real seconds
             self.metrics.deadline_lateness.observe(max(0.0, (stored_at - due) / speed))
         return fired, left == 0
+
+    async def sweep_finished(self, cases: MutableMapping[bytes, bytes], keys: Sequence[bytes],
+                             clocks: dict[int, float], retention_seconds: float,
+                             delete: Callable[[bytes, int], None]) -> int:
+        """Take finished cases out of the table once ``retention_seconds`` have passed since
+        they finished by their partition's time (``clocks``, epoch seconds): completed,
+        withdrawn or refused at intake, with nothing left due. Their alerts stay in Redis;
+        a step reported after that would start the case afresh. ``keys``: the part of the
+        table looked at this time (a sweep goes through it a slice at a time). Under the
+        case lock, so no batch is half way through one of them."""
+        removed = 0
+        async with self.case_lock:
+            for key in keys:
+                raw = cases.get(key)
+                if raw is None:
+                    continue
+                state = CaseState.decode(raw)
+                now = clocks.get(state.partition)
+                index = self.indexes.get(state.partition)
+                if now is None or index is None or index.get(state.case_id).at is not None:
+                    continue  # not this worker's, its time not known, or something is due
+                ended = max((f.at for f in state.facts if f.step in FINISHING_STEPS), default=None)
+                if ended is None or ended + retention_seconds > now:
+                    continue
+                delete(key, state.partition)
+                removed += 1
+        if removed:
+            self.metrics.cases_removed.inc(removed)
+        return removed
 
     def partition_clock(self, partition: int, lagging: bool) -> tuple[datetime, bool] | None:
         """The time deadlines on this partition are judged by, and whether it is live: the
@@ -372,9 +427,11 @@ class Supervisor:
             if outcome == "known":
                 continue
             if outcome == "retracted":
-                self.metrics.alerts_retracted.labels(alert.rule, alert.department or "").inc()
+                self.metrics.alerts_retracted.labels(alert.rule,
+                                                     self.department_label(alert.department)).inc()
             else:
-                self.metrics.alerts.labels(alert.rule, alert.severity, alert.department or "").inc()
+                self.metrics.alerts.labels(alert.rule, alert.severity,
+                                           self.department_label(alert.department)).inc()
                 self.metrics.event_to_alert.observe(elapsed)
             for observe in self.alert_observers:
                 observe(alert, partition)

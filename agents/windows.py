@@ -9,13 +9,16 @@
   batches: one message per department, with each record's time and upstream offset.
   Only accepted events count, as in replay; and the events are parsed once, not by a
   second agent on the events topic.
-- ``windows`` (on that topic) adds the record to two Faust **windowed tables**, tumbling
-  windows in event time aligned to local time: ``windows-burst`` keyed by handler
-  (``department/actor``) and ``windows-department`` keyed by department; and keeps the
-  department's events that are not final yet as spans in ``windows-last`` (silence).
+- ``windows`` (on that topic) adds the record to a Faust **windowed table**, tumbling
+  windows in event time aligned to local time, ``windows-department`` keyed by
+  department; a decision to its handler's recent decisions in ``windows-handlers``
+  (keyed by ``department/actor``: a sliding count, ``rules.windows.burst_add``); and
+  keeps the department's events that are not final yet as spans in ``windows-last``
+  (silence).
 - a timer closes the windows whose end plus the allowed lateness is past the partition's
   watermark (:class:`Repartition`), judges them (alerts through the supervisor's
-  Redis sink) and deletes them — the windows' expiry, in event time. Faust's own
+  Redis sink) and deletes them — the windows' expiry, in event time; it counts the
+  handlers' decisions final by then and drops idle handlers alike. Faust's own
   ``expires`` is measured against the wall clock and keeps a heap entry per write, so it
   would drop a backfill's windows before they are judged and grow with every event: not
   used. Closed windows' counts go to the department's history in ``windows-state``
@@ -316,13 +319,13 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         return app.Table(name, default=dict, partitions=n,
                          schema=faust.Schema(key_serializer="json", value_serializer="json"))
 
-    burst = table("windows-burst").tumbling(cfg.burst_size).relative_to(relative)
+    handlers = table("windows-handlers")  # handler -> {"p": partition, "q", "k", "e": decisions}
     department = table("windows-department").tumbling(cfg.dept_size).relative_to(relative)
     last_seen = table("windows-last")  # department -> {"p": partition, "spans": events not final}
     state = table("windows-state")  # department -> {"h": history, "bc", "dc", "L", "s", "p"}
     # few keys, written on every event: one changelog record per key and commit interval
     changelogs = {id(t): CoalescedChangelog(app, t, by_department.get_topic_name())
-                  for t in (burst.table, department.table, last_seen, state)}
+                  for t in (handlers, department.table, last_seen, state)}
 
     def forward(record: Record, ev: ApprovalEvent | None, fact: Fact | None, now: float) -> None:
         """The supervising agent hands over each record it took (None: rejected)."""
@@ -345,7 +348,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         partition). Each record is added in order to the window values as this batch
         leaves them; each window touched is written once, at the end."""
         dept_windows: dict[tuple[str, float], tuple[float, dict[str, Any]]] = {}
-        burst_windows: dict[tuple[str, float], tuple[float, dict[str, Any]]] = {}
+        handler_values: dict[str, dict[str, Any]] = {}
         spans_of: dict[str, list[list[Any]]] = {}
 
         def window(tbl: Any, scope: str, at: float) -> dict[str, Any]:
@@ -357,7 +360,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
 
         # per batch, not per record: the department's state (only the timer changes it)
         states: dict[str, dict[str, Any]] = {}
-        dept_size, burst_size = cfg.dept_size, cfg.burst_size
+        dept_size = cfg.dept_size
         window_start, is_late, merge = rules.window_start, rules.is_late, rules.merge_seconds
         for now, up_partition, up_offset, item in records:
             # where it came from: a record forwarded again after a takeover is recognised
@@ -392,18 +395,15 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                         value["p"] = partition
                         dept_windows[dept, start] = (rec.at, value)
             if rec.decision:
-                start = window_start(rec.at, burst_size)
-                end = start + burst_size
-                if is_late(end, now) or end <= st.get("bc", 0):
+                if rules.burst_late(rec.at, now, st.get("bc", 0)):
                     late.labels("actor.burst").inc()
                 else:
                     handler = rec.handler
-                    got = burst_windows.get((handler, start))
-                    value = got[1] if got is not None else window(burst, handler, rec.at)
-                    burst_add(value, rec)
-                    if got is None:
+                    value = handler_values.get(handler)
+                    if value is None:
+                        value = handler_values[handler] = own_window(handlers.data.get(handler))
                         value["p"] = partition
-                        burst_windows[handler, start] = (rec.at, value)
+                    burst_add(value, rec)
             # silence: the department's events not yet final, as spans (order-insensitive)
             last = st.get("L")
             if last is None or rec.at > last[0]:
@@ -415,10 +415,11 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                         spans = spans_after(spans, last[0])
                     spans_of[dept] = spans
                 span_add(spans, rec.at, rec.event_id, merge)
-        for tbl, touched in ((department, dept_windows), (burst, burst_windows)):
-            for (scope, _), (at, value) in touched.items():
-                shifted[0] = at + rules.offset(at)
-                tbl[scope] = value
+        for (scope, _), (at, value) in dept_windows.items():
+            shifted[0] = at + rules.offset(at)
+            department[scope] = value
+        for handler, value in handler_values.items():
+            handlers[handler] = value
         for dept, spans in spans_of.items():
             last_seen[dept] = {"p": partition, "spans": spans}
 
@@ -429,19 +430,23 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         else:
             changelogs[id(tbl)].set(key, value, partition)
 
-    tables = (burst.table, department.table)
+    tables = (handlers, department.table)
 
     def open_windows() -> dict[int, list[tuple[float, int, str, float, Any]]]:
-        """Every open window by partition, as (end, kind, scope, start, key): the tables
-        are scanned once per tick, not once per partition."""
+        """Every open window by partition, as (end, kind, scope, start, key), and every
+        handler as (when its next decision is final, 0, handler, that, handler): the
+        tables are scanned once per tick, not once per partition."""
         out: dict[int, list[tuple[float, int, str, float, Any]]] = {}
-        for kind, size in ((0, cfg.burst_size), (1, cfg.dept_size)):
-            for key, value in list(tables[kind].data.items()):
-                if not isinstance(value, dict):
-                    continue
-                scope, (shifted_start, _) = key
-                start = shifted_start - rules.offset(shifted_start)
-                out.setdefault(value.get("p"), []).append((start + size, kind, scope, start, key))
+        for key, value in list(department.table.data.items()):
+            if not isinstance(value, dict):
+                continue
+            scope, (shifted_start, _) = key
+            start = shifted_start - rules.offset(shifted_start)
+            out.setdefault(value.get("p"), []).append((start + cfg.dept_size, 1, scope, start, key))
+        for handler, value in list(handlers.data.items()):
+            nxt = rules.burst_next(value) if isinstance(value, dict) else None
+            if nxt is not None:
+                out.setdefault(value.get("p"), []).append((nxt, 0, handler, nxt, handler))
         return out
 
     def close_due(partition: int, now: datetime,
@@ -462,16 +467,18 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             st = changed.get(dept) or dict(state.data.get(dept) or {})
             st["p"] = partition
             if kind == 0:
-                st["bc"] = max(st.get("bc", 0), end)
-                alert = rules.close_burst(scope, start, value, now)
-                write(burst.table, key, None, partition)
+                st["bc"] = max(st.get("bc", 0), t)  # see rules.burst_late
+                value = own_window(value)
+                alerts.extend(rules.burst_advance(scope, value, t, now))
+                write(handlers, key, value if rules.burst_next(value) is not None else None,
+                      partition)
             else:
                 st["dc"] = max(st.get("dc", 0), end)
                 alert, st["h"] = rules.close_denial(scope, start, value, st.get("h") or {}, now)
                 write(department.table, key, None, partition)
+                if alert is not None:
+                    alerts.append(alert)
             changed[dept] = st
-            if alert is not None:
-                alerts.append(alert)
         for dept, seen in list(last_seen.data.items()):
             if not seen or seen.get("p") != partition:
                 continue
@@ -500,10 +507,6 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             started = time.monotonic()
             alerts, changed = close_due(partition, now, windows)
             if alerts:
-                from agents.indicators import hint_partition
-
-                for a in alerts:
-                    hint_partition(a.alert_id, partition)
                 await sv.publish(alerts, started)
                 if app.rebalancing:
                     return  # the partition may have moved: its next owner closes them again

@@ -132,4 +132,14 @@ def build() -> dm.Dashboard:
                     "calendar fallback {{year}}", ref="B")],
             w=8, unit="short"),
     )
+    lay.add(
+        timeseries_panel(
+            "规则检查出错", "Rule checks that raised, per hour by rule "
+            "(jiancha_check_errors_total): each is logged with its case, retried when the "
+            "case is next judged, and turns the worker's /health to degraded; should stay "
+            "at 0.",
+            [target("sum by (rule) (increase(jiancha_check_errors_total[1h])) or on() vector(0)",
+                    "{{rule}}")],
+            w=24, unit="short"),
+    )
     return lay.build()

@@ -131,6 +131,10 @@ def replay(
     rejected = sum(result.rejected.values())
     typer.echo(f"replay: {result.events} events, {rejected} rejected, "
                f"{len(result.alerts)} alerts", err=True)
+    if engine.check_errors:  # the alerts of those rules may be missing: not a clean run
+        typer.echo("replay: rule checks raised (each logged with its case): " + ", ".join(
+            f"{rule} {n}x" for rule, n in sorted(engine.check_errors.items())), err=True)
+        raise typer.Exit(1)
 
 
 def _open(path: Path):  # type: ignore[no-untyped-def]
@@ -143,6 +147,8 @@ def _open(path: Path):  # type: ignore[no-untyped-def]
 @catalog_app.command("export")
 def catalog_export(
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON array")] = True,
+    markdown: Annotated[bool, typer.Option(
+        "--markdown", help="print docs/catalog.md (the table of every item and its sources)")] = False,
     catalog: CatalogOpt = None,
 ) -> None:
     """Print the item catalog (contract.md 'Catalog export')."""
@@ -152,15 +158,21 @@ def catalog_export(
 
     settings = _settings(catalog_dir=catalog)
     try:
-        items = load_catalog(settings.catalog_dir).export()
+        loaded = load_catalog(settings.catalog_dir)
     except CatalogError as exc:
         raise _fail(str(exc)) from None
+    if markdown:
+        from rules.catalog_doc import catalog_markdown
+
+        sys.stdout.write(catalog_markdown(loaded))
+        return
+    items = loaded.export()
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(items, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         for it in items:
             typer.echo(f"{it['code']:10} {it['department']:10} {it['promised_days']:>3}/"
-                       f"{it['legal_days']:<3} {it['name_zh']}")
+                       f"{it['legal_days']:<3} {it['legal_unit']:8} {it['name_zh']}")
 
 
 @schema_app.command("export")

@@ -147,10 +147,14 @@ class EmbeddedStack:
 
     def start_redis(self) -> None:
         self.redis_port = self.redis_port or free_port()
-        argv = [redis_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
-        if self.redis_password:
-            argv += ["--requirepass", self.redis_password]
+        argv = [redis_binary()]
+        if self.redis_password:  # from a file only this user reads, never the command line
+            conf = Path(self.workdir) / "redis.conf"
+            conf.touch(mode=0o600)
+            conf.write_text(f"requirepass {self.redis_password}\n", encoding="utf-8")
+            argv.append(str(conf))
+        argv += ["--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.workdir)]
         p = spawn("redis", argv, self.workdir)
         self.processes.append(p)
         wait_for_port(self.redis_port, proc=p.proc)

@@ -40,22 +40,38 @@ def list_rules(
         check = engine.checks.get(name)
         doc = " ".join((check.__doc__ or "").strip().split("\n\n")[0].split()) if check else ""
         rows.append({"rule": name, "severity": cfg.severity, "enabled": cfg.enabled,
-                     "basis": cfg.basis, "params": cfg.params, "fires_when": doc})
+                     "basis": cfg.basis, "params": cfg.params, "fires_when": doc,
+                     "escalation": _escalation(rs, name)})
     settings = rs.settings.model_dump()
     if as_json:
         typer.echo(json.dumps({"settings": settings, "rules": rows}, ensure_ascii=False, indent=2))
         return
     table = Table(title="jiancha rules", show_lines=True)
-    for col in ("rule", "severity", "basis", "thresholds", "fires when"):
+    for col in ("rule", "severity", "basis", "thresholds", "escalation (督办)", "fires when"):
         table.add_column(col, overflow="fold")
     for r in rows:
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
         sev = r["severity"] + ("" if r["enabled"] else " (disabled)")
-        table.add_row(r["rule"], sev, r["basis"], params, r["fires_when"])
+        policy = r["escalation"]
+        if "never" in policy:
+            escalation = f"never: {policy['never']}"
+        else:
+            escalation = f"after {policy['working_days']} working days unless corrected or resolved"
+        table.add_row(r["rule"], sev, r["basis"], params, escalation, r["fires_when"])
     console = Console(width=160)
     console.print(table)
-    console.print("engine settings: " + ", ".join(f"{k}={v}" for k, v in settings.items())
-                  + "; red alerts not corrected in time are escalated (督办)")
+    console.print("engine settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+
+
+def _escalation(rs: Any, rule: str) -> dict[str, Any]:
+    """A rule's escalation policy as ``rules list`` shows it: the working days after which
+    an uncorrected, unresolved alert escalates, or why it never does."""
+    policy = rs.rules[rule].escalation
+    if policy is None:
+        return {"never": "a warning (yellow) does not escalate"}
+    if policy.never is not None:
+        return {"never": policy.never}
+    return {"working_days": rs.escalation_days(rule)}
 
 
 @rules_app.command("messages")

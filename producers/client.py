@@ -43,6 +43,7 @@ __all__ = [
     "ProducerValidationError",
     "SyncDepartmentProducer",
     "kafka_client_kwargs",
+    "kafka_ssl_context",
     "producer_from_settings",
 ]
 
@@ -537,10 +538,17 @@ def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
             sasl_plain_password=secret.get_secret_value() if secret else None,
         )
     if protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        kwargs["ssl_context"] = create_ssl_context()
+        kwargs["ssl_context"] = kafka_ssl_context(settings)
     return kwargs
+
+
+def kafka_ssl_context(settings: Settings) -> ssl.SSLContext:
+    """TLS towards the brokers: their certificates and host names checked against
+    ``kafka_ssl_cafile`` (the deployment's own CA), else against the system's CAs."""
+    from aiokafka.helpers import create_ssl_context
+
+    cafile = settings.kafka_ssl_cafile
+    return create_ssl_context(cafile=str(cafile) if cafile is not None else None)
 
 
 def producer_from_settings(

@@ -26,12 +26,15 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
 
-from producers.contract import SCHEMA_VERSION, Complaint, EventValidationError
+from producers.contract import SCHEMA_VERSION, Complaint, EventValidationError, sign_payload
 
 if TYPE_CHECKING:
+    from producers.keys import DepartmentKeys
     from settings import Settings
 
 ComplaintLike = Complaint | Mapping[str, Any]
+#: the keyring entry whose keys sign complaints (settings ``complaints_signer``)
+COMPLAINT_CENTRE = "complaint-centre"
 
 
 class ComplaintValidationError(EventValidationError):
@@ -49,19 +52,27 @@ def validate_complaint(complaint: ComplaintLike) -> Complaint:
         raise ComplaintValidationError([("complaint", str(exc))]) from None
 
 
-def encode_complaint(complaint: ComplaintLike) -> tuple[bytes, bytes]:
-    """(Kafka key, value): the key is the case id, else the department."""
+def encode_complaint(complaint: ComplaintLike, signing_key: bytes | None = None
+                     ) -> tuple[bytes, bytes]:
+    """(Kafka key, value): the key is the case id, else the department; signed (HMAC-SHA256
+    over the JCS canonical JSON, as events) with ``signing_key`` when given."""
     c = validate_complaint(complaint)
     key = (c.case_id or c.department).encode()
-    return key, orjson.dumps(c.model_dump(mode="json", exclude_none=True))
+    payload = c.model_dump(mode="json", exclude_none=True)
+    if signing_key is not None:
+        payload["signature"] = sign_payload(payload, signing_key)
+    return key, orjson.dumps(payload)
 
 
 class ComplaintProducer:
     """Async producer of complaints (``acks=all``, retries by aiokafka)."""
 
     def __init__(self, bootstrap_servers: str | list[str], *, topic: str = "complaints",
+                 keys: DepartmentKeys | None = None, signer: str = COMPLAINT_CENTRE,
                  **kafka_options: Any) -> None:
         self.topic = topic
+        self.keys = keys
+        self.signer = signer
         self._kwargs = {"bootstrap_servers": bootstrap_servers, "acks": "all", **kafka_options}
         self._kafka: AIOKafkaProducer | None = None
 
@@ -86,7 +97,11 @@ class ComplaintProducer:
     async def send(self, complaint: ComplaintLike, *, timestamp_ms: int | None = None) -> RecordMetadata:
         """Validate and send; returns when the broker acknowledged it. ``timestamp_ms`` sets
         the record time (a backfill: judged as of when it was originally reported)."""
-        key, value = encode_complaint(complaint)
+        signing_key = self.keys.signing_key(self.signer) if self.keys is not None else None
+        if self.keys is not None and signing_key is None:
+            raise ComplaintValidationError([("signature", f"{self.signer!r} has no key valid "
+                                                          f"now in {self.keys.source}")])
+        key, value = encode_complaint(complaint, signing_key)
         if self._kafka is None:
             raise RuntimeError("ComplaintProducer not started (use 'async with' or start())")
         return await self._kafka.send_and_wait(self.topic, value, key=key, timestamp_ms=timestamp_ms)
@@ -105,6 +120,10 @@ class ComplaintProducer:
 
 def complaint_producer_from_settings(settings: Settings, **options: Any) -> ComplaintProducer:
     from producers.client import kafka_client_kwargs
+    from producers.keys import DepartmentKeys
 
+    keys = (DepartmentKeys.load(settings.department_keys_file)
+            if settings.department_keys_file else None)
     return ComplaintProducer(settings.bootstrap_servers, topic=settings.complaints_topic,
+                             keys=keys, signer=settings.complaints_signer,
                              **kafka_client_kwargs(settings), **options)

@@ -22,6 +22,10 @@ correction notice or a lawful (Art. 45) suspension; a few are refused, with a re
 
 A violating case has exactly one of :data:`VIOLATION_KINDS`; :data:`VIOLATION_RULES`
 names the rule that should catch it.
+
+Each case's item is drawn by its rough share of a city's daily volume (``volume_share`` in
+the catalog, a relative weight: identity cards, passports, vehicles, business and property
+registration far ahead of an environmental report), so the alerts fall where a city's do.
 """
 
 from __future__ import annotations
@@ -230,6 +234,15 @@ class PlannedCase:
     drafts: tuple[Draft, ...]
 
 
+def _cumulative(items: list[Item]) -> list[int]:
+    """Cumulative volume shares, for :meth:`random.Random.choices`."""
+    out, total = [], 0
+    for item in items:
+        total += item.volume_share
+        out.append(total)
+    return out
+
+
 def _sorted_points(rng: random.Random, k: int, low: int, high: int) -> list[int]:
     """``k`` distinct sorted integers strictly between ``low`` and ``high`` (clamped)."""
     if k <= 0:
@@ -254,9 +267,15 @@ class CasePlanner:
             k for k in VIOLATION_KINDS if any(_eligible(k, it) for it in self.items)
         )
         self._by_kind = {k: [it for it in self.items if _eligible(k, it)] for k in self.kinds}
+        self._weights = {k: _cumulative(pool) for k, pool in self._by_kind.items()}
+        self._all_weights = _cumulative(self.items)
 
     def pick_item(self, rng: random.Random, kind: str | None) -> Item:
-        return rng.choice(self._by_kind[kind] if kind else self.items)
+        """An item drawn by its share of a city's daily volume (``Item.volume_share``), among
+        the items that can carry ``kind``: violations follow the volume as cases do."""
+        pool, weights = ((self._by_kind[kind], self._weights[kind]) if kind
+                         else (self.items, self._all_weights))
+        return rng.choices(pool, cum_weights=weights)[0]
 
     def applicant_id(self, n: int) -> str:
         return hashlib.sha256(f"jiancha-simulator:{self.seed}:{n}".encode()).hexdigest()
@@ -324,6 +343,8 @@ class CasePlanner:
 
         day0 = office.day_index(clock_os)
         promise_end = office.day_end(day0 + item.promised_days)
+        if item.legal_unit == "calendar":  # a promise may outrun a limit in 日 across a holiday
+            promise_end = min(promise_end, self._calendar_limit_end(clock_os, item.legal_days))
         if Step.decided not in steps:
             decide_os = promise_end
         elif kind == "decided_late":
@@ -379,6 +400,12 @@ class CasePlanner:
                 t += rng.randint(300, 3600)
                 out.append(Draft(t, dept, step, handler_a))
         return self._case(n, item, kind, out)
+
+    def _calendar_limit_end(self, clock_os: int, days: int) -> int:
+        """The last office second of a limit of ``days`` calendar days from ``clock_os``:
+        the start day is not counted, an end on a rest day moves to the next working day."""
+        last = self.office.instant(clock_os).date() + timedelta(days=days)
+        return self.office.day_end(self.wt.workdays_before(last))
 
     def _case(self, n: int, item: Item, kind: str | None, drafts: list[Draft]) -> PlannedCase:
         year = self.office.instant(drafts[0].os).year

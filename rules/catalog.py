@@ -40,6 +40,7 @@ OPTIONAL_STEPS: frozenset[Step] = frozenset(
 M = TypeVar("M", bound=BaseModel)
 
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Text = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 
 
 class CatalogError(ValueError):
@@ -55,7 +56,8 @@ class Department(BaseModel):
 
 
 class Item(BaseModel):
-    """One approval item (事项) with its legal and promised limits in working days."""
+    """One approval item (事项): its legal limit (working or calendar days) and the article
+    that sets it, its promised limit (working days), its fee and the document behind it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -67,25 +69,46 @@ class Item(BaseModel):
     #: how ``legal_days`` is counted: working days (行政许可法 Art. 82) or calendar days (日,
     #: where another law sets the limit); promised limits are always working days
     legal_unit: Literal["working", "calendar"] = "working"
+    #: the law or regulation and article that set ``legal_days`` (e.g. "环境影响评价法 第二十二条")
+    legal_basis: Text
     promised_days: int = Field(ge=1, le=365)
+    #: where the promise (承诺时限) is published, when known
+    promised_source: Text | None = None
     steps: tuple[Step, ...]
     fee_standard: Decimal | None = Field(
         None,
         decimal_places=2,
         description="CNY standard, at most 2 decimal places; null when nothing may be charged",
     )
+    #: the document that sets ``fee_standard`` (Art. 58: a law or administrative regulation,
+    #: priced by the State's fee document); null when nothing may be charged
+    fee_basis: Text | None = None
     joint: bool = False
     co_departments: tuple[Code, ...] = ()
     extension_days_max: int | None = Field(
-        None, ge=1, le=60, description="defaults to 10 (15 for joint items), Art. 42"
+        None, ge=1, le=60,
+        description="working days; defaults to 10 (15 for joint items), Art. 42",
     )
+    #: what sets ``extension_days_max`` when it is not Art. 42's default; an extension counts
+    #: in working days, so one another law grants in calendar days is held as the working days
+    #: those hold in ordinary weeks (5 in 7), and the basis says so
+    extension_basis: Text | None = None
+    #: every figure checked against the text of its basis; otherwise the note says what is not
+    verified: bool = False
+    verification_note: Text | None = None
+    #: the item's rough share of a city's daily volume, as a weight relative to the other
+    #: items (an identity card 1500, an environmental impact report 10); the simulator draws
+    #: items in proportion to it
+    volume_share: int = Field(1, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _consistent(self) -> Item:
-        if self.promised_days > self.legal_days:
+        if self.promised_days > self.legal_days_as_working:
+            unit = "" if self.legal_unit == "working" else (
+                f" calendar days, at most {self.legal_days_as_working} working days")
             raise ValueError(
                 f"promised_days ({self.promised_days}) must not exceed legal_days "
-                f"({self.legal_days})"
+                f"({self.legal_days}{unit})"
             )
         if not self.steps or self.steps[0] is not Step.submitted:
             raise ValueError("steps must start with 'submitted'")
@@ -102,13 +125,40 @@ class Item(BaseModel):
             raise ValueError("co_departments must not include the handling department")
         if self.fee_standard is not None and self.fee_standard < 0:
             raise ValueError("fee_standard must not be negative")
+        if self.fee_standard is not None and self.fee_basis is None:
+            raise ValueError("fee_basis: an item with a fee_standard needs the document that "
+                             "sets it (Art. 58)")
+        if self.fee_standard is None and self.fee_basis is not None:
+            raise ValueError("fee_basis is only for an item with a fee_standard")
+        if self.extension_days_max is not None and self.extension_basis is None:
+            raise ValueError("extension_basis: an extension maximum other than Art. 42's "
+                             "default needs the article that sets it")
+        if not self.verified and self.verification_note is None:
+            raise ValueError("verification_note: an item not verified (verified: false) says why")
         return self
+
+    @property
+    def legal_days_as_working(self) -> int:
+        """The legal limit in working days of ordinary weeks (5 in 7): a promise, always in
+        working days, longer than this outruns a calendar-day limit without any holiday.
+        Across a long holiday a shorter promise may still end after the legal limit (and a
+        调休 week may hold a longer one); each limit is judged on its own, so the catalog
+        refuses only a promise that does not fit ordinary weeks."""
+        if self.legal_unit == "working":
+            return self.legal_days
+        return max(1, self.legal_days * 5 // 7)
 
     @property
     def max_extension_days(self) -> int:
         if self.extension_days_max is not None:
             return self.extension_days_max
         return 15 if self.joint else 10
+
+    @property
+    def max_extension_basis(self) -> str:
+        if self.extension_basis is not None:
+            return self.extension_basis
+        return "行政许可法 第四十二条"
 
     def export(self) -> dict[str, Any]:
         """The object ``jiancha catalog export --json`` prints (contract.md)."""
@@ -124,6 +174,14 @@ class Item(BaseModel):
             "fee_standard": None if self.fee_standard is None else f"{self.fee_standard:.2f}",
             "joint": self.joint,
             "co_departments": list(self.co_departments),
+            "legal_basis": self.legal_basis,
+            "promised_source": self.promised_source,
+            "extension_days_max": self.max_extension_days,
+            "extension_basis": self.max_extension_basis,
+            "fee_basis": self.fee_basis,
+            "verified": self.verified,
+            "verification_note": self.verification_note,
+            "volume_share": self.volume_share,
         }
 
 

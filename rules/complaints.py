@@ -11,6 +11,10 @@ complaint is still not handled after the escalation period.
 The worker keeps :class:`ComplaintState` in a Faust table keyed by ``complaint_id`` with
 a deadline index (``rules/schedule.py``); replay keeps them in a dict. Both call
 :meth:`ComplaintRules.ingest` and :meth:`ComplaintRules.evaluate`.
+
+Before that every complaint passes :class:`ComplaintGate` (the complaints' own gate, like
+:class:`rules.ingest.Gate` for events): a rejected one goes to the dead-letter topic
+``complaints.dlq`` with a reason from :data:`COMPLAINT_REJECT_REASONS`.
 """
 
 from __future__ import annotations
@@ -21,9 +25,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
-from producers.contract import SEVERITY_RANK, Alert, Complaint, Severity, make_alert_id
-from rules.counted_time import WorkingTime
+from producers.complaints import COMPLAINT_CENTRE
+from producers.contract import (
+    SEVERITY_RANK,
+    Alert,
+    Complaint,
+    EventValidationError,
+    Severity,
+    make_alert_id,
+)
+from rules.catalog import Catalog
+from rules.counted_time import ORIGIN, WorkingTime
+from rules.ingest import KeyRing, Rejected, check_signature, read_object
 from rules.messages import escalation_prefix
 from rules.rulebook import RuleSet
 from rules.windows import render_alert
@@ -34,6 +49,70 @@ COMPLAINT_RULES = frozenset({RECEIVED, OVERDUE})
 #: 好差评: a complaint is handled (rectified) within 15 working days
 HANDLING_DAYS = 15
 _TICK = timedelta(microseconds=1)
+
+
+#: the ``jiancha-reason`` of a complaint on ``complaints.dlq``
+COMPLAINT_REJECT_REASONS = (
+    "invalid_json",
+    "invalid_complaint",
+    "unknown_department",
+    "unknown_item",
+    "missing_signature",
+    "bad_signature",
+    "time_out_of_range",
+)
+#: a complaint's text is at most 10,000 characters (30,000 bytes of Chinese)
+MAX_COMPLAINT_BYTES = 64 * 1024
+
+
+class ComplaintRejected(Rejected):
+    reasons = COMPLAINT_REJECT_REASONS
+
+
+@dataclass
+class ComplaintGate:
+    """Parse and check one complaint: the contract, a catalog department (and item, when it
+    names one: both become labels and table keys), its time, and with a keyring the
+    signature of the complaint centre (``signer``, a keyring entry: complaints come from
+    the centre, not from the department they are about) by a key valid when it arrived."""
+
+    catalog: Catalog
+    keys: KeyRing | None = None
+    signer: str = COMPLAINT_CENTRE
+    future_tolerance: timedelta = timedelta(minutes=5)
+
+    def parse(self, raw: bytes, now: datetime | None,
+              arrived: datetime | None = None) -> Complaint:
+        """``now`` and ``arrived`` as for :meth:`rules.ingest.Gate.parse`: ``now`` is when the
+        record arrived (the worker's judged Kafka time), ``None`` in replay, where the key
+        must be valid at ``arrived`` (the replay clock), else at the complaint's own time."""
+        payload = read_object(raw, MAX_COMPLAINT_BYTES, ComplaintRejected, "invalid_complaint")
+        return self.validate(payload, now, arrived)
+
+    def validate(self, payload: dict[str, Any], now: datetime | None,
+                 arrived: datetime | None = None) -> Complaint:
+        try:
+            complaint = Complaint.model_validate(payload)
+        except ValidationError as exc:
+            problems = EventValidationError.from_pydantic(exc)
+            raise ComplaintRejected("invalid_complaint", str(problems)) from None
+        if complaint.department not in self.catalog.departments:
+            raise ComplaintRejected("unknown_department",
+                                    f"department {complaint.department!r} is not in the catalog")
+        item = (complaint.model_extra or {}).get("item_code")
+        if item is not None and (not isinstance(item, str) or item not in self.catalog):
+            raise ComplaintRejected("unknown_item",
+                                    f"item_code {str(item)[:64]!r} is not in the catalog")
+        if complaint.occurred_at.year < ORIGIN.year:
+            raise ComplaintRejected("time_out_of_range",
+                                    f"occurred_at {complaint.occurred_at} is before {ORIGIN}")
+        if now is not None and complaint.occurred_at > now + self.future_tolerance:
+            raise ComplaintRejected("time_out_of_range", f"occurred_at "
+                                    f"{complaint.occurred_at.isoformat()} is in the future")
+        if self.keys is not None:
+            check_signature(payload, self.signer, complaint.signature, self.keys,
+                            now or arrived or complaint.occurred_at, False, ComplaintRejected)
+        return complaint
 
 
 def is_complaint(payload: Mapping[str, Any]) -> bool:
@@ -123,9 +202,9 @@ class ComplaintRules:
         if self.enabled(OVERDUE) and (handled is None or handled > deadline.timestamp()):
             due = deadline + self.ruleset.settings.allowed_lateness
             stages.append((OVERDUE, "red", due, deadline))
-            escalation = self.wt.working_deadline(deadline - _TICK,
-                                                  self.ruleset.settings.escalation_working_days)
-            if handled is None or handled > escalation.timestamp():
+            days = self.ruleset.escalation_days(OVERDUE)
+            escalation = None if days is None else self.wt.working_deadline(deadline - _TICK, days)
+            if escalation is not None and (handled is None or handled > escalation.timestamp()):
                 stages.append((OVERDUE, "escalated", max(escalation, due), deadline))
         alerts: list[Alert] = []
         next_due: datetime | None = None
@@ -162,7 +241,7 @@ class ComplaintRules:
             details.update(limit=self.days, deadline=deadline.isoformat(),
                            deadline_text=deadline_text(deadline, self.wt))
             if severity == "escalated":
-                days = self.ruleset.settings.escalation_working_days
+                days = self.ruleset.escalation_days(OVERDUE)
                 details["escalated_after_working_days"] = days
                 prefix = escalation_prefix(days)
         return render_alert(self.ruleset, self.departments, self.wt.tz, rule, severity, alert_id,

@@ -13,10 +13,11 @@ tests drive the same object.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from weakref import WeakSet
 
 from producers.contract import SEVERITY_RANK, Alert, ApprovalEvent, Severity, Step, make_alert_id
 from rules.case import RETRACTED, CaseState, Fact
@@ -24,7 +25,7 @@ from rules.catalog import OPTIONAL_STEPS, Catalog, Item
 from rules.checks import CHECKS
 from rules.counted_time import WorkingTime
 from rules.findings import PROCESS, UNLISTED, CaseView, Check, Finding, declared_reads
-from rules.messages import escalation_prefix
+from rules.messages import escalation_prefix, retraction_prefix
 from rules.rulebook import RuleSet
 from rules.schedule import UNKNOWN, Due
 
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 _TICK = 1e-6  # a microsecond, in epoch seconds
 _ESCALATED = SEVERITY_RANK["escalated"]
+#: A check that raised runs again when its case is next judged: at the latest this long
+#: (clock seconds) later, or as long as the case had been quiet when it failed, if longer.
+#: A transient failure heals within a minute; a faulty rule is tried again 1, 2, 4, 8, …
+#: minutes after the case's last fact, so it floods neither the log nor the deadline index.
+CHECK_RETRY_SECONDS = 60.0
 
 
 #: (rule, check, severity, parameters, the check's bit in ``Due.pending``, severity rank)
@@ -43,17 +49,26 @@ class _Blank(dict[str, Any]):
         return "?"
 
 
-@dataclass
+#: Every engine alive in this process (weakly held), so that one watcher sees the check
+#: errors of all of them (the test suite fails a test after which any engine has one).
+ENGINES: WeakSet[Engine] = WeakSet()
+
+
+@dataclass(eq=False)  # an engine is itself, not its parts (and is weakly referenced)
 class Engine:
     catalog: Catalog
     ruleset: RuleSet
     working_time: WorkingTime
     checks: Mapping[str, Check] = None  # type: ignore[assignment]
+    #: called with the rule's name each time one of its checks raises (a metric)
+    on_check_error: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         if self.checks is None:
             self.checks = CHECKS
+        #: checks that raised, by rule (each also logged with its case)
         self.check_errors: dict[str, int] = {}
+        ENGINES.add(self)
         self._plans: dict[str, list[_Planned]] = {}
         self._by_step: dict[tuple[str, Step], tuple[list[_Planned], int]] = {}
         self._by_bits: dict[tuple[str, int], list[_Planned]] = {}
@@ -133,6 +148,13 @@ class Engine:
             except Exception:  # one faulty rule must not silence the others
                 self.check_errors[rule] = self.check_errors.get(rule, 0) + 1
                 log.exception("rule %s failed on case %s; other rules go on", rule, case_id)
+                if self.on_check_error is not None:
+                    self.on_check_error(rule)
+                # judged again later: its bit waits, and the case stays scheduled
+                pending |= bit
+                retry = now_ts + max(CHECK_RETRY_SECONDS, now_ts - view.facts[-1].at)
+                if next_due is None or retry < next_due:
+                    next_due = retry
                 continue
             if watch:
                 ran.add(rule)
@@ -157,12 +179,15 @@ class Engine:
                     raised = case_raised[alert_id] = rank
                     sources[alert_id] = rule
                     alerts.append(self._render(rule, severity, alert_id, view, finding, now))
-                if severity != "red" or not finding.escalates or raised >= _ESCALATED:
+                if severity != "red" or raised >= _ESCALATED:
                     continue
+                days = self.ruleset.escalation_days(rule)
+                if days is None:
+                    continue  # the rule set says why it never escalates
                 # an instant at 00:00 is the end (24:00) of the day before; computed only
                 # once the red stage is raised (most findings never get here)
                 escalation = self.working_time.working_deadline_epoch(
-                    finding.event_time - _TICK, self.ruleset.settings.escalation_working_days)
+                    finding.event_time - _TICK, days)
                 corrected = finding.corrected_at
                 if corrected is not None and corrected <= escalation:
                     continue
@@ -265,13 +290,13 @@ class Engine:
         zh, en = config.message_zh, config.message_en
         details = dict(f.details)
         if severity == "escalated":
-            days = self.ruleset.settings.escalation_working_days
+            days = self.ruleset.escalation_days(rule)
             prefix = escalation_prefix(days)
             zh, en = prefix[0] + zh, prefix[1] + en
             details["escalated_after_working_days"] = days
         if retracted_by:
-            zh = f"【撤销】后报事件（{'、'.join(retracted_by)}）表明此告警不成立：" + zh
-            en = f"[Retracted: later event {', '.join(retracted_by)} shows this did not happen] " + en
+            prefix = retraction_prefix(retracted_by)
+            zh, en = prefix[0] + zh, prefix[1] + en
             details["retracted_by"] = list(retracted_by)
         item: Item = view.item
         fields = _Blank(details)

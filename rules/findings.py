@@ -39,11 +39,10 @@ class Finding:
     actor: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
     #: when the missing action happened (decision made, delivery done): a red finding not
-    #: corrected within the escalation period becomes ``escalated`` (督办)
+    #: corrected within its rule's escalation period becomes ``escalated`` (督办). None where
+    #: no later event can correct it (a fee, a conflict of duties): only a person resolving
+    #: the alert does, and the alert sink does not escalate a resolved alert.
     corrected_at: float | None = None
-    #: False where only the bureau can correct it (fees, conflicts of duty): no escalation
-    #: from the facts; the alert lifecycle handles those
-    escalates: bool = True
     #: for what did not happen in time (deadlines, delivery): the alert names as its actor
     #: the case's holder at this instant (:meth:`CaseView.holder`), found when it is raised
     holder_at: float | None = None

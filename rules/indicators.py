@@ -198,7 +198,8 @@ def month_of(instant: datetime | float, tz: Any) -> str:
 #: the steps an event counts in the indicators with (the first of its kind in a case)
 _COUNTED = frozenset({Step.submitted, Step.accepted, Step.decided, Step.supplement_requested})
 
-#: rules whose event time is the start of a window (the window's month), not a deadline
+#: rules whose event time is an instant in a window (its start; for a burst the decision
+#: that took the count above the limit), not a deadline
 _AT_START = frozenset({"actor.burst", "department.denial_spike"})
 _TICK = timedelta(microseconds=1)
 
@@ -209,6 +210,46 @@ def alert_month(alert: Alert, tz: Any) -> str:
     November)."""
     at = alert.event_time if alert.rule in _AT_START else alert.event_time - _TICK
     return month_of(at, tz)
+
+
+def alert_scopes(alert: Alert) -> list[tuple[Kind, str]]:
+    """Where an alert counts: its department, its item, and its handler (the actor)."""
+    dept = alert.department
+    scopes: list[tuple[Kind, str | None]] = [
+        ("department", dept), ("item", alert.item_code),
+        ("handler", f"{dept}/{alert.actor}" if dept and alert.actor and alert.actor != "applicant"
+         else None)]
+    return [(kind, name) for kind, name in scopes if name]
+
+
+def alert_counts(alert: Alert) -> tuple[tuple[str, ...], int]:
+    """The severities an alert version changes the counts of, and by how much: +1 for
+    its own severity; a retraction takes back what its earlier versions counted, the red
+    and, when it had escalated, the escalation (-1 each)."""
+    if alert.status != "retracted":
+        return (alert.severity,), 1
+    return (("red", "escalated") if alert.severity == "escalated" else (alert.severity,)), -1
+
+
+def alert_tally(alert: Alert, tz: Any) -> tuple[str, list[str], int]:
+    """An alert version's change of the alert counts as the alert store keeps it beside
+    the alert itself, so that each version counts exactly once however often it is
+    delivered: (month, fields ``[kind, name, rule, severity]`` as JSON, step)."""
+    severities, step = alert_counts(alert)
+    fields = [orjson.dumps([kind, name, alert.rule, severity]).decode()
+              for kind, name in alert_scopes(alert) for severity in severities]
+    return alert_month(alert, tz), fields, step
+
+
+def merge_tally(month: str, fields: Mapping[bytes | str, bytes | str | int],
+                into: dict[Key, Acc]) -> dict[Key, Acc]:
+    """Add a month's alert tally (the hash :func:`alert_tally` fields count in) to the
+    accumulators ``into``."""
+    for raw_field, raw_value in fields.items():
+        kind, name, rule, severity = orjson.loads(raw_field)
+        by = into.setdefault((month, kind, name), Acc()).alerts.setdefault(rule, {})
+        by[severity] = by.get(severity, 0) + int(raw_value)
+    return into
 
 
 class IndicatorBook:
@@ -317,22 +358,13 @@ class IndicatorBook:
                 overdue)
 
     def on_alert(self, alert: Alert) -> None:
-        """Every alert version stored anew (new, escalated or retracted; not a repeat). A
-        retraction takes back what its earlier versions counted: the red and, when it had
-        escalated, the escalation (they have the same event time and actor)."""
+        """Every alert version stored anew (new, escalated or retracted; not a repeat)."""
         month = alert_month(alert, self.wt.tz)
-        dept = alert.department
-        handler = f"{dept}/{alert.actor}" if dept and alert.actor and alert.actor != "applicant" else None
-        scopes = [("department", dept), ("item", alert.item_code), ("handler", handler)]
-        if alert.status != "retracted":
-            self._add(month, scopes, alert=(alert.rule, alert.severity))
-            return
-        counted = ("red", "escalated") if alert.severity == "escalated" else (alert.severity,)
-        for kind, name in scopes:
-            if name:
-                by = self.acc((month, kind, name)).alerts.setdefault(alert.rule, {})
-                for severity in counted:
-                    by[severity] = by.get(severity, 0) - 1
+        severities, step = alert_counts(alert)
+        for kind, name in alert_scopes(alert):
+            by = self.acc((month, kind, name)).alerts.setdefault(alert.rule, {})
+            for severity in severities:
+                by[severity] = by.get(severity, 0) + step
 
     def on_complaint(self, department: str | None, item_code: str | None, received_at: float) -> None:
         """A complaint seen for the first time."""

@@ -39,20 +39,24 @@ DEPARTMENTS = {d.code: d for d in (
     Department(code="guihua", name_zh="规划局", name_en="Planning Bureau"),
     Department(code="huanbao", name_zh="环境保护局", name_en="Environmental Protection Bureau"),
 )}
+#: what every example item says of itself (they are examples, not the catalog's items)
+_EXAMPLE = {"legal_basis": "行政许可法 第四十二条", "verified": False,
+            "verification_note": "an example item of the message table, not a catalog item"}
 ITEMS = {i.code: i for i in (
     Item(code="EX-HOTEL", name_zh="旅馆业特种行业许可证核发",
          name_en="Special trade licence for the hotel trade", department="gongan",
-         legal_days=20, promised_days=10, steps=_STEPS),
+         legal_days=20, promised_days=10, steps=_STEPS, **_EXAMPLE),
     Item(code="EX-DRIVE", name_zh="机动车驾驶证核发",
          name_en="Issuance of motor vehicle driving licences", department="gongan",
-         legal_days=20, promised_days=10, steps=_STEPS, fee_standard="10.00"),
+         legal_days=20, promised_days=10, steps=_STEPS, fee_standard="10.00",
+         fee_basis="an example fee document", **_EXAMPLE),
     Item(code="EX-SEAL", name_zh="公章刻制备案", name_en="Registration of official seals",
          department="gongan", legal_days=5, promised_days=3,
-         steps=(Step.submitted, Step.accepted, Step.decided, Step.completed)),
+         steps=(Step.submitted, Step.accepted, Step.decided, Step.completed), **_EXAMPLE),
     Item(code="EX-BUILD", name_zh="建筑工程施工许可证核发",
          name_en="Construction permit for building works", department="jianshe",
          legal_days=45, promised_days=30, steps=_STEPS, joint=True,
-         co_departments=("guihua", "huanbao")),
+         co_departments=("guihua", "huanbao"), **_EXAMPLE),
 )}
 
 

@@ -7,6 +7,7 @@ the same functions, so an alert and its explanation say the same.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from rules.counted_time import DAY
 
@@ -89,6 +90,14 @@ def names_en(names: list[str]) -> str:
 
 def whole_minutes(seconds: float) -> int:
     return round(seconds / 60)
+
+
+def retraction_prefix(event_ids: Sequence[str]) -> tuple[str, str]:
+    """What a retracted alert's text starts with, naming the events that proved it wrong."""
+    several = len(event_ids) > 1
+    return (f"【撤销】后报事件（{'、'.join(event_ids)}）表明此告警不成立：",
+            f"[Retracted: later event{'s' if several else ''} {', '.join(event_ids)} "
+            f"show{'' if several else 's'} this did not happen] ")
 
 
 def escalation_prefix(days: int) -> tuple[str, str]:

@@ -25,6 +25,7 @@ from producers.contract import Alert, ApprovalEvent, Complaint
 from rules.case import CaseState, Fact
 from rules.clock import EventTimeClock
 from rules.complaints import ComplaintRules, ComplaintState, is_complaint
+from rules.driver import CaseDriver, ComplaintFlow
 from rules.engine import Engine
 from rules.indicators import IndicatorBook
 from rules.ingest import Gate, KeyRing, Rejected
@@ -55,7 +56,8 @@ class SideRules:
         self.indicators = indicators
         self.tracker = WindowTracker(WindowRules(engine.ruleset, engine.working_time,
                                                  departments)) if windows else None
-        self.rules = ComplaintRules(engine.ruleset, engine.working_time, departments)
+        self.flow = ComplaintFlow(ComplaintRules(engine.ruleset, engine.working_time,
+                                                 departments))
         self.complaints: dict[str, ComplaintState] = {}
         self.index = DeadlineIndex()
 
@@ -70,11 +72,7 @@ class SideRules:
         ``now`` in epoch seconds, if the caller has it)."""
         if t is None:
             t = now.timestamp()
-        if self.index.may_be_due(t):
-            for complaint_id in list(self.index.pop_due(t)):
-                alerts, nxt = self.rules.evaluate(self.complaints[complaint_id], now)
-                self.raised(alerts)
-                self.index.schedule(complaint_id, nxt.timestamp() if nxt else None)
+        self.flow.fire_due(self.index, self.complaints, now, t, self.raised)
         if self.tracker is not None and self.tracker.may_be_due(t):
             self.raised(self.tracker.advance(now, t))
 
@@ -100,13 +98,13 @@ class SideRules:
         result.complaints += 1
         self.clock.advance(complaint.occurred_at)
         cid = complaint.complaint_id
-        state, new = self.rules.ingest(self.complaints.get(cid), complaint)
+        state, new, alerts, nxt = self.flow.take(self.complaints.get(cid), complaint,
+                                                 self.clock.now())
         self.complaints[cid] = state
         if new and self.indicators is not None and state.received_at is not None:
             self.indicators.on_complaint(state.department, state.item_code, state.received_at)
-        alerts, nxt = self.rules.evaluate(state, self.clock.now())
         self.raised(alerts)
-        self.index.schedule(cid, nxt.timestamp() if nxt else None)
+        self.index.schedule(cid, nxt)
         return True
 
     def finish(self) -> None:
@@ -136,7 +134,7 @@ def replay(
     windows: bool = True,
     indicators: IndicatorBook | None = None,
 ) -> ReplayResult:
-    gate = Gate(engine.catalog, keys)
+    driver = CaseDriver(engine, Gate(engine.catalog, keys))
     clock = EventTimeClock()
     cases: dict[str, CaseState] = {}
     index = DeadlineIndex()
@@ -146,11 +144,7 @@ def replay(
 
     def fire_due() -> None:
         now, t = clock.now(), clock.now_epoch()
-        if index.may_be_due(t):
-            for case_id, before in list(index.pop_due_entries(t)):
-                alerts, due = engine.judge(cases[case_id], now, before=before, now_ts=t)
-                raised(alerts)
-                index.put(case_id, due)
+        driver.fire_due(index, cases, now, t, raised)
         sides.fire_due(now, t)
 
     for lineno, raw in enumerate(lines, 1):
@@ -162,25 +156,21 @@ def replay(
                 fire_due()
             continue
         try:
-            event = gate.parse(raw, None)
-            state = cases.get(event.case_id)
-            gate.check_against_case(event, state)
+            event, state = driver.take(raw, cases, None)
         except Rejected as r:
             result.rejected[r.reason] = result.rejected.get(r.reason, 0) + 1
             result.problems.append(f"line {lineno}: {r.reason}: {r.detail}")
             continue
         result.events += 1
-        state = engine.ingest(state, event, received_at(event) or event.occurred_at)
         cases[event.case_id] = state
         fact = state.facts[-1]
         clock.advance(event.occurred_at, fact.at)
-        alerts, due = engine.judge(state, clock.now(), event.step, index.get(event.case_id),
-                                   now_ts=clock.now_epoch())
-        raised(alerts)
+        now_ts = clock.now_epoch()
+        fact.received = received_epoch(event, now_ts)
+        driver.on_event(index, state, event.step, clock.now(), now_ts, raised)
         if indicators is not None:
             indicators.on_event(event, state)
         sides.observe(event, fact)
-        index.put(event.case_id, due)
         fire_due()
         if on_progress is not None and result.events % 10_000 == 0:
             on_progress(result.events)
@@ -190,6 +180,15 @@ def replay(
     sides.finish()
     result.alerts.sort(key=lambda a: (a.event_time, a.alert_id))
     return result
+
+
+def received_epoch(event: object, clock: float) -> float:
+    """When replay counts an event as received, in epoch seconds: its ``received_at`` if
+    it has one, else ``clock``, the replay clock once advanced to the event (as a live
+    worker would have received it when its line was read: a line behind the latest
+    ``occurred_at`` so far arrived late)."""
+    at = received_at(event)
+    return clock if at is None else at.timestamp()
 
 
 def received_at(event: object) -> datetime | None:

@@ -48,8 +48,9 @@ import orjson
 
 from producers.contract import Alert, Step
 from rules.calendar import OfficialCalendar
-from rules.case import CaseState
+from rules.case import CaseState, Fact
 from rules.clock import EventTimeClock
+from rules.driver import CaseDriver
 from rules.engine import Engine
 from rules.indicators import IndicatorBook
 from rules.ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected
@@ -126,7 +127,7 @@ class _Shard:
         self.engine = engine
         self.tracker = WindowTracker(WindowRules(
             engine.ruleset, engine.working_time, engine.catalog.departments)) if windows else None
-        self.gate = Gate(engine.catalog, keys)
+        self.driver = CaseDriver(engine, Gate(engine.catalog, keys))
         self.number = number
         self.workers = workers
         self.cases: dict[str, CaseState] = {}
@@ -135,35 +136,38 @@ class _Shard:
         self.alerts: list[Alert] = []
         self.events = 0
         #: the accepted events of each chunk taken and not judged yet, in line order:
-        #: (line, case id, step); a shard takes the next chunk before judging this one
-        self._taken: deque[list[tuple[int, str, Step]]] = deque()
+        #: (line, case id, step, the fact whose received time is the clock at its line, or
+        #: None when it said when it was received); a shard takes the next chunk before
+        #: judging this one
+        self._taken: deque[list[tuple[int, str, Step, Fact | None]]] = deque()
         self._clock = EventTimeClock()
 
     def take(self, lines: list[tuple[int, bytes]]) -> _Report:
         """Phase 1: the gate and the states, for this shard's lines of a chunk."""
         report = _Report()
-        gate, cases, engine = self.gate, self.cases, self.engine
-        taken: list[tuple[int, str, Step]] = []
+        cases, take = self.cases, self.driver.take
+        taken: list[tuple[int, str, Step, Fact | None]] = []
         self._taken.append(taken)
         for i, raw in lines:
             try:
-                event = gate.parse(raw, None)
-                state = cases.get(event.case_id)
-                gate.check_against_case(event, state)
+                event, state = take(raw, cases, None)
             except Rejected as r:
                 report.rejected.append((i, r.reason, r.detail))
                 continue
-            state = engine.ingest(state, event, received_at(event) or event.occurred_at)
             cases[event.case_id] = state
-            taken.append((i, event.case_id, event.step))
             fact = state.facts[-1]
+            received = received_at(event)
+            if received is not None:
+                fact.received = received.timestamp()
+            taken.append((i, event.case_id, event.step, fact if received is None else None))
             report.accepted.append((i, _pack(event.occurred_at, fact.at),
                                     fact_fields(event.case_id, fact)))
         self.events += len(taken)
         return report
 
-    def _upto(self, case_id: str) -> CaseState:
-        """The case with the facts released so far (its later facts are not there yet)."""
+    def get(self, case_id: str) -> CaseState:
+        """The case with the facts released so far (its later facts are not there yet): the
+        shard is the store its judgements read."""
         return self.cases[case_id].upto(self.released[case_id])
 
     def judge(self, moves: Moves, records: list[tuple[int, list[Any]]]) -> None:
@@ -175,8 +179,8 @@ class _Shard:
         own falls due (found by bisection: the clock only goes forward), not through
         every line of the file."""
         lines_m, stamps_m, offsets_m = moves
-        engine, index, alerts, released = self.engine, self.index, self.alerts, self.released
-        clock, tracker = self._clock, self.tracker
+        index, alerts, released = self.index, self.alerts, self.released
+        clock, tracker, on_event = self._clock, self.tracker, self.driver.on_event
         taken = self._taken.popleft()
         never = 1 << 62
         t = r = 0
@@ -199,13 +203,12 @@ class _Shard:
                 k_now = k
             now, now_ts = clock.now(), clock.now_epoch()
             if event_line == line:
-                _, case_id, step = taken[t]
+                _, case_id, step, fact = taken[t]
                 t += 1
+                if fact is not None:  # received when its line was read (the clock known now)
+                    fact.received = now_ts
                 released[case_id] = released.get(case_id, 0) + 1
-                got, due_next = engine.judge(self._upto(case_id), now, step, index.get(case_id),
-                                             now_ts=now_ts)
-                alerts.extend(got)
-                index.put(case_id, due_next)
+                on_event(index, self.get(case_id), step, now, now_ts, alerts.extend)
             observed = record_line == line
             if observed:
                 if tracker is not None:
@@ -232,11 +235,7 @@ class _Shard:
     def fire_due(self) -> None:
         """What is due by the clock (cases, windows)."""
         now, t = self._clock.now(), self._clock.now_epoch()
-        if self.index.may_be_due(t):
-            for case_id, before in list(self.index.pop_due_entries(t)):
-                got, due = self.engine.judge(self._upto(case_id), now, before=before, now_ts=t)
-                self.alerts.extend(got)
-                self.index.put(case_id, due)
+        self.driver.fire_due(self.index, self, now, t, self.alerts.extend)
         if self.tracker is not None and self.tracker.may_be_due(t):
             self.alerts.extend(self.tracker.advance(now, t))
 

@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "ruleset"
 
@@ -31,12 +31,31 @@ class RuleSettings(BaseModel):
 
     allowed_lateness_minutes: float = Field(10, ge=0, le=7 * 24 * 60)
     reporting_delay_hours: float = Field(24, gt=0)
+    #: the escalation period of a red rule whose policy says ``working_days: default``
     escalation_working_days: int = Field(5, ge=1, le=60)
 
     @property
     def allowed_lateness(self) -> timedelta:
         # asked on every evaluation: keep one timedelta per value
         return _minutes(self.allowed_lateness_minutes)
+
+
+class Escalation(BaseModel):
+    """A red rule's escalation policy (督办): its alert, neither corrected nor resolved by a
+    person, escalates ``working_days`` working days after the violation (``default``: the
+    settings' ``escalation_working_days``); or it ``never`` escalates, for the reason given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    working_days: Annotated[int, Field(ge=1, le=60)] | Literal["default"] | None = None
+    never: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Escalation:
+        if (self.working_days is None) == (self.never is None):
+            raise ValueError('give either working_days (a number or "default") or never '
+                             '(the reason it never escalates)')
+        return self
 
 
 class RuleConfig(BaseModel):
@@ -47,7 +66,18 @@ class RuleConfig(BaseModel):
     message_zh: str = Field(min_length=1)
     message_en: str = Field(min_length=1)
     enabled: bool = True
+    #: required on a red rule, refused on a yellow one (a warning never escalates)
+    escalation: Escalation | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _escalation_policy(self) -> RuleConfig:
+        if self.severity == "red" and self.escalation is None:
+            raise ValueError("a red rule needs an escalation policy: escalation: "
+                             '{working_days: default}, {working_days: N} or {never: "<reason>"}')
+        if self.severity == "yellow" and self.escalation is not None:
+            raise ValueError("a yellow rule never escalates: remove escalation")
+        return self
 
 
 class ItemOverride(BaseModel):
@@ -73,9 +103,27 @@ class RuleSet(BaseModel):
         return self.rules[rule].enabled
 
     def params(self, rule: str, item_code: str) -> Mapping[str, Any]:
+        """The rule's parameters for an item: an item override replaces the parameters it
+        names; in a parameter that is a mapping, only the keys it names."""
         base = self.rules[rule].params
         override = self.item_overrides.get(item_code, {}).get(rule)
-        return {**base, **override.params} if override else base
+        if not override:
+            return base
+        merged = {**base, **override.params}
+        for key, value in override.params.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merged[key] = {**base[key], **value}
+        return merged
+
+    def escalation_days(self, rule: str) -> int | None:
+        """After how many working days an uncorrected, unresolved alert of ``rule``
+        escalates; None when it never does (a yellow rule, or ``escalation: {never: …}``)."""
+        policy = self.rules[rule].escalation
+        if policy is None or policy.working_days is None:
+            return None
+        if policy.working_days == "default":
+            return self.settings.escalation_working_days
+        return policy.working_days
 
 
 def load_ruleset(source: Path | str = DEFAULT_RULES_DIR, known_rules: set[str] | None = None) -> RuleSet:

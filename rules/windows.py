@@ -2,14 +2,25 @@
 ``department.silent`` as pure functions (no Faust), so that the worker and replay judge
 the same way.
 
-Windows are **tumbling, in event time, aligned to local time** (a one-day window runs
-00:00–24:00 Asia/Shanghai). A window is *closed* once the clock passes its end plus the
-allowed lateness; only then is it judged, so an alert says what the whole window held
-and the worker and replay raise the same alert (same id, same text). A record whose
-window is already closed is *late* and left out (counted by the worker's metric).
+Department windows are **tumbling, in event time, aligned to local time** (a one-day
+window runs 00:00–24:00 Asia/Shanghai). A window is *closed* once the clock passes its
+end plus the allowed lateness; only then is it judged, so an alert says what the whole
+window held and the worker and replay raise the same alert (same id, same text). A
+record whose window is already closed is *late* and left out (counted by the worker's
+metric).
 
 - ``actor.burst``: one handler (department + actor) decides more than ``max_decisions``
-  distinct cases in a window of ``window_minutes``.
+  distinct cases within *any* ``window_minutes`` (a sliding count, not a window of the
+  clock: a burst across 10:10 is found). A decision is counted once final, when the
+  clock passes its time plus the allowed lateness (nothing before it can still come on
+  time), in event-time order whatever order decisions came in; one that comes after
+  that is late. The handler keeps only its decisions not yet final and the latest
+  ``max_decisions`` + 1 decisions of distinct cases within ``window_minutes`` before
+  the last final one (:func:`burst_step`); a handler idle for longer is dropped. A
+  burst raises one alert, however long it lasts: decisions that take the count above the
+  limit less than ``window_minutes`` apart are one burst (:meth:`WindowRules.burst_advance`).
+  Its id is rule + handler + the instant of the first decision that took the count above
+  the limit, which is also its event time.
 - ``department.denial_spike``: in a department window (``window_hours``, default one
   day) the refusal share (``decided`` with ``outcome: deny`` and ``rejected_at_intake``,
   among all decisions and refusals at intake) is far above the department's own baseline,
@@ -24,8 +35,8 @@ window is already closed is *late* and left out (counted by the worker's metric)
   before the day of the last event (a small department sending two cases a week is
   not a broken feed).
 
-Alert ids are deterministic: rule + scope + window start (for silence: the instant of
-the last event, which starts the silence).
+Department alert ids are deterministic: rule + scope + window start (for silence: the
+instant of the last event, which starts the silence).
 
 The state a driver keeps is plain JSON-able values (see :class:`WindowTracker`, the
 replay driver; ``agents/windows.py`` keeps the same values in Faust tables).
@@ -55,8 +66,6 @@ WINDOW_RULES = frozenset({BURST, DENIAL, SILENT})
 
 #: how many refusal / decision event ids an alert quotes as evidence
 MAX_EVIDENCE = 50
-#: distinct cases a burst window remembers (beyond this it only counts)
-BURST_CASE_CAP = 1000
 
 
 class _Blank(dict[str, Any]):
@@ -116,32 +125,55 @@ def fact_fields(case_id: str, fact: Fact) -> list[Any]:
 
 
 def burst_add(value: dict[str, Any] | None, rec: WindowRecord) -> dict[str, Any]:
-    """Add a decision to a handler window: ``{"c": {case_id: event_id}, "x": overflow}``.
-    ``value`` is changed in place (see :func:`own_window`) and returned; None starts one."""
+    """Add a decision to a handler's value: ``{"q": [[at, case_id, event_id], ...]}``, the
+    decisions not yet final, sorted (so that they are counted in event time whatever order
+    they came in); a copy of one already held is left out (forwarded again after a
+    takeover). ``value`` is changed in place (see :func:`own_window`) and returned; None
+    starts one. :meth:`WindowRules.burst_advance` counts them once final."""
     if value is None:
         value = {}
-    cases = value.get("c")
-    if cases is None:
-        cases = value["c"] = {}
-    if rec.case_id not in cases:
-        if len(cases) < BURST_CASE_CAP:
-            cases[rec.case_id] = rec.event_id
-        else:
-            value["x"] = int(value.get("x", 0)) + 1
+    pending = value.get("q")
+    if pending is None:
+        pending = value["q"] = []
+    entry = [rec.at, rec.case_id, rec.event_id]
+    if not pending or pending[-1] < entry:  # in order: the usual case
+        pending.append(entry)
+    else:
+        i = bisect_left(pending, entry)
+        if i == len(pending) or pending[i] != entry:
+            pending.insert(i, entry)
     return value
 
 
 def own_window(value: Mapping[str, Any] | None) -> dict[str, Any]:
     """A copy of a window value that :func:`burst_add` and :func:`dept_add` may change in
-    place (its lists and dicts copied too): taken once per window and batch, not per
-    record (a handler's window holds up to ``BURST_CASE_CAP`` cases)."""
+    place (its lists and dicts copied too, not what they hold: entries are replaced, never
+    changed): taken once per window and batch, not per record."""
     if not value:
         return {}
     return {k: v.copy() if isinstance(v, (dict, list)) else v for k, v in value.items()}
 
 
-def burst_count(value: Mapping[str, Any]) -> int:
-    return len(value.get("c") or {}) + int(value.get("x", 0))
+def burst_step(kept: list[list[Any]], entry: list[Any], size: float, limit: int) -> bool:
+    """Count a final decision ``entry`` (``[at, case_id, event_id]``; decisions come in
+    event-time order) into ``kept``: the latest decision of each case less than ``size``
+    seconds before it, oldest first, at most ``limit`` + 1 (enough to tell whether more
+    than ``limit`` are). True when, with it, more than ``limit`` cases were decided within
+    ``size`` seconds."""
+    at, case = entry[0], entry[1]
+    old = 0
+    while old < len(kept) and at - kept[old][0] >= size:
+        old += 1
+    if old:
+        del kept[:old]
+    for i, other in enumerate(kept):
+        if other[1] == case:  # the case decided again: counted once, at its latest decision
+            del kept[i]
+            break
+    kept.append(entry)
+    if len(kept) > limit + 1:
+        del kept[0]
+    return len(kept) > limit
 
 
 def span_add(spans: list[list[Any]], at: float, event_id: str, merge: float) -> list[list[Any]]:
@@ -261,10 +293,11 @@ class WindowConfig:
             min_events_per_hour=float(s.get("min_events_per_hour", 2.0)),
             baseline_days=int(s.get("baseline_days", 10)),
         )
-        for name, value in (("actor.burst.window_minutes", cfg.burst_size),
-                            ("department.denial_spike.window_hours", cfg.dept_size)):
-            if value <= 0 or 86_400 % value:
-                raise ValueError(f"{name}: a window must divide a day evenly (got {value / 60:g} min)")
+        if cfg.burst_size <= 0:
+            raise ValueError(f"actor.burst.window_minutes must be positive (got {cfg.burst_size / 60:g})")
+        if cfg.dept_size <= 0 or 86_400 % cfg.dept_size:
+            raise ValueError("department.denial_spike.window_hours: a window must divide a day "
+                             f"evenly (got {cfg.dept_size / 60:g} min)")
         return cfg
 
     @property
@@ -320,22 +353,88 @@ class WindowRules:
     def closes_at(self, window_end: float) -> float:
         return window_end + self.cfg.lateness
 
-    # --- judging closed windows -------------------------------------------------------------
+    # --- actor.burst: a sliding count per handler --------------------------------------------
 
-    def close_burst(self, handler: str, start: float, value: Mapping[str, Any],
-                    now: datetime) -> Alert | None:
+    def burst_late(self, at: float, now: float, final: float = 0.0) -> bool:
+        """Whether a decision at ``at`` that came at ``now`` is late: the allowed lateness
+        after it has passed, or by ``final``, the time its department's handlers were
+        last counted to (every decision on time for that was in then: this one is a copy
+        forwarded again after a takeover)."""
+        return self.is_late(at, max(now, final))
+
+    def burst_next(self, value: Mapping[str, Any]) -> float | None:
+        """When :meth:`burst_advance` must next run on a handler's value, as an instant
+        that is due once the allowed lateness after it has passed (as a window's end).
+
+        If the handler holds more decisions than the limit, a burst may start at any of
+        those not yet final: the first of them. Else none can (a decision that comes
+        later does not count with an earlier one, and reschedules): they are counted all
+        at once when the handler is idle, after its last decision can no longer count
+        with a later one (a second's margin against rounding), and it is dropped. So a
+        handler below the limit costs one count per idle spell, not one per decision,
+        and alerts are raised at the same instants."""
+        pending, kept = value.get("q"), value.get("k")
+        if pending and len(pending) + len(kept or ()) > self.cfg.burst_max:
+            return float(pending[0][0])
+        last = max(pending[-1][0] if pending else -_NEVER, kept[-1][0] if kept else -_NEVER)
+        return None if last == -_NEVER else float(last) + self.cfg.burst_size + 1.0
+
+    def burst_advance(self, handler: str, value: dict[str, Any], t: float,
+                      now: datetime) -> list[Alert]:
+        """Count a handler's decisions that are final by ``t`` (the allowed lateness after
+        them has passed: none before them can still come on time) in event-time order
+        (:func:`burst_step`), and return an alert for each burst one of them starts.
+
+        A decision that takes the count above the limit less than ``window_minutes``
+        after the last one that did (``value["e"]``) goes on with that burst: a handler
+        deciding steadily just above the limit makes one burst, not one per decision.
+
+        ``value`` is changed in place; it is left empty (:meth:`burst_next` None: drop it)
+        once the handler's decisions can no longer count with any to come."""
         cfg = self.cfg
-        count = burst_count(value)
-        if not cfg.burst_on or count <= cfg.burst_max:
-            return None
+        pending = value.get("q") or []
+        kept = value.get("k")
+        if kept is None:
+            kept = value["k"] = []
+        over = value.get("e")
+        alerts: list[Alert] = []
+        n, lat, size, limit = 0, cfg.lateness, cfg.burst_size, cfg.burst_max
+        while n < len(pending) and pending[n][0] + lat <= t:
+            entry = pending[n]
+            n += 1
+            if burst_step(kept, entry, size, limit):
+                if (over is None or entry[0] - over >= size) and cfg.burst_on:
+                    alerts.append(self._burst_alert(handler, kept, now))
+                over = value["e"] = entry[0]
+        if n:
+            del pending[:n]
+            if not pending:
+                del value["q"]
+        if not kept or (not pending and self.is_late(kept[-1][0] + size + 1.0, t)):
+            del value["k"]  # the last burst too: it was no later than kept[-1]
+            value.pop("e", None)
+        return alerts
+
+    def _burst_alert(self, handler: str, kept: list[list[Any]], now: datetime) -> Alert:
+        """The alert of a burst whose decision ``kept[-1]`` took the count above the limit
+        (``kept``: the decisions counted, oldest first). Its id is the handler and that
+        instant, its event time: one alert per burst, the same in the worker and in
+        replay, and under redelivery."""
+        cfg = self.cfg
         department, _, actor = handler.partition("/")
-        end = start + cfg.burst_size
-        evidence = sorted((value.get("c") or {}).values())[:MAX_EVIDENCE]
-        details = {"count": count, "limit": cfg.burst_max,
-                   "minutes": _num(cfg.burst_size / 60), **self._window_details(start, end)}
-        return self.render(BURST, "yellow", make_alert_id(BURST, handler, _iso(start, self.tz)),
-                           department=department, actor=actor, event_time=start, now=now,
-                           details=details, evidence=evidence)
+        first, at = float(kept[0][0]), float(kept[-1][0])
+        a, b = datetime.fromtimestamp(first, self.tz), datetime.fromtimestamp(at, self.tz)
+        details = {"count": len(kept), "limit": cfg.burst_max,
+                   "minutes": _num(cfg.burst_size / 60),
+                   # the first and the last decision counted
+                   "window_start": a.isoformat(), "window_end": b.isoformat(),
+                   "window_text": f"{a:%Y-%m-%d %H:%M}–{b:%H:%M}" if a.date() == b.date()
+                   else f"{a:%Y-%m-%d %H:%M}–{b:%Y-%m-%d %H:%M}"}
+        return self.render(BURST, "yellow", make_alert_id(BURST, handler, _iso(at, self.tz)),
+                           department=department, actor=actor, event_time=at, now=now,
+                           details=details, evidence=[e[2] for e in kept[:MAX_EVIDENCE]])
+
+    # --- judging closed windows -------------------------------------------------------------
 
     def close_denial(self, department: str, start: float, value: Mapping[str, Any],
                      history: Mapping[str, Any], now: datetime) -> tuple[Alert | None, dict[str, Any]]:
@@ -582,19 +681,23 @@ class WindowTracker:
     """Window state in plain dicts, driven by an event-time clock (replay, tests).
 
     ``observe(record, now)`` closes what is due by ``now`` and then adds the record (unless
-    its window is already closed); ``advance(now)`` closes windows and judges silences due
-    by ``now``. Both return the alerts raised.
+    it is late); ``advance(now)`` counts final decisions, closes windows and judges
+    silences due by ``now``. Both return the alerts raised.
     """
 
     def __init__(self, rules: WindowRules) -> None:
         self.rules = rules
-        self.burst: dict[tuple[str, float], dict[str, Any]] = {}
+        #: handler -> its decisions (:func:`burst_add`, :meth:`WindowRules.burst_advance`)
+        self.burst: dict[str, dict[str, Any]] = {}
         self.dept: dict[tuple[str, float], dict[str, Any]] = {}
-        #: department -> {"h": history, "bc"/"dc": closed through, "L": last final event,
-        #: "s": last event whose silence was judged}
+        #: department -> {"h": history, "dc": closed through, "bc": handlers counted to,
+        #: "L": last final event, "s": last event whose silence was judged}
         self.state: dict[str, dict[str, Any]] = {}
         self.spans: dict[str, list[list[Any]]] = {}
-        self._closing: list[tuple[float, int, str, float]] = []  # (closes at, kind, scope, start)
+        #: (due, kind, scope, start): a department window closing (kind 1, its start), a
+        #: handler's decisions to count (kind 0, start = due; superseded unless in _burst_at)
+        self._closing: list[tuple[float, int, str, float]] = []
+        self._burst_at: dict[str, float] = {}
         self._silence: list[tuple[float, str]] = []  # (next check, department)
         self._scheduled: dict[str, float] = {}
         self.late = 0
@@ -615,16 +718,22 @@ class WindowTracker:
             if key not in self.dept:
                 heapq.heappush(self._closing, (r.closes_at(end), 1, rec.department, start))
             self.dept[key] = dept_add(self.dept.get(key), rec)
-        if rec.decision:
-            start = r.window_start(rec.at, cfg.burst_size)
-            end = start + cfg.burst_size
-            if r.is_late(end, t) or end <= st.get("bc", 0):
+        if rec.decision and cfg.burst_on:
+            if r.burst_late(rec.at, t, st.get("bc", 0)):
                 self.late += 1
             else:
-                key = (rec.handler, start)
-                if key not in self.burst:
-                    heapq.heappush(self._closing, (r.closes_at(end), 0, rec.handler, start))
-                self.burst[key] = burst_add(self.burst.get(key), rec)
+                handler = rec.handler
+                value = self.burst.get(handler)
+                if value is None:
+                    value = self.burst[handler] = {}
+                burst_add(value, rec)
+                # a count scheduled later moves earlier; one scheduled earlier stays (it
+                # counts what is due then and schedules the next)
+                nxt = r.burst_next(value)
+                due = r.closes_at(rec.at if nxt is None else nxt)
+                if due < self._burst_at.get(handler, _NEVER):
+                    self._burst_at[handler] = due
+                    heapq.heappush(self._closing, (due, 0, handler, due))
         last = st.get("L")
         if last is None or rec.at > last[0]:
             spans = span_add(self.spans.get(rec.department, []), rec.at, rec.event_id, r.merge_seconds)
@@ -634,6 +743,22 @@ class WindowTracker:
             if self._scheduled.get(rec.department, _NEVER) > rec.at + cfg.lateness:
                 self._schedule(rec.department, t)
         return alerts  # nothing the record added is due yet (it would be late)
+
+    def _count(self, handler: str, now: datetime, t: float) -> list[Alert]:
+        """Count a handler's decisions final by ``t``; schedule its next count, or drop it."""
+        r = self.rules
+        del self._burst_at[handler]
+        value = self.burst[handler]
+        st = self.state.setdefault(handler.partition("/")[0], {})
+        st["bc"] = max(st.get("bc", 0), t)
+        alerts = r.burst_advance(handler, value, t, now)
+        nxt = r.burst_next(value)
+        if nxt is None:
+            del self.burst[handler]
+        else:
+            due = self._burst_at[handler] = r.closes_at(nxt)
+            heapq.heappush(self._closing, (due, 0, handler, due))
+        return alerts
 
     def _schedule(self, dept: str, now: float) -> None:
         st = self.state.setdefault(dept, {})
@@ -661,16 +786,13 @@ class WindowTracker:
         while self._closing and self._closing[0][0] <= t:
             _, kind, scope, start = heapq.heappop(self._closing)
             if kind == 0:
-                value = self.burst.pop((scope, start))
-                dept = scope.partition("/")[0]
-                st = self.state.setdefault(dept, {})
-                st["bc"] = max(st.get("bc", 0), start + r.cfg.burst_size)
-                alert = r.close_burst(scope, start, value, now)
-            else:
-                value = self.dept.pop((scope, start))
-                st = self.state.setdefault(scope, {})
-                st["dc"] = max(st.get("dc", 0), start + r.cfg.dept_size)
-                alert, st["h"] = r.close_denial(scope, start, value, st.get("h", {}), now)
+                if self._burst_at.get(scope) == start:
+                    alerts.extend(self._count(scope, now, t))
+                continue
+            value = self.dept.pop((scope, start))
+            st = self.state.setdefault(scope, {})
+            st["dc"] = max(st.get("dc", 0), start + r.cfg.dept_size)
+            alert, st["h"] = r.close_denial(scope, start, value, st.get("h", {}), now)
             if alert is not None:
                 alerts.append(alert)
         while self._silence and self._silence[0][0] <= t:

@@ -3,19 +3,32 @@ open-alert indexes ``jc:open`` and ``jc:open:{department}``.
 
 Each alert is written by one Lua script, atomically and idempotently: a redelivered
 alert (same id, same severity) changes nothing and reports ``known``; the same id with a
-higher severity (escalation) updates the hash and appends the new version to the stream;
-a retracted version (``status: retracted``) does too and leaves the open indexes.
-Connection errors are retried with backoff until Redis answers: nothing is dropped.
+higher severity (escalation) updates the hash and appends the new version to the stream,
+unless a person resolved the alert meanwhile: then it is ``known`` too, for what no later
+event corrects is corrected by resolving it. A retracted version (``status: retracted``)
+is stored and leaves the open indexes. Connection errors and Redis's "not now" replies
+(``OOM``, ``READONLY``, ...) are retried with backoff until Redis answers, the sink
+reporting itself degraded meanwhile: nothing is dropped. The stream is trimmed past
+``stream_maxlen`` only where its readers (the notifier's consumer group) have
+acknowledged it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -24,11 +37,17 @@ from producers.contract import SEVERITY_RANK, Alert
 
 log = logging.getLogger(__name__)
 
-# KEYS: hash, stream, open-all, open-dept   ARGV: json, rank, severity, score, id, maxlen,
-#                                                  rule, department, case_id, status
+# KEYS: hash, stream, open-all, open-dept, tally   ARGV: json, rank, severity, score, id,
+#   (unused), rule, department, case_id, status, tally step, tally field, tally field, ...
 # A retracted version (status "retracted") takes the alert out of the open indexes; an
-# alert raised again after its retraction is stored as new.
+# alert raised again after its retraction is stored as new. Whatever the script stores, it
+# also counts in the tally hash (the indicators' alert counts), in the same atomic step:
+# a redelivered version is known and counted no more.
 _WRITE_ALERT = """
+local function tally(outcome)
+  for i = 12, #ARGV do redis.call('HINCRBY', KEYS[5], ARGV[i], ARGV[11]) end
+  return outcome
+end
 local cur = redis.call('HGET', KEYS[1], 'rank')
 local stored = redis.call('HGET', KEYS[1], 'status')
 if ARGV[10] == 'retracted' then
@@ -36,10 +55,10 @@ if ARGV[10] == 'retracted' then
   redis.call('HSET', KEYS[1], 'alert', ARGV[1], 'rank', '0', 'severity', ARGV[3],
              'rule', ARGV[7], 'department', ARGV[8], 'case_id', ARGV[9], 'status', 'retracted')
   if not cur then redis.call('HSET', KEYS[1], 'detected_at', ARGV[4]) end
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'alert', ARGV[1])
+  redis.call('XADD', KEYS[2], '*', 'alert', ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[5])
   redis.call('ZREM', KEYS[4], ARGV[5])
-  return 3
+  return tally(3)
 end
 if stored == 'retracted' then
   cur = false
@@ -47,17 +66,59 @@ if stored == 'retracted' then
 end
 if cur and tonumber(cur) >= tonumber(ARGV[2]) then return 0 end
 local status = stored or ARGV[10]
+if cur and status == 'resolved' then return 0 end
 redis.call('HSET', KEYS[1], 'alert', ARGV[1], 'rank', ARGV[2], 'severity', ARGV[3],
            'rule', ARGV[7], 'department', ARGV[8], 'case_id', ARGV[9], 'status', status)
 if not cur then redis.call('HSET', KEYS[1], 'detected_at', ARGV[4]) end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'alert', ARGV[1])
+redis.call('XADD', KEYS[2], '*', 'alert', ARGV[1])
 if status == 'open' then
   redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
   redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[5])
 end
-if cur then return 2 end
-return 1
+if cur then return tally(2) end
+return tally(1)
 """
+
+# The stream is trimmed only below what every reader named in ARGV (consumer groups that
+# must see each alert, e.g. the notifier's) has acknowledged: the oldest entry pending in
+# the group, or past its last delivered entry. A reader whose group is missing keeps
+# everything. KEYS: stream   ARGV: maxlen, reader, reader, ...   -> entries removed, or -1
+_TRIM = """
+local function older(a, b)
+  local am, as = string.match(a, '(%d+)-(%d+)')
+  local bm, bs = string.match(b, '(%d+)-(%d+)')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+if redis.call('XLEN', KEYS[1]) <= tonumber(ARGV[1]) then return 0 end
+if #ARGV == 1 then return redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1]) end
+local delivered = {}
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local name, last
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then name = g[i + 1] end
+    if g[i] == 'last-delivered-id' then last = g[i + 1] end
+  end
+  delivered[name] = last
+end
+local floor
+for i = 2, #ARGV do
+  local safe = delivered[ARGV[i]]
+  if not safe then return -1 end
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[i])
+  if tonumber(pending[1]) > 0 then safe = pending[2] end
+  if not floor or older(safe, floor) then floor = safe end
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', '~', floor)
+"""
+
+#: Redis answers that mean "not now" (out of memory, a read-only replica after a
+#: failover, loading its data, busy with a script): retried like a lost connection.
+TRANSIENT_REPLIES = ("OOM", "READONLY", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN",
+                     "NOREPLICAS", "CLUSTERDOWN")
+
+_TRANSIENT_CLASSES = (OutOfMemoryError, ReadOnlyError, TryAgainError, MasterDownError)
+_TRANSIENT_CODE = re.compile(rf"(?:^|[\s:-])(?:{'|'.join(TRANSIENT_REPLIES)}) ")
 
 _OUTCOMES: dict[int, Outcome] = {0: "known", 1: "new", 2: "escalated", 3: "retracted"}
 
@@ -79,23 +140,45 @@ class RedisAlertSink:
         stream_maxlen: int = 1_000_000,
         on_error: Callable[[Exception], None] | None = None,
         max_backoff: float = 5.0,
+        readers: Sequence[str] = ("notifier",),
+        trim_every: int = 1000,
+        tally: Callable[[Alert], tuple[str, list[str], int]] | None = None,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.stream_maxlen = stream_maxlen
         self.on_error = on_error
         self.max_backoff = max_backoff
+        #: consumer groups that must acknowledge an alert before the stream may drop it
+        self.readers = tuple(readers)
+        self.trim_every = trim_every
+        #: why the last write failed while it is being retried (None: writes succeed)
+        self.degraded: str | None = None
+        self._written = 0
+        #: an alert version's (month, fields, step) in the indicators' alert counts
+        #: (``rules.indicators.alert_tally``), counted in ``{prefix}ind-alerts:{month}``
+        self.tally = tally
         self._script = client.register_script(_WRITE_ALERT)
+        self._trim = client.register_script(_TRIM)
 
-    def _keys(self, alert: Alert) -> list[str]:
+    def _keys(self, alert: Alert, month: str) -> list[str]:
         p = self.prefix
         return [f"{p}alert:{alert.alert_id}", f"{p}alerts", f"{p}open",
-                f"{p}open:{alert.department or '-'}"]
+                f"{p}open:{alert.department or '-'}", f"{p}ind-alerts:{month}"]
 
     async def check(self) -> None:
-        """Fail fast at start-up with a message that names the setting to fix."""
+        """Fail fast at start-up with a message that names the setting to fix; create the
+        readers' consumer groups (from the stream's start) so that no alert written before
+        a reader first starts is trimmed before it has read it."""
         try:
             await self.client.ping()
+            for group in self.readers:
+                try:
+                    await self.client.xgroup_create(f"{self.prefix}alerts", group, id="0",
+                                                    mkstream=True)
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
         except AuthenticationError as exc:
             raise RedisConfigError(
                 f"Redis refused the credentials ({exc}); check JIANCHA_REDIS_USERNAME and "
@@ -114,10 +197,11 @@ class RedisAlertSink:
         backoff = 0.1
         while True:
             try:
-                return await self._write(alerts)
+                outcomes = await self._write(alerts)
             except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
-                if isinstance(exc, ResponseError) and not _is_auth(exc):
+                if isinstance(exc, ResponseError) and not (_is_auth(exc) or _is_transient(exc)):
                     raise
+                self.degraded = f"{type(exc).__name__}: {exc}"
                 if self.on_error:
                     self.on_error(exc)
                 if isinstance(exc, AuthenticationError) or _is_auth(exc):
@@ -128,15 +212,34 @@ class RedisAlertSink:
                                 exc, len(alerts), backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
+                continue
+            self.degraded = None
+            self._written += len(alerts)
+            if self._written >= self.trim_every:
+                self._written = 0
+                await self.trim()
+            return outcomes
+
+    async def trim(self) -> int:
+        """Drop the stream's oldest entries beyond ``stream_maxlen`` that every reader has
+        acknowledged (-1: a reader's group is missing, nothing dropped). A failure only
+        postpones it to the next call."""
+        try:
+            return int(await self._trim(keys=[f"{self.prefix}alerts"],
+                                        args=[self.stream_maxlen, *self.readers]))
+        except Exception as exc:  # trimming is housekeeping: the alerts are stored
+            log.warning("alert stream not trimmed (%s); tried again later", exc)
+            return 0
 
     async def _write(self, alerts: Sequence[Alert]) -> list[Outcome]:
         async with self.client.pipeline(transaction=False) as pipe:
             for a in alerts:
+                month, fields, step = self.tally(a) if self.tally is not None else ("-", [], 0)
                 await self._script(
-                    keys=self._keys(a),
+                    keys=self._keys(a, month),
                     args=[a.to_json(), SEVERITY_RANK[a.severity], a.severity,
                           a.detected_at.timestamp(), a.alert_id, self.stream_maxlen, a.rule,
-                          a.department or "", a.case_id or "", a.status],
+                          a.department or "", a.case_id or "", a.status, step, *fields],
                     client=pipe,
                 )
             results = await pipe.execute()
@@ -144,6 +247,12 @@ class RedisAlertSink:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _is_transient(exc: Exception) -> bool:
+    # redis-py turns some replies into classes (dropping their code from the message), and
+    # a pipeline wraps a script's error as "... of pipeline caused error: ...: -OOM ..."
+    return isinstance(exc, _TRANSIENT_CLASSES) or _TRANSIENT_CODE.search(str(exc)) is not None
 
 
 def _is_auth(exc: Exception) -> bool:

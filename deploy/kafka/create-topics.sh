@@ -9,18 +9,15 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/common.sh"
 
 KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-kafka:9092}
-KAFKA_TOPICS=${KAFKA_TOPICS:-approval-events:8,approval-events.dlq:8,complaints:8}
+KAFKA_TOPICS=${KAFKA_TOPICS:-approval-events:8,approval-events.dlq:8,complaints:8,complaints.dlq:8}
 KAFKA_REPLICATION_FACTOR=${KAFKA_REPLICATION_FACTOR:-1}
 export KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx256m}
 
 check_credential KAFKA_ADMIN_USERNAME "$KAFKA_ADMIN_USERNAME"
-check_credential KAFKA_ADMIN_PASSWORD "${KAFKA_ADMIN_PASSWORD:-}"
-props=$(mktemp)
-trap 'rm -f "$props"' EXIT
-write_client_properties "$props" "$KAFKA_ADMIN_USERNAME" "$KAFKA_ADMIN_PASSWORD"
+make_admin_client_properties
 
 topics() {
-    "$KAFKA_HOME/bin/kafka-topics.sh" --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$props" "$@"
+    "$KAFKA_HOME/bin/kafka-topics.sh" --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$ADMIN_PROPS" "$@"
 }
 
 partition_count() { # TOPIC -> number of partitions, empty when the topic does not exist

@@ -8,11 +8,11 @@ steps (without it, it runs after every fact; ``tests/unit/test_reads.py`` checks
 
 from __future__ import annotations
 
-from rules.checks import deadlines, intake, integrity, process
+from rules.checks import deadlines, intake, integrity, process, suspensions
 from rules.findings import Check
 
 CHECKS: dict[str, Check] = {}
-for _module in (process, deadlines, intake, integrity):
+for _module in (process, deadlines, intake, integrity, suspensions):
     for _name, _check in _module.CHECKS.items():
         if _name in CHECKS:
             raise RuntimeError(f"rule {_name} is defined twice")

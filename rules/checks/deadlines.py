@@ -340,7 +340,6 @@ def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
             due_at=due,
             evidence=(ext.event_id,),
             actor=_staff(ext),
-            escalates=False,
             details={
                 "days": days if isinstance(days, int) else "?",
                 "max_days": case.item.max_extension_days,

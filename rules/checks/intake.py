@@ -65,7 +65,7 @@ def deemed_accepted(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
 @reads(Step.supplement_requested)
 def supplement_repeated(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
     """A second (third, …) correction notice on the same case: the law asks for one
-    notice listing everything (一次性告知). Cannot be undone, so it does not escalate."""
+    notice listing everything (一次性告知). Cannot be undone: a person resolves it."""
     notices = case.all(Step.supplement_requested)
     for n, notice in enumerate(notices[1:], 2):
         yield Finding(
@@ -74,7 +74,6 @@ def supplement_repeated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
             due_at=notice.known_at,
             evidence=(notices[0].event_id, notice.event_id),
             actor=notice.actor,
-            escalates=False,
             details={"count": n, "first_at": case.dt(notices[0].at).isoformat()},
         )
 
@@ -97,7 +96,6 @@ def supplement_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
         due_at=notice.known_at,
         evidence=(sub.event_id, notice.event_id),
         actor=notice.actor,
-        escalates=False,
         details={
             "limit": INTAKE_DAYS,
             "used": used,

@@ -6,8 +6,9 @@
 - ``fee.unauthorized`` / ``fee.over_standard``: Art. 58 / 59;
 - ``actor.conflict``: segregation of duties.
 
-A fee or a conflict of duties is not corrected by a later event, only by the bureau
-resolving the alert: those findings do not escalate from the facts (``escalates=False``).
+A fee or a conflict of duties is not corrected by a later event, only by a person
+resolving the alert: such a red alert escalates unless it was resolved in time (the alert
+sink does not escalate a resolved alert).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _about(case: CaseView, f: Fact, details: dict[str, Any], *, at: float | None
     at = f.at if at is None else at
     return Finding(distinct=(f.department, f.event_id), event_time=at,
                    due_at=min(at, f.received) if due is None else due,
-                   evidence=(f.event_id, *also), actor=f.actor, details=details, escalates=False)
+                   evidence=(f.event_id, *also), actor=f.actor, details=details)
 
 
 def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
@@ -90,7 +91,6 @@ def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
                         "minutes_before": whole_minutes(dep.at - fact.at),
                         "lateness_minutes": _hours(case.settings.allowed_lateness_minutes),
                     },
-                    escalates=False,  # a record cannot be corrected by a later event
                 )
         previous = (step, fact)
 
@@ -207,7 +207,6 @@ def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
                 "conflict_zh": "同一人既审查又作出许可决定",
                 "conflict_en": "the same person reviewed and approved the case",
             },
-            escalates=False,
         )
     sub = case.submitted
     applicant = case.applicant_id
@@ -229,7 +228,6 @@ def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
                 "conflict_zh": f"经办人办理本人的申请（{STEP_ZH[f.step]}）",
                 "conflict_en": f"a handler handled their own application ({f.step.value})",
             },
-            escalates=False,
         )
 
 

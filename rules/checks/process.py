@@ -177,7 +177,6 @@ def missing_opinion(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
             "co_departments": list(item.co_departments),
             "outcome": str(decided.attrs.get("outcome", "")),
         },
-        escalates=False,  # the decision is made: only the bureau can resolve it
     )
 
 

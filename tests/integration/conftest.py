@@ -64,9 +64,11 @@ class WorkerSpec:
                              dlq_topic=self.dlq_topic, complaints_topic=self.complaints_topic,
                              topic_partitions=self.partitions)
 
-    def backfill(self, events: list, clock: Any) -> None:  # type: ignore[type-arg]
+    def backfill(self, events: list, clock: Any,  # type: ignore[type-arg]
+                 read_at: list | None = None) -> None:  # type: ignore[type-arg]
         """Create the topics, then send contract events each stamped with the (simulated)
-        time it happened, as if reported on the spot: a backlog the worker catches up on."""
+        time it happened, as if reported on the spot, or with its ``read_at`` (the time it
+        reached Kafka): a backlog the worker catches up on."""
         from dataclasses import replace
 
         from agents.topics import ensure_topics
@@ -76,8 +78,9 @@ class WorkerSpec:
             await ensure_topics(self.topic_settings())
             async with DepartmentProducer(self.stack.bootstrap, None, topic=self.events_topic) as p:
                 acks = []
-                for e in events:
-                    ts = int(clock.real_time_of(e.occurred_at) * 1000)
+                for i, e in enumerate(events):
+                    sent = e.occurred_at if read_at is None else read_at[i]
+                    ts = int(clock.real_time_of(sent) * 1000)
                     acks.append(await p.submit_encoded(replace(p.encode(e), timestamp_ms=ts)))
                 await asyncio.gather(*acks)
 

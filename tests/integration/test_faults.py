@@ -32,6 +32,34 @@ def _history(cases: int, seed: int) -> list:  # type: ignore[type-arg]
             if e.occurred_at <= NOW]
 
 
+def _with_bursts(events: list, bursts: int = 8) -> list:  # type: ignore[type-arg]
+    """The history with handlers each deciding 21 cases within 9 minutes across a 10-minute
+    boundary (actor.burst), on days spread over it: the handlers' counts are in the
+    worker's state when it dies."""
+    from producers.contract import parse_event
+
+    items = [it for it in load_catalog(DEFAULT_CATALOG_DIR).values() if not it.joint]
+    out = list(events)
+    for b in range(bursts):
+        item = items[b % len(items)]
+        first = (NOW - timedelta(days=20 - 2 * b)).replace(hour=10, minute=5, second=30)
+        for i in range(21):
+            decided = first + timedelta(seconds=27 * i)
+            for n, (step, when, actor) in enumerate([
+                    ("submitted", decided - timedelta(hours=2), "applicant"),
+                    ("accepted", decided - timedelta(hours=1), "clerk"),
+                    ("decided", decided, f"burst-{b}")]):
+                e = {"schema_version": 1, "event_id": f"B{b}-{i}-{n}", "case_id": f"B{b}-{i}",
+                     "item_code": item.code, "department": item.department, "step": step,
+                     "occurred_at": when.isoformat(), "actor": actor}
+                if step == "submitted":
+                    e["applicant_id"] = "sha256:burst"
+                if step == "decided":
+                    e["attributes"] = {"outcome": "grant"}
+                out.append(parse_event(e))
+    return sorted(out, key=lambda e: e.occurred_at)
+
+
 def _expected(events: list, until: datetime) -> set[tuple[str, str]]:  # type: ignore[type-arg]
     lines = [json.dumps(e.wire_dict()).encode() for e in events]
     return {(a.alert_id, a.severity)
@@ -78,7 +106,7 @@ def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(stack: EmbeddedSta
     """``never_committed``: the killed worker (and the one beside it) commit every 60 s,
     so no offset of the group is committed when it dies; whoever takes its partitions over
     reads them from the start, and the alerts already written are not written again."""
-    events = _history(cases=2500, seed=5)
+    events = _with_bursts(_history(cases=2500, seed=5))
     anchor = time.time()
     clock = SimulatedClock(NOW, 1.0, anchor)
     env = {
@@ -121,6 +149,7 @@ def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(stack: EmbeddedSta
         rules = {a["alert_id"]: a["rule"] for a in spec.alerts()}
         assert not extra, f"raised although replay does not: {[(rules[a], a, s) for a, s in extra[:5]]}"
         assert len(expected) > 100
+        assert sum(rules.get(a) == "actor.burst" for a, _ in expected) == 8
         r = spec.redis()
         assert len(r.keys(f"{spec.prefix}alert:*")) == len({a for a, _ in expected})
     finally:

@@ -45,12 +45,12 @@ def _month() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     events = [e.wire_dict() for e in generate_cases(
         load_catalog(TEST_CATALOG), start=t("2026-11-02 09:00"), cases=120, seed=7,
         violations=0.3, days=18) if e.occurred_at <= NOW]
-    # one handler decides 21 cases within ten minutes (actor.burst)
+    # one handler decides 21 cases within ten minutes, across 10:10 (actor.burst)
     for i in range(21):
         case_id = f"BURST-{i:02d}"
         base = t("2026-11-16 09:00") + timedelta(minutes=i)
         steps = [("submitted", base, None, {}), ("accepted", base + timedelta(minutes=25), "h1", {}),
-                 ("decided", t("2026-11-16 10:00") + timedelta(seconds=25 * i), "h9",
+                 ("decided", t("2026-11-16 10:05") + timedelta(seconds=25 * i), "h9",
                   {"outcome": "grant"}),
                  ("delivered", t("2026-11-17 10:00") + timedelta(minutes=i), "h1", {})]
         for n, (step, when, actor, attrs) in enumerate(steps):

@@ -17,7 +17,8 @@ GONGSHANG_KEY = b"k-gongshang-2026"
 
 @pytest.fixture(scope="module")
 def running(stack, tmp_path_factory):  # type: ignore[no-untyped-def]
-    """One worker on a simulated clock at 2026-12-01 09:00 running 60x, gongshang signs."""
+    """One worker on a simulated clock at 2026-12-01 09:00 running 60x, gongshang signs
+    (gongan and jianshe are still moving to signing)."""
     from tests.integration.conftest import WorkerSpec
 
     keys = tmp_path_factory.mktemp("keys") / "keys.yaml"
@@ -27,6 +28,7 @@ def running(stack, tmp_path_factory):  # type: ignore[no-untyped-def]
         "JIANCHA_CLOCK_SPEED": "60",
         "JIANCHA_CLOCK_ANCHOR": str(time.time()),
         "JIANCHA_DEPARTMENT_KEYS_FILE": str(keys),
+        "JIANCHA_UNSIGNED_DEPARTMENTS": '["gongan", "jianshe"]',
     })
     worker = spec.start_worker()
     yield spec, worker
@@ -99,13 +101,16 @@ def test_bad_events_reach_the_dlq_with_reasons_and_the_worker_goes_on(running) -
                    key=GONGSHANG_KEY)
     unknown = event("DLQ-X", "submitted", "2026-11-30 09:00", item="NO-SUCH-ITEM")
     missing_field = event("DLQ-M", "decided", "2026-11-30 09:00")  # decided without outcome
-    spec.send([good, good, forged, unsigned, signed, unknown, missing_field],
+    elsewhere = event("DLQ-D", "submitted", "2026-11-30 09:00", department="gongshang",
+                      key=GONGSHANG_KEY)  # signed, but T-SHORT is gongan's
+    spec.send([good, good, forged, unsigned, signed, unknown, missing_field, elsewhere],
               raw=[(b"DLQ-J", b"{not json"), (b"wrong-key", _bytes(event("DLQ-K", "submitted",
                                                                        "2026-11-30 09:00")))])
-    dead = _dlq(spec, 7)
+    dead = _dlq(spec, 8)
     reasons = sorted(h["jiancha-reason"].decode() for _, h in dead)
     assert reasons == sorted(["duplicate_event_id", "bad_signature", "missing_signature",
-                              "unknown_item", "invalid_event", "invalid_json", "wrong_key"])
+                              "unknown_item", "invalid_event", "invalid_json", "wrong_key",
+                              "department_mismatch"])
     by_reason = {h["jiancha-reason"].decode(): (v, h) for v, h in dead}
     assert by_reason["invalid_json"][0] == b"{not json"  # the original bytes
     assert b"attributes.outcome" in by_reason["invalid_event"][1]["jiancha-error"]
@@ -117,6 +122,40 @@ def test_bad_events_reach_the_dlq_with_reasons_and_the_worker_goes_on(running) -
     metrics = worker.metrics()
     assert 'jiancha_events_rejected_total{reason="invalid_json"} 1.0' in metrics
     assert 'jiancha_events_rejected_total{reason="bad_signature"} 1.0' in metrics
+
+
+def test_a_record_over_the_producer_limit_is_dead_lettered_as_an_envelope(running) -> None:  # type: ignore[no-untyped-def]
+    """A 1.5 MB record (over the worker's 1 MB producer limit) cannot go to the dead-letter
+    topic as it is: an envelope stands for it (reason, size, source, hash, head), once,
+    and the partition goes on."""
+    import hashlib
+    import json
+
+    from aiokafka import AIOKafkaProducer
+
+    spec, _ = running
+    huge = b'{"schema_version": 1, "padding": "' + b"x" * 1_500_000 + b'"}'
+
+    async def go() -> None:
+        p = AIOKafkaProducer(bootstrap_servers=spec.stack.bootstrap, max_request_size=4_000_000)
+        await p.start()
+        try:
+            await p.send_and_wait(spec.events_topic, huge, key=b"HUGE-1")
+        finally:
+            await p.stop()
+
+    asyncio.run(go())
+    spec.send(case("AFTER-HUGE", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
+                                  ("decided", "2026-12-01 08:00")]))
+    spec.wait_alerts(lambda a: _has(a, "AFTER-HUGE", "process.skipped_step"))
+    enveloped = [(v, h) for v, h in _dlq(spec, 100, timeout=5) if h.get("jiancha-envelope") == b"1"]
+    assert len(enveloped) == 1
+    value, headers = enveloped[0]
+    letter = json.loads(value)
+    assert headers["jiancha-reason"] == b"invalid_event" and letter["reason"] == "invalid_event"
+    assert letter["size"] == len(huge) and letter["sha256"] == hashlib.sha256(huge).hexdigest()
+    assert letter["source"].startswith(spec.events_topic + ":")
+    assert len(value) < 10_000
 
 
 def test_metrics_are_served(running) -> None:  # type: ignore[no-untyped-def]

@@ -74,6 +74,32 @@ def test_a_retraction_leaves_the_open_indexes_once_and_a_new_raise_reopens(redis
     asyncio.run(go())
 
 
+def test_a_resolved_alert_is_not_escalated(redis_stack) -> None:  # type: ignore[no-untyped-def]
+    """A fee or a conflict is corrected only by a person resolving its alert: the engine
+    escalates it after its days all the same, and the sink keeps the resolved alert."""
+    from agents.notify.store import AlertStore
+
+    async def go() -> None:
+        client = redis_client(redis_stack.redis_url, password="pw-123")
+        sink = RedisAlertSink(client, prefix="s8:")
+        store = AlertStore(client, prefix="s8:")
+        assert await sink.publish([_alert("fee-1"), _alert("fee-2")]) == ["new", "new"]
+        await store.resolve("fee-1", by="supervisor-1", note="fee refunded")
+        escalations = [_alert("fee-1", severity="escalated"), _alert("fee-2", severity="escalated")]
+        assert await sink.publish(escalations) == ["known", "escalated"]
+        assert await sink.publish(escalations) == ["known", "known"]  # redelivery
+        resolved = await client.hgetall("s8:alert:fee-1")
+        assert resolved[b"severity"] == b"red" and resolved[b"status"] == b"resolved"
+        assert json.loads(resolved[b"alert"])["severity"] == "red"
+        stream = [json.loads(fields[b"alert"]) for _, fields in await client.xrange("s8:alerts")]
+        assert [(a["alert_id"], a["severity"]) for a in stream] == [
+            ("fee-1", "red"), ("fee-2", "red"), ("fee-2", "escalated")]
+        assert await client.zrange("s8:open", 0, -1) == [b"fee-2"]
+        await sink.close()
+
+    asyncio.run(go())
+
+
 def test_wrong_or_missing_password_fails_fast_naming_the_setting(redis_stack) -> None:  # type: ignore[no-untyped-def]
     from agents.sinks.redis import RedisConfigError
 
@@ -112,3 +138,106 @@ def test_redis_outage_is_retried_until_it_returns(tmp_path) -> None:  # type: ig
         asyncio.run(go())
     finally:
         stack.stop()
+
+
+def _wait(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    async def go() -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate():
+            assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+            await asyncio.sleep(0.02)
+    return go()
+
+
+@pytest.mark.parametrize("refusal", ["oom", "readonly"])
+def test_out_of_memory_and_read_only_are_retried_with_the_sink_degraded(tmp_path, refusal: str) -> None:  # type: ignore[no-untyped-def]
+    """Redis refusing writes ("OOM", or "READONLY" after a failover made it a replica) is
+    a wait, not a crash: the alerts are held, retried, and stored once it writes again."""
+    stack = EmbeddedStack(workdir=tmp_path)
+    stack.start_redis()
+    errors: list[Exception] = []
+
+    async def go() -> None:
+        admin = redis_client(stack.redis_url)
+        sink = RedisAlertSink(redis_client(stack.redis_url), prefix="s5:", max_backoff=0.1,
+                              on_error=errors.append)
+        if refusal == "oom":
+            await admin.config_set("maxmemory-policy", "noeviction")
+            await admin.config_set("maxmemory", "1")
+        else:  # a replica of a master that is not there: read-only
+            await admin.execute_command("REPLICAOF", "127.0.0.1", "1")
+        task = asyncio.create_task(sink.publish([_alert("o1"), _alert("o2")]))
+        await _wait(lambda: len(errors) >= 2)
+        assert not task.done() and sink.degraded
+        if refusal == "oom":
+            await admin.config_set("maxmemory", "0")
+        else:
+            await admin.execute_command("REPLICAOF", "NO", "ONE")
+        assert await asyncio.wait_for(task, 10) == ["new", "new"]
+        assert sink.degraded is None
+        await sink.close()
+        await admin.aclose()
+
+    try:
+        asyncio.run(go())
+    finally:
+        stack.stop()
+
+
+def test_the_stream_keeps_what_the_notifier_has_not_acknowledged(redis_stack) -> None:  # type: ignore[no-untyped-def]
+    """With the notifier stopped, far more alerts than ``stream_maxlen`` are written and
+    none is trimmed; once it acknowledges some, only those go."""
+    async def go() -> None:
+        client = redis_client(redis_stack.redis_url, password="pw-123")
+        sink = RedisAlertSink(client, prefix="s6:", stream_maxlen=50, trim_every=10)
+        await sink.check()  # creates the notifier's group (from the stream's start)
+        for i in range(0, 600, 20):
+            await sink.publish([_alert(f"t{i + k}") for k in range(20)])
+        assert await client.xlen("s6:alerts") == 600
+        # the notifier comes back, reads 500 and acknowledges 400
+        read = await client.xreadgroup("notifier", "n1", {"s6:alerts": ">"}, count=500)
+        ids = [entry_id for entry_id, _ in read[0][1]]
+        await client.xack("s6:alerts", "notifier", *ids[:400])
+        await sink.publish([_alert(f"u{k}") for k in range(10)])
+        left = [entry_id for entry_id, _ in await client.xrange("s6:alerts")]
+        assert set(ids[400:]) <= set(left)  # read but not acknowledged: kept
+        assert len(left) >= 610 - 400 and len(left) < 610  # acknowledged ones (mostly) gone
+        assert await sink.trim() >= 0
+        # a reader whose group is missing: nothing is trimmed at all
+        other = RedisAlertSink(client, prefix="s6:", stream_maxlen=50, readers=("archive",))
+        assert await other.trim() == -1
+        await sink.close()
+
+    asyncio.run(go())
+
+
+def test_each_alert_version_counts_once_in_the_indicators(redis_stack) -> None:  # type: ignore[no-untyped-def]
+    """A worker that crashed after storing alerts judges their events again: the versions
+    are known and counted no more; a retraction takes back both versions it had."""
+    from rules.indicators import alert_tally, merge_tally
+
+    async def go() -> None:
+        client = redis_client(redis_stack.redis_url, password="pw-123")
+        sink = RedisAlertSink(client, prefix="s7:", tally=lambda a: alert_tally(a, CST))
+        red, escalated = _alert("c1"), _alert("c1", severity="escalated")
+        for _ in range(3):  # delivered again and again
+            await sink.publish([red, escalated])
+
+        async def counts() -> dict[str, int]:
+            accs = merge_tally("2026-12", await client.hgetall("s7:ind-alerts:2026-12"), {})
+            return accs[("2026-12", "department", "gongan")].alerts["deadline.promise_broken"]
+
+        assert await counts() == {"red": 1, "escalated": 1}
+        retracted = _alert("c1", severity="escalated", status="retracted")
+        await sink.publish([retracted, retracted])
+        assert await counts() == {"red": 0, "escalated": 0}
+        await sink.close()
+
+    asyncio.run(go())
+
+
+def test_the_embedded_redis_password_is_not_on_its_command_line(redis_stack) -> None:  # type: ignore[no-untyped-def]
+    proc = redis_stack.process("redis").proc
+    with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+        argv = f.read()
+    assert b"pw-123" not in argv and b"requirepass" not in argv

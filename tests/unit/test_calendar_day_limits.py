@@ -32,9 +32,12 @@ items:
     name_en: Test item with a limit in calendar days
     legal_days: 30
     legal_unit: calendar
+    legal_basis: 环境影响评价法 第二十二条
     promised_days: 10
     steps: [submitted, accepted, decided, delivered, completed]
     fee_standard: null
+    verified: false
+    verification_note: a test item, not a real one
 """
 
 #: accepted Tue 09-01: 09-01 + 30 days = Thu 10-01, 国庆, so the limit runs to the first
@@ -109,8 +112,9 @@ def test_an_extension_adds_working_days_after_the_calendar_end(cal_engine: Engin
 
 def test_an_extension_asked_after_the_calendar_end_is_late(cal_engine: Engine) -> None:
     steps: list[Step] = [*ACCEPTED, ("extended", "2026-10-09 09:00")]
-    (irregular,) = of(run("T-CAL", steps, "2026-11-30 00:00", eng=cal_engine), "extension.irregular")
-    assert irregular.details["problems"] == ["late"]
+    versions = of(run("T-CAL", steps, "2026-11-30 00:00", eng=cal_engine), "extension.irregular")
+    assert [a.severity for a in versions] == ["red", "escalated"]  # nobody resolved it
+    assert versions[0].details["problems"] == ["late"]
 
 
 def test_a_working_day_limit_says_so() -> None:

@@ -51,7 +51,16 @@ EXPORT_TYPES: dict[str, type | tuple[type, ...]] = {
     "joint": bool,
     "co_departments": list,
     "legal_unit": str,
+    "legal_basis": str,
+    "promised_source": (str, type(None)),
+    "extension_days_max": int,
+    "extension_basis": str,
+    "fee_basis": (str, type(None)),
+    "verified": bool,
+    "verification_note": (str, type(None)),
+    "volume_share": int,
 }
+ART_42 = "行政许可法 第四十二条"
 FEE_RE = re.compile(r"^\d+\.\d{2}$")
 
 
@@ -85,7 +94,7 @@ def test_real_catalog_file_names_are_department_codes() -> None:
 
 
 def test_every_department_has_at_least_two_items(real: Catalog) -> None:
-    assert len(real) >= 28
+    assert len(real) >= 60
     per_dept: dict[str, list[Item]] = {d: [] for d in real.departments}
     for item in real.values():
         per_dept[item.department].append(item)
@@ -104,13 +113,63 @@ def test_item_code_prefix_is_one_per_department(real: Catalog) -> None:
 
 def test_real_limits_are_plausible(real: Catalog) -> None:
     for item in real.values():
-        assert 1 <= item.promised_days <= item.legal_days, item.code
+        assert 1 <= item.promised_days <= item.legal_days_as_working, item.code
         if item.joint:
-            assert item.legal_days == 45, item.code  # Art. 42, joint handling
+            assert (item.legal_days, item.legal_unit) == (45, "working"), item.code  # Art. 42
+            assert item.legal_basis.startswith(ART_42), item.code
+        elif item.legal_basis == ART_42:  # the general limit: 20 working days
+            assert (item.legal_days, item.legal_unit) == (20, "working"), item.code
+        if item.legal_unit == "calendar":  # only another law counts in 日 (Art. 82)
+            assert not item.legal_basis.startswith("行政许可法"), item.code
+            assert item.legal_days <= 60, item.code
         else:
-            assert item.legal_days <= 30, item.code
-    ordinary = [i for i in real.values() if not i.joint]
-    assert sum(i.legal_days == 20 for i in ordinary) > len(ordinary) / 2  # mostly Art. 42
+            assert item.legal_days <= 45, item.code
+    assert sum(i.legal_unit == "calendar" for i in real.values()) >= 10
+
+
+def test_real_items_state_unit_basis_and_verification(real: Catalog) -> None:
+    for path in sorted(REAL_DIR.glob("*.yaml")):
+        for raw in yaml.safe_load(path.read_text(encoding="utf-8"))["items"]:
+            assert {"legal_unit", "legal_basis", "verified", "volume_share"} <= set(raw), (
+                path, raw["code"])
+    for item in real.values():
+        assert item.verified == (item.verification_note is None), item.code
+        if item.verified:  # checked against the text: the article is named
+            assert re.search(r"第[一二三四五六七八九十百]+条", item.legal_basis), item.code
+    assert any(i.verified for i in real.values())
+
+
+# The figures the catalog was corrected to, each from the article named (issue 21).
+KNOWN_FIGURES = [
+    ("HB-0001", 60, "calendar", "环境影响评价法 第二十二条"),  # 报告书: 六十日
+    ("HB-0004", 30, "calendar", "环境影响评价法 第二十二条"),  # 报告表: 三十日
+    ("GS-0002", 3, "working", "市场主体登记管理条例 第十九条"),
+    ("GS-0003", 3, "working", "市场主体登记管理条例 第十九条"),
+    ("WS-0002", 45, "calendar", "医疗机构管理条例 第十九条"),
+    ("MZ-0001", 60, "calendar", "社会团体登记管理条例 第十二条"),
+    ("MZ-0002", 60, "calendar", "民办非企业单位登记管理暂行条例 第十一条"),
+    ("GA-0003", 15, "calendar", "护照法 第六条"),
+    ("JS-0001", 7, "calendar", "建筑法 第八条"),
+    ("GT-0003", 30, "working", "不动产登记暂行条例 第二十条"),
+]
+
+
+@pytest.mark.parametrize(("code", "days", "unit", "basis"), KNOWN_FIGURES,
+                         ids=[f[0] for f in KNOWN_FIGURES])
+def test_real_known_figures(real: Catalog, code: str, days: int, unit: str, basis: str) -> None:
+    item = real[code]
+    assert (item.legal_days, item.legal_unit, item.legal_basis) == (days, unit, basis)
+
+
+def test_real_issue_items(real: Catalog) -> None:
+    for code in ("GS-0002", "GS-0003"):  # 3 more working days on extension, not Art. 42's 10
+        assert real[code].max_extension_days == 3
+        assert real[code].max_extension_basis.startswith("市场主体登记管理条例 第十九条")
+    passport = real["GA-0003"]
+    assert passport.fee_standard == Decimal("120.00")  # not 200 since 2019
+    assert passport.max_extension_days == 10  # 护照法 第六条: 15 more 日, in working days
+    food = [i for i in real.values() if i.name_zh == "食品经营许可"]
+    assert len(food) == 1 and food[0].department == "yaojian"
 
 
 def test_real_steps_are_required_steps_only(real: Catalog) -> None:
@@ -123,7 +182,7 @@ def test_real_steps_are_required_steps_only(real: Catalog) -> None:
 
 def test_real_catalog_has_joint_items(real: Catalog) -> None:
     joint = [i for i in real.values() if i.joint]
-    assert len(joint) >= 3
+    assert len(joint) >= 6
     for item in joint:
         assert item.legal_days == 45
         assert item.promised_days <= 45
@@ -136,7 +195,12 @@ def test_real_catalog_has_joint_items(real: Catalog) -> None:
     for item in real.values():
         if not item.joint:
             assert item.co_departments == ()
-            assert item.max_extension_days == 10
+            if item.extension_days_max is None:
+                assert item.max_extension_days == 10
+                assert item.max_extension_basis == ART_42
+            else:  # another law's extension, named
+                assert item.extension_basis is not None
+                assert item.max_extension_basis != ART_42, item.code
 
 
 def test_real_fees_are_rare_and_well_formed(real: Catalog) -> None:
@@ -144,6 +208,8 @@ def test_real_fees_are_rare_and_well_formed(real: Catalog) -> None:
     assert len(fees) < len(real) / 4  # Art. 58: no fee unless a law provides one
     for item in fees:
         assert item.fee_standard is not None and item.fee_standard > 0
+        assert item.fee_basis, item.code
+    assert all(i.fee_basis is None for i in real.values() if i.fee_standard is None)
 
 
 def _check_export(objs: list[dict]) -> None:
@@ -218,6 +284,7 @@ BAD_CASES = [
     ("malformed_yaml", "gongan.yaml", ["not valid YAML", "line 9"]),
     ("missing_name_zh", "gongan.yaml", ["B-NONAME", "name_zh", "Field required"]),
     ("negative_fee", "gongshang.yaml", ["B-FEE", "fee_standard", "negative"]),
+    ("missing_legal_basis", "huanbao.yaml", ["B-NOBASIS", "legal_basis", "Field required"]),
 ]
 
 
@@ -250,8 +317,11 @@ def _item(code: str | None = "B-X", **fields: object) -> dict[str, object]:
         "name_zh": "测试",
         "name_en": "Test",
         "legal_days": 20,
+        "legal_unit": "working",
+        "legal_basis": ART_42,
         "promised_days": 10,
         "steps": list(FULL_STEPS),
+        "verified": True,
     }
     item.update(fields)
     return {k: v for k, v in item.items() if v is not None}
@@ -278,6 +348,15 @@ def _write(tmp_path: Path, *items: dict[str, object]) -> Path:
         ({"joint": True, "co_departments": ["gongan"]}, "co_departments", "handling department"),
         ({"deadline": 3}, "deadline", "Extra inputs"),
         ({"name_en": ""}, "name_en", "at least 1 character"),
+        ({"legal_basis": "  "}, "legal_basis", "at least 1 character"),
+        ({"legal_unit": "hours"}, "legal_unit", "calendar"),
+        ({"fee_standard": "10.00"}, "fee_basis", "document that sets it"),
+        ({"fee_basis": "某收费文件"}, "fee_basis", "only for an item with a fee_standard"),
+        ({"extension_days_max": 3}, "extension_basis", "article that sets it"),
+        ({"verified": False}, "verification_note", "says why"),
+        # 14 calendar days hold 10 working days of ordinary weeks; a promise of 11 cannot fit
+        ({"legal_unit": "calendar", "legal_days": 14, "promised_days": 11}, "promised_days",
+         "at most 10 working days"),
     ],
 )
 def test_bad_item_field(tmp_path: Path, fields: dict[str, object], field: str, detail: str) -> None:
@@ -341,6 +420,21 @@ def test_missing_or_empty_directory(tmp_path: Path) -> None:
         load_catalog(tmp_path)
 
 
+def test_calendar_limit_allows_a_promise_that_fits_ordinary_weeks(tmp_path: Path) -> None:
+    _write(tmp_path, _item("B-CAL", legal_unit="calendar", legal_days=14, promised_days=10),
+           _item("B-CAL60", legal_unit="calendar", legal_days=60, promised_days=42))
+    catalog = load_catalog(tmp_path)
+    assert catalog["B-CAL"].legal_days_as_working == 10
+    assert catalog["B-CAL60"].legal_days_as_working == 42
+    assert catalog["B-CAL"].export()["legal_unit"] == "calendar"
+
+
+def test_unverified_item_exports_its_reason(tmp_path: Path) -> None:
+    _write(tmp_path, _item("B-UNV", verified=False, verification_note="条文未核对"))
+    exported = load_catalog(tmp_path)["B-UNV"].export()
+    assert (exported["verified"], exported["verification_note"]) == (False, "条文未核对")
+
+
 def test_yaml_float_fee_exports_two_places(tmp_path: Path) -> None:
-    _write(tmp_path, _item("B-FLOAT", fee_standard=12.5))
+    _write(tmp_path, _item("B-FLOAT", fee_standard=12.5, fee_basis="某收费文件"))
     assert load_catalog(tmp_path)["B-FLOAT"].export()["fee_standard"] == "12.50"

@@ -34,8 +34,11 @@ class _Kafka:
     def create_batch(self) -> _Batch:
         return _Batch()
 
-    async def send_batch(self, batch: _Batch, topic: str, partition: int) -> None:
+    async def send_batch(self, batch: _Batch, topic: str, partition: int) -> asyncio.Future[None]:
         self.log.append(("batch", topic, partition, batch.records))
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
 
 
 class _Producer:
@@ -163,3 +166,33 @@ def test_records_of_a_partition_that_moved_away_are_dropped() -> None:
     changelog.set("moved", 2, partition=2)  # e.g. a timer that raced the rebalance
     asyncio.run(app.producer.flush())
     assert app.log == [("batch", "t-changelog", 1, [(b'"kept"', b"1")]), "flush"]
+
+
+class _Refusing(_Kafka):
+    """A broker that refuses the first ``refusals`` batches it is sent."""
+
+    def __init__(self, log: list[Any], refusals: int) -> None:
+        super().__init__(log)
+        self.refusals = refusals
+
+    async def send_batch(self, batch: _Batch, topic: str, partition: int) -> asyncio.Future[None]:
+        delivered = await super().send_batch(batch, topic, partition)
+        if self.refusals:
+            self.refusals -= 1
+            delivered = asyncio.get_running_loop().create_future()
+            delivered.set_exception(RuntimeError("NOT_LEADER_OR_FOLLOWER"))
+        return delivered
+
+
+def test_a_refused_changelog_batch_is_sent_again_before_the_commit_goes_on() -> None:
+    """The broker refuses a batch: it is sent again (the same records), and the hook
+    returns only once every batch is delivered, so the commit after it waits."""
+    from agents.commit_barrier import send_batches
+
+    log: list[Any] = []
+    kafka = _Refusing(log, refusals=2)
+    records = {0: [(b"k1", b"v1"), (b"k2", None)], 1: [(b"k3", b"v3")]}
+    asyncio.run(send_batches(kafka, "cases-changelog", records, max_backoff=0.01))
+    sent = [(partition, recs) for _, _, partition, recs in log]
+    assert sent[:2] == [(0, records[0]), (1, records[1])]  # both refused
+    assert sent[2:] == [(0, records[0]), (1, records[1])]  # and both sent again, once

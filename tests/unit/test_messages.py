@@ -71,12 +71,12 @@ def test_names_in_a_sentence() -> None:
 def test_refusal_without_reasons_names_the_decision() -> None:
     deny = run("T-SIMPLE", [SUB, ACC, ("decided", "2026-03-04 10:00",
                                       {"outcome": "deny", "reason": None})], UNTIL)
-    [alert] = of(deny, "decision.no_reason")
+    alert = of(deny, "decision.no_reason")[0]  # (then escalated: nobody resolved it)
     assert "作出不予许可决定但未说明理由" in alert.message_zh
     assert "refusal of the licence" in alert.message_en
     assert "「决定」" not in alert.message_zh
     intake = run("T-SIMPLE", [SUB, ("rejected_at_intake", "2026-03-03 10:00", {"reason": ""})], UNTIL)
-    [alert] = of(intake, "decision.no_reason")
+    alert = of(intake, "decision.no_reason")[0]
     assert "作出不予受理决定但未说明理由" in alert.message_zh
     assert "refusal to accept the application" in alert.message_en
 
@@ -106,7 +106,7 @@ def test_approaching_in_whole_days_and_hours() -> None:
 def test_backdated_minutes_are_whole() -> None:
     evs = events("T-SIMPLE", [SUB, ("accepted", "2026-03-02 11:00"),
                               ("decided", "2026-03-02 10:00")])
-    [alert] = of(replay_events(evs, UNTIL), "reporting.backdated")
+    alert = of(replay_events(evs, UNTIL), "reporting.backdated")[0]  # (then escalated)
     assert alert.details["minutes_before"] == 60
     assert "60 分钟" in alert.message_zh and "60 minutes" in alert.message_en
     assert "60.0" not in _texts(alert)

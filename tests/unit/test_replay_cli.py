@@ -71,6 +71,34 @@ def test_replay_reports_bad_lines_and_goes_on(tmp_path: Path) -> None:
     assert out.stdout
 
 
+def test_a_check_that_raises_fails_the_replay_naming_the_rule(tmp_path: Path) -> None:
+    """The check raises in the replay's process (an operator's rule set gives a maximum that
+    is not a number): the alerts are written, the summary names the rule, the exit code is
+    not 0."""
+    import shutil
+
+    import yaml
+
+    from rules.rulebook import DEFAULT_RULES_DIR
+
+    rules = tmp_path / "rules"
+    shutil.copytree(DEFAULT_RULES_DIR, rules)
+    path = rules / "suspensions.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["rules"]["suspension.overlong"]["params"]["max_working_days"]["inspection"] = "a month"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    events = case("R-SUS", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
+                            ("decided", "2026-11-30 15:00")])
+    events[1:1] = [{**events[1], "event_id": "R-SUS-s", "step": "suspended",
+                    "occurred_at": "2026-11-30T10:30:00+08:00",
+                    "attributes": {"reason": "inspection"}}]
+    out = _replay(_write(tmp_path / "e.jsonl", events), "--rules", str(rules), "--workers", "1")
+    assert out.returncode == 1, out.stderr
+    assert "rule checks raised (each logged with its case): suspension.overlong" in out.stderr.decode()
+    assert "rule suspension.overlong failed on case R-SUS" in out.stderr.decode()
+    assert b'"process.skipped_step"' in out.stdout  # the other rules went on
+
+
 def test_replay_bad_until_is_a_clear_error(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "jiancha.cli", "replay",
                           str(_write(tmp_path / "e.jsonl", [])), "--until", "tomorrow"],
@@ -85,4 +113,6 @@ def test_catalog_export_with_catalog_dir() -> None:
     assert {i["code"] for i in items} >= {"T-SHORT", "T-FEE", "T-JOINT"}
     assert set(items[0]) == {"code", "name_zh", "name_en", "department", "legal_days",
                              "promised_days", "steps", "fee_standard", "joint", "co_departments",
-                             "legal_unit"}
+                             "legal_unit", "legal_basis", "promised_source", "extension_days_max",
+                             "extension_basis", "fee_basis", "verified", "verification_note",
+                             "volume_share"}

@@ -177,3 +177,30 @@ def test_a_shard_failing_while_a_chunk_is_ahead_fails_the_replay(
     expected = "boom in a shard" if how == "raise" else "exited without a word"
     with pytest.raises(ReplayWorkerError, match=expected):
         replay_parallel(lines, ENGINE, UNTIL, workers=2)
+
+
+def _arrival_order(behind: timedelta, *, received_at: bool = False) -> list[bytes]:
+    """Case R's last line, its decision, read once the clock is ``behind`` past when it was
+    decided (another case's submission moved it there), the rest reported on the spot; with
+    ``received_at`` the decision says it was received on time."""
+    from tests.unit.eventkit_integrity import find, lawful, lines, tick
+
+    events = lawful("R", "T-SIMPLE", "09:00", gap=60, through="decided")
+    decided = find(events, "decided")
+    occurred = datetime.fromisoformat(decided["occurred_at"])
+    if received_at:
+        decided["received_at"] = (occurred + timedelta(minutes=5)).isoformat()
+    events.remove(decided)
+    return lines([*events, tick(occurred + behind, "OTHER"), decided])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_line_read_late_counts_as_received_at_the_replay_clock(workers: int) -> None:
+    late = replay_parallel(_arrival_order(timedelta(hours=30)), ENGINE, UNTIL, workers=workers)
+    found = [a for a in late.alerts if a.rule == "reporting.late"]
+    assert [a.details["delay_hours"] for a in found] == [30.0]
+    assert [a.case_id for a in found] == ["R"]
+    for quiet in (_arrival_order(timedelta(hours=23)),
+                  _arrival_order(timedelta(hours=30), received_at=True)):
+        result = replay_parallel(quiet, ENGINE, UNTIL, workers=workers)
+        assert [a for a in result.alerts if a.rule == "reporting.late"] == []

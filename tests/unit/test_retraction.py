@@ -130,3 +130,34 @@ def test_per_handler_indicators_count_the_holder() -> None:
             for (_, kind, name), acc in book.store.items() if kind == "handler"}
     assert reds.get("gongan/handler-7") == 1
     assert not reds.get("gongan/clerk")
+
+
+def _late(case: list[dict[str, Any]], reported_at: str, clock_at: str) -> list[dict[str, Any]]:
+    """The case's last event uploaded late (``received_at``), after another case's event
+    moved the clock to ``clock_at``."""
+    *head, last = case
+    last["received_at"] = t(reported_at).isoformat()
+    return [*head, *events("T-SHORT", [("submitted", clock_at)], case_id="OTHER"), last]
+
+
+def test_acceptance_in_time_reported_late_retracts_the_deemed_acceptance() -> None:
+    """Submitted Monday 03-02: the intake window ends 03-09 24:00. The acceptance at 03-09
+    17:00 reaches the engine at 03-10 02:00, after the deemed acceptance was raised."""
+    case = events("T-SHORT", [("submitted", "2026-03-02 09:00"), ("accepted", "2026-03-09 17:00")],
+                  case_id="D1")
+    alerts = replay_events(_late(case, "2026-03-10 02:00", "2026-03-10 01:00"), "2026-03-10 03:00")
+    versions = _of(alerts, "intake.deemed_accepted", "D1")
+    assert [a.status for a in versions] == ["open", "retracted"]
+    assert versions[1].details["retracted_by"] == [case[-1]["event_id"]]
+
+
+def test_notice_in_time_reported_late_retracts_the_late_notice() -> None:
+    """A notice on 03-05 (in time) reported after a second, late notice of 03-11: the late
+    one is not the first notice after all."""
+    case = events("T-SHORT", [("submitted", "2026-03-02 09:00"),
+                              ("supplement_requested", "2026-03-11 09:00"),
+                              ("supplement_requested", "2026-03-05 09:00")], case_id="L1")
+    alerts = replay_events(_late(case, "2026-03-11 12:00", "2026-03-11 10:00"), "2026-03-11 13:00")
+    versions = _of(alerts, "supplement.late", "L1")
+    assert [a.status for a in versions] == ["open", "retracted"]
+    assert versions[1].details["retracted_by"] == [case[-1]["event_id"]]

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOMAIN_RULES = {
     "deadline.approaching", "deadline.promise_broken", "deadline.legal_broken",
     "intake.deemed_accepted", "supplement.repeated", "supplement.late",
-    "suspension.unlawful_reason", "extension.irregular", "process.skipped_step",
+    "suspension.unlawful_reason", "suspension.overlong", "extension.irregular", "process.skipped_step",
     "process.unknown_step", "parallel.missing_opinion", "decision.no_reason", "delivery.late",
     "fee.unauthorized", "fee.over_standard", "actor.conflict", "reporting.late",
     "reporting.backdated",
@@ -37,8 +37,14 @@ def test_rules_list_shows_every_rule_with_basis_and_thresholds() -> None:
     assert all(r["basis"] and r["severity"] in ("yellow", "red") for r in listed.values())
     assert listed["deadline.approaching"]["params"]["share_of_promise"] == 0.2
     assert doc["settings"]["allowed_lateness_minutes"] == 10
+    # each rule's escalation policy (督办): every red after its working days, no yellow
+    for rule in listed.values():
+        expected = ({"working_days": 5} if rule["severity"] == "red"
+                    else {"never": "a warning (yellow) does not escalate"})
+        assert rule["escalation"] == expected, rule["rule"]
     table = _jiancha("rules", "list")
     assert table.returncode == 0 and "process.skipped_step" in table.stdout
+    assert "escalation (督办)" in table.stdout and "after 5 working days" in table.stdout
 
 
 def test_rules_explain_shows_events_and_counted_days(tmp_path: Path) -> None:

@@ -181,12 +181,14 @@ def test_supplement_repeated(case: Case) -> None:
     _check("supplement.repeated", case)
 
 
-def test_supplement_repeated_never_escalates_and_counts() -> None:
+def test_supplement_repeated_counts_and_escalates_unless_resolved() -> None:
     steps: list[Step] = [SUB, ("supplement_requested", "2026-03-03 10:00"),
                          ("supplement_requested", "2026-03-04 10:00"),
                          ("supplement_requested", "2026-03-05 10:00")]
-    alerts = of(run("T-SIMPLE", steps, UNTIL), "supplement.repeated")
-    assert [a.severity for a in alerts] == ["red", "red"]
+    every = of(run("T-SIMPLE", steps, UNTIL), "supplement.repeated")
+    alerts = [a for a in every if a.severity == "red"]
+    # cannot be undone by a later event: a person resolves it, or it escalates
+    assert sorted(a.severity for a in every) == ["escalated", "escalated", "red", "red"]
     assert [a.details["count"] for a in alerts] == [2, 3]
     assert "第 2 次" in alerts[0].message_zh and "一次性告知" in alerts[0].message_zh
     assert len({a.alert_id for a in alerts}) == 2
@@ -198,8 +200,9 @@ def test_supplement_repeated_id_does_not_depend_on_arrival_order() -> None:
     in_order = of(run("T-SIMPLE", steps, UNTIL), "supplement.repeated")
     reversed_ = of(run("T-SIMPLE", [steps[0], steps[2], steps[1]], UNTIL, in_order=False),
                    "supplement.repeated")
-    assert [a.event_time for a in in_order] == [a.event_time for a in reversed_]
-    assert len(in_order) == len(reversed_) == 1
+    assert [(a.event_time, a.severity) for a in in_order] == [
+        (a.event_time, a.severity) for a in reversed_]
+    assert [a.severity for a in in_order] == ["red", "escalated"]
 
 
 # --- supplement.late -----------------------------------------------------------------------
@@ -236,7 +239,8 @@ def test_supplement_late(case: Case) -> None:
 )
 def test_supplement_late_quotes_the_days(notice: str, used: int, overdue: int) -> None:
     alerts = of(run("T-SIMPLE", [SUB, ("supplement_requested", notice)], UNTIL), "supplement.late")
-    assert [a.severity for a in alerts] == ["red"]  # never escalated: it cannot be undone
+    # a late notice cannot be undone: a person resolves it, or it escalates
+    assert [a.severity for a in alerts] == ["red", "escalated"]
     assert (alerts[0].details["used"], alerts[0].details["overdue"]) == (used, overdue)
     assert f"第 {used} 个工作日" in alerts[0].message_zh
     assert f"逾期 {overdue} 个工作日" in alerts[0].message_zh
@@ -245,6 +249,6 @@ def test_supplement_late_quotes_the_days(notice: str, used: int, overdue: int) -
 
 def test_late_notice_is_also_a_deemed_acceptance() -> None:
     alerts = run("T-SIMPLE", [SUB, ("supplement_requested", "2026-03-11 10:00")], UNTIL)
-    assert len(of(alerts, "supplement.late")) == 1
+    assert [a.severity for a in of(alerts, "supplement.late")] == ["red", "escalated"]
     assert len(of(alerts, "intake.deemed_accepted")) == 1
     assert len(of(alerts, "supplement.repeated")) == 0

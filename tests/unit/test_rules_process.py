@@ -200,7 +200,7 @@ def test_missing_opinion_fires(events: Events, missing: list[str]) -> None:
     alerts = [a for a in versions if a.status == "open"]
     assert len(alerts) == 1
     alert = alerts[0]
-    assert alert.severity == "red"  # never escalated: only the bureau resolves it
+    assert alert.severity == "red"  # as first raised (it escalates unless a person resolves it)
     assert alert.details["missing"] == missing
     for dept in missing:  # named as the catalog names them, not by their codes
         name = engine().catalog.departments[dept]

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from agents.app import faust_credentials
@@ -84,4 +89,112 @@ def test_the_worker_tunes_the_interpreter_as_set(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("JIANCHA_GIL_SWITCH_INTERVAL_MS")
     monkeypatch.setenv("JIANCHA_GC_YOUNG_THRESHOLD", "10")
     with pytest.raises(SettingsError, match="JIANCHA_GC_YOUNG_THRESHOLD"):
+        load_settings()
+
+
+# --- secrets from files, TLS towards Kafka --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file_var", "field"),
+    [
+        ("JIANCHA_KAFKA_SASL_PASSWORD_FILE", "kafka_sasl_password"),
+        ("JIANCHA_REDIS_PASSWORD_FILE", "redis_password"),
+    ],
+)
+def test_a_password_is_read_from_its_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, file_var: str, field: str
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret-from-a-file\n")  # as `openssl rand` or an editor writes it
+    monkeypatch.setenv(file_var, str(secret))
+    assert getattr(load_settings(), field).get_secret_value() == "s3cret-from-a-file"
+
+
+@pytest.mark.parametrize("file_var", ["JIANCHA_KAFKA_SASL_PASSWORD_FILE", "JIANCHA_REDIS_PASSWORD_FILE"])
+@pytest.mark.parametrize(
+    ("content", "hint"),
+    [(None, "No such file"), ("", "is empty"), ("\n", "is empty"), ("one\ntwo\n", "more than one line")],
+)
+def test_an_unusable_password_file_names_the_variable_not_the_secret(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, file_var: str, content: str | None, hint: str
+) -> None:
+    secret = tmp_path / "secret"
+    if content is not None:
+        secret.write_text(content)
+    monkeypatch.setenv(file_var, str(secret))
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    assert file_var in str(exc.value) and hint in str(exc.value)
+    assert "two" not in str(exc.value)
+
+
+def test_a_password_and_its_file_together_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("from-the-file")
+    monkeypatch.setenv("JIANCHA_REDIS_PASSWORD", "inline")
+    monkeypatch.setenv("JIANCHA_REDIS_PASSWORD_FILE", str(secret))
+    with pytest.raises(SettingsError, match=r"JIANCHA_REDIS_PASSWORD_FILE.*not both"):
+        load_settings()
+
+
+@pytest.fixture(scope="module")
+def ca_pem(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not on PATH")
+    where = tmp_path_factory.mktemp("ca")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=jiancha test CA", "-keyout", str(where / "ca.key"),
+         "-out", str(where / "ca.crt")],
+        check=True, capture_output=True,
+    )
+    return where / "ca.crt"
+
+
+def _common_names(ctx: ssl.SSLContext) -> list[str]:
+    return [v for cert in ctx.get_ca_certs() for rdn in cert["subject"] for k, v in rdn if k == "commonName"]
+
+
+def test_sasl_ssl_with_the_deployment_ca_maps_to_faust_and_aiokafka(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ca_pem: Path
+) -> None:
+    from producers.client import kafka_client_kwargs
+
+    secret = tmp_path / "worker.password"
+    secret.write_text("w0rker\n")
+    monkeypatch.setenv("JIANCHA_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("JIANCHA_KAFKA_SASL_USERNAME", "jiancha-worker")
+    monkeypatch.setenv("JIANCHA_KAFKA_SASL_PASSWORD_FILE", str(secret))
+    monkeypatch.setenv("JIANCHA_KAFKA_SSL_CAFILE", str(ca_pem))
+    s = load_settings()
+
+    creds = faust_credentials(s)
+    assert creds.protocol.value == "SASL_SSL"
+    assert creds.username == "jiancha-worker" and creds.password == "w0rker"
+    for ctx in (creds.ssl_context, kafka_client_kwargs(s)["ssl_context"]):
+        assert _common_names(ctx) == ["jiancha test CA"]
+        assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    kwargs = kafka_client_kwargs(s)
+    assert kwargs["security_protocol"] == "SASL_SSL"
+    assert kwargs["sasl_plain_username"] == "jiancha-worker"
+    assert kwargs["sasl_plain_password"] == "w0rker"
+
+
+def test_ssl_without_a_cafile_trusts_the_system_cas(
+    monkeypatch: pytest.MonkeyPatch, ca_pem: Path
+) -> None:
+    monkeypatch.setenv("JIANCHA_KAFKA_SECURITY_PROTOCOL", "SSL")
+    creds = faust_credentials(load_settings())
+    assert creds.protocol.value == "SSL"
+    assert "jiancha test CA" not in _common_names(creds.context)
+    assert creds.context.verify_mode == ssl.CERT_REQUIRED and creds.context.check_hostname
+
+
+def test_a_missing_cafile_names_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("JIANCHA_KAFKA_SSL_CAFILE", str(tmp_path / "nope.crt"))
+    with pytest.raises(SettingsError, match="JIANCHA_KAFKA_SSL_CAFILE"):
         load_settings()

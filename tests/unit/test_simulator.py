@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ from producers.simulator import (
     OFFICE_DAY,
     VIOLATION_KINDS,
     VIOLATION_RULES,
+    CasePlanner,
     LiveSimulator,
     OfficeHours,
     Simulation,
@@ -375,3 +377,40 @@ def test_run_live_bounds_the_cases_in_progress() -> None:
     n = asyncio.run(run_live(Settings(), rate=200, duration=0.3, violations=0.0, seed=1,
                              clock=clock, producer=fake, max_open_cases=3))  # type: ignore[arg-type]
     assert n == 3 and {ev.step for ev, _ in fake.sent} == {Step.submitted}
+
+
+# --- item shares and calendar-day limits ------------------------------------------------
+
+
+def test_items_are_drawn_by_their_volume_share() -> None:
+    planner = CasePlanner(CATALOG, WT, seed=3)
+    rng = random.Random(3)
+    drawn = Counter(planner.pick_item(rng, None).code for _ in range(20_000))
+    total = sum(i.volume_share for i in CATALOG.values())
+    for code in ("GA-0005", "GT-0003", "GS-0003"):  # the large ones: within 15 % of the share
+        expected = 20_000 * CATALOG[code].volume_share / total
+        assert abs(drawn[code] - expected) < 0.15 * expected, (code, drawn[code], expected)
+    assert drawn["GA-0005"] > 50 * max(drawn["HB-0001"], 1)  # identity cards, not EIA reports
+    # a violation is drawn among the items that can carry it, by share too
+    fees = Counter(planner.pick_item(rng, "fee_over_standard").code for _ in range(2_000))
+    assert set(fees) <= {c for c, i in CATALOG.items() if i.fee_standard}
+    assert fees.most_common(1)[0][0] == "GA-0005"
+
+
+def test_clean_decision_of_a_calendar_day_item_keeps_the_legal_limit_across_a_holiday() -> None:
+    # JS-0001: 7 calendar days (建筑法 第八条), promise 3 working days. Accepted on 2026-09-29
+    # or -30, the 7th day falls in 国庆 (10-01..10-07) and the limit ends on 10-08, while the
+    # promise would end on 10-09 or 10-10 (a 调休 Saturday).
+    item = CATALOG["JS-0001"]
+    assert (item.legal_days, item.legal_unit, item.promised_days) == (7, "calendar", 3)
+    planner = CasePlanner({"JS-0001": item}, WT, seed=11)
+    office = planner.office
+    submitted = office.ceil(datetime(2026, 9, 29, 9, 0, tzinfo=TZ))
+    limit_end = datetime(2026, 10, 9, 0, 0, tzinfo=TZ)
+    latest = datetime(2026, 9, 1, tzinfo=TZ)
+    for n in range(300):
+        case = planner.plan(n, item, submitted, None, random.Random(n))
+        decided = [office.instant(d.os) for d in case.drafts if d.step is Step.decided]
+        assert decided and decided[0] < limit_end, (n, decided)
+        latest = max(latest, decided[0])
+    assert latest.date() == date(2026, 10, 8)  # the clamp, not the promise, bounds them

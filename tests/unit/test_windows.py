@@ -1,15 +1,17 @@
-"""Window rules (rules/windows.py): tumbling event-time windows aligned to local time,
-judged once the clock passes their end plus the allowed lateness; silence fires with no
-event."""
+"""Window rules (rules/windows.py): a sliding count of each handler's decisions (more
+than N within any M minutes), tumbling department windows aligned to local time, judged
+once the clock passes their end plus the allowed lateness; silence fires with no event."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
 
+from producers.contract import Alert, make_alert_id
 from rules.factory import build_engine
 from rules.replay import replay
 from rules.windows import (
@@ -68,71 +70,286 @@ def test_windows_are_aligned_to_local_time() -> None:
     assert r.window_start(t("2026-11-03 00:00").timestamp(), day) == t("2026-11-03 00:00").timestamp()
 
 
-def test_window_values_are_small_and_deduplicate_cases() -> None:
+def test_window_values_are_small_and_deduplicate_records() -> None:
     a = rec("2026-11-02 10:00", case="X")
-    v = burst_add(burst_add(None, a), WindowRecord("e-again", "X", "gongan", "h1", "decided", a.at))
-    assert v == {"c": {"X": a.event_id}}
+    v = burst_add(burst_add(None, a), a)  # forwarded again after a takeover: held once
+    assert v == {"q": [[a.at, "X", a.event_id]]}
     d = dept_add(dept_add(None, rec("2026-11-02 10:00", "submitted")),
                  rec("2026-11-02 10:01", "rejected_at_intake", refused=True))
     assert (d["n"], d["d"], d["r"], len(d["e"])) == (2, 1, 1, 1)
 
 
-# --- actor.burst ----------------------------------------------------------------------------
+# --- actor.burst: more than N decisions within any M minutes ------------------------------
 
 
-def test_burst_fires_after_the_window_closes_not_before() -> None:
+def decisions(first: str | datetime, n: int, every: float, **kw: Any) -> list[WindowRecord]:
+    """``n`` decisions ``every`` seconds from ``first``, each of its own case."""
+    start = t(first) if isinstance(first, str) else first
+    return [rec(start + timedelta(seconds=every * i), **kw) for i in range(n)]
+
+
+def bursts(records: list[WindowRecord], tracker: WindowTracker | None = None,
+           until: str = "2026-11-03 00:00") -> list[Alert]:
+    """The burst alerts of records taken in time order, the clock then moved to ``until``."""
+    tracker = tracker or WindowTracker(rules())
+    alerts = feed(tracker, records) + tracker.advance(t(until))
+    return [a for a in alerts if a.rule == BURST]
+
+
+def rules_with(**params: Any) -> WindowRules:
+    e = engine()
+    rs = e.ruleset.model_copy(deep=True)
+    rs.rules[BURST].params.update(params)
+    return WindowRules(rs, e.working_time, e.catalog.departments)
+
+
+def test_a_burst_across_a_clock_boundary_is_found_once_final() -> None:
+    # 21 decisions in 9 minutes, 10:05:30-10:14:30: 10 before 10:10 and 11 after
+    records = decisions("2026-11-02 10:05:30", 21, 27)
     tracker = WindowTracker(rules())
-    records = [rec(t("2026-11-02 10:00") + timedelta(seconds=25 * i)) for i in range(21)]  # 10:00-10:08:20
     assert feed(tracker, records) == []
-    # the window [10:00, 10:10) closes at 10:10 + 10 min allowed lateness
-    assert tracker.advance(t("2026-11-02 10:19:59")) == []
-    alerts = tracker.advance(t("2026-11-02 10:20"))
+    # counted once final: the 21st decision plus the allowed lateness (10 minutes)
+    assert tracker.advance(t("2026-11-02 10:24:29")) == []
+    alerts = tracker.advance(t("2026-11-02 10:24:30"))
     assert [a.rule for a in alerts] == [BURST]
     a = alerts[0]
     assert a.severity == "yellow" and a.department == "gongan" and a.actor == "h1"
     assert a.case_id is None
-    assert a.event_time == t("2026-11-02 10:00") and a.detected_at == t("2026-11-02 10:20")
-    assert a.details["count"] == 21 and a.details["limit"] == 20
-    assert len(a.evidence) == 21
-    assert "h1" in a.message_zh and "21" in a.message_zh and "?" not in a.message_zh + a.message_en
-    # released: nothing left of the window, and it never fires twice
-    assert tracker.burst == {} and tracker.advance(t("2026-11-03 10:00")) == []
-    # deterministic id: rule + handler + window start
-    again = WindowTracker(rules())
-    feed(again, [rec(t("2026-11-02 10:00") + timedelta(seconds=25 * i)) for i in range(21)])
-    assert again.advance(t("2026-11-02 12:00"))[0].alert_id == a.alert_id
+    # its event time: the decision that took the count above the limit
+    assert a.event_time == t("2026-11-02 10:14:30") and a.detected_at == t("2026-11-02 10:24:30")
+    assert a.details["count"] == 21 and a.details["limit"] == 20 and a.details["minutes"] == 10
+    assert a.details["window_start"] == t("2026-11-02 10:05:30").isoformat()
+    assert a.details["window_end"] == t("2026-11-02 10:14:30").isoformat()
+    assert a.evidence == [r.event_id for r in records]
+    assert "10:05–10:14" in a.message_zh and "21" in a.message_zh
+    assert "h1" in a.message_en and "?" not in a.message_zh + a.message_en
+    # deterministic id: rule + handler + that instant
+    again = bursts(decisions("2026-11-02 10:05:30", 21, 27))
+    assert [x.alert_id for x in again] == [a.alert_id]
+    assert a.alert_id == make_alert_id(BURST, "gongan/h1", t("2026-11-02 10:14:30").isoformat())
 
 
-def test_twenty_decisions_or_a_burst_split_by_the_boundary_is_no_alert() -> None:
+@pytest.mark.parametrize(("n", "seconds", "found"), [
+    (20, 599, False),  # exactly the limit within 10 minutes
+    (21, 599, True),  # one more
+    (21, 600, False),  # 21 decisions over 10 minutes: no 10 minutes hold them all
+    (21, 0, True),  # all at one instant
+])
+def test_more_than_the_limit_within_the_minutes(n: int, seconds: float, found: bool) -> None:
+    every = seconds / (n - 1)
+    assert len(bursts(decisions("2026-11-02 10:00", n, every))) == found
+
+
+@pytest.mark.parametrize(("every", "found"), [(30.0, False), (29.9, True)])
+def test_a_steady_spread_of_the_limit_per_window_is_no_burst(every: float, found: bool) -> None:
+    # 20 decisions in every 10 minutes for three hours; a little faster is one long burst
+    alerts = bursts(decisions("2026-11-02 09:00", 360, every))
+    assert [a.event_time for a in alerts] == ([t("2026-11-02 09:00") + timedelta(seconds=20 * every)]
+                                             if found else [])
+
+
+def test_a_long_burst_raises_one_alert_and_a_later_one_another() -> None:
     tracker = WindowTracker(rules())
-    feed(tracker, [rec(t("2026-11-02 10:00") + timedelta(seconds=20 * i)) for i in range(20)])
-    # 11 in [10:10, 10:20) and 10 in [10:20, 10:30): tumbling windows judge each alone
-    feed(tracker, [rec(t("2026-11-02 10:15") + timedelta(seconds=45 * i)) for i in range(21)])
-    # two handlers, 15 each, in the same window
-    feed(tracker, [rec(t("2026-11-02 11:00") + timedelta(seconds=10 * i), actor=f"h{i % 2}")
-                   for i in range(30)])
+    first = decisions("2026-11-02 10:00", 180, 10)  # half an hour at six a minute
+    second = decisions("2026-11-02 11:00", 25, 5)
+    alerts = bursts(first + second, tracker)
+    assert [a.event_time for a in alerts] == [t("2026-11-02 10:03:20"), t("2026-11-02 11:01:40")]
+    assert len({a.alert_id for a in alerts}) == 2
+    # bounded: a handler idle for the minutes (and the allowed lateness) is dropped
+    assert tracker.burst == {}
+
+
+def test_a_handler_keeps_at_most_the_limit_plus_one_counted_decisions() -> None:
+    tracker = WindowTracker(rules())
+    sizes = []
+    for r in decisions("2026-11-02 10:00", 600, 2):  # 20 minutes at 30 a minute
+        tracker.observe(r, datetime.fromtimestamp(r.at, TZ))
+        value = tracker.burst["gongan/h1"]
+        sizes.append((len(value.get("k", [])), len(value.get("q", []))))
+    assert max(k for k, _ in sizes) == 21
+    assert max(q for _, q in sizes) <= 301  # the decisions of the allowed lateness: 10 min / 2 s
+    assert tracker.advance(t("2026-11-02 10:50")) == [] and tracker.burst == {}
+
+
+def test_repeated_decisions_of_one_case_count_once() -> None:
+    records = [rec(t("2026-11-02 10:00") + timedelta(seconds=10 * i), case=f"K{i % 5}")
+               for i in range(30)]
+    # 20 cases, then the first of them decided again: still 20 cases
+    records += decisions("2026-11-02 12:00", 20, 10)
+    records.append(rec("2026-11-02 12:04", case=records[-20].case_id))
+    assert bursts(records) == []
+
+
+def test_decisions_of_other_handlers_do_not_count() -> None:
+    records = [rec(t("2026-11-02 11:00") + timedelta(seconds=10 * i), actor=f"h{i % 2}")
+               for i in range(30)]
+    records += [rec(t("2026-11-02 11:00") + timedelta(seconds=10 * i), dept=d, actor="h3")
+                for i, d in enumerate(["gongan", "gongshang"] * 15)]
+    assert bursts(records) == []
+
+
+def _arriving(records: list[WindowRecord], seed: int, within: float = 599.0,
+              ) -> list[tuple[WindowRecord, datetime]]:
+    """Each record arriving up to ``within`` seconds after it happened, in arrival order."""
+    import random
+
+    rnd = random.Random(seed)
+    arrivals = sorted(((r.at + rnd.uniform(0, within), i, r) for i, r in enumerate(records)))
+    return [(r, datetime.fromtimestamp(at, TZ)) for at, _, r in arrivals]
+
+
+def _dump(alerts: list[Alert]) -> list[str]:
+    return [a.model_dump_json() for a in alerts]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_decisions_out_of_order_within_the_lateness_are_counted_in_event_time(seed: int) -> None:
+    # 22 decisions: the first comes last, after the 22nd. Counted as they came, the 22nd
+    # would take the count above 20; in event time it is the 21st.
+    records = decisions("2026-11-02 10:00", 22, 20) + decisions("2026-11-02 10:30", 40, 14)
+    records += decisions("2026-11-02 10:00", 30, 19, actor="h2")
+    expected = bursts(records)
+    assert [a.event_time for a in expected if a.actor == "h1"] == [
+        t("2026-11-02 10:06:40"), t("2026-11-02 10:34:40")]
+    tracker = WindowTracker(rules())
+    arrivals = [(records[0], t("2026-11-02 10:09:59"))] + [
+        x for x in _arriving(records[1:], seed) if x[0] is not records[0]]
+    got = []
+    for r, now in arrivals:
+        got += tracker.observe(r, now)
+    got += tracker.advance(t("2026-11-03 00:00"))
+    assert tracker.late == 0
+    got.sort(key=lambda a: (a.event_time, a.alert_id))
+    expected.sort(key=lambda a: (a.event_time, a.alert_id))
+    assert _dump([a.model_copy(update={"detected_at": None}) for a in got]) == \
+        _dump([a.model_copy(update={"detected_at": None}) for a in expected])
+
+
+def test_a_decision_after_the_allowed_lateness_is_late_and_left_out() -> None:
+    tracker = WindowTracker(rules())
+    feed(tracker, decisions("2026-11-02 10:00", 20, 20))  # 10:00-10:06:20
+    assert tracker.observe(rec("2026-11-02 10:05"), t("2026-11-02 10:15")) == []
+    assert tracker.late == 1
     assert tracker.advance(t("2026-11-03 00:00")) == []
-
-
-def test_a_repeated_decision_of_one_case_counts_once() -> None:
+    # within the allowed lateness it counts: the 21st decision in event time is 10:06:20
     tracker = WindowTracker(rules())
-    feed(tracker, [rec(t("2026-11-02 10:00") + timedelta(seconds=10 * i), case=f"K{i % 5}")
-                   for i in range(30)])
-    assert tracker.advance(t("2026-11-03 00:00")) == []
+    feed(tracker, decisions("2026-11-02 10:00", 20, 20))
+    assert tracker.observe(rec("2026-11-02 10:05"), t("2026-11-02 10:14:59")) == []
+    assert tracker.advance(t("2026-11-02 10:16:19")) == []
+    assert [a.event_time for a in tracker.advance(t("2026-11-02 10:16:20"))] == [
+        t("2026-11-02 10:06:20")]
 
 
-def test_a_record_for_a_closed_window_is_late_and_left_out() -> None:
-    tracker = WindowTracker(rules())
-    feed(tracker, [rec(t("2026-11-02 10:00") + timedelta(seconds=20 * i)) for i in range(20)])
-    assert tracker.advance(t("2026-11-02 10:20")) == []  # closed with 20: no alert
-    late = rec("2026-11-02 10:05")
-    assert tracker.observe(late, t("2026-11-02 10:25")) == []
-    assert tracker.late == 1 and tracker.burst == {}
-    # within the allowed lateness a record still counts
-    tracker2 = WindowTracker(rules())
-    feed(tracker2, [rec(t("2026-11-02 10:00") + timedelta(seconds=20 * i)) for i in range(20)])
-    assert tracker2.observe(rec("2026-11-02 10:05"), t("2026-11-02 10:19")) == []
-    assert [a.rule for a in tracker2.advance(t("2026-11-02 10:20"))] == [BURST]
+def _brute_force_bursts(records: list[WindowRecord], size: float, limit: int) -> list[tuple[str, float]]:
+    """The definition, decision by decision: a decision is *over* when the cases its
+    handler decided less than ``size`` seconds before it and with it number more than
+    ``limit``; a burst starts at an over decision unless an earlier one came less than
+    ``size`` seconds before it."""
+    out = []
+    for handler in sorted({r.handler for r in records}):
+        mine = sorted((r.at, r.case_id, r.event_id) for r in records if r.handler == handler)
+        over = [at for i, (at, _, _) in enumerate(mine)
+                if len({c for a, c, _ in mine[:i + 1] if at - a < size}) > limit]
+        out += [(handler, at) for i, at in enumerate(over) if i == 0 or at - over[i - 1] >= size]
+    return sorted(out, key=lambda x: (x[1], x[0]))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_sliding_count_agrees_with_the_definition(seed: int) -> None:
+    import random
+
+    rnd = random.Random(seed)
+    r = rules_with(max_decisions=4, window_minutes=5)
+    start = t("2026-11-02 09:00").timestamp()
+    records = []
+    span = rnd.choice([1800, 7200])  # one decision every 15 s to every 6 min per handler
+    for k in range(rnd.randint(20, 120)):
+        at = start + rnd.choice([rnd.uniform(0, span), float(rnd.randrange(0, span, 30))])
+        case = f"C{rnd.randrange(60)}" if rnd.random() < 0.2 else f"D{k}"
+        records.append(WindowRecord(f"e{k}", case, "gongan", f"h{rnd.randrange(3)}", "decided", at))
+    tracker = WindowTracker(r)
+    alerts = []
+    clock = []
+    for x, now in _arriving(records, seed, within=rnd.choice([0.0, 120.0, 599.0])):
+        alerts += tracker.observe(x, now)
+        clock.append(now)
+    alerts += tracker.advance(t("2026-11-03 00:00"))
+    clock.append(t("2026-11-03 00:00"))
+    got = sorted((a.event_time, f"{a.department}/{a.actor}", a.detected_at) for a in alerts)
+    # each raised as soon as the clock passed its decision plus the allowed lateness
+    expected = []
+    for handler, at in _brute_force_bursts(records, 300.0, 4):
+        final = datetime.fromtimestamp(at, TZ) + timedelta(minutes=10)
+        expected.append((datetime.fromtimestamp(at, TZ), handler, min(c for c in clock if c >= final)))
+    assert got == sorted(expected)
+    assert tracker.late == 0 and tracker.burst == {}
+
+
+def test_a_handlers_value_is_json_and_counts_the_same_in_any_steps() -> None:
+    """The worker keeps a handler's value in a table (JSON) and counts it on its own timer."""
+    r = rules()
+    records = decisions("2026-11-02 10:00", 25, 15) + decisions("2026-11-02 10:40", 30, 12)
+    expected = bursts(records)
+    value: dict[str, Any] = {}
+    got: list[Alert] = []
+    for i, x in enumerate(records):
+        value = orjson.loads(orjson.dumps(burst_add(value, x)))
+        if i % 7 == 6:
+            now = datetime.fromtimestamp(x.at, TZ)
+            got += r.burst_advance(x.handler, value, x.at, now)
+    end = t("2026-11-03 00:00")
+    got += r.burst_advance("gongan/h1", value, end.timestamp(), end)
+    assert r.burst_next(value) is None and value == {}
+    assert [(a.alert_id, a.evidence, a.details) for a in got] == [
+        (a.alert_id, a.evidence, a.details) for a in expected]
+
+
+def test_a_decision_already_counted_past_is_late_in_the_worker() -> None:
+    """A record forwarded again after a takeover keeps its time of arrival; its
+    department's decisions counted past it (``bc`` in the worker's state) make it late."""
+    r = rules()
+    at = t("2026-11-02 10:00").timestamp()
+    assert not r.burst_late(at, at + 599)
+    assert r.burst_late(at, at + 600)
+    assert r.burst_late(at, at + 1, final=at + 600) and not r.burst_late(at, at + 1, final=at + 599)
+
+
+def test_the_minutes_need_not_divide_a_day_but_a_department_window_must() -> None:
+    r = rules_with(window_minutes=7)
+    assert len(bursts(decisions("2026-11-02 10:05", 21, 20), WindowTracker(r))) == 1  # 6:40
+    assert bursts(decisions("2026-11-02 10:05", 21, 21), WindowTracker(r)) == []  # 7:00
+    e = engine()
+    rs = e.ruleset.model_copy(deep=True)
+    rs.rules[DENIAL].params["window_hours"] = 7
+    with pytest.raises(ValueError, match="divide a day"):
+        WindowRules(rs, e.working_time)
+
+
+def test_sharded_replay_finds_the_same_bursts() -> None:
+    from rules.replay_parallel import replay_parallel
+    from tests.unit.eventkit import events
+
+    evs = []
+    for item, actor, first, n, every in [("T-SIMPLE", "h1", "2026-11-02 10:05:30", 21, 27),
+                                         ("T-SIMPLE", "h2", "2026-11-02 10:00", 20, 20),
+                                         ("T-FEE", "h1", "2026-11-02 14:00", 40, 10),
+                                         ("T-JOINT", "h9", "2026-11-03 09:58", 30, 15)]:
+        for when in [t(first) + timedelta(seconds=every * i) for i in range(n)]:
+            evs += events(item, [("submitted", f"{when - timedelta(hours=1):%Y-%m-%d %H:%M:%S}"),
+                                 ("accepted", f"{when - timedelta(minutes=30):%Y-%m-%d %H:%M:%S}"),
+                                 ("decided", f"{when:%Y-%m-%d %H:%M:%S}", {"actor": actor})])
+    evs.sort(key=lambda e: e["occurred_at"])
+    lines = [orjson.dumps(e) for e in evs]
+    eng = build_engine(TEST_CATALOG)
+    until = t("2026-11-30 00:00")
+    single = replay(lines, eng, until)
+    found = sorted((a.department, a.actor, a.event_time) for a in single.alerts if a.rule == BURST)
+    assert found == [("gongan", "h1", t("2026-11-02 10:14:30")),
+                     ("gongshang", "h1", t("2026-11-02 14:03:20")),
+                     ("jianshe", "h9", t("2026-11-03 10:03:00"))]
+    for workers in (2, 3):
+        sharded = replay_parallel(lines, eng, until, workers=workers)
+        assert _dump(sharded.alerts) == _dump(single.alerts)
 
 
 # --- department.denial_spike ---------------------------------------------------------------

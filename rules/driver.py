@@ -1,0 +1,174 @@
+"""The one driver of the rules, for the worker (``agents/``) and for replay (``rules/replay*``).
+
+What happens to an event and to a due deadline is written here once, so that the worker
+and replay agree by construction: the gate, taking the event into its case, judging the
+case, keeping the deadline index, firing what falls due; and the same for complaints.
+Each caller brings its own ports: where case states are read from (a :class:`CaseStore`),
+the time (an instant given to each call: the worker's per-partition clock, replay's
+event-time clock), and where alerts go (an :data:`AlertSink`).
+
+The worker stores alerts (one Redis round trip, awaited) *before* the state that records
+them is written, and writes states and acknowledges offsets with nothing awaited in
+between; so every step comes in two halves here: one that judges and returns what was
+raised (:meth:`CaseDriver.take`, :meth:`CaseDriver.judge_added`,
+:meth:`CaseDriver.judge_due`), and one that records it once the alerts are stored
+(:meth:`CaseDriver.settle`). Replay, with nothing to await, runs both at once
+(:meth:`CaseDriver.on_event`, :meth:`CaseDriver.fire_due`). Every alert the engine
+returns goes to the sink unchanged and in the order returned (a red, its escalation, its
+retraction: versions of one alert).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from itertools import islice
+from typing import NamedTuple, Protocol
+
+from producers.contract import Alert, ApprovalEvent, Complaint, Step
+from rules.case import CaseState
+from rules.complaints import ComplaintRules, ComplaintState
+from rules.engine import Engine
+from rules.ingest import Gate
+from rules.schedule import DeadlineIndex, Due
+
+#: Where alerts go, in the order the engine returned them.
+AlertSink = Callable[[list[Alert]], None]
+
+
+class CaseStore(Protocol):
+    """Where a driver reads a case's state (None: no state yet)."""
+
+    def get(self, case_id: str, /) -> CaseState | None: ...
+
+
+class Judged(NamedTuple):
+    """A due case judged: what it raised, and what it waits for next. ``before`` is what
+    it waited for (due again at ``before.at`` if its alerts could not be stored)."""
+
+    case_id: str
+    state: CaseState
+    alerts: list[Alert]
+    waits: Due
+    before: Due
+
+
+class CaseDriver:
+    """Gate → ingest → judge → deadline index → fire due, for the case rules."""
+
+    def __init__(self, engine: Engine, gate: Gate) -> None:
+        self.engine = engine
+        self.gate = gate
+
+    def take(self, raw: bytes, cases: CaseStore, now: datetime | None,
+             now_ts: float | None = None, *, key: bytes | None = None, keyed: bool = False
+             ) -> tuple[ApprovalEvent, CaseState]:
+        """An event through the gate and into its case (raises
+        :class:`~rules.ingest.Rejected`). Received at ``now`` (``now_ts`` in epoch
+        seconds), which also bounds its future; ``now`` None: no future check, and
+        received when it occurred, until the caller knows better (replay's clock moves
+        with the event itself). ``keyed``: its Kafka ``key`` must be its case id."""
+        gate = self.gate
+        event = gate.parse(raw, now)
+        if keyed:
+            gate.check_key(event, key)
+        state = cases.get(event.case_id)
+        gate.check_against_case(event, state, len(raw))
+        received = event.occurred_at if now is None else now
+        return event, self.engine.ingest(state, event, received, received_ts=now_ts)
+
+    def judge_added(self, state: CaseState, step: Step, now: datetime, now_ts: float,
+                    before: Due | None) -> tuple[list[Alert], Due]:
+        """A case after one fact of ``step`` was added, ``before``: what it waited for
+        when known (only the checks that read the step then run)."""
+        return self.engine.judge(state, now, step, before, now_ts=now_ts)
+
+    def judge_due(self, index: DeadlineIndex, cases: CaseStore, now: datetime, now_ts: float,
+                  limit: int | None = None) -> tuple[list[Judged], int]:
+        """Take the cases due by ``now`` off ``index`` (at most ``limit``) and judge them,
+        running the checks that wait. A case that raised nothing is back in the index at
+        once; those that raised are returned, to be put back by :meth:`settle` once their
+        alerts are stored and their states written: until then the case table does not
+        record those alerts, and a judgement of some checks only would take them as
+        raised. Also returns how many cases were taken off."""
+        entries = index.pop_due_entries(now_ts)
+        taken = list(entries if limit is None else islice(entries, limit))
+        judge = self.engine.judge
+        raised: list[Judged] = []
+        for case_id, before in taken:
+            state = cases.get(case_id)
+            if state is None:
+                continue
+            alerts, waits = judge(state, now, before=before, now_ts=now_ts)
+            if alerts:
+                raised.append(Judged(case_id, state, alerts, waits, before))
+            else:
+                index.put(case_id, waits)
+        return raised, len(taken)
+
+    @staticmethod
+    def settle(index: DeadlineIndex, judged: Iterable[Judged]) -> None:
+        """Due cases whose alerts are stored (and states written) back in the index."""
+        for j in judged:
+            index.put(j.case_id, j.waits)
+
+    # --- both halves at once (replay: nothing to await) ---------------------------------
+
+    def on_event(self, index: DeadlineIndex, state: CaseState, step: Step, now: datetime,
+                 now_ts: float, sink: AlertSink) -> None:
+        """Judge a case after one fact was added, raise, and schedule what it waits for."""
+        case_id = state.case_id
+        alerts, due = self.engine.judge(state, now, step, index.get(case_id), now_ts=now_ts)
+        if alerts:
+            sink(alerts)
+        index.put(case_id, due)
+
+    def fire_due(self, index: DeadlineIndex, cases: CaseStore, now: datetime, now_ts: float,
+                 sink: AlertSink) -> None:
+        """Everything due by ``now``, raised, and the cases scheduled again."""
+        if index.may_be_due(now_ts):
+            judged, _ = self.judge_due(index, cases, now, now_ts)
+            for j in judged:
+                sink(j.alerts)
+            self.settle(index, judged)
+
+
+class ComplaintFlow:
+    """Complaint → its state → judge → deadline index → fire due, for the complaint rules
+    (keyed by complaint id). Like :class:`CaseDriver`, it judges and returns; the caller
+    stores the alerts before the state (the worker) or at once (replay)."""
+
+    def __init__(self, rules: ComplaintRules) -> None:
+        self.rules = rules
+
+    def take(self, stored: ComplaintState | None, complaint: Complaint, now: datetime,
+             partition: int = -1) -> tuple[ComplaintState, bool, list[Alert], float | None]:
+        """A complaint or its closing into its state, judged by ``now``: the state,
+        whether the complaint is seen for the first time, the alerts due, and when it
+        is next due (epoch seconds; None: never)."""
+        state, new = self.rules.ingest(stored, complaint, partition)
+        alerts, nxt = self.rules.evaluate(state, now)
+        return state, new, alerts, None if nxt is None else nxt.timestamp()
+
+    def judge_due(self, index: DeadlineIndex, load: Callable[[str], ComplaintState | None],
+                  now: datetime) -> list[tuple[ComplaintState, list[Alert], float | None]]:
+        """The complaints due by ``now``, taken off ``index`` and judged: (state, alerts,
+        next due). The caller stores the alerts, then the state if it raised, then
+        schedules the next due."""
+        out: list[tuple[ComplaintState, list[Alert], float | None]] = []
+        for complaint_id in list(index.pop_due(now.timestamp())):
+            state = load(complaint_id)
+            if state is None:
+                continue
+            alerts, nxt = self.rules.evaluate(state, now)
+            out.append((state, alerts, None if nxt is None else nxt.timestamp()))
+        return out
+
+    def fire_due(self, index: DeadlineIndex, complaints: dict[str, ComplaintState],
+                 now: datetime, now_ts: float, sink: AlertSink) -> None:
+        """Everything due by ``now`` (states held in memory), raised and rescheduled."""
+        if index.may_be_due(now_ts):
+            for state, alerts, nxt in self.judge_due(index, complaints.get, now):
+                if alerts:
+                    sink(alerts)
+                index.schedule(state.complaint_id, nxt)

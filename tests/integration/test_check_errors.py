@@ -1,0 +1,57 @@
+"""A check that raises in the worker is loud: logged with rule and case, counted in
+``jiancha_check_errors_total{rule}``, shown as degraded on ``/health``; the other rules go
+on. The check deliberately raises here: an operator's rule set gives a maximum that is not
+a number (the rule set does not type a rule's parameters)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rules.rulebook import DEFAULT_RULES_DIR
+from tests.events import case, event
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_failing_check_is_logged_counted_and_degrades_health(stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.integration.conftest import WorkerSpec
+
+    rules = tmp_path / "rules"
+    shutil.copytree(DEFAULT_RULES_DIR, rules)
+    path = rules / "suspensions.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["rules"]["suspension.overlong"]["params"]["max_working_days"]["inspection"] = "a month"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    spec = WorkerSpec(stack, extra_env={
+        "JIANCHA_CLOCK_START": "2026-12-01T09:00:00+08:00",
+        "JIANCHA_CLOCK_SPEED": "60",
+        "JIANCHA_CLOCK_ANCHOR": str(time.time()),
+        "JIANCHA_RULES_DIR": str(rules),
+    }, partitions=1)
+    worker = spec.start_worker()
+    try:
+        assert worker.health()["status"] == "ok"
+        spec.send([*case("CE-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00")]),
+                   event("CE-1", "suspended", "2026-11-30 11:00", reason="inspection"),
+                   *case("CE-1", [("decided", "2026-12-01 08:00")])])
+        # the other rules go on: the skipped review is raised
+        spec.wait_alerts(lambda alerts: any(
+            a["case_id"] == "CE-1" and a["rule"] == "process.skipped_step" for a in alerts))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            health = worker.health()
+            if health["status"] != "ok":
+                break
+            time.sleep(0.2)
+        assert health["status"] == "degraded"
+        assert set(health["check_errors"]) == {"suspension.overlong"}
+        assert health["check_errors"]["suspension.overlong"] >= 1
+        assert 'jiancha_check_errors_total{rule="suspension.overlong"}' in worker.metrics()
+        assert "rule suspension.overlong failed on case CE-1" in worker.log()
+    finally:
+        worker.stop()
