@@ -7,6 +7,7 @@ time: call :func:`load_settings`.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -204,7 +205,19 @@ class Settings(BaseSettings):
         2.0, gt=0, description="first retry delay of a failed delivery (doubles each attempt)"
     )
     notifier_retry_max_seconds: float = Field(
-        300.0, gt=0, description="longest delay between delivery retries (retried for ever)"
+        300.0, gt=0, description="longest delay between delivery retries"
+    )
+    notifier_max_attempts: int = Field(
+        48, ge=1, le=100_000,
+        description="failed attempts after which a notification goes to the dead-letter stream "
+        "jc:notify:dead (48 at the default backoff: about 3.5 hours of failures)"
+    )
+    notifier_rate_per_second: float = Field(
+        10.0, gt=0, description="API requests per second allowed to one token (or one address "
+        "without a valid token); past it 429 with Retry-After"
+    )
+    notifier_rate_burst: int = Field(
+        50, ge=1, description="API requests one token may make at once before the rate applies"
     )
     notifier_lease_seconds: float = Field(
         60.0, gt=0, description="a notification being sent is retried if not done by then (crash)"
@@ -300,6 +313,19 @@ class Settings(BaseSettings):
         return self.redis_prefix + ":".join(parts)
 
 
+_SECRET_FIELD = re.compile(r"password|secret")
+
+
+def mask_url(url: str) -> str:
+    """The URL with the credentials before its last ``@`` hidden, for messages: a rejected
+    ``redis://:secret@host:port`` is shown as ``redis://***@host:port``."""
+    head, at, rest = url.rpartition("@")
+    if not at:
+        return url
+    scheme = head.partition("://")[0] + "://" if "://" in head else ""
+    return f"{scheme}***@{rest}"
+
+
 def _read_secret_file(path: Path) -> str:
     """A secret file's text without its trailing newline; never the text in an error."""
     try:
@@ -331,5 +357,7 @@ def _explain(exc: ValidationError) -> str:
         desc = Settings.model_fields[field].description if field in Settings.model_fields else ""
         hint = f" ({desc})" if desc else ""
         got = err.get("input")
+        if isinstance(got, str):
+            got = "***" if _SECRET_FIELD.search(field) else mask_url(got) if "url" in field else got
         lines.append(f"  {var}={got!r}: {err['msg']}{hint}")
     return "\n".join(lines)

@@ -15,7 +15,9 @@ with replay), and the three ways evaluators pull them.
   accumulator JSON), and all of a partition's keys again when it is assigned. Every
   worker reads the merged, global view from there.
 - **Pull**: ``GET /api/indicators?period=2026-11&scope=department&department=`` (JSON,
-  ranked rows), ``GET /api/indicators.csv`` (the same as CSV), and the Prometheus gauges
+  ranked rows; ``scope=handler`` only with the bureau's token, ``Authorization: Bearer``,
+  from ``JIANCHA_NOTIFIER_TOKENS_FILE``), ``GET /api/indicators.csv`` (the same as CSV),
+  and the Prometheus gauges
   ``jiancha_indicator{department,item,indicator,period}`` (``item=""`` = the department's
   total) and ``jiancha_score{department,period}`` for the current and previous month and
   quarter, this half-year and this year (refreshed every few seconds from Redis).
@@ -34,6 +36,7 @@ import orjson
 from prometheus_client.core import GaugeMetricFamily
 
 from agents.commit_barrier import CoalescedChangelog, before_commit, owner
+from agents.notify.tokens import Tokens, bearer, load_tokens
 from producers.contract import Alert, ApprovalEvent
 from rules.case import CaseState
 from rules.indicators import (
@@ -131,6 +134,10 @@ class IndicatorCollector:
         for labels, value in self.scores:
             s.add_metric(list(labels), value)
         yield s
+
+
+class BureauOnly(Exception):
+    """The request needs the supervision bureau's token and did not bring it."""
 
 
 def register(app: faust.App, ctx: WorkerContext) -> None:
@@ -248,6 +255,9 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         # 6% of it on gauges it would refresh again before anyone scraped them
         gauges_due[0] = started + GAUGES_TIME_SHARE_INVERSE * (time.monotonic() - started)
 
+    # per-handler scores name people: only the supervision bureau's token reads them
+    tokens = load_tokens(s.notifier_tokens_file) if s.notifier_tokens_file else Tokens([])
+
     async def rows_for(request: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         q = request.query
         period = q.get("period") or month_of(sv.clock.now(), tz)
@@ -255,6 +265,11 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         department = q.get("department") or None
         if scope not in KINDS:
             raise PeriodError(f"scope {scope!r}: expected one of {', '.join(KINDS)}")
+        if scope == "handler":
+            principal = bearer(tokens, request.headers.get("Authorization", ""))
+            if principal is None or not principal.is_bureau:
+                raise BureauOnly("scope handler: per-handler scores need the supervision bureau's "
+                                 "token (Authorization: Bearer, JIANCHA_NOTIFIER_TOKENS_FILE)")
         months = period_months(period)
         rows = report_rows(await load(months), period, scope, book.scoring, engine.catalog,
                            department=department)
@@ -266,6 +281,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             head, rows = await rows_for(request)
         except PeriodError as exc:
             return web.json({"error": str(exc)}, status=400)
+        except BureauOnly as exc:
+            return web.json({"error": str(exc)}, status=401)
         return web.json({**head, "rows": rows})
 
     @app.page("/api/indicators.csv")
@@ -274,5 +291,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             _, rows = await rows_for(request)
         except PeriodError as exc:
             return web.text(str(exc) + "\n", status=400)
+        except BureauOnly as exc:
+            return web.text(str(exc) + "\n", status=401)
         # aiohttp refuses a charset inside content_type; text responses are UTF-8
         return web.text(rows_csv(rows), content_type="text/csv")

@@ -33,11 +33,14 @@ def _who(by: str | None) -> str:
 
 def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``fn(store)`` against the Redis of the settings; errors become exit code 2."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
     from agents.notify.store import AlertNotFound, AlertStore
     from agents.sinks.redis import redis_client
     from rules.clock import make_clock
     from rules.lifecycle import TransitionError
-    from settings import SettingsError, load_settings
+    from settings import SettingsError, load_settings, mask_url
 
     try:
         s = load_settings()
@@ -62,8 +65,8 @@ def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
             else f"no such id {exc}"
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2) from None
-    except OSError as exc:
-        typer.echo(f"error: cannot reach Redis at {s.redis_url}: {exc}", err=True)
+    except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
+        typer.echo(f"error: cannot reach Redis at {mask_url(s.redis_url)}: {exc}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -153,6 +156,7 @@ def silence(
     from datetime import timedelta
 
     from agents.notify.routing import parse_duration
+    from agents.notify.store import MAX_SILENCE
 
     if list_:
         silences = _run(lambda st: st.silences(include_expired=all_))
@@ -175,6 +179,9 @@ def silence(
     except ValueError as exc:
         typer.echo(f"error: --for: {exc}", err=True)
         raise typer.Exit(2) from None
+    if not 1 <= seconds <= MAX_SILENCE.total_seconds():
+        typer.echo(f"error: --for: from 1 second to {MAX_SILENCE.days} days, got {duration!r}", err=True)
+        raise typer.Exit(2)
     created = _run(lambda st: st.add_silence(
         created_by=_who(by), reason=reason, duration=timedelta(seconds=seconds),
         department=department, rule=rule, severity=severity, case_id=case, alert_id=alert))

@@ -42,15 +42,18 @@ def rows_from_events(events: Path, period: str, scope: str, department: str | No
 
 
 def rows_from_url(url: str, period: str, scope: str, department: str | None,
-                  timeout: float = 30.0) -> list[dict[str, Any]]:
+                  timeout: float = 30.0, token: str | None = None) -> list[dict[str, Any]]:
     from jiancha.cli import _fail
 
     query = {"period": period, "scope": scope}
     if department:
         query["department"] = department
     full = url.rstrip("/") + "/api/indicators?" + urllib.parse.urlencode(query)
+    request = urllib.request.Request(full)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(full, timeout=timeout) as r:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
             body = json.loads(r.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:300]
@@ -82,6 +85,9 @@ def report_command(
     fmt: Annotated[str, typer.Option("--format", help="md, csv or json")] = "md",
     scope: Annotated[str, typer.Option(help="department, item or handler")] = "department",
     department: Annotated[str | None, typer.Option(help="only this department's scopes")] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="JIANCHA_API_TOKEN", show_default=False,
+        help="with --url: the bureau's API token (needed for --scope handler)")] = None,
     until: Annotated[str | None, typer.Option(help="with --events: RFC 3339 instant the replay "
                                                    "clock ends at")] = None,
     catalog: Annotated[Path | None, typer.Option("--catalog", file_okay=False)] = None,
@@ -107,6 +113,6 @@ def report_command(
         rows = rows_from_events(events, period, scope, department, until_dt, catalog, rules, calendar)
     else:
         assert url is not None
-        rows = rows_from_url(url, period, scope, department)
+        rows = rows_from_url(url, period, scope, department, token=token)
     sys.stdout.write(render(rows, fmt, period, scope))
     sys.stdout.flush()

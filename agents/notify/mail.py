@@ -9,6 +9,7 @@ Message-ID drops a resend.
 from __future__ import annotations
 
 import asyncio
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from email.utils import formatdate
 from typing import ClassVar
 
 from agents.notify.types import DeliveryError, EmailConfig, Outbound
+
+#: local@domain, no spaces, control characters or a second @ (a header cannot be injected)
+_ADDRESS = re.compile(r"[^\s@<>,;\x00-\x1f\x7f]+@[^\s@<>,;\x00-\x1f\x7f]+")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class EmailChannel:
     type: ClassVar[str] = "email"
 
     def __init__(self, config: EmailConfig, server: SmtpServer | None) -> None:
+        for address in config.to:
+            if not _ADDRESS.fullmatch(address):
+                raise DeliveryError(f"email address {address!r} is not an address", permanent=True)
         self.config = config
         self.server = server
 
@@ -70,16 +77,18 @@ class EmailChannel:
     async def send(self, message: Outbound) -> None:
         if self.server is None:
             raise DeliveryError("no SMTP server configured: set JIANCHA_NOTIFIER_SMTP_HOST",
-                                permanent_looking=True)
+                                permanent=True)
         mail = build_message(self.config, self.server, message)
         try:
             await asyncio.to_thread(self._send_blocking, mail)
         except smtplib.SMTPRecipientsRefused as exc:
             raise DeliveryError(f"SMTP refused the recipients: {exc.recipients}",
-                                permanent_looking=True) from None
+                                permanent=True) from None
         except (smtplib.SMTPException, OSError) as exc:
+            # a 5xx reply (sender or message refused) is final; 4xx and lost connections are not
+            final = isinstance(exc, smtplib.SMTPResponseException) and 500 <= exc.smtp_code < 600
             raise DeliveryError(f"SMTP {self.server.host}:{self.server.port}: "
-                                f"{type(exc).__name__}: {exc}") from None
+                                f"{type(exc).__name__}: {exc}", permanent=final) from None
 
     async def close(self) -> None:
         pass

@@ -17,7 +17,12 @@ Keys (under ``{prefix}notify:``):
   the notifier dies while sending, the item is due again when the lease ends. It is removed
   only by the success script, which also writes ``delivered:{id}`` and the alerts' history
   (and, for the stream channel, the stream entry itself: exactly once);
-- ``repeat`` (sorted set alert id → next reminder) and ``repeatn`` (hash alert id → count).
+- ``repeat`` (sorted set alert id → next reminder) and ``repeatn`` (hash alert id → count);
+- ``dead`` (stream): notifications that can never be delivered, or still failed after
+  ``max_attempts`` tries, one entry each (``notification_id``, ``queue``, ``reason``,
+  ``permanent``, ``attempts``, ``at``, ``notification`` = the queued JSON, to resend by
+  hand). The dead-letter script takes the notification off its queue in the same step:
+  it is dead-lettered once, and never tried again.
 """
 
 from __future__ import annotations
@@ -33,6 +38,15 @@ import orjson
 from agents.notify.types import Notification
 
 _REFRESH = """
+local function push_history(root, at)
+  -- ARGV[at] = number of entries, then (alert id, entry JSON) each; returns the next index
+  local i = at + 1
+  for h = 1, tonumber(ARGV[at]) do
+    redis.call('RPUSH', root .. 'alert:' .. ARGV[i] .. ':history', ARGV[i + 1])
+    i = i + 2
+  end
+  return i
+end
 local function refresh(np, queue)
   local first = redis.call('ZRANGE', np .. 'q:' .. queue, 0, 0, 'WITHSCORES')
   if first[1] then
@@ -176,12 +190,7 @@ redis.call('ZREM', q, id)
 redis.call('HDEL', np .. 'items', id)
 redis.call('HDEL', np .. 'attempts', id)
 redis.call('SET', np .. 'delivered:' .. id, ARGV[4], 'EX', tonumber(ARGV[3]))
-local nh = tonumber(ARGV[5])
-local i = 6
-for h = 1, nh do
-  redis.call('RPUSH', root .. 'alert:' .. ARGV[i] .. ':history', ARGV[i + 1])
-  i = i + 2
-end
+local i = push_history(root, 5)
 if ARGV[i] then
   redis.call('XADD', ARGV[i], 'MAXLEN', '~', ARGV[i + 1], '*', 'notification', ARGV[i + 2])
 end
@@ -202,6 +211,29 @@ for k = 4, #ARGV do redis.call('ZADD', q, 'XX', ARGV[2], ARGV[k]) end
 refresh(np, queue)
 return n
 """
+
+
+# KEYS: notify prefix, root prefix. ARGV: queue, id, reason, permanent (0/1), attempts, at,
+# stream maxlen, number of history entries, (alert id, entry)…
+_DEAD = _REFRESH + """
+local np, root = KEYS[1], KEYS[2]
+local queue, id = ARGV[1], ARGV[2]
+local q = np .. 'q:' .. queue
+if not redis.call('ZSCORE', q, id) then return 0 end
+local body = redis.call('HGET', np .. 'items', id) or ''
+redis.call('ZREM', q, id)
+redis.call('HDEL', np .. 'items', id)
+redis.call('HDEL', np .. 'attempts', id)
+redis.call('XADD', np .. 'dead', 'MAXLEN', '~', ARGV[7], '*', 'notification_id', id,
+           'queue', queue, 'reason', ARGV[3], 'permanent', ARGV[4], 'attempts', ARGV[5],
+           'at', ARGV[6], 'notification', body)
+push_history(root, 8)
+refresh(np, queue)
+return 1
+"""
+
+#: Dead letters kept (approximately, ``XADD MAXLEN ~``): far more than any outage makes.
+DEAD_LETTER_MAXLEN = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -232,6 +264,8 @@ class NotifyQueue:
         self._claim = client.register_script(_CLAIM)
         self._success = client.register_script(_SUCCESS)
         self._retry = client.register_script(_RETRY)
+        self._dead = client.register_script(_DEAD)
+        self.dead_stream = f"{self.np}dead"
 
     # --- intake -------------------------------------------------------------------------------
 
@@ -310,6 +344,23 @@ class NotifyQueue:
 
     async def retry(self, queue: str, failed_id: str, others: Sequence[str], at: float) -> int:
         return int(await self._retry(keys=[self.np], args=[queue, at, failed_id, *others]))
+
+    async def dead_letter(self, queue: str, notification_id: str, reason: str, permanent: bool,
+                          attempts: int, at: str,
+                          history: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> bool:
+        """Move the notification from its queue to the dead-letter stream (with the history
+        entries); False if it was no longer queued (delivered or dead-lettered meanwhile)."""
+        args: list[Any] = [queue, notification_id, reason, int(permanent), attempts, at,
+                           DEAD_LETTER_MAXLEN, len(history)]
+        for alert_id, entry in history:
+            args += [alert_id, orjson.dumps(entry)]
+        return bool(await self._dead(keys=[self.np, self.root], args=args))
+
+    async def dead_entry(self, entry_id: str, reason: str, raw: bytes | str) -> None:
+        """An alert stream entry that is not an alert: kept in the dead-letter stream."""
+        await self.r.xadd(self.dead_stream, {"alert_entry": entry_id, "reason": reason[:2000],
+                                             "alert": raw, "at": time.time()},
+                          maxlen=DEAD_LETTER_MAXLEN, approximate=True)
 
     # --- repeats ------------------------------------------------------------------------------
 

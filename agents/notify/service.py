@@ -11,7 +11,11 @@ Three loops and an HTTP server share one asyncio loop; none waits for a channel:
   reminders for still-open red alerts every ``repeat_interval``.
 - **dispatch**: one lane (task) per channel queue with something due; a lane sends its
   notifications one by one and, on a failure, puts the queue back with exponential backoff.
-  A slow or dead channel only holds up its own lane.
+  A slow or dead channel only holds up its own lane. A notification that can never be
+  delivered (its channel config does not validate once rendered, e.g. a department that
+  makes an invalid stream name; a malformed webhook URL; an HTTP 4xx; refused recipients)
+  goes to the dead-letter stream ``jc:notify:dead`` at once, with its reason, and the lane
+  goes on; one that keeps failing goes there after ``JIANCHA_NOTIFIER_MAX_ATTEMPTS``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -39,6 +44,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from agents.notify.api import create_api
 from agents.notify.mail import EmailChannel, SmtpServer
 from agents.notify.queue import NotifyQueue, notification_id
+from agents.notify.ratelimit import TokenBucket
 from agents.notify.render import render
 from agents.notify.routing import (
     DEFAULT_ROUTING_FILE,
@@ -83,6 +89,11 @@ class NotifierMetrics:
                                  "Notifications waiting for delivery (all channels)", registry=r)
         self.redis_errors = Counter("jiancha_notifier_redis_errors", "Redis errors (retried)",
                                     registry=r)
+        self.dead_lettered = Counter(
+            "jiancha_notifier_dead_lettered",
+            "Notifications moved to the dead-letter stream: never deliverable (permanent), "
+            "failing after the last attempt (attempts); alert stream entries that are not "
+            "alerts (unreadable)", ["channel_type", "cause"], registry=r)
 
 
 class Notifier:
@@ -154,7 +165,10 @@ class Notifier:
             await self._session.close()
 
     async def start_api(self) -> None:
-        app = create_api(self.store, self.tokens, self.health, self.metrics.registry)
+        s = self.settings
+        app = create_api(self.store, self.tokens, self.health, self.metrics.registry,
+                         TokenBucket(s.notifier_rate_per_second, s.notifier_rate_burst),
+                         ready=lambda: self.ready)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.notifier_host, self.settings.notifier_port)
@@ -264,14 +278,19 @@ class Notifier:
     async def handle_entry(self, entry_id: Any, fields: Mapping[Any, Any] | None) -> None:
         raw = (fields or {}).get(b"alert") or (fields or {}).get("alert")
         alert: dict[str, Any] | None = None
-        if raw is not None:
-            try:
-                alert = orjson.loads(raw)
-                if not all(isinstance(alert.get(k), str) for k in ("alert_id", "rule", "severity")):
-                    raise ValueError("alert_id, rule and severity are required")
-            except (orjson.JSONDecodeError, ValueError, AttributeError) as exc:
-                log.error("alert stream entry %s is not an alert (%s); skipped", _s(entry_id), exc)
-                alert = None
+        try:
+            if raw is None:
+                raise ValueError("no field 'alert'")
+            alert = orjson.loads(raw)
+            if not all(isinstance(alert.get(k), str) for k in ("alert_id", "rule", "severity")):
+                raise ValueError("alert_id, rule and severity are required")
+            if not all(isinstance(alert.get(k), str | None) for k in ("department", "actor", "status")):
+                raise ValueError("department, actor and status must be strings")
+        except (orjson.JSONDecodeError, ValueError, AttributeError) as exc:
+            log.error("alert stream entry %s is not an alert (%s); dead-lettered", _s(entry_id), exc)
+            await self.queue.dead_entry(_s(entry_id), f"not an alert: {exc}", raw or b"")
+            self.metrics.dead_lettered.labels("none", "unreadable").inc()
+            alert = None
         if alert is not None:
             transition = ("retracted" if alert.get("status") == "retracted"
                           else "escalated" if alert["severity"] == "escalated" else "open")
@@ -492,51 +511,90 @@ class Notifier:
         s = self.settings
         claimed = await self.queue.claim(queue, time.time(), s.notifier_lease_seconds)
         for index, c in enumerate(claimed):
-            n = Notification.model_validate_json(c.body)
-            channel = self.channel_for(n)
-            alerts = await self.load_alerts([i.alert_id for i in n.items])
-            message = render(n, [alerts.get(i.alert_id, {"alert_id": i.alert_id}) for i in n.items],
-                             self.clock.now())
-            at = self.clock.now().isoformat()
-            history = [(i.alert_id, {"at": at, "by": "notifier", "action": "notified",
-                                     "receiver": n.receiver, "channel": n.channel,
-                                     "transition": i.transition, "notification_id": n.notification_id})
-                       for i in n.items]
+            others = [x.notification_id for x in claimed[index + 1:]]
             try:
-                if isinstance(channel, StreamChannel):
-                    if channel.key not in self._stream_groups:
-                        await channel.ensure_group(self.r)
-                        self._stream_groups.add(channel.key)
-                    await self._persist(functools.partial(
-                        self.queue.delivered, queue, c.notification_id, history,
-                        channel.stream_write(message)))
-                else:
-                    await channel.send(message)
-                    await self._persist(functools.partial(
-                        self.queue.delivered, queue, c.notification_id, history))
+                n = Notification.model_validate_json(c.body)
+            except ValidationError as exc:
+                await self._dead(queue, c, None, f"the queued notification is unreadable: {exc}")
+                continue
+            try:
+                channel = self.channel_for(n)
+            except (ValidationError, DeliveryError) as exc:
+                await self._dead(queue, c, n, f"channel {n.channel!r} of {n.receiver} cannot be "
+                                 f"used: {_problem(exc)}")
+                continue
+            try:
+                await self._deliver(queue, c, n, channel)
                 self.metrics.delivered.labels(channel.type).inc()
             except DeliveryError as exc:
-                await self._failed(queue, c, [x.notification_id for x in claimed[index + 1:]],
-                                   channel.type, str(exc), exc.permanent_looking)
+                if exc.permanent:
+                    await self._dead(queue, c, n, str(exc))
+                    continue
+                await self._failed(queue, c, n, others, str(exc), loud=False)
                 return
             except _REDIS_ERRORS:
                 raise  # the lease brings the rest back
             except Exception as exc:
                 log.exception("delivering %s to %s failed", c.notification_id, queue)
-                await self._failed(queue, c, [x.notification_id for x in claimed[index + 1:]],
-                                   channel.type, repr(exc), True)
+                await self._failed(queue, c, n, others, repr(exc), loud=True)
                 return
 
-    async def _failed(self, queue: str, c: Any, others: list[str], channel_type: str, error: str,
+    async def _deliver(self, queue: str, c: Any, n: Notification, channel: Any) -> None:
+        alerts = await self.load_alerts([i.alert_id for i in n.items])
+        message = render(n, [alerts.get(i.alert_id, {"alert_id": i.alert_id}) for i in n.items],
+                         self.clock.now())
+        history = self._history(n, "notified")
+        if isinstance(channel, StreamChannel):
+            if channel.key not in self._stream_groups:
+                await channel.ensure_group(self.r)
+                self._stream_groups.add(channel.key)
+            await self._persist(functools.partial(
+                self.queue.delivered, queue, c.notification_id, history,
+                channel.stream_write(message)))
+        else:
+            await channel.send(message)
+            await self._persist(functools.partial(
+                self.queue.delivered, queue, c.notification_id, history))
+
+    def _history(self, n: Notification, action: str, **more: Any) -> list[tuple[str, dict[str, Any]]]:
+        at = self.clock.now().isoformat()
+        return [(i.alert_id, {"at": at, "by": "notifier", "action": action, "receiver": n.receiver,
+                              "channel": n.channel, "transition": i.transition,
+                              "notification_id": n.notification_id, **more})
+                for i in n.items]
+
+    async def _failed(self, queue: str, c: Any, n: Notification, others: list[str], error: str,
                       loud: bool) -> None:
+        """A transient failure: retry with backoff, or dead-letter after the last attempt."""
         s = self.settings
         attempts = c.attempts + 1
         delay = min(s.notifier_retry_base_seconds * 2 ** (attempts - 1), s.notifier_retry_max_seconds)
-        self.metrics.failures.labels(channel_type).inc()
+        self.metrics.failures.labels(_channel_type(n.channel_config)).inc()
+        if attempts >= s.notifier_max_attempts:
+            await self._dead(queue, c, n, f"failed {attempts} times (JIANCHA_NOTIFIER_MAX_ATTEMPTS), "
+                             f"last: {error}", permanent=False)
+            await self._persist(lambda: self.queue.retry(queue, "", others, time.time() + delay))
+            return
         (log.error if loud else log.warning)(
-            "%s: delivery of %s failed (attempt %d): %s; retrying in %.1fs", queue,
-            c.notification_id, attempts, error, delay)
+            "%s: delivery of %s failed (attempt %d of %d): %s; retrying in %.1fs", queue,
+            c.notification_id, attempts, s.notifier_max_attempts, error, delay)
         await self._persist(lambda: self.queue.retry(queue, c.notification_id, others, time.time() + delay))
+
+    async def _dead(self, queue: str, c: Any, n: Notification | None, reason: str,
+                    permanent: bool = True) -> None:
+        """Move a notification that will never be delivered to the dead-letter stream, with
+        its reason, once; its alerts' history says so. The lane goes on with the next."""
+        reason = reason[:2000]
+        attempts = c.attempts + (0 if permanent else 1)
+        history = self._history(n, "dead_lettered", note=reason) if n is not None else []
+        done = await self._persist(functools.partial(
+            self.queue.dead_letter, queue, c.notification_id, reason, permanent, attempts,
+            self.clock.now().isoformat(), history))
+        if done:
+            channel_type = _channel_type(n.channel_config) if n is not None else "invalid"
+            self.metrics.dead_lettered.labels(channel_type, "permanent" if permanent else "attempts").inc()
+            log.error("%s: notification %s dead-lettered (%s): %s", queue, c.notification_id,
+                      self.queue.dead_stream, reason)
 
     async def _persist(self, op: Callable[[], Awaitable[T]]) -> T:
         """A Redis write that records a delivery: retried while Redis is away (up to half the
@@ -558,6 +616,18 @@ class Notifier:
         self.metrics.queue_depth.set(sum(depth.values()))
         await asyncio.sleep(5)
         return True
+
+
+def _channel_type(config: Mapping[str, Any]) -> str:
+    """The channel type as a metric label: one of the known types, else ``invalid``."""
+    kind = config.get("type")
+    return kind if kind in ("webhook", "email", "stream") else "invalid"
+
+
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+    return str(exc)
 
 
 def _s(value: Any) -> str:

@@ -33,6 +33,8 @@ from rules.clock import Clock, WallClock
 from rules.lifecycle import TRANSITIONS, TransitionError
 
 ListStatus = Literal["active", "open", "acknowledged", "resolved", "all"]
+#: The longest a silence may last: a forgotten one mutes a department for a season, no more.
+MAX_SILENCE = timedelta(days=90)
 
 # KEYS: hash, history, open, open-dept, resolved, resolved-dept
 # ARGV: allowed-from (comma separated), new status, history entry (flat JSON object without
@@ -260,7 +262,11 @@ class AlertStore:
         if ends_at is None:
             if duration is None or duration.total_seconds() <= 0:
                 raise ValueError("give a positive duration or ends_at")
+            if duration > MAX_SILENCE:
+                raise ValueError(f"a silence lasts at most {MAX_SILENCE.days} days")
             ends_at = now + duration
+        if ends_at - now > MAX_SILENCE:
+            raise ValueError(f"a silence lasts at most {MAX_SILENCE.days} days")
         silence = Silence(starts_at=now, ends_at=ends_at, created_by=created_by, reason=reason,
                           **{k: v for k, v in matchers.items() if v is not None})
         async with self.r.pipeline(transaction=True) as pipe:

@@ -9,7 +9,9 @@
         department: gongan
         token: change-me-gongan       # … or the token itself (development only)
 
-A request sends ``Authorization: Bearer <token>``. Errors name the file and the key.
+A request sends ``Authorization: Bearer <token>``. Errors name the file and the key. The
+worker reads the same file: its per-handler scores (``/api/indicators?scope=handler``)
+answer only a bureau token.
 """
 
 from __future__ import annotations
@@ -85,12 +87,20 @@ class Tokens:
         return len(self._entries)
 
     def authenticate(self, presented: str) -> Principal | None:
-        digest = hashlib.sha256(presented.encode()).hexdigest()
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).hexdigest()
         found = None
         for known, principal in self._entries:  # compare all: no timing hint which one
             if hmac.compare_digest(known, digest):
                 found = principal
         return found
+
+
+def bearer(tokens: Tokens, authorization: str) -> Principal | None:
+    """The principal of an ``Authorization: Bearer <token>`` header value, if known."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return tokens.authenticate(token.strip())
 
 
 def parse_tokens(doc: Any, source: Path | str = "<tokens>") -> Tokens:

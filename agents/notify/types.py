@@ -6,7 +6,8 @@ flush. At delivery it is rendered (``agents/notify/render.py``) into an :class:`
 message with the alerts as they are *then* (status, severity), and handed to the channel.
 
 A channel implements :class:`Channel`: ``send`` delivers or raises :class:`DeliveryError`
-(the queue then retries with exponential backoff; nothing is dropped). A channel whose
+(the queue then retries with exponential backoff, or dead-letters a notification that can
+never be delivered: nothing is dropped unseen). A channel whose
 target lives in jiancha's own Redis (the stream channel) implements :class:`AtomicChannel`
 instead: its write happens in the same Lua script that removes the notification from the
 queue, so it is delivered exactly once.
@@ -120,12 +121,14 @@ class Outbound:
 
 
 class DeliveryError(Exception):
-    """The channel could not deliver now; the queue retries with backoff."""
+    """The channel could not deliver. Transient (the default): the queue retries with
+    backoff, up to ``JIANCHA_NOTIFIER_MAX_ATTEMPTS``. Permanent (sending the same again can
+    never succeed: a malformed URL, an HTTP 4xx, recipients refused, no mail server): the
+    notification goes to the dead-letter stream at once."""
 
-    def __init__(self, message: str, *, permanent_looking: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
-        #: e.g. HTTP 4xx: retried all the same (never dropped), but logged as an error
-        self.permanent_looking = permanent_looking
+        self.permanent = permanent
 
 
 class Channel(Protocol):

@@ -5,8 +5,10 @@ Headers: ``Content-Type: application/json``, ``Idempotency-Key`` and
 seen never acts twice, even if a notifier dies between the receiver's 2xx and its own
 bookkeeping), ``X-Jiancha-Timestamp`` (unix seconds) and, when the channel has a key
 (``secret_env``), ``X-Jiancha-Signature: sha256=<hex>`` = HMAC-SHA256 over
-``{timestamp}.{body}`` with that key. A 2xx answer is delivery; anything else (or no
-answer within ``timeout_seconds``) is retried by the queue with exponential backoff.
+``{timestamp}.{body}`` with that key. A 2xx answer is delivery; a 4xx other than 408, 425
+and 429, or a URL that is not a valid http(s) URL, can never succeed (dead letter at once);
+anything else (or no answer within ``timeout_seconds``) is retried by the queue with
+exponential backoff.
 """
 
 from __future__ import annotations
@@ -18,8 +20,28 @@ import time
 from typing import ClassVar
 
 import aiohttp
+from yarl import URL
 
 from agents.notify.types import DeliveryError, Outbound, WebhookConfig
+
+#: 4xx answers that say "later" (timeout, too early, rate limited), not "never"
+_TRY_AGAIN = (408, 425, 429)
+
+
+def check_url(url: str) -> None:
+    """An http(s) URL with a host, or a permanent :class:`DeliveryError` (e.g. a contact's
+    webhook rendered into ``https://`` or ``http://a b``)."""
+    try:
+        parsed = URL(url)
+        ok = (parsed.scheme in ("http", "https") and bool(parsed.host)
+              and not any(c.isspace() or not c.isprintable() for c in url))
+        if ok:
+            parsed.port  # noqa: B018 - raises on a port that is not a number
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise DeliveryError(f"webhook URL {url!r} is not a valid http(s) URL with a host",
+                            permanent=True)
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -34,6 +56,7 @@ class WebhookChannel:
     type: ClassVar[str] = "webhook"
 
     def __init__(self, config: WebhookConfig, session: aiohttp.ClientSession) -> None:
+        check_url(config.url)
         self.config = config
         self.session = session
 
@@ -43,7 +66,7 @@ class WebhookChannel:
         value = os.environ.get(self.config.secret_env)
         if not value:
             raise DeliveryError(f"webhook key variable {self.config.secret_env} is not set",
-                                permanent_looking=True)
+                                permanent=True)
         return value.encode()
 
     async def send(self, message: Outbound) -> None:
@@ -69,7 +92,9 @@ class WebhookChannel:
                 text = (await resp.text(errors="replace"))[:200]
                 raise DeliveryError(
                     f"{self.config.url} answered {resp.status}: {text}",
-                    permanent_looking=400 <= resp.status < 500 and resp.status not in (408, 429))
+                    permanent=400 <= resp.status < 500 and resp.status not in _TRY_AGAIN)
+        except aiohttp.InvalidURL as exc:
+            raise DeliveryError(f"webhook URL {exc}: not a valid URL", permanent=True) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise DeliveryError(f"{self.config.url}: {type(exc).__name__}: {exc}") from None
 

@@ -116,8 +116,14 @@ async def _backfill(spec: WorkerSpec, events: list[dict], complaints: list[dict]
             await cp.send(c, timestamp_ms=stamp(c["occurred_at"]))
 
 
-def _get(port: int, path: str) -> bytes:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+BUREAU_TOKEN, GONGAN_TOKEN = "bureau-token-ind", "gongan-token-ind"
+
+
+def _get(port: int, path: str, token: str | None = BUREAU_TOKEN) -> bytes:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=5) as r:
         return r.read()
 
 
@@ -149,10 +155,15 @@ def test_api_prometheus_and_report_agree_with_replay(stack, tmp_path) -> None:  
     anchor = time.time()
     clock = SimulatedClock(NOW, 1.0, anchor)
     spec = WorkerSpec(stack)
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(json.dumps({"tokens": [
+        {"name": "bureau", "role": "bureau", "token": BUREAU_TOKEN},
+        {"name": "gongan", "role": "department", "department": "gongan", "token": GONGAN_TOKEN}]}))
     spec.extra_env.update({
         "JIANCHA_COMPLAINTS_TOPIC": f"complaints-{spec.tag}",
         "JIANCHA_CLOCK_START": NOW.isoformat(),
         "JIANCHA_CLOCK_ANCHOR": repr(anchor),
+        "JIANCHA_NOTIFIER_TOKENS_FILE": str(tokens),
     })
     asyncio.run(_backfill(spec, events, complaints, clock))
     worker = spec.start_worker()
@@ -203,6 +214,14 @@ def test_api_prometheus_and_report_agree_with_replay(stack, tmp_path) -> None:  
         with pytest.raises(urllib.error.HTTPError) as bad:
             _get(worker.web_port, "/api/indicators?period=nope")
         assert bad.value.code == 400
+        # per-handler scores name people: only with the bureau's token
+        for endpoint in ("/api/indicators?scope=handler", "/api/indicators.csv?scope=handler"):
+            for token in (None, GONGAN_TOKEN, "not-a-token"):
+                with pytest.raises(urllib.error.HTTPError) as refused:
+                    _get(worker.web_port, f"{endpoint}&period={PERIOD}", token)
+                assert refused.value.code == 401, (endpoint, token)
+                assert b"bureau" in refused.value.read()
+        assert _get(worker.web_port, f"/api/indicators?period={PERIOD}", None)  # departments: open
 
         # 2. Prometheus: the previous month's gauges are the same numbers
         text = worker.metrics()
@@ -231,6 +250,10 @@ def test_api_prometheus_and_report_agree_with_replay(stack, tmp_path) -> None:  
             from_file = _report("--period", PERIOD, "--events", str(path), "--until", until_arg,
                                 "--catalog", str(TEST_CATALOG), "--format", fmt)
             assert from_url == from_file, fmt
+        handlers = _report("--period", PERIOD, "--url", f"http://127.0.0.1:{worker.web_port}",
+                           "--scope", "handler", "--format", "json", "--token", BUREAU_TOKEN)
+        assert json.loads(handlers)["rows"] == json.loads(json.dumps(report_rows(
+            book.store, PERIOD, "handler", book.scoring, engine.catalog)))
         table = _report("--period", PERIOD, "--url", f"http://127.0.0.1:{worker.web_port}")
         ranked = [line.split("|")[2].strip() for line in table.splitlines()[4:]]
         assert ranked == [r["name"] for r in rows]
