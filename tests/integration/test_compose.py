@@ -550,6 +550,8 @@ def test_worker_environment_is_valid_for_settings(
     for code in _departments_txt():
         assert len(keys.verification_keys(code)) == 1, f"no key for {code}"
     assert s.web_host == "0.0.0.0", "Prometheus scrapes the worker from another container"
+    # per-handler scores are the bureau's: the worker knows its token
+    assert s.notifier_tokens_file is not None and s.notifier_tokens_file.exists()
     topics = _environment(services["kafka-init"])["KAFKA_TOPICS"]
     assert {int(t.split(":")[1]) for t in topics.split(",")} == {s.topic_partitions}
     assert {t.split(":")[0] for t in topics.split(",")} >= {
