@@ -38,6 +38,15 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
+def tick_labels(ticks: Sequence[float]) -> list[str]:
+    """Tick labels with as many decimals as their step needs."""
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    if step >= 1 or max(abs(t) for t in ticks) >= 1e4:
+        return [format_value(t) for t in ticks]
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+    return [f"{t:.{decimals}f}" for t in ticks]
+
+
 def format_value(value: float) -> str:
     """Short numbers for axes and labels: 1.2k, 3.4M, 0.05."""
     a = abs(value)
@@ -93,11 +102,11 @@ def hbars(title: str, bars: Sequence[tuple[str, float, str | None]], *, width: i
     scale = plot / (ticks[-1] - ticks[0])
     height = 30 + ROW * len(bars) + 20
     body = []
-    for t in ticks:
+    for t, text in zip(ticks, tick_labels(ticks), strict=True):
         x = label_width + (t - ticks[0]) * scale
         body.append(f'<line x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{height - 20}" stroke="#ddd"/>'
                     f'<text x="{x:.1f}" y="{height - 6}" font-size="10" text-anchor="middle">'
-                    f"{format_value(t)}</text>")
+                    f"{text}</text>")
     for i, (label, value, color) in enumerate(bars):
         y = 24 + i * ROW
         w = max(0.0, (value - ticks[0]) * scale)
@@ -126,11 +135,11 @@ def stacked_hbars(title: str, segments: Sequence[Segment],
     body, legend_end = _legend([(s.name, s.color) for s in segments], 10, 14, width - 10)
     top = legend_end + 14
     height = int(top) + ROW * len(rows) + 20
-    for t in ticks:
+    for t, text in zip(ticks, tick_labels(ticks), strict=True):
         x = LABEL_WIDTH + t * scale
         body.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height - 20}" stroke="#ddd"/>'
                     f'<text x="{x:.1f}" y="{height - 6}" font-size="10" text-anchor="middle">'
-                    f"{format_value(t)}</text>")
+                    f"{text}</text>")
     for i, (label, values, note) in enumerate(rows):
         y = top + i * ROW
         x = float(LABEL_WIDTH)
@@ -175,12 +184,13 @@ def lines(title: str, series: Sequence[Series], x_ticks: Sequence[tuple[float, s
     def py(y: float) -> float:
         return top + ph - (y - y_ticks[0]) / (y_ticks[-1] - y_ticks[0]) * ph
 
-    for t in y_ticks:
+    for t, text in zip(y_ticks, tick_labels(y_ticks), strict=True):
         body.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{width - right}" y2="{py(t):.1f}" '
                     f'stroke="#ddd"/><text x="{left - 4}" y="{py(t) + 4:.1f}" font-size="10" '
-                    f'text-anchor="end">{format_value(t)}</text>')
-    for x, label in x_ticks:
-        body.append(f'<text x="{px(x):.1f}" y="{height - 6}" font-size="10" text-anchor="middle">'
+                    f'text-anchor="end">{text}</text>')
+    for i, (x, label) in enumerate(x_ticks):
+        anchor = "start" if i == 0 else "end" if i == len(x_ticks) - 1 else "middle"
+        body.append(f'<text x="{px(x):.1f}" y="{height - 6}" font-size="10" text-anchor="{anchor}">'
                     f"{escape(label)}</text>")
     for i, s in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
