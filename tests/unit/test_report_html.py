@@ -57,10 +57,16 @@ def ranking_of(html: str, cls: str = "ranking") -> list[tuple[str, int, float | 
 
 @pytest.fixture(scope="module")
 def quarter(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A simulated quarter of all the catalog's departments, some cases with violations."""
+    """A simulated quarter of all the catalog's departments, some cases with violations,
+    written by ``jiancha simulate --out`` (the events generate_file plans)."""
     path = tmp_path_factory.mktemp("report") / "events.jsonl"
-    generate_file(CATALOG, path, start=datetime(2026, 4, 1, 9, tzinfo=ZoneInfo("Asia/Shanghai")),
+    subprocess.run([sys.executable, "-m", "jiancha.cli", "simulate", "--out", str(path), "--start",
+                    "2026-04-01T09:00:00+08:00", "--cases", "900", "--days", "55", "--seed", "5",
+                    "--violations", "0.04"], capture_output=True, check=True, cwd=ROOT)
+    planned = path.with_name("planned.jsonl")
+    generate_file(CATALOG, planned, start=datetime(2026, 4, 1, 9, tzinfo=ZoneInfo("Asia/Shanghai")),
                   cases=900, days=55, seed=5, violations=0.04)
+    assert path.read_bytes() == planned.read_bytes()
     return path
 
 
