@@ -78,7 +78,8 @@ def _report(*args: str) -> str:
 
 
 @pytest.mark.parametrize("period", ["2026-05", "2026-Q2"])
-def test_html_ranking_is_the_json_ranking(quarter: Path, period: str, tmp_path: Path) -> None:
+def test_html_ranking_is_the_json_ranking(quarter: Path, indicators: Path, period: str,
+                                          tmp_path: Path) -> None:
     source = ["--events", str(quarter), "--until", UNTIL, "--period", period]
     rows = json.loads(_report(*source, "--format", "json"))["rows"]
     want = [(r["name"], r["rank"], r["score"]) for r in rows]
@@ -87,12 +88,27 @@ def test_html_ranking_is_the_json_ranking(quarter: Path, period: str, tmp_path: 
     assert ranking_of(html) == want
     assert html.count("<svg") == 5  # ranking, parts, trend, worst items, worst handlers
     # the indicators file of a replay gives the same page
-    ind = tmp_path / "ind.json"
-    subprocess.run([sys.executable, "-m", "jiancha.cli", "replay", str(quarter), "--until", UNTIL,
-                    "--indicators", str(ind)], capture_output=True, check=True, cwd=ROOT)
     out = tmp_path / "report.html"
-    _report("--indicators", str(ind), "--period", period, "--format", "html", "--out", str(out))
+    _report("--indicators", str(indicators), "--period", period, "--format", "html", "--out", str(out))
     assert out.read_text(encoding="utf-8") == html
+
+
+@pytest.fixture(scope="module")
+def indicators(quarter: Path) -> Path:
+    path = quarter.with_name("indicators.json")
+    subprocess.run([sys.executable, "-m", "jiancha.cli", "replay", str(quarter), "--until", UNTIL,
+                    "--indicators", str(path)], capture_output=True, check=True, cwd=ROOT)
+    return path
+
+
+def test_indicators_file_gives_the_rows_of_a_replay(quarter: Path, indicators: Path) -> None:
+    """One department's items, ranked among themselves, from the file as from the replay."""
+    args = ["--period", "2026-Q2", "--scope", "item", "--department", "gongan", "--format", "json"]
+    from_file = _report("--indicators", str(indicators), *args)
+    assert from_file == _report("--events", str(quarter), "--until", UNTIL, *args)
+    rows = json.loads(from_file)["rows"]
+    assert len(rows) >= 3 and [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    assert {r["department"] for r in rows} == {"gongan"}
 
 
 def test_worst_items_and_handlers_are_the_lowest_ranked(quarter: Path) -> None:
