@@ -256,10 +256,14 @@ def write_previews(prom: Prometheus, out: Path, json_dir: Path = JSON_DIR) -> li
 def run_preview(out: Path, seconds: float = 60.0, speed: float = 3600.0, history_cases: int = 300,
                 say: Callable[[str], None] = print) -> list[Path]:
     """Start the engine and Prometheus, feed them for ``seconds``, write the previews."""
+    from jiancha.browser import chromium_path
     from jiancha.demo import _send_history, _wait_ready
     from jiancha.embedded import EmbeddedStack, ManagedProcess, free_port, spawn
-    from jiancha.prometheus_local import start_prometheus
+    from jiancha.prometheus_local import prometheus_binary, start_prometheus
 
+    chromium_path()  # before a minute of traffic, not after: raises BrowserMissing
+    if prometheus_binary() is None:
+        raise FileNotFoundError("prometheus is not on PATH (Debian's prometheus package)")
     stack = EmbeddedStack(redis_password=secrets.token_hex(8))
     procs: list[ManagedProcess] = []
     try:
