@@ -219,13 +219,36 @@ def simulate(
     duration: Annotated[float | None, typer.Option(help="seconds to run (default: forever)")] = None,
     violations: Annotated[float, typer.Option(help="share of cases with a violation")] = 0.1,
     seed: Annotated[int, typer.Option()] = 1,
+    out: Annotated[Path | None, typer.Option(
+        help="instead of sending: write --cases cases submitted over --days working days from "
+             "--start to this JSON Lines file (for replay and report)", dir_okay=False)] = None,
+    start: Annotated[str | None, typer.Option(help="with --out: RFC 3339 instant of the first "
+                                                   "submission")] = None,
+    cases: Annotated[int, typer.Option(min=0, help="with --out: how many cases")] = 1000,
+    days: Annotated[int | None, typer.Option(min=1, help="with --out: working days the "
+                                             "submissions spread over (default: 100 a day)")] = None,
 ) -> None:
-    """Send realistic department traffic (with a few violations) to Kafka."""
+    """Send realistic department traffic (with a few violations) to Kafka; or, with --out,
+    write a planned run to a file."""
     import asyncio
 
     from producers.simulator import run_live
 
     settings = _settings()
+    if out is not None:
+        from producers.simulator import generate_file
+
+        try:
+            first = datetime.fromisoformat(start or "")
+        except ValueError:
+            first = None
+        if first is None or first.tzinfo is None:
+            raise _fail("--out needs --start, an RFC 3339 instant, e.g. 2026-01-05T09:00:00+08:00")
+        sim = generate_file(settings.catalog_dir, out, start=first, cases=cases, seed=seed,
+                            violations=violations, days=days, tz=settings.tz)
+        typer.echo(f"wrote {len(sim.events)} events of {cases} cases "
+                   f"({len(sim.violations)} with a violation) to {out}", err=True)
+        return
     asyncio.run(run_live(settings, rate=rate, duration=duration, violations=violations, seed=seed))
 
 

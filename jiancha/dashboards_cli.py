@@ -67,3 +67,22 @@ def push(
         raise typer.Exit(1) from None
     for p in pushed:
         typer.echo(f"pushed {p.uid} ({p.title}) version {p.version}: {p.url or '-'}")
+
+
+@app.command("preview")
+def preview(
+    out: Annotated[Path, typer.Option(help="directory for grafana-<dashboard>.png",
+                                      file_okay=False)] = Path("docs/images"),
+    seconds: Annotated[float, typer.Option(help="real seconds of traffic before the pictures")] = 60.0,
+) -> None:
+    """Draw each dashboard's panels from a real Prometheus fed by the demo (no Grafana needed):
+    the demo's engine and Debian's prometheus run for --seconds, then every panel's query is
+    asked over Prometheus's HTTP API and drawn; headless Chromium saves the pages as PNG."""
+    from jiancha.browser import BrowserMissing
+    from jiancha.dashboard_preview import run_preview
+
+    try:
+        for path in run_preview(out, seconds=seconds, say=lambda m: typer.echo(m, err=True)):
+            typer.echo(f"wrote {path}")
+    except (BrowserMissing, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None

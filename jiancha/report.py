@@ -1,6 +1,8 @@
 """``jiancha report``: the ranked performance table (绩效评估) of a period, from a replay of
-a file (``--events FILE``) or from a running worker's API (``--url``). Both give the same
-rows, so the same file and the same traffic print the same table."""
+a file (``--events FILE``), from the indicators a replay wrote (``--indicators FILE``, of
+``jiancha replay --indicators``) or from a running worker's API (``--url``). All give the
+same rows, so the same file and the same traffic print the same table; ``html``, ``pdf``
+and ``png`` draw them as charts (jiancha/report_html.py)."""
 
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ from typing import Annotated, Any
 
 import typer
 
-FORMATS = ("md", "csv", "json")
+from jiancha.report_html import RowSource
+
+FORMATS = ("md", "csv", "json", "html", "pdf", "png")
+BINARY = ("pdf", "png")
 
 
-def rows_from_events(events: Path, period: str, scope: str, department: str | None,
-                     until: datetime | None, catalog: Path | None, rules: Path | None,
-                     calendar: Path | None) -> list[dict[str, Any]]:
+def source_from_events(events: Path, department: str | None, until: datetime | None,
+                       catalog: Path | None, rules: Path | None, calendar: Path | None) -> RowSource:
     from jiancha.cli import _fail, _open, _settings
     from rules.factory import build_engine
     from rules.indicators import IndicatorBook, report_rows
@@ -37,8 +41,37 @@ def rows_from_events(events: Path, period: str, scope: str, department: str | No
     result = replay(source, engine, until, indicators=book)
     for problem in result.problems[:20]:
         typer.echo(f"rejected {problem}", err=True)
-    return report_rows(book.store, period, scope, book.scoring, engine.catalog,
-                       department=department)
+
+    def rows(period: str, scope: str) -> list[dict[str, Any]]:
+        return report_rows(book.store, period, scope, book.scoring, engine.catalog,
+                           department=department)
+
+    return rows
+
+
+def source_from_indicators(path: Path, department: str | None) -> RowSource:
+    """The rows ``jiancha replay --indicators PATH`` wrote (every period with data)."""
+    from jiancha.cli import _fail
+
+    try:
+        periods = json.loads(path.read_text(encoding="utf-8"))["periods"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _fail(f"{path}: not an indicators file of jiancha replay --indicators: {exc}") from None
+
+    def rows(period: str, scope: str) -> list[dict[str, Any]]:
+        found = periods.get(period, {}).get(scope, [])
+        if department is None:
+            return list(found)
+        mine = [dict(r) for r in found if r.get("department") == department]
+        for rank, row in enumerate(mine, 1):
+            row["rank"] = rank
+        return mine
+
+    return rows
+
+
+def source_from_url(url: str, department: str | None, token: str | None = None) -> RowSource:
+    return lambda period, scope: rows_from_url(url, period, scope, department, token=token)
 
 
 def rows_from_url(url: str, period: str, scope: str, department: str | None,
@@ -80,9 +113,15 @@ def report_command(
     events: Annotated[Path | None, typer.Option(
         help="replay this JSON Lines file of events and complaints ('-' for stdin)",
         allow_dash=True)] = None,
+    indicators: Annotated[Path | None, typer.Option(
+        help="the indicators file of `jiancha replay --indicators FILE`", dir_okay=False)] = None,
     url: Annotated[str | None, typer.Option(
         help="a worker's web address, e.g. http://127.0.0.1:6066 (its /api/indicators)")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="md, csv or json")] = "md",
+    fmt: Annotated[str, typer.Option("--format", help="md, csv, json, html (charts), pdf or png "
+                                                      "(the html printed by headless Chromium)")] = "md",
+    out: Annotated[Path | None, typer.Option(help="write here instead of stdout (needed for "
+                                                  "pdf and png; png into a directory: one "
+                                                  "report-SECTION.png per chart)")] = None,
     scope: Annotated[str, typer.Option(help="department, item or handler")] = "department",
     department: Annotated[str | None, typer.Option(help="only this department's scopes")] = None,
     token: Annotated[str | None, typer.Option(
@@ -94,7 +133,8 @@ def report_command(
     rules: Annotated[Path | None, typer.Option(help="rule set directory")] = None,
     calendar: Annotated[Path | None, typer.Option(help="operator calendar YAML")] = None,
 ) -> None:
-    """Ranked indicators and scores of a period (绩效评估), best first."""
+    """Ranked indicators and scores of a period (绩效评估), best first; html, pdf and png:
+    the departments' ranking, score parts and trend, the worst items and handlers."""
     from jiancha.cli import _fail, parse_until
     from rules.indicators import KINDS, PeriodError, period_months
 
@@ -102,17 +142,52 @@ def report_command(
         raise _fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if scope not in KINDS:
         raise _fail(f"--scope {scope!r}: expected one of {', '.join(KINDS)}")
+    if fmt in BINARY and out is None:
+        raise _fail(f"--format {fmt} needs --out FILE")
     try:
         period_months(period)
     except PeriodError as exc:
         raise _fail(str(exc)) from None
-    if (events is None) == (url is None):
-        raise _fail("give exactly one of --events FILE or --url URL")
+    if sum(x is not None for x in (events, indicators, url)) != 1:
+        raise _fail("give exactly one of --events FILE, --indicators FILE or --url URL")
     until_dt = parse_until(until)
     if events is not None:
-        rows = rows_from_events(events, period, scope, department, until_dt, catalog, rules, calendar)
+        source = source_from_events(events, department, until_dt, catalog, rules, calendar)
+    elif indicators is not None:
+        source = source_from_indicators(indicators, department)
     else:
         assert url is not None
-        rows = rows_from_url(url, period, scope, department, token=token)
-    sys.stdout.write(render(rows, fmt, period, scope))
+        source = source_from_url(url, department, token)
+    if fmt in ("html", "pdf", "png"):
+        write_charts(source, period, fmt, out)
+        return
+    text = render(source(period, scope), fmt, period, scope)
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+        return
+    sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def write_charts(source: RowSource, period: str, fmt: str, out: Path | None) -> None:
+    from jiancha.browser import BrowserMissing, html_to_pdf, html_to_png
+    from jiancha.cli import _fail
+    from jiancha.report_html import ReportData, render_html
+
+    html = render_html(ReportData.collect(source, period))
+    if fmt == "html":
+        if out is None:
+            sys.stdout.write(html)
+            sys.stdout.flush()
+        else:
+            out.write_text(html, encoding="utf-8")
+        return
+    assert out is not None
+    try:
+        if fmt == "pdf":
+            html_to_pdf(html, out)
+        else:
+            for path in html_to_png(html, out, prefix="report-"):
+                typer.echo(f"wrote {path}", err=True)
+    except BrowserMissing as exc:
+        raise _fail(str(exc)) from None

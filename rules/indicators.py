@@ -421,26 +421,43 @@ def _rate(n: int, d: int) -> float | None:
     return round(n / d, 4) if d else None
 
 
-def month_score(acc: Acc, cfg: ScoringConfig) -> float:
-    deductions = 0.0
+def score_parts(acc: Acc, cfg: ScoringConfig) -> dict[str, float]:
+    """A month's score in its parts, which sum to :func:`month_score`: the start, minus the
+    deductions per severity (after their monthly caps), plus the early-decision bonus, plus
+    ``clamp`` (what the score's bounds take or give back, mostly 0)."""
+    deductions: dict[str, float] = {}
     for severity, d in cfg.deductions.items():
         points = sum(cfg.points(rule, severity) * by.get(severity, 0) for rule, by in acc.alerts.items())
         if d.cap_per_month is not None:
             points = min(points, d.cap_per_month)
-        deductions += points
+        deductions[severity] = points
     # rules with per-rule points but a severity without a deduction entry
     for rule, by in acc.alerts.items():
         for severity, n in by.items():
             if severity not in cfg.deductions:
-                deductions += cfg.points(rule, severity) * n
+                deductions[severity] = deductions.get(severity, 0.0) + cfg.points(rule, severity) * n
     bonus = 0.0
     if acc.timed:
         steps = math.floor(Fraction(acc.early, acc.timed) / Fraction(str(cfg.bonus.step)))
         bonus = min(cfg.bonus.cap, steps * cfg.bonus.points)
-    score = cfg.start - deductions + bonus
-    if cfg.max_score is not None:
-        score = min(score, cfg.max_score)
-    return round(max(cfg.min_score, score), 2)
+    raw = cfg.start - sum(deductions.values()) + bonus
+    score = raw if cfg.max_score is None else min(raw, cfg.max_score)
+    score = round(max(cfg.min_score, score), 2)
+    return {"start": cfg.start, **{f"deduction_{s}": -p for s, p in deductions.items()},
+            "bonus": bonus, "clamp": round(score - raw, 2), "score": score}
+
+
+def month_score(acc: Acc, cfg: ScoringConfig) -> float:
+    return score_parts(acc, cfg)["score"]
+
+
+def mean_parts(monthly: list[dict[str, float]]) -> dict[str, float]:
+    """The parts of a period's score (the mean of its monthly scores): the mean of each
+    part, ``clamp`` taking the rounding so that the parts still sum to the score."""
+    names = list(dict.fromkeys(k for parts in monthly for k in parts))
+    out = {k: round(sum(p.get(k, 0.0) for p in monthly) / len(monthly), 2) for k in names}
+    out["clamp"] = round(out["score"] - sum(v for k, v in out.items() if k not in ("score", "clamp")), 2)
+    return out
 
 
 INDICATORS = ("received", "accepted", "decided", "on_time_rate", "early_rate", "overdue_rate",
@@ -485,14 +502,16 @@ def report_rows(accs: Mapping[Key, Acc], period: str, kind: str, cfg: ScoringCon
         total = Acc()
         for acc in by_month.values():
             total.merge(acc)
-        monthly = [month_score(by_month[m], cfg) for m in months if m in by_month]
+        monthly = [score_parts(by_month[m], cfg) for m in months if m in by_month]
         row: dict[str, Any] = {"period": period, "scope": kind, "name": name, "department": dept}
         if kind == "department" and catalog is not None and name in catalog.departments:
             row["name_zh"] = catalog.departments[name].name_zh
         elif kind == "item" and catalog is not None and name in catalog:
             row["name_zh"] = catalog[name].name_zh
         row.update(indicator_values(total))
-        row["score"] = round(sum(monthly) / len(monthly), 2) if monthly else None
+        row["score"] = round(sum(p["score"] for p in monthly) / len(monthly), 2) if monthly else None
+        if monthly:
+            row["score_parts"] = {k: v for k, v in mean_parts(monthly).items() if k != "score"}
         row["months"] = len(monthly)
         rows.append(row)
     rows.sort(key=lambda r: (-(r["score"] if r["score"] is not None else -1),

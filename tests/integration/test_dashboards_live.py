@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import shutil
 import sys
 import time
 import urllib.parse
@@ -35,18 +34,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboards import build, promql
-from jiancha.embedded import EmbeddedStack, ManagedProcess, free_port, spawn
+from jiancha.embedded import EmbeddedStack
+from jiancha.prometheus_local import prometheus_binary, start_prometheus
 from tests.integration.conftest import Worker, WorkerSpec
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS = shutil.which("prometheus")
-PROMETHEUS_YML = ROOT / "dashboards" / "prometheus" / "prometheus.yml"
+PROMETHEUS = prometheus_binary()
 
 #: a Monday morning on the official calendar (no holiday in the two weeks before)
 CLOCK_START = datetime(2026, 6, 15, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -120,48 +118,6 @@ class Live:
         if items:
             real["item"] = items[0]
         return real
-
-
-def _prometheus_config(worker_port: int, prometheus_port: int) -> dict[str, Any]:
-    """The repository's prometheus.yml, with the worker found on localhost instead of by
-    Docker DNS, 1 s intervals, and the rules read from the repository."""
-    config = yaml.safe_load(PROMETHEUS_YML.read_text(encoding="utf-8"))
-    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
-    config["rule_files"] = [str(promql.RULES_DIR / "*.yml")]
-    for job in config["scrape_configs"]:
-        if job["job_name"] == "jiancha":
-            job.pop("dns_sd_configs")
-            job["static_configs"] = [{"targets": [f"127.0.0.1:{worker_port}"]}]
-        elif job["job_name"] == "prometheus":
-            job["static_configs"] = [{"targets": [f"127.0.0.1:{prometheus_port}"]}]
-    return config
-
-
-def _start_prometheus(stack: EmbeddedStack, worker_port: int) -> tuple[ManagedProcess, str]:
-    assert PROMETHEUS is not None
-    port = free_port()
-    workdir = stack.workdir / f"prometheus-{port}"
-    workdir.mkdir()
-    config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(_prometheus_config(worker_port, port)), encoding="utf-8")
-    proc = spawn(f"prometheus-{port}", [
-        PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h",
-        "--log.level=warn"], stack.workdir)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.proc.poll() is not None:
-            raise RuntimeError(f"prometheus exited:\n{proc.log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        time.sleep(0.2)
-    proc.stop()
-    raise TimeoutError(f"prometheus not ready:\n{proc.log_path.read_text()[-3000:]}")
 
 
 async def _load(spec: WorkerSpec, env: dict[str, str]) -> None:
@@ -277,7 +233,7 @@ def live(stack: EmbeddedStack) -> Iterator[Live]:
     worker = spec.start_worker()
     prometheus = None
     try:
-        prometheus, url = _start_prometheus(stack, worker.web_port)
+        prometheus, url = start_prometheus(stack.workdir, worker.web_port)
         env = spec.env(worker.web_port)
         started = time.time()
         asyncio.run(_load(spec, env))
@@ -395,3 +351,36 @@ def test_coverage_of_this_test() -> None:
     assert n_targets == sum(1 for d in DASHBOARDS.values() for _ in promql.targets(d))
     print(f"{len(PANELS)} panels, {n_targets} queries, {len(VARIABLES)} variables",
           file=sys.stderr)
+
+
+# --- the previews (jiancha dashboards preview) ---------------------------------------------
+
+
+def test_previews_draw_every_panel_with_data(live: Live, tmp_path: Path) -> None:
+    """The preview of each dashboard, from this Prometheus, draws every panel: a chart, a
+    number or a table, not "no data" nor a failed query (but for the panels that read a
+    metric the worker does not export), and the page Chromium photographs is a PNG."""
+    from jiancha import dashboard_preview as preview
+    from tests.needs_browser import require_browser
+
+    prom = preview.Prometheus(live.prometheus_url, live.started - 5, live.ended)
+    exported = live.exported
+    for dashboard in preview.dashboards():
+        values = preview.variable_values(dashboard, prom)
+        for panel in promql.panels(dashboard):
+            if panel["type"] == "row":
+                continue
+            body = preview.draw_panel(panel, prom, values)
+            reads = {promql.base_metric(n) for t in panel["targets"]
+                     for n in promql.raw_metrics(t["expr"], promql.recorded())}
+            if reads & set(promql.EXTENSION_METRICS) and not reads & exported:
+                continue
+            assert "query failed" not in body and "no data" not in body, (
+                dashboard["uid"], panel["title"], body[:300])
+            assert body.startswith(("<svg", "<div class=\"stat\"", "<table")), panel["title"]
+    require_browser()
+    written = preview.write_previews(prom, tmp_path)
+    assert sorted(p.name for p in written) == [
+        "grafana-evaluation.png", "grafana-health.png", "grafana-live.png"]
+    for path in written:
+        assert path.read_bytes().startswith(b"\x89PNG") and 20_000 < path.stat().st_size < 300_000

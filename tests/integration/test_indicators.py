@@ -242,9 +242,10 @@ def test_api_prometheus_and_report_agree_with_replay(stack, tmp_path) -> None:  
                                    "indicator": "decided", "period": PERIOD}.items()))
             assert indicator[labels] == row["decided"]
 
-        # 3. jiancha report: from the worker's API and from the file, the same table
+        # 3. jiancha report: from the worker's API and from the file, the same table (and
+        # the same charts: the html also reads the previous months, items and handlers)
         until_arg = until.isoformat()
-        for fmt in ("md", "csv", "json"):
+        for fmt in ("md", "csv", "json", "html"):
             from_url = _report("--period", PERIOD, "--url", f"http://127.0.0.1:{worker.web_port}",
                                "--format", fmt)
             from_file = _report("--period", PERIOD, "--events", str(path), "--until", until_arg,
