@@ -53,11 +53,11 @@ class BenchConfig:
     latency_seconds: float = 15.0
     memory_cases: tuple[int, ...] = (100_000, 1_000_000)
     partitions: int = 8
-    #: runs of one worker on the backlog; the figure is their median (runs on this
-    #: machine vary by about ±10%)
+    #: runs of one worker on the backlog; the figure is their median (one run depends
+    #: on what else the machine does meanwhile)
     throughput_runs: int = 3
     #: runs of each replay (one process, sharded); the figures are their medians (a run
-    #: takes seconds, and one run varied by ±15% here)
+    #: takes seconds, short enough for a passing load to move it)
     replay_runs: int = 3
 
     @classmethod
