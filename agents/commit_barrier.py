@@ -178,9 +178,9 @@ async def send_batches(producer: Any, topic: str,
                        records: dict[int, list[tuple[bytes, bytes | None]]],
                        max_backoff: float = 5.0) -> None:
     """Hand raw records to the aiokafka producer, a record batch per partition (and per
-    ``max_batch_size``), and wait until the broker has each: a few microseconds a record,
-    where each record sent through Faust's producer buffer cost ~50 µs and one round trip
-    of its own.
+    ``max_batch_size``), and wait until the broker has each: a record costs little more
+    than its encoding, where Faust's producer buffer handles each record on its own, with
+    a round trip of its own.
 
     A batch the broker refuses (or that times out) is sent again with back-off, and this
     returns only once every batch is delivered: it runs before the offset commit, which

@@ -26,19 +26,20 @@ def run_worker(settings: Settings, loglevel: str = "INFO") -> None:
 
 
 def tune_interpreter(settings: Settings) -> None:
-    """Two interpreter settings for a long-lived, busy process (each measured with
-    ``jiancha bench``):
+    """Two interpreter settings for a long-lived, busy process:
 
     - collect the youngest generation less often, and leave what start-up made (modules,
-      the app) out of the full collections: a busy worker spent ~15% of its time in the
-      collector, ~18% more events/s without. The threshold counts objects made less
-      objects freed, so it is set above what one batch makes and frees again (a whole
-      fetch): from 50,000 to 1,000,000, ~11% more events/s on a backlog, and no more
-      collections set off by a batch (they traversed it, in pauses of up to ~230 ms);
+      the app) out of the full collections. The threshold counts objects made less
+      objects freed; a batch taken from a backlog is a whole fetch, whose records,
+      events and facts live until the batch ends, so a threshold below that wave sets
+      off collections that traverse the whole batch, in long pauses. Set above it,
+      collections follow only the state's lasting growth; reference counting frees the
+      rest;
     - let a thread hold the GIL longer before it is asked to hand it over: Faust's
-      consumer fetches in a thread of its own, and with Python's 5 ms it interrupted the
-      agent's batch every 5 ms while it had records to take in (~6–10% more events/s at
-      20 ms; 50 and 200 ms gained no more).
+      consumer fetches in a thread of its own, and with Python's 5 ms it interrupts the
+      agent's batch every 5 ms while it has records to take in.
+
+    ``docs/performance.md`` gives what each costs and gains.
     """
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(settings.gc_young_threshold, older, oldest)

@@ -53,7 +53,7 @@ if [[ ! -s notifier-tokens.yaml ]]; then
     (umask 077 && printf '%s\n' "$token" > bureau.token)
     digest=$(printf '%s' "$token" | openssl dgst -sha256 -r | cut -d' ' -f1)
     cat > notifier-tokens.yaml <<YAML
-# the notifier's API tokens (README "Notifications"); department tokens are added by hand
+# the notifier's API tokens (docs/notifications.md); department tokens are added by hand
 tokens:
   - name: bureau-duty
     role: bureau

@@ -53,11 +53,11 @@ class BenchConfig:
     latency_seconds: float = 15.0
     memory_cases: tuple[int, ...] = (100_000, 1_000_000)
     partitions: int = 8
-    #: runs of one worker on the backlog; the figure is their median (runs on this
-    #: machine vary by about ±10%)
+    #: runs of one worker on the backlog; the figure is their median (one run depends
+    #: on what else the machine does meanwhile)
     throughput_runs: int = 3
     #: runs of each replay (one process, sharded); the figures are their medians (a run
-    #: takes seconds, and one run varied by ±15% here)
+    #: takes seconds, short enough for a passing load to move it)
     replay_runs: int = 3
 
     @classmethod
@@ -90,7 +90,8 @@ def run_bench(config: BenchConfig, console: Console) -> Results:
                                                                    len(lines)))
         say(f"  baseline minimal stock Faust agent (parse only): "
             f"{res.figures['baseline_faust_eps']:,} events/s")
-        # measured next to the Faust baseline: this machine's speed drifts within a bench
+        # measured right after the Faust baseline, so that the ratio compares runs made
+        # at the same machine speed
         res.figures["case_rules_in_process_eps"] = _round(statistics.median(
             _case_rules_in_process_eps(lines) for _ in range(config.replay_runs)))
         res.figures["ceiling_ratio_to_faust"] = round(

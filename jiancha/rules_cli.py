@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -81,12 +82,31 @@ def messages(
     rules: Annotated[Path | None, typer.Option(help="rule set directory")] = None,
 ) -> None:
     """The table of every alert text (zh and en) with an example rendered by the engine."""
-    from jiancha.cli import _fail
     from rules.message_table import render_table
+
+    _write_doc(render_table, rules, out)
+
+
+@rules_app.command("reference")
+def reference(
+    out: Annotated[Path | None, typer.Option(help="write here (e.g. docs/rules.md) "
+                                                  "instead of printing")] = None,
+    rules: Annotated[Path | None, typer.Option(help="rule set directory")] = None,
+) -> None:
+    """The rules reference (docs/rules.md): every rule's severity, legal basis, escalation
+    policy, parameters and what it reads, from the rule set."""
+    from rules.rules_doc import rules_markdown
+
+    _write_doc(rules_markdown, rules, out)
+
+
+def _write_doc(render: Callable[[Path], str], rules: Path | None, out: Path | None) -> None:
+    """A document generated from the rule set, printed or written to ``out``."""
+    from jiancha.cli import _fail
     from rules.rulebook import DEFAULT_RULES_DIR
 
     try:
-        text = render_table(rules or DEFAULT_RULES_DIR)
+        text = render(rules or DEFAULT_RULES_DIR)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     if out is None:

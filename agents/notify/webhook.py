@@ -55,10 +55,10 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
 class WebhookChannel:
     type: ClassVar[str] = "webhook"
 
-    def __init__(self, config: WebhookConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, config: WebhookConfig, http: aiohttp.ClientSession) -> None:
         check_url(config.url)
         self.config = config
-        self.session = session
+        self.http = http
 
     def _secret(self) -> bytes | None:
         if not self.config.secret_env:
@@ -83,7 +83,7 @@ class WebhookChannel:
         if secret is not None:
             headers["X-Jiancha-Signature"] = sign(secret, timestamp, message.body)
         try:
-            async with self.session.post(
+            async with self.http.post(
                 self.config.url, data=message.body, headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
             ) as resp:

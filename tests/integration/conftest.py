@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TEST_CATALOG = ROOT / "tests" / "fixtures" / "catalog"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # one broker and Redis for every integration test
 def stack() -> Iterator[EmbeddedStack]:
     with EmbeddedStack() as s:
         yield s

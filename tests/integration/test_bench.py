@@ -1,4 +1,4 @@
-"""``jiancha bench --json`` prints every figure issue 7 asks for, from one run.
+"""``jiancha bench --json`` prints every figure docs/performance.md names, from one run.
 
 Only that the figures are there and make sense is checked here, never how fast: speed
 targets are judged from the benchmark's own output, not from a timed test."""
@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
-#: the keys the issue names, each a number
+#: the figures docs/performance.md names, each a number
 REQUIRED = ("throughput_eps", "baseline_faust_eps", "baseline_aiokafka_eps", "latency_p50_ms",
             "latency_p99_ms", "deadline_lateness_p99_ms", "bytes_per_open_case", "replay_eps")
 

@@ -136,7 +136,7 @@ class Mailbox:
         box = self
 
         class Handler:
-            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            async def handle_DATA(self, server: Any, smtp_session: Any, envelope: Any) -> str:
                 msg = message_from_bytes(envelope.original_content, policy=policy.default)
                 box.messages.append((list(envelope.rcpt_tos), msg))
                 return "250 OK"

@@ -1,4 +1,4 @@
-"""The notifier tried as an attacker and as an operator would (issue: notifier holes), in
+"""The notifier tried as an attacker and as an operator would, in
 process against a real redis-server: the HTTP API through aiohttp's test server (real HTTP
 on loopback) and the delivery loops of a :class:`Notifier` driven step by step.
 

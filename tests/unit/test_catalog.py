@@ -139,7 +139,7 @@ def test_real_items_state_unit_basis_and_verification(real: Catalog) -> None:
     assert any(i.verified for i in real.values())
 
 
-# The figures the catalog was corrected to, each from the article named (issue 21).
+# Figures checked against the article each names.
 KNOWN_FIGURES = [
     ("HB-0001", 60, "calendar", "环境影响评价法 第二十二条"),  # 报告书: 六十日
     ("HB-0004", 30, "calendar", "环境影响评价法 第二十二条"),  # 报告表: 三十日

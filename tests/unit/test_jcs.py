@@ -87,10 +87,10 @@ def test_strings_only_minimal_escapes_and_utf8() -> None:
         canonicalize("\ud800")  # a lone surrogate is no Unicode text
 
 
-# --- signatures of producers before JCS ------------------------------------------------
-# The canonical JSON used to be orjson's sorted output. On what the contract's fields hold
+# --- signatures over sorted-key JSON ---------------------------------------------------
+# Producers may sign orjson's sorted output instead of JCS. On what the contract's fields hold
 # (text, integers, booleans, null, objects and arrays of them: amounts are strings, days
-# integers) both write the same bytes, so those signatures stay valid (docs in README).
+# integers) both write the same bytes, so those signatures stay valid (docs/contract.md, Signing).
 
 bmp_text = st.text(alphabet=st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",)),
                    max_size=12)
