@@ -29,6 +29,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
+from agents.notify.pages import AlertPages, OnResolved
 from agents.notify.routing import parse_duration
 from agents.notify.store import AlertNotFound, AlertStore
 from agents.notify.tokens import Principal, Tokens
@@ -55,7 +56,9 @@ class ApiError(Exception):
 
 
 def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable[dict[str, Any]]],
-               registry: CollectorRegistry | None = None) -> web.Application:
+               registry: CollectorRegistry | None = None,
+               pages: AlertPages | None = None, on_resolved: OnResolved | None = None
+               ) -> web.Application:
     @web.middleware
     async def auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                    ) -> web.StreamResponse:
@@ -169,7 +172,10 @@ def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable
         await visible(request, alert_id)
         p = bureau_only(request, "resolve alerts")
         data = await body(request)
-        return _json(await store.resolve(alert_id, actor(p, data), note(data)))
+        resolved = await store.resolve(alert_id, actor(p, data), note(data))
+        if on_resolved is not None:  # the receivers who were told of it are told it is resolved
+            await on_resolved(resolved)
+        return _json(resolved)
 
     async def list_silences(request: web.Request) -> web.Response:
         bureau_only(request, "see silences")
@@ -223,4 +229,6 @@ def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable
         web.post("/api/silences", add_silence),
         web.delete("/api/silences/{silence_id}", delete_silence),
     ])
+    if pages is not None:  # the HTML pages (agents/notify/pages.py), outside /api/
+        app.add_routes(pages.routes())
     return app

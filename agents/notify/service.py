@@ -153,8 +153,20 @@ class Notifier:
                 await self._runner.cleanup()
             await self._session.close()
 
+    @property
+    def public_url(self) -> str:
+        """Where people reach the notifier's pages (links in notifications)."""
+        s = self.settings
+        return s.notifier_public_url or f"http://{s.notifier_host}:{s.notifier_port}"
+
     async def start_api(self) -> None:
-        app = create_api(self.store, self.tokens, self.health, self.metrics.registry)
+        from agents.notify.pages import AlertPages
+        from rules.counted_time import WorkingTime
+
+        pages = AlertPages(self.store, self.tokens, WorkingTime(self.hours.calendar, self.settings.tz),
+                           self.notify_resolved, self.settings.notifier_public_url)
+        app = create_api(self.store, self.tokens, self.health, self.metrics.registry, pages,
+                         self.notify_resolved)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.notifier_host, self.settings.notifier_port)
@@ -289,7 +301,7 @@ class Notifier:
             return 0  # resolved before we got to it: nothing to tell
         severity, department, rule = alert["severity"], alert.get("department"), alert["rule"]
         targets, problems = self.routing.targets(department, rule, severity, alert.get("actor"))
-        if kind == "retracted" and severity == "escalated":
+        if kind in ("retracted", "resolved") and severity == "escalated":
             # the correction goes to whoever got a version: the red one's receivers too
             red, more = self.routing.targets(department, rule, "red", alert.get("actor"))
             known = {t.receiver for t in targets}
@@ -332,6 +344,11 @@ class Notifier:
                                                     "transition": transition,
                                                     "note": "; ".join(problems)})
         return added
+
+    async def notify_resolved(self, alert: Mapping[str, Any]) -> None:
+        """A person resolved ``alert``: whoever was told of it is told so (transition
+        ``resolved``), with the resolve's note in the alert's history."""
+        await self.route(alert, "resolved", "resolved")
 
     def real_time_of(self, instant: Any) -> float:
         if isinstance(self.clock, SimulatedClock):
@@ -392,12 +409,13 @@ class Notifier:
             reason = None
             if alert is None:
                 reason = "alert not found"
-            elif alert["status"] == "resolved" and kind != "escalated":
+            elif alert["status"] == "resolved" and kind not in ("escalated", "resolved"):
                 reason = "resolved before the notification was sent"
             elif alert["status"] == "retracted" and kind != "retracted":
                 reason = "retracted before the notification was sent"
-            elif kind == "retracted" and not await self._was_notified(item.alert_id, meta["receiver"]):
-                reason = "retracted: this receiver was never told of the alert"
+            elif kind in ("retracted", "resolved") and not await self._was_notified(
+                    item.alert_id, meta["receiver"]):
+                reason = f"{kind}: this receiver was never told of the alert"
             elif kind == "repeat" and alert["status"] != "open":
                 reason = f"{alert['status']}: no reminder"
             elif item.channel not in meta["channels"]:
@@ -496,7 +514,7 @@ class Notifier:
             channel = self.channel_for(n)
             alerts = await self.load_alerts([i.alert_id for i in n.items])
             message = render(n, [alerts.get(i.alert_id, {"alert_id": i.alert_id}) for i in n.items],
-                             self.clock.now())
+                             self.clock.now(), self.public_url)
             at = self.clock.now().isoformat()
             history = [(i.alert_id, {"at": at, "by": "notifier", "action": "notified",
                                      "receiver": n.receiver, "channel": n.channel,
