@@ -267,11 +267,15 @@ def bench(
 def demo(
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
     speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1800.0,
+    screenshots: Annotated[Path | None, typer.Option(
+        help="save the alert list and a case page as PNG in this directory (headless Chromium) "
+        "once the history's alerts are in, then stop")] = None,
 ) -> None:
-    """Run everything locally: Tansu broker, Redis, the worker, the simulator; show alerts."""
+    """Run everything locally: Tansu broker, Redis, the worker, the notifier (alert pages), the
+    simulator; show alerts."""
     from jiancha.demo import run_demo
 
-    raise typer.Exit(run_demo(duration=duration, speed=speed))
+    raise typer.Exit(run_demo(duration=duration, speed=speed, screenshots=screenshots))
 
 
 def _register_report() -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from rules.counted_time import DAY, Pause, WorkingTime
 
 MAX_DAYS = 400  # a longer span is cut (a calendar-day limit of a year at most)
+MIN_DAYS = 14  # a short limit is drawn in two weeks of days around it
 DAY_KINDS = {
     "workday": ("#dbe9f6", "工作日", "working day"),
     "makeup": ("#b9d7f0", "调休上班", "make-up working day (调休)"),
@@ -91,13 +92,13 @@ def counted_time_svg(alert: Mapping[str, Any], wt: WorkingTime) -> str | None:
     local_start = wt.local(span.start)
     first = local_start.date()
     deadline_day = wt.local(span.deadline - timedelta(microseconds=1)).date()
-    last = deadline_day + timedelta(days=2)
+    last = max(deadline_day + timedelta(days=2), first + timedelta(days=MIN_DAYS - 1))
     detected = _parse(alert.get("detected_at"))
     if detected is not None:
         last = max(last, min(wt.local(detected).date() + timedelta(days=1),
                              deadline_day + timedelta(days=14)))
     days = [first + timedelta(days=i) for i in range(min((last - first).days + 1, MAX_DAYS))]
-    cell = max(6.0, min(30.0, 1000.0 / len(days)))
+    cell = max(6.0, min(60.0, 1000.0 / len(days)))
     left, top, height = 20.0, 70.0, 34.0
     width = max(left * 2 + cell * len(days), 900.0)  # room for the legend
 
@@ -109,7 +110,7 @@ def counted_time_svg(alert: Mapping[str, Any], wt: WorkingTime) -> str | None:
 
     total = span.limit + span.extension
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="counted-time" role="img" '
-           f'viewBox="0 0 {width:.0f} {top + height + 100:.0f}" width="100%" data-limit="{_fmt(span.limit)}" '
+           f'viewBox="0 0 {width:.0f} {top + height + 112:.0f}" width="100%" data-limit="{_fmt(span.limit)}" '
            f'data-extension="{span.extension}">',
            '<title>计时 counted time</title>',
            '<defs><pattern id="paused" width="6" height="6" patternUnits="userSpaceOnUse" '
@@ -164,11 +165,11 @@ def counted_time_svg(alert: Mapping[str, Any], wt: WorkingTime) -> str | None:
     out.append(_marker("clock-start", xs, top, height, "#2f855a", "起算 start", "data-clock-start",
                        span.start.isoformat(), width))
     out.append(_marker("deadline", xd, top, height, OVER, "届满 deadline", "data-deadline",
-                       str((alert.get("details") or {}).get("deadline")), width))
+                       str((alert.get("details") or {}).get("deadline")), width, row=2))
     if detected is not None and wt.local(detected).date() <= days[-1]:
         out.append(_marker("detected", x(detected), top, height, "#555", "告警 alert", "data-detected",
-                           detected.isoformat(), width, dashed=True, row=2))
-    out.append(_legend(top + height + 56))
+                           detected.isoformat(), width, dashed=True, row=3))
+    out.append(_legend(top + height + 68))
     out.append("</svg>")
     return "".join(out)
 
