@@ -30,10 +30,12 @@ from jiancha.embedded import EmbeddedStack, ManagedProcess, free_port, spawn
 SEVERITY_STYLE = {"yellow": "bold yellow", "red": "bold red", "escalated": "bold magenta"}
 HISTORY_DAYS = 12
 REPORTING_DELAY = timedelta(minutes=2)  # how long after a step the history reports it
+SCREENSHOT_CASES = 600
 
 
 def run_demo(duration: float | None = None, speed: float = 600.0, history_cases: int = 150,
-             rate: float = 1.0, console: Console | None = None, screenshots: Path | None = None) -> int:
+             rate: float = 1.0, console: Console | None = None, screenshots: Path | None = None,
+             clock_start: datetime | None = None) -> int:
     console = console or Console(stderr=False, highlight=False)
     stop = _install_stop_handlers()
     stack = EmbeddedStack(redis_password=secrets.token_hex(8))
@@ -43,7 +45,7 @@ def run_demo(duration: float | None = None, speed: float = 600.0, history_cases:
         stack.start()
         tz = ZoneInfo("Asia/Shanghai")
         anchor = time.time()
-        clock_start = datetime.now(tz).replace(microsecond=0)
+        clock_start = (clock_start or datetime.now(tz)).astimezone(tz).replace(microsecond=0)
         web_port = free_port()
         notifier_port = free_port()
         notifier_url = f"http://127.0.0.1:{notifier_port}"
@@ -83,6 +85,8 @@ def run_demo(duration: float | None = None, speed: float = 600.0, history_cases:
         login = f"{notifier_url}/login?token={bureau_token}"
         console.print(f"  alert pages at [cyan]{login}[/] (a supervision-bureau token made for "
                       f"this demo; the link sets it as a cookie)", soft_wrap=True)
+        if screenshots is not None:  # more cases: more chances of a case worth a picture
+            history_cases = max(history_cases, SCREENSHOT_CASES)
         sent = asyncio.run(_send_history(env, clock_start, history_cases))
         console.print(f"  sent {sent} events of {history_cases} cases from the last "
                       f"{HISTORY_DAYS} days (some with violations)")

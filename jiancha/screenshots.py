@@ -12,6 +12,7 @@ import json
 import shutil
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +29,17 @@ def chromium_executable() -> str:
 
 
 def showcase_score(alert: Mapping[str, Any]) -> tuple[int, ...]:
-    """How much of the counted-time arithmetic an alert's case page shows (higher: more)."""
+    """How much of the counted-time arithmetic an alert's case page shows (higher: more):
+    a counted time at all, suspensions, days of the calendar crossed (holidays, 调休), an
+    extension, a violation rather than a warning."""
     d = alert.get("details") or {}
     try:
-        long_limit = float(d.get("limit") or 0) >= 5  # a few days: enough cells to read
-    except (TypeError, ValueError):
-        long_limit = False
-    paused = bool(d.get("paused_spans"))
-    return (int(bool(d.get("clock_start") and d.get("deadline"))), int(paused and long_limit),
-            int(long_limit), int(paused), int(bool(d.get("extension"))), int(alert.get("severity") == "red"))
+        days = datetime.fromisoformat(d["deadline"]) - datetime.fromisoformat(d["clock_start"])
+        span = min(days.days, 30)
+    except (KeyError, TypeError, ValueError):
+        span = 0
+    return (int(bool(d.get("clock_start") and d.get("deadline"))), int(bool(d.get("paused_spans"))),
+            span, int(bool(d.get("extension"))), int(alert.get("severity") == "red"))
 
 
 def pick_alert(stack: EmbeddedStack, prefix: str = "jc:") -> dict[str, Any] | None:

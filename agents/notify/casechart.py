@@ -114,7 +114,7 @@ def counted_time_svg(alert: Mapping[str, Any], wt: WorkingTime) -> str | None:
            f'data-extension="{span.extension}">',
            '<title>计时 counted time</title>',
            '<defs><pattern id="paused" width="6" height="6" patternUnits="userSpaceOnUse" '
-           'patternTransform="rotate(45)"><rect width="6" height="6" fill="#fff8db"/>'
+           'patternTransform="rotate(45)">'
            '<line x1="0" y1="0" x2="0" y2="6" stroke="#b7791f" stroke-width="2"/></pattern></defs>']
     label_every = max(1, math.ceil(36 / cell))
     used_every, counted_days = max(1, math.ceil(24 / cell)), 0
@@ -164,8 +164,9 @@ def counted_time_svg(alert: Mapping[str, Any], wt: WorkingTime) -> str | None:
                f'{escape(limit_zh)} / {escape(limit_en)}</text>')
     out.append(_marker("clock-start", xs, top, height, "#2f855a", "起算 start", "data-clock-start",
                        span.start.isoformat(), width))
+    details = alert.get("details") or {}
     out.append(_marker("deadline", xd, top, height, OVER, "届满 deadline", "data-deadline",
-                       str((alert.get("details") or {}).get("deadline")), width, row=2))
+                       str(details.get("deadline")), width, row=2, shown=details.get("deadline_text")))
     if detected is not None and wt.local(detected).date() <= days[-1]:
         out.append(_marker("detected", x(detected), top, height, "#555", "告警 alert", "data-detected",
                            detected.isoformat(), width, dashed=True, row=3))
@@ -182,7 +183,8 @@ def _instant_of(wt: WorkingTime, span: CountedSpan, days: float) -> datetime | N
 
 
 def _marker(cls: str, at: float, top: float, height: float, color: str, label: str, attr: str,
-            value: str, width: float, dashed: bool = False, row: int = 1) -> str:
+            value: str, width: float, dashed: bool = False, row: int = 1,
+            shown: str | None = None) -> str:
     dash = ' stroke-dasharray="3 2"' if dashed else ""
     y = top + height + 14 + 12 * row
     right = at > width - 220  # near the right edge: the label goes left of its line
@@ -190,7 +192,7 @@ def _marker(cls: str, at: float, top: float, height: float, color: str, label: s
             f'y1="{top - 22}" y2="{top + height + 4 + 12 * row}" stroke="{color}" stroke-width="2"{dash}/>'
             f'<text x="{at - 3 if right else at + 3:.1f}" y="{y}" font-size="11" fill="{color}" '
             f'text-anchor="{"end" if right else "start"}">{escape(label)} '
-            f'{escape(value[:16].replace("T", " "))}</text></g>')
+            f'{escape(shown or value[:16].replace("T", " "))}</text></g>')
 
 
 def _legend(y: float) -> str:

@@ -444,7 +444,7 @@ def _arithmetic(a: Mapping[str, Any], wt: WorkingTime) -> str:
     for start, end in span.pauses:
         parts.append(f"<li>暂停计时 <span class='en'>suspended</span>：{escape(_when(start.isoformat()))} – "
                      f"{escape(_when(end.isoformat())) if end else '…'}</li>")
-    if d.get("paused_days") not in (None, "0"):
+    if str(d.get("paused_days") or 0) not in ("0", "0.0"):
         parts.append(f"<li>暂停不计入 <span class='en'>not counted</span>："
                      f"{escape(str(d.get('paused_days')))} "
                      f"天 <span class='en'>days</span></li>")
