@@ -135,7 +135,9 @@ def counted_time_svg(alert: Mapping[str, Any], wt: WorkingTime) -> str | None:
             end = datetime.combine(day + timedelta(days=1), datetime.min.time(), wt.tz)
             used = counted_by(wt, span, min(end, span.deadline) if day <= deadline_day else end)
             if day <= deadline_day or used < total + 0.05:
-                color = COUNTED if used <= span.limit + 1e-6 else EXTENSION if used <= total + 1e-6 else OVER
+                # past the limit but not the deadline: an extension, or a calendar-day end
+                # moved past a holiday (民法典 第二百零三条)
+                color = COUNTED if used <= span.limit + 1e-6 else EXTENSION if day <= deadline_day else OVER
                 out.append(f'<text class="used" x="{cx + cell / 2:.1f}" y="{top - 4}" font-size="11" '
                            f'text-anchor="middle" fill="{color}">'
                            f'{_fmt(used)}</text>')
@@ -206,9 +208,9 @@ def _legend(y: float) -> str:
                      f'<text x="{lx + 16:.0f}" y="{y + 10}" font-size="11">{zh} {en}</text>')
         lx += 30 + 6.5 * (len(zh) * 2 + len(en))
     parts.append(f'<text x="20" y="{y + 28}" font-size="11" fill="#444">数字：至当日止已计时的天数'
-                 f'（蓝：时限内，橙：延长期，红：超期）</text><text x="20" y="{y + 42}" font-size="11" '
-                 f'fill="#444">numbers: counted days used by the end of the day (blue: within the limit, '
-                 f'orange: extension, red: over)</text>')
+                 f'（蓝：时限内，橙：延长期或节假日顺延，红：超期）</text><text x="20" y="{y + 42}" '
+                 f'font-size="11" fill="#444">numbers: counted days used by the end of the day (blue: within '
+                 f'the limit, orange: extension or an end moved past a holiday, red: over)</text>')
     return "".join(parts)
 
 

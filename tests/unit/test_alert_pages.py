@@ -6,19 +6,28 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from agents.notify.casechart import counted_by, counted_span, counted_time_svg, day_kind
+from agents.notify.casechart import (
+    COUNTED,
+    EXTENSION,
+    counted_by,
+    counted_span,
+    counted_time_svg,
+    day_kind,
+)
 from agents.notify.pages import AlertPages, alert_page_url
 from agents.notify.render import render
 from agents.notify.tokens import Principal, Tokens
 from agents.notify.types import Notification, NotificationItem
 from rules.calendar import OfficialCalendar
 from rules.counted_time import WorkingTime
+from rules.factory import build_engine
 from tests.unit.eventkit import of, run
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -72,6 +81,24 @@ def test_the_calendar_drawn(wt: WorkingTime, alerts: dict[str, dict[str, Any]]) 
     assert kinds["2026-10-17"] == "rest" and kinds["2026-10-19"] == "workday"
     assert day_kind(wt, datetime(2026, 10, 10).date()) == "makeup"
     assert svg.count('class="paused"') == 1 and 'class="extension"' in svg
+
+
+def test_a_limit_in_calendar_days_drawn_to_its_moved_end(
+        wt: WorkingTime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 日 from Tue 09-01 end on 10-01, 国庆: moved to 24:00 Thu 10-08 (民法典 第二百零三条);
+    the seven days it moved are drawn orange, the count at the deadline is 37 days."""
+    from tests.unit import eventkit
+    from tests.unit.test_calendar_day_limits import ACCEPTED, CALENDAR_ITEM
+
+    (tmp_path / "huanbao.yaml").write_text(CALENDAR_ITEM, encoding="utf-8")
+    monkeypatch.setitem(eventkit.DEPARTMENT, "T-CAL", "huanbao")
+    raised = run("T-CAL", ACCEPTED, "2026-11-30 00:00", eng=build_engine(tmp_path))
+    a = of(raised, "deadline.legal_broken")[0].model_dump(mode="json")
+    svg = counted_time_svg(a, wt)
+    assert svg is not None and f'data-deadline="{a["details"]["deadline"]}"' in svg
+    used = re.findall(r'<text class="used"[^>]*fill="(#\w+)">([\d.]+)</text>', svg)
+    assert used[-1] == (EXTENSION, "37")
+    assert all(color == COUNTED for color, n in used if float(n) <= 30)
 
 
 def test_an_alert_without_counted_time_draws_none(wt: WorkingTime) -> None:
