@@ -35,6 +35,7 @@ from agents.notify.store import AlertNotFound, AlertStore
 from agents.notify.tokens import Principal, Tokens
 from rules.counted_time import WorkingTime
 from rules.lifecycle import TransitionError
+from rules.rulebook import RuleSet
 
 COOKIE = "jiancha_token"
 COOKIE_MAX_AGE = 12 * 3600
@@ -66,10 +67,12 @@ class PageError(Exception):
 
 class AlertPages:
     def __init__(self, store: AlertStore, tokens: Tokens, wt: WorkingTime,
-                 on_resolved: OnResolved | None = None, public_url: str | None = None) -> None:
+                 on_resolved: OnResolved | None = None, public_url: str | None = None,
+                 ruleset: RuleSet | None = None) -> None:
         self.store = store
         self.tokens = tokens
         self.wt = wt
+        self.ruleset = ruleset
         self.on_resolved = on_resolved
         self.public_url = public_url
 
@@ -232,6 +235,7 @@ class AlertPages:
             f'<p class="law">依据 <span class="en">Legal basis</span>：'
             f'{escape(str(a.get("legal_basis", "-")))}</p>'
             f'<dl class="facts">{dl}</dl>{chart}'
+            f'{_correction(a, self.ruleset)}'
             f'<section><h2>时间线 <span class="en">Time line</span></h2>{_timeline(a)}</section>'
             f'<section><h2>证据事件 <span class="en">Evidence events</span></h2><ul>{evidence}</ul>'
             f'<p class="note">页面所示为告警所载内容；办件的全部事件在工作进程中，未存入 Redis。'
@@ -452,6 +456,32 @@ def _arithmetic(a: Mapping[str, Any], wt: WorkingTime) -> str:
                  f"data-deadline='{escape(str(d.get('deadline')))}'>"
                  f"{escape(str(d.get('deadline_text') or _when(d.get('deadline'))))}</strong></li>")
     return f"<ol class='arithmetic'>{''.join(parts)}</ol>"
+
+
+def _correction(a: Mapping[str, Any], ruleset: RuleSet | None) -> str:
+    """What corrects the alert and whether it escalates (督办), from the rule set."""
+    rule = str(a.get("rule"))
+    config = ruleset.rules.get(rule) if ruleset is not None else None
+    if a.get("severity") == "escalated":
+        policy = ("已升级督办，由督查机构督促纠正并解决。",
+                  "Escalated (督办): the supervision bureau follows it up and resolves it.")
+    elif config is None or config.severity == "yellow":
+        policy = ("预警，不升级督办；原因消除的（如按时作出决定）自动解决。",
+                  "A warning: it never escalates; one whose cause ends (a decision in time) is "
+                  "resolved automatically.")
+    elif config.escalation is not None and config.escalation.never:
+        policy = (f"不升级督办：{config.escalation.never}", f"Never escalates: {config.escalation.never}")
+    else:
+        days = ruleset.escalation_days(rule) if ruleset is not None else None
+        policy = (f"违规后 {days} 个工作日内既未纠正、也未经督查机构解决的，升级督办。",
+                  f"Neither corrected nor resolved by the bureau within {days} working days of the "
+                  f"violation, it escalates (督办).")
+    return (f'<section class="correction"><h2>纠正 <span class="en">Correction</span></h2>'
+            f'<p>补做缺失的办理环节（如作出决定）即为纠正；收费、回避、漏项等无法由后续事件纠正的，由督查机构核实后解决。'
+            f'<br><span class="en">Taking the missing step (e.g. making the decision) corrects it; what '
+            f'no later event corrects (a fee, a conflict of duties, a skipped step) the bureau resolves '
+            f'once checked.</span></p><p>{escape(policy[0])}<br><span class="en">{escape(policy[1])}'
+            f'</span></p></section>')
 
 
 def _timeline(a: Mapping[str, Any]) -> str:

@@ -162,9 +162,11 @@ class Notifier:
     async def start_api(self) -> None:
         from agents.notify.pages import AlertPages
         from rules.counted_time import WorkingTime
+        from rules.rulebook import DEFAULT_RULES_DIR, load_ruleset
 
         pages = AlertPages(self.store, self.tokens, WorkingTime(self.hours.calendar, self.settings.tz),
-                           self.notify_resolved, self.settings.notifier_public_url)
+                           self.notify_resolved, self.settings.notifier_public_url,
+                           load_ruleset(self.settings.rules_dir or DEFAULT_RULES_DIR))
         app = create_api(self.store, self.tokens, self.health, self.metrics.registry, pages,
                          self.notify_resolved)
         self._runner = web.AppRunner(app, access_log=None)

@@ -121,6 +121,25 @@ def test_the_case_page_forms_follow_the_token(wt: WorkingTime, alerts: dict[str,
     assert "<form" not in resolved
 
 
+def test_the_case_page_says_when_the_alert_escalates(wt: WorkingTime,
+                                                    alerts: dict[str, dict[str, Any]]) -> None:
+    from rules.rulebook import Escalation, load_ruleset
+
+    ruleset = load_ruleset()
+    pages = AlertPages(None, Tokens([]), wt, ruleset=ruleset)  # type: ignore[arg-type]
+    days = ruleset.escalation_days("deadline.legal_broken")
+    assert days is not None
+    html = pages.render_alert({**alerts["deadline.legal_broken"], "status": "open"}, BUREAU)
+    assert f"within {days} working days of the violation, it escalates" in html
+    escalated = {**alerts["deadline.legal_broken"], "severity": "escalated", "status": "open"}
+    assert "Escalated (督办)" in pages.render_alert(escalated, BUREAU)
+    config = ruleset.rules["deadline.legal_broken"]
+    ruleset.rules["deadline.legal_broken"] = config.model_copy(
+        update={"escalation": Escalation(never="a reason the rule set gives")})
+    html = pages.render_alert({**alerts["deadline.legal_broken"], "status": "open"}, BUREAU)
+    assert "Never escalates: a reason the rule set gives" in html
+
+
 def test_a_form_post_from_another_site_is_refused(wt: WorkingTime) -> None:
     pages = AlertPages(None, Tokens([]), wt, public_url="https://jiancha.example.gov.cn")  # type: ignore[arg-type]
 
