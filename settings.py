@@ -231,6 +231,11 @@ class Settings(BaseSettings):
     notifier_smtp_starttls: bool = Field(False, description="STARTTLS after connecting")
     notifier_smtp_ssl: bool = Field(False, description="SMTP over TLS (port 465)")
     notifier_smtp_from: str = Field("jiancha@localhost", description="sender address of the mails")
+    notifier_public_url: str | None = Field(
+        None, pattern=r"^https?://[^\s]+$",
+        description="the notifier's address as people reach it (e.g. https://jiancha.example.gov.cn); "
+        "notifications link each alert to its page there (default: http://notifier_host:notifier_port)"
+    )
 
     @field_validator("broker_url")
     @classmethod

@@ -182,6 +182,31 @@ def department_variable() -> dashboard.QueryVariable:
         "label_values(jiancha_events_ingested_total, department)")
 
 
+#: the notifier's address as people reach it: its alert pages are the panels' data links
+NOTIFIER_VARIABLE = "notifier"
+DEFAULT_NOTIFIER_URL = "http://127.0.0.1:6067"
+
+
+def notifier_variable() -> dashboard.TextBoxVariable:
+    """Where the alert pages are (``JIANCHA_NOTIFIER_PUBLIC_URL``); hidden, set per site with
+    ``?var-notifier=…`` or in the provisioned JSON."""
+    return (dashboard.TextBoxVariable(NOTIFIER_VARIABLE).label("告警页面")
+            .description("The notifier's public URL (JIANCHA_NOTIFIER_PUBLIC_URL): the alert "
+                         "list and case pages the panels link to")
+            .default_value(DEFAULT_NOTIFIER_URL).hide(dm.VariableHide.HIDE_VARIABLE)
+            .current(dm.VariableOption(text=DEFAULT_NOTIFIER_URL, value=DEFAULT_NOTIFIER_URL,
+                                       selected=True)))
+
+
+def alert_pages_link(title: str, **filters: str) -> dashboard.DashboardLink:
+    """A data link to the notifier's alert list with ``filters`` (values may be Grafana
+    interpolations such as ``${__field.labels.department}``)."""
+    query = "&".join(f"{k}={v}" for k, v in filters.items())
+    url = f"${{{NOTIFIER_VARIABLE}}}/alerts" + (f"?{query}" if query else "")
+    return (dashboard.DashboardLink(title).type(dm.DashboardLinkType.LINK).url(url)
+            .target_blank(True))
+
+
 def dashboard_links() -> list[dashboard.DashboardLink]:
     return [dashboard.DashboardLink("jiancha").type(dm.DashboardLinkType.DASHBOARDS)
             .tags(["jiancha"]).as_dropdown(True).include_vars(True).keep_time(True)]
@@ -192,7 +217,7 @@ def new_dashboard(uid: str, title: str, description: str, *, refresh: str, time_
     d = (dashboard.Dashboard(title).uid(uid).description(description).tags(TAGS)
          .timezone("Asia/Shanghai").refresh(refresh).time(time_from, "now").readonly()
          .tooltip(dm.DashboardCursorSync.CROSSHAIR).links(dashboard_links()))  # type: ignore[arg-type]
-    for v in (datasource_variable(), *variables):
+    for v in (datasource_variable(), *variables, notifier_variable()):
         d = d.with_variable(v)
     return d
 

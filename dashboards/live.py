@@ -7,6 +7,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from dashboards.kit import (
     DEPT,
     Layout,
+    alert_pages_link,
     bargauge_panel,
     color_override,
     department_variable,
@@ -37,7 +38,8 @@ def build() -> dm.Dashboard:
             "在办预警", "Open alerts: alerts not yet resolved, as indexed in Redis "
             "(jc:open:{department}); counted by the workers every 5 s.",
             [target(f"sum(jiancha_open_alerts{{{DEPT}}})", "open alerts")],
-            steps=((None, "green"), (1, "yellow"), (50, "red"))),
+            steps=((None, "green"), (1, "yellow"), (50, "red")))
+        .data_links([alert_pages_link("告警列表 alert list")]),
         stat_panel(
             "在办件", "Cases in progress: cases with a future deadline in the workers' "
             "deadline indexes (all departments; the metric has no department label).",
@@ -54,13 +56,15 @@ def build() -> dm.Dashboard:
             "红色预警（24小时）", "Red alerts (violations) raised in the last 24 h.",
             [target(f'sum(increase(jiancha_alerts_total{{severity="red", {DEPT}}}[1d]))',
                     "red")],
-            steps=((None, "green"), (1, "red"))),
+            steps=((None, "green"), (1, "red")))
+        .data_links([alert_pages_link("红色告警 red alerts", severity="red")]),
         stat_panel(
             "督办（24小时）", "Escalations (督办) in the last 24 h: red alerts not corrected "
             "within the configured working days, now escalated to the supervision bureau.",
             [target(f'sum(increase(jiancha_alerts_total{{severity="escalated", {DEPT}}}[1d]))',
                     "escalated")],
-            steps=((None, "green"), (1, "purple"))),
+            steps=((None, "green"), (1, "purple")))
+        .data_links([alert_pages_link("督办 escalated alerts", severity="escalated")]),
         stat_panel(
             "事件速率", "Approval-step events accepted per second (all steps).",
             [target(f"sum(rate(jiancha_events_ingested_total{{{DEPT}}}[$__rate_interval]))",
@@ -75,7 +79,9 @@ def build() -> dm.Dashboard:
             "next panel (alerts raised in the time range).",
             [target(f"sort_desc(sum by (department) (jiancha_open_alerts{{{DEPT}}}))",
                     "{{department}}", instant=True)],
-            w=8, steps=((None, "green"), (1, "yellow"), (50, "red"))),
+            w=8, steps=((None, "green"), (1, "yellow"), (50, "red")))
+        .data_links([alert_pages_link("该部门的告警 the department's alerts",
+                                      department="${__field.labels.department}")]),
         table_panel(
             "预警（按部门、级别）", "Alerts raised in the dashboard's time range by "
             "department (rows) and severity (columns): yellow = warning, red = violation, "
@@ -107,7 +113,9 @@ def build() -> dm.Dashboard:
             "escalations), 5 min average (recording rule jiancha:alerts:rate5m).",
             [target(f"sum by (rule) (jiancha:alerts:rate5m{{{DEPT}}}) * 60",
                     "{{rule}}")],
-            unit="suffix:/min", table_legend=True),
+            unit="suffix:/min", table_legend=True)
+        .data_links([alert_pages_link("该规则的告警 the rule's alerts", rule="${__field.labels.rule}",
+                                      status="all")]),
         timeseries_panel(
             "预警速率（按级别）", "Alerts raised per minute by severity, stacked, 5 min "
             "average (recording rule jiancha:alerts:rate5m).",
@@ -132,7 +140,10 @@ def build() -> dm.Dashboard:
             [target("sum by (department, rule) (increase(jiancha_alerts_total"
                     f'{{severity="escalated", {DEPT}}}[1h]))',
                     "{{department}} {{rule}}")],
-            unit="short"),
+            unit="short")
+        .data_links([alert_pages_link("督办告警 the escalated alerts",
+                                      department="${__field.labels.department}",
+                                      rule="${__field.labels.rule}", severity="escalated")]),
     )
 
     lay.row("最新红色预警")
@@ -168,6 +179,9 @@ def build() -> dm.Dashboard:
                                      "Value #A": "近1小时 red in last hour"}}),
             ])
         .override_by_name("最近一次 last raised",
-                          [dm.DynamicConfigValue(id_val="unit", value="dateTimeAsIso")]),
+                          [dm.DynamicConfigValue(id_val="unit", value="dateTimeAsIso")])
+        .data_links([alert_pages_link("告警及办件 the alerts and their cases",
+                                      department="${__data.fields.department}",
+                                      rule="${__data.fields.rule}", severity="red")]),
     )
     return lay.build()

@@ -290,11 +290,22 @@ def bench(
 def demo(
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
     speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1800.0,
+    screenshots: Annotated[Path | None, typer.Option(
+        help="save the alert list and a case page as PNG in this directory (headless Chromium) "
+        "once the history's alerts are in, then stop")] = None,
+    clock_start: Annotated[datetime | None, typer.Option(
+        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z"],
+        help="the simulated clock's start (ISO 8601 with offset; default: now): the history is "
+        "the 12 days before it")] = None,
 ) -> None:
-    """Run everything locally: Tansu broker, Redis, the worker, the simulator; show alerts."""
+    """Run everything locally: Tansu broker, Redis, the worker, the notifier (alert pages), the
+    simulator; show alerts."""
     from jiancha.demo import run_demo
 
-    raise typer.Exit(run_demo(duration=duration, speed=speed))
+    if clock_start is not None and clock_start.tzinfo is None:
+        raise _fail("--clock-start needs an offset, e.g. 2026-10-12T10:00:00+08:00")
+    raise typer.Exit(run_demo(duration=duration, speed=speed, screenshots=screenshots,
+                              clock_start=clock_start))
 
 
 def _register_report() -> None:

@@ -1,9 +1,11 @@
 """``jiancha demo``: the whole engine on this machine, nothing to install by hand.
 
-Starts a Tansu broker and a redis-server (:mod:`jiancha.embedded`), a worker and the
-department simulator as child processes, replays a couple of weeks of history so that
-alerts show at once, then prints alerts live as they reach Redis. Ctrl-C (or
-``--duration``) stops every process it started.
+Starts a Tansu broker and a redis-server (:mod:`jiancha.embedded`), a worker, the notifier
+(alert pages, with a bureau token made for the demo) and the department simulator as child
+processes, replays a couple of weeks of history so that alerts show at once, then prints
+alerts live as they reach Redis. Ctrl-C (or ``--duration``) stops every process it started.
+With ``screenshots`` it instead saves the alert list and a case page as PNG (headless
+Chromium) once the history's alerts are there, and stops.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import sys
 import time
 import urllib.request
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import yaml
 from rich.console import Console
 
 from jiancha.embedded import EmbeddedStack, ManagedProcess, free_port, spawn
@@ -26,10 +30,12 @@ from jiancha.embedded import EmbeddedStack, ManagedProcess, free_port, spawn
 SEVERITY_STYLE = {"yellow": "bold yellow", "red": "bold red", "escalated": "bold magenta"}
 HISTORY_DAYS = 12
 REPORTING_DELAY = timedelta(minutes=2)  # how long after a step the history reports it
+SCREENSHOT_CASES = 600
 
 
 def run_demo(duration: float | None = None, speed: float = 600.0, history_cases: int = 150,
-             rate: float = 1.0, console: Console | None = None) -> int:
+             rate: float = 1.0, console: Console | None = None, screenshots: Path | None = None,
+             clock_start: datetime | None = None) -> int:
     console = console or Console(stderr=False, highlight=False)
     stop = _install_stop_handlers()
     stack = EmbeddedStack(redis_password=secrets.token_hex(8))
@@ -39,11 +45,21 @@ def run_demo(duration: float | None = None, speed: float = 600.0, history_cases:
         stack.start()
         tz = ZoneInfo("Asia/Shanghai")
         anchor = time.time()
-        clock_start = datetime.now(tz).replace(microsecond=0)
+        clock_start = (clock_start or datetime.now(tz)).astimezone(tz).replace(microsecond=0)
         web_port = free_port()
+        notifier_port = free_port()
+        notifier_url = f"http://127.0.0.1:{notifier_port}"
+        bureau_token = secrets.token_urlsafe(18)
+        tokens_file = stack.workdir / "tokens.yaml"
+        tokens_file.touch(mode=0o600)
+        tokens_file.write_text(yaml.safe_dump({"tokens": [
+            {"name": "demo-bureau", "role": "bureau", "token": bureau_token}]}), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith("JIANCHA_")}
         env.update(stack.env())
         env.update({
+            "JIANCHA_NOTIFIER_PORT": str(notifier_port),
+            "JIANCHA_NOTIFIER_TOKENS_FILE": str(tokens_file),
+            "JIANCHA_NOTIFIER_PUBLIC_URL": notifier_url,
             "JIANCHA_WEB_PORT": str(web_port),
             "JIANCHA_DATA_DIR": str(stack.workdir / "data"),
             "JIANCHA_CLOCK_START": clock_start.isoformat(),
@@ -60,11 +76,27 @@ def run_demo(duration: float | None = None, speed: float = 600.0, history_cases:
         procs.append(worker)
         console.print("  starting the worker (joins the consumer group, recovers its table) …")
         _wait_ready(web_port, worker, stop)
+        notifier = spawn("notifier", [sys.executable, "-m", "jiancha.cli", "notifier", "--loglevel",
+                                      "WARNING"], stack.workdir, env=env)
+        procs.append(notifier)
+        _wait_ready(notifier_port, notifier, stop)
         console.print(f"  worker ready: metrics at [cyan]http://127.0.0.1:{web_port}/metrics[/], "
                       f"health at http://127.0.0.1:{web_port}/health")
+        login = f"{notifier_url}/login?token={bureau_token}"
+        console.print(f"  alert pages at [cyan]{login}[/] (a supervision-bureau token made for "
+                      f"this demo; the link sets it as a cookie)", soft_wrap=True)
+        if screenshots is not None:  # more cases: more chances of a case worth a picture
+            history_cases = max(history_cases, SCREENSHOT_CASES)
         sent = asyncio.run(_send_history(env, clock_start, history_cases))
         console.print(f"  sent {sent} events of {history_cases} cases from the last "
                       f"{HISTORY_DAYS} days (some with violations)")
+        if screenshots is not None:
+            from jiancha.screenshots import demo_screenshots
+
+            saved = demo_screenshots(stack, notifier_url, bureau_token, screenshots, stop)
+            for path in saved:
+                console.print(f"  saved {path}")
+            return 0
         procs.append(spawn("simulator", [sys.executable, "-m", "jiancha.cli", "simulate",
                                          "--rate", str(rate)], stack.workdir, env=env))
         console.print("  department simulator running; alerts appear below. [bold]Ctrl-C[/] stops.\n")
@@ -93,10 +125,11 @@ def _install_stop_handlers() -> dict[str, bool]:
 
 
 def _wait_ready(port: int, worker: ManagedProcess, stop: dict[str, bool], timeout: float = 120) -> None:
+    """Until ``worker`` (the worker or the notifier) says it is ready on ``/health``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop["stop"]:
         if worker.proc.poll() is not None:
-            raise RuntimeError(f"the worker exited; see {worker.log_path}")
+            raise RuntimeError(f"the {worker.name} exited; see {worker.log_path}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
                 if json.loads(r.read()).get("ready"):
@@ -106,7 +139,7 @@ def _wait_ready(port: int, worker: ManagedProcess, stop: dict[str, bool], timeou
         time.sleep(0.3)
     if stop["stop"]:
         raise KeyboardInterrupt
-    raise TimeoutError(f"the worker was not ready in {timeout}s; see {worker.log_path}")
+    raise TimeoutError(f"the {worker.name} was not ready in {timeout}s; see {worker.log_path}")
 
 
 async def _send_history(env: dict[str, str], now: datetime, cases: int) -> int:

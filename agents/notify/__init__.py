@@ -3,5 +3,6 @@
 A separate process from the stream worker: it reads ``jc:alerts`` through a Redis
 consumer group, routes each alert (``routing.py``), groups, queues durably per channel
 (``queue.py``) and delivers (``webhook.py``, ``mail.py``, ``stream.py``) with retries;
-it also serves the HTTP API for people (``api.py``). See docs/notifications.md.
+it also serves the HTTP API for people (``api.py``) and the alert pages (``pages.py``, the
+counted-time chart in ``casechart.py``). See docs/notifications.md and docs/pages.md.
 """

@@ -39,6 +39,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
+from agents.notify.pages import AlertPages, OnResolved
 from agents.notify.ratelimit import TokenBucket, retry_after
 from agents.notify.routing import parse_duration
 from agents.notify.store import MAX_SILENCE, AlertNotFound, AlertStore
@@ -175,9 +176,12 @@ def silence_end(data: Mapping[str, Any], now: datetime) -> datetime:
 def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable[dict[str, Any]]],
                registry: CollectorRegistry | None = None,
                rate_limit: TokenBucket | None = None,
-               ready: Callable[[], bool] | None = None) -> web.Application:
+               ready: Callable[[], bool] | None = None,
+               pages: AlertPages | None = None, on_resolved: OnResolved | None = None
+               ) -> web.Application:
     """``health``: the full readiness report (bureau only); ``ready``: whether the notifier
-    is ready, cheaply (no Redis round trip), for ``/health`` without a token."""
+    is ready, cheaply (no Redis round trip), for ``/health`` without a token; ``pages``:
+    the alert pages; ``on_resolved``: told of each alert a person resolved."""
 
     @web.middleware
     async def auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -316,8 +320,11 @@ def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable
         await visible(request, alert_id)
         p = bureau_only(request, "resolve alerts")
         data = await body(request, "note", "by")
-        return _json(await store.resolve(alert_id, actor(p, data),
-                                         text(data, "note", MAX_NOTE, multiline=True)))
+        resolved = await store.resolve(alert_id, actor(p, data),
+                                       text(data, "note", MAX_NOTE, multiline=True))
+        if on_resolved is not None:  # the receivers who were told of it are told it is resolved
+            await on_resolved(resolved)
+        return _json(resolved)
 
     async def list_silences(request: web.Request) -> web.Response:
         q = query(request, "all")
@@ -375,4 +382,6 @@ def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable
         web.post("/api/silences", add_silence),
         web.delete("/api/silences/{silence_id}", delete_silence),
     ])
+    if pages is not None:  # the HTML pages (agents/notify/pages.py), outside /api/
+        app.add_routes(pages.routes())
     return app

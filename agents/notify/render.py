@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from agents.notify.pages import alert_page_url
 from agents.notify.types import Notification, Outbound
 
 PAYLOAD_VERSION = 1
@@ -22,14 +23,18 @@ _TRANSITION = {
     "escalated": ("升级督办", "escalated to the supervision bureau"),
     "retracted": ("撤销：后报事件表明告警不成立", "retracted: a later event shows it did not happen"),
     "repeat": ("仍未处理，再次提醒", "still open, reminder"),
+    "resolved": ("已解决", "resolved"),
 }
 _STATUS = {"open": ("未处理", "open"), "acknowledged": ("已确认", "acknowledged"),
            "resolved": ("已解决", "resolved"), "retracted": ("已撤销", "retracted")}
 
 
-def render(n: Notification, alerts: Sequence[Mapping[str, Any]], now: datetime) -> Outbound:
+def render(n: Notification, alerts: Sequence[Mapping[str, Any]], now: datetime,
+           public_url: str | None = None) -> Outbound:
     """``alerts``: the current alert JSON (with ``status``) of each item, in item order;
-    a missing one is given as ``{"alert_id": …}``."""
+    a missing one is given as ``{"alert_id": …}``. ``public_url``: the notifier's address as
+    people reach it; each alert then carries the link to its page (``url``)."""
+    urls = {a["alert_id"]: alert_page_url(public_url, a["alert_id"]) for a in alerts} if public_url else {}
     sev_zh, sev_en = _SEVERITY.get(n.severity, (n.severity, n.severity))
     tr_zh, tr_en = _TRANSITION[n.transition]
     dept = n.department or "-"
@@ -48,6 +53,12 @@ def render(n: Notification, alerts: Sequence[Mapping[str, Any]], now: datetime) 
         lines_en.append(f"- {a.get('message_en', a['alert_id'])}")
         lines_en.append(f"  basis: {a.get('legal_basis', '-')}; case: {a.get('case_id') or '-'}; "
                         f"status: {st_en}; alert: {a['alert_id']}")
+        if a.get("resolved_by") and a.get("status") == "resolved":
+            lines_zh.append(f"  解决人：{a['resolved_by']}")
+            lines_en.append(f"  resolved by: {a['resolved_by']}")
+        if a["alert_id"] in urls:
+            lines_zh.append(f"  查看：{urls[a['alert_id']]}")
+            lines_en.append(f"  page: {urls[a['alert_id']]}")
     if count > MAX_ALERTS_IN_TEXT:
         lines_zh.append(f"……另有 {count - MAX_ALERTS_IN_TEXT} 条，详见 jiancha alerts list")
         lines_en.append(f"… and {count - MAX_ALERTS_IN_TEXT} more: see jiancha alerts list")
@@ -68,7 +79,8 @@ def render(n: Notification, alerts: Sequence[Mapping[str, Any]], now: datetime) 
         "sent_at": now.isoformat(),
         "title_zh": subject["zh"],
         "title_en": subject["en"],
-        "alerts": [{**a, "transition": transitions.get(a["alert_id"], n.transition)}
+        "alerts": [{**a, "transition": transitions.get(a["alert_id"], n.transition),
+                    **({"url": urls[a["alert_id"]]} if a["alert_id"] in urls else {})}
                    for a in alerts],
     }
     return Outbound(n, payload, subject, {"zh": "\n".join(lines_zh), "en": "\n".join(lines_en)})

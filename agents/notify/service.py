@@ -164,11 +164,24 @@ class Notifier:
                 await self._runner.cleanup()
             await self._session.close()
 
-    async def start_api(self) -> None:
+    @property
+    def public_url(self) -> str:
+        """Where people reach the notifier's pages (links in notifications)."""
         s = self.settings
+        return s.notifier_public_url or f"http://{s.notifier_host}:{s.notifier_port}"
+
+    async def start_api(self) -> None:
+        from agents.notify.pages import AlertPages
+        from rules.counted_time import WorkingTime
+        from rules.rulebook import DEFAULT_RULES_DIR, load_ruleset
+
+        s = self.settings
+        pages = AlertPages(self.store, self.tokens, WorkingTime(self.hours.calendar, s.tz),
+                           self.notify_resolved, s.notifier_public_url,
+                           load_ruleset(s.rules_dir or DEFAULT_RULES_DIR))
         app = create_api(self.store, self.tokens, self.health, self.metrics.registry,
                          TokenBucket(s.notifier_rate_per_second, s.notifier_rate_burst),
-                         ready=lambda: self.ready)
+                         ready=lambda: self.ready, pages=pages, on_resolved=self.notify_resolved)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.notifier_host, self.settings.notifier_port)
@@ -308,7 +321,7 @@ class Notifier:
             return 0  # resolved before we got to it: nothing to tell
         severity, department, rule = alert["severity"], alert.get("department"), alert["rule"]
         targets, problems = self.routing.targets(department, rule, severity, alert.get("actor"))
-        if kind == "retracted" and severity == "escalated":
+        if kind in ("retracted", "resolved") and severity == "escalated":
             # the correction goes to whoever got a version: the red one's receivers too
             red, more = self.routing.targets(department, rule, "red", alert.get("actor"))
             known = {t.receiver for t in targets}
@@ -351,6 +364,11 @@ class Notifier:
                                                     "transition": transition,
                                                     "note": "; ".join(problems)})
         return added
+
+    async def notify_resolved(self, alert: Mapping[str, Any]) -> None:
+        """A person resolved ``alert``: whoever was told of it is told so (transition
+        ``resolved``), with the resolve's note in the alert's history."""
+        await self.route(alert, "resolved", "resolved")
 
     def real_time_of(self, instant: Any) -> float:
         if isinstance(self.clock, SimulatedClock):
@@ -411,12 +429,13 @@ class Notifier:
             reason = None
             if alert is None:
                 reason = "alert not found"
-            elif alert["status"] == "resolved" and kind != "escalated":
+            elif alert["status"] == "resolved" and kind not in ("escalated", "resolved"):
                 reason = "resolved before the notification was sent"
             elif alert["status"] == "retracted" and kind != "retracted":
                 reason = "retracted before the notification was sent"
-            elif kind == "retracted" and not await self._was_notified(item.alert_id, meta["receiver"]):
-                reason = "retracted: this receiver was never told of the alert"
+            elif kind in ("retracted", "resolved") and not await self._was_notified(
+                    item.alert_id, meta["receiver"]):
+                reason = f"{kind}: this receiver was never told of the alert"
             elif kind == "repeat" and alert["status"] != "open":
                 reason = f"{alert['status']}: no reminder"
             elif item.channel not in meta["channels"]:
@@ -542,7 +561,7 @@ class Notifier:
     async def _deliver(self, queue: str, c: Any, n: Notification, channel: Any) -> None:
         alerts = await self.load_alerts([i.alert_id for i in n.items])
         message = render(n, [alerts.get(i.alert_id, {"alert_id": i.alert_id}) for i in n.items],
-                         self.clock.now())
+                         self.clock.now(), self.public_url)
         history = self._history(n, "notified")
         if isinstance(channel, StreamChannel):
             if channel.key not in self._stream_groups:

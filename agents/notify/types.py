@@ -23,7 +23,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 #: What happened to the alert that a notification tells about.
-Transition = Literal["open", "escalated", "retracted", "repeat"]
+Transition = Literal["open", "escalated", "retracted", "repeat", "resolved"]
 
 
 class _ChannelBase(BaseModel):
@@ -76,7 +76,7 @@ class NotificationItem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     alert_id: str
-    transition: str  # 'open', 'escalated', 'retracted' or 'repeat-N'
+    transition: str  # 'open', 'escalated', 'retracted', 'resolved' or 'repeat-N'
 
 
 class Notification(BaseModel):

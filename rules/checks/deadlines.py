@@ -90,6 +90,9 @@ def _clock_details(case: CaseView, limit: float, deadline: datetime,
         # the clause naming the paused time, empty when the clock never stood
         "paused_zh": f"，其间依法暂停计时 {paused_zh}不计入" if paused >= 60 else "",
         "paused_en": f", not counting {paused_en} of lawful suspension" if paused >= 60 else "",
+        # the suspensions themselves (end null: still suspended), for the alert's case page
+        "paused_spans": [[a.isoformat(), b.isoformat() if b is not None else None]
+                         for a, b in stood if a < deadline],
     }
 
 

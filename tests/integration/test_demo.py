@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,14 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def _alert_list(login: str) -> str:
+    """The page the printed login link leads to (its cookie kept, as a browser does)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    with opener.open(login, timeout=10) as resp:
+        assert resp.status == 200 and resp.url.endswith("/alerts") and "token" not in resp.url
+        return str(resp.read().decode())
+
+
 def test_demo_shows_alerts_within_60s_and_stops_everything() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JIANCHA_")}
     env["COLUMNS"] = "200"
@@ -56,12 +66,16 @@ def test_demo_shows_alerts_within_60s_and_stops_everything() -> None:
             first_alert_at = time.monotonic() - started
         time.sleep(0.2)
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", "".join(lines))]
+    login = re.search(r"alert pages at (http://127\.0\.0\.1:\d+/login\?token=\S+)", "".join(lines))
+    listed = _alert_list(login.group(1)) if login else ""
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     proc.wait(timeout=60)
     reader.join(10)
     text = "".join(lines)
     assert first_alert_at is not None, text
     assert "metrics at http://127.0.0.1:" in text
+    assert login is not None, text
+    assert 'class="alert-row"' in listed and "督查机构" in listed  # the bureau's alert list
     assert proc.returncode == 0, text
     assert "all stopped." in text
     rules = {m.group(2) for m in ALERT_LINE.finditer(text)}

@@ -195,6 +195,29 @@ def test_template_variables(dashboards: dict[str, dict[str, Any]]) -> None:
     assert evaluation["period"]["includeAll"] is False
 
 
+def test_panels_link_to_the_alert_pages(dashboards: dict[str, dict[str, Any]]) -> None:
+    """Data links open the notifier's alert list filtered by what the panel shows: only
+    filters the pages know, and label interpolations the panel's series carry."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    links = {p["title"]: p.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+             for p in _panels(dashboards["jiancha-live"])}
+    linked = {title: ls for title, ls in links.items() if ls}
+    assert {"在办预警", "在办预警（按部门）", "督办（按部门）", "最新红色预警（近1小时）"} <= set(linked)
+    for title, ls in linked.items():
+        (link,) = ls
+        url = urlsplit(link["url"])
+        assert link["url"].startswith("${notifier}/alerts") and link["targetBlank"], title
+        query = dict(parse_qsl(url.query))
+        assert set(query) <= {"department", "rule", "severity", "status"}, title
+        assert query.get("severity", "red") in ("red", "escalated", "yellow"), title
+    assert dict(parse_qsl(urlsplit(linked["在办预警（按部门）"][0]["url"]).query)) == {
+        "department": "${__field.labels.department}"}
+    for uid in dashboards:
+        (var,) = [v for v in dashboards[uid]["templating"]["list"] if v["name"] == "notifier"]
+        assert var["type"] == "textbox" and var["query"] == var["current"]["value"] == "http://127.0.0.1:6067"
+
+
 def test_every_metric_a_dashboard_reads_exists(dashboards: dict[str, dict[str, Any]]) -> None:
     worker = _worker_sample_names()
     recorded = promql.recorded()
