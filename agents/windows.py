@@ -1,5 +1,8 @@
 """Window rules in the worker: ``actor.burst``, ``department.denial_spike``,
-``department.silent`` (logic in ``rules/windows.py``, shared with replay).
+``department.silent``. What a record does and what falls due is
+``rules.windows.WindowFlow``, shared with replay; here are its stores over Faust tables
+(:class:`BatchStore` for the agent, :class:`TimerStore` for the timer), the
+repartitioning and the timer.
 
 - the supervising agent hands each event it accepted (before writing its case state) to
   this module, which repartitions a compact :class:`~rules.windows.WindowRecord` by

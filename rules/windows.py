@@ -38,8 +38,10 @@ metric).
 Department alert ids are deterministic: rule + scope + window start (for silence: the
 instant of the last event, which starts the silence).
 
-The state a driver keeps is plain JSON-able values (see :class:`WindowTracker`, the
-replay driver; ``agents/windows.py`` keeps the same values in Faust tables).
+What happens to a record and to what falls due is written once, in :class:`WindowFlow`,
+over a :class:`WindowStore` of plain JSON-able values: dicts in replay
+(:class:`WindowTracker`, with heaps of what falls due), Faust tables in the worker
+(``agents/windows.py``, with a timer scanning them).
 """
 
 from __future__ import annotations
