@@ -10,7 +10,11 @@
   sink) and schedules the next one in a per-partition deadline index, rebuilt from the
   table when partitions are assigned; a timer fires ``complaint.overdue`` with no event.
 
-Invalid complaints are logged and counted (``jiancha_complaints_rejected_total``).
+Every complaint passes the complaints' gate (:class:`~rules.complaints.ComplaintGate`:
+the contract, a catalog department, its time, the complaint centre's signature by a key
+valid when the record reached Kafka). A rejected one goes to ``complaints.dlq`` (setting
+``complaints_dlq_topic``) as it came, with ``jiancha-reason``, ``jiancha-error`` and
+``jiancha-source`` headers, and is counted by reason (``jiancha_complaints_rejected_total``).
 Observers registered with :func:`complaint_observers` see every complaint seen for the
 first time (the indicators count them).
 """
@@ -28,7 +32,7 @@ from pydantic import ValidationError
 
 from agents.windows import Repartition, active
 from producers.contract import Complaint
-from rules.complaints import ComplaintRules, ComplaintState
+from rules.complaints import ComplaintGate, ComplaintRejected, ComplaintRules, ComplaintState
 from rules.driver import ComplaintFlow
 from rules.schedule import DeadlineIndex
 
@@ -56,11 +60,15 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     rules = ComplaintRules(engine.ruleset, engine.working_time, engine.catalog.departments)
     flow = ComplaintFlow(rules)
     n = s.topic_partitions
-    rejected = Counter("jiancha_complaints_rejected", "Complaint records that are not valid "
-                       "complaints (logged and skipped)", ["reason"], registry=ctx.metrics.registry)
+    rejected = Counter("jiancha_complaints_rejected", "Complaint records the complaints' gate "
+                       "rejected (sent to the complaints' dead-letter topic), by reason",
+                       ["reason"], registry=ctx.metrics.registry)
     received = Counter("jiancha_complaints", "Complaints and closings accepted, by kind",
                        ["kind"], registry=ctx.metrics.registry)
     source = app.topic(s.complaints_topic, partitions=n, key_type=bytes, value_type=bytes)
+    dlq = app.topic(s.complaints_dlq_topic, partitions=n, key_type=bytes, value_type=bytes)
+    gate = ComplaintGate(engine.catalog, sv.gate.keys, s.complaints_signer,
+                         future_tolerance=sv.gate.future_tolerance)
     by_id = app.topic(f"{s.app_id}-complaints-by-id", partitions=n, internal=True,
                       key_type=bytes, value_type=bytes)
     table = app.Table("complaints", default=None, partitions=n, key_type=bytes, value_type=bytes)
@@ -82,12 +90,21 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         async for event in stream.events():
             msg = event.message
             try:
-                complaint = Complaint.model_validate_json(event.value)
-            except ValidationError as exc:
+                # the key valid when the record reached Kafka (its judged time)
+                complaint = gate.parse(event.value or b"", rep.judge(msg.timestamp))
+            except ComplaintRejected as r:
                 rep.read(msg)
-                rejected.labels("invalid_complaint").inc()
-                log.warning("complaint on %s:%s:%s is invalid, skipped: %s", msg.topic,
-                            msg.partition, msg.offset, str(exc).replace("\n", " ")[:500])
+                rejected.labels(r.reason).inc()
+                where = f"{msg.topic}:{msg.partition}:{msg.offset}"
+                log.warning("complaint on %s rejected (%s): %s", where, r.reason,
+                            r.detail.replace("\n", " ")[:500])
+                # delivered before the offset moves on: a crash sends it again, never loses it
+                sent = await dlq.send(key=msg.key, value=event.value, headers=[
+                    ("jiancha-reason", r.reason.encode()),
+                    ("jiancha-error", r.detail.encode()[:4000]),
+                    ("jiancha-source", where.encode()),
+                ])
+                await sent
                 continue
             await rep.forward(msg, complaint.complaint_id.encode(), event.value)
 

@@ -25,7 +25,8 @@ class TopicMismatch(RuntimeError):
 
 
 async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
-    wanted = [settings.events_topic, settings.dlq_topic, settings.complaints_topic]
+    wanted = [settings.events_topic, settings.dlq_topic, settings.complaints_topic,
+              settings.complaints_dlq_topic]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
                                 request_timeout_ms=int(timeout * 1000),
                                 **kafka_client_kwargs(settings))

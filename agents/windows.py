@@ -1,5 +1,8 @@
 """Window rules in the worker: ``actor.burst``, ``department.denial_spike``,
-``department.silent`` (logic in ``rules/windows.py``, shared with replay).
+``department.silent``. What a record does and what falls due is
+``rules.windows.WindowFlow``, shared with replay; here are its stores over Faust tables
+(:class:`BatchStore` for the agent, :class:`TimerStore` for the timer), the
+repartitioning and the timer.
 
 - the supervising agent hands each event it accepted (before writing its case state) to
   this module, which repartitions a compact :class:`~rules.windows.WindowRecord` by
@@ -44,13 +47,13 @@ from producers.contract import Alert, ApprovalEvent
 from rules.case import Fact
 from rules.clock import Clock
 from rules.windows import (
+    CLOSE,
+    COUNT,
+    WindowFlow,
     WindowRecord,
     WindowRules,
-    burst_add,
-    dept_add,
     fact_fields,
     own_window,
-    span_add,
     spans_after,
 )
 
@@ -293,6 +296,163 @@ def active(app: faust.App, topic: str) -> list[int]:
         return []
 
 
+class WindowTables:
+    """The worker's window tables (``register``), read and written by the stores below."""
+
+    def __init__(self, rules: WindowRules, state: Any, department: Any, handlers: Any,
+                 last_seen: Any, changelogs: dict[int, CoalescedChangelog],
+                 shifted: list[float]) -> None:
+        self.rules = rules
+        self.state = state  # department -> its state, and "p": its partition
+        self.department = department  # windowed: department -> its window's value
+        self.handlers = handlers  # handler -> its decisions, and "p"
+        self.last_seen = last_seen  # department -> {"p", "spans": events not final}
+        self.changelogs = changelogs
+        #: the record's time in local-epoch seconds: the windows align to it
+        self.shifted = shifted
+
+    def write(self, tbl: Any, key: Any, value: Any, partition: int) -> None:
+        """Outside an agent: the store, and the changelog partition explicitly."""
+        if value is None:
+            self.changelogs[id(tbl)].delete(key, partition)
+        else:
+            self.changelogs[id(tbl)].set(key, value, partition)
+
+
+_NO_STATE: dict[str, Any] = {}
+
+
+class BatchStore:
+    """The :class:`~rules.windows.WindowStore` of a batch of records in the agent: each
+    window, handler and department's spans copied once (:func:`~rules.windows.own_window`),
+    changed in place by every record of the batch, and written once at the end
+    (:meth:`write`); the departments' states only read (the timer changes them)."""
+
+    def __init__(self, tables: WindowTables, partition: int) -> None:
+        self.tables = tables
+        self.partition = partition
+        self.states: dict[str, Any] = {}
+        self.windows: dict[tuple[str, float], tuple[float, dict[str, Any]]] = {}
+        self.handlers: dict[str, dict[str, Any]] = {}
+        self.spans_of: dict[str, list[list[Any]]] = {}
+
+    def state(self, department: str) -> Any:
+        st = self.states.get(department)
+        if st is None:
+            st = self.states[department] = self.tables.state.data.get(department) or _NO_STATE
+        return st
+
+    def put_state(self, department: str, value: dict[str, Any]) -> None:
+        raise AssertionError("a record never changes its department's state")
+
+    def window(self, department: str, start: float, at: float) -> dict[str, Any] | None:
+        got = self.windows.get((department, start))
+        if got is not None:
+            return got[1]
+        t = self.tables
+        t.shifted[0] = at + t.rules.offset(at)
+        # a copy of our own: the table's value stays as it was until the batch writes it
+        return own_window(t.department[department].value())
+
+    def put_window(self, department: str, start: float, at: float, value: dict[str, Any]) -> None:
+        key = (department, start)
+        if key not in self.windows:
+            value["p"] = self.partition
+            self.windows[key] = (at, value)
+
+    def drop_window(self, department: str, start: float) -> None:
+        raise AssertionError("a record never closes a window")
+
+    def handler(self, handler: str) -> dict[str, Any] | None:
+        value = self.handlers.get(handler)
+        return own_window(self.tables.handlers.data.get(handler)) if value is None else value
+
+    def put_handler(self, handler: str, value: dict[str, Any] | None) -> None:
+        if value is not None and handler not in self.handlers:
+            value["p"] = self.partition
+            self.handlers[handler] = value
+
+    def spans(self, department: str) -> list[list[Any]]:
+        spans = self.spans_of.get(department)
+        if spans is None:
+            seen = self.tables.last_seen.data.get(department) or {}
+            spans = list(seen.get("spans") or [])
+            last = self.state(department).get("L")
+            if last is not None:  # those before the last final event are final: dropped
+                spans = spans_after(spans, last[0])
+            self.spans_of[department] = spans
+        return spans
+
+    def put_spans(self, department: str, spans: list[list[Any]]) -> None:
+        self.spans_of[department] = spans
+
+    def write(self) -> None:
+        """Each window, handler and department's spans the batch changed, once."""
+        t, partition = self.tables, self.partition
+        department = t.department
+        for (scope, _), (at, value) in self.windows.items():
+            t.shifted[0] = at + t.rules.offset(at)
+            department[scope] = value
+        for handler, value in self.handlers.items():
+            t.handlers[handler] = value
+        for dept, spans in self.spans_of.items():
+            t.last_seen[dept] = {"p": partition, "spans": spans}
+
+
+class TimerStore:
+    """The :class:`~rules.windows.WindowStore` of the timer closing what is due on one
+    partition: handlers and windows written at once (nothing is awaited before, and records
+    taken in while the alerts are stored change them); the departments' states kept in
+    :attr:`changed`, written once the alerts that they record are stored."""
+
+    def __init__(self, tables: WindowTables, partition: int,
+                 keys: dict[tuple[str, float], Any]) -> None:
+        self.tables = tables
+        self.partition = partition
+        self.keys = keys  # (department, start) -> the window's key in the windowed table
+        self.changed: dict[str, dict[str, Any]] = {}
+
+    def state(self, department: str) -> Any:
+        return (self.changed.get(department) or self.tables.state.data.get(department)
+                or _NO_STATE)
+
+    def put_state(self, department: str, value: dict[str, Any]) -> None:
+        value["p"] = self.partition
+        self.changed[department] = value
+
+    def _mine(self, value: Any) -> dict[str, Any] | None:
+        return value if isinstance(value, dict) and value.get("p") == self.partition else None
+
+    def window(self, department: str, start: float, at: float) -> dict[str, Any] | None:
+        key = self.keys.get((department, start))
+        # read now, not from the scan: records may have come in since (an earlier
+        # partition's alerts awaited), and a window may be closed already
+        return None if key is None else self._mine(self.tables.department.table.data.get(key))
+
+    def put_window(self, department: str, start: float, at: float, value: dict[str, Any]) -> None:
+        raise AssertionError("the timer never adds to a window")
+
+    def drop_window(self, department: str, start: float) -> None:
+        t = self.tables
+        t.write(t.department.table, self.keys[department, start], None, self.partition)
+
+    def handler(self, handler: str) -> dict[str, Any] | None:
+        value = self._mine(self.tables.handlers.data.get(handler))
+        return None if value is None else own_window(value)
+
+    def put_handler(self, handler: str, value: dict[str, Any] | None) -> None:
+        self.tables.write(self.tables.handlers, handler, value, self.partition)
+
+    def spans(self, department: str) -> list[list[Any]]:
+        seen = self._mine(self.tables.last_seen.data.get(department))
+        return seen.get("spans") or [] if seen is not None else []
+
+    def put_spans(self, department: str, spans: list[list[Any]]) -> None:
+        """Not written: the spans before the last final event are dropped when a record
+        next reads them (:meth:`BatchStore.spans`); written here, they would be ahead of
+        the state that says they are final."""
+
+
 def register(app: faust.App, ctx: WorkerContext) -> None:
     s, sv = ctx.settings, ctx.supervisor
     engine = sv.engine
@@ -326,6 +486,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     # few keys, written on every event: one changelog record per key and commit interval
     changelogs = {id(t): CoalescedChangelog(app, t, by_department.get_topic_name())
                   for t in (handlers, department.table, last_seen, state)}
+    tables = WindowTables(rules, state, department, handlers, last_seen, changelogs, shifted)
+    flow = WindowFlow(rules, lambda rule: late.labels(rule).inc(), duplicates.inc)
 
     def forward(record: Record, ev: ApprovalEvent | None, fact: Fact | None, now: float) -> None:
         """The supervising agent hands over each record it took (None: rejected)."""
@@ -347,153 +509,57 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         """A batch of records into the windows (in the agent: the tables know the
         partition). Each record is added in order to the window values as this batch
         leaves them; each window touched is written once, at the end."""
-        dept_windows: dict[tuple[str, float], tuple[float, dict[str, Any]]] = {}
-        handler_values: dict[str, dict[str, Any]] = {}
-        spans_of: dict[str, list[list[Any]]] = {}
-
-        def window(tbl: Any, scope: str, at: float) -> dict[str, Any]:
-            """A window the batch has not touched yet (the caller looks that up)."""
-            shifted[0] = at + rules.offset(at)
-            # a copy of our own, changed in place by each record of the batch: the table's
-            # value stays as it was until the batch writes the window back
-            return own_window(tbl[scope].value())
-
-        # per batch, not per record: the department's state (only the timer changes it)
-        states: dict[str, dict[str, Any]] = {}
-        dept_size = cfg.dept_size
-        window_start, is_late, merge = rules.window_start, rules.is_late, rules.merge_seconds
+        store = BatchStore(tables, partition)
+        observe = flow.observe
         for now, up_partition, up_offset, item in records:
-            # where it came from: a record forwarded again after a takeover is recognised
-            up = str(up_partition)
             try:
                 rec = WindowRecord.from_fields(item)
             except Exception:
                 log.warning("windows: bad record on %s skipped", rep.target_name)
                 continue
-            dept = rec.department
-            st = states.get(dept)
-            if st is None:
-                st = states[dept] = state.data.get(dept) or {}
-            start = window_start(rec.at, dept_size)
-            end = start + dept_size
-            if is_late(end, now) or end <= st.get("dc", 0):
-                late.labels("department").inc()
-            else:
-                got = dept_windows.get((dept, start))
-                value = got[1] if got is not None else window(department, dept, rec.at)
-                # counted once: records from one upstream partition come in its order, so
-                # one at or before the last counted from there is a copy (a takeover)
-                counted = value.get("u")
-                if counted is None:
-                    counted = value["u"] = {}
-                if int(counted.get(up, -1)) >= up_offset:
-                    duplicates.inc()
-                else:
-                    dept_add(value, rec)
-                    counted[up] = up_offset
-                    if got is None:
-                        value["p"] = partition
-                        dept_windows[dept, start] = (rec.at, value)
-            if rec.decision:
-                if rules.burst_late(rec.at, now, st.get("bc", 0)):
-                    late.labels("actor.burst").inc()
-                else:
-                    handler = rec.handler
-                    value = handler_values.get(handler)
-                    if value is None:
-                        value = handler_values[handler] = own_window(handlers.data.get(handler))
-                        value["p"] = partition
-                    burst_add(value, rec)
-            # silence: the department's events not yet final, as spans (order-insensitive)
-            last = st.get("L")
-            if last is None or rec.at > last[0]:
-                spans = spans_of.get(dept)
-                if spans is None:
-                    seen = last_seen.data.get(dept) or {}
-                    spans = list(seen.get("spans") or [])
-                    if last is not None:
-                        spans = spans_after(spans, last[0])
-                    spans_of[dept] = spans
-                span_add(spans, rec.at, rec.event_id, merge)
-        for (scope, _), (at, value) in dept_windows.items():
-            shifted[0] = at + rules.offset(at)
-            department[scope] = value
-        for handler, value in handler_values.items():
-            handlers[handler] = value
-        for dept, spans in spans_of.items():
-            last_seen[dept] = {"p": partition, "spans": spans}
+            # where it came from: a record forwarded again after a takeover is recognised
+            observe(store, rec, now, (str(up_partition), up_offset))
+        store.write()
 
-    def write(tbl: Any, key: Any, value: Any, partition: int) -> None:
-        # outside an agent: the store, and the changelog partition explicitly
-        if value is None:
-            changelogs[id(tbl)].delete(key, partition)
-        else:
-            changelogs[id(tbl)].set(key, value, partition)
+    def due(partition: int, t: float,
+            windows: dict[int, list[tuple[float, int, str, float, Any]]]
+            ) -> tuple[list[tuple[int, str, float]], dict[tuple[str, float], Any]]:
+        """The handlers to count and the windows to close on ``partition`` by ``t``, in the
+        order they fall due, and the windows' table keys."""
+        listed = sorted(w for w in windows.get(partition, ()) if rules.is_late(w[0], t))
+        keys = {(scope, start): key for _, kind, scope, start, key in listed if kind == CLOSE}
+        return [(kind, scope, start) for _, kind, scope, start, _ in listed], keys
 
-    tables = (handlers, department.table)
+    def close_due(partition: int, now: datetime,
+                  windows: dict[int, list[tuple[float, int, str, float, Any]]] | None = None,
+                  ) -> tuple[list[Alert], dict[str, dict[str, Any]]]:
+        """What is due on ``partition`` by ``now``: the alerts, and the departments' states
+        that record them (written once the alerts are stored). Handlers and windows are
+        written here, before anything is awaited: records taken in meanwhile change them."""
+        t = now.timestamp()
+        listed, keys = due(partition, t, open_windows() if windows is None else windows)
+        store = TimerStore(tables, partition, keys)
+        silences = [dept for dept, seen in list(last_seen.data.items())
+                    if seen and seen.get("p") == partition]
+        return flow.advance(store, listed, silences, t, now), store.changed
 
     def open_windows() -> dict[int, list[tuple[float, int, str, float, Any]]]:
-        """Every open window by partition, as (end, kind, scope, start, key), and every
-        handler as (when its next decision is final, 0, handler, that, handler): the
-        tables are scanned once per tick, not once per partition."""
+        """Every open window by partition, as (end, CLOSE, department, start, key), and
+        every handler as (when its next decision is final, COUNT, handler, that,
+        handler): the tables are scanned once per tick, not once per partition."""
         out: dict[int, list[tuple[float, int, str, float, Any]]] = {}
         for key, value in list(department.table.data.items()):
             if not isinstance(value, dict):
                 continue
             scope, (shifted_start, _) = key
             start = shifted_start - rules.offset(shifted_start)
-            out.setdefault(value.get("p"), []).append((start + cfg.dept_size, 1, scope, start, key))
+            out.setdefault(value.get("p"), []).append(
+                (start + cfg.dept_size, CLOSE, scope, start, key))
         for handler, value in list(handlers.data.items()):
             nxt = rules.burst_next(value) if isinstance(value, dict) else None
             if nxt is not None:
-                out.setdefault(value.get("p"), []).append((nxt, 0, handler, nxt, handler))
+                out.setdefault(value.get("p"), []).append((nxt, COUNT, handler, nxt, handler))
         return out
-
-    def close_due(partition: int, now: datetime,
-                  windows: dict[int, list[tuple[float, int, str, float, Any]]] | None = None,
-                  ) -> tuple[list[Alert], dict[str, dict[str, Any]]]:
-        t = now.timestamp()
-        windows = open_windows() if windows is None else windows
-        due = sorted(w for w in windows.get(partition, ()) if rules.is_late(w[0], t))
-        changed: dict[str, dict[str, Any]] = {}
-        alerts: list[Alert] = []
-        for end, kind, scope, start, key in due:
-            # read now, not from the scan: records may have come in since (an earlier
-            # partition's publish awaited), and a window may be closed already
-            value = tables[kind].data.get(key)
-            if not isinstance(value, dict) or value.get("p") != partition:
-                continue
-            dept = scope.partition("/")[0]
-            st = changed.get(dept) or dict(state.data.get(dept) or {})
-            st["p"] = partition
-            if kind == 0:
-                st["bc"] = max(st.get("bc", 0), t)  # see rules.burst_late
-                value = own_window(value)
-                alerts.extend(rules.burst_advance(scope, value, t, now))
-                write(handlers, key, value if rules.burst_next(value) is not None else None,
-                      partition)
-            else:
-                st["dc"] = max(st.get("dc", 0), end)
-                alert, st["h"] = rules.close_denial(scope, start, value, st.get("h") or {}, now)
-                write(department.table, key, None, partition)
-                if alert is not None:
-                    alerts.append(alert)
-            changed[dept] = st
-        for dept, seen in list(last_seen.data.items()):
-            if not seen or seen.get("p") != partition:
-                continue
-            st = changed.get(dept) or dict(state.data.get(dept) or {})
-            old_last = tuple(st["L"]) if st.get("L") else None
-            last, _, judged, found = rules.silence_advance(old_last, seen.get("spans", []),
-                                                           st.get("s", 0), t)
-            for at, event_id in found:
-                alert = rules.judge_silence(dept, at, event_id, st.get("h") or {}, now)
-                if alert is not None:
-                    alerts.append(alert)
-            if last != old_last or judged != st.get("s", 0):
-                st["L"], st["s"], st["p"] = list(last) if last else None, judged, partition
-                changed[dept] = st
-        return alerts, changed
 
     @app.timer(min(1.0, s.deadline_tick_seconds * 4), name="close_windows")
     async def close_windows() -> None:
@@ -511,4 +577,4 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 if app.rebalancing:
                     return  # the partition may have moved: its next owner closes them again
             for dept, st in changed.items():
-                write(state, dept, st, partition)
+                tables.write(state, dept, st, partition)

@@ -128,7 +128,7 @@ def replay(
                                             option=orjson.OPT_INDENT_2) + b"\n")
     for problem in result.problems[:20]:
         typer.echo(f"rejected {problem}", err=True)
-    rejected = sum(result.rejected.values())
+    rejected = sum(result.rejected.values()) + sum(result.rejected_complaints.values())
     typer.echo(f"replay: {result.events} events, {rejected} rejected, "
                f"{len(result.alerts)} alerts", err=True)
     if engine.check_errors:  # the alerts of those rules may be missing: not a clean run

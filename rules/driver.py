@@ -61,15 +61,17 @@ class CaseDriver:
         self.gate = gate
 
     def take(self, raw: bytes, cases: CaseStore, now: datetime | None,
-             now_ts: float | None = None, *, key: bytes | None = None, keyed: bool = False
-             ) -> tuple[ApprovalEvent, CaseState]:
+             now_ts: float | None = None, *, key: bytes | None = None, keyed: bool = False,
+             arrived: datetime | None = None) -> tuple[ApprovalEvent, CaseState]:
         """An event through the gate and into its case (raises
         :class:`~rules.ingest.Rejected`). Received at ``now`` (``now_ts`` in epoch
         seconds), which also bounds its future; ``now`` None: no future check, and
         received when it occurred, until the caller knows better (replay's clock moves
-        with the event itself). ``keyed``: its Kafka ``key`` must be its case id."""
+        with the event itself). ``arrived``: with ``now`` None, the replay clock before
+        the event, at which its signing key must be valid (:meth:`Gate.parse`).
+        ``keyed``: its Kafka ``key`` must be its case id."""
         gate = self.gate
-        event = gate.parse(raw, now)
+        event = gate.parse(raw, now, arrived)
         if keyed:
             gate.check_key(event, key)
         state = cases.get(event.case_id)

@@ -19,16 +19,21 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
-from producers.contract import Alert, ApprovalEvent, Complaint
+from producers.contract import Alert, ApprovalEvent
 from rules.case import CaseState, Fact
 from rules.clock import EventTimeClock
-from rules.complaints import ComplaintRules, ComplaintState, is_complaint
+from rules.complaints import (
+    ComplaintGate,
+    ComplaintRejected,
+    ComplaintRules,
+    ComplaintState,
+    is_complaint,
+)
 from rules.driver import CaseDriver, ComplaintFlow
 from rules.engine import Engine
 from rules.indicators import IndicatorBook
-from rules.ingest import Gate, KeyRing, Rejected
+from rules.ingest import Gate, KeyRing, Rejected, received_at
 from rules.schedule import DeadlineIndex
 from rules.windows import WindowRecord, WindowRules, WindowTracker, fact_fields
 
@@ -41,6 +46,8 @@ class ReplayResult:
     problems: list[str] = field(default_factory=list)
     complaints: int = 0
     late_window_records: int = 0
+    #: complaint lines the complaints' gate rejected, by reason (events: ``rejected``)
+    rejected_complaints: dict[str, int] = field(default_factory=dict)
 
 
 class SideRules:
@@ -49,8 +56,10 @@ class SideRules:
     by :func:`replay` and the sharded replay's parent (``rules.replay_parallel``)."""
 
     def __init__(self, engine: Engine, clock: EventTimeClock, result: ReplayResult, *,
-                 windows: bool, indicators: IndicatorBook | None) -> None:
+                 windows: bool, indicators: IndicatorBook | None,
+                 keys: KeyRing | None = None) -> None:
         departments = engine.catalog.departments
+        self.gate = ComplaintGate(engine.catalog, keys)
         self.clock = clock
         self.result = result
         self.indicators = indicators
@@ -85,15 +94,15 @@ class SideRules:
                                              clock.now(), clock.now_epoch()))
 
     def complaint(self, lineno: int, payload: dict[str, Any]) -> bool:
-        """A complaint line (see :func:`complaint_payload`): validated, the clock moved,
-        judged. False when it was rejected (the clock did not move)."""
+        """A complaint line (see :func:`complaint_payload`): through the complaints' gate
+        (its key valid when the line was read: at the clock before it moves), the clock
+        moved, judged. False when it was rejected (the clock did not move)."""
         result = self.result
         try:
-            complaint = Complaint.model_validate(payload)
-        except ValidationError as exc:
-            result.rejected["invalid_complaint"] = result.rejected.get("invalid_complaint", 0) + 1
-            problem = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-            result.problems.append(f"line {lineno}: invalid_complaint: {problem}")
+            complaint = self.gate.validate(payload, None, arrived=self.clock.now())
+        except ComplaintRejected as r:
+            result.rejected_complaints[r.reason] = result.rejected_complaints.get(r.reason, 0) + 1
+            result.problems.append(f"line {lineno}: {r.reason}: {r.detail}")
             return False
         result.complaints += 1
         self.clock.advance(complaint.occurred_at)
@@ -139,7 +148,7 @@ def replay(
     cases: dict[str, CaseState] = {}
     index = DeadlineIndex()
     result = ReplayResult()
-    sides = SideRules(engine, clock, result, windows=windows, indicators=indicators)
+    sides = SideRules(engine, clock, result, windows=windows, indicators=indicators, keys=keys)
     raised = sides.raised
 
     def fire_due() -> None:
@@ -156,7 +165,8 @@ def replay(
                 fire_due()
             continue
         try:
-            event, state = driver.take(raw, cases, None)
+            # the signing key valid when the line was read: at the clock before it moves
+            event, state = driver.take(raw, cases, None, arrived=clock.now())
         except Rejected as r:
             result.rejected[r.reason] = result.rejected.get(r.reason, 0) + 1
             result.problems.append(f"line {lineno}: {r.reason}: {r.detail}")
@@ -182,23 +192,10 @@ def replay(
     return result
 
 
-def received_epoch(event: object, clock: float) -> float:
+def received_epoch(event: ApprovalEvent, clock: float) -> float:
     """When replay counts an event as received, in epoch seconds: its ``received_at`` if
     it has one, else ``clock``, the replay clock once advanced to the event (as a live
     worker would have received it when its line was read: a line behind the latest
     ``occurred_at`` so far arrived late)."""
     at = received_at(event)
     return clock if at is None else at.timestamp()
-
-
-def received_at(event: object) -> datetime | None:
-    """An optional ``received_at`` field (added by archives of the worker's input)."""
-    extra = getattr(event, "model_extra", None) or {}
-    raw = extra.get("received_at")
-    if isinstance(raw, str):
-        try:
-            dt = datetime.fromisoformat(raw)
-        except ValueError:
-            return None
-        return dt if dt.tzinfo else None
-    return None

@@ -39,8 +39,8 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from itertools import islice
+from datetime import UTC, datetime, timedelta, timezone
+from itertools import chain, islice
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -50,11 +50,12 @@ from producers.contract import Alert, Step
 from rules.calendar import OfficialCalendar
 from rules.case import CaseState, Fact
 from rules.clock import EventTimeClock
+from rules.complaints import ComplaintGate, ComplaintRejected
 from rules.driver import CaseDriver
 from rules.engine import Engine
 from rules.indicators import IndicatorBook
-from rules.ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected
-from rules.replay import ReplayResult, SideRules, complaint_payload, received_at, replay
+from rules.ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected, received_at
+from rules.replay import ReplayResult, SideRules, complaint_payload, replay
 from rules.schedule import DeadlineIndex
 from rules.windows import WindowRecord, WindowRules, WindowTracker, fact_fields
 
@@ -142,15 +143,16 @@ class _Shard:
         self._taken: deque[list[tuple[int, str, Step, Fact | None]]] = deque()
         self._clock = EventTimeClock()
 
-    def take(self, lines: list[tuple[int, bytes]]) -> _Report:
-        """Phase 1: the gate and the states, for this shard's lines of a chunk."""
+    def take(self, lines: list[tuple[int, bytes, float | None]]) -> _Report:
+        """Phase 1: the gate and the states, for this shard's lines of a chunk (each with a
+        bound of the replay clock before it, with a keyring: see :func:`_chunks`)."""
         report = _Report()
         cases, take = self.cases, self.driver.take
         taken: list[tuple[int, str, Step, Fact | None]] = []
         self._taken.append(taken)
-        for i, raw in lines:
+        for i, raw, bound in lines:
             try:
-                event, state = take(raw, cases, None)
+                event, state = take(raw, cases, None, arrived=_arrival(bound))
             except Rejected as r:
                 report.rejected.append((i, r.reason, r.detail))
                 continue
@@ -293,6 +295,10 @@ def replay_parallel(
     if workers <= 1 or indicators is not None:
         return replay(lines, engine, until, keys, on_progress, windows=windows,
                       indicators=indicators)
+    source = iter(lines)
+    # with a keyring, the lines read are kept: a verdict a shard could not know sends the
+    # whole file to the single-process replay (see _chunks)
+    read: list[bytes] | None = [] if keys is not None else None
     gc.freeze()  # the children inherit the heap: their collections leave it alone
     context = multiprocessing.get_context("fork")
     inboxes: list[Any] = []  # queues: a put does not wait for a busy shard
@@ -310,10 +316,12 @@ def replay_parallel(
         inboxes.append(inbox)
         pipes.append(parent_end)
         processes.append(process)
-    finished = False
+    finished = clock_dependent = False
     try:
-        result = _drive(lines, engine, until, inboxes, pipes, on_progress, windows)
+        result = _drive(source, read, engine, until, keys, inboxes, pipes, on_progress, windows)
         finished = True
+    except _ClockDependent:
+        clock_dependent = True
     finally:
         gc.unfreeze()
         for inbox in inboxes:
@@ -326,21 +334,66 @@ def replay_parallel(
             if process.is_alive():
                 process.kill()
                 process.join()
+    if clock_dependent:
+        assert read is not None
+        return replay(chain(read, source), engine, until, keys, on_progress, windows=windows)
     return result
 
 
-def _chunks(lines: Iterable[bytes], workers: int
-            ) -> Iterator[tuple[list[bytes], list[list[tuple[int, bytes]]]]]:
-    """The file in chunks: the lines, and each shard's event lines (line within chunk)."""
-    it = iter(lines)
-    while chunk := list(islice(it, CHUNK)):
-        shares: list[list[tuple[int, bytes]]] = [[] for _ in range(workers)]
+def _chunks(lines: Iterator[bytes], workers: int, read: list[bytes] | None
+            ) -> Iterator[tuple[list[bytes], list[list[tuple[int, bytes, float | None]]]]]:
+    """The file in chunks: the lines, and each shard's event lines (line within chunk).
+
+    With a keyring (``read`` a list: the lines are kept there) each event line goes with
+    a bound of the replay clock before it: the latest time of any line before it, taken
+    as if all were accepted. A key is valid up to its ``not_after``, so an event whose
+    signature verifies when it arrived at that bound verifies at the replay clock too;
+    one that does not is judged again by the parent at the replay clock, once known
+    (:func:`_drive`). Without a keyring the clock decides nothing in the gate."""
+    bound = float("-inf")
+    while chunk := list(islice(lines, CHUNK)):
+        if read is not None:
+            read.extend(chunk)
+        shares: list[list[tuple[int, bytes, float | None]]] = [[] for _ in range(workers)]
         for i, raw in enumerate(chunk):
             if raw.strip():
                 number = shard_of(raw, workers)
                 if number is not None:
-                    shares[number].append((i, raw))
+                    shares[number].append((i, raw, bound if read is not None else None))
+                if read is not None:
+                    bound = max(bound, _line_time(raw))
         yield chunk, shares
+
+
+def _line_time(raw: bytes) -> float:
+    """The time a line would move the replay clock to if accepted (epoch seconds): -inf
+    for a line without one; +inf for one that cannot be read here (no bound then)."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return float("-inf")
+    at = payload.get("occurred_at") if isinstance(payload, dict) else None
+    if not isinstance(at, str):
+        return float("-inf")
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        return float("inf")
+    return when.timestamp() if when.tzinfo is not None else float("inf")
+
+
+def _arrival(bound: float | None) -> datetime | None:
+    """A bound of :func:`_chunks` as the instant an event is taken to have arrived."""
+    if bound is None or bound == float("-inf"):
+        return None
+    if bound == float("inf"):
+        return datetime.max.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(bound, UTC)
+
+
+class _ClockDependent(Exception):
+    """A line a shard rejected is accepted at the replay clock: the shards' states no
+    longer follow the file (replay it in one process)."""
 
 
 def _receive(conn: Connection) -> Any:
@@ -355,15 +408,18 @@ def _receive(conn: Connection) -> Any:
     return message
 
 
-def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inboxes: list[Any],
+def _drive(lines: Iterator[bytes], read: list[bytes] | None, engine: Engine,
+           until: datetime | None, keys: KeyRing | None, inboxes: list[Any],
            pipes: list[Connection], on_progress: Callable[[int], None] | None,
            windows: bool) -> ReplayResult:
     result = ReplayResult()
     clock = EventTimeClock()
-    sides = SideRules(engine, clock, result, windows=False, indicators=None)  # complaints
+    sides = SideRules(engine, clock, result, windows=False, indicators=None,
+                      keys=keys)  # complaints
+    gate = Gate(engine.catalog, keys)
     workers = len(inboxes)
     probe = EventTimeClock()  # the clock as the shards will see it, a chunk ahead of ``clock``
-    chunks = _chunks(lines, len(inboxes))
+    chunks = _chunks(lines, len(inboxes), read)
     first_line = 1
 
     def hand_out() -> list[bytes] | None:
@@ -384,10 +440,14 @@ def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inbox
         # the clock after every line: accepted events (any shard) and complaints (here)
         accepted: dict[int, tuple[Instant, list[Any]]] = {}
         problems: list[tuple[int, str]] = []
+        again: set[int] = set()  # rejected at a bound of the clock: judged at the clock
         for report in reports:
             for i, at, fields in report.accepted:
                 accepted[i] = (at, fields)
             for i, reason, detail in report.rejected:
+                if reason == "bad_signature" and keys is not None:
+                    again.add(i)
+                    continue
                 result.rejected[reason] = result.rejected.get(reason, 0) + 1
                 problems.append((i, f"line {first_line + i}: {reason}: {detail}"))
         moves: Moves = (array("l"), array("d"), array("d"))
@@ -405,12 +465,20 @@ def _drive(lines: Iterable[bytes], engine: Engine, until: datetime | None, inbox
                     probe.advance(_unpack(instant), instant[0])
                     _move(moves, i, instant)
                 continue
+            if i in again:  # as replay() judges it: the key valid at the clock before it
+                try:
+                    gate.parse(raw, None, arrived=probe.now())
+                except Rejected as r:
+                    result.rejected[r.reason] = result.rejected.get(r.reason, 0) + 1
+                    problems.append((i, f"line {first_line + i}: {r.reason}: {r.detail}"))
+                    continue
+                raise _ClockDependent(first_line + i)
             if not raw.strip():
                 continue
             payload = complaint_payload(raw)
             if payload is not None:
                 steps.append((i, payload))
-                when = _complaint_time(payload)
+                when = _complaint_time(sides.gate, payload, probe.now())
                 if when is not None and probe.now() < when:
                     probe.advance(when)
                     _move(moves, i, _pack(when))
@@ -461,14 +529,11 @@ def _move(moves: Moves, line: int, instant: Instant) -> None:
     moves[2].append(instant[1])
 
 
-def _complaint_time(payload: dict[str, Any]) -> datetime | None:
+def _complaint_time(gate: ComplaintGate, payload: dict[str, Any], clock: datetime
+                    ) -> datetime | None:
     """The instant a complaint line moves the clock to, None if it will be rejected (as
-    :meth:`SideRules.complaint` decides: the same validation)."""
-    from pydantic import ValidationError
-
-    from producers.contract import Complaint
-
+    :meth:`SideRules.complaint` decides: the same gate at the same clock)."""
     try:
-        return Complaint.model_validate(payload).occurred_at
-    except ValidationError:
+        return gate.validate(payload, None, arrived=clock).occurred_at
+    except ComplaintRejected:
         return None

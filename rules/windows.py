@@ -38,8 +38,10 @@ metric).
 Department alert ids are deterministic: rule + scope + window start (for silence: the
 instant of the last event, which starts the silence).
 
-The state a driver keeps is plain JSON-able values (see :class:`WindowTracker`, the
-replay driver; ``agents/windows.py`` keeps the same values in Faust tables).
+What happens to a record and to what falls due is written once, in :class:`WindowFlow`,
+over a :class:`WindowStore` of plain JSON-able values: dicts in replay
+(:class:`WindowTracker`, with heaps of what falls due), Faust tables in the worker
+(``agents/windows.py``, with a timer scanning them).
 """
 
 from __future__ import annotations
@@ -47,11 +49,11 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from producers.contract import Alert, Severity, Step, make_alert_id
 from rules.case import Fact
@@ -674,11 +676,188 @@ def _num(x: float) -> int | float:
     return int(x) if float(x).is_integer() else round(x, 1)
 
 
+# --- the one flow, for the worker and replay -------------------------------------------------
+
+#: What falls due in a window store: a handler's decisions to count, a department window to close.
+COUNT, CLOSE = 0, 1
+
+
+class WindowStore(Protocol):
+    """Where a window driver keeps its values (plain JSON-able dicts and lists, see
+    :class:`WindowFlow`): dicts in replay (:class:`WindowTracker`), Faust tables in the
+    worker (``agents/windows.py``). A value handed out is the flow's to change in place
+    until it is put back; a department's state is not changed in place (it is copied, then
+    put back): a store may hand out the one it keeps."""
+
+    def state(self, department: str, /) -> Mapping[str, Any]:
+        """The department's state: ``h`` its closed windows (baselines), ``dc`` the time its
+        windows are closed through, ``bc`` the time its handlers were counted to, ``L`` its
+        last final event ``[at, event_id]``, ``s`` the last event whose silence was judged."""
+        ...
+
+    def put_state(self, department: str, value: dict[str, Any], /) -> None: ...
+
+    def window(self, department: str, start: float, at: float, /) -> dict[str, Any] | None:
+        """The open department window starting at ``start`` (``at``: an instant in it)."""
+        ...
+
+    def put_window(self, department: str, start: float, at: float, value: dict[str, Any], /
+                   ) -> None: ...
+
+    def drop_window(self, department: str, start: float, /) -> None: ...
+
+    def handler(self, handler: str, /) -> dict[str, Any] | None: ...
+
+    def put_handler(self, handler: str, value: dict[str, Any] | None, /) -> None:
+        """None: the handler is dropped (idle: nothing of it can count any more)."""
+        ...
+
+    def spans(self, department: str, /) -> list[list[Any]]:
+        """The department's spans of events after its last final event (:func:`span_add`)."""
+        ...
+
+    def put_spans(self, department: str, spans: list[list[Any]], /) -> None:
+        """After an event was added, or the spans left open once silence was judged (a
+        store may instead leave the final ones to be dropped when it next reads them)."""
+        ...
+
+
+class WindowFlow:
+    """Records into the windows, and what falls due out of them, written once for the
+    worker and both replays: each brings its :class:`WindowStore`, the time (given to each
+    call: ``t`` in epoch seconds and ``now`` the same instant as a datetime) and does what
+    it must with the alerts returned (the worker stores them before it writes the states
+    that record them; replay takes them at once). What is due is the caller's to find
+    (replay keeps heaps; the worker scans its tables on a timer): :meth:`advance` takes it.
+    """
+
+    def __init__(self, rules: WindowRules, on_late: Callable[[str], None],
+                 on_duplicate: Callable[[], None] | None = None) -> None:
+        self.rules = rules
+        #: a late record, by the rule it was late for ("department" or ``actor.burst``)
+        self.on_late = on_late
+        self.on_duplicate = on_duplicate
+
+    def observe(self, store: WindowStore, rec: WindowRecord, t: float,
+                source: tuple[str, int] | None = None) -> None:
+        """Take a record in at ``t`` (epoch seconds): into its department window unless that
+        is closed, into its handler's decisions unless final already, into its department's
+        spans unless its last final event is later. ``source``: the upstream partition
+        and offset it was read from, when it may come twice (forwarded again after a
+        takeover: records from one upstream partition come in its order, so one at or
+        before the last counted from there is a copy, counted once)."""
+        r = self.rules
+        cfg = r.cfg
+        dept = rec.department
+        st = store.state(dept)
+        start = r.window_start(rec.at, cfg.dept_size)
+        end = start + cfg.dept_size
+        if r.is_late(end, t) or end <= st.get("dc", 0):
+            self.on_late("department")
+        else:
+            value = store.window(dept, start, rec.at)
+            if value is None:
+                value = {}
+            if source is None:
+                store.put_window(dept, start, rec.at, dept_add(value, rec))
+            else:
+                up, offset = source
+                counted = value.get("u")
+                if counted is None:
+                    counted = value["u"] = {}
+                if int(counted.get(up, -1)) >= offset:
+                    if self.on_duplicate is not None:
+                        self.on_duplicate()
+                else:
+                    dept_add(value, rec)
+                    counted[up] = offset
+                    store.put_window(dept, start, rec.at, value)
+        if rec.decision and cfg.burst_on:
+            if r.burst_late(rec.at, t, st.get("bc", 0)):
+                self.on_late(BURST)
+            else:
+                handler = rec.handler
+                store.put_handler(handler, burst_add(store.handler(handler), rec))
+        last = st.get("L")
+        if last is None or rec.at > last[0]:
+            store.put_spans(dept, span_add(store.spans(dept), rec.at, rec.event_id,
+                                           r.merge_seconds))
+
+    def count(self, store: WindowStore, handler: str, t: float, now: datetime) -> list[Alert]:
+        """Count a handler's decisions final by ``t`` (:meth:`WindowRules.burst_advance`)."""
+        r = self.rules
+        value = store.handler(handler)
+        if value is None:
+            return []
+        dept = handler.partition("/")[0]
+        st = dict(store.state(dept))
+        st["bc"] = max(st.get("bc", 0), t)  # see WindowRules.burst_late
+        alerts = r.burst_advance(handler, value, t, now)
+        store.put_handler(handler, value if r.burst_next(value) is not None else None)
+        store.put_state(dept, st)
+        return alerts
+
+    def close(self, store: WindowStore, department: str, start: float, now: datetime
+              ) -> list[Alert]:
+        """Close and judge a department window (:meth:`WindowRules.close_denial`)."""
+        r = self.rules
+        value = store.window(department, start, start)
+        if value is None:
+            return []
+        st = dict(store.state(department))
+        st["dc"] = max(st.get("dc", 0), start + r.cfg.dept_size)
+        alert, st["h"] = r.close_denial(department, start, value, st.get("h") or {}, now)
+        store.drop_window(department, start)
+        store.put_state(department, st)
+        return [] if alert is None else [alert]
+
+    def judge_silence(self, store: WindowStore, department: str, t: float, now: datetime
+                      ) -> list[Alert]:
+        """A department's silence bookkeeping moved to ``t``
+        (:meth:`WindowRules.silence_advance`), and the silences found judged."""
+        r = self.rules
+        st = store.state(department)
+        old = st.get("L")
+        old_last = (float(old[0]), str(old[1])) if old else None
+        judged_before = st.get("s", 0)
+        last, spans, judged, found = r.silence_advance(old_last, store.spans(department),
+                                                       judged_before, t)
+        alerts = []
+        for at, event_id in found:
+            alert = r.judge_silence(department, at, event_id, st.get("h") or {}, now)
+            if alert is not None:
+                alerts.append(alert)
+        if last != old_last or judged != judged_before:
+            new = dict(st)
+            new["L"], new["s"] = list(last) if last else None, judged
+            store.put_state(department, new)
+            store.put_spans(department, spans)
+        return alerts
+
+    def advance(self, store: WindowStore, due: Iterable[tuple[int, str, float]],
+                silences: Iterable[str], t: float, now: datetime) -> list[Alert]:
+        """What is due by ``t``: ``due`` the handlers to count (:data:`COUNT`, handler,
+        when) and the windows to close (:data:`CLOSE`, department, start), in the order
+        they fall due (a count before a close at the same instant); then ``silences``,
+        the departments whose silence may be due."""
+        alerts: list[Alert] = []
+        for kind, scope, start in due:
+            if kind == COUNT:
+                alerts.extend(self.count(store, scope, t, now))
+            else:
+                alerts.extend(self.close(store, scope, start, now))
+        for dept in silences:
+            alerts.extend(self.judge_silence(store, dept, t, now))
+        return alerts
+
+
 # --- the replay driver ------------------------------------------------------------------------
 
 
 class WindowTracker:
-    """Window state in plain dicts, driven by an event-time clock (replay, tests).
+    """The window flow with its values in plain dicts, driven by an event-time clock
+    (replay, tests): the :class:`WindowStore` of :class:`WindowFlow`, with heaps of what
+    falls due.
 
     ``observe(record, now)`` closes what is due by ``now`` and then adds the record (unless
     it is late); ``advance(now)`` counts final decisions, closes windows and judges
@@ -687,82 +866,92 @@ class WindowTracker:
 
     def __init__(self, rules: WindowRules) -> None:
         self.rules = rules
+        self.flow = WindowFlow(rules, self._late)
         #: handler -> its decisions (:func:`burst_add`, :meth:`WindowRules.burst_advance`)
         self.burst: dict[str, dict[str, Any]] = {}
         self.dept: dict[tuple[str, float], dict[str, Any]] = {}
-        #: department -> {"h": history, "dc": closed through, "bc": handlers counted to,
-        #: "L": last final event, "s": last event whose silence was judged}
+        #: department -> its state (:meth:`WindowStore.state`)
         self.state: dict[str, dict[str, Any]] = {}
         self.spans: dict[str, list[list[Any]]] = {}
-        #: (due, kind, scope, start): a department window closing (kind 1, its start), a
-        #: handler's decisions to count (kind 0, start = due; superseded unless in _burst_at)
+        #: (due, kind, scope, start): a department window closing (CLOSE, its start), a
+        #: handler's decisions to count (COUNT, start = due; superseded unless in _burst_at)
         self._closing: list[tuple[float, int, str, float]] = []
         self._burst_at: dict[str, float] = {}
         self._silence: list[tuple[float, str]] = []  # (next check, department)
         self._scheduled: dict[str, float] = {}
         self.late = 0
+        self._store = _TrackerStore(self)
+
+    # --- the store ----------------------------------------------------------------------
+
+    def _late(self, rule: str) -> None:
+        self.late += 1
+
+    def state_of(self, department: str) -> Mapping[str, Any]:
+        return self.state.get(department) or _EMPTY
+
+    def put_state(self, department: str, value: dict[str, Any]) -> None:
+        self.state[department] = value
+
+    def window(self, department: str, start: float, at: float) -> dict[str, Any] | None:
+        return self.dept.get((department, start))
+
+    def put_window(self, department: str, start: float, at: float, value: dict[str, Any]) -> None:
+        key = (department, start)
+        if key not in self.dept:
+            heapq.heappush(self._closing, (self.rules.closes_at(start + self.rules.cfg.dept_size),
+                                           CLOSE, department, start))
+        self.dept[key] = value
+
+    def drop_window(self, department: str, start: float) -> None:
+        del self.dept[department, start]
+
+    def handler(self, handler: str) -> dict[str, Any] | None:
+        return self.burst.get(handler)
+
+    def put_handler(self, handler: str, value: dict[str, Any] | None) -> None:
+        if value is None:
+            del self.burst[handler]
+            return
+        self.burst[handler] = value
+        # a count scheduled later moves earlier; one scheduled earlier stays (it counts
+        # what is due then and schedules the next)
+        nxt = self.rules.burst_next(value)
+        if nxt is not None:
+            due = self.rules.closes_at(nxt)
+            if due < self._burst_at.get(handler, _NEVER):
+                self._burst_at[handler] = due
+                heapq.heappush(self._closing, (due, COUNT, handler, due))
+
+    def spans_of(self, department: str) -> list[list[Any]]:
+        return self.spans.get(department) or []
+
+    def put_spans(self, department: str, spans: list[list[Any]]) -> None:
+        self.spans[department] = spans
+
+    # --- the driver -----------------------------------------------------------------------
 
     def observe(self, rec: WindowRecord, now: datetime, t: float | None = None) -> list[Alert]:
         """``t``: ``now`` in epoch seconds, if the caller has it."""
-        r, cfg = self.rules, self.rules.cfg
         if t is None:
             t = now.timestamp()
         alerts = self.advance(now, t) if self.may_be_due(t) else []
-        st = self.state.setdefault(rec.department, {})
-        start = r.window_start(rec.at, cfg.dept_size)
-        end = start + cfg.dept_size
-        if r.is_late(end, t) or end <= st.get("dc", 0):
-            self.late += 1
-        else:
-            key = (rec.department, start)
-            if key not in self.dept:
-                heapq.heappush(self._closing, (r.closes_at(end), 1, rec.department, start))
-            self.dept[key] = dept_add(self.dept.get(key), rec)
-        if rec.decision and cfg.burst_on:
-            if r.burst_late(rec.at, t, st.get("bc", 0)):
-                self.late += 1
-            else:
-                handler = rec.handler
-                value = self.burst.get(handler)
-                if value is None:
-                    value = self.burst[handler] = {}
-                burst_add(value, rec)
-                # a count scheduled later moves earlier; one scheduled earlier stays (it
-                # counts what is due then and schedules the next)
-                nxt = r.burst_next(value)
-                due = r.closes_at(rec.at if nxt is None else nxt)
-                if due < self._burst_at.get(handler, _NEVER):
-                    self._burst_at[handler] = due
-                    heapq.heappush(self._closing, (due, 0, handler, due))
-        last = st.get("L")
-        if last is None or rec.at > last[0]:
-            spans = span_add(self.spans.get(rec.department, []), rec.at, rec.event_id, r.merge_seconds)
-            self.spans[rec.department] = spans
-            # the record moves the next check to no earlier than its time plus the allowed
-            # lateness (its span's end): one scheduled by then still comes in time
-            if self._scheduled.get(rec.department, _NEVER) > rec.at + cfg.lateness:
-                self._schedule(rec.department, t)
+        dept = rec.department
+        self.flow.observe(self._store, rec, t)
+        # a record after the last final event moves the next silence check to no earlier
+        # than its time plus the allowed lateness (its span's end): one scheduled by then
+        # still comes in time
+        if self._scheduled.get(dept, _NEVER) > rec.at + self.rules.cfg.lateness:
+            last = self.state_of(dept).get("L")
+            if last is None or rec.at > last[0]:
+                self._schedule(dept, t)
         return alerts  # nothing the record added is due yet (it would be late)
 
-    def _count(self, handler: str, now: datetime, t: float) -> list[Alert]:
-        """Count a handler's decisions final by ``t``; schedule its next count, or drop it."""
-        r = self.rules
-        del self._burst_at[handler]
-        value = self.burst[handler]
-        st = self.state.setdefault(handler.partition("/")[0], {})
-        st["bc"] = max(st.get("bc", 0), t)
-        alerts = r.burst_advance(handler, value, t, now)
-        nxt = r.burst_next(value)
-        if nxt is None:
-            del self.burst[handler]
-        else:
-            due = self._burst_at[handler] = r.closes_at(nxt)
-            heapq.heappush(self._closing, (due, 0, handler, due))
-        return alerts
-
     def _schedule(self, dept: str, now: float) -> None:
-        st = self.state.setdefault(dept, {})
-        nxt = self.rules.silence_next(st.get("L"), self.spans.get(dept, []), st.get("s", 0), now)
+        st = self.state_of(dept)
+        last = st.get("L")
+        nxt = self.rules.silence_next((last[0], last[1]) if last else None,
+                                      self.spans.get(dept, []), st.get("s", 0), now)
         if nxt is not None and nxt < self._scheduled.get(dept, _NEVER):
             self._scheduled[dept] = nxt
             heapq.heappush(self._silence, (nxt, dept))
@@ -779,35 +968,61 @@ class WindowTracker:
                     or (self._silence and self._silence[0][0] <= now))
 
     def advance(self, now: datetime, t: float | None = None) -> list[Alert]:
-        r = self.rules
         if t is None:
             t = now.timestamp()
-        alerts: list[Alert] = []
-        while self._closing and self._closing[0][0] <= t:
-            _, kind, scope, start = heapq.heappop(self._closing)
-            if kind == 0:
-                if self._burst_at.get(scope) == start:
-                    alerts.extend(self._count(scope, now, t))
-                continue
-            value = self.dept.pop((scope, start))
-            st = self.state.setdefault(scope, {})
-            st["dc"] = max(st.get("dc", 0), start + r.cfg.dept_size)
-            alert, st["h"] = r.close_denial(scope, start, value, st.get("h", {}), now)
-            if alert is not None:
-                alerts.append(alert)
-        while self._silence and self._silence[0][0] <= t:
-            when, dept = heapq.heappop(self._silence)
+        return self.flow.advance(self._store, self._due(t), self._silences(t), t, now)
+
+    def _due(self, t: float) -> Iterator[tuple[int, str, float]]:
+        """The counts and closings due by ``t``, in order, taken off the heap one by one (a
+        count schedules the next as it goes)."""
+        closing = self._closing
+        while closing and closing[0][0] <= t:
+            _, kind, scope, start = heapq.heappop(closing)
+            if kind == COUNT:
+                if self._burst_at.get(scope) != start:
+                    continue  # superseded
+                del self._burst_at[scope]  # the count reschedules it (put_handler)
+            yield kind, scope, start
+
+    def _silences(self, t: float) -> Iterator[str]:
+        """The departments whose silence check is due by ``t``; each is scheduled again
+        once judged (when the flow asks for the next)."""
+        silence = self._silence
+        while silence and silence[0][0] <= t:
+            when, dept = heapq.heappop(silence)
             if self._scheduled.get(dept) != when:
                 continue  # superseded
             del self._scheduled[dept]
-            st = self.state.setdefault(dept, {})
-            last, spans, judged, found = r.silence_advance(
-                st.get("L"), self.spans.get(dept, []), st.get("s", 0), t)
-            st["L"], st["s"] = last, judged
-            self.spans[dept] = spans
-            for at, event_id in found:
-                alert = r.judge_silence(dept, at, event_id, st.get("h", {}), now)
-                if alert is not None:
-                    alerts.append(alert)
+            yield dept
             self._schedule(dept, t)
-        return alerts
+
+
+class _TrackerStore:
+    """:class:`WindowTracker` as a :class:`WindowStore` (its own ``state`` and ``spans``
+    are the dicts tests read)."""
+
+    __slots__ = (
+        "drop_window",
+        "handler",
+        "put_handler",
+        "put_spans",
+        "put_state",
+        "put_window",
+        "spans",
+        "state",
+        "window",
+    )
+
+    def __init__(self, tracker: WindowTracker) -> None:
+        self.state = tracker.state_of
+        self.put_state = tracker.put_state
+        self.window = tracker.window
+        self.put_window = tracker.put_window
+        self.drop_window = tracker.drop_window
+        self.handler = tracker.handler
+        self.put_handler = tracker.put_handler
+        self.spans = tracker.spans_of
+        self.put_spans = tracker.put_spans
+
+
+_EMPTY: Mapping[str, Any] = {}

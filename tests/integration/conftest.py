@@ -56,12 +56,17 @@ class WorkerSpec:
     def complaints_topic(self) -> str:
         return f"complaints-{self.tag}"
 
+    @property
+    def complaints_dlq_topic(self) -> str:
+        return f"complaints-{self.tag}.dlq"
+
     def topic_settings(self):  # type: ignore[no-untyped-def]
         """Settings naming this spec's topics (to create them before a worker starts)."""
         from settings import load_settings
 
         return load_settings(broker_url=self.stack.broker_url, events_topic=self.events_topic,
                              dlq_topic=self.dlq_topic, complaints_topic=self.complaints_topic,
+                             complaints_dlq_topic=self.complaints_dlq_topic,
                              topic_partitions=self.partitions)
 
     def backfill(self, events: list, clock: Any,  # type: ignore[type-arg]
@@ -98,6 +103,7 @@ class WorkerSpec:
             "JIANCHA_EVENTS_TOPIC": self.events_topic,
             "JIANCHA_DLQ_TOPIC": self.dlq_topic,
             "JIANCHA_COMPLAINTS_TOPIC": self.complaints_topic,
+            "JIANCHA_COMPLAINTS_DLQ_TOPIC": self.complaints_dlq_topic,
             "JIANCHA_TOPIC_PARTITIONS": str(self.partitions),
             "JIANCHA_REDIS_PREFIX": self.prefix,
             "JIANCHA_CATALOG_DIR": str(TEST_CATALOG),

@@ -100,6 +100,7 @@ async def _backfill(spec: WorkerSpec, events: list[dict], complaints: list[dict]
     await ensure_topics(load_settings(
         broker_url=spec.stack.broker_url, events_topic=spec.events_topic,
         dlq_topic=spec.dlq_topic, complaints_topic=spec.extra_env["JIANCHA_COMPLAINTS_TOPIC"],
+        complaints_dlq_topic=spec.complaints_dlq_topic,
         topic_partitions=spec.partitions))
 
     def stamp(when: str) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from datetime import timedelta
 
+import orjson
 import pytest
 
 from tests.events import at, case, event
@@ -13,6 +14,7 @@ from tests.events import at, case, event
 pytestmark = pytest.mark.integration
 
 GONGSHANG_KEY = b"k-gongshang-2026"
+CENTRE_KEY = b"k-centre-2026"
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,8 @@ def running(stack, tmp_path_factory):  # type: ignore[no-untyped-def]
     from tests.integration.conftest import WorkerSpec
 
     keys = tmp_path_factory.mktemp("keys") / "keys.yaml"
-    keys.write_text(f"gongshang: {GONGSHANG_KEY.decode()}\n")
+    keys.write_text(f"gongshang: {GONGSHANG_KEY.decode()}\n"
+                    f"complaint-centre: {CENTRE_KEY.decode()}\n")
     spec = WorkerSpec(stack, extra_env={
         "JIANCHA_CLOCK_START": "2026-12-01T09:00:00+08:00",
         "JIANCHA_CLOCK_SPEED": "60",
@@ -70,11 +73,12 @@ def _has(alerts: list[dict], case_id: str, rule: str) -> bool:
     return any(a["case_id"] == case_id and a["rule"] == rule for a in alerts)
 
 
-def _dlq(spec, count: int, timeout: float = 30) -> list[tuple[bytes, dict[str, bytes]]]:  # type: ignore[no-untyped-def]
+def _dlq(spec, count: int, timeout: float = 30,  # type: ignore[no-untyped-def]
+         topic: str | None = None) -> list[tuple[bytes, dict[str, bytes]]]:
     from aiokafka import AIOKafkaConsumer
 
     async def go() -> list[tuple[bytes, dict[str, bytes]]]:
-        c = AIOKafkaConsumer(spec.dlq_topic, bootstrap_servers=spec.stack.bootstrap,
+        c = AIOKafkaConsumer(topic or spec.dlq_topic, bootstrap_servers=spec.stack.bootstrap,
                              auto_offset_reset="earliest", group_id=None)
         await c.start()
         out = []
@@ -225,3 +229,56 @@ def test_promise_deadline_fires_with_no_further_event_and_after_restart(stack) -
         assert fired_at <= anchor + lead + lateness + 5  # and promptly then
     finally:
         worker.stop()
+
+
+def _send_complaints(spec, values: list[bytes]) -> None:  # type: ignore[no-untyped-def]
+    from aiokafka import AIOKafkaProducer
+
+    async def go() -> None:
+        p = AIOKafkaProducer(bootstrap_servers=spec.stack.bootstrap)
+        await p.start()
+        try:
+            for value in values:
+                await p.send_and_wait(spec.complaints_topic, value, key=b"gongan")
+        finally:
+            await p.stop()
+
+    asyncio.run(go())
+
+
+def test_rejected_complaints_reach_their_dlq_with_reasons(running) -> None:  # type: ignore[no-untyped-def]
+    from producers.contract import sign_payload
+
+    spec, worker = running
+
+    def complaint(cid: str, **change: object) -> dict[str, object]:
+        return {"schema_version": 1, "complaint_id": cid, "department": "gongan",
+                "case_id": "CQ-1", "occurred_at": "2026-11-30T10:00:00+08:00", **change}
+
+    def signed(c: dict[str, object], key: bytes = CENTRE_KEY) -> bytes:
+        return orjson.dumps({**c, "signature": sign_payload(c, key)})
+
+    _send_complaints(spec, [
+        b"{not json",
+        orjson.dumps(complaint("CQ-UNSIGNED")),  # the worker has a keyring: the centre signs
+        signed(complaint("CQ-FORGED"), b"not-the-centre"),
+        signed(complaint("CQ-NOWHERE", department="nowhere")),
+        signed(complaint("CQ-FUTURE", occurred_at="2027-06-01T10:00:00+08:00")),
+        signed(complaint("CQ-OK")),
+    ])
+    dead = _dlq(spec, 5, topic=spec.complaints_dlq_topic)
+    by_reason = {h["jiancha-reason"].decode(): (v, h) for v, h in dead}
+    assert sorted(by_reason) == sorted(["invalid_json", "missing_signature", "bad_signature",
+                                        "unknown_department", "time_out_of_range"])
+    assert len(dead) == 5
+    assert by_reason["invalid_json"][0] == b"{not json"  # the original bytes
+    assert b"nowhere" in by_reason["unknown_department"][1]["jiancha-error"]
+    assert by_reason["bad_signature"][1]["jiancha-source"].startswith(
+        spec.complaints_topic.encode() + b":")
+    # the valid one is taken in
+    spec.wait_alerts(lambda alerts: any(a["rule"] == "complaint.received"
+                                        and a["details"].get("complaint_id") == "CQ-OK"
+                                        for a in alerts))
+    metrics = worker.metrics()
+    for reason in by_reason:
+        assert f'jiancha_complaints_rejected_total{{reason="{reason}"}} 1.0' in metrics

@@ -136,7 +136,7 @@ def test_replay_reads_complaints_from_the_events_file() -> None:
              {"schema_version": 1, "complaint_id": "BAD"}]  # no department, no time
     result = replay(_lines(items), build_engine(TEST_CATALOG), t("2026-12-31 00:00"))
     assert result.events == 4 and result.complaints == 3
-    assert result.rejected == {"invalid_complaint": 1}
+    assert result.rejected == {} and result.rejected_complaints == {"invalid_complaint": 1}
     assert "line 8: invalid_complaint" in result.problems[0]
     got = [(a.rule, a.severity, a.details.get("complaint_id")) for a in result.alerts
            if a.rule.startswith("complaint.")]

@@ -50,8 +50,9 @@ def mixed_file(draw: st.DrawFn) -> list[bytes]:
 
 def _same(a: ReplayResult, b: ReplayResult) -> None:
     assert [x.model_dump_json() for x in b.alerts] == [x.model_dump_json() for x in a.alerts]
-    assert (b.events, b.rejected, b.problems, b.complaints, b.late_window_records) == (
-        a.events, a.rejected, a.problems, a.complaints, a.late_window_records)
+    assert (b.events, b.rejected, b.rejected_complaints, b.problems, b.complaints,
+            b.late_window_records) == (a.events, a.rejected, a.rejected_complaints, a.problems,
+                                       a.complaints, a.late_window_records)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
