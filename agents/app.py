@@ -18,6 +18,7 @@ from agents.dead_letters import DeadLetterWriter
 from agents.extensions import EXTENSIONS, WorkerContext
 from agents.metrics import EngineMetrics
 from agents.record import Record
+from agents.sinks.cases import CaseMirror
 from agents.sinks.redis import RedisAlertSink, redis_client
 from agents.supervisor import Supervisor
 from producers.keys import DepartmentKeys
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> faust.App:
                           tally=lambda alert: alert_tally(alert, tz))
     clock = make_clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
     sv = Supervisor(engine, gate, clock, sink, metrics)
+    sv.case_mirror = CaseMirror(client, settings.redis_prefix, tz)
 
     n = settings.topic_partitions
     app = faust.App(

@@ -124,6 +124,8 @@ class Supervisor:
     event_observers: list[EventObserver] = field(default_factory=list)
     forwarders: list[Forwarder] = field(default_factory=list)
     alert_observers: list[AlertObserver] = field(default_factory=list)
+    #: writes the steps of cases that raised alerts where the alert pages read them
+    case_mirror: Callable[[Iterable[CaseState]], Awaitable[None]] | None = None
     _ingested_children: dict[tuple[str, str], Any] = field(default_factory=dict)
     #: what happens to an event and to a due case (shared with replay)
     driver: CaseDriver = field(init=False)
@@ -226,6 +228,9 @@ class Supervisor:
                 self._ingested(department, step).inc(n)
             if raised:
                 await self.publish(raised, started, partitions)
+                if self.case_mirror is not None:
+                    await self.case_mirror(acc.state for _, acc in order
+                                           if acc is not None and acc.alerts)
             if rejected:  # each delivered (awaited) before the batch's offsets may be acked
                 await asyncio.gather(*(dead_letter(rec, reason, detail)
                                        for rec, reason, detail in rejected))
@@ -341,6 +346,8 @@ class Supervisor:
         try:
             if fired:
                 await self.publish(fired, started, partitions)
+                if self.case_mirror is not None:
+                    await self.case_mirror(j.state for _, _, judged in raising for j in judged)
         except BaseException:
             for _, index, judged in raising:  # due again: judged whole next tick
                 for j in judged:

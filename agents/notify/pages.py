@@ -27,12 +27,15 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+import orjson
 from aiohttp import web
 
 from agents.notify.casechart import counted_span, counted_time_svg
 from agents.notify.routing import parse_duration
 from agents.notify.store import AlertNotFound, AlertStore
 from agents.notify.tokens import Principal, Tokens
+from producers.contract import Step
+from rules.checks.process import STEP_EN, STEP_ZH
 from rules.counted_time import WorkingTime
 from rules.lifecycle import TransitionError
 from rules.rulebook import RuleSet
@@ -202,10 +205,23 @@ class AlertPages:
 
     async def alert_page(self, request: web.Request, p: Principal) -> web.StreamResponse:
         alert = await self.visible_alert(p, request.match_info["alert_id"])
+        alert = {**alert, "case_steps": await self.case_steps(alert.get("case_id"))}
         done = request.query.get("done")
         flash = (f'<p class="flash">已{escape(ACTION.get(done, (done, done))[0])} '
                  f'{escape(ACTION.get(done, (done, done))[1])}</p>' if done in ACTION else "")
         return _page(f"告警 {alert['alert_id']}", _header(p) + flash + self.render_alert(alert, p))
+
+    async def case_steps(self, case_id: Any) -> list[dict[str, Any]] | None:
+        """The case's steps as the worker mirrors them (``agents.sinks.cases``), or None."""
+        if not isinstance(case_id, str):
+            return None
+        raw = await self.store.r.get(f"{self.store.p}case:{case_id}")
+        if raw is None:
+            return None
+        try:
+            return list(orjson.loads(raw)["steps"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
 
     def render_alert(self, a: Mapping[str, Any], p: Principal) -> str:
         d = a.get("details") or {}
@@ -238,9 +254,7 @@ class AlertPages:
             f'{_correction(a, self.ruleset)}'
             f'<section><h2>时间线 <span class="en">Time line</span></h2>{_timeline(a)}</section>'
             f'<section><h2>证据事件 <span class="en">Evidence events</span></h2><ul>{evidence}</ul>'
-            f'<p class="note">页面所示为告警所载内容；办件的全部事件在工作进程中，未存入 Redis。'
-            f' The page shows what the alert records; the case\'s full event list stays in the '
-            f'worker and is not in Redis.</p></section>'
+            f'{_steps_note(a)}</section>'
             f'<section class="actions">{_forms(a, p)}</section>'
             f'<section><h2>明细 <span class="en">Details</span></h2>'
             f'<table class="details">{details}</table></section>'
@@ -484,9 +498,27 @@ def _correction(a: Mapping[str, Any], ruleset: RuleSet | None) -> str:
             f'</span></p></section>')
 
 
+_STEPS = {s.value for s in Step}
+
+
+def _steps_note(a: Mapping[str, Any]) -> str:
+    if a.get("case_steps"):
+        return ('<p class="note">时间线含办件的全部步骤（工作进程在告警时写入）。 The time line has '
+                'every step of the case, as the worker recorded it with the alert.</p>')
+    return ('<p class="note">办件步骤未存入 Redis，页面所示为告警所载内容。 The case\'s steps are not '
+            'in Redis: the page shows what the alert records.</p>')
+
+
 def _timeline(a: Mapping[str, Any]) -> str:
     d = a.get("details") or {}
     events: list[tuple[str, str, str]] = []
+    for step in a.get("case_steps") or []:  # the case's own steps, when the worker wrote them
+        name = Step(step["step"]) if step.get("step") in _STEPS else None
+        who = f" · {step.get('actor')}" if step.get("actor") else ""
+        events.append((str(step.get("occurred_at")),
+                       f"{STEP_ZH.get(name, step.get('step')) if name else step.get('step')}{who}",
+                       f"{STEP_EN.get(name, step.get('step')) if name else step.get('step')} "
+                       f"({step.get('department')}, {step.get('event_id')})"))
     if d.get("clock_start"):
         events.append((str(d["clock_start"]), "计时开始", f"count starts ({d.get('clock_basis', '')})"))
     for start, end in d.get("paused_spans") or []:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import timedelta
 
@@ -53,6 +54,10 @@ def test_skipped_step_reaches_redis(running) -> None:  # type: ignore[no-untyped
     assert stored["status"] == "open" and stored["rule"] == "process.skipped_step"
     assert r.zscore(f"{spec.prefix}open", alert["alert_id"]) is not None
     assert r.zscore(f"{spec.prefix}open:gongan", alert["alert_id"]) is not None
+    # the case's steps, for the alert's page
+    steps = json.loads(r.get(f"{spec.prefix}case:SKIP-1"))["steps"]
+    assert [s["step"] for s in steps] == ["submitted", "accepted", "decided"]
+    assert steps[-1]["occurred_at"] == "2026-12-01T08:00:00+08:00"
 
 
 def test_out_of_order_within_lateness_is_no_alarm(running) -> None:  # type: ignore[no-untyped-def]

@@ -170,3 +170,17 @@ def test_every_notification_links_to_its_alerts_page() -> None:
     assert "bureau-duty (王)" in out.text["en"]
     plain = render(n, [alert], datetime(2026, 11, 30, tzinfo=TZ))
     assert "url" not in plain.payload["alerts"][0]
+
+
+def test_the_time_line_has_the_cases_steps_when_the_worker_wrote_them(
+        wt: WorkingTime, alerts: dict[str, dict[str, Any]]) -> None:
+    pages = AlertPages(None, Tokens([]), wt)  # type: ignore[arg-type]
+    a = alerts["deadline.legal_broken"]
+    steps = [{"event_id": "E-1", "step": "submitted", "department": "gongan", "actor": "applicant",
+              "occurred_at": "2026-09-01T09:00:00+08:00"},
+             {"event_id": "E-2", "step": "accepted", "department": "gongan", "actor": "clerk-3",
+              "occurred_at": "2026-09-01T10:00:00+08:00"}]
+    html = pages.render_alert({**a, "case_steps": steps}, BUREAU)
+    assert "受理 · clerk-3" in html and "acceptance (gongan, E-2)" in html
+    assert "every step of the case" in html
+    assert "not in Redis" in pages.render_alert(a, BUREAU)
