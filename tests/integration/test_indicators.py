@@ -244,11 +244,12 @@ def test_api_prometheus_and_report_agree_with_replay(stack, tmp_path) -> None:  
             assert indicator[labels] == row["decided"]
 
         # 3. jiancha report: from the worker's API and from the file, the same table (and
-        # the same charts: the html also reads the previous months, items and handlers)
+        # the same charts: the html also reads the previous months, items and handlers, so
+        # it needs the bureau's token, as per-handler scores do)
         until_arg = until.isoformat()
         for fmt in ("md", "csv", "json", "html"):
             from_url = _report("--period", PERIOD, "--url", f"http://127.0.0.1:{worker.web_port}",
-                               "--format", fmt)
+                               "--format", fmt, *(("--token", BUREAU_TOKEN) if fmt == "html" else ()))
             from_file = _report("--period", PERIOD, "--events", str(path), "--until", until_arg,
                                 "--catalog", str(TEST_CATALOG), "--format", fmt)
             assert from_url == from_file, fmt
