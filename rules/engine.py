@@ -224,17 +224,25 @@ class Engine:
         before = self.view(state.upto(len(state.facts) - 1))
         out: list[Alert] = []
         for alert_id, rule in gone:
+            try:
+                finding = next((f for f in self.checks[rule](before, self.ruleset.params(
+                    rule, state.item_code)) if make_alert_id(rule, state.case_id, *f.distinct)
+                    == alert_id), None)
+            except Exception:  # counted where it raised first; nothing proven either way
+                log.exception("rule %s failed on case %s before its last fact", rule,
+                              state.case_id)
+                finding = None
+            if finding is None:
+                # not found before the last fact either (the rule changed since it raised
+                # it): this fact proved nothing; the alert stands, and is watched no more
+                log.warning("alert %s (%s) of case %s is not found before its last fact; it "
+                            "stands as it was raised", alert_id, rule, state.case_id)
+                del state.sources[alert_id]
+                continue
             rank = raised[alert_id]
             raised[alert_id] = RETRACTED
-            config = self.ruleset.rules[rule]
-            finding = next((f for f in self.checks[rule](before, self.ruleset.params(
-                rule, state.item_code)) if make_alert_id(rule, state.case_id, *f.distinct)
-                == alert_id), None)
-            if finding is None:  # not found before either: the rule changed since it was raised
-                log.warning("alert %s (%s) of case %s no longer found; retracted without its "
-                            "numbers", alert_id, rule, state.case_id)
-                finding = Finding(distinct=(), event_time=last.at, due_at=last.at)
-            severity: Severity = "escalated" if rank >= _ESCALATED else config.severity
+            severity: Severity = ("escalated" if rank >= _ESCALATED
+                                  else self.ruleset.rules[rule].severity)
             out.append(self._render(rule, severity, alert_id, before, finding, now,
                                     retracted_by=(last.event_id,)))
         return out

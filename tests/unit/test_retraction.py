@@ -161,3 +161,29 @@ def test_notice_in_time_reported_late_retracts_the_late_notice() -> None:
     versions = _of(alerts, "supplement.late", "L1")
     assert [a.status for a in versions] == ["open", "retracted"]
     assert versions[1].details["retracted_by"] == [case[-1]["event_id"]]
+
+
+def test_an_alert_its_rule_no_longer_knows_stands_and_is_watched_no_more() -> None:
+    """An alert raised by an earlier version of a rule (its id not found before the new
+    fact either) is not retracted by that fact: nothing was proven."""
+    from rules.case import CaseState
+    from rules.engine import Engine
+    from rules.ingest import Gate
+    from tests.unit.eventkit import engine
+
+    eng: Engine = engine()
+    gate = Gate(eng.catalog)
+    state: CaseState | None = None
+    for e in events("T-SHORT", CASE, case_id="OLD"):
+        event = gate.parse(orjson.dumps(e), None)
+        state = eng.ingest(state, event, event.occurred_at)
+    assert state is not None
+    state.raised["pro-000000000000000000000000"] = 2
+    state.sources["pro-000000000000000000000000"] = "process.skipped_step"
+    decided = gate.parse(orjson.dumps(events("T-SHORT", [("decided", "2026-03-02 11:00")],
+                                             case_id="OLD")[0] | {"event_id": "OLD-9"}), None)
+    state = eng.ingest(state, decided, decided.occurred_at)
+    alerts, _ = eng.judge(state, t("2026-03-02 11:30"), decided.step)
+    assert not [a for a in alerts if a.status == "retracted"]
+    assert state.raised["pro-000000000000000000000000"] == 2
+    assert "pro-000000000000000000000000" not in state.sources
