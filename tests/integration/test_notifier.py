@@ -467,8 +467,11 @@ def test_api_tokens_limit_departments(notifier_a: NotifierProcess) -> None:
     assert [a["alert_id"] for a in body["alerts"]] == ["api-ga"]
     status, body = n.call("GET", "/api/whoami", GONGAN)
     assert body == {"name": "gongan-contact", "role": "department", "department": "gongan"}
-    with urllib.request.urlopen(f"http://127.0.0.1:{n.api_port}/metrics", timeout=5) as resp:
-        assert total(resp.read(), "jiancha_notifier_delivered_total") > 0
+    def read() -> float:  # the alerts this test published, read from the stream
+        with urllib.request.urlopen(f"http://127.0.0.1:{n.api_port}/metrics", timeout=5) as resp:
+            return total(resp.read(), "jiancha_notifier_alerts_read_total")
+
+    wait_for(lambda: read() > 0, what="alert versions read, counted in /metrics")
 
 
 def test_cli(notifier_a: NotifierProcess, monkeypatch: pytest.MonkeyPatch) -> None:
