@@ -5,15 +5,13 @@ a number (the rule set does not type a rule's parameters)."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from rules.rulebook import DEFAULT_RULES_DIR
 from tests.events import case, event
+from tests.faulty_rules import rules_with_a_failing_check
 
 pytestmark = pytest.mark.integration
 
@@ -21,12 +19,7 @@ pytestmark = pytest.mark.integration
 def test_a_failing_check_is_logged_counted_and_degrades_health(stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from tests.integration.conftest import WorkerSpec
 
-    rules = tmp_path / "rules"
-    shutil.copytree(DEFAULT_RULES_DIR, rules)
-    path = rules / "suspensions.yaml"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    doc["rules"]["suspension.overlong"]["params"]["max_working_days"]["inspection"] = "a month"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    rules = rules_with_a_failing_check(tmp_path)
     spec = WorkerSpec(stack, extra_env={
         "JIANCHA_CLOCK_START": "2026-12-01T09:00:00+08:00",
         "JIANCHA_CLOCK_SPEED": "60",

@@ -75,18 +75,9 @@ def test_a_check_that_raises_fails_the_replay_naming_the_rule(tmp_path: Path) ->
     """The check raises in the replay's process (an operator's rule set gives a maximum that
     is not a number): the alerts are written, the summary names the rule, the exit code is
     not 0."""
-    import shutil
+    from tests.faulty_rules import rules_with_a_failing_check
 
-    import yaml
-
-    from rules.rulebook import DEFAULT_RULES_DIR
-
-    rules = tmp_path / "rules"
-    shutil.copytree(DEFAULT_RULES_DIR, rules)
-    path = rules / "suspensions.yaml"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    doc["rules"]["suspension.overlong"]["params"]["max_working_days"]["inspection"] = "a month"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    rules = rules_with_a_failing_check(tmp_path)
     events = case("R-SUS", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
                             ("decided", "2026-11-30 15:00")])
     events[1:1] = [{**events[1], "event_id": "R-SUS-s", "step": "suspended",
