@@ -18,7 +18,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
-RUN pip install . \
+RUN pip install ".[engine]" \
     && jiancha --help > /dev/null
 
 # --- runtime ---------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def ensure_venv() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("dev.py: installing jiancha and its dependencies (about a minute) ...", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True, cwd=ROOT)
+    subprocess.run([*pip, "-e", f"{ROOT}[engine,test]"], check=True, cwd=ROOT)
     STAMP.write_text(wanted)
 
 

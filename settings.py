@@ -7,6 +7,9 @@ time: call :func:`load_settings`.
 
 from __future__ import annotations
 
+if __name__ != "jiancha.settings":  # one copy of the module, under the installed name only
+    raise ImportError(f"import jiancha.settings, not {__name__}: settings.py is installed under jiancha.")
+
 import re
 import tempfile
 from datetime import datetime

@@ -10,24 +10,24 @@ import time
 from typing import Any
 
 import faust
+from jiancha.agents.batch_consumer import install as install_batch_handler
+from jiancha.agents.commit_barrier import CoalescedChangelog
+from jiancha.agents.dead_letters import DeadLetterWriter
+from jiancha.agents.extensions import EXTENSIONS, WorkerContext
+from jiancha.agents.metrics import EngineMetrics
+from jiancha.agents.record import Record
+from jiancha.agents.sinks.cases import CaseMirror
+from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
+from jiancha.agents.supervisor import Supervisor
+from jiancha.producers.keys import DepartmentKeys
+from jiancha.rules.case import CaseState
+from jiancha.rules.clock import make_clock
+from jiancha.rules.factory import build_engine
+from jiancha.rules.indicators import alert_tally
+from jiancha.rules.ingest import Gate
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents.batch_consumer import install as install_batch_handler
-from agents.commit_barrier import CoalescedChangelog
-from agents.dead_letters import DeadLetterWriter
-from agents.extensions import EXTENSIONS, WorkerContext
-from agents.metrics import EngineMetrics
-from agents.record import Record
-from agents.sinks.cases import CaseMirror
-from agents.sinks.redis import RedisAlertSink, redis_client
-from agents.supervisor import Supervisor
-from producers.keys import DepartmentKeys
-from rules.case import CaseState
-from rules.clock import make_clock
-from rules.factory import build_engine
-from rules.indicators import alert_tally
-from rules.ingest import Gate
-from settings import Settings
+from jiancha.settings import Settings
 
 log = logging.getLogger(__name__)
 STUCK_AFTER_SECONDS = 10.0
@@ -40,7 +40,7 @@ def faust_credentials(settings: Settings) -> Any:
         return None
     ssl_context = None
     if proto in ("SASL_SSL", "SSL"):
-        from producers.client import kafka_ssl_context
+        from jiancha.producers.client import kafka_ssl_context
 
         ssl_context = kafka_ssl_context(settings)
     if proto == "SSL":

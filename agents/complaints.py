@@ -27,17 +27,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import faust
+from jiancha.agents.windows import Repartition, active
+from jiancha.producers.contract import Complaint
+from jiancha.rules.complaints import ComplaintGate, ComplaintRejected, ComplaintRules, ComplaintState
+from jiancha.rules.driver import ComplaintFlow
+from jiancha.rules.schedule import DeadlineIndex
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from agents.windows import Repartition, active
-from producers.contract import Complaint
-from rules.complaints import ComplaintGate, ComplaintRejected, ComplaintRules, ComplaintState
-from rules.driver import ComplaintFlow
-from rules.schedule import DeadlineIndex
-
 if TYPE_CHECKING:
-    from agents.extensions import WorkerContext
+    from jiancha.agents.extensions import WorkerContext
 
 log = logging.getLogger(__name__)
 

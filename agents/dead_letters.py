@@ -22,8 +22,7 @@ from typing import Any
 
 import orjson
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
-
-from agents.record import Record
+from jiancha.agents.record import Record
 
 log = logging.getLogger(__name__)
 

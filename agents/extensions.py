@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from jiancha.agents.metrics import EngineMetrics
+from jiancha.agents.supervisor import Supervisor
 
-from agents.metrics import EngineMetrics
-from agents.supervisor import Supervisor
-from settings import Settings
+from jiancha.settings import Settings
 
 
 @dataclass
@@ -39,7 +39,7 @@ def _module(name: str) -> Extension:
 
 #: name (as in JIANCHA_EXTENSIONS) -> register function
 EXTENSIONS: dict[str, Extension] = {
-    "windows": _module("agents.windows"),
-    "complaints": _module("agents.complaints"),
-    "indicators": _module("agents.indicators"),
+    "windows": _module("jiancha.agents.windows"),
+    "complaints": _module("jiancha.agents.complaints"),
+    "indicators": _module("jiancha.agents.indicators"),
 }

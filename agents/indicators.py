@@ -33,13 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
-from prometheus_client.core import GaugeMetricFamily
-
-from agents.commit_barrier import CoalescedChangelog, before_commit, owner
-from agents.notify.tokens import Tokens, bearer, load_tokens
-from producers.contract import Alert, ApprovalEvent
-from rules.case import CaseState
-from rules.indicators import (
+from jiancha.agents.commit_barrier import CoalescedChangelog, before_commit, owner
+from jiancha.notifier.tokens import Tokens, bearer, load_tokens
+from jiancha.producers.contract import Alert, ApprovalEvent
+from jiancha.rules.case import CaseState
+from jiancha.rules.indicators import (
     INDICATORS,
     KINDS,
     Acc,
@@ -55,10 +53,11 @@ from rules.indicators import (
     report_rows,
     rows_csv,
 )
-from rules.memo import BoundedMemo
+from jiancha.rules.memo import BoundedMemo
+from prometheus_client.core import GaugeMetricFamily
 
 if TYPE_CHECKING:
-    from agents.extensions import WorkerContext
+    from jiancha.agents.extensions import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +174,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             log.exception("indicators: complaint not counted")
 
     sv.event_observers.append(on_event)
-    from agents.complaints import complaint_observers
+    from jiancha.agents.complaints import complaint_observers
 
     complaint_observers(app).append(on_complaint)
 

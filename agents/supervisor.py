@@ -26,16 +26,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
-from agents.metrics import EngineMetrics
-from agents.record import Record
-from agents.sinks.types import AlertSink
-from producers.contract import Alert, ApprovalEvent, Step
-from rules.case import CaseState, Fact
-from rules.clock import Clock
-from rules.driver import CaseDriver, Judged
-from rules.engine import Engine
-from rules.ingest import Gate, Rejected
-from rules.schedule import DeadlineIndex, Due
+from jiancha.agents.metrics import EngineMetrics
+from jiancha.agents.record import Record
+from jiancha.agents.sinks.types import AlertSink
+from jiancha.producers.contract import Alert, ApprovalEvent, Step
+from jiancha.rules.case import CaseState, Fact
+from jiancha.rules.clock import Clock
+from jiancha.rules.driver import CaseDriver, Judged
+from jiancha.rules.engine import Engine
+from jiancha.rules.ingest import Gate, Rejected
+from jiancha.rules.schedule import DeadlineIndex, Due
 
 log = logging.getLogger(__name__)
 

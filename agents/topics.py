@@ -13,9 +13,9 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from jiancha.producers.client import kafka_client_kwargs
 
-from producers.client import kafka_client_kwargs
-from settings import Settings
+from jiancha.settings import Settings
 
 log = logging.getLogger(__name__)
 

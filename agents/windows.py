@@ -40,13 +40,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import faust
 import orjson
-from prometheus_client import Counter
-
-from agents.commit_barrier import CoalescedChangelog, before_commit
-from producers.contract import Alert, ApprovalEvent
-from rules.case import Fact
-from rules.clock import Clock
-from rules.windows import (
+from jiancha.agents.commit_barrier import CoalescedChangelog, before_commit
+from jiancha.producers.contract import Alert, ApprovalEvent
+from jiancha.rules.case import Fact
+from jiancha.rules.clock import Clock
+from jiancha.rules.windows import (
     CLOSE,
     COUNT,
     WindowFlow,
@@ -56,10 +54,11 @@ from rules.windows import (
     own_window,
     spans_after,
 )
+from prometheus_client import Counter
 
 if TYPE_CHECKING:
-    from agents.extensions import WorkerContext
-    from agents.record import Record
+    from jiancha.agents.extensions import WorkerContext
+    from jiancha.agents.record import Record
 
 log = logging.getLogger(__name__)
 

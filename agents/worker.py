@@ -6,10 +6,10 @@ import gc
 import sys
 
 import faust
+from jiancha.agents.app import create_app
+from jiancha.agents.topics import ensure_topics_sync
 
-from agents.app import create_app
-from agents.topics import ensure_topics_sync
-from settings import Settings
+from jiancha.settings import Settings
 
 
 def run_worker(settings: Settings, loglevel: str = "INFO") -> None:

@@ -1,10 +1,10 @@
 """Generate the Grafana dashboards' JSON from the code in this package.
 
-    python -m dashboards.build            # (re)write dashboards/json/*.json
-    python -m dashboards.build --check    # exit 1 when the committed JSON is out of date
+    python -m jiancha.dashboards.build            # (re)write dashboards/json/*.json
+    python -m jiancha.dashboards.build --check    # exit 1 when the committed JSON is out of date
 
 (also ``jiancha dashboards build [--check]``). The JSON is committed: Grafana provisions it
-from dashboards/json/ (deploy/grafana/provisioning/dashboards/jiancha.yml) and
+from jiancha.dashboards/json/ (deploy/grafana/provisioning/dashboards/jiancha.yml) and
 ``jiancha dashboards push`` uploads it to an existing Grafana.
 """
 
@@ -21,7 +21,7 @@ JSON_DIR = Path(__file__).resolve().parent / "json"
 
 
 def _builders() -> dict[str, Callable[[], Any]]:
-    from dashboards import evaluation, health, live
+    from jiancha.dashboards import evaluation, health, live
 
     return {
         "jiancha-live.json": live.build,
@@ -75,7 +75,7 @@ def check(out_dir: Path = JSON_DIR) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dashboards.build", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m jiancha.dashboards.build", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true",
                         help="fail when dashboards/json differs from the code")
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = check(args.out)
         if stale:
-            print(f"dashboards out of date: {', '.join(stale)}; run 'python -m dashboards.build'",
+            print(f"dashboards out of date: {', '.join(stale)}; run 'python -m jiancha.dashboards.build'",
                   file=sys.stderr)
             return 1
         print("dashboards/json matches the code")

@@ -7,8 +7,7 @@ The heavier queries read the recording rules of dashboards/prometheus/rules/
 from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as dm
-
-from dashboards.kit import (
+from jiancha.dashboards.kit import (
     DEPT,
     Layout,
     department_variable,

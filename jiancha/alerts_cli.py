@@ -36,11 +36,11 @@ def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    from agents.notify.store import AlertNotFound, AlertStore
-    from agents.sinks.redis import redis_client
-    from rules.clock import make_clock
-    from rules.lifecycle import TransitionError
-    from settings import SettingsError, load_settings, mask_url
+    from jiancha.agents.sinks.redis import redis_client
+    from jiancha.notifier.store import AlertNotFound, AlertStore
+    from jiancha.rules.clock import make_clock
+    from jiancha.rules.lifecycle import TransitionError
+    from jiancha.settings import SettingsError, load_settings, mask_url
 
     try:
         s = load_settings()
@@ -155,8 +155,8 @@ def silence(
     --list shows silences, --expire ID ends one."""
     from datetime import timedelta
 
-    from agents.notify.routing import parse_duration
-    from agents.notify.store import MAX_SILENCE
+    from jiancha.notifier.routing import parse_duration
+    from jiancha.notifier.store import MAX_SILENCE
 
     if list_:
         silences = _run(lambda st: st.silences(include_expired=all_))

@@ -134,7 +134,7 @@ def run_bench(config: BenchConfig, console: Console) -> Results:
         say(f"  memory: {per_case:,.0f} bytes per open case at {n:,} open cases")
     res.figures["bytes_per_open_case"] = max(
         v for k, v in res.figures.items() if k.startswith("bytes_per_open_case_"))
-    from rules.replay_parallel import replay_workers
+    from jiancha.rules.replay_parallel import replay_workers
 
     workers = replay_workers()
     for name, n in (("replay_sequential", 1), ("replay", workers)):
@@ -177,11 +177,11 @@ def _round(x: float) -> int:
 
 
 def _workload(n_events: int) -> tuple[list[bytes], datetime, float]:
-    from producers.simulator import generate_cases
-    from rules.calendar import OfficialCalendar
-    from rules.catalog import load_catalog
-    from rules.counted_time import WorkingTime
-    from settings import DEFAULT_CATALOG_DIR
+    from jiancha.rules.calendar import OfficialCalendar
+    from jiancha.rules.catalog import load_catalog
+    from jiancha.rules.counted_time import WorkingTime
+    from jiancha.settings import DEFAULT_CATALOG_DIR
+    from jiancha.simulator import generate_cases
 
     history_end = datetime(2026, 11, 18, 13, 0, tzinfo=TZ)
     catalog = load_catalog(DEFAULT_CATALOG_DIR)
@@ -521,10 +521,10 @@ def _histogram_p99_ms(text: str, name: str) -> float | None:
 def _memory_per_open_case(n: int) -> float:
     """An open case (submitted, accepted, reviewed) as the worker keeps it: the encoded
     state in the table's store, keyed by case id, plus its deadline-index entry."""
-    from producers.contract import parse_event
-    from rules.factory import build_engine
-    from rules.schedule import DeadlineIndex
-    from settings import DEFAULT_CATALOG_DIR
+    from jiancha.producers.contract import parse_event
+    from jiancha.rules.factory import build_engine
+    from jiancha.rules.schedule import DeadlineIndex
+    from jiancha.settings import DEFAULT_CATALOG_DIR
 
     engine = build_engine(DEFAULT_CATALOG_DIR)
     engine.working_time.calendar.announce = False  # (the first in-process run said so)
@@ -569,9 +569,9 @@ def _memory_per_open_case(n: int) -> float:
 def _fresh_engine(announce: bool) -> Any:
     """An engine with no warm caches; ``announce``: whether it says which years have no
     official calendar (only the first in-process run of the bench says so)."""
-    from rules.calendar import OfficialCalendar
-    from rules.factory import build_engine
-    from settings import DEFAULT_CATALOG_DIR
+    from jiancha.rules.calendar import OfficialCalendar
+    from jiancha.rules.factory import build_engine
+    from jiancha.settings import DEFAULT_CATALOG_DIR
 
     engine = build_engine(DEFAULT_CATALOG_DIR)
     if isinstance(engine.working_time.calendar, OfficialCalendar):
@@ -587,11 +587,11 @@ def _case_rules_in_process_eps(lines: list[bytes]) -> float:
     one worker, with the collector set as the worker sets it."""
     import gc
 
-    from rules.case import CaseState
-    from rules.clock import EventTimeClock
-    from rules.ingest import Gate, Rejected
-    from rules.schedule import DeadlineIndex
-    from settings import Settings
+    from jiancha.rules.case import CaseState
+    from jiancha.rules.clock import EventTimeClock
+    from jiancha.rules.ingest import Gate, Rejected
+    from jiancha.rules.schedule import DeadlineIndex
+    from jiancha.settings import Settings
 
     engine = _fresh_engine(announce=False)
     gate = Gate(engine.catalog)
@@ -625,7 +625,7 @@ def _case_rules_in_process_eps(lines: list[bytes]) -> float:
 
 def _replay_eps(lines: list[bytes], engine: Any, workers: int) -> float:
     """Events/s of ``jiancha replay`` (windows and all) over the workload."""
-    from rules.replay_parallel import replay_parallel
+    from jiancha.rules.replay_parallel import replay_parallel
 
     t0 = time.perf_counter()
     replay_parallel(lines, engine, datetime(2026, 12, 31, tzinfo=TZ), workers=workers)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from jiancha.rules_cli import rules_app
-from settings import Settings, SettingsError, load_settings
+from jiancha.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="jiancha 监察: real-time supervision of administrative approvals.")
@@ -60,9 +60,9 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Faust log level")] = "INFO",
 ) -> None:
     """Run the supervising Faust worker (consumes approval-events, writes alerts to Redis)."""
-    from agents.sinks.redis import RedisConfigError
-    from agents.topics import TopicMismatch
-    from agents.worker import run_worker
+    from jiancha.agents.sinks.redis import RedisConfigError
+    from jiancha.agents.topics import TopicMismatch
+    from jiancha.agents.worker import run_worker
 
     try:
         run_worker(_settings(catalog_dir=catalog), loglevel)
@@ -88,10 +88,10 @@ def replay(
 ) -> None:
     """Replay events (and complaints) offline through the worker's rules; alerts as JSON
     Lines on stdout."""
-    from rules.factory import build_engine
-    from rules.indicators import IndicatorBook
-    from rules.replay_parallel import ReplayWorkerError, replay_workers
-    from rules.replay_parallel import replay_parallel as run_replay
+    from jiancha.rules.factory import build_engine
+    from jiancha.rules.indicators import IndicatorBook
+    from jiancha.rules.replay_parallel import ReplayWorkerError, replay_workers
+    from jiancha.rules.replay_parallel import replay_parallel as run_replay
 
     settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     until_dt = parse_until(until)
@@ -122,7 +122,7 @@ def replay(
     if book is not None and indicators is not None:
         import orjson
 
-        from rules.indicators import full_report
+        from jiancha.rules.indicators import full_report
 
         indicators.write_bytes(orjson.dumps(full_report(book.store, book.scoring, engine.catalog),
                                             option=orjson.OPT_INDENT_2) + b"\n")
@@ -154,7 +154,7 @@ def catalog_export(
     """Print the item catalog (contract.md 'Catalog export')."""
     import orjson
 
-    from rules.catalog import CatalogError, load_catalog
+    from jiancha.rules.catalog import CatalogError, load_catalog
 
     settings = _settings(catalog_dir=catalog)
     try:
@@ -162,7 +162,7 @@ def catalog_export(
     except CatalogError as exc:
         raise _fail(str(exc)) from None
     if markdown:
-        from rules.catalog_doc import catalog_markdown
+        from jiancha.rules.catalog_doc import catalog_markdown
 
         sys.stdout.write(catalog_markdown(loaded))
         return
@@ -182,7 +182,7 @@ def schema_export(
     check: Annotated[bool, typer.Option(help="fail if the files differ from the models")] = False,
 ) -> None:
     """Write (or --check) the JSON Schemas generated from the contract models."""
-    from producers.schema_files import check_schemas, write_schemas
+    from jiancha.producers.schema_files import check_schemas, write_schemas
 
     if check:
         stale = check_schemas(out_dir)
@@ -203,7 +203,7 @@ def send(
     """Send a file of events to Kafka (validated, signed, keyed by case_id)."""
     import asyncio
 
-    from producers.send import send_file
+    from jiancha.send import send_file
 
     report = asyncio.run(send_file(events, _settings(), progress=not no_progress))
     for err in report.errors[:20]:
@@ -232,11 +232,11 @@ def simulate(
     write a planned run to a file."""
     import asyncio
 
-    from producers.simulator import run_live
+    from jiancha.simulator import run_live
 
     settings = _settings()
     if out is not None:
-        from producers.simulator import generate_file
+        from jiancha.simulator import generate_file
 
         try:
             first = datetime.fromisoformat(start or "")
@@ -255,8 +255,8 @@ def simulate(
 @app.command()
 def notifier(loglevel: Annotated[str, typer.Option(help="log level")] = "INFO") -> None:
     """Run the notifier: alert lifecycle, routed notifications (webhook, email, stream), HTTP API."""
-    from agents.notify.service import run_notifier
-    from agents.sinks.redis import RedisConfigError
+    from jiancha.agents.sinks.redis import RedisConfigError
+    from jiancha.notifier.service import run_notifier
 
     try:
         run_notifier(_settings(), loglevel)

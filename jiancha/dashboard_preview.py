@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dashboards import promql
 from jiancha import svgchart
+from jiancha.dashboards import promql
 from jiancha.svgchart import Series
 
 JSON_DIR = Path(__file__).resolve().parent.parent / "dashboards" / "json"

@@ -25,7 +25,7 @@ def build(
 ) -> None:
     """(Re)write dashboards/json/*.json from the dashboard code (grafana-foundation-sdk)."""
     try:
-        from dashboards import build as b
+        from jiancha.dashboards import build as b
     except ImportError as exc:
         raise _fail(f"{exc}; install the dashboards extra: pip install -e '.[dashboards]'") from None
     if check:
@@ -55,9 +55,9 @@ def push(
                                          exists=True)] = DEFAULT_JSON_DIR,
 ) -> None:
     """Save the dashboards into an existing Grafana (folder 'jiancha 电子监察', overwrite)."""
-    from dashboards.names import FOLDER_UID
-    from dashboards.push import PushError
-    from dashboards.push import push as do_push
+    from jiancha.dashboards.names import FOLDER_UID
+    from jiancha.dashboards.push import PushError
+    from jiancha.dashboards.push import push as do_push
 
     try:
         pushed = do_push(url, token, json_dir=source, folder_uid=folder_uid or FOLDER_UID,

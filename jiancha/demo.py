@@ -147,11 +147,11 @@ async def _send_history(env: dict[str, str], now: datetime, cases: int) -> int:
     reported, so the worker judges it as it would have live."""
     from dataclasses import replace
 
-    from producers.client import producer_from_settings
-    from producers.simulator import generate_cases
-    from rules.catalog import load_catalog
-    from rules.clock import SimulatedClock
-    from settings import Settings
+    from jiancha.producers.client import producer_from_settings
+    from jiancha.rules.catalog import load_catalog
+    from jiancha.rules.clock import SimulatedClock
+    from jiancha.settings import Settings
+    from jiancha.simulator import generate_cases
 
     settings = Settings(**{k.removeprefix("JIANCHA_").lower(): v for k, v in env.items()
                            if k.startswith("JIANCHA_")})

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from dashboards import promql
+from jiancha.dashboards import promql
 from jiancha.embedded import ManagedProcess, free_port, spawn
 
 PROMETHEUS_YML = Path(__file__).resolve().parent.parent / "dashboards" / "prometheus" / "prometheus.yml"

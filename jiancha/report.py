@@ -26,9 +26,9 @@ BINARY = ("pdf", "png")
 def source_from_events(events: Path, department: str | None, until: datetime | None,
                        catalog: Path | None, rules: Path | None, calendar: Path | None) -> RowSource:
     from jiancha.cli import _fail, _open, _settings
-    from rules.factory import build_engine
-    from rules.indicators import IndicatorBook, report_rows
-    from rules.replay import replay
+    from jiancha.rules.factory import build_engine
+    from jiancha.rules.indicators import IndicatorBook, report_rows
+    from jiancha.rules.replay import replay
 
     settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     try:
@@ -97,7 +97,7 @@ def rows_from_url(url: str, period: str, scope: str, department: str | None,
 
 
 def render(rows: list[dict[str, Any]], fmt: str, period: str, scope: str) -> str:
-    from rules.indicators import COLUMNS, rows_csv, rows_markdown
+    from jiancha.rules.indicators import COLUMNS, rows_csv, rows_markdown
 
     if fmt == "json":
         return json.dumps({"period": period, "scope": scope, "rows": rows}, ensure_ascii=False,
@@ -136,7 +136,7 @@ def report_command(
     """Ranked indicators and scores of a period (绩效评估), best first; html, pdf and png:
     the departments' ranking, score parts and trend, the worst items and handlers."""
     from jiancha.cli import _fail, parse_until
-    from rules.indicators import KINDS, PeriodError, period_months
+    from jiancha.rules.indicators import KINDS, PeriodError, period_months
 
     if fmt not in FORMATS:
         raise _fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")

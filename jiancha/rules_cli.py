@@ -17,7 +17,7 @@ rules_app = typer.Typer(no_args_is_help=True, help="The rule set: list rules, ex
 
 def _engine(catalog: Path | None, rules: Path | None, calendar: Path | None):  # type: ignore[no-untyped-def]
     from jiancha.cli import _fail, _settings
-    from rules.factory import build_engine
+    from jiancha.rules.factory import build_engine
 
     settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     try:
@@ -82,7 +82,7 @@ def messages(
     rules: Annotated[Path | None, typer.Option(help="rule set directory")] = None,
 ) -> None:
     """The table of every alert text (zh and en) with an example rendered by the engine."""
-    from rules.message_table import render_table
+    from jiancha.rules.message_table import render_table
 
     _write_doc(render_table, rules, out)
 
@@ -95,7 +95,7 @@ def reference(
 ) -> None:
     """The rules reference (docs/rules.md): every rule's severity, legal basis, escalation
     policy, parameters and what it reads, from the rule set."""
-    from rules.rules_doc import rules_markdown
+    from jiancha.rules.rules_doc import rules_markdown
 
     _write_doc(rules_markdown, rules, out)
 
@@ -103,7 +103,7 @@ def reference(
 def _write_doc(render: Callable[[Path], str], rules: Path | None, out: Path | None) -> None:
     """A document generated from the rule set, printed or written to ``out``."""
     from jiancha.cli import _fail
-    from rules.rulebook import DEFAULT_RULES_DIR
+    from jiancha.rules.rulebook import DEFAULT_RULES_DIR
 
     try:
         text = render(rules or DEFAULT_RULES_DIR)
@@ -128,7 +128,7 @@ def explain(
 ) -> None:
     """Show the events and the arithmetic behind an alert (or every alert of a case)."""
     from jiancha.cli import _fail, parse_until
-    from rules.replay import replay
+    from jiancha.rules.replay import replay
 
     engine = _engine(catalog, rules, calendar)
     until_dt = parse_until(until)
@@ -184,8 +184,8 @@ def _arithmetic(engine: Any, details: dict[str, Any]) -> list[str]:
     """The numbers of an alert, and for a deadline the days that were counted. The end is
     the alert's own deadline shown by the alert's own function (``deadline_text``), so the
     explanation and the alert say the same, paused time included."""
-    from rules.checks.deadlines import deadline_text
-    from rules.messages import span_text
+    from jiancha.rules.checks.deadlines import deadline_text
+    from jiancha.rules.messages import span_text
 
     out = [f"{k} = {v}" for k, v in details.items()]
     start, deadline = details.get("clock_start"), details.get("deadline")

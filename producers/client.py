@@ -26,14 +26,13 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.structs import RecordMetadata
-
-from producers.contract import ApprovalEvent, EventValidationError, parse_event, sign_payload
-from producers.keys import DepartmentKeys
+from jiancha.producers.contract import ApprovalEvent, EventValidationError, parse_event, sign_payload
+from jiancha.producers.keys import DepartmentKeys
 
 if TYPE_CHECKING:
     import ssl
 
-    from settings import Settings
+    from jiancha.settings import Settings
 
 __all__ = [
     "DepartmentProducer",

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
+from jiancha.producers.contract import SCHEMA_VERSION, Complaint, EventValidationError, sign_payload
 from pydantic import ValidationError
 
-from producers.contract import SCHEMA_VERSION, Complaint, EventValidationError, sign_payload
-
 if TYPE_CHECKING:
-    from producers.keys import DepartmentKeys
-    from settings import Settings
+    from jiancha.producers.keys import DepartmentKeys
+
+    from jiancha.settings import Settings
 
 ComplaintLike = Complaint | Mapping[str, Any]
 #: the keyring entry whose keys sign complaints (settings ``complaints_signer``)
@@ -119,8 +119,8 @@ class ComplaintProducer:
 
 
 def complaint_producer_from_settings(settings: Settings, **options: Any) -> ComplaintProducer:
-    from producers.client import kafka_client_kwargs
-    from producers.keys import DepartmentKeys
+    from jiancha.producers.client import kafka_client_kwargs
+    from jiancha.producers.keys import DepartmentKeys
 
     keys = (DepartmentKeys.load(settings.department_keys_file)
             if settings.department_keys_file else None)

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
+from jiancha.producers.jcs import CanonicalizationError, canonicalize
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -25,8 +26,6 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-
-from producers.jcs import CanonicalizationError, canonicalize
 
 SCHEMA_VERSION = 1
 

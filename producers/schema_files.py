@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from producers.contract import alert_json_schema, complaint_json_schema, event_json_schema
+from jiancha.producers.contract import alert_json_schema, complaint_json_schema, event_json_schema
 
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "approval-event.v1.json": event_json_schema,

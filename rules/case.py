@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-
-from producers.contract import ApprovalEvent, Step
+from jiancha.producers.contract import ApprovalEvent, Step
 
 _STEPS = {s.value: s for s in Step}
 #: ``CaseState.raised`` of an alert a later event proved wrong (it may be raised again)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
+from jiancha.producers.contract import Step
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -20,8 +21,6 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-
-from producers.contract import Step
 
 #: Steps that may happen on any item and are never "unknown" (domain.md).
 OPTIONAL_STEPS: frozenset[Step] = frozenset(

@@ -25,10 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
-
-from producers.complaints import COMPLAINT_CENTRE
-from producers.contract import (
+from jiancha.producers.complaints import COMPLAINT_CENTRE
+from jiancha.producers.contract import (
     SEVERITY_RANK,
     Alert,
     Complaint,
@@ -36,12 +34,13 @@ from producers.contract import (
     Severity,
     make_alert_id,
 )
-from rules.catalog import Catalog
-from rules.counted_time import ORIGIN, WorkingTime
-from rules.ingest import KeyRing, Rejected, check_signature, read_object
-from rules.messages import escalation_prefix
-from rules.rulebook import RuleSet
-from rules.windows import render_alert
+from jiancha.rules.catalog import Catalog
+from jiancha.rules.counted_time import ORIGIN, WorkingTime
+from jiancha.rules.ingest import KeyRing, Rejected, check_signature, read_object
+from jiancha.rules.messages import escalation_prefix
+from jiancha.rules.rulebook import RuleSet
+from jiancha.rules.windows import render_alert
+from pydantic import ValidationError
 
 RECEIVED = "complaint.received"
 OVERDUE = "complaint.overdue"
@@ -224,7 +223,7 @@ class ComplaintRules:
 
     def _render(self, rule: str, severity: Severity, alert_id: str, state: ComplaintState,
                 event_time: datetime, deadline: datetime, now: datetime) -> Alert:
-        from rules.checks.deadlines import deadline_text
+        from jiancha.rules.checks.deadlines import deadline_text
 
         assert state.received_at is not None
         received = datetime.fromtimestamp(state.received_at, self.wt.tz)

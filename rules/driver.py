@@ -25,12 +25,12 @@ from datetime import datetime
 from itertools import islice
 from typing import NamedTuple, Protocol
 
-from producers.contract import Alert, ApprovalEvent, Complaint, Step
-from rules.case import CaseState
-from rules.complaints import ComplaintRules, ComplaintState
-from rules.engine import Engine
-from rules.ingest import Gate
-from rules.schedule import DeadlineIndex, Due
+from jiancha.producers.contract import Alert, ApprovalEvent, Complaint, Step
+from jiancha.rules.case import CaseState
+from jiancha.rules.complaints import ComplaintRules, ComplaintState
+from jiancha.rules.engine import Engine
+from jiancha.rules.ingest import Gate
+from jiancha.rules.schedule import DeadlineIndex, Due
 
 #: Where alerts go, in the order the engine returned them.
 AlertSink = Callable[[list[Alert]], None]

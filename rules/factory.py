@@ -6,14 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from rules.calendar import OfficialCalendar
-from rules.catalog import load_catalog
-from rules.checks import CHECKS
-from rules.complaints import COMPLAINT_RULES
-from rules.counted_time import WorkingTime
-from rules.engine import Engine
-from rules.rulebook import DEFAULT_RULES_DIR, load_ruleset
-from rules.windows import WINDOW_RULES
+from jiancha.rules.calendar import OfficialCalendar
+from jiancha.rules.catalog import load_catalog
+from jiancha.rules.checks import CHECKS
+from jiancha.rules.complaints import COMPLAINT_RULES
+from jiancha.rules.counted_time import WorkingTime
+from jiancha.rules.engine import Engine
+from jiancha.rules.rulebook import DEFAULT_RULES_DIR, load_ruleset
+from jiancha.rules.windows import WINDOW_RULES
 
 
 def build_engine(

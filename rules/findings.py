@@ -8,11 +8,11 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
-from producers.contract import LAWFUL_SUSPENSION_REASONS, Step
-from rules.case import CaseState, Fact
-from rules.catalog import Department, Item
-from rules.counted_time import EpochPause, Pause, WorkingTime
-from rules.rulebook import RuleSettings
+from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS, Step
+from jiancha.rules.case import CaseState, Fact
+from jiancha.rules.catalog import Department, Item
+from jiancha.rules.counted_time import EpochPause, Pause, WorkingTime
+from jiancha.rules.rulebook import RuleSettings
 
 #: Art. 32: notice of corrections, acceptance or refusal within 5 working days.
 INTAKE_DAYS = 5

@@ -38,13 +38,12 @@ from fractions import Fraction
 from typing import Any, Literal
 
 import orjson
+from jiancha.producers.contract import Alert, ApprovalEvent, Step
+from jiancha.rules.case import CaseState
+from jiancha.rules.counted_time import DAY
+from jiancha.rules.memo import BoundedMemo
+from jiancha.rules.rulebook import RuleSet, RuleSetError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from producers.contract import Alert, ApprovalEvent, Step
-from rules.case import CaseState
-from rules.counted_time import DAY
-from rules.memo import BoundedMemo
-from rules.rulebook import RuleSet, RuleSetError
 
 Kind = Literal["department", "item", "handler"]
 KINDS: tuple[Kind, ...] = ("department", "item", "handler")
@@ -338,7 +337,7 @@ class IndicatorBook:
     def timing(self, state: CaseState, decided_at: float) -> tuple[int, bool, bool, bool] | None:
         """(counted working seconds, on time, early, beyond the legal limit) of a decision
         (``decided_at``: epoch seconds)."""
-        from rules.checks.deadlines import legal_deadline, regular_extension
+        from jiancha.rules.checks.deadlines import legal_deadline, regular_extension
 
         view = self.engine.view(state)
         start = view.clock_start_at

@@ -19,18 +19,17 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
-
-from producers.contract import (
+from jiancha.producers.contract import (
     ApprovalEvent,
     EventValidationError,
     canonical_bytes,
     parse_event,
     signature_matches,
 )
-from producers.jcs import CanonicalizationError
-from rules.case import CaseState
-from rules.catalog import Catalog
-from rules.counted_time import ORIGIN
+from jiancha.producers.jcs import CanonicalizationError
+from jiancha.rules.case import CaseState
+from jiancha.rules.catalog import Catalog
+from jiancha.rules.counted_time import ORIGIN
 
 REJECT_REASONS = (
     "invalid_json",

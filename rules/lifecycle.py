@@ -2,7 +2,7 @@
 cause has ended so that it may be resolved automatically.
 
 Statuses (contract.md): ``open`` → ``acknowledged`` → ``resolved`` (``open`` → ``resolved``
-directly too). The store (``agents/notify/store.py``) applies a change atomically in Redis
+directly too). The store (``notifier/store.py``) applies a change atomically in Redis
 and records who, when and why in the alert's history; this module only decides.
 
 Auto-resolve (:func:`auto_resolvable`): a *warning* (yellow) whose cause ended is resolved
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from producers.contract import Alert, AlertStatus, Step
-from rules.checks.deadlines import promise_broken
-from rules.findings import CaseView
+from jiancha.producers.contract import Alert, AlertStatus, Step
+from jiancha.rules.checks.deadlines import promise_broken
+from jiancha.rules.findings import CaseView
 
 Action = Literal["acknowledge", "resolve"]
 

@@ -14,18 +14,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-
-from producers.contract import Alert, Step
-from rules.calendar import OfficialCalendar
-from rules.catalog import Catalog, Department, Item
-from rules.checks import CHECKS
-from rules.complaints import COMPLAINT_RULES
-from rules.counted_time import WorkingTime
-from rules.engine import Engine
-from rules.messages import escalation_prefix
-from rules.replay import replay
-from rules.rulebook import DEFAULT_RULES_DIR, RuleSet, load_ruleset
-from rules.windows import WINDOW_RULES
+from jiancha.producers.contract import Alert, Step
+from jiancha.rules.calendar import OfficialCalendar
+from jiancha.rules.catalog import Catalog, Department, Item
+from jiancha.rules.checks import CHECKS
+from jiancha.rules.complaints import COMPLAINT_RULES
+from jiancha.rules.counted_time import WorkingTime
+from jiancha.rules.engine import Engine
+from jiancha.rules.messages import escalation_prefix
+from jiancha.rules.replay import replay
+from jiancha.rules.rulebook import DEFAULT_RULES_DIR, RuleSet, load_ruleset
+from jiancha.rules.windows import WINDOW_RULES
 
 TZ = ZoneInfo("Asia/Shanghai")
 _STEPS = (Step.submitted, Step.accepted, Step.reviewed, Step.decided, Step.delivered,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from rules.counted_time import DAY
+from jiancha.rules.counted_time import DAY
 
 HOUR = 3600
 

@@ -19,23 +19,22 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-
-from producers.contract import Alert, ApprovalEvent
-from rules.case import CaseState, Fact
-from rules.clock import EventTimeClock
-from rules.complaints import (
+from jiancha.producers.contract import Alert, ApprovalEvent
+from jiancha.rules.case import CaseState, Fact
+from jiancha.rules.clock import EventTimeClock
+from jiancha.rules.complaints import (
     ComplaintGate,
     ComplaintRejected,
     ComplaintRules,
     ComplaintState,
     is_complaint,
 )
-from rules.driver import CaseDriver, ComplaintFlow
-from rules.engine import Engine
-from rules.indicators import IndicatorBook
-from rules.ingest import Gate, KeyRing, Rejected, received_at
-from rules.schedule import DeadlineIndex
-from rules.windows import WindowRecord, WindowRules, WindowTracker, fact_fields
+from jiancha.rules.driver import CaseDriver, ComplaintFlow
+from jiancha.rules.engine import Engine
+from jiancha.rules.indicators import IndicatorBook
+from jiancha.rules.ingest import Gate, KeyRing, Rejected, received_at
+from jiancha.rules.schedule import DeadlineIndex
+from jiancha.rules.windows import WindowRecord, WindowRules, WindowTracker, fact_fields
 
 
 @dataclass

@@ -45,19 +45,18 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
-
-from producers.contract import Alert, Step
-from rules.calendar import OfficialCalendar
-from rules.case import CaseState, Fact
-from rules.clock import EventTimeClock
-from rules.complaints import ComplaintGate, ComplaintRejected
-from rules.driver import CaseDriver
-from rules.engine import Engine
-from rules.indicators import IndicatorBook
-from rules.ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected, received_at
-from rules.replay import ReplayResult, SideRules, complaint_payload, replay
-from rules.schedule import DeadlineIndex
-from rules.windows import WindowRecord, WindowRules, WindowTracker, fact_fields
+from jiancha.producers.contract import Alert, Step
+from jiancha.rules.calendar import OfficialCalendar
+from jiancha.rules.case import CaseState, Fact
+from jiancha.rules.clock import EventTimeClock
+from jiancha.rules.complaints import ComplaintGate, ComplaintRejected
+from jiancha.rules.driver import CaseDriver
+from jiancha.rules.engine import Engine
+from jiancha.rules.indicators import IndicatorBook
+from jiancha.rules.ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected, received_at
+from jiancha.rules.replay import ReplayResult, SideRules, complaint_payload, replay
+from jiancha.rules.schedule import DeadlineIndex
+from jiancha.rules.windows import WindowRecord, WindowRules, WindowTracker, fact_fields
 
 #: Lines per chunk: the parent and the shards exchange a report per chunk (smaller chunks
 #: let them overlap more; below a few thousand the messages cost more than that gains).

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from rules.checks import CHECKS
-from rules.complaints import COMPLAINT_RULES
-from rules.findings import PROCESS, UNLISTED, declared_reads
-from rules.rulebook import DEFAULT_RULES_DIR, RuleSet, load_ruleset
-from rules.windows import WINDOW_RULES
+from jiancha.rules.checks import CHECKS
+from jiancha.rules.complaints import COMPLAINT_RULES
+from jiancha.rules.findings import PROCESS, UNLISTED, declared_reads
+from jiancha.rules.rulebook import DEFAULT_RULES_DIR, RuleSet, load_ruleset
+from jiancha.rules.windows import WINDOW_RULES
 
 REGENERATE = "jiancha rules reference --out docs/rules.md"
 
@@ -145,7 +144,7 @@ def _rule_section(rs: RuleSet, rule: str, comments: Mapping[tuple[str, str], str
     if rule in CHECKS:
         check = CHECKS[rule]
         what, reads = _docstring(check), _reads(check)
-        where = f"`{check.__module__.replace('.', '/')}.py` (`{check.__name__}`)"
+        where = f"`{check.__module__.removeprefix('jiancha.').replace('.', '/')}.py` (`{check.__name__}`)"
     else:
         what, reads, module = OTHER_RULES[rule]
         where = f"`{module}`"

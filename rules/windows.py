@@ -55,11 +55,11 @@ from datetime import date, datetime, time, timedelta
 from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
-from producers.contract import Alert, Severity, Step, make_alert_id
-from rules.case import Fact
-from rules.counted_time import DAY, ORIGIN, WorkingTime
-from rules.memo import BoundedMemo
-from rules.rulebook import RuleSet
+from jiancha.producers.contract import Alert, Severity, Step, make_alert_id
+from jiancha.rules.case import Fact
+from jiancha.rules.counted_time import DAY, ORIGIN, WorkingTime
+from jiancha.rules.memo import BoundedMemo
+from jiancha.rules.rulebook import RuleSet
 
 BURST = "actor.burst"
 DENIAL = "department.denial_spike"

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import jiancha.rules.engine as rule_engine
 import pytest
-
-import rules.engine
-from rules.engine import Engine
+from jiancha.rules.engine import Engine
 
 
 class CheckErrorWatch:
@@ -27,7 +26,7 @@ class CheckErrorWatch:
     there when built."""
 
     def __init__(self) -> None:
-        self.registry = rules.engine.ENGINES
+        self.registry = rule_engine.ENGINES
         self.before: dict[Engine, dict[str, int]] = {
             e: dict(e.check_errors) for e in list(self.registry)}
 
@@ -62,7 +61,7 @@ class CheckErrorWatch:
 def check_error_watch(request: pytest.FixtureRequest,
                       monkeypatch: pytest.MonkeyPatch) -> Iterator[CheckErrorWatch]:
     watch = CheckErrorWatch()
-    monkeypatch.setattr(rules.engine, "ENGINES", watch)
+    monkeypatch.setattr(rule_engine, "ENGINES", watch)
     yield watch
     if request.node.get_closest_marker("check_errors") is not None:
         assert watch.new_errors(), "marked check_errors, but no rule check raised"

@@ -6,7 +6,7 @@ import itertools
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from producers.contract import sign_payload
+from jiancha.producers.contract import sign_payload
 
 CST = timezone(timedelta(hours=8))
 _ids = itertools.count(1)

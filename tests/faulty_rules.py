@@ -6,8 +6,7 @@ import shutil
 from pathlib import Path
 
 import yaml
-
-from rules.rulebook import DEFAULT_RULES_DIR
+from jiancha.rules.rulebook import DEFAULT_RULES_DIR
 
 
 def rules_with_a_failing_check(directory: Path) -> Path:

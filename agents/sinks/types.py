@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from producers.contract import Alert
+from jiancha.producers.contract import Alert
 
 #: What a sink did with one alert: stored it anew, raised its severity, stored its
 #: retraction, or knew it already.

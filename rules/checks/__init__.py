@@ -8,8 +8,8 @@ steps (without it, it runs after every fact; ``tests/unit/test_reads.py`` checks
 
 from __future__ import annotations
 
-from rules.checks import deadlines, intake, integrity, process, suspensions
-from rules.findings import Check
+from jiancha.rules.checks import deadlines, intake, integrity, process, suspensions
+from jiancha.rules.findings import Check
 
 CHECKS: dict[str, Check] = {}
 for _module in (process, deadlines, intake, integrity, suspensions):

@@ -13,10 +13,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from producers.contract import LAWFUL_SUSPENSION_REASONS, Step
-from rules.case import Fact
-from rules.counted_time import DAY, EpochPause, Pause, WorkingTime
-from rules.findings import (
+from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS, Step
+from jiancha.rules.case import Fact
+from jiancha.rules.counted_time import DAY, EpochPause, Pause, WorkingTime
+from jiancha.rules.findings import (
     CLOCK_START_READS,
     ENDED_READS,
     PAUSES_READS,
@@ -26,7 +26,7 @@ from rules.findings import (
     LazyDetails,
     reads,
 )
-from rules.messages import REASON_ZH, UNIT, days_text, less_than_text, span_text
+from jiancha.rules.messages import REASON_ZH, UNIT, days_text, less_than_text, span_text
 
 #: Art. 44: the licence is issued and delivered within 10 working days of the grant.
 DELIVERY_DAYS = 10

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from producers.contract import Step
-from rules.checks.deadlines import deadline_text, working_day_number
-from rules.findings import (
+from jiancha.producers.contract import Step
+from jiancha.rules.checks.deadlines import deadline_text, working_day_number
+from jiancha.rules.findings import (
     CLOCK_START_READS,
     INTAKE_DAYS,
     SUBMISSION_READS,

@@ -17,11 +17,11 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from producers.contract import APPLICANT_STEPS, Step
-from rules.case import Fact
-from rules.checks.process import STEP_EN, STEP_ZH
-from rules.findings import PROCESS, REFUSAL_READS, CaseView, Check, Finding, reads
-from rules.messages import elapsed_text, whole_minutes
+from jiancha.producers.contract import APPLICANT_STEPS, Step
+from jiancha.rules.case import Fact
+from jiancha.rules.checks.process import STEP_EN, STEP_ZH
+from jiancha.rules.findings import PROCESS, REFUSAL_READS, CaseView, Check, Finding, reads
+from jiancha.rules.messages import elapsed_text, whole_minutes
 
 
 def _hours(value: float) -> float | int:

@@ -6,9 +6,9 @@ import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from producers.contract import Step
-from rules.catalog import OPTIONAL_STEPS
-from rules.findings import (
+from jiancha.producers.contract import Step
+from jiancha.rules.catalog import OPTIONAL_STEPS
+from jiancha.rules.findings import (
     PROCESS,
     REFUSAL_READS,
     SUBMISSION_READS,
@@ -18,7 +18,7 @@ from rules.findings import (
     Finding,
     reads,
 )
-from rules.messages import names_en
+from jiancha.rules.messages import names_en
 
 STEP_ZH = {
     Step.submitted: "申请",

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from producers.contract import Step
-from rules.checks.deadlines import deadline_text, fmt_days
-from rules.findings import ENDED_READS, PAUSES_READS, CaseView, Check, Finding, LazyDetails, reads
+from jiancha.producers.contract import Step
+from jiancha.rules.checks.deadlines import deadline_text, fmt_days
+from jiancha.rules.findings import ENDED_READS, PAUSES_READS, CaseView, Check, Finding, LazyDetails, reads
 
 #: the maximum for a reason the rule set does not name, when it gives no ``default`` either
 DEFAULT_MAX_WORKING_DAYS = 30

@@ -62,7 +62,7 @@ class WorkerSpec:
 
     def topic_settings(self):  # type: ignore[no-untyped-def]
         """Settings naming this spec's topics (to create them before a worker starts)."""
-        from settings import load_settings
+        from jiancha.settings import load_settings
 
         return load_settings(broker_url=self.stack.broker_url, events_topic=self.events_topic,
                              dlq_topic=self.dlq_topic, complaints_topic=self.complaints_topic,
@@ -76,8 +76,8 @@ class WorkerSpec:
         reached Kafka): a backlog the worker catches up on."""
         from dataclasses import replace
 
-        from agents.topics import ensure_topics
-        from producers.client import DepartmentProducer
+        from jiancha.agents.topics import ensure_topics
+        from jiancha.producers.client import DepartmentProducer
 
         async def go() -> None:
             await ensure_topics(self.topic_settings())

@@ -296,7 +296,7 @@ def _service_env(config: dict, service: str) -> dict[str, str]:
 
 
 def _load_service_settings(config: dict, service: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    import settings
+    from jiancha import settings
 
     env = _service_env(config, service)
     unknown = {
@@ -514,7 +514,7 @@ def _departments_txt() -> list[str]:
 
 
 def test_kafka_departments_are_the_catalogs() -> None:
-    from rules.catalog import load_catalog
+    from jiancha.rules.catalog import load_catalog
 
     catalog = load_catalog(ROOT / "rules" / "catalog")
     assert sorted(_departments_txt()) == sorted(catalog.departments)
@@ -523,7 +523,7 @@ def test_kafka_departments_are_the_catalogs() -> None:
 def test_worker_environment_is_valid_for_settings(
     config: dict, secrets_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from producers.keys import DepartmentKeys
+    from jiancha.producers.keys import DepartmentKeys
 
     services = config["services"]
     s = _load_service_settings(config, "worker", monkeypatch)
@@ -578,7 +578,7 @@ def test_simulator_environment_is_valid_for_settings(
 def test_notifier_environment_is_valid_for_settings(
     config: dict, secrets_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agents.notify.tokens import load_tokens
+    from jiancha.notifier.tokens import load_tokens
 
     s = _load_service_settings(config, "notifier", monkeypatch)
     assert s.redis_password is not None
@@ -1343,7 +1343,7 @@ def test_dockerfile() -> None:
         image = instructions[index][1].split()[0]
         image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
         assert image == "python:3.11-slim"
-    assert any(k == "RUN" and re.search(r"pip install \.(\s|$)", r) for k, r in instructions)
+    assert any(k == "RUN" and re.search(r"pip install \"?\.\[engine\]\"?(\s|$)", r) for k, r in instructions)
 
     def last(keyword: str) -> str:
         found = [rest for k, rest in final if k == keyword]
@@ -1355,7 +1355,7 @@ def test_dockerfile() -> None:
     assert "6066" in last("EXPOSE").split()
     user = last("USER").split(":")[0]
     assert user not in {"root", "0"}
-    import settings
+    from jiancha import settings
 
     for keyword, rest in final:
         if keyword == "ENV":
@@ -1399,7 +1399,7 @@ def test_dockerignore_keeps_what_pip_install_needs() -> None:
     ]
     needed = ["pyproject.toml", "settings.py", "README.md"] + [
         p.relative_to(ROOT).as_posix()
-        for package in ("jiancha", "rules", "agents", "producers", "dashboards")
+        for package in ("jiancha", "rules", "agents", "producers", "dashboards", "notifier")
         for p in (ROOT / package).rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     ]

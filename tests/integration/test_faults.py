@@ -10,14 +10,14 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from jiancha.rules.catalog import load_catalog
+from jiancha.rules.clock import SimulatedClock
+from jiancha.rules.factory import build_engine
+from jiancha.rules.replay import replay
 
 from jiancha.embedded import EmbeddedStack
-from producers.simulator import generate_cases
-from rules.catalog import load_catalog
-from rules.clock import SimulatedClock
-from rules.factory import build_engine
-from rules.replay import replay
-from settings import DEFAULT_CATALOG_DIR
+from jiancha.settings import DEFAULT_CATALOG_DIR
+from jiancha.simulator import generate_cases
 from tests.integration.conftest import WorkerSpec
 from tests.metric_samples import total
 
@@ -37,7 +37,7 @@ def _with_bursts(events: list, bursts: int = 8) -> list:  # type: ignore[type-ar
     """The history with handlers each deciding 21 cases within 9 minutes across a 10-minute
     boundary (actor.burst), on days spread over it: the handlers' counts are in the
     worker's state when it dies."""
-    from producers.contract import parse_event
+    from jiancha.producers.contract import parse_event
 
     items = [it for it in load_catalog(DEFAULT_CATALOG_DIR).values() if not it.joint]
     out = list(events)

@@ -20,13 +20,13 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from jiancha.rules.catalog import load_catalog
+from jiancha.rules.clock import SimulatedClock
+from jiancha.rules.factory import build_engine
+from jiancha.rules.indicators import INDICATORS, IndicatorBook, report_rows
+from jiancha.rules.replay import replay
 
-from producers.simulator import generate_cases
-from rules.catalog import load_catalog
-from rules.clock import SimulatedClock
-from rules.factory import build_engine
-from rules.indicators import INDICATORS, IndicatorBook, report_rows
-from rules.replay import replay
+from jiancha.simulator import generate_cases
 from tests.integration.conftest import ROOT, TEST_CATALOG, WorkerSpec
 
 pytestmark = pytest.mark.integration
@@ -92,10 +92,11 @@ def _file(tmp: Path, events: list[dict], complaints: list[dict]) -> Path:
 async def _backfill(spec: WorkerSpec, events: list[dict], complaints: list[dict],
                     clock: SimulatedClock) -> None:
     """Every record stamped with the time it happened, as if reported on the spot."""
-    from agents.topics import ensure_topics
-    from producers.client import DepartmentProducer
-    from producers.complaints import ComplaintProducer
-    from settings import load_settings
+    from jiancha.agents.topics import ensure_topics
+    from jiancha.producers.client import DepartmentProducer
+    from jiancha.producers.complaints import ComplaintProducer
+
+    from jiancha.settings import load_settings
 
     await ensure_topics(load_settings(
         broker_url=spec.stack.broker_url, events_topic=spec.events_topic,

@@ -29,19 +29,19 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
+from jiancha.notifier.api import MAX_LIMIT, MAX_OFFSET, create_api
+from jiancha.notifier.queue import NotifyQueue
+from jiancha.notifier.ratelimit import TokenBucket
+from jiancha.notifier.routing import parse_routing
+from jiancha.notifier.service import Notifier
+from jiancha.notifier.store import AlertStore
+from jiancha.notifier.tokens import parse_tokens
+from jiancha.notifier.types import Notification, NotificationItem
+from jiancha.producers.contract import Alert
 
-from agents.notify.api import MAX_LIMIT, MAX_OFFSET, create_api
-from agents.notify.queue import NotifyQueue
-from agents.notify.ratelimit import TokenBucket
-from agents.notify.routing import parse_routing
-from agents.notify.service import Notifier
-from agents.notify.store import AlertStore
-from agents.notify.tokens import parse_tokens
-from agents.notify.types import Notification, NotificationItem
-from agents.sinks.redis import RedisAlertSink, redis_client
 from jiancha.embedded import EmbeddedStack, free_port
-from producers.contract import Alert
-from settings import load_settings
+from jiancha.settings import load_settings
 
 pytestmark = pytest.mark.integration
 CST = timezone(timedelta(hours=8))

@@ -254,7 +254,7 @@ def _send_complaints(spec, values: list[bytes]) -> None:  # type: ignore[no-unty
 
 
 def test_rejected_complaints_reach_their_dlq_with_reasons(running) -> None:  # type: ignore[no-untyped-def]
-    from producers.contract import sign_payload
+    from jiancha.producers.contract import sign_payload
 
     spec, worker = running
 

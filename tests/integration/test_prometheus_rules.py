@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from dashboards import promql
+from jiancha.dashboards import promql
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM_DIR = ROOT / "dashboards" / "prometheus"

@@ -7,10 +7,10 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
+from jiancha.producers.contract import Alert
 
-from agents.sinks.redis import RedisAlertSink, redis_client
 from jiancha.embedded import EmbeddedStack
-from producers.contract import Alert
 
 pytestmark = pytest.mark.integration
 CST = timezone(timedelta(hours=8))
@@ -77,7 +77,7 @@ def test_a_retraction_leaves_the_open_indexes_once_and_a_new_raise_reopens(redis
 def test_a_resolved_alert_is_not_escalated(redis_stack) -> None:  # type: ignore[no-untyped-def]
     """A fee or a conflict is corrected only by a person resolving its alert: the engine
     escalates it after its days all the same, and the sink keeps the resolved alert."""
-    from agents.notify.store import AlertStore
+    from jiancha.notifier.store import AlertStore
 
     async def go() -> None:
         client = redis_client(redis_stack.redis_url, password="pw-123")
@@ -101,7 +101,7 @@ def test_a_resolved_alert_is_not_escalated(redis_stack) -> None:  # type: ignore
 
 
 def test_wrong_or_missing_password_fails_fast_naming_the_setting(redis_stack) -> None:  # type: ignore[no-untyped-def]
-    from agents.sinks.redis import RedisConfigError
+    from jiancha.agents.sinks.redis import RedisConfigError
 
     async def go() -> None:
         for password in ("wrong", None):
@@ -214,7 +214,7 @@ def test_the_stream_keeps_what_the_notifier_has_not_acknowledged(redis_stack) ->
 def test_each_alert_version_counts_once_in_the_indicators(redis_stack) -> None:  # type: ignore[no-untyped-def]
     """A worker that crashed after storing alerts judges their events again: the versions
     are known and counted no more; a retraction takes back both versions it had."""
-    from rules.indicators import alert_tally, merge_tally
+    from jiancha.rules.indicators import alert_tally, merge_tally
 
     async def go() -> None:
         client = redis_client(redis_stack.redis_url, password="pw-123")

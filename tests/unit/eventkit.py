@@ -12,11 +12,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-
-from producers.contract import Alert, parse_event
-from rules.engine import Engine
-from rules.factory import build_engine
-from rules.replay import replay
+from jiancha.producers.contract import Alert, parse_event
+from jiancha.rules.engine import Engine
+from jiancha.rules.factory import build_engine
+from jiancha.rules.replay import replay
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_CATALOG = ROOT / "tests" / "fixtures" / "catalog"

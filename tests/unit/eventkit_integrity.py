@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from producers.contract import Alert
-from rules.engine import Engine
-from rules.factory import build_engine
-from rules.replay import replay
+from jiancha.producers.contract import Alert
+from jiancha.rules.engine import Engine
+from jiancha.rules.factory import build_engine
+from jiancha.rules.replay import replay
 
 CST = timezone(timedelta(hours=8))
 CATALOG = Path(__file__).resolve().parents[1] / "fixtures" / "catalog"

@@ -12,8 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
-
-from agents.notify.casechart import (
+from jiancha.notifier.casechart import (
     COUNTED,
     EXTENSION,
     counted_by,
@@ -21,13 +20,14 @@ from agents.notify.casechart import (
     counted_time_svg,
     day_kind,
 )
-from agents.notify.pages import AlertPages, alert_page_url
-from agents.notify.render import render
-from agents.notify.tokens import Principal, Tokens
-from agents.notify.types import Notification, NotificationItem
-from rules.calendar import OfficialCalendar
-from rules.counted_time import WorkingTime
-from rules.factory import build_engine
+from jiancha.notifier.pages import AlertPages, alert_page_url
+from jiancha.notifier.render import render
+from jiancha.notifier.tokens import Principal, Tokens
+from jiancha.notifier.types import Notification, NotificationItem
+from jiancha.rules.calendar import OfficialCalendar
+from jiancha.rules.counted_time import WorkingTime
+from jiancha.rules.factory import build_engine
+
 from tests.unit.eventkit import of, run
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -123,7 +123,7 @@ def test_the_case_page_forms_follow_the_token(wt: WorkingTime, alerts: dict[str,
 
 def test_the_case_page_says_when_the_alert_escalates(wt: WorkingTime,
                                                     alerts: dict[str, dict[str, Any]]) -> None:
-    from rules.rulebook import Escalation, load_ruleset
+    from jiancha.rules.rulebook import Escalation, load_ruleset
 
     ruleset = load_ruleset()
     pages = AlertPages(None, Tokens([]), wt, ruleset=ruleset)  # type: ignore[arg-type]

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 from faust.types import TP
-
-from agents.batch_consumer import BatchingConsumer, install
+from jiancha.agents.batch_consumer import BatchingConsumer, install
 
 
 class _Bookkeeping(BatchingConsumer):

@@ -8,8 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-
-from rules.calendar import (
+from jiancha.rules.calendar import (
     CalendarFileError,
     OfficialCalendar,
     WeekdayCalendar,
@@ -223,7 +222,7 @@ def test_fallback_agrees_with_the_holidays_package() -> None:
 def test_fallback_is_loud(caplog: pytest.LogCaptureFixture) -> None:
     fallbacks: list[int] = []
     cal = OfficialCalendar(on_fallback=fallbacks.append)
-    with caplog.at_level(logging.WARNING, logger="rules.calendar"):
+    with caplog.at_level(logging.WARNING, logger="jiancha.rules.calendar"):
         week = [cal.is_workday(d) for d in _days(date(2030, 9, 30), date(2030, 10, 6))]
         cal.is_workday(date(2030, 10, 1))
     # Mon 2030-09-30 .. Sun 10-06: 国庆 Tue 1 to Thu 3, no 调休 known
@@ -249,7 +248,7 @@ def test_known_year_keeps_its_make_up_days() -> None:
 def test_fallback_fires_per_unknown_year(caplog: pytest.LogCaptureFixture) -> None:
     fallbacks: list[int] = []
     cal = OfficialCalendar(on_fallback=fallbacks.append)
-    with caplog.at_level(logging.WARNING, logger="rules.calendar"):
+    with caplog.at_level(logging.WARNING, logger="jiancha.rules.calendar"):
         for day in (date(2030, 1, 2), date(2031, 1, 2), date(2030, 5, 5), date(2031, 7, 1)):
             cal.is_workday(day)
         cal.is_workday(date(2026, 3, 2))  # known: no fallback
@@ -259,7 +258,7 @@ def test_fallback_fires_per_unknown_year(caplog: pytest.LogCaptureFixture) -> No
 
 def test_fallback_without_callback_still_logs(caplog: pytest.LogCaptureFixture) -> None:
     cal = OfficialCalendar()
-    with caplog.at_level(logging.WARNING, logger="rules.calendar"):
+    with caplog.at_level(logging.WARNING, logger="jiancha.rules.calendar"):
         assert cal.is_workday(date(2032, 3, 1))
     assert any("2032" in r.getMessage() for r in caplog.records)
 
@@ -267,7 +266,7 @@ def test_fallback_without_callback_still_logs(caplog: pytest.LogCaptureFixture) 
 def test_operator_year_is_no_fallback(file_2027: Path, caplog: pytest.LogCaptureFixture) -> None:
     fallbacks: list[int] = []
     cal = OfficialCalendar.from_file(file_2027, on_fallback=fallbacks.append)
-    with caplog.at_level(logging.WARNING, logger="rules.calendar"):
+    with caplog.at_level(logging.WARNING, logger="jiancha.rules.calendar"):
         for d in _days(date(2027, 1, 1), date(2027, 12, 31)):
             cal.is_workday(d)
     assert fallbacks == []

@@ -12,9 +12,8 @@ from zoneinfo import ZoneInfo
 
 import chinese_calendar
 import pytest
-
-from rules.calendar import OfficialCalendar
-from rules.counted_time import DAY, EpochPause, WorkingTime
+from jiancha.rules.calendar import OfficialCalendar
+from jiancha.rules.counted_time import DAY, EpochPause, WorkingTime
 
 TZ = ZoneInfo("Asia/Shanghai")
 

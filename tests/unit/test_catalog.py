@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from producers.contract import Step
-from rules.catalog import OPTIONAL_STEPS, Catalog, CatalogError, Item, load_catalog
+from jiancha.producers.contract import Step
+from jiancha.rules.catalog import OPTIONAL_STEPS, Catalog, CatalogError, Item, load_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_DIR = ROOT / "rules" / "catalog"

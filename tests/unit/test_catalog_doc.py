@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rules.catalog import load_catalog
-from rules.catalog_doc import catalog_markdown
+from jiancha.rules.catalog import load_catalog
+from jiancha.rules.catalog_doc import catalog_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "catalog.md"

@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from jiancha.producers.contract import Step, parse_event
+from jiancha.rules.case import CaseState
+from jiancha.rules.checks import CHECKS
+from jiancha.rules.engine import CHECK_RETRY_SECONDS, Engine
+from jiancha.rules.findings import CaseView, Finding, declared_reads, reads
+from jiancha.rules.schedule import Due
 
-from producers.contract import Step, parse_event
-from rules.case import CaseState
-from rules.checks import CHECKS
-from rules.engine import CHECK_RETRY_SECONDS, Engine
-from rules.findings import CaseView, Finding, declared_reads, reads
-from rules.schedule import Due
 from tests.conftest import CheckErrorWatch
 from tests.unit.eventkit_integrity import at, drop, engine, ev, lawful, run
 
@@ -64,13 +64,13 @@ def _charged(case_id: str = "F") -> list[dict[str, Any]]:
 def test_a_raising_check_is_logged_counted_and_the_others_go_on(caplog: pytest.LogCaptureFixture) -> None:
     seen: list[str] = []
     eng, _ = _engine(failures=10**6, on_check_error=seen.append)
-    with caplog.at_level(logging.ERROR, logger="rules.engine"):
+    with caplog.at_level(logging.ERROR, logger="jiancha.rules.engine"):
         alerts = run(drop(_charged(), "reviewed"), "2024-03-05 09:00", eng)
     assert RULE not in {a.rule for a in alerts}
     assert "process.skipped_step" in {a.rule for a in alerts}  # the other rules go on
     assert eng.check_errors[RULE] >= 1 and seen.count(RULE) == eng.check_errors[RULE]
     assert set(eng.check_errors) == {RULE}
-    logged = [r for r in caplog.records if r.name == "rules.engine"]
+    logged = [r for r in caplog.records if r.name == "jiancha.rules.engine"]
     assert logged and all(f"rule {RULE} failed on case F" in r.getMessage() for r in logged)
     assert logged[0].exc_info is not None  # with the traceback
 

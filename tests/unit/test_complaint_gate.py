@@ -10,23 +10,23 @@ from typing import Any
 
 import orjson
 import pytest
-
-from producers.complaints import (
+from jiancha.producers.complaints import (
     COMPLAINT_CENTRE,
     ComplaintProducer,
     ComplaintValidationError,
     encode_complaint,
 )
-from producers.contract import sign_payload
-from producers.keys import DepartmentKeys
-from rules.complaints import (
+from jiancha.producers.contract import sign_payload
+from jiancha.producers.keys import DepartmentKeys
+from jiancha.rules.complaints import (
     COMPLAINT_REJECT_REASONS,
     MAX_COMPLAINT_BYTES,
     ComplaintGate,
     ComplaintRejected,
 )
-from rules.factory import build_engine
-from settings import load_settings
+from jiancha.rules.factory import build_engine
+
+from jiancha.settings import load_settings
 from tests.integration.conftest import TEST_CATALOG
 
 ENGINE = build_engine(TEST_CATALOG)

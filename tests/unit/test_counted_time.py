@@ -9,9 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from rules.calendar import OfficialCalendar, WeekdayCalendar
-from rules.counted_time import DAY, WorkingTime
+from jiancha.rules.calendar import OfficialCalendar, WeekdayCalendar
+from jiancha.rules.counted_time import DAY, WorkingTime
 
 TZ = ZoneInfo("Asia/Shanghai")
 

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dashboards import promql
+from jiancha.dashboards import promql
+
 from jiancha import svgchart
 from jiancha.dashboard_preview import JSON_DIR, _table, legend
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
+from jiancha.dashboards import build, promql
+from jiancha.dashboards.names import DATASOURCE_VARIABLE, DEFAULT_DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID
 from typer.testing import CliRunner
 
-from dashboards import build, promql
-from dashboards.names import DATASOURCE_VARIABLE, DEFAULT_DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID
 from jiancha.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
 def _worker_sample_names() -> set[str]:
     """Every sample name a worker can expose: agents/metrics.py (also labelled metrics that
     have no child yet) and the indicators extension's collector, when it is there."""
-    from agents.metrics import EngineMetrics
+    from jiancha.agents.metrics import EngineMetrics
 
     families = list(EngineMetrics().registry.collect())
     families += _indicator_families()
@@ -58,7 +58,7 @@ def _worker_sample_names() -> set[str]:
 
 def _indicator_families() -> list[Any]:
     try:
-        from agents.indicators import IndicatorCollector
+        from jiancha.agents.indicators import IndicatorCollector
     except ImportError:
         return []
     return list(IndicatorCollector().collect())
@@ -73,7 +73,7 @@ def _panels(d: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_committed_json_matches_the_code() -> None:
     stale = build.check()
-    assert not stale, f"dashboards/json is out of date ({stale}): run 'python -m dashboards.build'"
+    assert not stale, f"dashboards/json is out of date ({stale}): run 'python -m jiancha.dashboards.build'"
 
 
 def test_build_check_detects_drift(tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_cli_build_and_module_entry_point(tmp_path: Path) -> None:
     done = runner.invoke(app, ["dashboards", "build", "--check", "--out", str(out)])
     assert done.exit_code == 1
     assert "jiancha-health.json" in done.output
-    proc = subprocess.run([sys.executable, "-m", "dashboards.build", "--check"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "jiancha.dashboards.build", "--check"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 
@@ -245,7 +245,7 @@ def test_indicator_metrics_have_the_labels_the_evaluation_dashboard_uses() -> No
     families = {f.name: f for f in _indicator_families()}
     if not families:
         pytest.skip("agents/indicators.py (jiancha_indicator, jiancha_score) is not there")
-    from agents.indicators import IndicatorCollector
+    from jiancha.agents.indicators import IndicatorCollector
 
     collector = IndicatorCollector()
     collector.indicators = [(("gongan", "", "on_time_rate", "2026-06"), 0.9)]
@@ -254,11 +254,11 @@ def test_indicator_metrics_have_the_labels_the_evaluation_dashboard_uses() -> No
     assert set(samples["jiancha_indicator"][0].labels) == {"department", "item", "indicator",
                                                            "period"}
     assert set(samples["jiancha_score"][0].labels) == {"department", "period"}
-    from dashboards.evaluation import INDICATORS, MONTH_PERIODS
+    from jiancha.dashboards.evaluation import INDICATORS, MONTH_PERIODS
 
     assert re.fullmatch(MONTH_PERIODS, "2026-06") and not re.fullmatch(MONTH_PERIODS, "2026-Q2")
     try:
-        from rules.indicators import INDICATORS as EXPORTED
+        from jiancha.rules.indicators import INDICATORS as EXPORTED
     except ImportError:
         return
     assert set(INDICATORS) <= set(EXPORTED), set(INDICATORS) - set(EXPORTED)

@@ -8,9 +8,8 @@ from typing import Any
 
 import orjson
 from aiokafka.errors import KafkaTimeoutError, RecordTooLargeError
-
-from agents.dead_letters import ENVELOPE_HEAD_BYTES, DeadLetterWriter
-from agents.record import Record
+from jiancha.agents.dead_letters import ENVELOPE_HEAD_BYTES, DeadLetterWriter
+from jiancha.agents.record import Record
 
 RECORD = Record(b"C1", b'{"not": "an event"}', 3, 42, None)
 

@@ -10,19 +10,19 @@ from typing import Any
 
 import orjson
 import pytest
+from jiancha.agents.metrics import EngineMetrics
+from jiancha.agents.record import Record
+from jiancha.agents.supervisor import Supervisor
+from jiancha.producers.contract import Alert, Step
+from jiancha.rules.case import CaseState
+from jiancha.rules.clock import SimulatedClock
+from jiancha.rules.engine import Engine
+from jiancha.rules.factory import build_engine
+from jiancha.rules.ingest import Gate
+from jiancha.rules.replay import replay
+from jiancha.rules.replay_parallel import replay_parallel
+from jiancha.rules.schedule import NOTHING, Due
 
-from agents.metrics import EngineMetrics
-from agents.record import Record
-from agents.supervisor import Supervisor
-from producers.contract import Alert, Step
-from rules.case import CaseState
-from rules.clock import SimulatedClock
-from rules.engine import Engine
-from rules.factory import build_engine
-from rules.ingest import Gate
-from rules.replay import replay
-from rules.replay_parallel import replay_parallel
-from rules.schedule import NOTHING, Due
 from tests.unit.eventkit_integrity import CATALOG, ev
 
 SUBMITTED = ev("R", "submitted", "2024-03-04 09:00")

@@ -12,15 +12,15 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jiancha.agents.metrics import EngineMetrics
+from jiancha.agents.record import Record
+from jiancha.agents.supervisor import Supervisor
+from jiancha.producers.contract import Alert, Step
+from jiancha.rules.case import CaseState
+from jiancha.rules.clock import SimulatedClock
+from jiancha.rules.factory import build_engine
+from jiancha.rules.ingest import REJECT_REASONS, Gate
 
-from agents.metrics import EngineMetrics
-from agents.record import Record
-from agents.supervisor import Supervisor
-from producers.contract import Alert, Step
-from rules.case import CaseState
-from rules.clock import SimulatedClock
-from rules.factory import build_engine
-from rules.ingest import REJECT_REASONS, Gate
 from tests.integration.conftest import TEST_CATALOG
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

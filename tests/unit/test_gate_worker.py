@@ -8,15 +8,15 @@ import time
 from datetime import UTC, datetime
 
 import orjson
+from jiancha.agents.metrics import EngineMetrics
+from jiancha.agents.record import Record
+from jiancha.agents.supervisor import Supervisor
+from jiancha.producers.contract import Alert
+from jiancha.producers.keys import DepartmentKeys
+from jiancha.rules.clock import SimulatedClock
+from jiancha.rules.factory import build_engine
+from jiancha.rules.ingest import Gate
 
-from agents.metrics import EngineMetrics
-from agents.record import Record
-from agents.supervisor import Supervisor
-from producers.contract import Alert
-from producers.keys import DepartmentKeys
-from rules.clock import SimulatedClock
-from rules.factory import build_engine
-from rules.ingest import Gate
 from tests.events import at, event
 from tests.integration.conftest import TEST_CATALOG
 

@@ -13,10 +13,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-
-from producers.contract import Alert
-from rules.factory import build_engine
-from rules.indicators import (
+from jiancha.producers.contract import Alert
+from jiancha.rules.factory import build_engine
+from jiancha.rules.indicators import (
     Acc,
     IndicatorBook,
     PeriodError,
@@ -28,7 +27,8 @@ from rules.indicators import (
     report_rows,
     rows_csv,
 )
-from rules.replay import replay
+from jiancha.rules.replay import replay
+
 from tests.unit.eventkit import TEST_CATALOG, events
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -154,8 +154,8 @@ def test_an_event_counts_the_same_whether_or_not_its_state_ends_with_it() -> Non
     """The book takes an event's time from the state's last fact when that is the event
     (the worker and replay hand it so); a state that goes on past the event is counted
     by the kinds of its facts, with the same result on this month."""
-    from producers.contract import parse_event
-    from rules.case import CaseState
+    from jiancha.producers.contract import parse_event
+    from jiancha.rules.case import CaseState
 
     usual, _ = run_month()
     eng = build_engine(TEST_CATALOG)
@@ -223,7 +223,7 @@ def test_scoring_is_configuration() -> None:
     assert month_score(acc(yellow=30, red=1, early=100, timed=100), cfg) == 100 - 60 - 1 + 8
     assert month_score(acc(early=50, timed=100), cfg) == 104
     with pytest.raises(ValueError, match="scoring"):
-        from rules.rulebook import RuleSet
+        from jiancha.rules.rulebook import RuleSet
 
         ScoringConfig.from_ruleset(RuleSet(rules={}, scoring={"start": "lots"}))
 

@@ -11,10 +11,10 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jiancha.producers.jcs import CanonicalizationError, canonicalize, number
 
-from producers.jcs import CanonicalizationError, canonicalize, number
-from producers.simulator import generate_cases
-from settings import DEFAULT_CATALOG_DIR
+from jiancha.settings import DEFAULT_CATALOG_DIR
+from jiancha.simulator import generate_cases
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 

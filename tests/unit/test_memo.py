@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rules.memo import BoundedMemo
+from jiancha.rules.memo import BoundedMemo
 
 
 def test_computes_once_and_starts_over_past_its_limit() -> None:

@@ -5,13 +5,13 @@ that never echo a Redis password."""
 from __future__ import annotations
 
 import pytest
+from jiancha.notifier.mail import EmailChannel, SmtpServer
+from jiancha.notifier.ratelimit import TokenBucket, retry_after
+from jiancha.notifier.tokens import bearer, parse_tokens
+from jiancha.notifier.types import DeliveryError, EmailConfig
+from jiancha.notifier.webhook import check_url
 
-from agents.notify.mail import EmailChannel, SmtpServer
-from agents.notify.ratelimit import TokenBucket, retry_after
-from agents.notify.tokens import bearer, parse_tokens
-from agents.notify.types import DeliveryError, EmailConfig
-from agents.notify.webhook import check_url
-from settings import SettingsError, load_settings, mask_url
+from jiancha.settings import SettingsError, load_settings, mask_url
 
 
 class FakeClock:

@@ -7,13 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+import jiancha.producers.client as client_mod
 import orjson
 import pytest
 from aiokafka.errors import RequestTimedOutError, UnknownError
 from aiokafka.structs import RecordMetadata, TopicPartition
-
-import producers.client as client_mod
-from producers.client import (
+from jiancha.producers.client import (
     DepartmentProducer,
     ProducerDeliveryError,
     ProducerValidationError,
@@ -21,9 +20,10 @@ from producers.client import (
     kafka_client_kwargs,
     producer_from_settings,
 )
-from producers.contract import EventValidationError, parse_event, verify_signature
-from producers.keys import DepartmentKeys
-from settings import Settings
+from jiancha.producers.contract import EventValidationError, parse_event, verify_signature
+from jiancha.producers.keys import DepartmentKeys
+
+from jiancha.settings import Settings
 
 KEY = b"dept-a-secret"
 

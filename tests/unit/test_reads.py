@@ -25,15 +25,15 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jiancha.producers.contract import Alert, Step
+from jiancha.rules.case import CaseState
+from jiancha.rules.catalog import OPTIONAL_STEPS
+from jiancha.rules.engine import Engine
+from jiancha.rules.findings import PROCESS, UNLISTED, CaseView, Check, declared_reads
+from jiancha.rules.ingest import Gate, Rejected
+from jiancha.rules.replay import replay
+from jiancha.rules.schedule import Due
 
-from producers.contract import Alert, Step
-from rules.case import CaseState
-from rules.catalog import OPTIONAL_STEPS
-from rules.engine import Engine
-from rules.findings import PROCESS, UNLISTED, CaseView, Check, declared_reads
-from rules.ingest import Gate, Rejected
-from rules.replay import replay
-from rules.schedule import Due
 from tests.unit.eventkit_integrity import CO_DEPARTMENTS, CST, DEPARTMENT, engine
 
 ENGINE = engine()
@@ -204,9 +204,10 @@ def test_partial_evaluation_raises_what_full_evaluation_raises(lines: list[bytes
 
 @pytest.fixture(scope="module")
 def workload() -> tuple[list[bytes], datetime, Engine]:
+    from jiancha.rules.factory import build_engine
+
     from jiancha.bench import _workload
-    from rules.factory import build_engine
-    from settings import DEFAULT_CATALOG_DIR
+    from jiancha.settings import DEFAULT_CATALOG_DIR
 
     lines, end, _ = _workload(3000)
     return lines, end, build_engine(DEFAULT_CATALOG_DIR, on_calendar_fallback=lambda year: None)
@@ -269,7 +270,8 @@ def test_partial_evaluation_skips_checks(workload: tuple[list[bytes], datetime, 
 def test_a_decided_and_delivered_case_waits_for_nothing() -> None:
     """Which checks wait is kept beside the due: once the checks that waited have run and
     found nothing left, the case is not woken again for a due they no longer have."""
-    from rules.schedule import NOTHING, DeadlineIndex
+    from jiancha.rules.schedule import NOTHING, DeadlineIndex
+
     from tests.unit.eventkit_integrity import lawful
 
     gate = Gate(ENGINE.catalog)
@@ -317,10 +319,10 @@ def _worker_alerts(lines: list[bytes], eng: Engine, fail_ticks: int = 0,
     cases a tick judges per hold of the case lock."""
     import asyncio
 
-    from agents.metrics import EngineMetrics
-    from agents.record import Record
-    from agents.supervisor import Supervisor
-    from rules.clock import SimulatedClock
+    from jiancha.agents.metrics import EngineMetrics
+    from jiancha.agents.record import Record
+    from jiancha.agents.supervisor import Supervisor
+    from jiancha.rules.clock import SimulatedClock
 
     sink = _Sink()
     sv = Supervisor(eng, Gate(eng.catalog), SimulatedClock(BASE, 1.0, BASE.timestamp()), sink,

@@ -8,15 +8,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import jiancha.rules.replay_parallel as parallel
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jiancha.rules.engine import Engine
+from jiancha.rules.replay import ReplayResult, replay
+from jiancha.rules.replay_parallel import ReplayWorkerError, replay_parallel, shard_of
 
-import rules.replay_parallel as parallel
-from rules.engine import Engine
-from rules.replay import ReplayResult, replay
-from rules.replay_parallel import ReplayWorkerError, replay_parallel, shard_of
 from tests.unit.eventkit_integrity import CST, engine
 from tests.unit.test_reads import BASE, UNTIL, random_file
 
@@ -65,9 +65,10 @@ def test_sharded_replay_is_replay(lines: list[bytes], workers: int, chunk: int) 
 
 
 def test_sharded_replay_is_replay_on_the_simulator_workload() -> None:
+    from jiancha.rules.factory import build_engine
+
     from jiancha.bench import _workload
-    from rules.factory import build_engine
-    from settings import DEFAULT_CATALOG_DIR
+    from jiancha.settings import DEFAULT_CATALOG_DIR
 
     lines, end, _ = _workload(6000)
     until = end + timedelta(days=60)
@@ -87,7 +88,7 @@ def test_sharded_replay_is_replay_on_the_simulator_workload() -> None:
 
 
 def test_one_worker_or_indicators_replay_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rules.indicators import IndicatorBook
+    from jiancha.rules.indicators import IndicatorBook
 
     monkeypatch.setattr(parallel, "_drive", None)  # would fail if it were called
     lines = [orjson.dumps({"no": "event"})]
@@ -137,8 +138,9 @@ def test_a_shard_that_dies_fails_the_replay(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_a_year_without_a_calendar_is_reported_once_not_once_per_shard(
         caplog: pytest.LogCaptureFixture) -> None:
-    from rules.factory import build_engine
-    from settings import DEFAULT_CATALOG_DIR
+    from jiancha.rules.factory import build_engine
+
+    from jiancha.settings import DEFAULT_CATALOG_DIR
 
     years: list[int] = []
     lines = [orjson.dumps({
@@ -147,7 +149,7 @@ def test_a_year_without_a_calendar_is_reported_once_not_once_per_shard(
         "occurred_at": datetime(2031, 3, 4, 9, tzinfo=CST).isoformat()}) for n in range(40)]
     assert {shard_of(line, 2) for line in lines} == {0, 1}  # both shards count in 2031
     engine = build_engine(DEFAULT_CATALOG_DIR, on_calendar_fallback=years.append)
-    with caplog.at_level("WARNING", logger="rules.calendar"):
+    with caplog.at_level("WARNING", logger="jiancha.rules.calendar"):
         result = replay_parallel(lines, engine, datetime(2031, 6, 1, tzinfo=CST), workers=2)
     assert result.events == 40 and result.alerts  # the intake deadlines passed
     # the shards count without a word; this process says it once, for the one year used

@@ -14,11 +14,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from jiancha.rules.indicators import Acc, mean_parts, month_score, score_parts
 
 from jiancha import svgchart
 from jiancha.report_html import ReportData, previous_periods, render_html, worst
-from producers.simulator import generate_file
-from rules.indicators import Acc, mean_parts, month_score, score_parts
+from jiancha.simulator import generate_file
 from tests.unit.test_indicators import CFG, acc
 
 ROOT = Path(__file__).resolve().parents[2]

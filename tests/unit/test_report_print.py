@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from producers.simulator import generate_file
+from jiancha.simulator import generate_file
 from tests.needs_browser import require_browser, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from jiancha.producers.contract import Alert
 
-from producers.contract import Alert
 from tests.unit.eventkit import events, of, replay_events, t
 
 #: T-SHORT: promised 1 working day, legal 2. Accepted Monday 2026-03-02: the promise runs
@@ -83,8 +83,9 @@ def test_a_retracted_alert_is_raised_again_when_it_becomes_due_again() -> None:
 def test_a_retracted_alert_counts_in_no_indicator() -> None:
     """The evaluators' books take a retracted red back: the month's department, item and
     handler counts are as if it had never been raised."""
-    from rules.indicators import IndicatorBook
-    from rules.replay import replay
+    from jiancha.rules.indicators import IndicatorBook
+    from jiancha.rules.replay import replay
+
     from tests.unit.eventkit import engine
 
     def red_counts(evs: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
@@ -117,8 +118,9 @@ def test_deadline_alerts_name_the_current_holder() -> None:
 
 
 def test_per_handler_indicators_count_the_holder() -> None:
-    from rules.indicators import IndicatorBook
-    from rules.replay import replay
+    from jiancha.rules.indicators import IndicatorBook
+    from jiancha.rules.replay import replay
+
     from tests.unit.eventkit import engine
 
     steps = [("submitted", "2026-03-02 09:00"), ("accepted", "2026-03-02 09:30", {"actor": "clerk"}),
@@ -166,9 +168,10 @@ def test_notice_in_time_reported_late_retracts_the_late_notice() -> None:
 def test_an_alert_its_rule_no_longer_knows_stands_and_is_watched_no_more() -> None:
     """An alert raised by an earlier version of a rule (its id not found before the new
     fact either) is not retracted by that fact: nothing was proven."""
-    from rules.case import CaseState
-    from rules.engine import Engine
-    from rules.ingest import Gate
+    from jiancha.rules.case import CaseState
+    from jiancha.rules.engine import Engine
+    from jiancha.rules.ingest import Gate
+
     from tests.unit.eventkit import engine
 
     eng: Engine = engine()

@@ -1,4 +1,4 @@
-"""Notification routing (agents/notify/routing.py) and the pure parts around it: the
+"""Notification routing (notifier/routing.py) and the pure parts around it: the
 loader's errors, matching with fall-through, templates, timing, working hours on the
 official calendar, silences, tokens, webhook signatures and the rendered texts."""
 
@@ -11,9 +11,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-
-from agents.notify.render import render
-from agents.notify.routing import (
+from jiancha.notifier.render import render
+from jiancha.notifier.routing import (
     DEFAULT_ROUTING_FILE,
     RoutingError,
     WorkingHours,
@@ -22,11 +21,11 @@ from agents.notify.routing import (
     parse_duration,
     parse_routing,
 )
-from agents.notify.store import Silence, matching_silence
-from agents.notify.tokens import TokensError, load_tokens, parse_tokens
-from agents.notify.types import Notification, NotificationItem
-from agents.notify.webhook import sign, verify
-from rules.calendar import OfficialCalendar
+from jiancha.notifier.store import Silence, matching_silence
+from jiancha.notifier.tokens import TokensError, load_tokens, parse_tokens
+from jiancha.notifier.types import Notification, NotificationItem
+from jiancha.notifier.webhook import sign, verify
+from jiancha.rules.calendar import OfficialCalendar
 
 ROOT = Path(__file__).resolve().parents[2]
 TZ = ZoneInfo("Asia/Shanghai")

@@ -5,7 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rules.checks import CHECKS
+from jiancha.rules.checks import CHECKS
+
 from tests.events import case
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS
+from jiancha.rules.factory import build_engine
 
-from producers.contract import LAWFUL_SUSPENSION_REASONS
-from rules.factory import build_engine
 from tests.unit.eventkit import (
     TEST_CATALOG,
     Step,
@@ -519,7 +519,7 @@ def test_delivery_late_escalation(delivered: str | None, severities: list[str]) 
 
 
 def _evaluate_directly(evs: list[dict[str, Any]], now: datetime) -> dict[str, tuple[Any, ...]]:
-    from producers.contract import parse_event
+    from jiancha.producers.contract import parse_event
 
     eng = engine()
     state = None

@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rules.checks import CHECKS
-from rules.complaints import COMPLAINT_RULES
-from rules.rulebook import DEFAULT_RULES_DIR, load_ruleset
-from rules.rules_doc import OTHER_RULES, REGENERATE, rules_markdown
-from rules.windows import WINDOW_RULES
+from jiancha.rules.checks import CHECKS
+from jiancha.rules.complaints import COMPLAINT_RULES
+from jiancha.rules.rulebook import DEFAULT_RULES_DIR, load_ruleset
+from jiancha.rules.rules_doc import OTHER_RULES, REGENERATE, rules_markdown
+from jiancha.rules.windows import WINDOW_RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "rules.md"

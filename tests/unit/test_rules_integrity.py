@@ -12,11 +12,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from jiancha.producers.contract import Step
+from jiancha.rules.case import CaseState, Fact
+from jiancha.rules.checks.integrity import actor_conflict
+from jiancha.rules.findings import CaseView
 
-from producers.contract import Step
-from rules.case import CaseState, Fact
-from rules.checks.integrity import actor_conflict
-from rules.findings import CaseView
 from tests.unit.eventkit_integrity import (
     APPLICANT,
     at,
@@ -463,7 +463,7 @@ def test_an_event_finding_is_raised_on_receipt_when_the_producer_clock_runs_ahea
     event's ``occurred_at`` (the producer's clock ahead, or the timestamp cut to the
     millisecond). A finding about the event is due once the event is received: it must
     not wait for ``occurred_at`` and the next deadline tick."""
-    from producers.contract import parse_event
+    from jiancha.producers.contract import parse_event
 
     eng = engine()
     state = None

@@ -6,9 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from jiancha.agents.app import faust_credentials
 
-from agents.app import faust_credentials
-from settings import SettingsError, load_settings
+from jiancha.settings import SettingsError, load_settings
 
 
 def test_defaults_load() -> None:
@@ -70,7 +70,7 @@ def test_the_worker_tunes_the_interpreter_as_set(monkeypatch: pytest.MonkeyPatch
     import gc
     import sys
 
-    from agents.worker import tune_interpreter
+    from jiancha.agents.worker import tune_interpreter
 
     before, switch = gc.get_threshold(), sys.getswitchinterval()
     monkeypatch.setenv("JIANCHA_GC_YOUNG_THRESHOLD", "12345")
@@ -162,7 +162,7 @@ def _common_names(ctx: ssl.SSLContext) -> list[str]:
 def test_sasl_ssl_with_the_deployment_ca_maps_to_faust_and_aiokafka(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ca_pem: Path
 ) -> None:
-    from producers.client import kafka_client_kwargs
+    from jiancha.producers.client import kafka_client_kwargs
 
     secret = tmp_path / "worker.password"
     secret.write_text("w0rker\n")

@@ -13,9 +13,16 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from jiancha.producers.contract import ApprovalEvent, Step, parse_event
+from jiancha.rules.calendar import OfficialCalendar
+from jiancha.rules.catalog import load_catalog
+from jiancha.rules.clock import SimulatedClock
+from jiancha.rules.counted_time import WorkingTime
+from jiancha.rules.factory import build_engine
+from jiancha.rules.replay import replay
 
-from producers.contract import ApprovalEvent, Step, parse_event
-from producers.simulator import (
+from jiancha.settings import Settings
+from jiancha.simulator import (
     OFFICE_DAY,
     VIOLATION_KINDS,
     VIOLATION_RULES,
@@ -30,13 +37,6 @@ from producers.simulator import (
     simulate,
     write_jsonl,
 )
-from rules.calendar import OfficialCalendar
-from rules.catalog import load_catalog
-from rules.clock import SimulatedClock
-from rules.counted_time import WorkingTime
-from rules.factory import build_engine
-from rules.replay import replay
-from settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG_DIR = ROOT / "rules" / "catalog"

@@ -10,9 +10,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-
-from producers.contract import Alert
-from rules.windows import (
+from jiancha.producers.contract import Alert
+from jiancha.rules.windows import (
     BURST,
     CLOSE,
     COUNT,
@@ -23,6 +22,7 @@ from rules.windows import (
     WindowRules,
     WindowTracker,
 )
+
 from tests.unit.test_windows import TZ, rec, rules, t
 
 

@@ -10,11 +10,10 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-
-from producers.contract import Alert, make_alert_id
-from rules.factory import build_engine
-from rules.replay import replay
-from rules.windows import (
+from jiancha.producers.contract import Alert, make_alert_id
+from jiancha.rules.factory import build_engine
+from jiancha.rules.replay import replay
+from jiancha.rules.windows import (
     BURST,
     DENIAL,
     SILENT,
@@ -24,6 +23,7 @@ from rules.windows import (
     burst_add,
     dept_add,
 )
+
 from tests.unit.eventkit import TEST_CATALOG, engine
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -326,7 +326,8 @@ def test_the_minutes_need_not_divide_a_day_but_a_department_window_must() -> Non
 
 
 def test_sharded_replay_finds_the_same_bursts() -> None:
-    from rules.replay_parallel import replay_parallel
+    from jiancha.rules.replay_parallel import replay_parallel
+
     from tests.unit.eventkit import events
 
     evs = []
@@ -502,7 +503,7 @@ def test_silence_does_not_depend_on_the_order_events_arrive_in() -> None:
     Spans plus a low watermark find the same silences as events in time order."""
     import random
 
-    from rules.windows import span_add
+    from jiancha.rules.windows import span_add
 
     r = rules()
     days = _workdays("2026-10-12", 14)
@@ -526,7 +527,7 @@ def test_silence_does_not_depend_on_the_order_events_arrive_in() -> None:
 
 
 def test_span_add_merges_close_events_in_any_order() -> None:
-    from rules.windows import span_add
+    from jiancha.rules.windows import span_add
 
     times = [(100.0, "a"), (130.0, "b"), (500.0, "c"), (160.0, "d"), (1000.0, "e"), (470.0, "f")]
     spans: list = []
@@ -569,7 +570,7 @@ def _span_add_by_scan(spans: list, at: float, event_id: str, merge: float) -> li
 def test_span_add_looks_only_around_the_event_and_agrees_with_the_scan(seed: int) -> None:
     import random
 
-    from rules.windows import span_add, spans_after
+    from jiancha.rules.windows import span_add, spans_after
 
     rnd = random.Random(seed)
     fast: list = []
@@ -654,10 +655,11 @@ def test_a_facts_window_fields_are_its_events() -> None:
     same fields as from the event itself (refusals, applicant steps, offsets kept)."""
     from datetime import UTC
 
-    from producers.contract import ApprovalEvent, Step, parse_event
-    from producers.simulator import generate_cases
-    from rules.case import Fact
-    from rules.windows import fact_fields
+    from jiancha.producers.contract import ApprovalEvent, Step, parse_event
+    from jiancha.rules.case import Fact
+    from jiancha.rules.windows import fact_fields
+
+    from jiancha.simulator import generate_cases
 
     def event_fields(ev: ApprovalEvent) -> list:  # the record as the event itself says it
         refused = ev.step is Step.rejected_at_intake or (

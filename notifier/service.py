@@ -35,31 +35,31 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from agents.notify.api import create_api
-from agents.notify.mail import EmailChannel, SmtpServer
-from agents.notify.queue import NotifyQueue, notification_id
-from agents.notify.ratelimit import TokenBucket
-from agents.notify.render import render
-from agents.notify.routing import (
+from jiancha.notifier.api import create_api
+from jiancha.notifier.mail import EmailChannel, SmtpServer
+from jiancha.notifier.queue import NotifyQueue, notification_id
+from jiancha.notifier.ratelimit import TokenBucket
+from jiancha.notifier.render import render
+from jiancha.notifier.routing import (
     DEFAULT_ROUTING_FILE,
     Routing,
     WorkingHoursClock,
     channel_config,
     load_routing,
 )
-from agents.notify.store import AlertNotFound, AlertStore, Silence, matching_silence, merge_alert
-from agents.notify.stream import StreamChannel
-from agents.notify.tokens import Tokens, load_tokens
-from agents.notify.types import DeliveryError, Notification, NotificationItem
-from agents.notify.webhook import WebhookChannel
-from rules.clock import Clock, SimulatedClock, make_clock
-from settings import Settings
+from jiancha.notifier.store import AlertNotFound, AlertStore, Silence, matching_silence, merge_alert
+from jiancha.notifier.stream import StreamChannel
+from jiancha.notifier.tokens import Tokens, load_tokens
+from jiancha.notifier.types import DeliveryError, Notification, NotificationItem
+from jiancha.notifier.webhook import WebhookChannel
+from jiancha.rules.clock import Clock, SimulatedClock, make_clock
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from jiancha.settings import Settings
 
 log = logging.getLogger("jiancha.notifier")
 T = TypeVar("T")
@@ -99,7 +99,7 @@ class NotifierMetrics:
 class Notifier:
     def __init__(self, settings: Settings, routing: Routing, tokens: Tokens, client: Any,
                  clock: Clock | None = None, hours: WorkingHoursClock | None = None) -> None:
-        from rules.calendar import OfficialCalendar
+        from jiancha.rules.calendar import OfficialCalendar
 
         self.settings = settings
         self.routing = routing
@@ -171,9 +171,9 @@ class Notifier:
         return s.notifier_public_url or f"http://{s.notifier_host}:{s.notifier_port}"
 
     async def start_api(self) -> None:
-        from agents.notify.pages import AlertPages
-        from rules.counted_time import WorkingTime
-        from rules.rulebook import DEFAULT_RULES_DIR, load_ruleset
+        from jiancha.notifier.pages import AlertPages
+        from jiancha.rules.counted_time import WorkingTime
+        from jiancha.rules.rulebook import DEFAULT_RULES_DIR, load_ruleset
 
         s = self.settings
         pages = AlertPages(self.store, self.tokens, WorkingTime(self.hours.calendar, s.tz),
@@ -218,7 +218,7 @@ class Notifier:
     async def _check_redis(self) -> None:
         """Wait for Redis (it may start after us); fail at once on credentials or ACLs, with a
         message naming the setting."""
-        from agents.sinks.redis import RedisAlertSink
+        from jiancha.agents.sinks.redis import RedisAlertSink
 
         backoff = 0.2
         while True:
@@ -243,7 +243,7 @@ class Notifier:
     async def _ensure_stream_groups(self) -> None:
         """Create the consumer groups of the stream channels now, so that in-house readers can
         wait on them before the first notification (templated streams: at first delivery)."""
-        from agents.notify.types import StreamConfig
+        from jiancha.notifier.types import StreamConfig
 
         for receiver in self.routing.receivers.values():
             for config in receiver.channels:
@@ -660,7 +660,7 @@ def _default_consumer() -> str:
 
 def run_notifier(settings: Settings, loglevel: str = "INFO") -> None:
     """Load routing and tokens (failing fast with the file and key), then run until SIGTERM."""
-    from agents.sinks.redis import redis_client
+    from jiancha.agents.sinks.redis import redis_client
 
     logging.basicConfig(level=loglevel.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

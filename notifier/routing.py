@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from jiancha.notifier.types import ChannelConfig
+from jiancha.rules.calendar import WorkingCalendar
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -54,10 +56,7 @@ from pydantic import (
     model_validator,
 )
 
-from agents.notify.types import ChannelConfig
-from rules.calendar import WorkingCalendar
-
-DEFAULT_ROUTING_FILE = Path(__file__).resolve().parents[2] / "rules" / "routing.yaml"
+DEFAULT_ROUTING_FILE = Path(__file__).resolve().parents[1] / "rules" / "routing.yaml"
 SEVERITIES = ("yellow", "red", "escalated")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")

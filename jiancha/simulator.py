@@ -50,15 +50,15 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from producers.contract import SCHEMA_VERSION, ApprovalEvent, Step
-from rules.calendar import OfficialCalendar
-from rules.catalog import Item, load_catalog
-from rules.clock import Clock, SimulatedClock, make_clock
-from rules.counted_time import WorkingTime
+from jiancha.producers.contract import SCHEMA_VERSION, ApprovalEvent, Step
+from jiancha.rules.calendar import OfficialCalendar
+from jiancha.rules.catalog import Item, load_catalog
+from jiancha.rules.clock import Clock, SimulatedClock, make_clock
+from jiancha.rules.counted_time import WorkingTime
 
 if TYPE_CHECKING:
-    from producers.client import DepartmentProducer
-    from settings import Settings
+    from jiancha.producers.client import DepartmentProducer
+    from jiancha.settings import Settings
 
 __all__ = [
     "VIOLATION_KINDS",
@@ -693,7 +693,7 @@ async def run_live(
     sim = LiveSimulator(catalog, wt, seed=seed, violations=violations, first_case=first_case)
     office = sim.office
     if producer is None:
-        from producers.client import producer_from_settings
+        from jiancha.producers.client import producer_from_settings
 
         producer = producer_from_settings(settings)
 

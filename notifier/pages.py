@@ -3,14 +3,14 @@
 - ``GET /alerts?department=&rule=&severity=&status=&since=&until=``: the alert list,
   newest first, each row a link to its alert's page;
 - ``GET /alerts/{id}``: the alert and its case — the messages, the law, the counted-time
-  arithmetic drawn (:mod:`agents.notify.casechart`), the time line, the evidence, the
+  arithmetic drawn (:mod:`jiancha.notifier.casechart`), the time line, the evidence, the
   history — with forms to acknowledge, resolve (a note is required) and silence;
 - ``POST /alerts/{id}/ack|resolve|silence``: the forms' actions (HTML form fields), the
   same store operations and the same permissions as the JSON API;
 - ``GET /login?token=…`` (a login link) and ``POST /login``: check the token, set it as a
   cookie and redirect to a URL without it; ``POST /logout`` drops the cookie.
 
-Who may see what is the JSON API's rule (:mod:`agents.notify.tokens`): a department token
+Who may see what is the JSON API's rule (:mod:`jiancha.notifier.tokens`): a department token
 sees its own department's alerts, and an alert that is absent and one that is another
 department's get the same 404. A page takes the token from ``Authorization: Bearer`` or
 from the cookie ``jiancha_token`` (HttpOnly, SameSite=Lax: sent when a person follows a link
@@ -29,16 +29,15 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 from aiohttp import web
-
-from agents.notify.casechart import counted_span, counted_time_svg
-from agents.notify.routing import parse_duration
-from agents.notify.store import AlertNotFound, AlertStore
-from agents.notify.tokens import Principal, Tokens
-from producers.contract import Step
-from rules.checks.process import STEP_EN, STEP_ZH
-from rules.counted_time import WorkingTime
-from rules.lifecycle import TransitionError
-from rules.rulebook import RuleSet
+from jiancha.notifier.casechart import counted_span, counted_time_svg
+from jiancha.notifier.routing import parse_duration
+from jiancha.notifier.store import AlertNotFound, AlertStore
+from jiancha.notifier.tokens import Principal, Tokens
+from jiancha.producers.contract import Step
+from jiancha.rules.checks.process import STEP_EN, STEP_ZH
+from jiancha.rules.counted_time import WorkingTime
+from jiancha.rules.lifecycle import TransitionError
+from jiancha.rules.rulebook import RuleSet
 
 COOKIE = "jiancha_token"
 COOKIE_MAX_AGE = 12 * 3600

@@ -17,11 +17,11 @@ from aiokafka.structs import RecordMetadata
 from rich.console import Console
 from rich.progress import Progress
 
-from producers.client import ProducerDeliveryError, ProducerValidationError, producer_from_settings
-from producers.keys import DepartmentKeys
+from jiancha.producers.client import ProducerDeliveryError, ProducerValidationError, producer_from_settings
+from jiancha.producers.keys import DepartmentKeys
 
 if TYPE_CHECKING:
-    from settings import Settings
+    from jiancha.settings import Settings
 
 __all__ = ["SendReport", "send_file"]
 

@@ -20,9 +20,8 @@ import time
 from typing import ClassVar
 
 import aiohttp
+from jiancha.notifier.types import DeliveryError, Outbound, WebhookConfig
 from yarl import URL
-
-from agents.notify.types import DeliveryError, Outbound, WebhookConfig
 
 #: 4xx answers that say "later" (timeout, too early, rate limited), not "never"
 _TRY_AGAIN = (408, 425, 429)

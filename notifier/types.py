@@ -2,7 +2,7 @@
 
 A :class:`Notification` is what the notifier queues (durably, in Redis) for one channel of
 one receiver: the alerts of one group (department, rule, receiver, transition) at one
-flush. At delivery it is rendered (``agents/notify/render.py``) into an :class:`Outbound`
+flush. At delivery it is rendered (``notifier/render.py``) into an :class:`Outbound`
 message with the alerts as they are *then* (status, severity), and handed to the channel.
 
 A channel implements :class:`Channel`: ``send`` delivers or raises :class:`DeliveryError`

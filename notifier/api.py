@@ -22,7 +22,7 @@ with 400 naming it. Errors are JSON ``{"error": code, "message": text}`` (400 ad
 another department's list, 404 for an alert that is absent *or* another department's (the
 same answer, so a department token learns nothing of other departments' alerts), 409 for
 a status change the alert's status does not allow, 413 for a body over 64 KiB, 429 with
-``Retry-After`` past the caller's rate limit (:mod:`agents.notify.ratelimit`; every path,
+``Retry-After`` past the caller's rate limit (:mod:`jiancha.notifier.ratelimit`; every path,
 ``/health`` and ``/metrics`` included, per token or, without a valid one, per address).
 """
 
@@ -36,15 +36,14 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from jiancha.notifier.pages import AlertPages, OnResolved
+from jiancha.notifier.ratelimit import TokenBucket, retry_after
+from jiancha.notifier.routing import parse_duration
+from jiancha.notifier.store import MAX_SILENCE, AlertNotFound, AlertStore
+from jiancha.notifier.tokens import Principal, Tokens, bearer
+from jiancha.rules.lifecycle import TransitionError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
-
-from agents.notify.pages import AlertPages, OnResolved
-from agents.notify.ratelimit import TokenBucket, retry_after
-from agents.notify.routing import parse_duration
-from agents.notify.store import MAX_SILENCE, AlertNotFound, AlertStore
-from agents.notify.tokens import Principal, Tokens, bearer
-from rules.lifecycle import TransitionError
 
 PRINCIPAL = web.AppKey("principal", Principal)
 _STATUSES = ("active", "open", "acknowledged", "resolved", "all")
@@ -382,6 +381,6 @@ def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable
         web.post("/api/silences", add_silence),
         web.delete("/api/silences/{silence_id}", delete_silence),
     ])
-    if pages is not None:  # the HTML pages (agents/notify/pages.py), outside /api/
+    if pages is not None:  # the HTML pages (notifier/pages.py), outside /api/
         app.add_routes(pages.routes())
     return app

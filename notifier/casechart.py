@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from html import escape
 from typing import Any
 
-from rules.counted_time import DAY, Pause, WorkingTime
+from jiancha.rules.counted_time import DAY, Pause, WorkingTime
 
 MAX_DAYS = 400  # a longer span is cut (a calendar-day limit of a year at most)
 MIN_DAYS = 14  # a short limit is drawn in two weeks of days around it

@@ -27,10 +27,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
+from jiancha.rules.clock import Clock, WallClock
+from jiancha.rules.lifecycle import TRANSITIONS, TransitionError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from rules.clock import Clock, WallClock
-from rules.lifecycle import TRANSITIONS, TransitionError
 
 ListStatus = Literal["active", "open", "acknowledged", "resolved", "all"]
 #: The longest a silence may last: a forgotten one mutes a department for a season, no more.

@@ -34,8 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-
-from agents.notify.types import Notification
+from jiancha.notifier.types import Notification
 
 _REFRESH = """
 local function push_history(root, at)

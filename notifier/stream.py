@@ -4,16 +4,15 @@ use the consumer group the notifier creates (``group``, from the first entry) wi
 XREADGROUP / XACK.
 
 The entry is written by the same Lua script that takes the notification off its queue
-(:class:`agents.notify.types.AtomicChannel`): delivered exactly once, even across crashes.
+(:class:`jiancha.notifier.types.AtomicChannel`): delivered exactly once, even across crashes.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from jiancha.notifier.types import Outbound, StreamConfig
 from redis.exceptions import ResponseError
-
-from agents.notify.types import Outbound, StreamConfig
 
 
 class StreamChannel:
