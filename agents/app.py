@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from jiancha.agents.batch_consumer import install as install_batch_handler
 from jiancha.agents.commit_barrier import CoalescedChangelog
 from jiancha.agents.dead_letters import DeadLetterWriter
@@ -25,8 +27,6 @@ from jiancha.rules.clock import make_clock
 from jiancha.rules.factory import build_engine
 from jiancha.rules.indicators import alert_tally
 from jiancha.rules.ingest import Gate
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
 from jiancha.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,9 @@ from typing import Any
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.types import TP
 from faust.types.tuples import ack_lock
-from jiancha.agents.record import Record
 from mode.utils.futures import notify
+
+from jiancha.agents.record import Record
 
 log = logging.getLogger(__name__)
 

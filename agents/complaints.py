@@ -27,13 +27,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import faust
+from prometheus_client import Counter
+from pydantic import ValidationError
+
 from jiancha.agents.windows import Repartition, active
 from jiancha.producers.contract import Complaint
 from jiancha.rules.complaints import ComplaintGate, ComplaintRejected, ComplaintRules, ComplaintState
 from jiancha.rules.driver import ComplaintFlow
 from jiancha.rules.schedule import DeadlineIndex
-from prometheus_client import Counter
-from pydantic import ValidationError
 
 if TYPE_CHECKING:
     from jiancha.agents.extensions import WorkerContext

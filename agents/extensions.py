@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+
 from jiancha.agents.metrics import EngineMetrics
 from jiancha.agents.supervisor import Supervisor
-
 from jiancha.settings import Settings
 
 

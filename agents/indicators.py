@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
+from prometheus_client.core import GaugeMetricFamily
+
 from jiancha.agents.commit_barrier import CoalescedChangelog, before_commit, owner
 from jiancha.notifier.tokens import Tokens, bearer, load_tokens
 from jiancha.producers.contract import Alert, ApprovalEvent
@@ -54,7 +56,6 @@ from jiancha.rules.indicators import (
     rows_csv,
 )
 from jiancha.rules.memo import BoundedMemo
-from prometheus_client.core import GaugeMetricFamily
 
 if TYPE_CHECKING:
     from jiancha.agents.extensions import WorkerContext

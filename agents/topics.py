@@ -13,8 +13,8 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from jiancha.producers.client import kafka_client_kwargs
 
+from jiancha.producers.client import kafka_client_kwargs
 from jiancha.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import faust
 import orjson
+from prometheus_client import Counter
+
 from jiancha.agents.commit_barrier import CoalescedChangelog, before_commit
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import Fact
@@ -54,7 +56,6 @@ from jiancha.rules.windows import (
     own_window,
     spans_after,
 )
-from prometheus_client import Counter
 
 if TYPE_CHECKING:
     from jiancha.agents.extensions import WorkerContext

@@ -6,9 +6,9 @@ import gc
 import sys
 
 import faust
+
 from jiancha.agents.app import create_app
 from jiancha.agents.topics import ensure_topics_sync
-
 from jiancha.settings import Settings
 
 

@@ -16,6 +16,7 @@ Reads the indicator metrics ``jiancha_indicator{department,item,indicator,period
 from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as dm
+
 from jiancha.dashboards.kit import (
     DEPT,
     Layout,

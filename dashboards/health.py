@@ -7,6 +7,7 @@ The heavier queries read the recording rules of dashboards/prometheus/rules/
 from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as dm
+
 from jiancha.dashboards.kit import (
     DEPT,
     Layout,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as dm
+
 from jiancha.dashboards.kit import (
     DEPT,
     Layout,

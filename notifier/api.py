@@ -36,14 +36,15 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
+
 from jiancha.notifier.pages import AlertPages, OnResolved
 from jiancha.notifier.ratelimit import TokenBucket, retry_after
 from jiancha.notifier.routing import parse_duration
 from jiancha.notifier.store import MAX_SILENCE, AlertNotFound, AlertStore
 from jiancha.notifier.tokens import Principal, Tokens, bearer
 from jiancha.rules.lifecycle import TransitionError
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import ValidationError
 
 PRINCIPAL = web.AppKey("principal", Principal)
 _STATUSES = ("active", "open", "acknowledged", "resolved", "all")

@@ -29,6 +29,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 from aiohttp import web
+
 from jiancha.notifier.casechart import counted_span, counted_time_svg
 from jiancha.notifier.routing import parse_duration
 from jiancha.notifier.store import AlertNotFound, AlertStore

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
 from jiancha.notifier.types import Notification
 
 _REFRESH = """

@@ -44,8 +44,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from jiancha.notifier.types import ChannelConfig
-from jiancha.rules.calendar import WorkingCalendar
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -55,6 +53,9 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from jiancha.notifier.types import ChannelConfig
+from jiancha.rules.calendar import WorkingCalendar
 
 DEFAULT_ROUTING_FILE = Path(__file__).resolve().parents[1] / "rules" / "routing.yaml"
 SEVERITIES = ("yellow", "red", "escalated")

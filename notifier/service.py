@@ -35,6 +35,12 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from jiancha.notifier.api import create_api
 from jiancha.notifier.mail import EmailChannel, SmtpServer
 from jiancha.notifier.queue import NotifyQueue, notification_id
@@ -53,12 +59,6 @@ from jiancha.notifier.tokens import Tokens, load_tokens
 from jiancha.notifier.types import DeliveryError, Notification, NotificationItem
 from jiancha.notifier.webhook import WebhookChannel
 from jiancha.rules.clock import Clock, SimulatedClock, make_clock
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from jiancha.settings import Settings
 
 log = logging.getLogger("jiancha.notifier")

@@ -27,9 +27,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from jiancha.rules.clock import Clock, WallClock
 from jiancha.rules.lifecycle import TRANSITIONS, TransitionError
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ListStatus = Literal["active", "open", "acknowledged", "resolved", "all"]
 #: The longest a silence may last: a forgotten one mutes a department for a season, no more.

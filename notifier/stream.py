@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from jiancha.notifier.types import Outbound, StreamConfig
 from redis.exceptions import ResponseError
+
+from jiancha.notifier.types import Outbound, StreamConfig
 
 
 class StreamChannel:

@@ -20,8 +20,9 @@ import time
 from typing import ClassVar
 
 import aiohttp
-from jiancha.notifier.types import DeliveryError, Outbound, WebhookConfig
 from yarl import URL
+
+from jiancha.notifier.types import DeliveryError, Outbound, WebhookConfig
 
 #: 4xx answers that say "later" (timeout, too early, rate limited), not "never"
 _TRY_AGAIN = (408, 425, 429)

@@ -26,6 +26,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.structs import RecordMetadata
+
 from jiancha.producers.contract import ApprovalEvent, EventValidationError, parse_event, sign_payload
 from jiancha.producers.keys import DepartmentKeys
 

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
-from jiancha.producers.contract import SCHEMA_VERSION, Complaint, EventValidationError, sign_payload
 from pydantic import ValidationError
+
+from jiancha.producers.contract import SCHEMA_VERSION, Complaint, EventValidationError, sign_payload
 
 if TYPE_CHECKING:
     from jiancha.producers.keys import DepartmentKeys
-
     from jiancha.settings import Settings
 
 ComplaintLike = Complaint | Mapping[str, Any]

@@ -15,7 +15,6 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from jiancha.producers.jcs import CanonicalizationError, canonicalize
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -26,6 +25,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from jiancha.producers.jcs import CanonicalizationError, canonicalize
 
 SCHEMA_VERSION = 1
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from jiancha.producers.contract import alert_json_schema, complaint_json_schema, event_json_schema
 
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {

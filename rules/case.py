@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
 from jiancha.producers.contract import ApprovalEvent, Step
 
 _STEPS = {s.value: s for s in Step}

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from jiancha.producers.contract import Step
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -21,6 +20,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from jiancha.producers.contract import Step
 
 #: Steps that may happen on any item and are never "unknown" (domain.md).
 OPTIONAL_STEPS: frozenset[Step] = frozenset(

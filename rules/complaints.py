@@ -25,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
+
 from jiancha.producers.complaints import COMPLAINT_CENTRE
 from jiancha.producers.contract import (
     SEVERITY_RANK,
@@ -40,7 +42,6 @@ from jiancha.rules.ingest import KeyRing, Rejected, check_signature, read_object
 from jiancha.rules.messages import escalation_prefix
 from jiancha.rules.rulebook import RuleSet
 from jiancha.rules.windows import render_alert
-from pydantic import ValidationError
 
 RECEIVED = "complaint.received"
 OVERDUE = "complaint.overdue"

@@ -38,12 +38,13 @@ from fractions import Fraction
 from typing import Any, Literal
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from jiancha.producers.contract import Alert, ApprovalEvent, Step
 from jiancha.rules.case import CaseState
 from jiancha.rules.counted_time import DAY
 from jiancha.rules.memo import BoundedMemo
 from jiancha.rules.rulebook import RuleSet, RuleSetError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Kind = Literal["department", "item", "handler"]
 KINDS: tuple[Kind, ...] = ("department", "item", "handler")

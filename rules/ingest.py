@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
+
 from jiancha.producers.contract import (
     ApprovalEvent,
     EventValidationError,

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
+
 from jiancha.producers.contract import Alert, Step
 from jiancha.rules.calendar import OfficialCalendar
 from jiancha.rules.catalog import Catalog, Department, Item

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import CaseState, Fact
 from jiancha.rules.clock import EventTimeClock

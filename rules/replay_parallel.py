@@ -45,6 +45,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
+
 from jiancha.producers.contract import Alert, Step
 from jiancha.rules.calendar import OfficialCalendar
 from jiancha.rules.case import CaseState, Fact

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from jiancha.rules.checks import CHECKS
 from jiancha.rules.complaints import COMPLAINT_RULES
 from jiancha.rules.findings import PROCESS, UNLISTED, declared_reads

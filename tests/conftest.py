@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import jiancha.rules.engine as rule_engine
 import pytest
+
+import jiancha.rules.engine as rule_engine
 from jiancha.rules.engine import Engine
 
 

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import yaml
+
 from jiancha.rules.rulebook import DEFAULT_RULES_DIR
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import orjson
+
 from jiancha.rules.case import CaseState
 
 log = logging.getLogger(__name__)

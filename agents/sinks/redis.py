@@ -21,8 +21,6 @@ import re
 from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
-from jiancha.agents.sinks.types import Outcome
-from jiancha.producers.contract import SEVERITY_RANK, Alert
 from redis.exceptions import (
     AuthenticationError,
     MasterDownError,
@@ -33,6 +31,9 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from jiancha.agents.sinks.types import Outcome
+from jiancha.producers.contract import SEVERITY_RANK, Alert
 
 log = logging.getLogger(__name__)
 

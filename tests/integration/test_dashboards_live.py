@@ -34,9 +34,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from jiancha.dashboards import build, promql
 from prometheus_client.parser import text_string_to_metric_families
 
+from jiancha.dashboards import build, promql
 from jiancha.embedded import EmbeddedStack
 from jiancha.prometheus_local import prometheus_binary, start_prometheus
 from tests.integration.conftest import Worker, WorkerSpec
@@ -131,10 +131,10 @@ async def _load(spec: WorkerSpec, env: dict[str, str]) -> None:
       unknown_item, duplicate_event_id) and a case refused without a reason, so that red
       alerts keep coming during the load, not only from the backfill."""
     from aiokafka import AIOKafkaProducer
+
     from jiancha.producers.client import producer_from_settings
     from jiancha.rules.catalog import load_catalog
     from jiancha.rules.clock import SimulatedClock
-
     from jiancha.settings import Settings
     from jiancha.simulator import generate_cases, run_live
 

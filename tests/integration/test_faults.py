@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+
+from jiancha.embedded import EmbeddedStack
 from jiancha.rules.catalog import load_catalog
 from jiancha.rules.clock import SimulatedClock
 from jiancha.rules.factory import build_engine
 from jiancha.rules.replay import replay
-
-from jiancha.embedded import EmbeddedStack
 from jiancha.settings import DEFAULT_CATALOG_DIR
 from jiancha.simulator import generate_cases
 from tests.integration.conftest import WorkerSpec

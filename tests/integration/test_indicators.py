@@ -20,12 +20,12 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+
 from jiancha.rules.catalog import load_catalog
 from jiancha.rules.clock import SimulatedClock
 from jiancha.rules.factory import build_engine
 from jiancha.rules.indicators import INDICATORS, IndicatorBook, report_rows
 from jiancha.rules.replay import replay
-
 from jiancha.simulator import generate_cases
 from tests.integration.conftest import ROOT, TEST_CATALOG, WorkerSpec
 
@@ -95,7 +95,6 @@ async def _backfill(spec: WorkerSpec, events: list[dict], complaints: list[dict]
     from jiancha.agents.topics import ensure_topics
     from jiancha.producers.client import DepartmentProducer
     from jiancha.producers.complaints import ComplaintProducer
-
     from jiancha.settings import load_settings
 
     await ensure_topics(load_settings(

@@ -32,12 +32,12 @@ from typing import Any
 import pytest
 import redis
 import yaml
-from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
-from jiancha.notifier.webhook import verify
-from jiancha.producers.contract import Alert
 from typer.testing import CliRunner
 
+from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
 from jiancha.embedded import EmbeddedStack, ManagedProcess, free_port, spawn
+from jiancha.notifier.webhook import verify
+from jiancha.producers.contract import Alert
 from tests.metric_samples import total
 
 pytestmark = pytest.mark.integration

@@ -29,7 +29,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
+from jiancha.embedded import EmbeddedStack, free_port
 from jiancha.notifier.api import MAX_LIMIT, MAX_OFFSET, create_api
 from jiancha.notifier.queue import NotifyQueue
 from jiancha.notifier.ratelimit import TokenBucket
@@ -39,8 +41,6 @@ from jiancha.notifier.store import AlertStore
 from jiancha.notifier.tokens import parse_tokens
 from jiancha.notifier.types import Notification, NotificationItem
 from jiancha.producers.contract import Alert
-
-from jiancha.embedded import EmbeddedStack, free_port
 from jiancha.settings import load_settings
 
 pytestmark = pytest.mark.integration

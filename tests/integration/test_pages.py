@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jiancha.producers.contract import Alert
 
 from jiancha.embedded import EmbeddedStack
+from jiancha.producers.contract import Alert
 from tests.integration.browser import chromium_path
 from tests.integration.test_notifier import (
     BUREAU,

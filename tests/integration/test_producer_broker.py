@@ -14,11 +14,11 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import RequestTimedOutError
 from aiokafka.structs import ConsumerRecord
+
+from jiancha.embedded import EmbeddedStack
 from jiancha.producers.client import DepartmentProducer, SyncDepartmentProducer
 from jiancha.producers.contract import parse_event, verify_signature
 from jiancha.producers.keys import DepartmentKeys
-
-from jiancha.embedded import EmbeddedStack
 from jiancha.send import send_file
 from jiancha.settings import Settings
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from jiancha.dashboards import promql
 
 ROOT = Path(__file__).resolve().parents[2]

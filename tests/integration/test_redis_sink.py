@@ -7,10 +7,10 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
-from jiancha.producers.contract import Alert
 
+from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
 from jiancha.embedded import EmbeddedStack
+from jiancha.producers.contract import Alert
 
 pytestmark = pytest.mark.integration
 CST = timezone(timedelta(hours=8))

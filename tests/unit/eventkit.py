@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
+
 from jiancha.producers.contract import Alert, parse_event
 from jiancha.rules.engine import Engine
 from jiancha.rules.factory import build_engine

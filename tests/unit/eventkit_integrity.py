@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from jiancha.producers.contract import Alert
 from jiancha.rules.engine import Engine
 from jiancha.rules.factory import build_engine

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
+
 from jiancha.notifier.casechart import (
     COUNTED,
     EXTENSION,
@@ -27,7 +28,6 @@ from jiancha.notifier.types import Notification, NotificationItem
 from jiancha.rules.calendar import OfficialCalendar
 from jiancha.rules.counted_time import WorkingTime
 from jiancha.rules.factory import build_engine
-
 from tests.unit.eventkit import of, run
 
 TZ = ZoneInfo("Asia/Shanghai")

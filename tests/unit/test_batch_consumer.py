@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from faust.types import TP
+
 from jiancha.agents.batch_consumer import BatchingConsumer, install
 
 

@@ -7,14 +7,14 @@ import time
 from typing import Any
 
 import orjson
+from prometheus_client import generate_latest
+
 from jiancha.agents.metrics import EngineMetrics
 from jiancha.agents.record import Record
 from jiancha.agents.supervisor import Supervisor
 from jiancha.producers.contract import Alert
 from jiancha.rules.clock import SimulatedClock
 from jiancha.rules.ingest import Gate
-from prometheus_client import generate_latest
-
 from tests.unit.eventkit import engine, t
 
 

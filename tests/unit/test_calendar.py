@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+
 from jiancha.rules.calendar import (
     CalendarFileError,
     OfficialCalendar,

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from jiancha.producers.contract import Alert, parse_event
 from jiancha.rules.engine import Engine
 from jiancha.rules.factory import build_engine
 from jiancha.rules.indicators import IndicatorBook
-
 from tests.unit import eventkit
 from tests.unit.eventkit import Step, events, of, raised_at, run, t
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import chinese_calendar
 import pytest
+
 from jiancha.rules.calendar import OfficialCalendar
 from jiancha.rules.counted_time import DAY, EpochPause, WorkingTime
 

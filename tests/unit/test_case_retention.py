@@ -8,13 +8,13 @@ import time
 from typing import Any
 
 import orjson
+
 from jiancha.agents.metrics import EngineMetrics
 from jiancha.agents.record import Record
 from jiancha.agents.supervisor import Supervisor
 from jiancha.producers.contract import Alert
 from jiancha.rules.clock import SimulatedClock
 from jiancha.rules.ingest import Gate
-
 from tests.unit.eventkit import engine, events, t
 
 DAY = 86400.0

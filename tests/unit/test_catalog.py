@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from jiancha.producers.contract import Step
 from jiancha.rules.catalog import OPTIONAL_STEPS, Catalog, CatalogError, Item, load_catalog
 

@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from jiancha.producers.contract import Step, parse_event
 from jiancha.rules.case import CaseState
 from jiancha.rules.checks import CHECKS
 from jiancha.rules.engine import CHECK_RETRY_SECONDS, Engine
 from jiancha.rules.findings import CaseView, Finding, declared_reads, reads
 from jiancha.rules.schedule import Due
-
 from tests.conftest import CheckErrorWatch
 from tests.unit.eventkit_integrity import at, drop, engine, ev, lawful, run
 

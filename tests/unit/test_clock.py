@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from jiancha.rules.clock import Clock, EventTimeClock, SimulatedClock, WallClock
 
 SHANGHAI = timezone(timedelta(hours=8))

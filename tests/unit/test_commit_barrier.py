@@ -9,6 +9,7 @@ from typing import Any
 
 from faust.serializers import Registry
 from faust.types import TP
+
 from jiancha.agents.commit_barrier import CoalescedChangelog, before_commit
 
 

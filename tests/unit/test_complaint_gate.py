@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from jiancha.producers.complaints import (
     COMPLAINT_CENTRE,
     ComplaintProducer,
@@ -25,7 +26,6 @@ from jiancha.rules.complaints import (
     ComplaintRejected,
 )
 from jiancha.rules.factory import build_engine
-
 from jiancha.settings import load_settings
 from tests.integration.conftest import TEST_CATALOG
 

@@ -13,11 +13,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
+
 from jiancha.producers.contract import Complaint
 from jiancha.rules.complaints import OVERDUE, RECEIVED, ComplaintRules, ComplaintState
 from jiancha.rules.factory import build_engine
 from jiancha.rules.replay import replay
-
 from tests.unit.eventkit import TEST_CATALOG, engine, events
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -162,6 +162,7 @@ def test_replay_cli_with_complaints(tmp_path: Path) -> None:
 
 def test_complaint_producer_validates_and_keys_by_case_or_department() -> None:
     import pytest
+
     from jiancha.producers.complaints import ComplaintValidationError, encode_complaint
 
     key, value = encode_complaint(complaint("Q1", "2026-11-02 10:00"))

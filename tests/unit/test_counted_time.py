@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from jiancha.rules.calendar import OfficialCalendar, WeekdayCalendar
 from jiancha.rules.counted_time import DAY, WorkingTime
 

@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jiancha.dashboards import promql
-
 from jiancha import svgchart
 from jiancha.dashboard_preview import JSON_DIR, _table, legend
+from jiancha.dashboards import promql
 
 
 def _panel(uid: str, title: str) -> dict[str, Any]:

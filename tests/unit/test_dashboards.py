@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 import yaml
-from jiancha.dashboards import build, promql
-from jiancha.dashboards.names import DATASOURCE_VARIABLE, DEFAULT_DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID
 from typer.testing import CliRunner
 
 from jiancha.cli import app
+from jiancha.dashboards import build, promql
+from jiancha.dashboards.names import DATASOURCE_VARIABLE, DEFAULT_DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID
 
 ROOT = Path(__file__).resolve().parents[2]
 JSON_DIR = ROOT / "dashboards" / "json"

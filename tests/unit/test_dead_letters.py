@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from aiokafka.errors import KafkaTimeoutError, RecordTooLargeError
+
 from jiancha.agents.dead_letters import ENVELOPE_HEAD_BYTES, DeadLetterWriter
 from jiancha.agents.record import Record
 

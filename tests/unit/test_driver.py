@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from jiancha.agents.metrics import EngineMetrics
 from jiancha.agents.record import Record
 from jiancha.agents.supervisor import Supervisor
@@ -22,7 +23,6 @@ from jiancha.rules.ingest import Gate
 from jiancha.rules.replay import replay
 from jiancha.rules.replay_parallel import replay_parallel
 from jiancha.rules.schedule import NOTHING, Due
-
 from tests.unit.eventkit_integrity import CATALOG, ev
 
 SUBMITTED = ev("R", "submitted", "2024-03-04 09:00")

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 import yaml
+
 from jiancha.producers.contract import Alert, Complaint, parse_event
 from jiancha.rules.case import CaseState
 from jiancha.rules.complaints import OVERDUE, ComplaintRules, ComplaintState
 from jiancha.rules.engine import Engine
 from jiancha.rules.rulebook import DEFAULT_RULES_DIR, Escalation, RuleSet, RuleSetError, load_ruleset
-
 from tests.unit.eventkit_integrity import at, drop, engine, ev, lawful, retime
 
 Events = list[dict[str, Any]]

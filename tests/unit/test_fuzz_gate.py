@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from jiancha.producers.complaints import COMPLAINT_CENTRE
 from jiancha.producers.contract import ApprovalEvent, Complaint, Step, sign_payload
 from jiancha.producers.keys import DepartmentKeys
@@ -23,7 +24,6 @@ from jiancha.rules.case import CaseState
 from jiancha.rules.complaints import COMPLAINT_REJECT_REASONS, ComplaintGate, ComplaintRejected
 from jiancha.rules.factory import build_engine
 from jiancha.rules.ingest import REJECT_REASONS, Gate, Rejected
-
 from tests.events import event
 from tests.integration.conftest import TEST_CATALOG
 

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from jiancha.agents.metrics import EngineMetrics
 from jiancha.agents.record import Record
 from jiancha.agents.supervisor import Supervisor
@@ -20,7 +21,6 @@ from jiancha.rules.case import CaseState
 from jiancha.rules.clock import SimulatedClock
 from jiancha.rules.factory import build_engine
 from jiancha.rules.ingest import REJECT_REASONS, Gate
-
 from tests.integration.conftest import TEST_CATALOG
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+
 from jiancha.producers.keys import DepartmentKeys
 from jiancha.rules.factory import build_engine
 from jiancha.rules.ingest import Gate, Rejected
-
 from tests.events import at, event
 from tests.integration.conftest import TEST_CATALOG
 

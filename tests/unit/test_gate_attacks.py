@@ -12,11 +12,11 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
+
 from jiancha.producers.keys import DepartmentKeys
 from jiancha.rules.factory import build_engine
 from jiancha.rules.ingest import Gate, Rejected
 from jiancha.rules.replay import replay
-
 from tests.events import at, event
 from tests.integration.conftest import TEST_CATALOG
 
@@ -182,7 +182,6 @@ def test_a_case_cannot_grow_past_its_bounds() -> None:
     the case stops taking events at its bounds, with a reason, and keeps what it has."""
     from jiancha.rules.ingest import MAX_CASE_BYTES, MAX_FACTS_PER_CASE
     from jiancha.rules.replay import replay
-
     from tests.unit.eventkit import engine
 
     padding = ["x" * 1900] * 31  # about 60 KB of attributes, each string within its limit

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import orjson
+
 from jiancha.agents.metrics import EngineMetrics
 from jiancha.agents.record import Record
 from jiancha.agents.supervisor import Supervisor
@@ -16,7 +17,6 @@ from jiancha.producers.keys import DepartmentKeys
 from jiancha.rules.clock import SimulatedClock
 from jiancha.rules.factory import build_engine
 from jiancha.rules.ingest import Gate
-
 from tests.events import at, event
 from tests.integration.conftest import TEST_CATALOG
 

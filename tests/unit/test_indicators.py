@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+
 from jiancha.producers.contract import Alert
 from jiancha.rules.factory import build_engine
 from jiancha.rules.indicators import (
@@ -28,7 +29,6 @@ from jiancha.rules.indicators import (
     rows_csv,
 )
 from jiancha.rules.replay import replay
-
 from tests.unit.eventkit import TEST_CATALOG, events
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jiancha.producers.jcs import CanonicalizationError, canonicalize, number
 
+from jiancha.producers.jcs import CanonicalizationError, canonicalize, number
 from jiancha.settings import DEFAULT_CATALOG_DIR
 from jiancha.simulator import generate_cases
 

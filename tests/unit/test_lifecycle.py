@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+
 from jiancha.producers.contract import Alert, parse_event
 from jiancha.rules.findings import CaseView
 from jiancha.rules.lifecycle import TransitionError, auto_resolvable, next_status
-
 from tests.unit.eventkit import Step, engine, events, of, replay_events
 
 SUB = ("submitted", "2026-03-02 09:00")

@@ -7,6 +7,7 @@ import string
 from pathlib import Path
 
 import pytest
+
 from jiancha.rules.message_table import EXAMPLES, example_alerts, example_engine, render_table
 
 ROOT = Path(__file__).resolve().parents[2]

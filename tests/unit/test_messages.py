@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from jiancha.rules.factory import build_engine
 from jiancha.rules.messages import elapsed_text, less_than_text, names_en, span_text
-
 from tests.unit.eventkit import ROOT, TEST_CATALOG, events, of, replay_events, run
 
 SUB = ("submitted", "2026-03-02 09:00")

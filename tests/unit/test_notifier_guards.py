@@ -5,12 +5,12 @@ that never echo a Redis password."""
 from __future__ import annotations
 
 import pytest
+
 from jiancha.notifier.mail import EmailChannel, SmtpServer
 from jiancha.notifier.ratelimit import TokenBucket, retry_after
 from jiancha.notifier.tokens import bearer, parse_tokens
 from jiancha.notifier.types import DeliveryError, EmailConfig
 from jiancha.notifier.webhook import check_url
-
 from jiancha.settings import SettingsError, load_settings, mask_url
 
 

@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-import jiancha.producers.client as client_mod
 import orjson
 import pytest
 from aiokafka.errors import RequestTimedOutError, UnknownError
 from aiokafka.structs import RecordMetadata, TopicPartition
+
+import jiancha.producers.client as client_mod
 from jiancha.producers.client import (
     DepartmentProducer,
     ProducerDeliveryError,
@@ -22,7 +23,6 @@ from jiancha.producers.client import (
 )
 from jiancha.producers.contract import EventValidationError, parse_event, verify_signature
 from jiancha.producers.keys import DepartmentKeys
-
 from jiancha.settings import Settings
 
 KEY = b"dept-a-secret"

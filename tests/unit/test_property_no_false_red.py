@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS
 
+from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS
 from tests.unit.eventkit_integrity import CO_DEPARTMENTS, CST, DEPARTMENT, engine, ev, lawful, run
 
 ENGINE = engine()

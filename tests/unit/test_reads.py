@@ -25,6 +25,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from jiancha.producers.contract import Alert, Step
 from jiancha.rules.case import CaseState
 from jiancha.rules.catalog import OPTIONAL_STEPS
@@ -33,7 +34,6 @@ from jiancha.rules.findings import PROCESS, UNLISTED, CaseView, Check, declared_
 from jiancha.rules.ingest import Gate, Rejected
 from jiancha.rules.replay import replay
 from jiancha.rules.schedule import Due
-
 from tests.unit.eventkit_integrity import CO_DEPARTMENTS, CST, DEPARTMENT, engine
 
 ENGINE = engine()
@@ -204,9 +204,8 @@ def test_partial_evaluation_raises_what_full_evaluation_raises(lines: list[bytes
 
 @pytest.fixture(scope="module")
 def workload() -> tuple[list[bytes], datetime, Engine]:
-    from jiancha.rules.factory import build_engine
-
     from jiancha.bench import _workload
+    from jiancha.rules.factory import build_engine
     from jiancha.settings import DEFAULT_CATALOG_DIR
 
     lines, end, _ = _workload(3000)
@@ -271,7 +270,6 @@ def test_a_decided_and_delivered_case_waits_for_nothing() -> None:
     """Which checks wait is kept beside the due: once the checks that waited have run and
     found nothing left, the case is not woken again for a due they no longer have."""
     from jiancha.rules.schedule import NOTHING, DeadlineIndex
-
     from tests.unit.eventkit_integrity import lawful
 
     gate = Gate(ENGINE.catalog)

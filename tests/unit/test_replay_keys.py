@@ -7,16 +7,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import jiancha.rules.replay_parallel as parallel
 import orjson
 import pytest
+
+import jiancha.rules.replay_parallel as parallel
 from jiancha.producers.complaints import COMPLAINT_CENTRE
 from jiancha.producers.contract import sign_payload
 from jiancha.producers.keys import DepartmentKeys
 from jiancha.rules.factory import build_engine
 from jiancha.rules.replay import ReplayResult, replay
 from jiancha.rules.replay_parallel import replay_parallel
-
 from tests.events import at, case, event
 from tests.integration.conftest import TEST_CATALOG
 

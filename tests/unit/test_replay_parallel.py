@@ -8,15 +8,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import jiancha.rules.replay_parallel as parallel
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import jiancha.rules.replay_parallel as parallel
 from jiancha.rules.engine import Engine
 from jiancha.rules.replay import ReplayResult, replay
 from jiancha.rules.replay_parallel import ReplayWorkerError, replay_parallel, shard_of
-
 from tests.unit.eventkit_integrity import CST, engine
 from tests.unit.test_reads import BASE, UNTIL, random_file
 
@@ -65,9 +65,8 @@ def test_sharded_replay_is_replay(lines: list[bytes], workers: int, chunk: int) 
 
 
 def test_sharded_replay_is_replay_on_the_simulator_workload() -> None:
-    from jiancha.rules.factory import build_engine
-
     from jiancha.bench import _workload
+    from jiancha.rules.factory import build_engine
     from jiancha.settings import DEFAULT_CATALOG_DIR
 
     lines, end, _ = _workload(6000)
@@ -139,7 +138,6 @@ def test_a_shard_that_dies_fails_the_replay(monkeypatch: pytest.MonkeyPatch) -> 
 def test_a_year_without_a_calendar_is_reported_once_not_once_per_shard(
         caplog: pytest.LogCaptureFixture) -> None:
     from jiancha.rules.factory import build_engine
-
     from jiancha.settings import DEFAULT_CATALOG_DIR
 
     years: list[int] = []

@@ -14,10 +14,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from jiancha.rules.indicators import Acc, mean_parts, month_score, score_parts
 
 from jiancha import svgchart
 from jiancha.report_html import ReportData, previous_periods, render_html, worst
+from jiancha.rules.indicators import Acc, mean_parts, month_score, score_parts
 from jiancha.simulator import generate_file
 from tests.unit.test_indicators import CFG, acc
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from jiancha.producers.contract import Alert
 
+from jiancha.producers.contract import Alert
 from tests.unit.eventkit import events, of, replay_events, t
 
 #: T-SHORT: promised 1 working day, legal 2. Accepted Monday 2026-03-02: the promise runs
@@ -85,7 +85,6 @@ def test_a_retracted_alert_counts_in_no_indicator() -> None:
     handler counts are as if it had never been raised."""
     from jiancha.rules.indicators import IndicatorBook
     from jiancha.rules.replay import replay
-
     from tests.unit.eventkit import engine
 
     def red_counts(evs: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
@@ -120,7 +119,6 @@ def test_deadline_alerts_name_the_current_holder() -> None:
 def test_per_handler_indicators_count_the_holder() -> None:
     from jiancha.rules.indicators import IndicatorBook
     from jiancha.rules.replay import replay
-
     from tests.unit.eventkit import engine
 
     steps = [("submitted", "2026-03-02 09:00"), ("accepted", "2026-03-02 09:30", {"actor": "clerk"}),
@@ -171,7 +169,6 @@ def test_an_alert_its_rule_no_longer_knows_stands_and_is_watched_no_more() -> No
     from jiancha.rules.case import CaseState
     from jiancha.rules.engine import Engine
     from jiancha.rules.ingest import Gate
-
     from tests.unit.eventkit import engine
 
     eng: Engine = engine()

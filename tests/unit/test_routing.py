@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from jiancha.notifier.render import render
 from jiancha.notifier.routing import (
     DEFAULT_ROUTING_FILE,

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from jiancha.rules.checks import CHECKS
-
 from tests.events import case
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+
 from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS
 from jiancha.rules.factory import build_engine
-
 from tests.unit.eventkit import (
     TEST_CATALOG,
     Step,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from jiancha.producers.contract import parse_event
 
+from jiancha.producers.contract import parse_event
 from tests.unit.eventkit import Step, engine, events, of, raised_at, run, t
 
 SUB = ("submitted", "2026-03-02 10:00")

@@ -12,11 +12,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from jiancha.producers.contract import Step
 from jiancha.rules.case import CaseState, Fact
 from jiancha.rules.checks.integrity import actor_conflict
 from jiancha.rules.findings import CaseView
-
 from tests.unit.eventkit_integrity import (
     APPLICANT,
     at,

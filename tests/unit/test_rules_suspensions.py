@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS
 from jiancha.rules.checks.suspensions import REASON_NAMES
 from jiancha.rules.factory import build_engine
 from jiancha.rules.rulebook import DEFAULT_RULES_DIR
-
 from tests.unit.eventkit import TEST_CATALOG, Step, of, raised_at, run, t
 
 RULE = "suspension.overlong"

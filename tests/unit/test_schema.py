@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import jsonschema
-from jiancha.producers.schema_files import SCHEMAS, check_schemas, render
 
+from jiancha.producers.schema_files import SCHEMAS, check_schemas, render
 from tests.events import event
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "producers" / "schema"

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from jiancha.agents.app import faust_credentials
 
+from jiancha.agents.app import faust_credentials
 from jiancha.settings import SettingsError, load_settings
 
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 import pytest
+
 from jiancha.producers.contract import canonical_bytes
 from jiancha.producers.keys import DepartmentKeys
 from jiancha.rules.factory import build_engine
 from jiancha.rules.ingest import Gate, Rejected
-
 from tests.events import event
 from tests.integration.conftest import TEST_CATALOG
 

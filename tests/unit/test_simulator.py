@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+
 from jiancha.producers.contract import ApprovalEvent, Step, parse_event
 from jiancha.rules.calendar import OfficialCalendar
 from jiancha.rules.catalog import load_catalog
@@ -20,7 +21,6 @@ from jiancha.rules.clock import SimulatedClock
 from jiancha.rules.counted_time import WorkingTime
 from jiancha.rules.factory import build_engine
 from jiancha.rules.replay import replay
-
 from jiancha.settings import Settings
 from jiancha.simulator import (
     OFFICE_DAY,

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+
 from jiancha.producers.contract import Alert
 from jiancha.rules.windows import (
     BURST,
@@ -22,7 +23,6 @@ from jiancha.rules.windows import (
     WindowRules,
     WindowTracker,
 )
-
 from tests.unit.test_windows import TZ, rec, rules, t
 
 

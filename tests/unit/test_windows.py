@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+
 from jiancha.producers.contract import Alert, make_alert_id
 from jiancha.rules.factory import build_engine
 from jiancha.rules.replay import replay
@@ -23,7 +24,6 @@ from jiancha.rules.windows import (
     burst_add,
     dept_add,
 )
-
 from tests.unit.eventkit import TEST_CATALOG, engine
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -327,7 +327,6 @@ def test_the_minutes_need_not_divide_a_day_but_a_department_window_must() -> Non
 
 def test_sharded_replay_finds_the_same_bursts() -> None:
     from jiancha.rules.replay_parallel import replay_parallel
-
     from tests.unit.eventkit import events
 
     evs = []
@@ -658,7 +657,6 @@ def test_a_facts_window_fields_are_its_events() -> None:
     from jiancha.producers.contract import ApprovalEvent, Step, parse_event
     from jiancha.rules.case import Fact
     from jiancha.rules.windows import fact_fields
-
     from jiancha.simulator import generate_cases
 
     def event_fields(ev: ApprovalEvent) -> list:  # the record as the event itself says it
