@@ -12,12 +12,11 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from jiancha.agents.batch_consumer import install as install_batch_handler
-from jiancha.agents.commit_barrier import CoalescedChangelog
 from jiancha.agents.dead_letters import DeadLetterWriter
 from jiancha.agents.extensions import EXTENSIONS, WorkerContext
 from jiancha.agents.metrics import EngineMetrics
 from jiancha.agents.record import Record
+from jiancha.agents.runtime import CoalescedChangelog, PartitionOffsets, install_batch_source
 from jiancha.agents.sinks.cases import CaseMirror
 from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
 from jiancha.agents.supervisor import Supervisor
@@ -150,9 +149,10 @@ def create_app(settings: Settings) -> faust.App:
         await sv.on_batch(records, cases.data, write_state, dead_letter)
 
     # events reach the agent a fetched batch at a time, not through a Faust stream (see
-    # agents/batch_consumer.py: the per-message path was most of a worker's time)
-    install_batch_handler(app, events, supervise,
-                          fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
+    # agents/runtime/batch_source.py: the per-message path was most of a worker's time)
+    install_batch_source(app, events, supervise,
+                         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
+    offsets = PartitionOffsets(app, settings.events_topic)
 
     async def lagging(partition: int, end: int | None = None) -> bool:
         """Whether records on this partition wait to be processed (a backlog), by the end
@@ -170,7 +170,7 @@ def create_app(settings: Settings) -> faust.App:
             # nothing processed since the assignment: compare where processing starts (the
             # committed offset; None = nothing committed, from the start) with the end. Not
             # the fetch position: the fetcher reads ahead of what the agent has processed.
-            start = app.consumer._committed_offset.get(tp)
+            start = offsets.committed(partition)
             return (start or 0) < end
         return last + 1 < end
 
@@ -259,7 +259,7 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             tp = faust.types.TP(settings.events_topic, p)
             end = app.consumer.highwater(tp)
-            start = app.consumer._committed_offset.get(tp) or 0
+            start = offsets.committed(p) or 0
             if end is not None and start >= end:
                 continue  # nothing to deliver
             log.warning("partition %s of %s: records waiting (from %s to %s) but none "
@@ -293,7 +293,7 @@ def create_app(settings: Settings) -> faust.App:
             t = sv.partition_time.get(p)
             out[str(p)] = {"last_offset": sv.last_offset.get(p),
                            "end_offset": app.consumer.highwater(tp),
-                           "committed": app.consumer._committed_offset.get(tp),
+                           "committed": offsets.committed(p),
                            "time": t.isoformat() if t else None,
                            "lagging": await lagging(p), "scheduled": len(sv.index(p))}
         return out

@@ -35,7 +35,7 @@ import faust
 import orjson
 from prometheus_client.core import GaugeMetricFamily
 
-from jiancha.agents.commit_barrier import CoalescedChangelog, before_commit, owner
+from jiancha.agents.runtime import CoalescedChangelog, before_commit, owner
 from jiancha.notifier.tokens import Tokens, bearer, load_tokens
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import CaseState
@@ -69,7 +69,7 @@ class TableBook(IndicatorBook):
     """An indicator book stored in a Faust table, one key per partition's share.
 
     Updates are kept in memory (``pending``) and written to the table and its changelog
-    by :meth:`write_pending`: before every offset commit (:mod:`agents.commit_barrier`),
+    by :meth:`write_pending`: before every offset commit (:mod:`agents.runtime.commit_barrier`),
     so they are as durable as the case states, and before each Redis mirror. A busy key
     (a department's month) then costs one changelog record per commit interval instead of
     one per event."""

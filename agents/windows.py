@@ -42,7 +42,7 @@ import faust
 import orjson
 from prometheus_client import Counter
 
-from jiancha.agents.commit_barrier import CoalescedChangelog, before_commit
+from jiancha.agents.runtime import CoalescedChangelog, PartitionOffsets, before_commit
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import Fact
 from jiancha.rules.clock import Clock
@@ -208,8 +208,7 @@ class Repartition:
     def _resumed_at(self, topic: str, partition: int) -> int:
         """The last offset processed before this worker got the partition (the committed
         offset is the next one to read)."""
-        committed = getattr(self.app.consumer, "_committed_offset", {}).get(
-            faust.types.TP(topic, partition))
+        committed = PartitionOffsets(self.app, topic).committed(partition)
         return committed - 1 if committed is not None else -1
 
     def upstream_behind(self, partition: int) -> bool:

@@ -1,5 +1,5 @@
-"""A Faust consumer that hands the records of chosen topics to a handler one fetched batch
-at a time, instead of one message at a time through a stream.
+"""The batch source: a Faust consumer that hands the records of chosen topics to a handler
+one fetched batch at a time, instead of one message at a time through a stream.
 
 Why: stock Faust does a good deal of work on every message before an agent sees it (a
 ``Message`` and an ``Event`` object, four asyncio tasks in ``wait_first``, a queue, the
@@ -26,7 +26,6 @@ from typing import Any
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.types import TP
 from faust.types.tuples import ack_lock
-from mode.utils.futures import notify
 
 from jiancha.agents.record import Record
 
@@ -139,7 +138,9 @@ class BatchingConsumer:
         finally:
             standin.acked = True
             unacked.discard(standin)
-            notify(self._waiting_for_ack)  # type: ignore[attr-defined]
+            waiting = self._waiting_for_ack  # type: ignore[attr-defined]
+            if waiting is not None and not waiting.done():  # what Faust's ack does
+                waiting.set_result(None)
         now = monotonic()
         inbound = app.monitor.stream_inbound_time
         for tp, offsets in taken.items():

@@ -10,7 +10,7 @@ from typing import Any
 from faust.serializers import Registry
 from faust.types import TP
 
-from jiancha.agents.commit_barrier import CoalescedChangelog, before_commit
+from jiancha.agents.runtime.commit_barrier import CoalescedChangelog, before_commit
 
 
 class _Batch:
@@ -187,7 +187,7 @@ class _Refusing(_Kafka):
 def test_a_refused_changelog_batch_is_sent_again_before_the_commit_goes_on() -> None:
     """The broker refuses a batch: it is sent again (the same records), and the hook
     returns only once every batch is delivered, so the commit after it waits."""
-    from jiancha.agents.commit_barrier import send_batches
+    from jiancha.agents.runtime.commit_barrier import send_batches
 
     log: list[Any] = []
     kafka = _Refusing(log, refusals=2)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from jiancha.agents.batch_consumer import BatchingConsumer, install
+from jiancha.agents.runtime.batch_source import BatchingConsumer, install
 
 
 class _Bookkeeping(BatchingConsumer):
