@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.types import TP
@@ -37,7 +37,13 @@ log = logging.getLogger(__name__)
 BatchHandler = Callable[[list[Record]], Awaitable[None]]
 
 
-class BatchingConsumer:
+if TYPE_CHECKING:  # what the mixin extends, for the type checker (at run time, see install)
+    from faust.transport.drivers.aiokafka import Consumer as _TransportConsumer
+else:
+    _TransportConsumer = object
+
+
+class BatchingConsumer(_TransportConsumer):
     """Mixin over the transport's consumer class (see :func:`install`)."""
 
     batch_handlers: dict[str, BatchHandler]
@@ -46,7 +52,7 @@ class BatchingConsumer:
     fetch_max_wait_ms: int = 1500
 
     def _new_consumer_thread(self) -> Any:
-        thread = super()._new_consumer_thread()  # type: ignore[misc]
+        thread = super()._new_consumer_thread()
         create = thread._create_consumer
         wait_ms = self.fetch_max_wait_ms
 
@@ -55,32 +61,32 @@ class BatchingConsumer:
             consumer._fetch_max_wait_ms = wait_ms  # read by its fetcher when it starts
             return consumer
 
-        thread._create_consumer = create_consumer
+        thread._create_consumer = create_consumer  # type: ignore[method-assign]
         return thread
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - via workers
         handlers = self.batch_handlers
-        app = self.app  # type: ignore[attr-defined]
-        consumer_should_stop = self._stopped.is_set  # type: ignore[attr-defined]
+        app = self.app
+        consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
-        set_flag = self.diag.set_flag  # type: ignore[attr-defined]
-        unset_flag = self.diag.unset_flag  # type: ignore[attr-defined]
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(CONSUMER_FETCHING)
-                records, active = await self._wait_next_records(1.0)  # type: ignore[attr-defined]
-                await self.sleep(0)  # type: ignore[attr-defined]
-                if records and not self.should_stop:  # type: ignore[attr-defined]
-                    if self.flow_active:  # type: ignore[attr-defined]
+                records, active = await self._wait_next_records(1.0)
+                await self.sleep(0)
+                if records and not self.should_stop:
+                    if self.flow_active:
                         await self._deliver(records, active, handlers, app)
                     else:  # as stock getmany: a rebalance began, go back to the committed offsets
                         try:
-                            await self.perform_seek()  # type: ignore[attr-defined]
+                            await self.perform_seek()
                         except Exception as exc:
                             log.warning("seek while the flow is stopped failed: %r", exc)
                 unset_flag(CONSUMER_FETCHING)
-        except self.consumer_stopped_errors:  # type: ignore[attr-defined]
-            if self.transport.app.should_stop:  # type: ignore[attr-defined]
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
                 return
             raise
         except Exception as exc:
@@ -92,26 +98,26 @@ class BatchingConsumer:
     async def _deliver(self, records: Any, active: set[TP] | None,
                        handlers: dict[str, BatchHandler], app: Any) -> None:
         generation = app.consumer_generation_id
-        buffered = self._buffered_partitions  # type: ignore[attr-defined]
+        buffered = self._buffered_partitions
         batches: dict[str, list[Record]] = {}
         taken: dict[TP, list[int]] = {}
         last: tuple[TP, Any] | None = None
         for tp, recs in records.items():
             if active is not None and tp not in active and tp not in buffered:
                 continue
-            app.monitor.track_tp_end_offset(tp, self.highwater(tp))  # type: ignore[attr-defined]
+            app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             if tp.topic not in handlers:
                 await self._deliver_each(tp, recs, generation)
                 continue
             batch = batches.setdefault(tp.topic, [])
             offsets = taken[tp] = []
-            r_offset = self._read_offset[tp]  # type: ignore[attr-defined]
+            r_offset = self._read_offset[tp]
             for rec in recs:
                 offset = rec.offset
                 if r_offset is not None and offset < r_offset:
                     continue  # read before (as stock: dropped)
                 if r_offset and offset - r_offset > 1:  # a gap (compaction, markers)
-                    await self._add_gap(tp, r_offset + 1, offset)  # type: ignore[attr-defined]
+                    await self._add_gap(tp, r_offset + 1, offset)
                 ts = rec.timestamp
                 batch.append(Record(rec.key, rec.value, tp.partition, offset,
                                     ts / 1000.0 if ts is not None else None))
@@ -120,16 +126,16 @@ class BatchingConsumer:
                 last = (tp, rec)
         if not batches or last is None:
             return
-        if app.consumer_generation_id != generation or not self.flow_active:  # type: ignore[attr-defined]
+        if app.consumer_generation_id != generation or not self.flow_active:
             return  # a rebalance began while fetching: these are read again after it
-        commit_every = self._commit_every  # type: ignore[attr-defined]
-        if commit_every is not None and self._n_acked >= commit_every:  # type: ignore[attr-defined]
+        commit_every = self._commit_every
+        if commit_every is not None and self._n_acked >= commit_every:
             self._n_acked = 0
-            await self.commit()  # type: ignore[attr-defined]
+            await self.commit()
         await app.flow_control.acquire()
         # one tracked message stands for the batch: a rebalance waits for it (wait_empty)
-        standin = self._to_message(*last)  # type: ignore[attr-defined]
-        unacked = self._unacked_messages  # type: ignore[attr-defined]
+        standin = self._to_message(*last)
+        unacked = self._unacked_messages
         unacked.add(standin)
         try:
             for topic, batch in batches.items():
@@ -138,14 +144,14 @@ class BatchingConsumer:
         finally:
             standin.acked = True
             unacked.discard(standin)
-            waiting = self._waiting_for_ack  # type: ignore[attr-defined]
+            waiting = self._waiting_for_ack
             if waiting is not None and not waiting.done():  # what Faust's ack does
                 waiting.set_result(None)
         now = monotonic()
         inbound = app.monitor.stream_inbound_time
         for tp, offsets in taken.items():
             if offsets:
-                self._read_offset[tp] = offsets[-1]  # type: ignore[attr-defined]
+                self._read_offset[tp] = offsets[-1]
                 inbound[tp] = now  # for Faust's slow-processing check
 
     def _ack_offsets(self, taken: dict[TP, list[int]]) -> None:
@@ -153,9 +159,9 @@ class BatchingConsumer:
         n = 0
         with ack_lock:
             for tp, offsets in taken.items():
-                committed = self._committed_offset[tp]  # type: ignore[attr-defined]
-                index = self._acked_index[tp]  # type: ignore[attr-defined]
-                acked = self._acked[tp]  # type: ignore[attr-defined]
+                committed = self._committed_offset[tp]
+                index = self._acked_index[tp]
+                acked = self._acked[tp]
                 for offset in offsets:
                     if (committed is None or offset >= committed) and offset not in index:
                         index.add(offset)
@@ -165,24 +171,24 @@ class BatchingConsumer:
 
     async def _deliver_each(self, tp: TP, recs: list[Any], generation: int) -> None:
         """The stock per-message path, for every other topic."""
-        app = self.app  # type: ignore[attr-defined]
-        callback = self.callback  # type: ignore[attr-defined]
+        app = self.app
+        callback = self.callback
         for rec in recs:
-            if not self.flow_active or app.consumer_generation_id != generation:  # type: ignore[attr-defined]
+            if not self.flow_active or app.consumer_generation_id != generation:
                 return
             offset = rec.offset
-            r_offset = self._read_offset[tp]  # type: ignore[attr-defined]
+            r_offset = self._read_offset[tp]
             if r_offset is not None and offset < r_offset:
                 continue
             if r_offset and offset - r_offset > 1 and app.topics.acks_enabled_for(tp.topic):
-                await self._add_gap(tp, r_offset + 1, offset)  # type: ignore[attr-defined]
-            commit_every = self._commit_every  # type: ignore[attr-defined]
-            if commit_every is not None and self._n_acked >= commit_every:  # type: ignore[attr-defined]
+                await self._add_gap(tp, r_offset + 1, offset)
+            commit_every = self._commit_every
+            if commit_every is not None and self._n_acked >= commit_every:
                 self._n_acked = 0
-                await self.commit()  # type: ignore[attr-defined]
-            message = self._to_message(tp, rec)  # type: ignore[attr-defined]
-            await self.wait_first(callback(message), self.suspend_flow.wait())  # type: ignore[attr-defined]
-            self._read_offset[tp] = offset  # type: ignore[attr-defined]
+                await self.commit()
+            message = self._to_message(tp, rec)
+            await self.wait_first(callback(message), self.suspend_flow.wait())
+            self._read_offset[tp] = offset
 
 
 def install(app: Any, topic: Any, handler: BatchHandler, fetch_max_wait_ms: int = 1500) -> None:

@@ -212,7 +212,8 @@ async def _hand_over(producer: Any, topic: str, partition: int,
     """The records of one partition as record batches handed to the producer: (partition,
     the batch's records, its delivery future) each."""
     out = []
-    batch, chunk = producer.create_batch(), []
+    batch = producer.create_batch()
+    chunk: list[tuple[bytes, bytes | None]] = []
     for key, value in items:
         if batch.append(key=key, value=value, timestamp=None) is None:
             out.append((partition, chunk, await producer.send_batch(batch, topic,
