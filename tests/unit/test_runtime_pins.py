@@ -42,6 +42,14 @@ def _resolve(path: str) -> Any:
     return obj
 
 
+def _relied_on(path: str, used_in: str) -> Any:
+    """The object at ``path``, or a failure naming it and who relies on it."""
+    try:
+        return _resolve(path)
+    except (ImportError, AttributeError) as exc:
+        pytest.fail(_relied(path, used_in, f"is gone ({exc})"))
+
+
 def _params(fn: Callable[..., Any]) -> str:
     """The parameter list without annotations: ``(self, tp, *, partition)``."""
     signature = inspect.signature(fn)
@@ -66,19 +74,19 @@ class Method:
 METHODS = [
     # the batch source: a subclass of the aiokafka transport's consumer
     Method("faust.transport.drivers.aiokafka:Consumer._new_consumer_thread", "(self)", BATCH_SOURCE),
-    Method("faust.transport.consumer:Consumer._drain_messages", "(self, fetcher)", BATCH_SOURCE),
+    Method("faust.transport.drivers.aiokafka:Consumer._drain_messages", "(self, fetcher)", BATCH_SOURCE),
     Method("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._create_consumer", "(self, loop)",
            BATCH_SOURCE),
-    Method("faust.transport.consumer:Consumer._wait_next_records", "(self, timeout)", BATCH_SOURCE),
-    Method("faust.transport.consumer:Consumer.perform_seek", "(self)", BATCH_SOURCE),
-    Method("faust.transport.consumer:Consumer._add_gap", "(self, tp, offset_from, offset_to)",
+    Method("faust.transport.drivers.aiokafka:Consumer._wait_next_records", "(self, timeout)", BATCH_SOURCE),
+    Method("faust.transport.drivers.aiokafka:Consumer.perform_seek", "(self)", BATCH_SOURCE),
+    Method("faust.transport.drivers.aiokafka:Consumer._add_gap", "(self, tp, offset_from, offset_to)",
            BATCH_SOURCE),
-    Method("faust.transport.consumer:Consumer.commit",
+    Method("faust.transport.drivers.aiokafka:Consumer.commit",
            "(self, topics=None, start_new_transaction=True)", BATCH_SOURCE),
     Method("faust.transport.drivers.aiokafka:Consumer._to_message", "(self, tp, record)", BATCH_SOURCE),
     Method("faust.transport.drivers.aiokafka:Consumer.highwater", "(self, tp)", BATCH_SOURCE),
     Method("faust.transport.drivers.aiokafka:Consumer.position", "(self, tp)", OFFSETS),
-    Method("faust.transport.consumer:Consumer.wait_first", "(self, *coros, timeout=None)",
+    Method("faust.transport.drivers.aiokafka:Consumer.wait_first", "(self, *coros, timeout=None)",
            BATCH_SOURCE),
     Method("faust.sensors.monitor:Monitor.track_tp_end_offset", "(self, tp, offset)", BATCH_SOURCE),
     Method("faust.topics:Topic.get_topic_name", "(self)", BATCH_SOURCE),
@@ -110,11 +118,10 @@ METHODS = [
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.path)
 def test_each_method_relied_on_has_the_signature_called(method: Method) -> None:
-    try:
-        fn = _resolve(method.path)
-    except (ImportError, AttributeError) as exc:
-        pytest.fail(_relied(method.path, method.used_in, f"is gone ({exc})"))
+    fn = _relied_on(method.path, method.used_in)
     assert callable(fn), _relied(method.path, method.used_in, "is no longer callable")
+    assert not getattr(fn, "__isabstractmethod__", False), _relied(
+        method.path, method.used_in, "is abstract: no implementation left")
     got = _params(fn)
     assert got == method.params, _relied(method.path, method.used_in,
                                          f"changed from {method.params} to {got}")
@@ -124,7 +131,7 @@ def test_the_batch_source_overrides_only_what_the_stock_consumer_has() -> None:
     """The methods the mixin overrides exist on the consumer with the same parameters, and its
     own helpers and settings shadow nothing of Faust's (a new Faust method of the same
     name would be silently replaced)."""
-    stock = _resolve("faust.transport.drivers.aiokafka:Consumer")
+    stock = _relied_on("faust.transport.drivers.aiokafka:Consumer", BATCH_SOURCE)
     overrides = {"_new_consumer_thread", "_drain_messages"}
     for name, member in vars(BatchingConsumer).items():
         if name.startswith("__"):
@@ -193,7 +200,8 @@ def test_the_app_offers_what_the_runtime_reads(app: faust.App) -> None:
         "App._consumer", BATCH_SOURCE, "is no longer None before the consumer is created")
     assert isinstance(fresh.transport.Consumer, type), _relied(
         "Transport.Consumer", BATCH_SOURCE, "is no longer the class the app instantiates")
-    assert fresh.transport.Consumer is _resolve("faust.transport.drivers.aiokafka:Consumer"), _relied(
+    assert fresh.transport.Consumer is _relied_on("faust.transport.drivers.aiokafka:Consumer",
+                                                  BATCH_SOURCE), _relied(
         "Transport.Consumer", BATCH_SOURCE, "is not the aiokafka driver's consumer for kafka://")
     for attr in ("consumer_generation_id", "flow_control", "monitor", "topics", "assignor"):
         assert hasattr(app, attr), _relied(f"App.{attr}", BATCH_SOURCE, "is gone")
@@ -233,7 +241,7 @@ def test_a_table_write_goes_through_the_instance_hooks(app: faust.App) -> None:
 
 
 def _calls(path: str, needle: str, used_in: str) -> None:
-    code = _resolve(path)
+    code = _relied_on(path, used_in)
     code = getattr(code, "fun", code)  # a mode service task: the function it runs
     source = re.sub(r"\s+", " ", inspect.getsource(code))
     assert needle in source, _relied(path, used_in, f"no longer does {needle!r}")
@@ -273,15 +281,14 @@ def test_the_library_code_relied_on_still_does_it(path: str, needle: str, used_i
 
 
 def test_the_module_constants_relied_on_exist() -> None:
-    from faust.transport.consumer import CONSUMER_FETCHING
-    from faust.types.tuples import ack_lock
-
-    assert isinstance(CONSUMER_FETCHING, str), _relied(
+    fetching = _relied_on("faust.transport.consumer:CONSUMER_FETCHING", BATCH_SOURCE)
+    assert isinstance(fetching, str), _relied(
         "faust.transport.consumer.CONSUMER_FETCHING", BATCH_SOURCE, "is no longer a flag name")
-    assert hasattr(ack_lock, "__enter__"), _relied(
+    lock = _relied_on("faust.types.tuples:ack_lock", BATCH_SOURCE)
+    assert hasattr(lock, "__enter__"), _relied(
         "faust.types.tuples.ack_lock", BATCH_SOURCE, "is no longer a lock")
-    from faust.types.tuples import Message
-    assert "acked" in Message.__slots__, _relied(
+    message = _relied_on("faust.types.tuples:Message", BATCH_SOURCE)
+    assert "acked" in message.__slots__, _relied(
         "faust.types.tuples.Message.acked", BATCH_SOURCE, "is gone (the stand-in message is marked acked)")
 
 
