@@ -8,6 +8,7 @@ extensions chosen by ``JIANCHA_EXTENSIONS`` (:data:`EXTENSIONS`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -69,8 +70,8 @@ def faust_credentials(settings: Settings) -> Any:
     )
 
 
-#: name (as in JIANCHA_EXTENSIONS) -> the extension's class
-EXTENSIONS: dict[str, type[Extension]] = {
+#: name (as in JIANCHA_EXTENSIONS) -> the extension, built from the worker's context
+EXTENSIONS: dict[str, Callable[[WorkerContext], Extension]] = {
     "windows": Windows,
     "complaints": Complaints,
     "indicators": Indicators,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import faust
 from prometheus_client import Counter
@@ -42,6 +43,11 @@ class Complaints(Extension):
     deadline index and its timer (see the module's description). Each complaint seen
     for the first time is told to ``ctx.complaint_seen`` (every extension's
     ``on_complaint``)."""
+
+    # set by install()
+    app: faust.App
+    table: Any
+    rep: Repartition
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.settings, self.supervisor = ctx.settings, ctx.supervisor

@@ -142,6 +142,11 @@ class Indicators(Extension):
     """The indicators' extension: the book in the ``indicators`` table, its Redis mirror,
     the gauges and the pull API (see the module's description)."""
 
+    # set by install()
+    app: faust.App
+    table: Any
+    book: TableBook
+
     def __init__(self, ctx: WorkerContext) -> None:
         self.settings, self.supervisor, self.redis = ctx.settings, ctx.supervisor, ctx.redis
         self.engine = self.supervisor.engine

@@ -454,6 +454,12 @@ class Windows(Extension):
     """The window rules' extension: the repartitioning by department, the ``windows``
     agent, its tables and the timer closing what is due (see the module's description)."""
 
+    # set by install()
+    app: faust.App
+    rep: Repartition
+    tables: WindowTables
+    flow: WindowFlow
+
     def __init__(self, ctx: WorkerContext) -> None:
         self.settings, self.supervisor = ctx.settings, ctx.supervisor
         engine = self.supervisor.engine
