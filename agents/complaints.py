@@ -15,91 +15,97 @@ the contract, a catalog department, its time, the complaint centre's signature b
 valid when the record reached Kafka). A rejected one goes to ``complaints.dlq`` (setting
 ``complaints_dlq_topic``) as it came, with ``jiancha-reason``, ``jiancha-error`` and
 ``jiancha-source`` headers, and is counted by reason (``jiancha_complaints_rejected_total``).
-Observers registered with :func:`complaint_observers` see every complaint seen for the
-first time (the indicators count them).
+Every complaint seen for the first time goes to the extensions' ``on_complaint`` hook (the
+indicators count them).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import faust
 from prometheus_client import Counter
 from pydantic import ValidationError
 
+from jiancha.agents.extensions import Extension, WorkerContext
 from jiancha.agents.windows import Repartition, active
 from jiancha.producers.contract import Complaint
 from jiancha.rules.complaints import ComplaintGate, ComplaintRejected, ComplaintRules, ComplaintState
 from jiancha.rules.driver import ComplaintFlow
 from jiancha.rules.schedule import DeadlineIndex
 
-if TYPE_CHECKING:
-    from jiancha.agents.extensions import WorkerContext
-
 log = logging.getLogger(__name__)
 
-#: (department, item code, received at epoch seconds) of a complaint seen for the first time
-ComplaintObserver = Callable[[str | None, str | None, float], None]
+class Complaints(Extension):
+    """The complaints' extension: the feed, the ``complaints`` agent and table, the
+    deadline index and its timer (see the module's description). Each complaint seen
+    for the first time is told to ``ctx.complaint_seen`` (every extension's
+    ``on_complaint``)."""
 
+    # set by install()
+    app: faust.App
+    table: Any
+    rep: Repartition
 
-def complaint_observers(app: faust.App) -> list[ComplaintObserver]:
-    """The app's complaint observers (created on first use)."""
-    observers = getattr(app, "_jiancha_complaint_observers", None)
-    if observers is None:
-        observers = []
-        app._jiancha_complaint_observers = observers  # type: ignore[attr-defined]
-    return observers
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.settings, self.supervisor = ctx.settings, ctx.supervisor
+        engine = self.supervisor.engine
+        self.rules = ComplaintRules(engine.ruleset, engine.working_time, engine.catalog.departments)
+        self.flow = ComplaintFlow(self.rules)
+        self.metrics = ctx.metrics
+        self.complaint_seen = ctx.complaint_seen
+        self.indexes: dict[int, DeadlineIndex] = {}
 
+    def install(self, app: faust.App) -> None:
+        s, sv = self.settings, self.supervisor
+        self.app = app
+        n = s.topic_partitions
+        self.rejected = Counter("jiancha_complaints_rejected", "Complaint records the complaints' "
+                                "gate rejected (sent to the complaints' dead-letter topic), by "
+                                "reason", ["reason"], registry=self.metrics.registry)
+        self.received = Counter("jiancha_complaints", "Complaints and closings accepted, by kind",
+                                ["kind"], registry=self.metrics.registry)
+        source = app.topic(s.complaints_topic, partitions=n, key_type=bytes, value_type=bytes)
+        self.dlq = app.topic(s.complaints_dlq_topic, partitions=n, key_type=bytes,
+                             value_type=bytes)
+        self.gate = ComplaintGate(sv.engine.catalog, sv.gate.keys, s.complaints_signer,
+                                  future_tolerance=sv.gate.future_tolerance)
+        by_id = app.topic(f"{s.app_id}-complaints-by-id", partitions=n, internal=True,
+                          key_type=bytes, value_type=bytes)
+        self.table = app.Table("complaints", default=None, partitions=n, key_type=bytes,
+                               value_type=bytes)
+        self.rep = Repartition(app, sv.clock, s.complaints_topic, by_id, n)
+        self.rep.install()
+        self.repartition = self.rep.target_name
+        app.agent(source, name="complaints-feed")(self.feed)
+        app.agent(by_id, name="complaints")(self.complaints)
+        app.timer(min(1.0, s.deadline_tick_seconds * 4), name="complaint_deadlines")(self.fire)
+        self.table.on_recover(self.rebuild_index)
 
-def register(app: faust.App, ctx: WorkerContext) -> None:
-    s, sv = ctx.settings, ctx.supervisor
-    engine = sv.engine
-    rules = ComplaintRules(engine.ruleset, engine.working_time, engine.catalog.departments)
-    flow = ComplaintFlow(rules)
-    n = s.topic_partitions
-    rejected = Counter("jiancha_complaints_rejected", "Complaint records the complaints' gate "
-                       "rejected (sent to the complaints' dead-letter topic), by reason",
-                       ["reason"], registry=ctx.metrics.registry)
-    received = Counter("jiancha_complaints", "Complaints and closings accepted, by kind",
-                       ["kind"], registry=ctx.metrics.registry)
-    source = app.topic(s.complaints_topic, partitions=n, key_type=bytes, value_type=bytes)
-    dlq = app.topic(s.complaints_dlq_topic, partitions=n, key_type=bytes, value_type=bytes)
-    gate = ComplaintGate(engine.catalog, sv.gate.keys, s.complaints_signer,
-                         future_tolerance=sv.gate.future_tolerance)
-    by_id = app.topic(f"{s.app_id}-complaints-by-id", partitions=n, internal=True,
-                      key_type=bytes, value_type=bytes)
-    table = app.Table("complaints", default=None, partitions=n, key_type=bytes, value_type=bytes)
-    rep = Repartition(app, sv.clock, s.complaints_topic, by_id, n)
-    rep.install()
-    repartition = rep.target_name
-    indexes: dict[int, DeadlineIndex] = {}
-    observers = complaint_observers(app)
+    def index(self, partition: int) -> DeadlineIndex:
+        return self.indexes.setdefault(partition, DeadlineIndex())
 
-    def index(partition: int) -> DeadlineIndex:
-        return indexes.setdefault(partition, DeadlineIndex())
-
-    def stored(complaint_id: str) -> ComplaintState | None:
-        raw = table.data.get(complaint_id.encode())
+    def stored(self, complaint_id: str) -> ComplaintState | None:
+        raw = self.table.data.get(complaint_id.encode())
         return ComplaintState.decode(raw) if raw is not None else None
 
-    @app.agent(source, name="complaints-feed")
-    async def feed(stream: faust.StreamT) -> None:
+    async def feed(self, stream: faust.StreamT) -> None:
+        rep = self.rep
         async for event in stream.events():
             msg = event.message
             try:
                 # the key valid when the record reached Kafka (its judged time)
-                complaint = gate.parse(event.value or b"", rep.judge(msg.timestamp))
+                complaint = self.gate.parse(event.value or b"", rep.judge(msg.timestamp))
             except ComplaintRejected as r:
                 rep.read(msg)
-                rejected.labels(r.reason).inc()
+                self.rejected.labels(r.reason).inc()
                 where = f"{msg.topic}:{msg.partition}:{msg.offset}"
                 log.warning("complaint on %s rejected (%s): %s", where, r.reason,
                             r.detail.replace("\n", " ")[:500])
                 # delivered before the offset moves on: a crash sends it again, never loses it
-                sent = await dlq.send(key=msg.key, value=event.value, headers=[
+                sent = await self.dlq.send(key=msg.key, value=event.value, headers=[
                     ("jiancha-reason", r.reason.encode()),
                     ("jiancha-error", r.detail.encode()[:4000]),
                     ("jiancha-source", where.encode()),
@@ -108,11 +114,11 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 continue
             await rep.forward(msg, complaint.complaint_id.encode(), event.value)
 
-    @app.agent(by_id, name="complaints")
-    async def complaints(stream: faust.StreamT) -> None:
+    async def complaints(self, stream: faust.StreamT) -> None:
+        table = self.table
         async for event in stream.events():
             msg = event.message
-            now = rep.processed(event)
+            now = self.rep.processed(event)
             if now is None:
                 continue  # a watermark
             try:
@@ -122,51 +128,51 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             started = time.monotonic()
             key = complaint.complaint_id.encode()
             stored = table.get(key)
-            state, new, alerts, nxt = flow.take(
+            state, new, alerts, nxt = self.flow.take(
                 ComplaintState.decode(stored) if stored is not None else None, complaint, now,
                 msg.partition)
-            received.labels(complaint.kind).inc()
+            self.received.labels(complaint.kind).inc()
             if alerts:
-                await sv.publish(alerts, started)  # before the state that records them
+                await self.supervisor.publish(alerts, started)  # before the state that records them
             table[key] = state.encode()
-            index(msg.partition).schedule(state.complaint_id, nxt)
+            self.index(msg.partition).schedule(state.complaint_id, nxt)
             if new and state.received_at is not None:
-                for observe in observers:
-                    observe(state.department, state.item_code, state.received_at)
+                self.complaint_seen(state.department, state.item_code, state.received_at)
 
-    @app.timer(min(1.0, s.deadline_tick_seconds * 4), name="complaint_deadlines")
-    async def fire() -> None:
+    async def fire(self) -> None:
+        app, sv = self.app, self.supervisor
         if app.rebalancing or not sv.ready:
             return
-        for partition in active(app, repartition):
-            idx = indexes.get(partition)
+        for partition in active(app, self.repartition):
+            idx = self.indexes.get(partition)
             if not idx:
                 continue
-            now = rep.fire_time(partition)
+            now = self.rep.fire_time(partition)
             if now is None:
                 continue
             started = time.monotonic()
-            for state, alerts, nxt in flow.judge_due(idx, stored, now):
+            for state, alerts, nxt in self.flow.judge_due(idx, self.stored, now):
                 if alerts:
                     await sv.publish(alerts, started)  # before the state that records them
                     key = state.complaint_id.encode()
                     value = state.encode()
-                    table.data[key] = value
-                    table.send_changelog(partition, key, value)
+                    self.table.data[key] = value
+                    self.table.send_changelog(partition, key, value)
                 idx.schedule(state.complaint_id, nxt)
 
-    @table.on_recover
-    async def rebuild_index() -> None:
-        partitions = set(active(app, repartition))
-        indexes.clear()
+    async def rebuild_index(self) -> None:
+        partitions = set(active(self.app, self.repartition))
+        self.indexes.clear()
         count = 0
-        for raw in list(table.data.values()):
+        for raw in list(self.table.data.values()):
             if raw is None:
                 continue
             state = ComplaintState.decode(raw)
             if state.partition not in partitions:
                 continue
             count += 1
-            nxt = rules.next_due(state)
-            index(state.partition).schedule(state.complaint_id, nxt.timestamp() if nxt else None)
-        log.info("complaint index rebuilt: %d complaints on partitions %s", count, sorted(partitions))
+            nxt = self.rules.next_due(state)
+            self.index(state.partition).schedule(state.complaint_id,
+                                                 nxt.timestamp() if nxt else None)
+        log.info("complaint index rebuilt: %d complaints on partitions %s", count,
+                 sorted(partitions))

@@ -1,23 +1,32 @@
-"""What the worker's optional capabilities get to plug into, and the list of them.
+"""What the worker's optional capabilities plug into.
 
-An extension is ``register(app, ctx)``: it may add Faust agents, tables, timers and web
-pages to ``app``, and observers to ``ctx.supervisor`` (``event_observers``,
-``alert_observers``). Adding a capability is a module and a line in :data:`EXTENSIONS`;
+An extension is an :class:`Extension`: built from a :class:`WorkerContext`, it adds its
+Faust agents, tables, timers and web pages in :meth:`Extension.install`, and overrides the
+hooks it needs (:meth:`~Extension.on_record`, :meth:`~Extension.on_event`,
+:meth:`~Extension.on_alert`, :meth:`~Extension.on_complaint`). :class:`ExtensionHost`
+calls each hook of the extensions that override it, and nothing for those that do not.
+Adding a capability is a class and a line in ``agents.app.EXTENSIONS``;
 ``JIANCHA_EXTENSIONS`` chooses which run.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import faust
 
 from jiancha.agents.metrics import EngineMetrics
+from jiancha.agents.record import Record
 from jiancha.agents.supervisor import Supervisor
+from jiancha.producers.contract import Alert, ApprovalEvent
+from jiancha.rules.case import CaseState, Fact
 from jiancha.settings import Settings
+
+#: (department, item code, received at epoch seconds) of a complaint seen for the first time
+ComplaintSeen = Callable[[str | None, str | None, float], None]
 
 
 @dataclass
@@ -27,19 +36,87 @@ class WorkerContext:
     metrics: EngineMetrics
     cases: Any  # the Faust table of case states
     redis: Any  # redis.asyncio.Redis, shared
+    #: tells every extension's :meth:`Extension.on_complaint` of a complaint seen anew
+    complaint_seen: ComplaintSeen
 
 
-Extension = Callable[[faust.App, WorkerContext], None]
+class Extension:
+    """A capability beyond the case rules. The hooks do nothing here; an extension
+    overrides those it needs. ``active`` False: the capability has nothing to do (its
+    rules are off), and it is neither installed nor called."""
+
+    active: bool = True
+
+    def install(self, app: faust.App) -> None:
+        """Add the extension's Faust agents, tables, timers and web pages to ``app``."""
+
+    def on_record(self, record: Record, event: ApprovalEvent | None, fact: Fact | None,
+                  now: float) -> None:
+        """Every record of the events topic in order: the accepted event and the fact its
+        case took in, before its case state is written (a crash in between hands it over
+        again, never loses it), or None and None when rejected; ``now``: the clock's
+        reading for the batch (epoch seconds)."""
+
+    def on_event(self, event: ApprovalEvent, state: CaseState, alerts: list[Alert],
+                 now: datetime) -> None:
+        """An accepted event after it was evaluated: the case state it left, the alerts
+        it raised, its judged time."""
+
+    def on_alert(self, alert: Alert, partition: int | None) -> None:
+        """An alert the sink stored anew, escalated or retracted (not a known one), and the
+        partition of its case when known."""
+
+    def on_complaint(self, department: str | None, item_code: str | None,
+                     received_at: float) -> None:
+        """A complaint seen for the first time (its department, item, when received)."""
 
 
-def _module(name: str) -> Extension:
-    # imported when registered, not here: the extensions import this module
-    return lambda app, ctx: importlib.import_module(name).register(app, ctx)
+def _overrides(extension: Extension, hook: str) -> bool:
+    return getattr(type(extension), hook) is not getattr(Extension, hook)
 
 
-#: name (as in JIANCHA_EXTENSIONS) -> register function
-EXTENSIONS: dict[str, Extension] = {
-    "windows": _module("jiancha.agents.windows"),
-    "complaints": _module("jiancha.agents.complaints"),
-    "indicators": _module("jiancha.agents.indicators"),
-}
+class ExtensionHost:
+    """The extensions of one worker and their hooks."""
+
+    def __init__(self) -> None:
+        self.extensions: list[Extension] = []
+        self._complaint_hooks: list[ComplaintSeen] = []
+
+    def add(self, extension: Extension) -> None:
+        if not extension.active:
+            return
+        self.extensions.append(extension)
+        if _overrides(extension, "on_complaint"):
+            self._complaint_hooks.append(extension.on_complaint)
+
+    def complaint_seen(self, department: str | None, item_code: str | None,
+                       received_at: float) -> None:
+        for hook in self._complaint_hooks:
+            hook(department, item_code, received_at)
+
+    def install(self, app: faust.App, supervisor: Supervisor) -> None:
+        """Install each extension in ``app``; hand the supervisor the hooks it calls (only
+        those overridden: with none, the supervisor's per-record loops are skipped)."""
+        for extension in self.extensions:
+            extension.install(app)
+            if _overrides(extension, "on_record"):
+                supervisor.forwarders.append(extension.on_record)
+            if _overrides(extension, "on_event"):
+                supervisor.event_observers.append(extension.on_event)
+            if _overrides(extension, "on_alert"):
+                supervisor.alert_observers.append(extension.on_alert)
+
+
+PageHandler = Callable[[Any, Any], Awaitable[Any]]
+
+
+def add_page(app: faust.App, path: str, handler: PageHandler) -> None:
+    """Serve ``handler(web, request)`` at ``path``. Faust makes a view class of the function
+    it is given, whose ``get`` it then is: a bound method would not receive ``web``."""
+
+    async def page(web: Any, request: Any) -> Any:
+        return await handler(web, request)
+
+    page.__name__ = page.__qualname__ = getattr(handler, "__name__", "page")
+    page.__doc__ = handler.__doc__
+    app.page(path)(page)

@@ -1,7 +1,7 @@
 """Performance indicators in the worker (绩效评估; logic in ``rules/indicators.py``, shared
 with replay), and the three ways evaluators pull them.
 
-- **Accumulate**: the supervisor's ``event_observers`` and the complaint observers feed an
+- **Accumulate**: the hooks ``on_event`` and ``on_complaint`` feed an
   :class:`~rules.indicators.IndicatorBook` whose store is the
   Faust table ``indicators``, keyed by (month, scope kind, scope name, **partition**): each
   partition's share is written to that partition's changelog by the worker that owns it,
@@ -29,12 +29,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 import orjson
 from prometheus_client.core import GaugeMetricFamily
 
+from jiancha.agents.extensions import Extension, WorkerContext, add_page
 from jiancha.agents.runtime import CoalescedChangelog, before_commit, owner
 from jiancha.notifier.tokens import Tokens, bearer, load_tokens
 from jiancha.producers.contract import Alert, ApprovalEvent
@@ -56,9 +57,6 @@ from jiancha.rules.indicators import (
     rows_csv,
 )
 from jiancha.rules.memo import BoundedMemo
-
-if TYPE_CHECKING:
-    from jiancha.agents.extensions import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -140,49 +138,72 @@ class BureauOnly(Exception):
     """The request needs the supervision bureau's token and did not bring it."""
 
 
-def register(app: faust.App, ctx: WorkerContext) -> None:
-    s, sv = ctx.settings, ctx.supervisor
-    engine = sv.engine
-    tz = engine.working_time.tz
-    n = s.topic_partitions
-    table = app.Table("indicators", default=None, partitions=n, key_type=bytes, value_type=bytes)
-    book = TableBook(engine, table, CoalescedChangelog(app, table, s.events_topic),
-                     owner(app, s.events_topic))
-    prefix = s.redis_prefix
-    collector = IndicatorCollector()
-    ctx.metrics.registry.register(collector)  # type: ignore[arg-type]
+class Indicators(Extension):
+    """The indicators' extension: the book in the ``indicators`` table, its Redis mirror,
+    the gauges and the pull API (see the module's description)."""
 
-    def active_partitions() -> list[int]:
+    # set by install()
+    app: faust.App
+    table: Any
+    book: TableBook
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.settings, self.supervisor, self.redis = ctx.settings, ctx.supervisor, ctx.redis
+        self.engine = self.supervisor.engine
+        self.tz = self.engine.working_time.tz
+        self.prefix = ctx.settings.redis_prefix
+        self.collector = IndicatorCollector()
+        self.registry = ctx.metrics.registry
+        #: monotonic time before which the gauges are not refreshed again
+        self.gauges_due = 0.0
+        # per-handler scores name people: only the supervision bureau's token reads them
+        s = ctx.settings
+        self.tokens = load_tokens(s.notifier_tokens_file) if s.notifier_tokens_file else Tokens([])
+
+    def install(self, app: faust.App) -> None:
+        s = self.settings
+        self.app = app
+        n = s.topic_partitions
+        self.table = app.Table("indicators", default=None, partitions=n, key_type=bytes,
+                               value_type=bytes)
+        self.book = TableBook(self.engine, self.table,
+                              CoalescedChangelog(app, self.table, s.events_topic),
+                              owner(app, s.events_topic))
+        self.registry.register(self.collector)  # type: ignore[arg-type]
+        before_commit(app, self.book.write_pending)  # also when partitions are revoked
+        app.timer(1.0, name="indicators_mirror")(self.mirror)
+        self.table.on_recover(self.remirror)
+        app.timer(2.0, name="indicators_gauges")(self.refresh_gauges)
+        add_page(app, "/api/indicators", self.api_json)
+        add_page(app, "/api/indicators.csv", self.api_csv)
+
+    def active_partitions(self) -> list[int]:
         try:
-            return sorted({tp.partition for tp in app.assignor.assigned_actives()
-                           if tp.topic == s.events_topic})
+            return sorted({tp.partition for tp in self.app.assignor.assigned_actives()
+                           if tp.topic == self.settings.events_topic})
         except Exception:
             return []
 
-    def on_event(event: ApprovalEvent, state: CaseState, alerts: list[Alert], now: Any) -> None:
+    def on_event(self, event: ApprovalEvent, state: CaseState, alerts: list[Alert],
+                 now: Any) -> None:
         try:
-            book.partition = state.partition
-            book.on_event(event, state)
+            self.book.partition = state.partition
+            self.book.on_event(event, state)
         except Exception:  # indicators must never stop the supervision
             log.exception("indicators: event %s not counted", event.event_id)
 
-    def on_complaint(department: str | None, item_code: str | None, received_at: float) -> None:
+    def on_complaint(self, department: str | None, item_code: str | None,
+                     received_at: float) -> None:
         try:
             event = faust.current_event()
-            book.partition = int(event.message.partition) if event is not None else 0
-            book.on_complaint(department, item_code, received_at)
+            self.book.partition = int(event.message.partition) if event is not None else 0
+            self.book.on_complaint(department, item_code, received_at)
         except Exception:
             log.exception("indicators: complaint not counted")
 
-    sv.event_observers.append(on_event)
-    from jiancha.agents.complaints import complaint_observers
-
-    complaint_observers(app).append(on_complaint)
-
-    before_commit(app, book.write_pending)  # also when partitions are revoked
-
-    async def flush() -> None:
-        if not app.rebalancing:  # a record sent during a rebalance races the recovery
+    async def flush(self) -> None:
+        book = self.book
+        if not self.app.rebalancing:  # a record sent during a rebalance races the recovery
             handed = book.write_pending()
             if handed is not None:
                 await handed
@@ -191,55 +212,51 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         keys, book.dirty = book.dirty, set()
         by_month: dict[str, dict[bytes, bytes]] = {}
         for k in keys:
-            value = table.data.get(k)
+            value = self.table.data.get(k)
             if value is None:
                 continue
             month, kind, name, partition = orjson.loads(k)
             by_month.setdefault(month, {})[encode_field(kind, name, partition)] = value
         try:
-            async with ctx.redis.pipeline(transaction=False) as pipe:
+            async with self.redis.pipeline(transaction=False) as pipe:
                 for month, fields in by_month.items():  # one HSET per month, not per key
-                    pipe.hset(f"{prefix}ind:{month}", mapping=fields)
+                    pipe.hset(f"{self.prefix}ind:{month}", mapping=fields)
                 await pipe.execute()
         except Exception as exc:
             book.dirty |= keys  # try again at the next flush
             log.warning("indicators: Redis mirror failed (%r); retrying", exc)
 
-    @app.timer(1.0, name="indicators_mirror")
-    async def mirror() -> None:
-        await flush()
+    async def mirror(self) -> None:
+        await self.flush()
 
-    @table.on_recover
-    async def remirror() -> None:
-        actives = set(active_partitions())
-        for k in list(table.data.keys()):
+    async def remirror(self) -> None:
+        actives = set(self.active_partitions())
+        for k in list(self.table.data.keys()):
             if orjson.loads(k)[3] in actives:
-                book.dirty.add(k)
+                self.book.dirty.add(k)
 
-    async def load(months: Iterable[str]) -> dict[Key, Acc]:
+    async def load(self, months: Iterable[str]) -> dict[Key, Acc]:
         merged: dict[Key, Acc] = {}
         for month in dict.fromkeys(months):
-            fields = await ctx.redis.hgetall(f"{prefix}ind:{month}")
+            fields = await self.redis.hgetall(f"{self.prefix}ind:{month}")
             merged.update(merge_fields(month, fields))
             # the alert counts, kept by the alert sink beside the alerts (exactly once)
-            merge_tally(month, await ctx.redis.hgetall(f"{prefix}ind-alerts:{month}"), merged)
+            merge_tally(month, await self.redis.hgetall(f"{self.prefix}ind-alerts:{month}"), merged)
         return merged
 
-    gauges_due = [0.0]  # monotonic time before which the gauges are not refreshed again
-
-    @app.timer(2.0, name="indicators_gauges")
-    async def refresh_gauges() -> None:
+    async def refresh_gauges(self) -> None:
         started = time.monotonic()
-        if started < gauges_due[0]:
+        if started < self.gauges_due:
             return
         try:
-            periods = current_periods(sv.clock.now(), tz)
-            accs = await load(m for p in periods for m in period_months(p))
+            periods = current_periods(self.supervisor.clock.now(), self.tz)
+            accs = await self.load(m for p in periods for m in period_months(p))
             indicators: list[tuple[tuple[str, str, str, str], float]] = []
             scores: list[tuple[tuple[str, str], float]] = []
             for period in periods:
                 for kind in ("department", "item"):
-                    for row in report_rows(accs, period, kind, book.scoring, engine.catalog):
+                    for row in report_rows(accs, period, kind, self.book.scoring,
+                                           self.engine.catalog):
                         dept = row["department"] or ""
                         item = row["name"] if kind == "item" else ""
                         for name in INDICATORS:
@@ -248,47 +265,42 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                                 indicators.append(((dept, item, name, period), float(value)))
                         if kind == "department" and row["score"] is not None:
                             scores.append(((dept, period), float(row["score"])))
-            collector.indicators, collector.scores = indicators, scores
+            self.collector.indicators, self.collector.scores = indicators, scores
         except Exception as exc:  # metrics must never stop the worker
             log.debug("indicator gauges not refreshed: %r", exc)
         # every 2 s, but at most 2% of the worker's time: a busy worker (a backlog) spent
         # 6% of it on gauges it would refresh again before anyone scraped them
-        gauges_due[0] = started + GAUGES_TIME_SHARE_INVERSE * (time.monotonic() - started)
+        self.gauges_due = started + GAUGES_TIME_SHARE_INVERSE * (time.monotonic() - started)
 
-    # per-handler scores name people: only the supervision bureau's token reads them
-    tokens = load_tokens(s.notifier_tokens_file) if s.notifier_tokens_file else Tokens([])
-
-    async def rows_for(request: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def rows_for(self, request: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         q = request.query
-        period = q.get("period") or month_of(sv.clock.now(), tz)
+        period = q.get("period") or month_of(self.supervisor.clock.now(), self.tz)
         scope = q.get("scope") or "department"
         department = q.get("department") or None
         if scope not in KINDS:
             raise PeriodError(f"scope {scope!r}: expected one of {', '.join(KINDS)}")
         if scope == "handler":
-            principal = bearer(tokens, request.headers.get("Authorization", ""))
+            principal = bearer(self.tokens, request.headers.get("Authorization", ""))
             if principal is None or not principal.is_bureau:
                 raise BureauOnly("scope handler: per-handler scores need the supervision bureau's "
                                  "token (Authorization: Bearer, JIANCHA_NOTIFIER_TOKENS_FILE)")
         months = period_months(period)
-        rows = report_rows(await load(months), period, scope, book.scoring, engine.catalog,
-                           department=department)
+        rows = report_rows(await self.load(months), period, scope, self.book.scoring,
+                           self.engine.catalog, department=department)
         return {"period": period, "scope": scope, "department": department}, rows
 
-    @app.page("/api/indicators")
-    async def api_json(web: Any, request: Any) -> Any:
+    async def api_json(self, web: Any, request: Any) -> Any:
         try:
-            head, rows = await rows_for(request)
+            head, rows = await self.rows_for(request)
         except PeriodError as exc:
             return web.json({"error": str(exc)}, status=400)
         except BureauOnly as exc:
             return web.json({"error": str(exc)}, status=401)
         return web.json({**head, "rows": rows})
 
-    @app.page("/api/indicators.csv")
-    async def api_csv(web: Any, request: Any) -> Any:
+    async def api_csv(self, web: Any, request: Any) -> Any:
         try:
-            _, rows = await rows_for(request)
+            _, rows = await self.rows_for(request)
         except PeriodError as exc:
             return web.text(str(exc) + "\n", status=400)
         except BureauOnly as exc:

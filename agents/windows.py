@@ -36,12 +36,14 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import faust
 import orjson
 from prometheus_client import Counter
 
+from jiancha.agents.extensions import Extension, WorkerContext
+from jiancha.agents.record import Record
 from jiancha.agents.runtime import CoalescedChangelog, PartitionOffsets, before_commit
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import Fact
@@ -56,10 +58,6 @@ from jiancha.rules.windows import (
     own_window,
     spans_after,
 )
-
-if TYPE_CHECKING:
-    from jiancha.agents.extensions import WorkerContext
-    from jiancha.agents.record import Record
 
 log = logging.getLogger(__name__)
 
@@ -296,11 +294,10 @@ def active(app: faust.App, topic: str) -> list[int]:
 
 
 class WindowTables:
-    """The worker's window tables (``register``), read and written by the stores below."""
+    """The worker's window tables (:class:`Windows`), read and written by the stores below."""
 
     def __init__(self, rules: WindowRules, state: Any, department: Any, handlers: Any,
-                 last_seen: Any, changelogs: dict[int, CoalescedChangelog],
-                 shifted: list[float]) -> None:
+                 last_seen: Any, changelogs: dict[int, CoalescedChangelog]) -> None:
         self.rules = rules
         self.state = state  # department -> its state, and "p": its partition
         self.department = department  # windowed: department -> its window's value
@@ -308,7 +305,7 @@ class WindowTables:
         self.last_seen = last_seen  # department -> {"p", "spans": events not final}
         self.changelogs = changelogs
         #: the record's time in local-epoch seconds: the windows align to it
-        self.shifted = shifted
+        self.shifted = 0.0
 
     def write(self, tbl: Any, key: Any, value: Any, partition: int) -> None:
         """Outside an agent: the store, and the changelog partition explicitly."""
@@ -349,7 +346,7 @@ class BatchStore:
         if got is not None:
             return got[1]
         t = self.tables
-        t.shifted[0] = at + t.rules.offset(at)
+        t.shifted = at + t.rules.offset(at)
         # a copy of our own: the table's value stays as it was until the batch writes it
         return own_window(t.department[department].value())
 
@@ -390,7 +387,7 @@ class BatchStore:
         t, partition = self.tables, self.partition
         department = t.department
         for (scope, _), (at, value) in self.windows.items():
-            t.shifted[0] = at + t.rules.offset(at)
+            t.shifted = at + t.rules.offset(at)
             department[scope] = value
         for handler, value in self.handlers.items():
             t.handlers[handler] = value
@@ -452,128 +449,145 @@ class TimerStore:
         the state that says they are final."""
 
 
-def register(app: faust.App, ctx: WorkerContext) -> None:
-    s, sv = ctx.settings, ctx.supervisor
-    engine = sv.engine
-    rules = WindowRules(engine.ruleset, engine.working_time, engine.catalog.departments)
-    cfg = rules.cfg
-    if not (cfg.burst_on or cfg.denial_on or cfg.silent_on):
-        return
-    n = s.topic_partitions
-    late = Counter("jiancha_window_late_records",
-                   "Records left out of a window that was already closed (late beyond the "
-                   "allowed lateness)", ["rule"], registry=ctx.metrics.registry)
-    duplicates = Counter("jiancha_window_duplicate_records", "Records forwarded again after a "
-                         "takeover and counted once", registry=ctx.metrics.registry)
-    by_department = app.topic(f"{s.app_id}-windows-by-department", partitions=n, internal=True,
-                              key_type=bytes, value_type=bytes)
-    rep = Repartition(app, sv.clock, s.events_topic, by_department, n)
-    rep.install(batched=True)
-    shifted = [0.0]  # the record's time in local-epoch seconds: Faust's windows align to it
+class Windows(Extension):
+    """The window rules' extension: the repartitioning by department, the ``windows``
+    agent, its tables and the timer closing what is due (see the module's description)."""
 
-    def relative(event: Any = None) -> float:
-        return shifted[0]
+    # set by install()
+    app: faust.App
+    rep: Repartition
+    tables: WindowTables
+    flow: WindowFlow
 
-    def table(name: str) -> Any:
-        return app.Table(name, default=dict, partitions=n,
-                         schema=faust.Schema(key_serializer="json", value_serializer="json"))
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.settings, self.supervisor = ctx.settings, ctx.supervisor
+        engine = self.supervisor.engine
+        self.rules = WindowRules(engine.ruleset, engine.working_time, engine.catalog.departments)
+        cfg = self.rules.cfg
+        self.active = bool(cfg.burst_on or cfg.denial_on or cfg.silent_on)
+        self.metrics = ctx.metrics
 
-    handlers = table("windows-handlers")  # handler -> {"p": partition, "q", "k", "e": decisions}
-    department = table("windows-department").tumbling(cfg.dept_size).relative_to(relative)
-    last_seen = table("windows-last")  # department -> {"p": partition, "spans": events not final}
-    state = table("windows-state")  # department -> {"h": history, "bc", "dc", "L", "s", "p"}
-    # few keys, written on every event: one changelog record per key and commit interval
-    changelogs = {id(t): CoalescedChangelog(app, t, by_department.get_topic_name())
-                  for t in (handlers, department.table, last_seen, state)}
-    tables = WindowTables(rules, state, department, handlers, last_seen, changelogs, shifted)
-    flow = WindowFlow(rules, lambda rule: late.labels(rule).inc(), duplicates.inc)
+    def install(self, app: faust.App) -> None:
+        s, sv, rules = self.settings, self.supervisor, self.rules
+        cfg = rules.cfg
+        n = s.topic_partitions
+        self.app = app
+        late = Counter("jiancha_window_late_records",
+                       "Records left out of a window that was already closed (late beyond the "
+                       "allowed lateness)", ["rule"], registry=self.metrics.registry)
+        duplicates = Counter("jiancha_window_duplicate_records", "Records forwarded again after "
+                             "a takeover and counted once", registry=self.metrics.registry)
+        by_department = app.topic(f"{s.app_id}-windows-by-department", partitions=n,
+                                  internal=True, key_type=bytes, value_type=bytes)
+        self.rep = Repartition(app, sv.clock, s.events_topic, by_department, n)
+        self.rep.install(batched=True)
 
-    def forward(record: Record, ev: ApprovalEvent | None, fact: Fact | None, now: float) -> None:
+        def table(name: str) -> Any:
+            return app.Table(name, default=dict, partitions=n,
+                             schema=faust.Schema(key_serializer="json", value_serializer="json"))
+
+        handlers = table("windows-handlers")  # handler -> {"p": partition, "q", "k", "e": decisions}
+        # Faust's windows align to the record's time in local-epoch seconds
+        department = table("windows-department").tumbling(cfg.dept_size).relative_to(self._shifted)
+        last_seen = table("windows-last")  # department -> {"p": partition, "spans": events not final}
+        state = table("windows-state")  # department -> {"h": history, "bc", "dc", "L", "s", "p"}
+        # few keys, written on every event: one changelog record per key and commit interval
+        changelogs = {id(t): CoalescedChangelog(app, t, by_department.get_topic_name())
+                      for t in (handlers, department.table, last_seen, state)}
+        self.tables = WindowTables(rules, state, department, handlers, last_seen, changelogs)
+        self.flow = WindowFlow(rules, lambda rule: late.labels(rule).inc(), duplicates.inc)
+        app.agent(by_department, name="windows")(self.windows)
+        app.timer(min(1.0, s.deadline_tick_seconds * 4), name="close_windows")(self.close_windows)
+
+    def _shifted(self, event: Any = None) -> float:
+        return self.tables.shifted
+
+    def on_record(self, record: Record, event: ApprovalEvent | None, fact: Fact | None,
+                  now: float) -> None:
         """The supervising agent hands over each record it took (None: rejected)."""
-        if ev is None or fact is None:
-            rep.read(record)
+        if event is None or fact is None:
+            self.rep.read(record)
             return
-        rep.forward_batched(record, ev.department.encode(), fact_fields(ev.case_id, fact), now)
+        self.rep.forward_batched(record, event.department.encode(),
+                                 fact_fields(event.case_id, fact), now)
 
-    sv.forwarders.append(forward)
-
-    @app.agent(by_department, name="windows")
-    async def windows(stream: faust.StreamT) -> None:
+    async def windows(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
-            records = rep.batch(event)
+            records = self.rep.batch(event)
             if records:
-                window_records(event.message.partition, records)
+                self.window_records(event.message.partition, records)
 
-    def window_records(partition: int, records: list[Forwarded]) -> None:
+    def window_records(self, partition: int, records: list[Forwarded]) -> None:
         """A batch of records into the windows (in the agent: the tables know the
         partition). Each record is added in order to the window values as this batch
         leaves them; each window touched is written once, at the end."""
-        store = BatchStore(tables, partition)
-        observe = flow.observe
+        store = BatchStore(self.tables, partition)
+        observe = self.flow.observe
         for now, up_partition, up_offset, item in records:
             try:
                 rec = WindowRecord.from_fields(item)
             except Exception:
-                log.warning("windows: bad record on %s skipped", rep.target_name)
+                log.warning("windows: bad record on %s skipped", self.rep.target_name)
                 continue
             # where it came from: a record forwarded again after a takeover is recognised
             observe(store, rec, now, (str(up_partition), up_offset))
         store.write()
 
-    def due(partition: int, t: float,
+    def due(self, partition: int, t: float,
             windows: dict[int, list[tuple[float, int, str, float, Any]]]
             ) -> tuple[list[tuple[int, str, float]], dict[tuple[str, float], Any]]:
         """The handlers to count and the windows to close on ``partition`` by ``t``, in the
         order they fall due, and the windows' table keys."""
-        listed = sorted(w for w in windows.get(partition, ()) if rules.is_late(w[0], t))
+        listed = sorted(w for w in windows.get(partition, ()) if self.rules.is_late(w[0], t))
         keys = {(scope, start): key for _, kind, scope, start, key in listed if kind == CLOSE}
         return [(kind, scope, start) for _, kind, scope, start, _ in listed], keys
 
-    def close_due(partition: int, now: datetime,
+    def close_due(self, partition: int, now: datetime,
                   windows: dict[int, list[tuple[float, int, str, float, Any]]] | None = None,
                   ) -> tuple[list[Alert], dict[str, dict[str, Any]]]:
         """What is due on ``partition`` by ``now``: the alerts, and the departments' states
         that record them (written once the alerts are stored). Handlers and windows are
         written here, before anything is awaited: records taken in meanwhile change them."""
         t = now.timestamp()
-        listed, keys = due(partition, t, open_windows() if windows is None else windows)
-        store = TimerStore(tables, partition, keys)
-        silences = [dept for dept, seen in list(last_seen.data.items())
+        listed, keys = self.due(partition, t, self.open_windows() if windows is None else windows)
+        store = TimerStore(self.tables, partition, keys)
+        silences = [dept for dept, seen in list(self.tables.last_seen.data.items())
                     if seen and seen.get("p") == partition]
-        return flow.advance(store, listed, silences, t, now), store.changed
+        return self.flow.advance(store, listed, silences, t, now), store.changed
 
-    def open_windows() -> dict[int, list[tuple[float, int, str, float, Any]]]:
+    def open_windows(self) -> dict[int, list[tuple[float, int, str, float, Any]]]:
         """Every open window by partition, as (end, CLOSE, department, start, key), and
         every handler as (when its next decision is final, COUNT, handler, that,
         handler): the tables are scanned once per tick, not once per partition."""
+        rules = self.rules
         out: dict[int, list[tuple[float, int, str, float, Any]]] = {}
-        for key, value in list(department.table.data.items()):
+        for key, value in list(self.tables.department.table.data.items()):
             if not isinstance(value, dict):
                 continue
             scope, (shifted_start, _) = key
             start = shifted_start - rules.offset(shifted_start)
             out.setdefault(value.get("p"), []).append(
-                (start + cfg.dept_size, CLOSE, scope, start, key))
-        for handler, value in list(handlers.data.items()):
+                (start + rules.cfg.dept_size, CLOSE, scope, start, key))
+        for handler, value in list(self.tables.handlers.data.items()):
             nxt = rules.burst_next(value) if isinstance(value, dict) else None
             if nxt is not None:
                 out.setdefault(value.get("p"), []).append((nxt, COUNT, handler, nxt, handler))
         return out
 
-    @app.timer(min(1.0, s.deadline_tick_seconds * 4), name="close_windows")
-    async def close_windows() -> None:
+    async def close_windows(self) -> None:
+        app, sv = self.app, self.supervisor
         if app.rebalancing or not sv.ready:
             return
-        windows = open_windows()
-        for partition in active(app, rep.target_name):
-            now = rep.fire_time(partition)
+        windows = self.open_windows()
+        for partition in active(app, self.rep.target_name):
+            now = self.rep.fire_time(partition)
             if now is None:
                 continue
             started = time.monotonic()
-            alerts, changed = close_due(partition, now, windows)
+            alerts, changed = self.close_due(partition, now, windows)
             if alerts:
                 await sv.publish(alerts, started)
                 if app.rebalancing:
                     return  # the partition may have moved: its next owner closes them again
             for dept, st in changed.items():
-                tables.write(state, dept, st, partition)
+                self.tables.write(self.tables.state, dept, st, partition)

@@ -11,8 +11,9 @@ from typing import Annotated
 
 import typer
 
+from jiancha.cli_common import fail, load_or_exit, open_input, parse_until
+from jiancha.report import report_command
 from jiancha.rules_cli import rules_app
-from jiancha.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="jiancha 监察: real-time supervision of administrative approvals.")
@@ -28,32 +29,6 @@ CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="catalog dire
                                                  file_okay=False)]
 
 
-def _settings(**overrides: object) -> Settings:
-    try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
-def parse_until(until: str | None) -> datetime | None:
-    """The ``--until`` option: an RFC 3339 instant with offset, or a clear error."""
-    if until is None:
-        return None
-    try:
-        until_dt = datetime.fromisoformat(until)
-    except ValueError:
-        raise _fail(f"--until {until!r}: expected RFC 3339, e.g. 2026-12-31T00:00:00+08:00") from None
-    if until_dt.tzinfo is None:
-        raise _fail(f"--until {until!r}: needs an offset, e.g. +08:00")
-    return until_dt
-
-
 @app.command()
 def worker(
     catalog: CatalogOpt = None,
@@ -65,9 +40,9 @@ def worker(
     from jiancha.agents.worker import run_worker
 
     try:
-        run_worker(_settings(catalog_dir=catalog), loglevel)
+        run_worker(load_or_exit(catalog_dir=catalog), loglevel)
     except (TopicMismatch, RedisConfigError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -93,14 +68,14 @@ def replay(
     from jiancha.rules.replay_parallel import ReplayWorkerError, replay_workers
     from jiancha.rules.replay_parallel import replay_parallel as run_replay
 
-    settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
+    settings = load_or_exit(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     until_dt = parse_until(until)
     try:
         engine = build_engine(settings.catalog_dir, settings.rules_dir, settings.calendar_file,
                               settings.timezone, settings.allowed_lateness_seconds)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
-    source = sys.stdin.buffer if str(events) == "-" else _open(events)
+        raise fail(str(exc)) from None
+    source = sys.stdin.buffer if str(events) == "-" else open_input(events)
 
     def progress(n: int) -> None:
         if n % 100_000 == 0:
@@ -109,12 +84,12 @@ def replay(
     try:
         book = IndicatorBook(engine) if indicators is not None else None
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     try:
         result = run_replay(source, engine, until_dt, on_progress=progress, windows=windows,
                             indicators=book, workers=workers or replay_workers())
     except ReplayWorkerError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out = sys.stdout.buffer
     for alert in result.alerts:
         out.write(alert.to_json() + b"\n")
@@ -137,13 +112,6 @@ def replay(
         raise typer.Exit(1)
 
 
-def _open(path: Path):  # type: ignore[no-untyped-def]
-    try:
-        return path.open("rb")
-    except OSError as exc:
-        raise _fail(f"cannot read {path}: {exc.strerror}") from None
-
-
 @catalog_app.command("export")
 def catalog_export(
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON array")] = True,
@@ -156,11 +124,11 @@ def catalog_export(
 
     from jiancha.rules.catalog import CatalogError, load_catalog
 
-    settings = _settings(catalog_dir=catalog)
+    settings = load_or_exit(catalog_dir=catalog)
     try:
         loaded = load_catalog(settings.catalog_dir)
     except CatalogError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if markdown:
         from jiancha.rules.catalog_doc import catalog_markdown
 
@@ -187,7 +155,7 @@ def schema_export(
     if check:
         stale = check_schemas(out_dir)
         if stale:
-            raise _fail(f"schemas out of date: {', '.join(stale)}; run 'jiancha schema export'")
+            raise fail(f"schemas out of date: {', '.join(stale)}; run 'jiancha schema export'")
         typer.echo("schemas match the models")
     else:
         for path in write_schemas(out_dir):
@@ -205,7 +173,7 @@ def send(
 
     from jiancha.send import send_file
 
-    report = asyncio.run(send_file(events, _settings(), progress=not no_progress))
+    report = asyncio.run(send_file(events, load_or_exit(), progress=not no_progress))
     for err in report.errors[:20]:
         typer.echo(err, err=True)
     typer.echo(f"sent {report.sent}, invalid {report.invalid}", err=True)
@@ -234,7 +202,7 @@ def simulate(
 
     from jiancha.simulator import run_live
 
-    settings = _settings()
+    settings = load_or_exit()
     if out is not None:
         from jiancha.simulator import generate_file
 
@@ -243,7 +211,7 @@ def simulate(
         except ValueError:
             first = None
         if first is None or first.tzinfo is None:
-            raise _fail("--out needs --start, an RFC 3339 instant, e.g. 2026-01-05T09:00:00+08:00")
+            raise fail("--out needs --start, an RFC 3339 instant, e.g. 2026-01-05T09:00:00+08:00")
         sim = generate_file(settings.catalog_dir, out, start=first, cases=cases, seed=seed,
                             violations=violations, days=days, tz=settings.tz)
         typer.echo(f"wrote {len(sim.events)} events of {cases} cases "
@@ -259,9 +227,9 @@ def notifier(loglevel: Annotated[str, typer.Option(help="log level")] = "INFO") 
     from jiancha.notifier.service import run_notifier
 
     try:
-        run_notifier(_settings(), loglevel)
+        run_notifier(load_or_exit(), loglevel)
     except (ValueError, RedisConfigError) as exc:  # routing, tokens, credentials: named in the message
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -303,18 +271,12 @@ def demo(
     from jiancha.demo import run_demo
 
     if clock_start is not None and clock_start.tzinfo is None:
-        raise _fail("--clock-start needs an offset, e.g. 2026-10-12T10:00:00+08:00")
+        raise fail("--clock-start needs an offset, e.g. 2026-10-12T10:00:00+08:00")
     raise typer.Exit(run_demo(duration=duration, speed=speed, screenshots=screenshots,
                               clock_start=clock_start))
 
 
-def _register_report() -> None:
-    from jiancha.report import report_command
-
-    app.command("report")(report_command)
-
-
-_register_report()
+app.command("report")(report_command)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from jiancha.cli_common import fail, load_or_exit, open_input, parse_until
 from jiancha.report_html import RowSource
 
 FORMATS = ("md", "csv", "json", "html", "pdf", "png")
@@ -25,19 +26,18 @@ BINARY = ("pdf", "png")
 
 def source_from_events(events: Path, department: str | None, until: datetime | None,
                        catalog: Path | None, rules: Path | None, calendar: Path | None) -> RowSource:
-    from jiancha.cli import _fail, _open, _settings
     from jiancha.rules.factory import build_engine
     from jiancha.rules.indicators import IndicatorBook, report_rows
     from jiancha.rules.replay import replay
 
-    settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
+    settings = load_or_exit(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     try:
         engine = build_engine(settings.catalog_dir, settings.rules_dir, settings.calendar_file,
                               settings.timezone, settings.allowed_lateness_seconds)
         book = IndicatorBook(engine)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
-    source = sys.stdin.buffer if str(events) == "-" else _open(events)
+        raise fail(str(exc)) from None
+    source = sys.stdin.buffer if str(events) == "-" else open_input(events)
     result = replay(source, engine, until, indicators=book)
     for problem in result.problems[:20]:
         typer.echo(f"rejected {problem}", err=True)
@@ -51,12 +51,10 @@ def source_from_events(events: Path, department: str | None, until: datetime | N
 
 def source_from_indicators(path: Path, department: str | None) -> RowSource:
     """The rows ``jiancha replay --indicators PATH`` wrote (every period with data)."""
-    from jiancha.cli import _fail
-
     try:
         periods = json.loads(path.read_text(encoding="utf-8"))["periods"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise _fail(f"{path}: not an indicators file of jiancha replay --indicators: {exc}") from None
+        raise fail(f"{path}: not an indicators file of jiancha replay --indicators: {exc}") from None
 
     def rows(period: str, scope: str) -> list[dict[str, Any]]:
         found = periods.get(period, {}).get(scope, [])
@@ -76,8 +74,6 @@ def source_from_url(url: str, department: str | None, token: str | None = None) 
 
 def rows_from_url(url: str, period: str, scope: str, department: str | None,
                   timeout: float = 30.0, token: str | None = None) -> list[dict[str, Any]]:
-    from jiancha.cli import _fail
-
     query = {"period": period, "scope": scope}
     if department:
         query["department"] = department
@@ -90,9 +86,9 @@ def rows_from_url(url: str, period: str, scope: str, department: str | None,
             body = json.loads(r.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:300]
-        raise _fail(f"{full}: HTTP {exc.code}: {detail}") from None
+        raise fail(f"{full}: HTTP {exc.code}: {detail}") from None
     except (OSError, ValueError) as exc:
-        raise _fail(f"{full}: {exc}") from None
+        raise fail(f"{full}: {exc}") from None
     return list(body["rows"])
 
 
@@ -135,21 +131,20 @@ def report_command(
 ) -> None:
     """Ranked indicators and scores of a period (绩效评估), best first; html, pdf and png:
     the departments' ranking, score parts and trend, the worst items and handlers."""
-    from jiancha.cli import _fail, parse_until
     from jiancha.rules.indicators import KINDS, PeriodError, period_months
 
     if fmt not in FORMATS:
-        raise _fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        raise fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if scope not in KINDS:
-        raise _fail(f"--scope {scope!r}: expected one of {', '.join(KINDS)}")
+        raise fail(f"--scope {scope!r}: expected one of {', '.join(KINDS)}")
     if fmt in BINARY and out is None:
-        raise _fail(f"--format {fmt} needs --out FILE")
+        raise fail(f"--format {fmt} needs --out FILE")
     try:
         period_months(period)
     except PeriodError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if sum(x is not None for x in (events, indicators, url)) != 1:
-        raise _fail("give exactly one of --events FILE, --indicators FILE or --url URL")
+        raise fail("give exactly one of --events FILE, --indicators FILE or --url URL")
     until_dt = parse_until(until)
     if events is not None:
         source = source_from_events(events, department, until_dt, catalog, rules, calendar)
@@ -171,7 +166,6 @@ def report_command(
 
 def write_charts(source: RowSource, period: str, fmt: str, out: Path | None) -> None:
     from jiancha.browser import BrowserMissing, html_to_pdf, html_to_png
-    from jiancha.cli import _fail
     from jiancha.report_html import ReportData, render_html
 
     html = render_html(ReportData.collect(source, period))
@@ -190,4 +184,4 @@ def write_charts(source: RowSource, period: str, fmt: str, out: Path | None) -> 
             for path in html_to_png(html, out, prefix="report-"):
                 typer.echo(f"wrote {path}", err=True)
     except BrowserMissing as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None

@@ -12,19 +12,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from jiancha.cli_common import fail, load_or_exit, parse_until
+
 rules_app = typer.Typer(no_args_is_help=True, help="The rule set: list rules, explain alerts.")
 
 
 def _engine(catalog: Path | None, rules: Path | None, calendar: Path | None):  # type: ignore[no-untyped-def]
-    from jiancha.cli import _fail, _settings
     from jiancha.rules.factory import build_engine
 
-    settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
+    settings = load_or_exit(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     try:
         return build_engine(settings.catalog_dir, settings.rules_dir, settings.calendar_file,
                             settings.timezone, settings.allowed_lateness_seconds)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 @rules_app.command("list")
@@ -102,13 +103,12 @@ def reference(
 
 def _write_doc(render: Callable[[Path], str], rules: Path | None, out: Path | None) -> None:
     """A document generated from the rule set, printed or written to ``out``."""
-    from jiancha.cli import _fail
     from jiancha.rules.rulebook import DEFAULT_RULES_DIR
 
     try:
         text = render(rules or DEFAULT_RULES_DIR)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -127,7 +127,6 @@ def explain(
     calendar: Annotated[Path | None, typer.Option(help="operator calendar YAML")] = None,
 ) -> None:
     """Show the events and the arithmetic behind an alert (or every alert of a case)."""
-    from jiancha.cli import _fail, parse_until
     from jiancha.rules.replay import replay
 
     engine = _engine(catalog, rules, calendar)
@@ -139,7 +138,7 @@ def explain(
     case_ids = {a.case_id for a in alerts} or {alert_or_case}
     case_events = [json.loads(line) for line in lines if _case_of(line) in case_ids]
     if not case_events:
-        raise _fail(f"no alert or case {alert_or_case!r} in {events}")
+        raise fail(f"no alert or case {alert_or_case!r} in {events}")
     console = Console(width=160, highlight=False)
     tz = engine.tz
     for case_id in sorted(c for c in case_ids if c):

@@ -173,22 +173,54 @@ def silence_end(data: Mapping[str, Any], now: datetime) -> datetime:
     return now + timedelta(seconds=seconds)
 
 
-def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable[dict[str, Any]]],
-               registry: CollectorRegistry | None = None,
-               rate_limit: TokenBucket | None = None,
-               ready: Callable[[], bool] | None = None,
-               pages: AlertPages | None = None, on_resolved: OnResolved | None = None
-               ) -> web.Application:
-    """``health``: the full readiness report (bureau only); ``ready``: whether the notifier
-    is ready, cheaply (no Redis round trip), for ``/health`` without a token; ``pages``:
-    the alert pages; ``on_resolved``: told of each alert a person resolved."""
+class AlertApi:
+    """The API's handlers over its ports: ``store`` (alerts and silences), ``tokens``,
+    ``health``: the full readiness report (bureau only); ``ready``: whether the notifier is
+    ready, cheaply (no Redis round trip), for ``/health`` without a token; ``pages``: the
+    alert pages; ``on_resolved``: told of each alert a person resolved."""
+
+    def __init__(self, store: AlertStore, tokens: Tokens,
+                 health: Callable[[], Awaitable[dict[str, Any]]],
+                 registry: CollectorRegistry | None = None,
+                 rate_limit: TokenBucket | None = None,
+                 ready: Callable[[], bool] | None = None,
+                 pages: AlertPages | None = None, on_resolved: OnResolved | None = None) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.health = health
+        self.registry = registry
+        self.rate_limit = rate_limit
+        self.ready = ready
+        self.pages = pages
+        self.on_resolved = on_resolved
+
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[self.auth], client_max_size=MAX_BODY)
+        app.add_routes([
+            web.get("/health", self.get_health),
+            web.get("/metrics", self.get_metrics),
+            web.get("/api/health", self.get_api_health),
+            web.get("/api/whoami", self.whoami),
+            web.get("/api/alerts", self.list_alerts),
+            web.get("/api/alerts/{alert_id}", self.show_alert),
+            web.post("/api/alerts/{alert_id}/ack", self.ack),
+            web.post("/api/alerts/{alert_id}/resolve", self.resolve),
+            web.get("/api/silences", self.list_silences),
+            web.post("/api/silences", self.add_silence),
+            web.delete("/api/silences/{silence_id}", self.delete_silence),
+        ])
+        if self.pages is not None:  # the HTML pages (notifier/pages.py), outside /api/
+            app.add_routes(self.pages.routes())
+        return app
 
     @web.middleware
-    async def auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    async def auth(self, request: web.Request,
+                   handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                    ) -> web.StreamResponse:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        principal = bearer(tokens, header)
+        principal = bearer(self.tokens, header)
+        rate_limit = self.rate_limit
         if rate_limit is not None:
             caller = f"token:{principal.name}" if principal else f"peer:{request.remote}"
             wait = rate_limit.take(caller)
@@ -215,31 +247,31 @@ def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable
         except TransitionError as exc:
             return _error(409, "conflict", str(exc))
 
-    def who(request: web.Request) -> Principal:
+    def who(self, request: web.Request) -> Principal:
         return request[PRINCIPAL]  # type: ignore[index,no-any-return]
 
-    def bureau_only(request: web.Request, what: str) -> Principal:
-        p = who(request)
+    def bureau_only(self, request: web.Request, what: str) -> Principal:
+        p = self.who(request)
         if not p.is_bureau:
             raise ApiError(403, "forbidden", f"only the supervision bureau may {what}; token "
                            f"{p.name!r} is a department token ({p.department})")
         return p
 
-    def alert_id_of(request: web.Request) -> str:
+    def alert_id_of(self, request: web.Request) -> str:
         alert_id = request.match_info["alert_id"]
         text({"alert_id": alert_id}, "alert_id", 2 * MAX_NAME)
         return alert_id
 
-    async def visible(request: web.Request, alert_id: str) -> Principal:
+    async def visible(self, request: web.Request, alert_id: str) -> Principal:
         """The caller, if the alert exists and is theirs to see; else 404, the same answer
         for an absent alert and for another department's."""
-        p = who(request)
-        department = await store.department_of(alert_id)
+        p = self.who(request)
+        department = await self.store.department_of(alert_id)
         if not p.can_see(department):
             raise AlertNotFound(alert_id)
         return p
 
-    async def body(request: web.Request, *allowed: str) -> dict[str, Any]:
+    async def body(self, request: web.Request, *allowed: str) -> dict[str, Any]:
         if not request.can_read_body:
             return {}
         try:
@@ -257,30 +289,30 @@ def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable
         only(data.keys(), allowed, "field")
         return data
 
-    def actor(p: Principal, data: dict[str, Any]) -> str:
+    def actor(self, p: Principal, data: dict[str, Any]) -> str:
         by = text(data, "by", MAX_BY)
         return f"{p.name} ({by})" if by and by.strip() else p.name
 
-    async def get_health(request: web.Request) -> web.Response:
-        is_ready = ready() if ready is not None else (await health()).get("ready")
+    async def get_health(self, request: web.Request) -> web.Response:
+        is_ready = self.ready() if self.ready is not None else (await self.health()).get("ready")
         return _json({"ready": bool(is_ready)})
 
-    async def get_api_health(request: web.Request) -> web.Response:
+    async def get_api_health(self, request: web.Request) -> web.Response:
         query(request)
-        bureau_only(request, "see the notifier's queues")
-        return _json(await health())
+        self.bureau_only(request, "see the notifier's queues")
+        return _json(await self.health())
 
-    async def get_metrics(request: web.Request) -> web.Response:
-        data = generate_latest(registry) if registry is not None else b""
+    async def get_metrics(self, request: web.Request) -> web.Response:
+        data = generate_latest(self.registry) if self.registry is not None else b""
         return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def whoami(request: web.Request) -> web.Response:
+    async def whoami(self, request: web.Request) -> web.Response:
         query(request)
-        p = who(request)
+        p = self.who(request)
         return _json({"name": p.name, "role": p.role, "department": p.department})
 
-    async def list_alerts(request: web.Request) -> web.Response:
-        p = who(request)
+    async def list_alerts(self, request: web.Request) -> web.Response:
+        p = self.who(request)
         q = query(request, "status", "department", "rule", "severity", "limit", "offset")
         status = q.get("status", "active")
         if status not in _STATUSES:
@@ -296,50 +328,50 @@ def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable
                 raise ApiError(403, "forbidden", f"token {p.name!r} may only see alerts of "
                                f"department {p.department}, not {department}")
             department = p.department
-        alerts = await store.list(status, department, q.get("rule") or None, severity,  # type: ignore[arg-type]
+        alerts = await self.store.list(status, department, q.get("rule") or None, severity,  # type: ignore[arg-type]
                                   limit, offset)
         return _json({"alerts": alerts, "count": len(alerts)})
 
-    async def show_alert(request: web.Request) -> web.Response:
+    async def show_alert(self, request: web.Request) -> web.Response:
         query(request)
-        alert_id = alert_id_of(request)
-        await visible(request, alert_id)
-        return _json(await store.show(alert_id))
+        alert_id = self.alert_id_of(request)
+        await self.visible(request, alert_id)
+        return _json(await self.store.show(alert_id))
 
-    async def ack(request: web.Request) -> web.Response:
+    async def ack(self, request: web.Request) -> web.Response:
         query(request)
-        alert_id = alert_id_of(request)
-        p = await visible(request, alert_id)
-        data = await body(request, "note", "by")
-        return _json(await store.acknowledge(alert_id, actor(p, data),
+        alert_id = self.alert_id_of(request)
+        p = await self.visible(request, alert_id)
+        data = await self.body(request, "note", "by")
+        return _json(await self.store.acknowledge(alert_id, self.actor(p, data),
                                              text(data, "note", MAX_NOTE, multiline=True)))
 
-    async def resolve(request: web.Request) -> web.Response:
+    async def resolve(self, request: web.Request) -> web.Response:
         query(request)
-        alert_id = alert_id_of(request)
-        await visible(request, alert_id)
-        p = bureau_only(request, "resolve alerts")
-        data = await body(request, "note", "by")
-        resolved = await store.resolve(alert_id, actor(p, data),
+        alert_id = self.alert_id_of(request)
+        await self.visible(request, alert_id)
+        p = self.bureau_only(request, "resolve alerts")
+        data = await self.body(request, "note", "by")
+        resolved = await self.store.resolve(alert_id, self.actor(p, data),
                                        text(data, "note", MAX_NOTE, multiline=True))
-        if on_resolved is not None:  # the receivers who were told of it are told it is resolved
-            await on_resolved(resolved)
+        if self.on_resolved is not None:  # the receivers who were told of it are told it is resolved
+            await self.on_resolved(resolved)
         return _json(resolved)
 
-    async def list_silences(request: web.Request) -> web.Response:
+    async def list_silences(self, request: web.Request) -> web.Response:
         q = query(request, "all")
-        bureau_only(request, "see silences")
+        self.bureau_only(request, "see silences")
         flag = q.get("all", "0").lower()
         if flag not in _FLAGS:
             raise bad("all", f"expected one of {', '.join(_FLAGS)}, got {_shown(q['all'])}")
-        silences = await store.silences(include_expired=_FLAGS[flag])
+        silences = await self.store.silences(include_expired=_FLAGS[flag])
         return _json({"silences": [s.model_dump(mode="json") for s in silences]})
 
-    async def add_silence(request: web.Request) -> web.Response:
+    async def add_silence(self, request: web.Request) -> web.Response:
         query(request)
-        p = bureau_only(request, "create silences")
+        p = self.bureau_only(request, "create silences")
         matcher_fields = ("department", "rule", "severity", "case_id", "alert_id")
-        data = await body(request, *matcher_fields, "duration", "ends_at", "reason", "by")
+        data = await self.body(request, *matcher_fields, "duration", "ends_at", "reason", "by")
         reason = text(data, "reason", MAX_REASON, multiline=True, required=True)
         matchers = {k: text(data, k, MAX_NAME) or None for k in matcher_fields}
         if matchers["severity"] is not None and matchers["severity"] not in _SEVERITIES:
@@ -348,7 +380,7 @@ def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable
             raise bad("department", f"a silence needs at least one of {', '.join(matcher_fields)}")
         ends_at = silence_end(data, datetime.now(UTC))
         try:
-            silence = await store.add_silence(created_by=actor(p, data), reason=str(reason),
+            silence = await self.store.add_silence(created_by=self.actor(p, data), reason=str(reason),
                                               ends_at=ends_at, **matchers)
         except ValidationError as exc:  # checked above; kept so that a model rule still names its field
             e = exc.errors()[0]
@@ -356,32 +388,26 @@ def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable
             raise bad(field, e["msg"].removeprefix("Value error, ")) from None
         return _json(silence.model_dump(mode="json"), 201)
 
-    async def delete_silence(request: web.Request) -> web.Response:
+    async def delete_silence(self, request: web.Request) -> web.Response:
         query(request)
-        p = bureau_only(request, "end silences")
+        p = self.bureau_only(request, "end silences")
         silence_id = request.match_info["silence_id"]
         if not re.fullmatch(r"sil-[0-9a-f]{1,32}", silence_id):
             raise bad("silence_id", "expected sil- and hex digits")
         try:
-            silence = await store.expire_silence(silence_id, p.name)
+            silence = await self.store.expire_silence(silence_id, p.name)
         except KeyError:
             raise ApiError(404, "not_found", f"no silence {silence_id!r}") from None
         return _json(silence.model_dump(mode="json"))
 
-    app = web.Application(middlewares=[auth], client_max_size=MAX_BODY)
-    app.add_routes([
-        web.get("/health", get_health),
-        web.get("/metrics", get_metrics),
-        web.get("/api/health", get_api_health),
-        web.get("/api/whoami", whoami),
-        web.get("/api/alerts", list_alerts),
-        web.get("/api/alerts/{alert_id}", show_alert),
-        web.post("/api/alerts/{alert_id}/ack", ack),
-        web.post("/api/alerts/{alert_id}/resolve", resolve),
-        web.get("/api/silences", list_silences),
-        web.post("/api/silences", add_silence),
-        web.delete("/api/silences/{silence_id}", delete_silence),
-    ])
-    if pages is not None:  # the HTML pages (notifier/pages.py), outside /api/
-        app.add_routes(pages.routes())
-    return app
+
+
+def create_api(store: AlertStore, tokens: Tokens, health: Callable[[], Awaitable[dict[str, Any]]],
+               registry: CollectorRegistry | None = None,
+               rate_limit: TokenBucket | None = None,
+               ready: Callable[[], bool] | None = None,
+               pages: AlertPages | None = None, on_resolved: OnResolved | None = None
+               ) -> web.Application:
+    """The aiohttp application of an :class:`AlertApi` with these ports."""
+    return AlertApi(store, tokens, health, registry, rate_limit, ready, pages,
+                    on_resolved).application()

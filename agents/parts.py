@@ -1,0 +1,313 @@
+"""The worker's parts, each over explicit ports: the batch intake, the deadline timer,
+the finished-case sweep, the partitions' lag and watchdog, the lag and open-alert
+metrics, and the web endpoints. ``agents.app.Worker`` builds them on Faust (the
+:class:`Partitions` port is :class:`~agents.app.FaustPartitions` there); a unit test
+builds them on plain fakes (tests/unit/test_worker_parts.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, MutableMapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from jiancha.agents.metrics import EngineMetrics
+from jiancha.agents.record import Record
+from jiancha.agents.supervisor import DeadLetter, StateWriter, Supervisor
+
+log = logging.getLogger(__name__)
+
+#: an assigned partition that delivered nothing for this long with records waiting is stuck
+STUCK_AFTER_SECONDS = 10.0
+#: cases a minute the finished-case sweep looks at (a few tens of milliseconds)
+FINISHED_SWEEP_CASES = 20_000
+
+
+class Partitions(Protocol):
+    """Where this worker's consumer stands on the events topic's partitions it owns."""
+
+    topic: str
+
+    @property
+    def rebalancing(self) -> bool: ...
+
+    def active(self) -> set[int]:
+        """The partitions of the events topic assigned to this worker."""
+        ...
+
+    def end(self, partition: int) -> int | None:
+        """The end offset the last fetch reported (None: not fetched yet)."""
+        ...
+
+    def committed(self, partition: int) -> int | None:
+        """The committed offset: where processing starts after an assignment."""
+        ...
+
+    async def broker_ends(self, partitions: list[int]) -> dict[int, int] | None:
+        """The end offsets the broker has now (None: not known)."""
+        ...
+
+    async def position(self, partition: int) -> int | None:
+        """The fetch position (the fetcher reads ahead of what is processed)."""
+        ...
+
+    async def restart(self, partition: int, offset: int) -> None:
+        """Resume fetching the partition from ``offset``."""
+        ...
+
+
+class CaseTable(Protocol):
+    """The case table: its store of case states (case id -> encoded state)."""
+
+    @property
+    def data(self) -> MutableMapping[bytes, bytes]: ...
+
+
+class BatchIntake:
+    """The supervising agent's work: every fetched batch of the events topic to the
+    supervisor, with the case table, where states are written outside an agent and where
+    rejected events go."""
+
+    def __init__(self, supervisor: Supervisor, cases: CaseTable, write_state: StateWriter,
+                 dead_letter: DeadLetter) -> None:
+        self.supervisor = supervisor
+        self.cases = cases
+        self.write_state = write_state
+        self.dead_letter = dead_letter
+
+    async def on_batch(self, records: list[Record]) -> None:
+        await self.supervisor.on_batch(records, self.cases.data, self.write_state,
+                                       self.dead_letter)
+
+
+class PartitionLag:
+    """Whether a partition has a backlog, and so which time its deadlines are judged by."""
+
+    def __init__(self, supervisor: Supervisor, partitions: Partitions) -> None:
+        self.supervisor = supervisor
+        self.partitions = partitions
+
+    def lagging(self, partition: int, end: int | None = None) -> bool:
+        """Whether records on this partition wait to be processed (a backlog), by the end
+        offset ``end`` if given, else the one the last fetch reported."""
+        if end is None:
+            try:
+                end = self.partitions.end(partition)
+            except Exception:
+                end = None
+        if end is None:
+            return True  # not fetched yet (e.g. just taken over): judge by its own time
+        last = self.supervisor.last_offset.get(partition)
+        if last is None:
+            # nothing processed since the assignment: compare where processing starts (the
+            # committed offset; None = nothing committed, from the start) with the end. Not
+            # the fetch position: the fetcher reads ahead of what the agent has processed.
+            start = self.partitions.committed(partition)
+            return (start or 0) < end
+        return last + 1 < end
+
+    async def partition_now(self) -> dict[int, tuple[datetime, bool]]:
+        """Each active partition's time and whether it is live. A partition the last fetch
+        says is caught up is confirmed with the broker: a batch takes a whole fetch, so the
+        end it reported can be exactly where the batch stops while more records have
+        arrived since (deadlines would fire by the wall clock with steps of their cases
+        still unread)."""
+        out: dict[int, tuple[datetime, bool]] = {}
+        if self.partitions.rebalancing:  # began while the timer waited for the batch
+            return out
+        partitions = sorted(self.partitions.active())
+        caught_up = [p for p in partitions if not self.lagging(p)]
+        # confirmed with the broker before trusting
+        ends = await self.partitions.broker_ends(caught_up) if caught_up else {}
+        for p in partitions:
+            behind = p not in caught_up or (ends is not None and self.lagging(p, ends.get(p)))
+            judged = self.supervisor.partition_clock(p, behind)
+            if judged is not None:
+                out[p] = judged
+        return out
+
+
+class DeadlineTimer:
+    """Fires the deadlines due on each active partition by that partition's time, with no
+    event needed (every ``deadline_tick_seconds``)."""
+
+    def __init__(self, supervisor: Supervisor, cases: Any, lag: PartitionLag,
+                 write_state: StateWriter) -> None:
+        self.supervisor = supervisor
+        self.cases = cases  # the case table (a mapping of case id -> encoded state)
+        self.lag = lag
+        self.write_state = write_state
+
+    async def tick(self) -> None:
+        if self.lag.partitions.rebalancing or not self.supervisor.ready:
+            return
+        await self.supervisor.on_tick(self.cases, self.lag.partition_now, self.write_state)
+
+
+class FinishedSweep:
+    """A slice of the case table a minute: finished cases past their retention leave it
+    (with a tombstone in its changelog), so the table holds the open cases, not all."""
+
+    def __init__(self, supervisor: Supervisor, cases: CaseTable, partitions: Partitions,
+                 delete: Callable[[bytes, int], None], retention_seconds: float,
+                 chunk: int = FINISHED_SWEEP_CASES) -> None:
+        self.supervisor = supervisor
+        self.cases = cases
+        self.partitions = partitions
+        self.delete = delete
+        self.retention_seconds = retention_seconds
+        self.chunk = chunk
+        self.sweep_from = 0  # where the next sweep of the case table starts
+
+    async def sweep(self) -> None:
+        sv = self.supervisor
+        if self.partitions.rebalancing or not sv.ready:
+            return
+        keys = list(self.cases.data.keys())
+        if self.sweep_from >= len(keys):
+            self.sweep_from = 0
+        chunk = keys[self.sweep_from:self.sweep_from + self.chunk]
+        self.sweep_from += len(chunk)
+        await sv.sweep_finished(self.cases.data, chunk, dict(sv.partition_ts),
+                                self.retention_seconds, self.delete)
+
+
+class PartitionWatchdog:
+    """A partition taken over with records waiting but none delivered for a while is
+    resumed and sought to where processing starts. Seen with Faust on Tansu after a
+    worker was killed before its first offset commit; a no-op otherwise."""
+
+    def __init__(self, supervisor: Supervisor, partitions: Partitions, metrics: EngineMetrics,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 stuck_after: float = STUCK_AFTER_SECONDS) -> None:
+        self.supervisor = supervisor
+        self.partitions = partitions
+        self.metrics = metrics
+        self.monotonic = monotonic
+        self.stuck_after = stuck_after
+        self.assigned_at: dict[int, float] = {}  # monotonic time each partition was (re)assigned
+
+    def assigned(self, actives: set[int]) -> None:
+        """The partitions assigned now (the case table recovered)."""
+        now = self.monotonic()
+        for p in list(self.assigned_at):
+            if p not in actives:
+                del self.assigned_at[p]
+        for p in actives:
+            self.assigned_at.setdefault(p, now)
+
+    async def check(self) -> None:
+        sv, parts = self.supervisor, self.partitions
+        if not sv.ready or parts.rebalancing:
+            return
+        now = self.monotonic()
+        for p in parts.active():
+            since = self.assigned_at.get(p)
+            if p in sv.last_offset or since is None or now - since < self.stuck_after:
+                continue
+            end = parts.end(p)
+            start = parts.committed(p) or 0
+            if end is not None and start >= end:
+                continue  # nothing to deliver
+            log.warning("partition %s of %s: records waiting (from %s to %s) but none "
+                        "delivered for %.0fs; resuming it", p, parts.topic, start, end,
+                        now - since)
+            self.metrics.partition_restarts.inc()
+            await parts.restart(p, start)
+            self.assigned_at[p] = now
+
+
+class OpenAlertCounts(Protocol):
+    """The open alerts of each department, from the alert store."""
+
+    async def open_counts(self, departments: list[str]) -> list[int]: ...
+
+
+class LagReporter:
+    """Consumer lag and open-alert counts, for Prometheus (every few seconds)."""
+
+    def __init__(self, supervisor: Supervisor, partitions: Partitions, metrics: EngineMetrics,
+                 open_alerts: OpenAlertCounts | None) -> None:
+        self.supervisor = supervisor
+        self.partitions = partitions
+        self.metrics = metrics
+        self.open_alerts = open_alerts
+
+    async def observe(self) -> None:
+        parts = self.partitions
+        try:
+            for p in parts.active():
+                end = parts.end(p)
+                pos = await parts.position(p)
+                if end is not None and pos is not None:
+                    self.metrics.consumer_lag.labels(parts.topic, str(p)).set(max(0, end - pos))
+        except Exception as exc:  # metrics must never stop the worker
+            log.debug("lag metric failed: %r", exc)
+        if self.open_alerts is not None:
+            try:
+                depts = sorted(self.supervisor.engine.catalog.departments)
+                counts = await self.open_alerts.open_counts(depts)
+                for d, c in zip(depts, counts, strict=True):
+                    self.metrics.open_alerts.labels(d).set(c)
+            except Exception as exc:
+                log.debug("open-alert metric failed: %r", exc)
+
+
+class AlertStoreHealth(Protocol):
+    """The alert sink's health: why it refuses alerts now (None: it takes them)."""
+
+    @property
+    def degraded(self) -> str | None: ...
+
+
+class WebEndpoints:
+    """What the worker's pages answer: ``/metrics``, ``/progress``, ``/health``."""
+
+    def __init__(self, supervisor: Supervisor, cases: CaseTable, partitions: Partitions,
+                 lag: PartitionLag, sink: AlertStoreHealth, registry: CollectorRegistry) -> None:
+        self.supervisor = supervisor
+        self.cases = cases
+        self.partitions = partitions
+        self.lag = lag
+        self.sink = sink
+        self.registry = registry
+
+    def metrics(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def progress(self) -> dict[str, Any]:
+        """Events processed and when (wall clock): cheap to poll, unlike /metrics."""
+        sv = self.supervisor
+        return {"events": sv.processed, "first_at": sv.first_processed_at,
+                "last_at": sv.last_processed_at}
+
+    def partition_status(self) -> dict[str, Any]:
+        sv, parts = self.supervisor, self.partitions
+        out = {}
+        for p in sorted(parts.active()):
+            t = sv.partition_time.get(p)
+            out[str(p)] = {"last_offset": sv.last_offset.get(p),
+                           "end_offset": parts.end(p),
+                           "committed": parts.committed(p),
+                           "time": t.isoformat() if t else None,
+                           "lagging": self.lag.lagging(p), "scheduled": len(sv.index(p))}
+        return out
+
+    def health(self) -> dict[str, Any]:
+        sv = self.supervisor
+        # degraded once a rule's check has raised: the cases it failed on wait for a retry,
+        # and a faulty rule stays faulty until it is fixed and the worker restarted
+        failing = dict(sorted(sv.engine.check_errors.items()))
+        # and while Redis refuses the alerts (down, out of memory, read-only): held, retried
+        store = self.sink.degraded
+        return {"status": "degraded" if failing or store else "ok",
+                "check_errors": failing, "alert_store": store or "ok",
+                "ready": sv.ready and not self.partitions.rebalancing,
+                "cases": len(self.cases.data), "scheduled": sv.scheduled(),
+                "partitions": sorted(self.partitions.active()),
+                "partition_status": self.partition_status()}
+

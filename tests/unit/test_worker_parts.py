@@ -1,0 +1,307 @@
+"""The worker's parts (agents/parts.py) and its extension host, each built on plain fakes
+of its ports: a clock the test sets, partitions whose offsets the test chooses, a dict
+for the case table. The real Faust, Kafka and Redis are the integration tests'."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from jiancha.agents.extensions import Extension, ExtensionHost
+from jiancha.agents.metrics import EngineMetrics
+from jiancha.agents.parts import (
+    BatchIntake,
+    DeadlineTimer,
+    FinishedSweep,
+    LagReporter,
+    PartitionLag,
+    PartitionWatchdog,
+    WebEndpoints,
+)
+from jiancha.agents.record import Record
+from jiancha.agents.supervisor import Supervisor
+from jiancha.producers.contract import Alert, ApprovalEvent
+from jiancha.rules.case import CaseState
+from jiancha.rules.ingest import Gate
+from tests.unit.eventkit import engine, events, t
+
+
+class FakeClock:
+    """The time is what the test says."""
+
+    def __init__(self, instant: datetime) -> None:
+        self.instant = instant
+
+    def now(self) -> datetime:
+        return self.instant
+
+    def at(self, unix_time: float) -> datetime:
+        return datetime.fromtimestamp(unix_time, UTC)
+
+    def at_epoch(self, unix_time: float) -> float:
+        return unix_time
+
+    def now_epoch(self) -> float:
+        return self.instant.timestamp()
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+        self.degraded: str | None = None
+
+    async def publish(self, alerts: list[Alert]) -> list[str]:
+        self.alerts.extend(alerts)
+        return ["new"] * len(alerts)
+
+    async def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakePartitions:
+    """Partition 0 of the events topic, its offsets as the test sets them."""
+
+    topic: str = "events"
+    rebalancing: bool = False
+    assigned: set[int] = field(default_factory=lambda: {0})
+    ends: dict[int, int] = field(default_factory=dict)  # what the last fetch reported
+    broker: dict[int, int] = field(default_factory=dict)  # what the broker has now
+    commits: dict[int, int] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)
+    restarts: list[tuple[int, int]] = field(default_factory=list)
+
+    def active(self) -> set[int]:
+        return set(self.assigned)
+
+    def end(self, partition: int) -> int | None:
+        return self.ends.get(partition)
+
+    def committed(self, partition: int) -> int | None:
+        return self.commits.get(partition)
+
+    async def broker_ends(self, partitions: list[int]) -> dict[int, int] | None:
+        return {p: self.broker[p] for p in partitions if p in self.broker}
+
+    async def position(self, partition: int) -> int | None:
+        return self.positions.get(partition)
+
+    async def restart(self, partition: int, offset: int) -> None:
+        self.restarts.append((partition, offset))
+
+
+@dataclass
+class FakeCases:
+    data: dict[bytes, bytes] = field(default_factory=dict)
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+
+class Worker:
+    """A supervisor on the fakes, with one T-SHORT case submitted and accepted at 11:00 and
+    taken in at 12:00 on partition 0 (offsets 0 and 1)."""
+
+    def __init__(self) -> None:
+        eng = engine()
+        self.clock = FakeClock(t("2026-03-02 12:00"))
+        self.sink = FakeSink()
+        self.metrics = EngineMetrics()
+        self.sv = Supervisor(eng, Gate(eng.catalog), self.clock, self.sink, self.metrics)
+        self.sv.rebuild_index([], {0})
+        self.cases = FakeCases()
+        self.partitions = FakePartitions()
+        self.lag = PartitionLag(self.sv, self.partitions)
+        self.timer = DeadlineTimer(self.sv, self.cases, self.lag, self.write)
+        self.intake = BatchIntake(self.sv, self.cases, self.write, self.dead_letter)
+        evs = events("T-SHORT", [("submitted", "2026-03-02 10:00"),
+                                 ("accepted", "2026-03-02 11:00")], case_id="P1")
+        records = [Record(b"P1", orjson.dumps(e), 0, n, None) for n, e in enumerate(evs)]
+        asyncio.run(self.intake.on_batch(records))
+
+    def write(self, key: bytes, value: bytes, partition: int) -> None:
+        self.cases.data[key] = value
+
+    async def dead_letter(self, *args: Any) -> None:
+        raise AssertionError(args)
+
+
+def test_the_batch_intake_writes_the_case_and_counts_the_offsets() -> None:
+    w = Worker()
+    assert CaseState.decode(w.cases.data[b"P1"]).case_id == "P1"
+    assert w.sv.last_offset == {0: 1} and w.sv.processed == 2
+
+
+def test_the_deadline_timer_fires_due_deadlines_by_the_clock_once() -> None:
+    w = Worker()
+    w.partitions.ends[0] = w.partitions.broker[0] = 2  # caught up: live, by the clock
+    asyncio.run(w.timer.tick())
+    assert w.sink.alerts == []  # nothing due at 12:00
+    before = w.cases.data[b"P1"]
+    w.clock.instant = t("2026-06-30 12:00")  # every deadline of the case is past
+    asyncio.run(w.timer.tick())
+    fired = list(w.sink.alerts)
+    assert fired and {a.case_id for a in fired} == {"P1"}
+    assert w.cases.data[b"P1"] != before  # the state records them
+    asyncio.run(w.timer.tick())
+    assert w.sink.alerts == fired  # not again
+
+
+def test_the_deadline_timer_judges_a_partition_with_a_backlog_by_its_last_event() -> None:
+    w = Worker()
+    w.clock.instant = t("2026-06-30 12:00")
+    w.partitions.ends[0] = 50  # records 2..49 not processed yet: the case's later steps may be there
+    asyncio.run(w.timer.tick())
+    assert w.sink.alerts == []
+    # the last fetch says caught up, the broker has more since: still behind
+    w.partitions.ends[0], w.partitions.broker[0] = 2, 50
+    asyncio.run(w.timer.tick())
+    assert w.sink.alerts == []
+    w.partitions.broker[0] = 2
+    asyncio.run(w.timer.tick())
+    assert w.sink.alerts
+
+
+def test_the_deadline_timer_waits_out_a_rebalance() -> None:
+    w = Worker()
+    w.clock.instant = t("2026-06-30 12:00")
+    w.partitions.ends[0] = w.partitions.broker[0] = 2
+    w.partitions.rebalancing = True
+    asyncio.run(w.timer.tick())
+    assert w.sink.alerts == []
+
+
+def test_a_partition_taken_over_is_lagging_until_processing_reaches_its_end() -> None:
+    w = Worker()
+    lag, parts = w.lag, w.partitions
+    assert lag.lagging(0)  # no end known yet
+    parts.ends[0] = 2
+    assert not lag.lagging(0)
+    w.sv.last_offset.clear()  # nothing processed since the assignment: the committed offset
+    assert lag.lagging(0)
+    parts.commits[0] = 2
+    assert not lag.lagging(0)
+
+
+def test_the_watchdog_restarts_a_partition_that_delivers_nothing() -> None:
+    w = Worker()
+    now = [100.0]
+    dog = PartitionWatchdog(w.sv, w.partitions, w.metrics, monotonic=lambda: now[0],
+                            stuck_after=10.0)
+    w.sv.last_offset.clear()  # nothing delivered since the assignment
+    w.partitions.ends[0], w.partitions.commits[0] = 7, 3
+    dog.assigned({0})
+    now[0] = 105.0
+    asyncio.run(dog.check())
+    assert w.partitions.restarts == []  # not stuck for long enough
+    now[0] = 111.0
+    asyncio.run(dog.check())
+    assert w.partitions.restarts == [(0, 3)]
+    assert w.metrics.registry.get_sample_value("jiancha_partition_restarts_total") == 1
+    asyncio.run(dog.check())  # the clock starts again from the restart
+    assert w.partitions.restarts == [(0, 3)]
+    now[0] = 130.0
+    w.partitions.commits[0] = 7  # nothing left to deliver
+    asyncio.run(dog.check())
+    assert w.partitions.restarts == [(0, 3)]
+
+
+def test_the_sweep_removes_finished_cases_past_their_retention() -> None:
+    w = Worker()
+    evs = events("T-SHORT", [("submitted", "2026-03-01 09:00"), ("withdrawn", "2026-03-01 10:00")],
+                 case_id="DONE")
+    records = [Record(b"DONE", orjson.dumps(e), 0, 2 + n, None) for n, e in enumerate(evs)]
+    asyncio.run(w.intake.on_batch(records))
+    deleted: list[tuple[bytes, int]] = []
+    sweep = FinishedSweep(w.sv, w.cases, w.partitions, lambda k, p: deleted.append((k, p)),
+                          retention_seconds=0.0)
+    asyncio.run(sweep.sweep())
+    assert deleted == [(b"DONE", 0)]  # the open case P1 stays
+
+
+class FakeOpenAlerts:
+    async def open_counts(self, departments: list[str]) -> list[int]:
+        return [len(d) for d in departments]
+
+
+def test_the_reporter_sets_the_lag_and_the_open_alerts() -> None:
+    w = Worker()
+    w.partitions.ends[0], w.partitions.positions[0] = 10, 7
+    asyncio.run(LagReporter(w.sv, w.partitions, w.metrics, FakeOpenAlerts()).observe())
+    registry = w.metrics.registry
+    assert registry.get_sample_value("jiancha_consumer_lag",
+                                     {"topic": "events", "partition": "0"}) == 3
+    assert registry.get_sample_value("jiancha_open_alerts", {"department": "gongan"}) == 6
+
+
+def test_the_health_endpoint_reports_degraded_when_the_alert_store_is() -> None:
+    w = Worker()
+    w.partitions.ends[0] = 2
+    endpoints = WebEndpoints(w.sv, w.cases, w.partitions, w.lag, w.sink, w.metrics.registry)
+    health = endpoints.health()
+    assert health["status"] == "ok" and health["alert_store"] == "ok" and health["ready"]
+    assert health["cases"] == 1 and health["partitions"] == [0]
+    assert health["partition_status"]["0"]["lagging"] is False
+    w.sink.degraded = "ConnectionError: refused"
+    health = endpoints.health()
+    assert health["status"] == "degraded" and health["alert_store"] == "ConnectionError: refused"
+    w.partitions.rebalancing = True
+    assert endpoints.health()["ready"] is False
+    assert endpoints.progress()["events"] == 2
+    assert b"jiancha_events" in endpoints.metrics()
+
+
+def test_the_health_endpoint_reports_degraded_after_a_check_raised() -> None:
+    w = Worker()
+    w.sv.engine.check_errors["some.rule"] = 1
+    try:
+        health = WebEndpoints(w.sv, w.cases, w.partitions, w.lag, w.sink,
+                              w.metrics.registry).health()
+    finally:
+        w.sv.engine.check_errors.clear()
+    assert health["status"] == "degraded" and health["check_errors"] == {"some.rule": 1}
+
+
+class Counting(Extension):
+    """Overrides two hooks only."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.complaints: list[tuple[str | None, str | None, float]] = []
+        self.installed: list[Any] = []
+
+    def install(self, app: Any) -> None:
+        self.installed.append(app)
+
+    def on_event(self, event: ApprovalEvent, state: CaseState, alerts: list[Alert],
+                 now: datetime) -> None:
+        self.events.append(event.case_id)
+
+    def on_complaint(self, department: str | None, item_code: str | None,
+                     received_at: float) -> None:
+        self.complaints.append((department, item_code, received_at))
+
+
+class Off(Counting):
+    active = False
+
+
+def test_the_host_calls_the_hooks_an_extension_overrides_and_nothing_else() -> None:
+    w = Worker()  # P1 taken in before the extension: not seen
+    host = ExtensionHost()
+    on, off = Counting(), Off()
+    host.add(on)
+    host.add(off)
+    app = object()
+    host.install(app, w.sv)  # type: ignore[arg-type]
+    assert on.installed == [app] and off.installed == []
+    assert w.sv.forwarders == [] and w.sv.alert_observers == []  # not overridden: not called
+    evs = events("T-SHORT", [("submitted", "2026-03-02 11:30")], case_id="P2")
+    asyncio.run(w.intake.on_batch([Record(b"P2", orjson.dumps(evs[0]), 0, 2, None)]))
+    assert on.events == ["P2"] and off.events == []
+    host.complaint_seen("gongan", "T-SHORT", 1.0)
+    assert on.complaints == [("gongan", "T-SHORT", 1.0)] and off.complaints == []
