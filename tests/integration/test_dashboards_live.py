@@ -223,7 +223,7 @@ async def _load(spec: WorkerSpec, env: dict[str, str]) -> None:
 @pytest.fixture(scope="module")
 def live(stack: EmbeddedStack) -> Iterator[Live]:
     if PROMETHEUS is None:
-        pytest.skip("prometheus is not on PATH (.ci/install-tools installs Debian's prometheus)")
+        pytest.skip("prometheus is missing: apt-get install prometheus (bash .ci/install-tools does)")
     anchor = time.time()
     spec = WorkerSpec(stack, extra_env={
         "JIANCHA_CLOCK_START": CLOCK_START.isoformat(),

@@ -107,7 +107,7 @@ def test_events_sorted_and_in_office_hours(sim: Simulation) -> None:
 
 
 def test_json_schema_accepts_every_event(sim: Simulation) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is missing: pip install -e '.[test]'")
     schema = orjson.loads((ROOT / "producers" / "schema" / "approval-event.v1.json").read_bytes())
     validator = jsonschema.Draft202012Validator(schema)
     for ev in sim.events[:500]:
