@@ -27,10 +27,10 @@ from tests.integration.test_notifier import (
     Hook,
     NotifierProcess,
     alert,
-    wait_for,
 )
 from tests.needs_browser import require_browser
 from tests.unit.eventkit import of, run
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -37,6 +37,7 @@ from jiancha.simulator import (
     simulate,
     write_jsonl,
 )
+from tests.wait import wait_for_async
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG_DIR = ROOT / "rules" / "catalog"
@@ -353,7 +354,7 @@ def test_run_live_cancelled_stops_the_producer() -> None:
     async def main() -> None:
         task = asyncio.create_task(run_live(Settings(), rate=50, duration=None, violations=0.1,
                                             seed=1, clock=clock, producer=fake))  # type: ignore[arg-type]
-        await asyncio.sleep(0.3)
+        await wait_for_async(lambda: fake.sent, what="the first events sent")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
