@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import orjson
 import pytest
 
+from jiancha.rules.clock import SimulatedClock
 from tests.events import at, case, event
 from tests.metric_samples import samples, total
 from tests.wait import wait_for
@@ -64,14 +65,22 @@ def test_skipped_step_reaches_redis(running) -> None:  # type: ignore[no-untyped
 
 def test_out_of_order_within_lateness_is_no_alarm(running) -> None:  # type: ignore[no-untyped-def]
     spec, _ = running
-    # the decision arrives before the review it depends on; both within the lateness
+    env = spec.extra_env
+    clock = SimulatedClock(datetime.fromisoformat(env["JIANCHA_CLOCK_START"]),
+                           float(env["JIANCHA_CLOCK_SPEED"]), float(env["JIANCHA_CLOCK_ANCHOR"]))
+    # the decision arrives before the review it depends on, both a minute or two old on the
+    # worker's clock (however long its start took): well within the allowed lateness
+    decided = clock.now() - timedelta(minutes=1)
+    reviewed = decided - timedelta(minutes=1)
     events = case("ORDER-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
-                              ("decided", "2026-12-01 08:58"), ("reviewed", "2026-12-01 08:57")])
+                              ("decided", f"{decided:%Y-%m-%d %H:%M:%S}"),
+                              ("reviewed", f"{reviewed:%Y-%m-%d %H:%M:%S}")])
     spec.send(events)
     spec.send(case("MARK-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
                               ("decided", "2026-12-01 08:00")]))
     spec.wait_alerts(lambda a: _has(a, "MARK-1", "process.skipped_step"))
-    time.sleep(12)  # the simulated clock passes 09:08, the end of the allowed lateness
+    # the worker's clock passes the end of the decision's allowed lateness (the default 10 min)
+    time.sleep(max(0.0, clock.real_seconds_until(decided + timedelta(minutes=10))) + 2)
     assert not [a for a in spec.alerts()
                 if a["case_id"] == "ORDER-1" and a["rule"] == "process.skipped_step"]
 
