@@ -18,6 +18,7 @@ import pytest
 
 import jiancha.rules.engine as rule_engine
 from jiancha.rules.engine import Engine
+from tests.skip_summary import pytest_terminal_summary  # noqa: F401  (the run ends with its skips)
 
 
 class CheckErrorWatch:

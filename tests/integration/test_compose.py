@@ -72,14 +72,15 @@ KEYTOOL = shutil.which("keytool")
 
 needs_compose = pytest.mark.skipif(
     DOCKER_COMPOSE is None,
-    reason="docker-compose is not on PATH (.ci/install-tools installs Debian's docker-compose)",
+    reason="docker-compose is missing: apt-get install docker-compose (bash .ci/install-tools does)",
 )
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None,
-    reason="promtool is not on PATH (.ci/install-tools installs Debian's prometheus package)",
+    reason="promtool is missing: apt-get install prometheus (bash .ci/install-tools does)",
 )
-needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not on PATH")
-needs_keytool = pytest.mark.skipif(KEYTOOL is None, reason="keytool (a JDK) is not on PATH")
+needs_bash = pytest.mark.skipif(BASH is None, reason="bash is missing: apt-get install bash")
+needs_keytool = pytest.mark.skipif(
+    KEYTOOL is None, reason="keytool is missing: apt-get install default-jdk-headless")
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -226,7 +227,8 @@ def env_example() -> dict[str, str]:
 def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The secrets of one deployment, made by the scripts an operator runs."""
     if BASH is None or OPENSSL is None:
-        pytest.skip("bash and openssl are needed to make the deployment's secrets")
+        pytest.skip("bash or openssl is missing (they make the deployment's secrets): "
+                    "apt-get install bash openssl")
     out = tmp_path_factory.mktemp("secrets")
     for script in (MAKE_SECRETS, MAKE_CERTS):
         done = subprocess.run(
@@ -261,7 +263,7 @@ def raw_config(deploy_env: dict[str, str]) -> dict:
 @pytest.fixture(scope="module")
 def resolved_config(deploy_env_file: Path) -> dict:
     if DOCKER_COMPOSE is None:
-        pytest.skip("docker-compose is not on PATH (.ci/install-tools installs it)")
+        pytest.skip("docker-compose is missing: apt-get install docker-compose (bash .ci/install-tools does)")
     done = _docker_compose("--profile", "simulator", "config", env_file=deploy_env_file)
     assert done.returncode == 0, done.stderr
     return yaml.safe_load(done.stdout)
@@ -1086,7 +1088,7 @@ def test_kafka_init_runs_topics_users_acls_in_order(config: dict, tmp_path: Path
 # --- Redis start script --------------------------------------------------------------------
 
 
-@pytest.mark.skipif(SH is None, reason="sh is not on PATH")
+@pytest.mark.skipif(SH is None, reason="sh is missing: apt-get install dash")
 def test_redis_password_is_in_its_config_file_not_on_a_command_line(
     config: dict, tmp_path: Path
 ) -> None:
@@ -1126,7 +1128,7 @@ def test_redis_starts_with_its_password_on_no_command_line(config: dict, tmp_pat
     from jiancha.embedded import free_port, redis_binary, wait_for_port
 
     if SH is None:
-        pytest.skip("sh is not on PATH")
+        pytest.skip("sh is missing: apt-get install dash")
     server = Path(redis_binary())
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -40,6 +40,7 @@ from jiancha.dashboards import build, promql
 from jiancha.embedded import EmbeddedStack
 from jiancha.prometheus_local import prometheus_binary, start_prometheus
 from tests.integration.conftest import Worker, WorkerSpec
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -220,10 +221,27 @@ async def _load(spec: WorkerSpec, env: dict[str, str]) -> None:
         )
 
 
+def _scraped_and_evaluated_since(prometheus_url: str, since: float) -> bool:
+    """Prometheus scraped the worker after ``since``, and evaluated every rule group after
+    that scrape."""
+    def data(path: str) -> Any:
+        with urllib.request.urlopen(f"{prometheus_url}/api/v1/{path}", timeout=10) as r:
+            return json.loads(r.read())["data"]
+
+    def at(stamp: str) -> float:
+        return datetime.fromisoformat(stamp).timestamp()
+
+    scraped = [at(t["lastScrape"]) for t in data("targets")["activeTargets"]
+               if t["scrapePool"] == "jiancha"]
+    if not scraped or min(scraped) <= since:
+        return False
+    return all(at(g["lastEvaluation"]) > min(scraped) for g in data("rules")["groups"])
+
+
 @pytest.fixture(scope="module")
 def live(stack: EmbeddedStack) -> Iterator[Live]:
     if PROMETHEUS is None:
-        pytest.skip("prometheus is not on PATH (.ci/install-tools installs Debian's prometheus)")
+        pytest.skip("prometheus is missing: apt-get install prometheus (bash .ci/install-tools does)")
     anchor = time.time()
     spec = WorkerSpec(stack, extra_env={
         "JIANCHA_CLOCK_START": CLOCK_START.isoformat(),
@@ -237,7 +255,11 @@ def live(stack: EmbeddedStack) -> Iterator[Live]:
         env = spec.env(worker.web_port)
         started = time.time()
         asyncio.run(_load(spec, env))
-        time.sleep(3)  # a last scrape and rule evaluation
+        # the worker refreshes its indicator gauges every 2 s: a scrape 2 s after the load
+        # reads them as of its end, and the rules are evaluated on that scrape
+        settled = time.time() + 2.0
+        wait_for(lambda: _scraped_and_evaluated_since(url, settled), timeout=30,
+                 what="a scrape of the worker and a rule evaluation 2 s after the load")
         ended = time.time()
         live = Live(worker, url, worker.metrics(), started, ended, "")
         top = live.api("query", query="topk(1, sum by (department) (jiancha_alerts_total))",

@@ -20,6 +20,7 @@ from jiancha.settings import DEFAULT_CATALOG_DIR
 from jiancha.simulator import generate_cases
 from tests.integration.conftest import WorkerSpec
 from tests.metric_samples import total
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.integration
 TZ = ZoneInfo("Asia/Shanghai")
@@ -128,9 +129,8 @@ def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(stack: EmbeddedSta
         first.wait_ready()
         second.wait_ready()
         # kill the first worker once some of the alerts are in, mid-stream
-        end = time.monotonic() + 60
-        while len(spec.alerts()) < len(expected) // 4 and time.monotonic() < end:
-            time.sleep(0.05)
+        wait_for(lambda: len(spec.alerts()) >= len(expected) // 4, timeout=60,
+                 what="a quarter of the alerts, to kill the first worker mid-stream")
         assert len(spec.alerts()) < len(expected), "too fast to kill mid-stream; grow the history"
         first.proc.kill()  # SIGKILL: no goodbye, no commit, no flush
         if commits == "never_committed":
@@ -176,7 +176,8 @@ def test_redis_outage_delays_alerts_but_loses_none(tmp_path) -> None:  # type: i
             own.process("redis").stop()
             own.processes = [p for p in own.processes if p.name != "redis"]
             spec.backfill(events, clock)  # alerts pile up while Redis is down
-            time.sleep(5)
+            wait_for(lambda: total(worker.metrics(), "jiancha_sink_errors_total", sink="redis") >= 1,
+                     timeout=30, what="the worker failing to store alerts in the stopped Redis")
             assert worker.proc.proc.poll() is None, "the worker died with Redis"
             own.redis_port = redis_port
             own.start_redis()

@@ -39,6 +39,7 @@ from jiancha.embedded import EmbeddedStack, ManagedProcess, free_port, spawn
 from jiancha.notifier.webhook import verify
 from jiancha.producers.contract import Alert
 from tests.metric_samples import total
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.integration
 CST = timezone(timedelta(hours=8))
@@ -261,16 +262,6 @@ def alert(alert_id: str, department: str, rule: str = "deadline.promise_broken",
                  message_zh=f"办件 case-{alert_id} 超过承诺时限",
                  message_en=f"case-{alert_id}: promise broken",
                  legal_basis="政务服务承诺时限", evidence=[f"ev-{alert_id}"])
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not met within {timeout}s")
 
 
 # --- scenario A: one notifier on a Wednesday morning -----------------------------------------
@@ -557,7 +548,7 @@ def test_webhook_outage_every_notification_exactly_once(stack: EmbeddedStack, tm
         wait_for(lambda: len(hook.payloads()) == 10, what="first batch")
         hook.mode = "fail"  # 500 for 3 s …
         n.publish(*batch(2))
-        time.sleep(3)
+        time.sleep(3)  # the outage lasts: the notifier retries into it
         hook.down()  # … then connection refused for 3 s
         n.publish(*batch(3))
         time.sleep(3)
@@ -598,7 +589,7 @@ def test_notifier_killed_and_restarted_delivers_the_rest_exactly_once(stack: Emb
         hook.mode = "ok"
         n.start()  # same consumer name: it reads its own pending entries first
         wait_for(lambda: len(hook.payloads()) >= 24, timeout=15, what="the rest after the restart")
-        time.sleep(1.5)
+        time.sleep(1.5)  # a duplicate would come now
         ids = Counter(p["notification_id"] for p in hook.payloads())
         assert len(ids) == 24 and set(ids.values()) == {1}, ids
         assert hook.alert_ids() == Counter({f"kill-{k}-{i}": 1 for k in (1, 2, 3) for i in range(8)})
@@ -616,7 +607,7 @@ def test_notifier_killed_and_restarted_delivers_the_rest_exactly_once(stack: Emb
         busy = lambda: {p["notification_id"] for p in hook.payloads()  # noqa: E731
                         if p["alerts"][0]["alert_id"].startswith("busy-")}
         wait_for(lambda: len(busy()) == 60, timeout=15, what="the whole burst after the restart")
-        time.sleep(1.0)
+        time.sleep(1.0)  # a second copy would come now
         sent = Counter(a["alert_id"] for p in hook.payloads() for a in p["alerts"]
                        if a["alert_id"].startswith("busy-"))
         assert set(sent) == {f"busy-{i}" for i in range(60)}

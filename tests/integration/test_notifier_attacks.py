@@ -391,7 +391,7 @@ class Driven:
                 await n.schedule_once()
                 await n.dispatch_once()
                 await asyncio.gather(*n._lanes.values())
-                await asyncio.sleep(0.03)
+                await asyncio.sleep(0.03)  # past the lanes' retry backoff, for the next round
 
         self.loop.run_until_complete(go())
 

@@ -20,7 +20,6 @@ import pytest
 
 from jiancha.embedded import EmbeddedStack
 from jiancha.producers.contract import Alert
-from tests.integration.browser import chromium_path
 from tests.integration.test_notifier import (
     BUREAU,
     GONGAN,
@@ -28,9 +27,10 @@ from tests.integration.test_notifier import (
     Hook,
     NotifierProcess,
     alert,
-    wait_for,
 )
+from tests.needs_browser import require_browser
 from tests.unit.eventkit import of, run
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,7 @@ def notifier(stack: EmbeddedStack, hook: Hook, case_alerts: dict[str, Alert],
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    path = chromium_path()
+    path = require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

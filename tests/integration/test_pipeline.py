@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import orjson
 import pytest
 
+from jiancha.rules.clock import SimulatedClock
 from tests.events import at, case, event
 from tests.metric_samples import samples, total
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -63,14 +65,22 @@ def test_skipped_step_reaches_redis(running) -> None:  # type: ignore[no-untyped
 
 def test_out_of_order_within_lateness_is_no_alarm(running) -> None:  # type: ignore[no-untyped-def]
     spec, _ = running
-    # the decision arrives before the review it depends on; both within the lateness
+    env = spec.extra_env
+    clock = SimulatedClock(datetime.fromisoformat(env["JIANCHA_CLOCK_START"]),
+                           float(env["JIANCHA_CLOCK_SPEED"]), float(env["JIANCHA_CLOCK_ANCHOR"]))
+    # the decision arrives before the review it depends on, both a minute or two old on the
+    # worker's clock (however long its start took): well within the allowed lateness
+    decided = clock.now() - timedelta(minutes=1)
+    reviewed = decided - timedelta(minutes=1)
     events = case("ORDER-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
-                              ("decided", "2026-12-01 08:58"), ("reviewed", "2026-12-01 08:57")])
+                              ("decided", f"{decided:%Y-%m-%d %H:%M:%S}"),
+                              ("reviewed", f"{reviewed:%Y-%m-%d %H:%M:%S}")])
     spec.send(events)
     spec.send(case("MARK-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
                               ("decided", "2026-12-01 08:00")]))
     spec.wait_alerts(lambda a: _has(a, "MARK-1", "process.skipped_step"))
-    time.sleep(12)  # the simulated clock passes 09:08, the end of the allowed lateness
+    # the worker's clock passes the end of the decision's allowed lateness (the default 10 min)
+    time.sleep(max(0.0, clock.real_seconds_until(decided + timedelta(minutes=10))) + 2)
     assert not [a for a in spec.alerts()
                 if a["case_id"] == "ORDER-1" and a["rule"] == "process.skipped_step"]
 
@@ -130,8 +140,8 @@ def test_bad_events_reach_the_dlq_with_reasons_and_the_worker_goes_on(running) -
                                  ("decided", "2026-12-01 08:00")]))
     spec.wait_alerts(lambda a: _has(a, "AFTER-DLQ", "process.skipped_step"))
     metrics = worker.metrics()
-    assert 'jiancha_events_rejected_total{reason="invalid_json"} 1.0' in metrics
-    assert 'jiancha_events_rejected_total{reason="bad_signature"} 1.0' in metrics
+    assert samples(metrics, "jiancha_events_rejected_total", reason="invalid_json") == [1.0]
+    assert samples(metrics, "jiancha_events_rejected_total", reason="bad_signature") == [1.0]
 
 
 def test_a_record_over_the_producer_limit_is_dead_lettered_as_an_envelope(running) -> None:  # type: ignore[no-untyped-def]
@@ -173,12 +183,12 @@ def test_metrics_are_served(running) -> None:  # type: ignore[no-untyped-def]
     spec.send(case("MET-1", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
                              ("decided", "2026-12-01 08:00")]))
     spec.wait_alerts(lambda a: _has(a, "MET-1", "process.skipped_step"))
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def lag_and_open_alerts() -> str:
         text = worker.metrics()
-        if "jiancha_consumer_lag{" in text and "jiancha_open_alerts{" in text:
-            break
-        time.sleep(0.5)
+        return text if samples(text, "jiancha_consumer_lag") and samples(text, "jiancha_open_alerts") else ""
+
+    text = wait_for(lag_and_open_alerts, what="consumer lag and open alerts in /metrics")
     for name in ("jiancha_events_ingested_total", "jiancha_alerts_total",
                  "jiancha_event_to_alert_seconds_count", "jiancha_open_alerts",
                  "jiancha_events_rejected_total"):
@@ -216,7 +226,7 @@ def test_promise_deadline_fires_with_no_further_event_and_after_restart(stack) -
                               ("reviewed", "2026-12-01 10:00")]))
     spec.send(case("PROM-OK", [("submitted", "2026-11-30 09:00"), ("accepted", "2026-11-30 10:00"),
                                ("reviewed", "2026-12-01 10:00"), ("decided", "2026-12-01 11:00")]))
-    time.sleep(1.0)
+    time.sleep(1.0)  # a second of the worker's clock, long before the deadline: nothing fires
     assert not [a for a in spec.alerts() if a["rule"] == "deadline.promise_broken"]
     worker.stop()  # restart: the new worker rebuilds the deadline index from the table
     assert time.time() < anchor + lead - 5, "the test machine is too slow for this timing"
@@ -288,4 +298,4 @@ def test_rejected_complaints_reach_their_dlq_with_reasons(running) -> None:  # t
                                         for a in alerts))
     metrics = worker.metrics()
     for reason in by_reason:
-        assert f'jiancha_complaints_rejected_total{{reason="{reason}"}} 1.0' in metrics
+        assert samples(metrics, "jiancha_complaints_rejected_total", reason=reason) == [1.0], reason

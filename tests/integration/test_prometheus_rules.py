@@ -25,7 +25,7 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None,
-    reason="promtool is not on PATH (.ci/install-tools installs Debian's prometheus package)",
+    reason="promtool is missing: apt-get install prometheus (bash .ci/install-tools does)",
 )
 
 

@@ -11,6 +11,7 @@ import pytest
 from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
 from jiancha.embedded import EmbeddedStack
 from jiancha.producers.contract import Alert
+from tests.wait import wait_for_async
 
 pytestmark = pytest.mark.integration
 CST = timezone(timedelta(hours=8))
@@ -126,8 +127,9 @@ def test_redis_outage_is_retried_until_it_returns(tmp_path) -> None:  # type: ig
         stack.process("redis").stop()
         stack.processes.clear()
         task = asyncio.create_task(sink.publish([_alert("a1"), _alert("a2")]))
-        await asyncio.sleep(1.0)
-        assert not task.done() and errors  # retrying, not failing
+        await wait_for_async(lambda: errors, what="a failed attempt to reach the stopped Redis")
+        await wait_for_async(lambda: len(errors) >= 2, what="a second attempt")
+        assert not task.done()  # retrying, not failing
         stack.redis_port = port
         stack.start_redis()
         assert await asyncio.wait_for(task, 20) == ["new", "new"]
@@ -138,15 +140,6 @@ def test_redis_outage_is_retried_until_it_returns(tmp_path) -> None:  # type: ig
         asyncio.run(go())
     finally:
         stack.stop()
-
-
-def _wait(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    async def go() -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not predicate():
-            assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-            await asyncio.sleep(0.02)
-    return go()
 
 
 @pytest.mark.parametrize("refusal", ["oom", "readonly"])
@@ -167,7 +160,7 @@ def test_out_of_memory_and_read_only_are_retried_with_the_sink_degraded(tmp_path
         else:  # a replica of a master that is not there: read-only
             await admin.execute_command("REPLICAOF", "127.0.0.1", "1")
         task = asyncio.create_task(sink.publish([_alert("o1"), _alert("o2")]))
-        await _wait(lambda: len(errors) >= 2)
+        await wait_for_async(lambda: len(errors) >= 2, what="two refused writes")
         assert not task.done() and sink.degraded
         if refusal == "oom":
             await admin.config_set("maxmemory", "0")

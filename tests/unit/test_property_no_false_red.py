@@ -15,15 +15,23 @@ one; a reviewer who is not the decider, and no handler who is the applicant.
 Each event is delivered with a delay in [0, allowed lateness) of event time: the file is
 ordered by occurred_at + delay, so events within 10 minutes of each other are shuffled
 (across cases as well). Replay runs with ``until`` far after every case is complete.
+
+The limits the generator keeps are counted here, not by the engine: :func:`working_deadline`
+walks the days of the official calendar as ``chinese_calendar`` publishes it (Art. 82: the
+start day not counted, weekends and holidays out, 调休 days in, the limit ends at 24:00 of
+the last day), checked against a hand-counted table. A calendar error in the engine then
+shows as a red alert on a lawful case instead of moving the generator along with it.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
+import chinese_calendar
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,16 +40,54 @@ from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS
 from tests.unit.eventkit_integrity import CO_DEPARTMENTS, CST, DEPARTMENT, engine, ev, lawful, run
 
 ENGINE = engine()
-WT = ENGINE.working_time
 LATENESS_S = int(ENGINE.ruleset.settings.allowed_lateness.total_seconds())
 ITEMS = ("T-SHORT", "T-SIMPLE", "T-JOINT", "T-FEE")
-#: start of the window of submissions: years the official calendar knows
-EPOCH = datetime(2024, 1, 1, tzinfo=CST)
-SPAN_DAYS = 2 * 365 - 120
+#: start of the window of submissions: 2025 and 2026, years chinese_calendar knows (the
+#: longest case, a joint item with a correction, ends within about 120 days of its base)
+EPOCH = datetime(2025, 1, 1, tzinfo=CST)
+SPAN_DAYS = 2 * 365 - 150
 RESOLUTION = 1_000_000
 LOUD = ("red", "escalated")
 QUIET_YELLOW = ("process.unknown_step", "reporting.late")
 LATER = "2024-06-28 18:00"
+
+
+def working_days_after(day: date) -> Iterator[date]:
+    """The working days after ``day``, in order, as the official calendar has them
+    (``chinese_calendar`` raises for a year it does not know)."""
+    while True:
+        day += timedelta(days=1)
+        if chinese_calendar.is_workday(day):
+            yield day
+
+
+def working_deadline(start: datetime, days: int) -> datetime:
+    """24:00 Beijing time of the ``days``-th working day after the day of ``start``."""
+    last = next(itertools.islice(working_days_after(start.astimezone(CST).date()), days - 1, None))
+    return datetime.combine(last + timedelta(days=1), time(), CST)
+
+
+#: counted by hand from the State Council's holiday notices for 2025 and 2026
+HAND_COUNTED = [
+    ("2025-03-03 23:59:59", 5, "2025-03-11"),  # an ordinary week: Tue to Mon
+    ("2025-01-24 17:00", 1, "2025-01-27"),  # Sun 26 January is a 调休 working day
+    ("2025-01-24 17:00", 3, "2025-02-06"),  # 26, 27 January, then 28 Jan - 4 Feb off: 5 February
+    ("2025-04-30 09:00", 1, "2025-05-07"),  # 1-5 May off
+    ("2025-09-30 10:00", 5, "2025-10-15"),  # 1-8 October off, Sat 11 October worked
+    ("2025-10-01 10:00", 1, "2025-10-10"),  # starting on a holiday
+    ("2025-12-31 18:00", 1, "2026-01-05"),  # 1-3 January 2026 off, Sun 4 January worked
+    ("2026-02-13 09:00", 2, "2026-02-25"),  # Sat 14 February worked, 15-23 February off
+    ("2026-09-30 09:00", 10, "2026-10-21"),  # 1-7 October off, Sat 10 October worked
+]
+
+
+@pytest.mark.parametrize(("start", "days", "ends"), HAND_COUNTED)
+def test_the_oracle_and_the_engine_count_as_the_hand_counted_table(start: str, days: int,
+                                                                   ends: str) -> None:
+    expected = datetime.fromisoformat(ends).replace(tzinfo=CST)
+    at = datetime.fromisoformat(start).replace(tzinfo=CST)
+    assert working_deadline(at, days) == expected
+    assert ENGINE.working_time.working_deadline(at, days) == expected
 
 
 @dataclass
@@ -58,7 +104,14 @@ def _between(a: datetime, b: datetime, k: int) -> datetime:
     return a + timedelta(seconds=span * k // RESOLUTION)
 
 
-fraction = st.integers(0, RESOLUTION - 1)
+#: where in a window a step falls: Hypothesis draws a wide integer range mostly near its
+#: low end, which would leave the last days of a limit (where a false red shows) unvisited,
+#: so as often near the end of the window, and anywhere in between
+fraction = st.one_of(
+    st.integers(0, RESOLUTION - 1),
+    st.integers(0, RESOLUTION - 1).map(lambda k: RESOLUTION - 1 - k),
+    st.integers(0, 99).map(lambda percent: percent * RESOLUTION // 100),
+)
 
 
 @st.composite
@@ -85,14 +138,14 @@ def lawful_case(draw: st.DrawFn, n: int, base: datetime) -> list[Planned]:
         out.append(Planned(when, e))
 
     add("submitted", sub)
-    intake_end = WT.working_deadline(sub, 5)
+    intake_end = working_deadline(sub, 5)
     window_start = sub
     if draw(st.booleans(), label=f"{cid} correction notice"):
         notice = _between(sub, intake_end, draw(fraction))
         add("supplement_requested", notice, items=["身份证明"])
         back = notice + timedelta(minutes=draw(st.integers(0, 5 * 24 * 60), label=f"{cid} back after"))
         add("supplement_received", back)
-        window_start, intake_end = back, WT.working_deadline(back, 5)
+        window_start, intake_end = back, working_deadline(back, 5)
     if path == "reject":
         refused = _between(window_start, intake_end, draw(fraction))
         add("rejected_at_intake", refused, reason="不属于本机关职权范围")
@@ -101,7 +154,7 @@ def lawful_case(draw: st.DrawFn, n: int, base: datetime) -> list[Planned]:
         return out
     accepted = _between(window_start, intake_end, draw(fraction))
     add("accepted", accepted)
-    promise_end = WT.working_deadline(accepted, item.promised_days)
+    promise_end = working_deadline(accepted, item.promised_days)
     decided = _between(accepted, promise_end, draw(fraction, label=f"{cid} decision"))
     # the reviews, a lawful suspension and an extension between acceptance and decision
     if "reviewed" in {s.value for s in item.steps}:
@@ -120,11 +173,11 @@ def lawful_case(draw: st.DrawFn, n: int, base: datetime) -> list[Planned]:
         add("decided", decided, outcome="deny", reason="不符合法定条件")
         closed = decided
         if draw(st.booleans(), label=f"{cid} refusal delivered"):
-            closed = _between(decided, WT.working_deadline(decided, 10), draw(fraction))
+            closed = _between(decided, working_deadline(decided, 10), draw(fraction))
             add("delivered", closed)
     else:
         add("decided", decided, outcome="grant")
-        closed = _between(decided, WT.working_deadline(decided, 10), draw(fraction, label=f"{cid} delivery"))
+        closed = _between(decided, working_deadline(decided, 10), draw(fraction, label=f"{cid} delivery"))
         if item.fee_standard is not None and draw(st.booleans(), label=f"{cid} fee"):
             cents = draw(st.integers(0, int(item.fee_standard * 100)))
             add("fee_charged", _between(accepted, closed, draw(fraction)), amount=f"{cents / 100:.2f}",
@@ -219,7 +272,8 @@ def test_lawful_cases_never_raise_red(file: tuple[list[dict[str, Any]], datetime
 
 
 def test_the_generator_covers_the_interesting_shapes() -> None:
-    """The strategy reaches every item, path and option, and really shuffles the file."""
+    """The strategy reaches every item, path and option, decides close to the limit, and
+    really shuffles the file."""
     seen: set[str] = set()
 
     # derandomized: a fixed sequence of examples, so that this check of the strategy does
@@ -234,10 +288,19 @@ def test_the_generator_covers_the_interesting_shapes() -> None:
         seen.update(str(e.get("attributes", {}).get("outcome")) for e in events)
         if len({e["case_id"] for e in events}) > 1:
             seen.add("several cases")
+        steps = {(e["case_id"], e["step"]): e for e in events}
+        for (cid, step), e in steps.items():
+            days = ENGINE.catalog[e["item_code"]].promised_days
+            if step == "decided" and (cid, "accepted") in steps and days >= 10:
+                accepted = datetime.fromisoformat(steps[cid, "accepted"]["occurred_at"])
+                left = working_deadline(accepted, days) - datetime.fromisoformat(e["occurred_at"])
+                if left < timedelta(days=1):
+                    seen.add("decided on the last day of a long promise")
         times = [e["occurred_at"] for e in events]
         if any(datetime.fromisoformat(a) > datetime.fromisoformat(b) for a, b in itertools.pairwise(times)):
             seen.add("out of order")
 
     collect()
     assert seen >= {*ITEMS, "supplement_requested", "suspended", "resumed", "extended", "fee_charged",
-                    "rejected_at_intake", "delivered", "grant", "deny", "several cases", "out of order"}
+                    "rejected_at_intake", "delivered", "grant", "deny", "several cases", "out of order",
+                    "decided on the last day of a long promise"}

@@ -46,7 +46,7 @@ def _ranking(events: Path) -> list[dict[str, object]]:
 
 def test_pdf_shows_the_json_ranking_in_chinese(events: Path, tmp_path: Path) -> None:
     require_browser()
-    pdftotext = require_tool("pdftotext")
+    pdftotext = require_tool("pdftotext", "poppler-utils")
     pdf = tmp_path / "report.pdf"
     out = _report(events, "--format", "pdf", "--out", str(pdf))
     assert out.returncode == 0, out.stderr

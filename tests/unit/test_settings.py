@@ -144,7 +144,7 @@ def test_a_password_and_its_file_together_are_refused(
 def ca_pem(tmp_path_factory: pytest.TempPathFactory) -> Path:
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("openssl is not on PATH")
+        pytest.skip("openssl is missing: apt-get install openssl")
     where = tmp_path_factory.mktemp("ca")
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",

@@ -55,10 +55,10 @@ def _accepted(line: bytes) -> None:
 def test_events_signed_by_node_crypto_and_npm_canonicalize_verify() -> None:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed: .ci/install-tools installs nodejs and npm")
+        pytest.skip("node is missing: apt-get install nodejs npm (bash .ci/install-tools does)")
     if not (NODE_SIGNER / "node_modules" / "canonicalize").is_dir():
-        pytest.skip("the npm package canonicalize is not installed in tests/node: run "
-                    "'npm ci --prefix tests/node' (.ci/install-tools does)")
+        pytest.skip("the npm package canonicalize is missing in tests/node: "
+                    "npm ci --prefix tests/node (bash .ci/install-tools does)")
     batch = [{"key": KEY, "event": e} for e in _events()]
     out = subprocess.run([node, str(NODE_SIGNER / "sign.mjs")], input=json.dumps(batch),
                          capture_output=True, text=True, timeout=60, check=True).stdout

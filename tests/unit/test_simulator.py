@@ -37,6 +37,7 @@ from jiancha.simulator import (
     simulate,
     write_jsonl,
 )
+from tests.wait import wait_for_async
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG_DIR = ROOT / "rules" / "catalog"
@@ -107,7 +108,7 @@ def test_events_sorted_and_in_office_hours(sim: Simulation) -> None:
 
 
 def test_json_schema_accepts_every_event(sim: Simulation) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is missing: pip install -e '.[test]'")
     schema = orjson.loads((ROOT / "producers" / "schema" / "approval-event.v1.json").read_bytes())
     validator = jsonschema.Draft202012Validator(schema)
     for ev in sim.events[:500]:
@@ -353,7 +354,7 @@ def test_run_live_cancelled_stops_the_producer() -> None:
     async def main() -> None:
         task = asyncio.create_task(run_live(Settings(), rate=50, duration=None, violations=0.1,
                                             seed=1, clock=clock, producer=fake))  # type: ignore[arg-type]
-        await asyncio.sleep(0.3)
+        await wait_for_async(lambda: fake.sent, what="the first events sent")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
