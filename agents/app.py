@@ -27,22 +27,20 @@ from jiancha.rules.clock import make_clock
 from jiancha.rules.factory import build_engine
 from jiancha.rules.indicators import alert_tally
 from jiancha.rules.ingest import Gate
-from jiancha.settings import Settings
+from jiancha.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 STUCK_AFTER_SECONDS = 10.0
 
 
-def faust_credentials(settings: Settings) -> Any:
+def faust_credentials(settings: WorkerSettings) -> Any:
     """Map the SASL settings to Faust's broker credentials (None for PLAINTEXT)."""
     proto = settings.kafka_security_protocol
     if proto == "PLAINTEXT":
         return None
     ssl_context = None
     if proto in ("SASL_SSL", "SSL"):
-        from jiancha.producers.client import kafka_ssl_context
-
-        ssl_context = kafka_ssl_context(settings)
+        ssl_context = settings.kafka_connection().ssl_context()
     if proto == "SSL":
         return faust.SSLCredentials(ssl_context)
     if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
@@ -62,7 +60,7 @@ def faust_credentials(settings: Settings) -> Any:
 FINISHED_SWEEP_CASES = 20_000
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: WorkerSettings) -> faust.App:
     metrics = EngineMetrics()
     engine = build_engine(
         settings.catalog_dir, settings.rules_dir, settings.calendar_file, settings.timezone,
@@ -332,7 +330,7 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-async def _observe(app: faust.App, sv: Supervisor, settings: Settings, metrics: EngineMetrics) -> None:
+async def _observe(app: faust.App, sv: Supervisor, settings: WorkerSettings, metrics: EngineMetrics) -> None:
     """Consumer lag and open-alert counts, for Prometheus."""
     try:
         for tp in app.assignor.assigned_actives():

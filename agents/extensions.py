@@ -17,12 +17,12 @@ import faust
 
 from jiancha.agents.metrics import EngineMetrics
 from jiancha.agents.supervisor import Supervisor
-from jiancha.settings import Settings
+from jiancha.settings import WorkerSettings
 
 
 @dataclass
 class WorkerContext:
-    settings: Settings
+    settings: WorkerSettings
     supervisor: Supervisor
     metrics: EngineMetrics
     cases: Any  # the Faust table of case states

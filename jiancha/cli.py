@@ -7,12 +7,20 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
 from jiancha.rules_cli import rules_app
-from jiancha.settings import Settings, SettingsError, load_settings
+from jiancha.settings import (
+    JianchaSettings,
+    NotifierSettings,
+    ProducerSettings,
+    ReplaySettings,
+    SettingsError,
+    SimulatorSettings,
+    WorkerSettings,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="jiancha 监察: real-time supervision of administrative approvals.")
@@ -24,13 +32,14 @@ app.add_typer(schema_app, name="schema")
 app.add_typer(__import__("jiancha.alerts_cli", fromlist=["x"]).alerts_app, name="alerts")
 app.add_typer(__import__("jiancha.dashboards_cli").dashboards_cli.app, name="dashboards")
 
+S = TypeVar("S", bound=JianchaSettings)
 CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="catalog directory",
                                                  file_okay=False)]
 
 
-def _settings(**overrides: object) -> Settings:
+def _settings(kind: type[S], **overrides: object) -> S:
     try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        return kind.load(**{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
@@ -65,7 +74,7 @@ def worker(
     from jiancha.agents.worker import run_worker
 
     try:
-        run_worker(_settings(catalog_dir=catalog), loglevel)
+        run_worker(_settings(WorkerSettings, catalog_dir=catalog), loglevel)
     except (TopicMismatch, RedisConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None
 
@@ -93,7 +102,7 @@ def replay(
     from jiancha.rules.replay_parallel import ReplayWorkerError, replay_workers
     from jiancha.rules.replay_parallel import replay_parallel as run_replay
 
-    settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
+    settings = _settings(ReplaySettings, catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     until_dt = parse_until(until)
     try:
         engine = build_engine(settings.catalog_dir, settings.rules_dir, settings.calendar_file,
@@ -156,7 +165,7 @@ def catalog_export(
 
     from jiancha.rules.catalog import CatalogError, load_catalog
 
-    settings = _settings(catalog_dir=catalog)
+    settings = _settings(ReplaySettings, catalog_dir=catalog)
     try:
         loaded = load_catalog(settings.catalog_dir)
     except CatalogError as exc:
@@ -205,7 +214,7 @@ def send(
 
     from jiancha.send import send_file
 
-    report = asyncio.run(send_file(events, _settings(), progress=not no_progress))
+    report = asyncio.run(send_file(events, _settings(ProducerSettings), progress=not no_progress))
     for err in report.errors[:20]:
         typer.echo(err, err=True)
     typer.echo(f"sent {report.sent}, invalid {report.invalid}", err=True)
@@ -234,7 +243,7 @@ def simulate(
 
     from jiancha.simulator import run_live
 
-    settings = _settings()
+    settings = _settings(SimulatorSettings)
     if out is not None:
         from jiancha.simulator import generate_file
 
@@ -259,7 +268,7 @@ def notifier(loglevel: Annotated[str, typer.Option(help="log level")] = "INFO") 
     from jiancha.notifier.service import run_notifier
 
     try:
-        run_notifier(_settings(), loglevel)
+        run_notifier(_settings(NotifierSettings), loglevel)
     except (ValueError, RedisConfigError) as exc:  # routing, tokens, credentials: named in the message
         raise _fail(str(exc)) from None
 

@@ -29,8 +29,9 @@ def source_from_events(events: Path, department: str | None, until: datetime | N
     from jiancha.rules.factory import build_engine
     from jiancha.rules.indicators import IndicatorBook, report_rows
     from jiancha.rules.replay import replay
+    from jiancha.settings import ReplaySettings
 
-    settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
+    settings = _settings(ReplaySettings, catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     try:
         engine = build_engine(settings.catalog_dir, settings.rules_dir, settings.calendar_file,
                               settings.timezone, settings.allowed_lateness_seconds)

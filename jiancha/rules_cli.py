@@ -18,8 +18,9 @@ rules_app = typer.Typer(no_args_is_help=True, help="The rule set: list rules, ex
 def _engine(catalog: Path | None, rules: Path | None, calendar: Path | None):  # type: ignore[no-untyped-def]
     from jiancha.cli import _fail, _settings
     from jiancha.rules.factory import build_engine
+    from jiancha.settings import ReplaySettings
 
-    settings = _settings(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
+    settings = _settings(ReplaySettings, catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     try:
         return build_engine(settings.catalog_dir, settings.rules_dir, settings.calendar_file,
                             settings.timezone, settings.allowed_lateness_seconds)

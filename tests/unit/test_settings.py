@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from jiancha.agents.app import faust_credentials
-from jiancha.settings import SettingsError, load_settings
+from jiancha.settings import SettingsError, WorkerSettings
+
+load_settings = WorkerSettings.load
 
 
 def test_defaults_load() -> None:
@@ -162,8 +164,6 @@ def _common_names(ctx: ssl.SSLContext) -> list[str]:
 def test_sasl_ssl_with_the_deployment_ca_maps_to_faust_and_aiokafka(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ca_pem: Path
 ) -> None:
-    from jiancha.producers.client import kafka_client_kwargs
-
     secret = tmp_path / "worker.password"
     secret.write_text("w0rker\n")
     monkeypatch.setenv("JIANCHA_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
@@ -175,10 +175,10 @@ def test_sasl_ssl_with_the_deployment_ca_maps_to_faust_and_aiokafka(
     creds = faust_credentials(s)
     assert creds.protocol.value == "SASL_SSL"
     assert creds.username == "jiancha-worker" and creds.password == "w0rker"
-    for ctx in (creds.ssl_context, kafka_client_kwargs(s)["ssl_context"]):
+    kwargs = s.kafka_connection().security_kwargs()
+    for ctx in (creds.ssl_context, kwargs["ssl_context"]):
         assert _common_names(ctx) == ["jiancha test CA"]
         assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
-    kwargs = kafka_client_kwargs(s)
     assert kwargs["security_protocol"] == "SASL_SSL"
     assert kwargs["sasl_plain_username"] == "jiancha-worker"
     assert kwargs["sasl_plain_password"] == "w0rker"
