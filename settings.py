@@ -155,14 +155,14 @@ class KafkaSettings(JianchaSettings):
 
 
 class TopicSettings(JianchaSettings):
-    """Topics the departments and the complaint centre write to."""
+    """Topics: where the departments and the complaint centre write."""
 
     events_topic: str = Field(DEFAULT_EVENTS_TOPIC, description="the approval events topic")
     complaints_topic: str = Field(DEFAULT_COMPLAINTS_TOPIC, description="the complaints topic")
 
 
 class SigningSettings(JianchaSettings):
-    """Department signing keys: producers sign with them, the worker verifies."""
+    """Signing: the department keys producers sign with and the worker verifies with."""
 
     department_keys_file: Path | None = Field(
         None, description="YAML {department: key, or [keys with not_after]} of HMAC-SHA256 "
@@ -263,7 +263,7 @@ class RedisSettings(JianchaSettings):
 
 
 class ClockSettings(JianchaSettings):
-    """A simulated clock (demo, tests, bench); unset, the clock is the real one."""
+    """Simulated clock: for the demo, tests and bench; unset, the clock is the real one."""
 
     clock_start: datetime | None = Field(
         None, description="the instant the simulated clock shows when it starts (RFC 3339 with offset)"
@@ -283,7 +283,7 @@ class ClockSettings(JianchaSettings):
 
 
 class CalendarSettings(JianchaSettings):
-    """The official calendar: local time, holidays and make-up working days."""
+    """Calendar: local time, holidays and make-up working days."""
 
     timezone: str = Field("Asia/Shanghai", description="local time of deadlines, windows and working hours")
     calendar_file: Path | None = Field(
@@ -306,7 +306,7 @@ class CalendarSettings(JianchaSettings):
 
 
 class CatalogSettings(JianchaSettings):
-    """The item catalog (事项目录)."""
+    """Item catalog (事项目录): the approval items and their time limits."""
 
     catalog_dir: Path = Field(
         DEFAULT_CATALOG_DIR, description="item catalog directory (docs/catalog.md)"
@@ -321,7 +321,7 @@ class CatalogSettings(JianchaSettings):
 
 
 class RuleSetSettings(JianchaSettings):
-    """The rule set the cases are judged by."""
+    """Rule set: what the cases are judged by."""
 
     rules_dir: Path | None = Field(
         None, description="rule set: a directory of YAML files (default: rules/ruleset; docs/rules.md)"

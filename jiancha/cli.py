@@ -31,6 +31,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(schema_app, name="schema")
 app.add_typer(__import__("jiancha.alerts_cli", fromlist=["x"]).alerts_app, name="alerts")
 app.add_typer(__import__("jiancha.dashboards_cli").dashboards_cli.app, name="dashboards")
+app.command("settings")(__import__("jiancha.settings_cli", fromlist=["x"]).settings_command)
 
 S = TypeVar("S", bound=JianchaSettings)
 CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="catalog directory",
