@@ -58,7 +58,7 @@ from jiancha.rules.counted_time import WorkingTime
 
 if TYPE_CHECKING:
     from jiancha.producers.client import DepartmentProducer
-    from jiancha.settings import SimulatorSettings
+    from jiancha.settings import ClockSettings, SimulatorSettings
 
 __all__ = [
     "VIOLATION_KINDS",
@@ -634,7 +634,7 @@ class LiveSimulator:
         return [self.event(case, d) for d in case.drafts]
 
 
-def clock_from_settings(settings: SimulatorSettings) -> Clock:
+def clock_from_settings(settings: ClockSettings) -> Clock:
     """The clock the worker uses: simulated when ``clock_start`` is set, else the wall."""
     return make_clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
 
