@@ -39,21 +39,19 @@ from jiancha.rules.clock import make_clock
 from jiancha.rules.factory import build_engine
 from jiancha.rules.indicators import alert_tally
 from jiancha.rules.ingest import Gate
-from jiancha.settings import Settings
+from jiancha.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 
-def faust_credentials(settings: Settings) -> Any:
+def faust_credentials(settings: WorkerSettings) -> Any:
     """Map the SASL settings to Faust's broker credentials (None for PLAINTEXT)."""
     proto = settings.kafka_security_protocol
     if proto == "PLAINTEXT":
         return None
     ssl_context = None
     if proto in ("SASL_SSL", "SSL"):
-        from jiancha.producers.client import kafka_ssl_context
-
-        ssl_context = kafka_ssl_context(settings)
+        ssl_context = settings.kafka_connection().ssl_context()
     if proto == "SSL":
         return faust.SSLCredentials(ssl_context)
     if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
@@ -138,7 +136,7 @@ class RedisOpenAlerts:
 class Worker:
     """One worker: the Faust app, the supervisor and the parts around it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.metrics = metrics = EngineMetrics()
         engine = build_engine(
@@ -212,7 +210,7 @@ class Worker:
         app.task(self.started)
 
     @staticmethod
-    def _faust_app(settings: Settings) -> faust.App:
+    def _faust_app(settings: WorkerSettings) -> faust.App:
         return faust.App(
             settings.app_id,
             broker=settings.broker_url,
@@ -289,5 +287,5 @@ class Worker:
         self.metrics.worker_up.set(1)
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: WorkerSettings) -> faust.App:
     return Worker(settings).app

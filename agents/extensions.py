@@ -23,7 +23,7 @@ from jiancha.agents.record import Record
 from jiancha.agents.supervisor import Supervisor
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import CaseState, Fact
-from jiancha.settings import Settings
+from jiancha.settings import WorkerSettings
 
 #: (department, item code, received at epoch seconds) of a complaint seen for the first time
 ComplaintSeen = Callable[[str | None, str | None, float], None]
@@ -31,7 +31,7 @@ ComplaintSeen = Callable[[str | None, str | None, float], None]
 
 @dataclass
 class WorkerContext:
-    settings: Settings
+    settings: WorkerSettings
     supervisor: Supervisor
     metrics: EngineMetrics
     cases: Any  # the Faust table of case states

@@ -14,8 +14,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from jiancha.producers.client import kafka_client_kwargs
-from jiancha.settings import Settings
+from jiancha.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +23,12 @@ class TopicMismatch(RuntimeError):
     pass
 
 
-async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
+async def ensure_topics(settings: WorkerSettings, timeout: float = 30.0) -> None:
     wanted = [settings.events_topic, settings.dlq_topic, settings.complaints_topic,
               settings.complaints_dlq_topic]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
                                 request_timeout_ms=int(timeout * 1000),
-                                **kafka_client_kwargs(settings))
+                                **settings.kafka_connection().security_kwargs())
     await admin.start()
     try:
         existing = await _partition_counts(admin, wanted)
@@ -65,5 +64,5 @@ async def _partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> di
     return counts
 
 
-def ensure_topics_sync(settings: Settings) -> None:
+def ensure_topics_sync(settings: WorkerSettings) -> None:
     asyncio.run(ensure_topics(settings))

@@ -9,10 +9,10 @@ import faust
 
 from jiancha.agents.app import create_app
 from jiancha.agents.topics import ensure_topics_sync
-from jiancha.settings import Settings
+from jiancha.settings import WorkerSettings
 
 
-def run_worker(settings: Settings, loglevel: str = "INFO") -> None:
+def run_worker(settings: WorkerSettings, loglevel: str = "INFO") -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics_sync(settings)
     app = create_app(settings)
@@ -25,7 +25,7 @@ def run_worker(settings: Settings, loglevel: str = "INFO") -> None:
     worker.execute_from_commandline()
 
 
-def tune_interpreter(settings: Settings) -> None:
+def tune_interpreter(settings: WorkerSettings) -> None:
     """Two interpreter settings for a long-lived, busy process:
 
     - collect the youngest generation less often, and leave what start-up made (modules,

@@ -40,10 +40,10 @@ def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
     from jiancha.notifier.store import AlertNotFound, AlertStore
     from jiancha.rules.clock import make_clock
     from jiancha.rules.lifecycle import TransitionError
-    from jiancha.settings import SettingsError, load_settings, mask_url
+    from jiancha.settings import AlertsSettings, SettingsError, mask_url
 
     try:
-        s = load_settings()
+        s = AlertsSettings.load()
     except SettingsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

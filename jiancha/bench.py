@@ -591,7 +591,7 @@ def _case_rules_in_process_eps(lines: list[bytes]) -> float:
     from jiancha.rules.clock import EventTimeClock
     from jiancha.rules.ingest import Gate, Rejected
     from jiancha.rules.schedule import DeadlineIndex
-    from jiancha.settings import Settings
+    from jiancha.settings import WorkerSettings
 
     engine = _fresh_engine(announce=False)
     gate = Gate(engine.catalog)
@@ -601,7 +601,7 @@ def _case_rules_in_process_eps(lines: list[bytes]) -> float:
     thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()
-    gc.set_threshold(Settings.model_fields["gc_young_threshold"].default, *thresholds[1:])
+    gc.set_threshold(WorkerSettings.model_fields["gc_young_threshold"].default, *thresholds[1:])
     try:
         t0 = time.perf_counter()
         for raw in lines:

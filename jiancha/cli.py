@@ -14,6 +14,13 @@ import typer
 from jiancha.cli_common import fail, load_or_exit, open_input, parse_until
 from jiancha.report import report_command
 from jiancha.rules_cli import rules_app
+from jiancha.settings import (
+    NotifierSettings,
+    ProducerSettings,
+    ReplaySettings,
+    SimulatorSettings,
+    WorkerSettings,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="jiancha 监察: real-time supervision of administrative approvals.")
@@ -24,6 +31,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(schema_app, name="schema")
 app.add_typer(__import__("jiancha.alerts_cli", fromlist=["x"]).alerts_app, name="alerts")
 app.add_typer(__import__("jiancha.dashboards_cli").dashboards_cli.app, name="dashboards")
+app.command("settings")(__import__("jiancha.settings_cli", fromlist=["x"]).settings_command)
 
 CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="catalog directory",
                                                  file_okay=False)]
@@ -40,7 +48,7 @@ def worker(
     from jiancha.agents.worker import run_worker
 
     try:
-        run_worker(load_or_exit(catalog_dir=catalog), loglevel)
+        run_worker(load_or_exit(WorkerSettings, catalog_dir=catalog), loglevel)
     except (TopicMismatch, RedisConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
 
@@ -68,7 +76,7 @@ def replay(
     from jiancha.rules.replay_parallel import ReplayWorkerError, replay_workers
     from jiancha.rules.replay_parallel import replay_parallel as run_replay
 
-    settings = load_or_exit(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
+    settings = load_or_exit(ReplaySettings, catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     until_dt = parse_until(until)
     try:
         engine = build_engine(settings.catalog_dir, settings.rules_dir, settings.calendar_file,
@@ -124,7 +132,7 @@ def catalog_export(
 
     from jiancha.rules.catalog import CatalogError, load_catalog
 
-    settings = load_or_exit(catalog_dir=catalog)
+    settings = load_or_exit(ReplaySettings, catalog_dir=catalog)
     try:
         loaded = load_catalog(settings.catalog_dir)
     except CatalogError as exc:
@@ -173,7 +181,7 @@ def send(
 
     from jiancha.send import send_file
 
-    report = asyncio.run(send_file(events, load_or_exit(), progress=not no_progress))
+    report = asyncio.run(send_file(events, load_or_exit(ProducerSettings), progress=not no_progress))
     for err in report.errors[:20]:
         typer.echo(err, err=True)
     typer.echo(f"sent {report.sent}, invalid {report.invalid}", err=True)
@@ -202,7 +210,7 @@ def simulate(
 
     from jiancha.simulator import run_live
 
-    settings = load_or_exit()
+    settings = load_or_exit(SimulatorSettings)
     if out is not None:
         from jiancha.simulator import generate_file
 
@@ -227,7 +235,7 @@ def notifier(loglevel: Annotated[str, typer.Option(help="log level")] = "INFO") 
     from jiancha.notifier.service import run_notifier
 
     try:
-        run_notifier(load_or_exit(), loglevel)
+        run_notifier(load_or_exit(NotifierSettings), loglevel)
     except (ValueError, RedisConfigError) as exc:  # routing, tokens, credentials: named in the message
         raise fail(str(exc)) from None
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import typer
 
-from jiancha.settings import Settings, SettingsError, load_settings
+from jiancha.settings import JianchaSettings, SettingsError
+
+S = TypeVar("S", bound=JianchaSettings)
 
 
-def load_or_exit(**overrides: object) -> Settings:
-    """The settings with the given overrides (None: not given), or exit 2 saying what is wrong."""
+def load_or_exit(kind: type[S], **overrides: object) -> S:
+    """The process's settings (``kind``) with the given overrides (None: not given), or
+    exit 2 saying what is wrong."""
     try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        return kind.load(**{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

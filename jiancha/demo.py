@@ -147,21 +147,20 @@ async def _send_history(env: dict[str, str], now: datetime, cases: int) -> int:
     reported, so the worker judges it as it would have live."""
     from dataclasses import replace
 
-    from jiancha.producers.client import producer_from_settings
+    from jiancha.producers.client import producer_from_config
     from jiancha.rules.catalog import load_catalog
     from jiancha.rules.clock import SimulatedClock
-    from jiancha.settings import Settings
+    from jiancha.settings import SimulatorSettings
     from jiancha.simulator import generate_cases
 
-    settings = Settings(**{k.removeprefix("JIANCHA_").lower(): v for k, v in env.items()
-                           if k.startswith("JIANCHA_")})
+    settings = SimulatorSettings.of_variables(env)
     assert settings.clock_start is not None
     clock = SimulatedClock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
     start = now - timedelta(days=HISTORY_DAYS)
     events = [e for e in generate_cases(load_catalog(settings.catalog_dir), start=start,
                                         cases=cases, seed=7, violations=0.2)
               if e.occurred_at <= now]
-    async with producer_from_settings(settings) as producer:
+    async with producer_from_config(settings.producer_config()) as producer:
         acks = []
         for e in events:
             reported = e.occurred_at + REPORTING_DELAY

@@ -19,6 +19,7 @@ import typer
 
 from jiancha.cli_common import fail, load_or_exit, open_input, parse_until
 from jiancha.report_html import RowSource
+from jiancha.settings import ReplaySettings
 
 FORMATS = ("md", "csv", "json", "html", "pdf", "png")
 BINARY = ("pdf", "png")
@@ -30,7 +31,7 @@ def source_from_events(events: Path, department: str | None, until: datetime | N
     from jiancha.rules.indicators import IndicatorBook, report_rows
     from jiancha.rules.replay import replay
 
-    settings = load_or_exit(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
+    settings = load_or_exit(ReplaySettings, catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     try:
         engine = build_engine(settings.catalog_dir, settings.rules_dir, settings.calendar_file,
                               settings.timezone, settings.allowed_lateness_seconds)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jiancha.cli_common import fail, load_or_exit, parse_until
+from jiancha.settings import ReplaySettings
 
 rules_app = typer.Typer(no_args_is_help=True, help="The rule set: list rules, explain alerts.")
 
@@ -20,7 +21,7 @@ rules_app = typer.Typer(no_args_is_help=True, help="The rule set: list rules, ex
 def _engine(catalog: Path | None, rules: Path | None, calendar: Path | None):  # type: ignore[no-untyped-def]
     from jiancha.rules.factory import build_engine
 
-    settings = load_or_exit(catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
+    settings = load_or_exit(ReplaySettings, catalog_dir=catalog, rules_dir=rules, calendar_file=calendar)
     try:
         return build_engine(settings.catalog_dir, settings.rules_dir, settings.calendar_file,
                             settings.timezone, settings.allowed_lateness_seconds)

@@ -17,11 +17,11 @@ from aiokafka.structs import RecordMetadata
 from rich.console import Console
 from rich.progress import Progress
 
-from jiancha.producers.client import ProducerDeliveryError, ProducerValidationError, producer_from_settings
+from jiancha.producers.client import ProducerDeliveryError, ProducerValidationError, producer_from_config
 from jiancha.producers.keys import DepartmentKeys
 
 if TYPE_CHECKING:
-    from jiancha.settings import Settings
+    from jiancha.settings import ProducerSettings
 
 __all__ = ["SendReport", "send_file"]
 
@@ -46,7 +46,7 @@ def _count_lines(path: Path) -> int:
 
 async def send_file(
     path: Path,
-    settings: Settings,
+    settings: ProducerSettings,
     *,
     progress: bool = True,
     keys: DepartmentKeys | None = None,
@@ -72,7 +72,7 @@ async def send_file(
         report.errors.append(f"line {lineno}: {why}")
         bar.advance(task)
 
-    producer = producer_from_settings(settings, department=None, keys=keys)
+    producer = producer_from_config(settings.producer_config(), department=None, keys=keys)
     with bar:
         await producer.start()
         try:

@@ -58,7 +58,7 @@ from jiancha.rules.counted_time import WorkingTime
 
 if TYPE_CHECKING:
     from jiancha.producers.client import DepartmentProducer
-    from jiancha.settings import Settings
+    from jiancha.settings import ClockSettings, SimulatorSettings
 
 __all__ = [
     "VIOLATION_KINDS",
@@ -634,7 +634,7 @@ class LiveSimulator:
         return [self.event(case, d) for d in case.drafts]
 
 
-def clock_from_settings(settings: Settings) -> Clock:
+def clock_from_settings(settings: ClockSettings) -> Clock:
     """The clock the worker uses: simulated when ``clock_start`` is set, else the wall."""
     return make_clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
 
@@ -653,7 +653,7 @@ MAX_OPEN_CASES = 100_000
 
 
 async def run_live(
-    settings: Settings,
+    settings: SimulatorSettings,
     *,
     rate: float,
     duration: float | None = None,
@@ -675,7 +675,7 @@ async def run_live(
     ``max_open_cases`` cases are in progress no new case starts (with the wall clock a
     case lasts weeks, and memory must stay bounded).
 
-    ``producer`` defaults to ``producer_from_settings(settings)`` (any department, signed
+    ``producer`` defaults to ``producer_from_config(settings.producer_config())`` (any department, signed
     per department when keys are configured); it is started here and, on every exit
     including cancellation, flushed and stopped. ``on_event`` (sync or async) sees every
     sent event. Case numbers start at ``first_case`` (default: derived from the real time,
@@ -693,9 +693,9 @@ async def run_live(
     sim = LiveSimulator(catalog, wt, seed=seed, violations=violations, first_case=first_case)
     office = sim.office
     if producer is None:
-        from jiancha.producers.client import producer_from_settings
+        from jiancha.producers.client import producer_from_config
 
-        producer = producer_from_settings(settings)
+        producer = producer_from_config(settings.producer_config())
 
     loop = asyncio.get_running_loop()
     # one entry per case in progress: (occurred_at of its next step, tie-break, case, index)

@@ -59,7 +59,7 @@ from jiancha.notifier.tokens import Tokens, load_tokens
 from jiancha.notifier.types import DeliveryError, Notification, NotificationItem
 from jiancha.notifier.webhook import WebhookChannel
 from jiancha.rules.clock import Clock, SimulatedClock, make_clock
-from jiancha.settings import Settings
+from jiancha.settings import NotifierSettings
 
 log = logging.getLogger("jiancha.notifier")
 T = TypeVar("T")
@@ -97,7 +97,7 @@ class NotifierMetrics:
 
 
 class Notifier:
-    def __init__(self, settings: Settings, routing: Routing, tokens: Tokens, client: Any,
+    def __init__(self, settings: NotifierSettings, routing: Routing, tokens: Tokens, client: Any,
                  clock: Clock | None = None, hours: WorkingHoursClock | None = None) -> None:
         from jiancha.rules.calendar import OfficialCalendar
 
@@ -658,7 +658,7 @@ def _default_consumer() -> str:
     return name or f"notifier-{os.getpid()}"
 
 
-def run_notifier(settings: Settings, loglevel: str = "INFO") -> None:
+def run_notifier(settings: NotifierSettings, loglevel: str = "INFO") -> None:
     """Load routing and tokens (failing fast with the file and key), then run until SIGTERM."""
     from jiancha.agents.sinks.redis import redis_client
 

@@ -33,7 +33,7 @@ from jiancha.producers.keys import DepartmentKeys
 if TYPE_CHECKING:
     import ssl
 
-    from jiancha.settings import Settings
+    from jiancha.producers.config import ProducerConfig
 
 __all__ = [
     "DepartmentProducer",
@@ -42,9 +42,7 @@ __all__ = [
     "ProducerDeliveryError",
     "ProducerValidationError",
     "SyncDepartmentProducer",
-    "kafka_client_kwargs",
-    "kafka_ssl_context",
-    "producer_from_settings",
+    "producer_from_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -511,60 +509,18 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-# --- settings ----------------------------------------------------------------------------
+# --- configuration ---------------------------------------------------------------------
 
 
-def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
-    """aiokafka security kwargs (producer, consumer or admin client) from the settings."""
-    protocol = settings.kafka_security_protocol
-    kwargs: dict[str, Any] = {"security_protocol": protocol}
-    if protocol.startswith("SASL_"):
-        secret = settings.kafka_sasl_password
-        missing = [
-            var
-            for var, value in (
-                ("JIANCHA_KAFKA_SASL_USERNAME", settings.kafka_sasl_username),
-                ("JIANCHA_KAFKA_SASL_PASSWORD", secret.get_secret_value() if secret else None),
-            )
-            if not value
-        ]
-        if missing:
-            raise ValueError(
-                f"JIANCHA_KAFKA_SECURITY_PROTOCOL={protocol} needs {' and '.join(missing)}"
-            )
-        kwargs.update(
-            sasl_mechanism=settings.kafka_sasl_mechanism,
-            sasl_plain_username=settings.kafka_sasl_username,
-            sasl_plain_password=secret.get_secret_value() if secret else None,
-        )
-    if protocol in ("SSL", "SASL_SSL"):
-        kwargs["ssl_context"] = kafka_ssl_context(settings)
-    return kwargs
-
-
-def kafka_ssl_context(settings: Settings) -> ssl.SSLContext:
-    """TLS towards the brokers: their certificates and host names checked against
-    ``kafka_ssl_cafile`` (the deployment's own CA), else against the system's CAs."""
-    from aiokafka.helpers import create_ssl_context
-
-    cafile = settings.kafka_ssl_cafile
-    return create_ssl_context(cafile=str(cafile) if cafile is not None else None)
-
-
-def producer_from_settings(
-    settings: Settings,
+def producer_from_config(
+    config: ProducerConfig,
     department: str | None = None,
     keys: DepartmentKeys | None = None,
     **options: Any,
 ) -> DepartmentProducer:
-    """A producer for ``settings.events_topic``; keys default to ``department_keys_file``."""
-    if keys is None and settings.department_keys_file is not None:
-        keys = DepartmentKeys.load(settings.department_keys_file)
-    return DepartmentProducer(
-        settings.bootstrap_servers,
-        department,
-        topic=settings.events_topic,
-        keys=keys,
-        **kafka_client_kwargs(settings),
-        **options,
-    )
+    """A producer for ``config.events_topic``; keys default to ``config.department_keys_file``."""
+    if keys is None and config.department_keys_file is not None:
+        keys = DepartmentKeys.load(config.department_keys_file)
+    kafka = config.kafka.client_kwargs()
+    return DepartmentProducer(kafka.pop("bootstrap_servers"), department, topic=config.events_topic,
+                              keys=keys, **kafka, **options)

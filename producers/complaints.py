@@ -26,15 +26,16 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
 
+from jiancha.producers.config import DEFAULT_COMPLAINTS_SIGNER
 from jiancha.producers.contract import SCHEMA_VERSION, Complaint, EventValidationError, sign_payload
 
 if TYPE_CHECKING:
+    from jiancha.producers.config import ProducerConfig
     from jiancha.producers.keys import DepartmentKeys
-    from jiancha.settings import Settings
 
 ComplaintLike = Complaint | Mapping[str, Any]
 #: the keyring entry whose keys sign complaints (settings ``complaints_signer``)
-COMPLAINT_CENTRE = "complaint-centre"
+COMPLAINT_CENTRE = DEFAULT_COMPLAINTS_SIGNER
 
 
 class ComplaintValidationError(EventValidationError):
@@ -118,12 +119,13 @@ class ComplaintProducer:
         return await self.send(record)
 
 
-def complaint_producer_from_settings(settings: Settings, **options: Any) -> ComplaintProducer:
-    from jiancha.producers.client import kafka_client_kwargs
+def complaint_producer_from_config(config: ProducerConfig, **options: Any) -> ComplaintProducer:
+    """A producer for ``config.complaints_topic``, signing with ``config.complaints_signer``'s
+    keys of ``config.department_keys_file``."""
     from jiancha.producers.keys import DepartmentKeys
 
-    keys = (DepartmentKeys.load(settings.department_keys_file)
-            if settings.department_keys_file else None)
-    return ComplaintProducer(settings.bootstrap_servers, topic=settings.complaints_topic,
-                             keys=keys, signer=settings.complaints_signer,
-                             **kafka_client_kwargs(settings), **options)
+    keys = (DepartmentKeys.load(config.department_keys_file)
+            if config.department_keys_file else None)
+    kafka = config.kafka.client_kwargs()
+    return ComplaintProducer(kafka.pop("bootstrap_servers"), topic=config.complaints_topic,
+                             keys=keys, signer=config.complaints_signer, **kafka, **options)

@@ -62,9 +62,9 @@ class WorkerSpec:
 
     def topic_settings(self):  # type: ignore[no-untyped-def]
         """Settings naming this spec's topics (to create them before a worker starts)."""
-        from jiancha.settings import load_settings
+        from jiancha.settings import WorkerSettings
 
-        return load_settings(broker_url=self.stack.broker_url, events_topic=self.events_topic,
+        return WorkerSettings.load(broker_url=self.stack.broker_url, events_topic=self.events_topic,
                              dlq_topic=self.dlq_topic, complaints_topic=self.complaints_topic,
                              complaints_dlq_topic=self.complaints_dlq_topic,
                              topic_partitions=self.partitions)

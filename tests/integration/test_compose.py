@@ -301,11 +301,12 @@ def _load_service_settings(config: dict, service: str, monkeypatch: pytest.Monke
     from jiancha import settings
 
     env = _service_env(config, service)
+    kind = settings.PROCESSES[service].settings
     unknown = {
         k
         for k in env
         if k.startswith(settings.ENV_PREFIX)
-        and k[len(settings.ENV_PREFIX) :].lower() not in settings.Settings.model_fields
+        and k[len(settings.ENV_PREFIX) :].lower() not in kind.model_fields
     }
     assert not unknown, f"{service}: not jiancha settings: {sorted(unknown)}"
     for key in list(os.environ):
@@ -313,7 +314,7 @@ def _load_service_settings(config: dict, service: str, monkeypatch: pytest.Monke
             monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return settings.load_settings()
+    return kind.load()
 
 
 # --- docker-compose itself -----------------------------------------------------------------
@@ -1363,7 +1364,7 @@ def test_dockerfile() -> None:
         if keyword == "ENV":
             for key in re.findall(r"(?:^|\s)(JIANCHA_\w+)=", rest):
                 field = key.removeprefix(settings.ENV_PREFIX).lower()
-                assert field in settings.Settings.model_fields, f"{key} is not a jiancha setting"
+                assert field in settings.WorkerSettings.model_fields, f"{key} is not a worker setting"
     healthcheck = last("HEALTHCHECK")
     assert "urllib.request" in healthcheck and "/metrics" in healthcheck
     assert "6066" in healthcheck

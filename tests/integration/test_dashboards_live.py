@@ -133,14 +133,13 @@ async def _load(spec: WorkerSpec, env: dict[str, str]) -> None:
       alerts keep coming during the load, not only from the backfill."""
     from aiokafka import AIOKafkaProducer
 
-    from jiancha.producers.client import producer_from_settings
+    from jiancha.producers.client import producer_from_config
     from jiancha.rules.catalog import load_catalog
     from jiancha.rules.clock import SimulatedClock
-    from jiancha.settings import Settings
+    from jiancha.settings import SimulatorSettings
     from jiancha.simulator import generate_cases, run_live
 
-    settings = Settings(**{k.removeprefix("JIANCHA_").lower(): v for k, v in env.items()
-                           if k.startswith("JIANCHA_")})
+    settings = SimulatorSettings.of_variables(env)
     assert settings.clock_start is not None
     clock = SimulatedClock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
     now = clock.now()
@@ -192,7 +191,7 @@ async def _load(spec: WorkerSpec, env: dict[str, str]) -> None:
         finally:
             await producer.stop()
 
-    async with producer_from_settings(settings) as producer:
+    async with producer_from_config(settings.producer_config()) as producer:
         acks = []
         for e in past:
             reported = min(e.occurred_at + REPORTING_DELAY, now)

@@ -95,9 +95,9 @@ async def _backfill(spec: WorkerSpec, events: list[dict], complaints: list[dict]
     from jiancha.agents.topics import ensure_topics
     from jiancha.producers.client import DepartmentProducer
     from jiancha.producers.complaints import ComplaintProducer
-    from jiancha.settings import load_settings
+    from jiancha.settings import WorkerSettings
 
-    await ensure_topics(load_settings(
+    await ensure_topics(WorkerSettings.load(
         broker_url=spec.stack.broker_url, events_topic=spec.events_topic,
         dlq_topic=spec.dlq_topic, complaints_topic=spec.extra_env["JIANCHA_COMPLAINTS_TOPIC"],
         complaints_dlq_topic=spec.complaints_dlq_topic,

@@ -41,7 +41,7 @@ from jiancha.notifier.store import AlertStore
 from jiancha.notifier.tokens import parse_tokens
 from jiancha.notifier.types import Notification, NotificationItem
 from jiancha.producers.contract import Alert
-from jiancha.settings import load_settings
+from jiancha.settings import NotifierSettings
 
 pytestmark = pytest.mark.integration
 CST = timezone(timedelta(hours=8))
@@ -363,7 +363,7 @@ class Driven:
 
     def __init__(self, stack: EmbeddedStack, routing: dict[str, Any], **settings: Any) -> None:
         self.prefix = f"d{uuid.uuid4().hex[:8]}:"
-        self.settings = load_settings(redis_url=stack.redis_url, redis_password=PASSWORD,
+        self.settings = NotifierSettings.load(redis_url=stack.redis_url, redis_password=PASSWORD,
                                       redis_prefix=self.prefix, notifier_consumer="driven",
                                       notifier_retry_base_seconds=0.01,
                                       notifier_retry_max_seconds=0.02, notifier_lease_seconds=1,

@@ -20,7 +20,7 @@ from jiancha.producers.client import DepartmentProducer, SyncDepartmentProducer
 from jiancha.producers.contract import parse_event, verify_signature
 from jiancha.producers.keys import DepartmentKeys
 from jiancha.send import send_file
-from jiancha.settings import Settings
+from jiancha.settings import ProducerSettings
 
 pytestmark = pytest.mark.integration
 
@@ -191,8 +191,8 @@ def test_send_file_reports_bad_lines_and_sends_the_rest(stack: EmbeddedStack,
     lines.insert(6, "{not json")
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    settings = Settings(broker_url=stack.broker_url, events_topic="events-file",
-                        department_keys_file=keys_file)
+    settings = ProducerSettings(broker_url=stack.broker_url, events_topic="events-file",
+                                department_keys_file=keys_file)
 
     report = asyncio.run(send_file(path, settings, progress=False))
 

@@ -26,7 +26,7 @@ from jiancha.rules.complaints import (
     ComplaintRejected,
 )
 from jiancha.rules.factory import build_engine
-from jiancha.settings import load_settings
+from jiancha.settings import WorkerSettings
 from tests.integration.conftest import TEST_CATALOG
 
 ENGINE = build_engine(TEST_CATALOG)
@@ -117,7 +117,7 @@ def test_the_complaint_producer_signs_what_the_gate_verifies() -> None:
 
 
 def test_settings_name_the_dead_letter_topic_and_the_signer() -> None:
-    s = load_settings()
+    s = WorkerSettings.load()
     assert s.complaints_dlq_topic == "complaints.dlq" and s.complaints_signer == COMPLAINT_CENTRE
     assert s.unsigned_departments == []
 

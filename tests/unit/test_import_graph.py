@@ -16,8 +16,6 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 
 #: package -> the parts of jiancha its modules may import: the producer library is the
@@ -206,9 +204,6 @@ def test_the_rule_core_imports_only_itself_and_the_producer_library() -> None:
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.xfail(strict=True, reason="jiancha.producers.client and .complaints import "
-                   "jiancha.settings until the producer settings move into producers/; "
-                   "remove this mark then (strict: passing fails it)")
 def test_the_producer_library_imports_only_itself() -> None:
     wrong = _outside("jiancha.producers")
     assert not wrong, "\n".join(wrong)

@@ -11,7 +11,7 @@ from jiancha.notifier.ratelimit import TokenBucket, retry_after
 from jiancha.notifier.tokens import bearer, parse_tokens
 from jiancha.notifier.types import DeliveryError, EmailConfig
 from jiancha.notifier.webhook import check_url
-from jiancha.settings import SettingsError, load_settings, mask_url
+from jiancha.settings import NotifierSettings, SettingsError, mask_url
 
 
 class FakeClock:
@@ -86,7 +86,7 @@ def test_a_transient_failure_is_not_permanent_by_default() -> None:
                                  "redis://user:s3cret-pw@[::1/0"])
 def test_a_rejected_redis_url_is_never_echoed_with_its_password(url: str) -> None:
     with pytest.raises(SettingsError) as failed:
-        load_settings(redis_url=url)
+        NotifierSettings.load(redis_url=url)
     message = str(failed.value)
     assert "JIANCHA_REDIS_URL" in message and "s3cret-pw" not in message
     assert "***@" in message

@@ -18,12 +18,11 @@ from jiancha.producers.client import (
     ProducerDeliveryError,
     ProducerValidationError,
     SyncDepartmentProducer,
-    kafka_client_kwargs,
-    producer_from_settings,
+    producer_from_config,
 )
+from jiancha.producers.config import KafkaConnection, ProducerConfig, ProducerConfigError
 from jiancha.producers.contract import EventValidationError, parse_event, verify_signature
 from jiancha.producers.keys import DepartmentKeys
-from jiancha.settings import Settings
 
 KEY = b"dept-a-secret"
 
@@ -361,50 +360,68 @@ def test_missing_key_file(tmp_path: Path) -> None:
         DepartmentKeys.load(tmp_path / "absent.yaml")
 
 
-# --- settings ----------------------------------------------------------------------------
+# --- configuration -----------------------------------------------------------------------
 
 
 def test_sasl_mapping() -> None:
-    assert kafka_client_kwargs(Settings()) == {"security_protocol": "PLAINTEXT"}
-    sasl = Settings(
-        kafka_security_protocol="SASL_PLAINTEXT",
-        kafka_sasl_mechanism="SCRAM-SHA-512",
-        kafka_sasl_username="dept-a",
-        kafka_sasl_password="pw",
-    )
-    assert kafka_client_kwargs(sasl) == {
+    assert KafkaConnection().security_kwargs() == {"security_protocol": "PLAINTEXT"}
+    sasl = KafkaConnection(["h:1"], "SASL_PLAINTEXT", "SCRAM-SHA-512", "dept-a", "pw")
+    assert sasl.security_kwargs() == {
         "security_protocol": "SASL_PLAINTEXT",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "dept-a",
         "sasl_plain_password": "pw",
     }
-    tls = kafka_client_kwargs(sasl.model_copy(update={"kafka_security_protocol": "SASL_SSL"}))
+    assert "pw" not in repr(sasl)
+    tls = KafkaConnection(["h:1"], "SASL_SSL", "SCRAM-SHA-512", "dept-a", "pw").security_kwargs()
     assert tls["ssl_context"] is not None and tls["sasl_plain_password"] == "pw"
-    ssl_only = kafka_client_kwargs(Settings(kafka_security_protocol="SSL"))
+    ssl_only = KafkaConnection(security_protocol="SSL").security_kwargs()
     assert set(ssl_only) == {"security_protocol", "ssl_context"}
+    assert KafkaConnection(client_id="dept-a").client_kwargs() == {
+        "bootstrap_servers": ["127.0.0.1:9092"], "client_id": "dept-a",
+        "security_protocol": "PLAINTEXT"}
 
 
 def test_sasl_without_credentials_names_the_variables() -> None:
     with pytest.raises(ValueError, match="JIANCHA_KAFKA_SASL_USERNAME and JIANCHA_KAFKA_SASL_PASS"):
-        kafka_client_kwargs(Settings(kafka_security_protocol="SASL_SSL"))
-    with pytest.raises(ValueError, match="JIANCHA_KAFKA_SASL_PASSWORD"):
-        kafka_client_kwargs(
-            Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u")
-        )
+        KafkaConnection(security_protocol="SASL_SSL").security_kwargs()
+    with pytest.raises(ValueError, match=r"needs JIANCHA_KAFKA_SASL_PASSWORD$"):
+        KafkaConnection(security_protocol="SASL_PLAINTEXT", sasl_username="u").security_kwargs()
 
 
-def test_producer_from_settings(tmp_path: Path) -> None:
+def test_the_config_from_the_environment(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("from-a-file\n")
+    config = ProducerConfig.from_env({
+        "JIANCHA_BROKER_URL": "kafka://h1:9092;h2:9093", "JIANCHA_EVENTS_TOPIC": "events-x",
+        "JIANCHA_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "JIANCHA_KAFKA_SASL_MECHANISM": "PLAIN",
+        "JIANCHA_KAFKA_SASL_USERNAME": "u", "JIANCHA_KAFKA_SASL_PASSWORD_FILE": str(secret),
+        "JIANCHA_DEPARTMENT_KEYS_FILE": "keys.yaml", "OTHER": "x"})
+    assert config == ProducerConfig(
+        KafkaConnection(["h1:9092", "h2:9093"], "SASL_PLAINTEXT", "PLAIN", "u", "from-a-file"),
+        events_topic="events-x", department_keys_file=Path("keys.yaml"))
+    assert ProducerConfig.from_env({}) == ProducerConfig()
+
+
+@pytest.mark.parametrize(("var", "value", "hint"), [
+    ("JIANCHA_BROKER_URL", "http://h:1", "kafka://host:port"),
+    ("JIANCHA_BROKER_URL", "kafka://h", "kafka://host:port"),
+    ("JIANCHA_KAFKA_SECURITY_PROTOCOL", "KERBEROS", "PLAINTEXT"),
+    ("JIANCHA_KAFKA_SASL_MECHANISM", "GSSAPI", "SCRAM-SHA-256"),
+    ("JIANCHA_KAFKA_SASL_PASSWORD_FILE", "/no/such/file", "No such file"),
+    ("JIANCHA_KAFKA_SSL_CAFILE", "/no/such/ca.pem", "not a file"),
+])
+def test_a_bad_variable_is_named(var: str, value: str, hint: str) -> None:
+    with pytest.raises(ProducerConfigError) as exc:
+        ProducerConfig.from_env({var: value})
+    assert var in str(exc.value) and hint in str(exc.value)
+
+
+def test_producer_from_config(tmp_path: Path) -> None:
     path = write(tmp_path, "DEPT-A: from-file\n")
-    settings = Settings(
-        broker_url="kafka://h1:9092;h2:9093",
-        events_topic="events-x",
-        department_keys_file=path,
-        kafka_security_protocol="SASL_PLAINTEXT",
-        kafka_sasl_mechanism="PLAIN",
-        kafka_sasl_username="u",
-        kafka_sasl_password="p",
-    )
-    p = producer_from_settings(settings, "DEPT-A")
+    config = ProducerConfig(KafkaConnection(["h1:9092", "h2:9093"], "SASL_PLAINTEXT", "PLAIN", "u", "p"),
+                            events_topic="events-x", department_keys_file=path)
+    p = producer_from_config(config, "DEPT-A")
     assert p.topic == "events-x" and p.bootstrap_servers == ["h1:9092", "h2:9093"]
     assert p._kafka_kwargs["sasl_plain_username"] == "u"
     assert verify_signature(orjson.loads(p.encode(event()).value), [b"from-file"])

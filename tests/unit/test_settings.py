@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from jiancha.agents.app import faust_credentials
-from jiancha.settings import SettingsError, load_settings
+from jiancha.settings import SettingsError, WorkerSettings
+
+load_settings = WorkerSettings.load
 
 
 def test_defaults_load() -> None:
@@ -162,8 +164,6 @@ def _common_names(ctx: ssl.SSLContext) -> list[str]:
 def test_sasl_ssl_with_the_deployment_ca_maps_to_faust_and_aiokafka(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ca_pem: Path
 ) -> None:
-    from jiancha.producers.client import kafka_client_kwargs
-
     secret = tmp_path / "worker.password"
     secret.write_text("w0rker\n")
     monkeypatch.setenv("JIANCHA_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
@@ -175,10 +175,10 @@ def test_sasl_ssl_with_the_deployment_ca_maps_to_faust_and_aiokafka(
     creds = faust_credentials(s)
     assert creds.protocol.value == "SASL_SSL"
     assert creds.username == "jiancha-worker" and creds.password == "w0rker"
-    for ctx in (creds.ssl_context, kafka_client_kwargs(s)["ssl_context"]):
+    kwargs = s.kafka_connection().security_kwargs()
+    for ctx in (creds.ssl_context, kwargs["ssl_context"]):
         assert _common_names(ctx) == ["jiancha test CA"]
         assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
-    kwargs = kafka_client_kwargs(s)
     assert kwargs["security_protocol"] == "SASL_SSL"
     assert kwargs["sasl_plain_username"] == "jiancha-worker"
     assert kwargs["sasl_plain_password"] == "w0rker"
@@ -198,3 +198,57 @@ def test_a_missing_cafile_names_the_variable(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setenv("JIANCHA_KAFKA_SSL_CAFILE", str(tmp_path / "nope.crt"))
     with pytest.raises(SettingsError, match="JIANCHA_KAFKA_SSL_CAFILE"):
         load_settings()
+
+
+# --- one class per process ---------------------------------------------------------------
+
+
+def test_each_process_reads_only_its_own_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jiancha.settings import NotifierSettings, ProducerSettings, ReplaySettings
+
+    monkeypatch.setenv("JIANCHA_KAFKA_FETCH_MAX_WAIT_MS", "not a number")  # the worker's alone
+    monkeypatch.setenv("JIANCHA_NOTIFIER_PORT", "0")  # the notifier's alone
+    assert NotifierSettings.load(notifier_port=6067).redis_prefix == "jc:"
+    assert not hasattr(NotifierSettings.load(notifier_port=6067), "kafka_fetch_max_wait_ms")
+    assert ProducerSettings.load().events_topic == "approval-events"
+    assert ReplaySettings.load().timezone == "Asia/Shanghai"
+    with pytest.raises(SettingsError, match="JIANCHA_KAFKA_FETCH_MAX_WAIT_MS"):
+        WorkerSettings.load()
+    with pytest.raises(SettingsError, match="JIANCHA_NOTIFIER_PORT"):
+        NotifierSettings.load()
+    with pytest.raises(SettingsError, match="JIANCHA_NOTIFIER_PORT"):
+        NotifierSettings.load(notifier_port=0)
+
+
+def test_a_shared_part_is_checked_alike_in_every_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jiancha.settings import PROCESSES, RedisSettings
+
+    monkeypatch.setenv("JIANCHA_REDIS_URL", "postgres://x")
+    readers = [p for p in PROCESSES.values() if issubclass(p.settings, RedisSettings)]
+    assert {p.name for p in readers} == {"worker", "notifier", "alerts"}
+    for process in readers:
+        with pytest.raises(SettingsError, match="JIANCHA_REDIS_URL"):
+            process.settings.load()
+
+
+def test_the_producer_library_reads_the_variables_as_the_settings_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from jiancha.producers.config import ProducerConfig
+    from jiancha.settings import ProducerSettings
+
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    env = {"JIANCHA_BROKER_URL": "kafka://k1:9093;k2:9093", "JIANCHA_EVENTS_TOPIC": "ev",
+           "JIANCHA_COMPLAINTS_TOPIC": "co", "JIANCHA_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+           "JIANCHA_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "JIANCHA_KAFKA_SASL_USERNAME": "dept",
+           "JIANCHA_KAFKA_SASL_PASSWORD_FILE": str(secret),
+           "JIANCHA_DEPARTMENT_KEYS_FILE": str(tmp_path / "keys.yaml"),
+           "JIANCHA_COMPLAINTS_SIGNER": "centre"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert ProducerSettings.load().producer_config() == ProducerConfig.from_env()
+    assert ProducerConfig.from_env().kafka.sasl_password == "s3cret"
+    for name in env:
+        monkeypatch.delenv(name)
+    assert ProducerSettings.load().producer_config() == ProducerConfig.from_env()

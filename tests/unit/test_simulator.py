@@ -21,7 +21,7 @@ from jiancha.rules.clock import SimulatedClock
 from jiancha.rules.counted_time import WorkingTime
 from jiancha.rules.factory import build_engine
 from jiancha.rules.replay import replay
-from jiancha.settings import Settings
+from jiancha.settings import SimulatorSettings
 from jiancha.simulator import (
     OFFICE_DAY,
     VIOLATION_KINDS,
@@ -333,7 +333,7 @@ def test_run_live_sends_steps_when_the_clock_reaches_them() -> None:
     clock = SimulatedClock(START, speed=20_000)
     fake = FakeProducer(clock)
     seen: list[ApprovalEvent] = []
-    n = asyncio.run(run_live(Settings(), rate=20, duration=1.5, violations=0.2, seed=3,
+    n = asyncio.run(run_live(SimulatorSettings(), rate=20, duration=1.5, violations=0.2, seed=3,
                              clock=clock, on_event=seen.append, producer=fake,  # type: ignore[arg-type]
                              first_case=1))
     assert fake.started and fake.stopped
@@ -352,7 +352,7 @@ def test_run_live_cancelled_stops_the_producer() -> None:
     fake = FakeProducer(clock)
 
     async def main() -> None:
-        task = asyncio.create_task(run_live(Settings(), rate=50, duration=None, violations=0.1,
+        task = asyncio.create_task(run_live(SimulatorSettings(), rate=50, duration=None, violations=0.1,
                                             seed=1, clock=clock, producer=fake))  # type: ignore[arg-type]
         await wait_for_async(lambda: fake.sent, what="the first events sent")
         task.cancel()
@@ -367,7 +367,7 @@ def test_run_live_starts_no_case_outside_office_hours() -> None:
     night = datetime(2026, 3, 2, 20, 0, tzinfo=TZ)
     clock = SimulatedClock(night, speed=10)
     fake = FakeProducer(clock)
-    n = asyncio.run(run_live(Settings(), rate=100, duration=0.3, violations=0.1, seed=1,
+    n = asyncio.run(run_live(SimulatorSettings(), rate=100, duration=0.3, violations=0.1, seed=1,
                              clock=clock, producer=fake))  # type: ignore[arg-type]
     assert n == 0 and fake.stopped
 
@@ -375,7 +375,7 @@ def test_run_live_starts_no_case_outside_office_hours() -> None:
 def test_run_live_bounds_the_cases_in_progress() -> None:
     clock = SimulatedClock(START, speed=1)
     fake = FakeProducer(clock)
-    n = asyncio.run(run_live(Settings(), rate=200, duration=0.3, violations=0.0, seed=1,
+    n = asyncio.run(run_live(SimulatorSettings(), rate=200, duration=0.3, violations=0.0, seed=1,
                              clock=clock, producer=fake, max_open_cases=3))  # type: ignore[arg-type]
     assert n == 3 and {ev.step for ev, _ in fake.sent} == {Step.submitted}
 
