@@ -10,7 +10,10 @@ fails on:
 - an attribute with a leading underscore that the libraries define (``consumer._committed_offset``,
   ``app._consumer``), read, written or reached through ``getattr``/``setattr``/``hasattr``;
 - any private attribute of, or an assignment to an attribute of (monkey-patching), the
-  app's consumer, producer, transport, assignor, monitor or flow control.
+  app's consumer, producer, transport, assignor, monitor, flow control or topic conductor.
+
+A private name the project itself defines (``self._session``) counts as the project's even
+where a library uses the same name; the scan is by name, not by type.
 
 The tests of the runtime itself (``tests/unit/test_runtime_*.py``) work on its internals
 and are not scanned.
