@@ -28,7 +28,12 @@ from jiancha.agents.parts import (
     PartitionWatchdog,
     WebEndpoints,
 )
-from jiancha.agents.runtime import CoalescedChangelog, PartitionOffsets, install_batch_source
+from jiancha.agents.runtime import (
+    CoalescedChangelog,
+    CommitBarrier,
+    PartitionOffsets,
+    install_batch_source,
+)
 from jiancha.agents.sinks.cases import CaseMirror
 from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
 from jiancha.agents.supervisor import Supervisor
@@ -169,7 +174,8 @@ class Worker:
                                        value_type=bytes)
         # a case's events often come close together (live, or a backlog): one changelog record
         # per case and commit interval, sent before the offsets of its events are committed
-        self.case_changelog = CoalescedChangelog(app, cases, settings.events_topic)
+        self.commit_barrier = CommitBarrier(app)
+        self.case_changelog = CoalescedChangelog(app, cases, settings.events_topic, self.commit_barrier)
         dead_letter = DeadLetterWriter(
             self.send_dead_letter, settings.events_topic,
             max(1_000_000, settings.kafka_producer_batch_bytes),
@@ -203,7 +209,8 @@ class Worker:
         # timers and pages, and the hooks it overrides are called.
         self.extensions = ExtensionHost()
         ctx = WorkerContext(settings=settings, supervisor=sv, metrics=metrics, cases=cases,
-                            redis=client, complaint_seen=self.extensions.complaint_seen)
+                            redis=client, complaint_seen=self.extensions.complaint_seen,
+                            commit_barrier=self.commit_barrier)
         for name in settings.extensions:
             self.extensions.add(EXTENSIONS[name](ctx))
         self.extensions.install(app, sv)

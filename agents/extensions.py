@@ -20,6 +20,7 @@ import faust
 
 from jiancha.agents.metrics import EngineMetrics
 from jiancha.agents.record import Record
+from jiancha.agents.runtime import CommitBarrier
 from jiancha.agents.supervisor import Supervisor
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import CaseState, Fact
@@ -36,6 +37,8 @@ class WorkerContext:
     metrics: EngineMetrics
     cases: Any  # the Faust table of case states
     redis: Any  # redis.asyncio.Redis, shared
+    #: hooks run before every offset commit (records kept in memory until then)
+    commit_barrier: CommitBarrier
     #: tells every extension's :meth:`Extension.on_complaint` of a complaint seen anew
     complaint_seen: ComplaintSeen
 

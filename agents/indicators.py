@@ -36,7 +36,7 @@ import orjson
 from prometheus_client.core import GaugeMetricFamily
 
 from jiancha.agents.extensions import Extension, WorkerContext, add_page
-from jiancha.agents.runtime import CoalescedChangelog, before_commit, owner
+from jiancha.agents.runtime import CoalescedChangelog, owner
 from jiancha.notifier.tokens import Tokens, bearer, load_tokens
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import CaseState
@@ -149,6 +149,7 @@ class Indicators(Extension):
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.settings, self.supervisor, self.redis = ctx.settings, ctx.supervisor, ctx.redis
+        self.barrier = ctx.commit_barrier
         self.engine = self.supervisor.engine
         self.tz = self.engine.working_time.tz
         self.prefix = ctx.settings.redis_prefix
@@ -167,10 +168,10 @@ class Indicators(Extension):
         self.table = app.Table("indicators", default=None, partitions=n, key_type=bytes,
                                value_type=bytes)
         self.book = TableBook(self.engine, self.table,
-                              CoalescedChangelog(app, self.table, s.events_topic),
+                              CoalescedChangelog(app, self.table, s.events_topic, self.barrier),
                               owner(app, s.events_topic))
         self.registry.register(self.collector)  # type: ignore[arg-type]
-        before_commit(app, self.book.write_pending)  # also when partitions are revoked
+        self.barrier.add(self.book.write_pending)  # also when partitions are revoked
         app.timer(1.0, name="indicators_mirror")(self.mirror)
         self.table.on_recover(self.remirror)
         app.timer(2.0, name="indicators_gauges")(self.refresh_gauges)

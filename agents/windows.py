@@ -44,7 +44,7 @@ from prometheus_client import Counter
 
 from jiancha.agents.extensions import Extension, WorkerContext
 from jiancha.agents.record import Record
-from jiancha.agents.runtime import CoalescedChangelog, PartitionOffsets, before_commit
+from jiancha.agents.runtime import CoalescedChangelog, CommitBarrier, PartitionOffsets
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import Fact
 from jiancha.rules.clock import Clock
@@ -104,8 +104,10 @@ class Repartition:
     """
 
     def __init__(self, app: faust.App, clock: Clock, source: str, target: Any,
-                 partitions: int, interval: float = 0.5) -> None:
+                 partitions: int, barrier: CommitBarrier | None = None,
+                 interval: float = 0.5) -> None:
         self.app = app
+        self.barrier = barrier
         self.clock = clock
         self.source = source
         self.target = target
@@ -130,7 +132,8 @@ class Repartition:
         self.app.timer(self.interval, name=name)(self.send_watermarks)
         self.app.on_partitions_revoked.connect(self._revoked, weak=False)
         if batched:
-            before_commit(self.app, self.flush_batches, first=True)
+            assert self.barrier is not None, "batched forwarding sends at the commit barrier"
+            self.barrier.add(self.flush_batches, first=True)
 
             async def flush() -> None:
                 if not self.app.rebalancing:
@@ -466,6 +469,7 @@ class Windows(Extension):
         cfg = self.rules.cfg
         self.active = bool(cfg.burst_on or cfg.denial_on or cfg.silent_on)
         self.metrics = ctx.metrics
+        self.barrier = ctx.commit_barrier
 
     def install(self, app: faust.App) -> None:
         s, sv, rules = self.settings, self.supervisor, self.rules
@@ -479,7 +483,7 @@ class Windows(Extension):
                              "a takeover and counted once", registry=self.metrics.registry)
         by_department = app.topic(f"{s.app_id}-windows-by-department", partitions=n,
                                   internal=True, key_type=bytes, value_type=bytes)
-        self.rep = Repartition(app, sv.clock, s.events_topic, by_department, n)
+        self.rep = Repartition(app, sv.clock, s.events_topic, by_department, n, self.barrier)
         self.rep.install(batched=True)
 
         def table(name: str) -> Any:
@@ -492,7 +496,7 @@ class Windows(Extension):
         last_seen = table("windows-last")  # department -> {"p": partition, "spans": events not final}
         state = table("windows-state")  # department -> {"h": history, "bc", "dc", "L", "s", "p"}
         # few keys, written on every event: one changelog record per key and commit interval
-        changelogs = {id(t): CoalescedChangelog(app, t, by_department.get_topic_name())
+        changelogs = {id(t): CoalescedChangelog(app, t, by_department.get_topic_name(), self.barrier)
                       for t in (handlers, department.table, last_seen, state)}
         self.tables = WindowTables(rules, state, department, handlers, last_seen, changelogs)
         self.flow = WindowFlow(rules, lambda rule: late.labels(rule).inc(), duplicates.inc)

@@ -17,8 +17,8 @@ changes one fails there, naming it and the module here that relies on it.
 
 from jiancha.agents.runtime.batch_source import BatchHandler
 from jiancha.agents.runtime.batch_source import install as install_batch_source
-from jiancha.agents.runtime.commit_barrier import CoalescedChangelog, before_commit, owner
+from jiancha.agents.runtime.commit_barrier import CoalescedChangelog, CommitBarrier, owner
 from jiancha.agents.runtime.offsets import PartitionOffsets
 
-__all__ = ["BatchHandler", "CoalescedChangelog", "PartitionOffsets", "before_commit",
+__all__ = ["BatchHandler", "CoalescedChangelog", "CommitBarrier", "PartitionOffsets",
            "install_batch_source", "owner"]

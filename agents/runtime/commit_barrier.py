@@ -45,27 +45,29 @@ def owner(app: Any, topic: str) -> Callable[[], set[int] | None]:
     return owned
 
 
-def before_commit(app: Any, hook: Hook, first: bool = False) -> None:
-    """Run ``hook`` (it only hands records to the producer) before every producer flush,
-    hence before every offset commit. ``first`` hooks run before the others (records that
-    must reach Kafka before the states that assume them)."""
-    hooks: tuple[list[Hook], list[Hook]] | None = getattr(app, "_jiancha_before_commit", None)
-    if hooks is None:
-        hooks = ([], [])
-        app._jiancha_before_commit = hooks
+class CommitBarrier:
+    """The point before every producer flush, hence before every offset commit: hooks
+    (they only hand records to the producer) run there. ``first`` hooks run before the
+    others (records that must reach Kafka before the states that assume them). One per
+    app: the worker makes it and hands it to whoever keeps records until a commit."""
+
+    def __init__(self, app: Any) -> None:
+        self._first: list[Hook] = []
+        self._rest: list[Hook] = []
         producer = app.producer
         flush = producer.flush
-        firsts, rest = hooks
 
         async def flush_after_hooks() -> None:
-            for run in [*firsts, *rest]:
+            for run in [*self._first, *self._rest]:
                 handed = run()
                 if inspect.isawaitable(handed):
                     await handed
             await flush()
 
         producer.flush = flush_after_hooks
-    hooks[0 if first else 1].append(hook)
+
+    def add(self, hook: Hook, first: bool = False) -> None:
+        (self._first if first else self._rest).append(hook)
 
 
 class CoalescedChangelog:
@@ -78,7 +80,7 @@ class CoalescedChangelog:
     For tables written per event with few distinct keys (a department's window): one
     record per key and commit interval instead of one per event."""
 
-    def __init__(self, app: Any, table: Any, source_topic: str) -> None:
+    def __init__(self, app: Any, table: Any, source_topic: str, barrier: CommitBarrier) -> None:
         self.app = app
         self.table = table
         # raw bytes keys and values go to Kafka as they are; others are encoded here as
@@ -89,7 +91,7 @@ class CoalescedChangelog:
         self.pending: dict[Any, int] = {}
         table.on_key_set = self._on_key_set  # the instance's hooks, called by __setitem__
         table.on_key_del = self._on_key_del
-        before_commit(app, self.send)  # also when partitions are revoked
+        barrier.add(self.send)  # also when partitions are revoked
 
     def _on_key_set(self, key: Any, value: Any) -> None:
         self.pending[key] = self.table.partition_for_key(key)

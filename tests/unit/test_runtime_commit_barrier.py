@@ -10,7 +10,7 @@ from typing import Any
 from faust.serializers import Registry
 from faust.types import TP
 
-from jiancha.agents.runtime.commit_barrier import CoalescedChangelog, before_commit
+from jiancha.agents.runtime.commit_barrier import CoalescedChangelog, CommitBarrier
 
 
 class _Batch:
@@ -94,9 +94,10 @@ class _Table(dict):  # type: ignore[type-arg]
 
 def test_hooks_run_before_the_flush_that_precedes_a_commit() -> None:
     app = _App()
-    before_commit(app, lambda: app.log.append("first"))
-    before_commit(app, lambda: app.log.append("second"))
-    before_commit(app, lambda: app.log.append("forwards"), first=True)
+    barrier = CommitBarrier(app)
+    barrier.add(lambda: app.log.append("first"))
+    barrier.add(lambda: app.log.append("second"))
+    barrier.add(lambda: app.log.append("forwards"), first=True)
     asyncio.run(app.producer.flush())
     assert app.log == ["forwards", "first", "second", "flush"]
 
@@ -104,7 +105,7 @@ def test_hooks_run_before_the_flush_that_precedes_a_commit() -> None:
 def test_many_writes_of_a_key_become_one_record_with_the_latest_value() -> None:
     app = _App()
     table = _Table(app.log, partition=3)
-    changelog = CoalescedChangelog(app, table, "events")
+    changelog = CoalescedChangelog(app, table, "events", CommitBarrier(app))
     for n in range(100):
         table["gongan"] = {"n": n}
     table["shuiwu"] = {"n": 1}
@@ -124,7 +125,7 @@ def test_many_writes_of_a_key_become_one_record_with_the_latest_value() -> None:
 def test_records_are_encoded_as_fausts_changelog_encodes_them() -> None:
     app = _App()
     table = _Table(app.log, partition=0)
-    CoalescedChangelog(app, table, "events")
+    CoalescedChangelog(app, table, "events", CommitBarrier(app))
     key, value = ("gongan", (1.7e9, 1.7e9 + 3600.0)), {"n": 3, "e": ["x"], "u": {"0": 5}}
     table[key] = value
     asyncio.run(app.producer.flush())
@@ -138,7 +139,7 @@ def test_records_are_encoded_as_fausts_changelog_encodes_them() -> None:
 def test_without_an_aiokafka_producer_records_go_through_fausts_changelog() -> None:
     app = _App(threaded=True)
     table = _Table(app.log, partition=3)
-    CoalescedChangelog(app, table, "events")
+    CoalescedChangelog(app, table, "events", CommitBarrier(app))
     table["gongan"] = {"n": 1}
     table["gongan"] = {"n": 2}
     asyncio.run(app.producer.flush())
@@ -148,7 +149,7 @@ def test_without_an_aiokafka_producer_records_go_through_fausts_changelog() -> N
 def test_a_delete_after_a_write_sends_the_delete() -> None:
     app = _App()
     table = _Table(app.log, partition=0)
-    changelog = CoalescedChangelog(app, table, "events")
+    changelog = CoalescedChangelog(app, table, "events", CommitBarrier(app))
     table["k"] = 1
     changelog.delete("k", partition=0)
     asyncio.run(app.producer.flush())
@@ -161,7 +162,7 @@ def test_records_of_a_partition_that_moved_away_are_dropped() -> None:
     assignor = SimpleNamespace(assigned_actives=lambda: {TP("events", 1), TP("other", 2)})
     app.assignor = assignor  # type: ignore[attr-defined]
     table = _Table(app.log, partition=1)
-    changelog = CoalescedChangelog(app, table, "events")
+    changelog = CoalescedChangelog(app, table, "events", CommitBarrier(app))
     table["kept"] = 1
     changelog.set("moved", 2, partition=2)  # e.g. a timer that raced the rebalance
     asyncio.run(app.producer.flush())
