@@ -28,6 +28,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jiancha.rules.collector import YOUNG_THRESHOLD
+
 ENV_PREFIX = "JIANCHA_"
 DEFAULT_CATALOG_DIR = Path(__file__).resolve().parent / "rules" / "catalog"
 
@@ -162,7 +164,7 @@ class Settings(BaseSettings):
                     "left due) leaves the case table this many days after it finished; its "
                     "alerts stay in Redis, and a step reported later starts the case afresh")
     gc_young_threshold: int = Field(
-        1_000_000, ge=700, le=10_000_000,
+        YOUNG_THRESHOLD, ge=700, le=10_000_000,
         description="net new objects between two collections of the worker's youngest "
         "generation. Python's default (700) collects many times per batch; a batch taken "
         "from a backlog is a whole fetch whose objects live until the batch ends, so the "
