@@ -704,6 +704,79 @@ def _replay(lines: list[bytes], engine: Any, workers: int) -> tuple[float, float
     return len(lines) / wall, used / len(lines) * 1e6
 
 
+#: where the CPU time of replay goes, by the file (or function) it is spent in; builtins
+#: count for the file that called them
+BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("alert rendering (texts, the Alert model)",
+     ("engine.py:_render", "windows.py:render_alert", "rules/messages.py", "pydantic/main.py")),
+    ("the gate (JSON, the contract's model, catalog, duplicates)",
+     ("rules/ingest.py", "producers/contract.py", "pydantic")),
+    ("the case rules (ingest, checks, findings, deadlines, calendar)",
+     ("rules/engine.py", "rules/checks/", "rules/findings.py", "rules/case.py",
+      "rules/counted_time.py", "rules/calendar.py", "rules/schedule.py", "rules/driver.py",
+      "rules/clock.py", "rules/memo.py")),
+    ("the window rules", ("rules/windows.py",)),
+    ("replay's own loop", ("rules/replay.py",)),
+)
+
+
+def profile_buckets(lines: list[bytes]) -> list[tuple[str, float]]:
+    """µs of CPU per event by bucket (:data:`BUCKETS`, plus the cyclic collector and the
+    rest) of an in-process replay of ``lines``: the shares of a cProfile run (which
+    inflates code of many small calls) scaled to an unprofiled run's CPU time."""
+    import cProfile
+    import gc
+    import pstats
+
+    def bucket(file: str, name: str) -> str:
+        for label, marks in BUCKETS:
+            if any(m in f"{file}:{name}" for m in marks):
+                return label
+        return "the rest"
+
+    collecting = [0.0, 0.0]  # the collector's time; when the current collection began
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collecting[1] = time.process_time()
+        else:
+            collecting[0] += time.process_time() - collecting[1]
+
+    _, plain = _replay(lines, _fresh_engine(announce=False), 1)
+    profiler = cProfile.Profile()
+    gc.callbacks.append(on_gc)
+    try:
+        profiler.runcall(_replay, lines, _fresh_engine(announce=False), 1)
+    finally:
+        gc.callbacks.remove(on_gc)
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    spent: dict[str, float] = {}
+    for (file, _, name), (_, _, tottime, _, callers) in stats.items():
+        if file == "~" and callers:  # a builtin: its time goes to its callers' buckets
+            for (c_file, _, c_name), caller in callers.items():
+                key = bucket(c_file, c_name)
+                spent[key] = spent.get(key, 0.0) + caller[2]
+        else:
+            key = bucket(file, name)
+            spent[key] = spent.get(key, 0.0) + tottime
+    total = sum(spent.values())
+    gc_share = collecting[0] / (total + collecting[0])
+    rows = [(label, plain * (1 - gc_share) * spent.get(label, 0.0) / total)
+            for label in [b[0] for b in BUCKETS] + ["the rest"]]
+    return [*rows, ("the cyclic garbage collector", plain * gc_share)]
+
+
+def profile_markdown(events: int) -> str:
+    """The buckets of :func:`profile_buckets` over the bench's workload, in Markdown."""
+    lines, _, _ = _workload(events)
+    rows = profile_buckets(lines)
+    total = sum(us for _, us in rows)
+    out = ["| where | µs of CPU per event | share |", "| --- | ---: | ---: |"]
+    out += [f"| {label} | {us:.1f} | {us / total:.0%} |" for label, us in rows]
+    out.append(f"| all (replay in one process, {len(lines):,} events) | {total:.1f} | |")
+    return "\n".join(out) + "\n"
+
+
 def _wait(cond: Any, timeout: float, what: str) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
