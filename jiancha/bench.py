@@ -853,7 +853,8 @@ def _met(value: float | None, op: str, bound: float) -> bool:
 def markdown(figures: dict[str, Any]) -> str:
     """The figures' table in Markdown (docs/performance.md holds the latest run's)."""
     out = ["| figure | median | runs | target | met |", "| --- | ---: | --- | --- | --- |"]
-    out += ["| " + " | ".join(row) + " |" for row in table(figures)]
+    out += ["| " + " | ".join((what.replace("  ", "↳ ", 1), *rest)) + " |"
+            for what, *rest in table(figures)]
     return "\n".join(out) + "\n"
 
 

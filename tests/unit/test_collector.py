@@ -1,20 +1,17 @@
 """Replay runs with the worker's collector settings (rules/collector.py), and leaves the
-process's own settings as they were."""
+process's own settings as they were (the worker's own: tests/unit/test_settings.py)."""
 
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Iterator
 
 import orjson
 import pytest
 
-from jiancha.agents.worker import tune_interpreter
 from jiancha.rules.collector import YOUNG_THRESHOLD, tuned_collector
 from jiancha.rules.replay import replay
 from jiancha.rules.replay_parallel import replay_parallel
-from jiancha.settings import Settings
 from tests.unit.eventkit_integrity import engine, ev
 from tests.unit.test_reads import BASE, UNTIL
 
@@ -31,13 +28,16 @@ def _watched(seen: list[tuple[int, int, int]]) -> Iterator[bytes]:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_replay_runs_at_the_workers_threshold_and_restores_it(workers: int) -> None:
     before = gc.get_threshold()
-    assert before[0] != YOUNG_THRESHOLD
-    seen: list[tuple[int, int, int]] = []
-    result = replay_parallel(_watched(seen), ENGINE, UNTIL, workers=workers)
-    assert result.events == 1
-    assert seen and seen[0][0] == YOUNG_THRESHOLD
-    assert gc.get_threshold() == before
-    assert gc.get_freeze_count() == 0
+    gc.set_threshold(777, *before[1:])  # the process's own setting
+    try:
+        seen: list[tuple[int, int, int]] = []
+        result = replay_parallel(_watched(seen), ENGINE, UNTIL, workers=workers)
+        assert result.events == 1
+        assert seen and seen[0][0] == YOUNG_THRESHOLD
+        assert gc.get_threshold() == (777, *before[1:])
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_a_replay_inside_a_tuned_block_leaves_the_outer_block_tuned() -> None:
@@ -50,15 +50,3 @@ def test_a_replay_inside_a_tuned_block_leaves_the_outer_block_tuned() -> None:
         assert gc.get_freeze_count() >= frozen
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
-
-def test_the_worker_sets_its_configured_threshold() -> None:
-    before = gc.get_threshold()
-    switch = sys.getswitchinterval()
-    try:
-        tune_interpreter(Settings(gc_young_threshold=5_000))
-        assert gc.get_threshold() == (5_000, *before[1:])
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.set_threshold(*before)
-        gc.unfreeze()
-        sys.setswitchinterval(switch)
