@@ -51,6 +51,7 @@ from jiancha.producers.config import (
     parse_broker_url,
     read_secret_file,
 )
+from jiancha.rules.collector import YOUNG_THRESHOLD
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_CATALOG_DIR = PACKAGE_DIR / "rules" / "catalog"
@@ -405,7 +406,7 @@ class WorkerSettings(
         Path(tempfile.gettempdir()) / "jiancha", description="Faust's local data directory"
     )
     gc_young_threshold: int = Field(
-        1_000_000, ge=700, le=10_000_000,
+        YOUNG_THRESHOLD, ge=700, le=10_000_000,
         description="net new objects between two collections of the youngest generation "
         "(Python's default is 700): a batch's objects live until the batch ends, so the "
         "threshold is set above what one batch makes, and collections follow the state's "

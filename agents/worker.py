@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 
 import faust
 
 from jiancha.agents.app import create_app
 from jiancha.agents.topics import ensure_topics_sync
+from jiancha.rules.collector import tune_collector
 from jiancha.settings import WorkerSettings
 
 
@@ -29,19 +29,15 @@ def tune_interpreter(settings: WorkerSettings) -> None:
     """Two interpreter settings for a long-lived, busy process:
 
     - collect the youngest generation less often, and leave what start-up made (modules,
-      the app) out of the full collections. The threshold counts objects made less
-      objects freed; a batch taken from a backlog is a whole fetch, whose records,
-      events and facts live until the batch ends, so a threshold below that wave sets
-      off collections that traverse the whole batch, in long pauses. Set above it,
-      collections follow only the state's lasting growth; reference counting frees the
-      rest;
+      the app) out of the full collections (``rules/collector.py``, as replay does): a
+      batch taken from a backlog is a whole fetch, whose records, events and facts live
+      until the batch ends, so a threshold below that wave sets off collections that
+      traverse the whole batch, in long pauses;
     - let a thread hold the GIL longer before it is asked to hand it over: Faust's
       consumer fetches in a thread of its own, and with Python's 5 ms it interrupts the
       agent's batch every 5 ms while it has records to take in.
 
     ``docs/performance.md`` gives what each costs and gains.
     """
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(settings.gc_young_threshold, older, oldest)
-    gc.freeze()
+    tune_collector(settings.gc_young_threshold)
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)

@@ -245,13 +245,24 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="a short run (about a minute)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
     events: Annotated[int | None, typer.Option(help="events in the throughput workload")] = None,
+    markdown_from: Annotated[Path | None, typer.Option(
+        help="measure nothing: print the table of a run's --json output in Markdown",
+        exists=True, dir_okay=False)] = None,
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="measure only where replay's CPU time per event goes (Markdown)")] = False,
 ) -> None:
     """Measure throughput, latency, deadline lateness, memory and replay speed."""
     from rich.console import Console
 
-    from jiancha.bench import BenchConfig, report, run_bench
+    from jiancha.bench import BenchConfig, markdown, profile_markdown, report, run_bench
 
+    if markdown_from is not None:
+        sys.stdout.write(markdown(json.loads(markdown_from.read_text())))
+        return
     config = BenchConfig.quick() if quick else BenchConfig()
+    if profile:
+        sys.stdout.write(profile_markdown(events or config.events))
+        return
     if events:
         config.events = events
     console = Console(stderr=True, highlight=False)

@@ -23,6 +23,7 @@ import orjson
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import CaseState, Fact
 from jiancha.rules.clock import EventTimeClock
+from jiancha.rules.collector import tuned_collector
 from jiancha.rules.complaints import (
     ComplaintGate,
     ComplaintRejected,
@@ -143,6 +144,13 @@ def replay(
     windows: bool = True,
     indicators: IndicatorBook | None = None,
 ) -> ReplayResult:
+    with tuned_collector():  # as the worker runs (rules/collector.py)
+        return _replay(lines, engine, until, keys, on_progress, windows, indicators)
+
+
+def _replay(lines: Iterable[bytes], engine: Engine, until: datetime | None,
+            keys: KeyRing | None, on_progress: Callable[[int], None] | None, windows: bool,
+            indicators: IndicatorBook | None) -> ReplayResult:
     driver = CaseDriver(engine, Gate(engine.catalog, keys))
     clock = EventTimeClock()
     cases: dict[str, CaseState] = {}

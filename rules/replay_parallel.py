@@ -29,7 +29,6 @@ Replay with indicators stays in one process (the book is one object).
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import traceback
@@ -50,6 +49,7 @@ from jiancha.producers.contract import Alert, Step
 from jiancha.rules.calendar import OfficialCalendar
 from jiancha.rules.case import CaseState, Fact
 from jiancha.rules.clock import EventTimeClock
+from jiancha.rules.collector import tuned_collector
 from jiancha.rules.complaints import ComplaintGate, ComplaintRejected
 from jiancha.rules.driver import CaseDriver
 from jiancha.rules.engine import Engine
@@ -295,11 +295,19 @@ def replay_parallel(
     if workers <= 1 or indicators is not None:
         return replay(lines, engine, until, keys, on_progress, windows=windows,
                       indicators=indicators)
+    # as the worker runs (rules/collector.py); the children inherit the heap and the
+    # collector's settings: their collections leave what is here alone
+    with tuned_collector():
+        return _replay_sharded(lines, engine, until, keys, on_progress, workers, windows)
+
+
+def _replay_sharded(lines: Iterable[bytes], engine: Engine, until: datetime | None,
+                    keys: KeyRing | None, on_progress: Callable[[int], None] | None,
+                    workers: int, windows: bool) -> ReplayResult:
     source = iter(lines)
     # with a keyring, the lines read are kept: a verdict a shard could not know sends the
     # whole file to the single-process replay (see _chunks)
     read: list[bytes] | None = [] if keys is not None else None
-    gc.freeze()  # the children inherit the heap: their collections leave it alone
     context = multiprocessing.get_context("fork")
     inboxes: list[Any] = []  # queues: a put does not wait for a busy shard
     pipes: list[Connection] = []
@@ -323,7 +331,6 @@ def replay_parallel(
     except _ClockDependent:
         clock_dependent = True
     finally:
-        gc.unfreeze()
         for inbox in inboxes:
             inbox.close()
         for conn in pipes:

@@ -49,7 +49,7 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from operator import itemgetter
@@ -329,6 +329,13 @@ class WindowRules:
         self.departments = dict(departments or {})
         self._due_cache: BoundedMemo[float, float] = BoundedMemo(self._silence_due, 10_000)
         self._fixed_since = datetime.combine(ORIGIN, time(), wt.tz).timestamp()
+        #: the zone's fixed offset since ORIGIN (a float, as :meth:`offset` gives it), or None
+        self._fixed = None if wt.fixed_offset is None else float(wt.fixed_offset)
+        #: how long silence takes at least (:meth:`silence_due_floor`), less its second
+        self._floor_span = max(0.0, self.cfg.silent_hours * 3600 - 3600)
+        #: from a span's end to when its silence may first be found (its floor, or its end
+        #: if the floor is before it), plus the allowed lateness
+        self.span_check_delay = max(self._floor_span - 1.0, 0.0) + self.cfg.lateness
         self._office_seconds = [(_seconds_of(a), _seconds_of(b)) for a, b in self.cfg.office]
         #: events closer than this join one span (no silence can fit between them)
         self.merge_seconds = min(60.0, self.cfg.silent_hours * 3600 / 2)
@@ -346,7 +353,7 @@ class WindowRules:
         return off.total_seconds() if off is not None else 0.0
 
     def window_start(self, at: float, size: float) -> float:
-        off = self.offset(at)
+        off = self._fixed if self._fixed is not None and at >= self._fixed_since else self.offset(at)
         return math.floor((at + off) / size) * size - off
 
     def is_late(self, window_end: float, now: float) -> bool:
@@ -531,7 +538,7 @@ class WindowRules:
         least as long on the clock (less an hour for a daylight-saving jump in some zone,
         and a second against rounding). In a busy feed the next event comes long before
         it, and the due instant need not be computed."""
-        return last_at + max(0.0, self.cfg.silent_hours * 3600 - 3600) - 1.0
+        return last_at + self._floor_span - 1.0
 
     def silence_advance(self, last: tuple[float, str] | None, spans: list[list[Any]],
                         judged: float, f: float) -> tuple[tuple[float, str] | None, list[list[Any]],
@@ -549,37 +556,51 @@ class WindowRules:
         """
         lat = self.cfg.lateness
         found: list[tuple[float, str]] = []
-        if last is not None:
+        if last is not None and spans and spans[0][2] <= last[0]:
             spans = spans_after(spans, last[0])
         i, n = 0, len(spans)  # spans[i:] are still open (one slice at the end, not one per span)
         while True:
             nxt = spans[i] if i < n else None
-            if last is not None and judged < last[0] and self.silence_due_floor(last[0]) + lat <= f:
+            nxt_final = nxt is not None and nxt[2] + lat <= f
+            if (last is not None and judged < last[0]
+                    and (floor := self.silence_due_floor(last[0])) + lat <= f
+                    # a final span that starts before the floor: no silence after ``last``,
+                    # and it is taken in next (the due instant is not needed)
+                    and not (nxt_final and nxt[0] < floor)):
                 due = self.silence_due(last[0]) + lat
                 if due <= f:
                     judged = last[0]
                     if nxt is None or nxt[0] >= due:
                         found.append(last)
-            if nxt is not None and nxt[2] + lat <= f:
+            if nxt_final:
                 last = (float(nxt[2]), str(nxt[3]))
                 i += 1
                 continue
             return last, spans[i:], judged, found
 
-    def silence_next(self, last: tuple[float, str] | None, spans: list[list[Any]],
+    def silence_next(self, last: Sequence[Any] | None, spans: list[list[Any]],
                      judged: float, now: float | None = None) -> float | None:
-        """When :meth:`silence_advance` can next change something, or earlier: given
-        ``now``, a silence's due instant is replaced by its floor while that is still after
-        ``now``, so the due instant is computed only if no event has moved the department's
-        last event on by then (a check at the floor finds nothing and asks again)."""
-        times = []
+        """When :meth:`silence_advance` must next run, or earlier: given ``now``, a silence's
+        due instant is replaced by its floor while that is still after ``now``, so the due
+        instant is computed only if no event has moved the department's last event on by
+        then (a check at the floor finds nothing and asks again).
+
+        The spans need no check when they become final, only by the floor of the first
+        one's silence (plus the allowed lateness): no silence after any of them can be
+        found earlier, and :meth:`silence_advance` takes in every span final by then at
+        once, with the same result as one by one (a span's silence is found only if the
+        next span starts after it is due, so not while that one is final already). A busy
+        department is then checked about once per floor, not once per span."""
+        lat = self.cfg.lateness
+        nxt = None
         if last is not None and judged < last[0]:
-            floor = self.silence_due_floor(last[0]) + self.cfg.lateness
-            times.append(floor if now is not None and floor > now
-                         else self.silence_due(last[0]) + self.cfg.lateness)
+            floor = self.silence_due_floor(last[0]) + lat
+            nxt = floor if now is not None and floor > now else self.silence_due(last[0]) + lat
         if spans:
-            times.append(spans[0][2] + self.cfg.lateness)
-        return min(times) if times else None
+            first = spans[0][2] + self.span_check_delay
+            if nxt is None or first < nxt:
+                nxt = first
+        return nxt
 
     def silence_rate(self, last_at: float, history: Mapping[str, Any]) -> float:
         """Events per office hour over the ``baseline_days`` working days before the day
@@ -937,21 +958,27 @@ class WindowTracker:
             t = now.timestamp()
         alerts = self.advance(now, t) if self.may_be_due(t) else []
         dept = rec.department
+        rules = self.rules
+        lat = rules.cfg.lateness
+        # The department's spans that became final since its last silence check are
+        # taken in at the next check (see silence_next), not each as it becomes final;
+        # a record that may precede or join one of them takes them in first, as a check
+        # at their end would have (it is then compared with the last final event).
+        spans = self.spans.get(dept)
+        if spans and spans[0][2] + lat <= t and rec.at <= t - lat + rules.merge_seconds:
+            alerts = alerts + self.flow.judge_silence(self._store, dept, t, now)
         self.flow.observe(self._store, rec, t)
         # a record after the last final event moves the next silence check to no earlier
-        # than its time plus the allowed lateness (its span's end): one scheduled by then
-        # still comes in time
-        if self._scheduled.get(dept, _NEVER) > rec.at + self.rules.cfg.lateness:
+        # than the floor of its silence: one scheduled by then still comes in time
+        if self._scheduled.get(dept, _NEVER) > rec.at + rules.span_check_delay:
             last = self.state_of(dept).get("L")
             if last is None or rec.at > last[0]:
                 self._schedule(dept, t)
         return alerts  # nothing the record added is due yet (it would be late)
 
     def _schedule(self, dept: str, now: float) -> None:
-        st = self.state_of(dept)
-        last = st.get("L")
-        nxt = self.rules.silence_next((last[0], last[1]) if last else None,
-                                      self.spans.get(dept, []), st.get("s", 0), now)
+        st = self.state.get(dept) or _EMPTY
+        nxt = self.rules.silence_next(st.get("L"), self.spans.get(dept, []), st.get("s", 0), now)
         if nxt is not None and nxt < self._scheduled.get(dept, _NEVER):
             self._scheduled[dept] = nxt
             heapq.heappush(self._silence, (nxt, dept))
@@ -970,7 +997,10 @@ class WindowTracker:
     def advance(self, now: datetime, t: float | None = None) -> list[Alert]:
         if t is None:
             t = now.timestamp()
-        return self.flow.advance(self._store, self._due(t), self._silences(t), t, now)
+        closing = self._closing
+        # most calls are a silence check only: no generator over the closings then
+        due = self._due(t) if closing and closing[0][0] <= t else ()
+        return self.flow.advance(self._store, due, self._silences(t), t, now)
 
     def _due(self, t: float) -> Iterator[tuple[int, str, float]]:
         """The counts and closings due by ``t``, in order, taken off the heap one by one (a
