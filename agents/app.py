@@ -22,11 +22,11 @@ from jiancha.agents.sinks.cases import CaseMirror
 from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
 from jiancha.agents.supervisor import Supervisor
 from jiancha.producers.keys import DepartmentKeys
-from jiancha.rules.case import CaseState
 from jiancha.rules.clock import make_clock
 from jiancha.rules.factory import build_engine
 from jiancha.rules.indicators import alert_tally
 from jiancha.rules.ingest import Gate
+from jiancha.rules.state_codec import decode_state
 from jiancha.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ def create_app(settings: Settings) -> faust.App:
                 del assigned_at[p]
         for p in actives:
             assigned_at.setdefault(p, now)
-        states = (CaseState.decode(v) for v in cases.data.values() if v is not None)
+        states = (decode_state(v) for v in cases.data.values() if v is not None)
         n_cases = sv.rebuild_index(states, actives)
         log.info("deadline index rebuilt: %d cases on partitions %s, %d scheduled",
                  n_cases, sorted(actives), sv.scheduled())

@@ -46,6 +46,7 @@ from jiancha.producers.jcs import CanonicalizationError
 from jiancha.rules.case import CaseState
 from jiancha.rules.catalog import Catalog
 from jiancha.rules.counted_time import ORIGIN
+from jiancha.rules.state_codec import encode_state
 
 REJECT_REASONS = (
     "invalid_json",
@@ -362,7 +363,7 @@ class Gate:
         if len(state.facts) >= MAX_FACTS_PER_CASE:
             raise Rejected("case_too_large", f"case {event.case_id} has {len(state.facts)} "
                            f"events already, the most one case may have ({MAX_FACTS_PER_CASE})")
-        if size > _SMALL_EVENT_BYTES and len(state.encode()) + size > MAX_CASE_BYTES:
+        if size > _SMALL_EVENT_BYTES and len(encode_state(state)) + size > MAX_CASE_BYTES:
             raise Rejected("case_too_large", f"case {event.case_id} would exceed "
                            f"{MAX_CASE_BYTES} bytes with this {size}-byte event")
 
