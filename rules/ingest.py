@@ -170,12 +170,14 @@ def _nests(values: Any) -> bool:
     return False
 
 
-def plain_canonical_bytes(payload: dict[str, Any]) -> bytes:
+def plain_canonical_bytes(payload: dict[str, Any], free: Any = None) -> bytes:
     """:func:`~producers.contract.canonical_bytes`, written by orjson where JCS is JSON with
     sorted keys: no fractional or exponent number, integers within ±2^53, object keys
-    that sort the same by UTF-16 code unit as by code point (none beyond U+FFFF)."""
+    that sort the same by UTF-16 code unit as by code point (none beyond U+FFFF).
+    ``free``: the part of ``payload`` that may hold others (the fields no schema typed,
+    with their names); by default all of it."""
     body = {k: v for k, v in payload.items() if k != "signature"}
-    if _plain_json(body):
+    if _plain_json(body if free is None else free):
         try:
             return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:  # a lone surrogate or nested too deep
@@ -212,23 +214,35 @@ def _plain_json(value: Any) -> bool:
     return True
 
 
+_BLOCK = hashlib.sha256().block_size
+_INNER = bytes(x ^ 0x36 for x in range(256))
+_OUTER = bytes(x ^ 0x5C for x in range(256))
+
+
 @dataclass
 class PrekeyedHmac:
-    """HMAC-SHA256 with each key's inner and outer pads hashed once: a copy per event."""
+    """HMAC-SHA256 (RFC 2104) with each key's inner and outer pads hashed once: per event,
+    a copy of each and the body."""
 
-    keyed: dict[bytes, Any] = field(default_factory=dict)
+    pads: dict[bytes, tuple[Any, Any]] = field(default_factory=dict)
 
     def matches(self, body: bytes, signature: str, keys: list[bytes]) -> bool:
         """:func:`~producers.contract.signature_matches`, faster."""
         for key in keys:
-            base = self.keyed.get(key)
-            if base is None:
-                base = self.keyed[key] = hmac.new(key, digestmod=hashlib.sha256)
-            mac = base.copy()
-            mac.update(body)
-            if hmac.compare_digest(mac.hexdigest(), signature):
+            pads = self.pads.get(key)
+            if pads is None:
+                pads = self.pads[key] = _pads(key)
+            inner, outer = pads[0].copy(), pads[1].copy()
+            inner.update(body)
+            outer.update(inner.digest())
+            if hmac.compare_digest(outer.hexdigest(), signature):
                 return True
         return False
+
+
+def _pads(key: bytes) -> tuple[Any, Any]:
+    block = (hashlib.sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK, b"\0")
+    return (hashlib.sha256(block.translate(_INNER)), hashlib.sha256(block.translate(_OUTER)))
 
 
 class Rejected(Exception):
@@ -261,10 +275,11 @@ def read_object(raw: bytes, limit: int, rejected: type[Rejected], invalid: str) 
 
 def check_signature(payload: dict[str, Any], signer: str, signature: str | None,
                     keys: KeyRing, arrived: datetime, unsigned_allowed: bool,
-                    rejected: type[Rejected], hmacs: PrekeyedHmac | None = None) -> None:
+                    rejected: type[Rejected], hmacs: PrekeyedHmac | None = None,
+                    free: Any = None) -> None:
     """``payload`` signed by a key of ``signer`` valid at ``arrived`` (HMAC-SHA256 over its
     JCS canonical JSON); unsigned only when ``unsigned_allowed``. ``hmacs``: the keys
-    already set up."""
+    already set up; ``free``: what of ``payload`` no schema typed (by default all of it)."""
     if signature is None:
         if unsigned_allowed:
             return
@@ -276,7 +291,7 @@ def check_signature(payload: dict[str, Any], signer: str, signature: str | None,
         raise rejected("bad_signature", f"{signer!r} has {known} at {arrived.isoformat()}, "
                                         "when the record arrived")
     try:
-        body = plain_canonical_bytes(payload)
+        body = plain_canonical_bytes(payload, free)
     except CanonicalizationError as exc:
         raise rejected("bad_signature", f"no canonical JSON to verify: {exc}") from None
     matches = signature_matches if hmacs is None else hmacs.matches
@@ -338,9 +353,12 @@ class Gate:
         if self.keys is not None:
             when = now or received_at(event) or max(arrived or event.occurred_at,
                                                      event.occurred_at)
+            # the schema's fields hold text, the version 1 and nulls: JCS writes them as JSON
+            free = [event.attributes] if _FIELDS.issuperset(payload) else \
+                [event.attributes, {k: payload[k] for k in payload.keys() - _FIELDS}]
             check_signature(payload, event.department, event.signature, self.keys, when,
                             event.department in self.unsigned_departments, Rejected,
-                            self.hmacs)
+                            self.hmacs, free)
         return event
 
     @staticmethod
