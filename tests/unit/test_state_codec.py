@@ -3,16 +3,26 @@ records of the earlier orjson format are still read (a table written by an older
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jiancha.producers.contract import Step
+from jiancha.agents.metrics import EngineMetrics
+from jiancha.agents.record import Record
+from jiancha.agents.supervisor import Supervisor
+from jiancha.producers.contract import Step, parse_event
 from jiancha.rules.case import CaseState, Fact
+from jiancha.rules.clock import SimulatedClock
+from jiancha.rules.ingest import Gate
 from jiancha.rules.state_codec import ATTRIBUTE_CODES, FORMAT, decode_state, encode_state
+from tests.events import event
+from tests.unit.test_gate_worker import ENGINE, NOW, MemorySink
 
 SAMPLE = Path(__file__).parent.parent / "fixtures" / "case_state_orjson.json"
 T0 = 1_794_790_800.0  # 2026-11-16 09:00 +08:00
@@ -94,3 +104,24 @@ def test_an_open_case_takes_few_bytes() -> None:
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="format 2 is unknown"):
         decode_state(b"\x02\x90")
+
+
+def test_the_worker_reads_an_orjson_record_and_writes_the_case_anew() -> None:
+    """A table an older worker wrote: the case's next event finds its facts (a repeat is
+    refused) and leaves the case in the current format."""
+    first = event("C1", "submitted", "2026-11-30 09:00", event_id="e1")
+    old = ENGINE.ingest(None, parse_event(first), parse_event(first).occurred_at)
+    old.partition = 0
+    table = {b"C1": old.encode()}
+    clock = SimulatedClock(NOW, 1.0, time.time())
+    worker = Supervisor(ENGINE, Gate(ENGINE.catalog), clock, MemorySink(), EngineMetrics())
+    dead: list[str] = []
+
+    async def dead_letter(record: Record, reason: str, detail: str) -> None:
+        dead.append(reason)
+
+    for doc in (first, event("C1", "accepted", "2026-11-30 10:00", event_id="e2")):
+        asyncio.run(worker.on_event(b"C1", orjson.dumps(doc), 0, 1, None, table, dead_letter))
+    assert dead == ["duplicate_event_id"]
+    assert table[b"C1"][0] == FORMAT
+    assert [f.event_id for f in decode_state(table[b"C1"]).facts] == ["e1", "e2"]
