@@ -2,19 +2,19 @@
 
 The first byte says the format. Format 1 is msgpack, with no repeated keys: a state is an
 array ``[case_id, item_code, partition, base, names, facts, raised?, sources?]`` and each
-fact an array ``[shared, event_id_rest, step, at, actor, department, attrs?, received?]``
-(``?``: left out at the end of the array when empty):
+fact an array ``[event_id, step, at, actor, department, attrs?, received?]`` (``?``: left
+out at the end of the array when empty):
 
 - ``base``: the first fact's time in whole epoch seconds; a fact's ``at`` is the whole
-  seconds after it (an integer) or, with a fraction, the epoch seconds themselves (a
-  float); ``received`` is left out when it equals ``at``, else milliseconds after ``base``
+  seconds after it (an integer) or the epoch seconds themselves (a float: a fraction, or
+  zero); ``received`` is left out when it equals ``at``, else milliseconds after ``base``
   (an integer) or the epoch seconds (a float) when it is no whole millisecond;
+- ``event_id`` as an integer: the previous fact's id with its trailing digits replaced by
+  this number (``gongan-17`` after ``gongan-16``), else the id itself;
 - ``actor`` and ``department`` index ``names``, the case's distinct names (0 is
   ``applicant``, never listed);
 - ``step`` is the step's code in :data:`STEP_CODES`; ``attrs`` names the attributes the
-  contract defines by their code in :data:`ATTRIBUTE_CODES` (any other name stays text);
-- ``shared``: how many characters the event id shares with the previous fact's, whose
-  rest ``event_id_rest`` is.
+  contract defines by their code in :data:`ATTRIBUTE_CODES` (any other name stays text).
 
 Records written before format 1 are the orjson document of
 :meth:`~rules.case.CaseState.encode` (they begin with ``{``): they are still read, and a
@@ -24,7 +24,6 @@ case is written in format 1 the next time it changes.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import msgspec
@@ -49,11 +48,12 @@ _ATTRIBUTE_CODE = {name: code for code, name in enumerate(ATTRIBUTE_CODES)}
 APPLICANT = "applicant"
 #: offsets beyond this are written as the time itself (msgpack integers have 64 bits)
 _FITS = 2**62
+_FITS_MS = 2**52
+_DIGITS = "0123456789"
 
 
 class _Fact(msgspec.Struct, array_like=True, gc=False):
-    shared: int
-    event_id: str
+    event_id: str | int
     step: int
     at: int | float
     actor: int
@@ -83,29 +83,35 @@ def encode_state(state: CaseState) -> bytes:
     base = math.floor(facts[0].at) if facts and abs(facts[0].at) < _FITS else 0
     base_ms = base * 1000
     names: dict[str, int] = {APPLICANT: 0}
+    attribute_code = _ATTRIBUTE_CODE.get
     out: list[list[Any]] = []
-    previous = ""
+    previous_stem = None
     for f in facts:
+        event_id: str | int = f.event_id
+        stem = event_id.rstrip(_DIGITS)
+        if stem == previous_stem:
+            number = event_id[len(stem):]
+            if number and len(number) <= 18 and (number[0] != "0" or number == "0"):
+                event_id = int(number)
+        previous_stem = stem
         at = float(f.at)
-        offset = int(at) - base if at.is_integer() and not _negative_zero(at) else None
-        if offset is not None and abs(offset) >= _FITS:
-            offset = None
+        when: int | float = at
+        if at and at.is_integer():  # zero stays a float: -0.0 comes back as it was
+            offset = int(at) - base
+            if -_FITS < offset < _FITS:
+                when = offset
         received = f.received
-        if received == at:
-            later: int | float | None = None
-        else:
-            ms = round(received * 1000) \
-                if abs(received) < _FITS and not _negative_zero(received) else None
-            later = ms - base_ms if ms is not None and ms / 1000 == received \
-                and abs(ms - base_ms) < _FITS else float(received)
-        attrs = {_ATTRIBUTE_CODE.get(k, k): v for k, v in f.attrs.items()} if f.attrs else None
-        event_id = f.event_id
-        shared = len(os.path.commonprefix((previous, event_id)))  # noqa: RUF071 - characters
-        previous = event_id
-        actor = names.setdefault(f.actor, len(names))
-        department = names.setdefault(f.department, len(names))
-        fact: list[Any] = [shared, event_id[shared:], _STEP_CODE[f.step],
-                           at if offset is None else offset, actor, department]
+        later: int | float | None = None
+        if received != at:
+            later = float(received)
+            if received and abs(received) < _FITS_MS:
+                ms = round(received * 1000)
+                if ms / 1000 == received and -_FITS < ms - base_ms < _FITS:
+                    later = ms - base_ms
+        attrs = {attribute_code(k, k): v for k, v in f.attrs.items()} if f.attrs else None
+        fact: list[Any] = [event_id, _STEP_CODE[f.step], when,
+                           names.setdefault(f.actor, len(names)),
+                           names.setdefault(f.department, len(names))]
         if later is not None:
             fact += (attrs, later)
         elif attrs is not None:
@@ -121,10 +127,6 @@ def encode_state(state: CaseState) -> bytes:
     return _FORMAT_BYTE + _encoder.encode(doc)
 
 
-def _negative_zero(x: float) -> bool:
-    return x == 0 and math.copysign(1.0, x) < 0
-
-
 def decode_state(raw: bytes) -> CaseState:
     """A state from its record in any format written so far."""
     version = raw[0] if raw else None
@@ -138,10 +140,13 @@ def decode_state(raw: bytes) -> CaseState:
     base_ms = base * 1000
     names = [APPLICANT, *doc.names]
     facts: list[Fact] = []
-    previous = ""
+    stem = ""
     for f in doc.facts:
-        event_id = previous[:f.shared] + f.event_id if f.shared else f.event_id
-        previous = event_id
+        event_id = f.event_id
+        if type(event_id) is int:
+            event_id = f"{stem}{event_id}"
+        else:
+            stem = event_id.rstrip(_DIGITS)
         at = f.at
         at = float(base + at) if type(at) is int else at
         received = f.received

@@ -41,7 +41,10 @@ TIMES = st.one_of(
     st.integers(0, 10**12).map(lambda us: T0 + us / 1e6),
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from([0.0, -1.5, 2.0**53, 2.0**60, 1e300, -1e-300]))
-EVENT_IDS = st.text("ab-12", max_size=6) | st.text(max_size=130)
+#: numbered ids (``dept-17``, leading zeros, beyond 64 bits) and any other text
+EVENT_IDS = st.text("ab-120", max_size=6) | st.text(max_size=130) | st.builds(
+    lambda stem, n, zeros: f"{stem}{'0' * zeros}{n}", st.sampled_from(["gongan-", "", "x1y"]),
+    st.integers(0, 10**20), st.integers(0, 2))
 
 
 @st.composite
