@@ -39,11 +39,11 @@ from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
 from jiancha.agents.supervisor import Supervisor
 from jiancha.agents.windows import Windows
 from jiancha.producers.keys import DepartmentKeys
-from jiancha.rules.case import CaseState
 from jiancha.rules.clock import make_clock
 from jiancha.rules.factory import build_engine
 from jiancha.rules.indicators import alert_tally
 from jiancha.rules.ingest import Gate
+from jiancha.rules.state_codec import decode_state
 from jiancha.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -267,7 +267,7 @@ class Worker:
     async def rebuild_deadline_index(self) -> None:
         actives = self.partitions.active()
         self.watchdog.assigned(actives)
-        states = (CaseState.decode(v) for v in self.cases.data.values() if v is not None)
+        states = (decode_state(v) for v in self.cases.data.values() if v is not None)
         n_cases = self.supervisor.rebuild_index(states, actives)
         log.info("deadline index rebuilt: %d cases on partitions %s, %d scheduled",
                  n_cases, sorted(actives), self.supervisor.scheduled())

@@ -36,6 +36,7 @@ from jiancha.rules.driver import CaseDriver, Judged
 from jiancha.rules.engine import Engine
 from jiancha.rules.ingest import Gate, Rejected
 from jiancha.rules.schedule import DeadlineIndex, Due
+from jiancha.rules.state_codec import decode_state, encode_state
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class _StoredCases:
 
     def get(self, case_id: str) -> CaseState | None:
         raw = self.stored.get(case_id.encode())
-        return CaseState.decode(raw) if raw is not None else None
+        return decode_state(raw) if raw is not None else None
 
 
 class _BatchCases(_StoredCases):
@@ -244,7 +245,7 @@ class Supervisor:
                     for forward in self.forwarders:
                         forward(rec, event, fact, reading_epoch)
             for case_id, state in states.items():
-                write(case_id.encode(), state.encode(), state.partition)
+                write(case_id.encode(), encode_state(state), state.partition)
             for case_id, waits in due.items():
                 self.index(states[case_id].partition).put(case_id, waits)
             if self.event_observers:
@@ -355,7 +356,7 @@ class Supervisor:
             raise
         for partition, index, judged in raising:
             for j in judged:
-                write(j.case_id.encode(), j.state.encode(), partition)
+                write(j.case_id.encode(), encode_state(j.state), partition)
             self.driver.settle(index, judged)
         stored_at = self.clock.now().timestamp()
         for due in live_dues:  # how late after it was due, in real seconds
@@ -377,7 +378,7 @@ class Supervisor:
                 raw = cases.get(key)
                 if raw is None:
                     continue
-                state = CaseState.decode(raw)
+                state = decode_state(raw)
                 now = clocks.get(state.partition)
                 index = self.indexes.get(state.partition)
                 if now is None or index is None or index.get(state.case_id).at is not None:

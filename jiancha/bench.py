@@ -592,6 +592,7 @@ def _memory_per_open_case(n: int) -> float:
     from jiancha.producers.contract import parse_event
     from jiancha.rules.factory import build_engine
     from jiancha.rules.schedule import DeadlineIndex
+    from jiancha.rules.state_codec import encode_state
     from jiancha.settings import DEFAULT_CATALOG_DIR
 
     engine = build_engine(DEFAULT_CATALOG_DIR)
@@ -627,7 +628,7 @@ def _memory_per_open_case(n: int) -> float:
             template, case_id=case_id, partition=i % 8, raised=dict(template.raised),
             facts=[dataclasses.replace(f, event_id=f"gongan-{i * 3 + j}")
                    for j, f in enumerate(template.facts)])
-        store[case_id.encode()] = state.encode()
+        store[case_id.encode()] = encode_state(state)
         index.schedule(case_id, due)
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()

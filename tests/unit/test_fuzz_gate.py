@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jiancha.producers.complaints import COMPLAINT_CENTRE
-from jiancha.producers.contract import ApprovalEvent, Complaint, Step, sign_payload
+from jiancha.producers.contract import Complaint, Step, sign_payload
 from jiancha.producers.keys import DepartmentKeys
-from jiancha.rules.case import CaseState
 from jiancha.rules.complaints import COMPLAINT_REJECT_REASONS, ComplaintGate, ComplaintRejected
 from jiancha.rules.factory import build_engine
-from jiancha.rules.ingest import REJECT_REASONS, Gate, Rejected
+from jiancha.rules.ingest import REJECT_REASONS, Gate, GateEvent, Rejected
+from jiancha.rules.state_codec import decode_state, encode_state
 from tests.events import event
 from tests.integration.conftest import TEST_CATALOG
 
@@ -135,11 +135,11 @@ def _raw(rng: Random) -> bytes:
 def _judge(raw: bytes, outcomes: dict[str, int]) -> None:
     try:
         ev = GATE.parse(raw, NOW)
-        assert isinstance(ev, ApprovalEvent)
+        assert isinstance(ev, GateEvent)
         GATE.check_key(ev, ev.case_id.encode())
         outcomes["accepted"] = outcomes.get("accepted", 0) + 1
         # what the gate lets in can be stored and read back, and is then a repeat
-        GATE.check_against_case(ev, CaseState.decode(ENGINE.ingest(None, ev, NOW).encode()))
+        GATE.check_against_case(ev, decode_state(encode_state(ENGINE.ingest(None, ev, NOW))))
         raise AssertionError("a repeat of an ingested event passed")
     except Rejected as r:
         assert r.reason in REJECT_REASONS and r.detail, (r.reason, r.detail)

@@ -17,10 +17,10 @@ from jiancha.agents.metrics import EngineMetrics
 from jiancha.agents.record import Record
 from jiancha.agents.supervisor import Supervisor
 from jiancha.producers.contract import Alert, Step
-from jiancha.rules.case import CaseState
 from jiancha.rules.clock import SimulatedClock
 from jiancha.rules.factory import build_engine
 from jiancha.rules.ingest import REJECT_REASONS, Gate
+from jiancha.rules.state_codec import decode_state
 from tests.integration.conftest import TEST_CATALOG
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -114,7 +114,7 @@ def test_no_event_crashes_the_worker_and_none_is_lost(batch: list[bytes]) -> Non
                            for i, raw in enumerate(batch[half:])], table,
                           lambda k, v, p: table.__setitem__(k, v), dead_letter)
         # every record is a fact of its case or dead-lettered, never neither
-        ingested = sum(len(CaseState.decode(v).facts) for v in table.values())
+        ingested = sum(len(decode_state(v).facts) for v in table.values())
         # and the deadline timer copes with whatever state those left behind
         later = {0: (NOW + timedelta(days=400), True)}
         await sv.on_tick(table, later, lambda k, v, p: table.__setitem__(k, v))
