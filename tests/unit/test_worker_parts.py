@@ -27,6 +27,7 @@ from jiancha.agents.supervisor import Supervisor
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import CaseState
 from jiancha.rules.ingest import Gate
+from jiancha.rules.state_codec import decode_state
 from tests.unit.eventkit import engine, events, t
 
 
@@ -132,7 +133,7 @@ class Worker:
 
 def test_the_batch_intake_writes_the_case_and_counts_the_offsets() -> None:
     w = Worker()
-    assert CaseState.decode(w.cases.data[b"P1"]).case_id == "P1"
+    assert decode_state(w.cases.data[b"P1"]).case_id == "P1"
     assert w.sv.last_offset == {0: 1} and w.sv.processed == 2
 
 
