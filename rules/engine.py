@@ -144,7 +144,7 @@ class Engine:
         found: set[str] = set()
         for rule, check, severity, params, bit, rank in plan:
             try:
-                findings = list(check(view, params))
+                findings = check(view, params)
             except Exception:  # one faulty rule must not silence the others
                 self.check_errors[rule] = self.check_errors.get(rule, 0) + 1
                 log.exception("rule %s failed on case %s; other rules go on", rule, case_id)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS, Step
@@ -13,6 +12,7 @@ from jiancha.rules.case import CaseState, Fact
 from jiancha.rules.catalog import Department, Item
 from jiancha.rules.counted_time import EpochPause, Pause, WorkingTime
 from jiancha.rules.rulebook import RuleSettings
+from jiancha.rules.summary import register, summary_from_facts
 
 #: Art. 32: notice of corrections, acceptance or refusal within 5 working days.
 INTAKE_DAYS = 5
@@ -48,7 +48,9 @@ class Finding:
     holder_at: float | None = None
 
 
-Check = Callable[["CaseView", Mapping[str, Any]], Iterable[Finding]]
+#: A check: the findings it sees in a case, an empty sequence when none (a plain function,
+#: called once per judgement).
+Check = Callable[["CaseView", Mapping[str, Any]], Sequence[Finding]]
 
 #: In a :func:`reads` declaration: the steps of the item's published process.
 PROCESS = "process"
@@ -119,32 +121,42 @@ class LazyDetails(Mapping[str, Any]):
 
 
 _T = TypeVar("_T")
-_AT = attrgetter("at")
 
 
-class derived(Generic[_T]):
-    """A property computed on first read and then kept in the instance: what
-    ``functools.cached_property`` does, without the lock Python 3.11's takes on every first
-    read (a view is built per evaluation; in the worker's profile that lock was over a
-    third of the time spent in these properties)."""
+class kept(Generic[_T]):
+    """A value derived from a case's facts, computed on first read and kept in the case's
+    summary (``rules.summary``) until a fact of a step it reads arrives (``reads``;
+    ``on_first``: also when a fact becomes the first of its step). A view reads the kept
+    values as plain attributes: it starts with them in its ``__dict__``."""
 
-    def __init__(self, compute: Callable[[Any], _T]) -> None:
+    def __init__(self, reads: frozenset[Step], *, on_first: bool = False,
+                 clock: bool = False) -> None:
+        self.reads = reads
+        self.on_first = on_first
+        self.clock = clock
+        self.name = ""
+
+    def __call__(self, compute: Callable[[Any], _T]) -> kept[_T]:
         self.compute = compute
         self.name = compute.__name__
         self.__doc__ = compute.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
+        register(self.name, self.reads, on_first=self.on_first, clock=self.clock)
+        return self
 
     def __get__(self, view: Any, owner: type | None = None) -> _T:
         if view is None:
             return self  # type: ignore[return-value]
-        value = view.__dict__[self.name] = self.compute(view)
+        value = view.__dict__[self.name] = view.summary.derived[self.name] = self.compute(view)
         return value
 
 
+_NOTHING: frozenset[Step] = frozenset()
+_NO_FACTS: list[Fact] = []
+
+
 class CaseView:
-    """The facts of one case in event-time order, with the derived times the law uses."""
+    """The facts of one case in event-time order, with the derived times the law uses
+    (read from the case's summary, which it first brings up to date)."""
 
     def __init__(self, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings,
                  departments: Mapping[str, Department] | None = None) -> None:
@@ -153,18 +165,42 @@ class CaseView:
         self.departments = departments or {}
         self.wt = wt
         self.settings = settings
-        self.facts: list[Fact] = sorted(state.facts, key=_AT)  # stable: ties by arrival
-        self._by_step: dict[Step, list[Fact]] = {}
-        self._deadlines: dict[tuple[Any, ...], float | None] = {}
-        for f in self.facts:
-            self._by_step.setdefault(f.step, []).append(f)
+        facts = state.facts
+        summary = state.summary
+        if summary is None or summary.n > len(facts):
+            summary = state.summary = summary_from_facts(facts)
+        elif summary.n < len(facts):
+            summary.catch_up(facts)
+        env = summary.env
+        if env is None or env[0] is not wt or env[1] is not settings or env[2] is not item:
+            summary.env = (wt, settings, item)
+            summary.derived.clear()
+            summary.deadlines.clear()
+        elif summary.derived:
+            self.__dict__.update(summary.derived)
+        self.summary = summary
+        self.facts: list[Fact] = summary.facts
+        self._by_step = summary.by_step
+        self._deadlines = summary.deadlines
 
     @property
     def case_id(self) -> str:
         return self.state.case_id
 
+    @property
+    def max_delay(self) -> float:
+        """The longest any fact took to reach the engine (received - occurred), seconds:
+        whether any fact may have been reported late, without reading them all."""
+        return self.summary.max_delay
+
+    def first_handled_by(self, actor: str) -> Fact | None:
+        """The earliest fact by ``actor`` of a step the applicant does not take."""
+        return self.summary.handlers.get(actor)
+
     def all(self, step: Step) -> list[Fact]:
-        return self._by_step.get(step, [])
+        """The facts of ``step`` in event-time order (the case's own list: not to be
+        changed)."""
+        return self._by_step.get(step, _NO_FACTS)
 
     def first(self, step: Step) -> Fact | None:
         facts = self._by_step.get(step)
@@ -195,23 +231,23 @@ class CaseView:
     # The checks compute in epoch seconds (``*_at``) and build a datetime only for what
     # they report: on a busy worker datetime arithmetic was most of a deadline check.
 
-    @derived
+    @kept(SUBMISSION_READS)
     def submitted(self) -> Fact | None:
         return self.first(Step.submitted)
 
-    @derived
+    @kept(SUBMISSION_READS)
     def intake_deadline_at(self) -> float | None:
         """5 working days after submission (Art. 32), epoch seconds."""
         sub = self.submitted
         return self.wt.working_deadline_epoch(sub.at, INTAKE_DAYS) if sub else None
 
-    @derived
+    @kept(REFUSAL_READS)
     def refused(self) -> bool:
         return self.first(Step.rejected_at_intake) is not None or any(
             f.attrs.get("outcome") == "deny" for f in self.all(Step.decided)
         )
 
-    @derived
+    @kept(CLOCK_START_READS, clock=True)
     def clock_start_at(self) -> tuple[float, str, Fact, float] | None:
         """When the decision clock starts: (instant, basis, fact, known_at), epoch seconds.
 
@@ -260,7 +296,7 @@ class CaseView:
         # certain only after the allowed lateness (an acceptance may still arrive late)
         return window_fact.at, basis, window_fact, window_end + self.allowed_lateness_seconds
 
-    @derived
+    @kept(CLOCK_START_READS)
     def clock_start(self) -> tuple[datetime, str, Fact, datetime] | None:
         """:attr:`clock_start_at` with instants."""
         start = self.clock_start_at
@@ -269,11 +305,11 @@ class CaseView:
         at, basis, fact, known_at = start
         return self.dt(at), basis, fact, self.dt(known_at)
 
-    @derived
+    @kept(_NOTHING)
     def allowed_lateness_seconds(self) -> float:
         return self.settings.allowed_lateness.total_seconds()
 
-    @derived
+    @kept(PAUSES_READS, clock=True)
     def pauses_at(self) -> list[EpochPause]:
         """Suspensions for Art. 45 reasons, the only ones that stop the clock (epoch
         seconds)."""
@@ -290,12 +326,12 @@ class CaseView:
             out.append((s.at, next((r for r in resumes if r >= s.at), None)))
         return out
 
-    @derived
+    @kept(PAUSES_READS)
     def pauses(self) -> list[Pause]:
         """:attr:`pauses_at` as instants."""
         return [(self.dt(a), self.dt(b) if b is not None else None) for a, b in self.pauses_at]
 
-    @derived
+    @kept(ENDED_READS)
     def ended(self) -> Fact | None:
         """The first fact that ends the decision clock: decision, refusal at intake, withdrawal."""
         earliest: Fact | None = None
@@ -305,7 +341,7 @@ class CaseView:
                 earliest = fact
         return earliest
 
-    @derived
+    @kept(frozenset({Step.reviewed}), on_first=True)
     def process_facts(self) -> list[Fact | None]:
         """The first fact of each of the item's required steps (``item.steps`` order) as
         the process counts it, None where it has none. On a joint item only the handling
@@ -336,7 +372,7 @@ class CaseView:
 
     # --- integrity helpers (actor.conflict) -------------------------------------------------
 
-    @derived
+    @kept(SUBMISSION_READS)
     def applicant_id(self) -> str | None:
         """The hashed applicant identity given on ``submitted`` (kept in its attrs)."""
         sub = self.submitted
