@@ -12,7 +12,7 @@ from jiancha.rules.case import CaseState, Fact
 from jiancha.rules.catalog import Department, Item
 from jiancha.rules.counted_time import EpochPause, Pause, WorkingTime
 from jiancha.rules.rulebook import RuleSettings
-from jiancha.rules.summary import register, summary_from_facts
+from jiancha.rules.summary import CaseSummary, register, summary_from_facts
 
 #: Art. 32: notice of corrections, acceptance or refusal within 5 working days.
 INTAKE_DAYS = 5
@@ -125,9 +125,10 @@ _T = TypeVar("_T")
 
 class kept(Generic[_T]):
     """A value derived from a case's facts, computed on first read and kept in the case's
-    summary (``rules.summary``) until a fact of a step it reads arrives (``reads``;
-    ``on_first``: also when a fact becomes the first of its step). A view reads the kept
-    values as plain attributes: it starts with them in its ``__dict__``."""
+    view (which its summary keeps, ``rules.summary``) until a fact of a step it reads
+    arrives (``reads``; ``on_first``: also when a fact becomes the first of its step;
+    ``clock``: the counted deadlines depend on it). Once computed it is a plain attribute
+    of the view."""
 
     def __init__(self, reads: frozenset[Step], *, on_first: bool = False,
                  clock: bool = False) -> None:
@@ -146,7 +147,7 @@ class kept(Generic[_T]):
     def __get__(self, view: Any, owner: type | None = None) -> _T:
         if view is None:
             return self  # type: ignore[return-value]
-        value = view.__dict__[self.name] = view.summary.derived[self.name] = self.compute(view)
+        value = view.__dict__[self.name] = self.compute(view)
         return value
 
 
@@ -154,9 +155,23 @@ _NOTHING: frozenset[Step] = frozenset()
 _NO_FACTS: list[Fact] = []
 
 
+def _summary(state: CaseState) -> CaseSummary:
+    """The state's summary, brought up to date with its facts."""
+    facts = state.facts
+    summary = state.summary
+    if summary is None or summary.n > len(facts):
+        summary = state.summary = summary_from_facts(facts)
+    elif summary.n < len(facts):
+        summary.catch_up(facts)
+    return summary
+
+
 class CaseView:
-    """The facts of one case in event-time order, with the derived times the law uses
-    (read from the case's summary, which it first brings up to date)."""
+    """The facts of one case in event-time order, with the derived times the law uses.
+
+    The case's summary keeps its last view with the values derived so far
+    (:meth:`of`): the next judgement of the case reads those its new facts left valid.
+    """
 
     def __init__(self, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings,
                  departments: Mapping[str, Department] | None = None) -> None:
@@ -165,23 +180,22 @@ class CaseView:
         self.departments = departments or {}
         self.wt = wt
         self.settings = settings
-        facts = state.facts
-        summary = state.summary
-        if summary is None or summary.n > len(facts):
-            summary = state.summary = summary_from_facts(facts)
-        elif summary.n < len(facts):
-            summary.catch_up(facts)
-        env = summary.env
-        if env is None or env[0] is not wt or env[1] is not settings or env[2] is not item:
-            summary.env = (wt, settings, item)
-            summary.derived.clear()
-            summary.deadlines.clear()
-        elif summary.derived:
-            self.__dict__.update(summary.derived)
+        summary = _summary(state)
+        summary.view = self
         self.summary = summary
         self.facts: list[Fact] = summary.facts
         self._by_step = summary.by_step
-        self._deadlines = summary.deadlines
+
+    @classmethod
+    def of(cls, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings,
+           departments: Mapping[str, Department]) -> CaseView:
+        """The view of ``state``: the one its summary keeps if it was made alike."""
+        view = _summary(state).view
+        if (view is None or view.item is not item or view.wt is not wt
+                or view.settings is not settings or type(view) is not cls):
+            return cls(state, item, wt, settings, departments)
+        view.state = state
+        return view
 
     @property
     def case_id(self) -> str:
@@ -214,7 +228,9 @@ class CaseView:
         if not pauses:  # the common case, kept by the working time per start day
             return self.wt.working_deadline_epoch(start, days)
         key = (start, days, *pauses)
-        deadlines = self._deadlines
+        deadlines = self.summary.deadlines
+        if deadlines is None:
+            deadlines = self.summary.deadlines = {}
         if key not in deadlines:
             deadlines[key] = self.wt.counted_deadline_at(start, days, pauses)
         return deadlines[key]
