@@ -140,8 +140,9 @@ class Engine:
         # after a new fact, an alert its check no longer finds due is retracted: which
         # checks ran cleanly and what they found, only when something may be retracted
         watch = added is not None and bool(sources)
-        ran: set[str] = set()
-        found: set[str] = set()
+        if watch:
+            ran: set[str] = set()
+            found: set[str] = set()
         for rule, check, severity, params, bit, rank in plan:
             try:
                 findings = check(view, params)
@@ -204,6 +205,8 @@ class Engine:
         at = next_due
         if floor is not None and (at is None or floor < at):
             at = floor
+        if before is not None and before.at == at and before.pending == pending:
+            return alerts, before  # waits for what it waited for
         return alerts, Due(at, pending)
 
     def _retract(self, state: CaseState, ran: set[str], found: set[str], now: datetime

@@ -16,7 +16,7 @@ before the case is next read; the summary reads it then.
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +31,9 @@ _AT = attrgetter("at")
 #: derived values (by name) to drop when a fact of a step arrives; filled by
 #: ``rules.findings.kept`` from what each derived value reads
 DROPS: dict[Step, tuple[str, ...]] = {}
-#: derived values to drop when a fact becomes the first (earliest) of its step
-FIRST_DROPS: list[str] = []
+#: called with the view and the fact when a fact becomes the first (earliest) of its step:
+#: the derived values that read the first facts of steps follow it
+FIRST_HOOKS: list[Callable[[CaseView, Fact], None]] = []
 #: the steps the counted deadlines depend on (those of the clock start and the pauses)
 CLOCK_STEPS: set[Step] = set()
 
@@ -113,8 +114,8 @@ class CaseSummary:
                 for name in drops:
                     kept.pop(name, None)
             if first:
-                for name in FIRST_DROPS:
-                    kept.pop(name, None)
+                for hook in FIRST_HOOKS:
+                    hook(self.view, fact)
         if self.deadlines and step in CLOCK_STEPS:
             self.deadlines.clear()
 
@@ -132,14 +133,10 @@ def summary_from_facts(facts: Sequence[Fact]) -> CaseSummary:
     return CaseSummary(ordered, by_step, len(facts))
 
 
-def register(name: str, reads: frozenset[Step], *, on_first: bool = False,
-             clock: bool = False) -> None:
-    """Drop the derived value ``name`` when a fact of a step in ``reads`` arrives (and,
-    ``on_first``, when a fact becomes the first of its step); ``clock``: the counted
-    deadlines depend on it."""
+def register(name: str, reads: frozenset[Step], *, clock: bool = False) -> None:
+    """Drop the derived value ``name`` when a fact of a step in ``reads`` arrives;
+    ``clock``: the counted deadlines depend on it."""
     for step in reads:
         DROPS[step] = (*DROPS.get(step, ()), name)
         if clock:
             CLOCK_STEPS.add(step)
-    if on_first:
-        FIRST_DROPS.append(name)

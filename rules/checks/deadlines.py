@@ -195,7 +195,9 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     warn_at = max(warn_at, start_at)
     # the deadline as it stood at the warning instant: a suspension that starts later does
     # not change what the warning says (the same text whenever it is evaluated)
-    pauses = [p for p in case.pauses_at if p[0] < warn_at]
+    pauses = case.pauses_at  # in time order
+    if pauses and pauses[-1][0] >= warn_at:
+        pauses = [p for p in pauses if p[0] < warn_at]
     deadline_at = case.counted_deadline(start_at, limit, pauses)
     if deadline_at is None:
         return ()  # suspended (Art. 45) since before counting began: the clock stands still
