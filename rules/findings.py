@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,7 +12,7 @@ from jiancha.rules.case import CaseState, Fact
 from jiancha.rules.catalog import Department, Item
 from jiancha.rules.counted_time import EpochPause, Pause, WorkingTime
 from jiancha.rules.rulebook import RuleSettings
-from jiancha.rules.summary import FIRST_HOOKS, CaseSummary, register, summary_from_facts
+from jiancha.rules.summary import CaseSummary, register, summary_from_facts
 
 #: Art. 32: notice of corrections, acceptance or refusal within 5 working days.
 INTAKE_DAYS = 5
@@ -127,8 +126,8 @@ _T = TypeVar("_T")
 class kept(Generic[_T]):
     """A value derived from a case's facts, computed on first read and kept in the case's
     view (which its summary keeps, ``rules.summary``) until a fact of a step it reads
-    arrives (``reads``; ``clock``: the counted deadlines depend on it). Once computed it
-    is a plain attribute of the view."""
+    (``reads``) arrives, or one that becomes the first of its step; ``clock``: the counted
+    deadlines depend on it. Once computed it is a plain attribute of the view."""
 
     def __init__(self, reads: frozenset[Step], *, clock: bool = False) -> None:
         self.reads = reads
@@ -139,7 +138,7 @@ class kept(Generic[_T]):
         self.compute = compute
         self.name = compute.__name__
         self.__doc__ = compute.__doc__
-        register(self.name, self.reads, clock=self.clock)
+        register(self.reads, clock=self.clock)
         return self
 
     def __get__(self, view: Any, owner: type | None = None) -> _T:
@@ -151,11 +150,6 @@ class kept(Generic[_T]):
 
 _NOTHING: frozenset[Step] = frozenset()
 _NO_FACTS: list[Fact] = []
-
-
-@functools.cache
-def _step_indexes(steps: tuple[Step, ...]) -> dict[Step, int]:
-    return {step: i for i, step in enumerate(steps)}
 
 
 def _summary(state: CaseState) -> CaseSummary:
@@ -177,13 +171,15 @@ class CaseView:
     """
 
     def __init__(self, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings,
-                 departments: Mapping[str, Department] | None = None) -> None:
+                 departments: Mapping[str, Department] | None = None,
+                 summary: CaseSummary | None = None) -> None:
         self.state = state
         self.item = item
         self.departments = departments or {}
         self.wt = wt
         self.settings = settings
-        summary = _summary(state)
+        if summary is None:
+            summary = _summary(state)
         summary.view = self
         self.summary = summary
         self.facts: list[Fact] = summary.facts
@@ -193,10 +189,20 @@ class CaseView:
     def of(cls, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings,
            departments: Mapping[str, Department]) -> CaseView:
         """The view of ``state``: the one its summary keeps if it was made alike."""
-        view = _summary(state).view
+        summary = state.summary
+        if summary is None:
+            return cls(state, item, wt, settings, departments)
+        facts = state.facts
+        n = summary.n
+        if n == len(facts) - 1:  # the usual: one fact added since the case was judged
+            summary.add(facts[n])
+            summary.n = n + 1
+        elif n != len(facts):
+            summary = _summary(state)
+        view = summary.view
         if (view is None or view.item is not item or view.wt is not wt
                 or view.settings is not settings or type(view) is not cls):
-            return cls(state, item, wt, settings, departments)
+            return cls(state, item, wt, settings, departments, summary)
         view.state = state
         return view
 
@@ -360,7 +366,7 @@ class CaseView:
                 earliest = fact
         return earliest
 
-    @kept(frozenset({Step.reviewed}))  # and follows each new first fact (_first_fact)
+    @kept(frozenset({Step.reviewed}))  # and the first fact of every step (rules.summary)
     def process_facts(self) -> list[Fact | None]:
         """The first fact of each of the item's required steps (``item.steps`` order) as
         the process counts it, None where it has none. On a joint item only the handling
@@ -374,15 +380,6 @@ class CaseView:
             out[item.steps.index(Step.reviewed)] = next(
                 (f for f in self.all(Step.reviewed) if f.department == item.department), None)
         return out
-
-    @staticmethod
-    def _first_fact(view: CaseView, fact: Fact) -> None:
-        """``fact`` became the first of its step: it is now that step's process fact."""
-        process = view.__dict__.get("process_facts")
-        if process is not None:
-            at = _step_indexes(view.item.steps).get(fact.step)
-            if at is not None:  # (a joint item's reviewed drops it: it reads reviewed)
-                process[at] = fact
 
     def holder(self, at: float) -> str | None:
         """The case's current holder at ``at``: the staff member of the handling department
@@ -407,5 +404,3 @@ class CaseView:
         value = sub.attrs.get("applicant_id") if sub is not None else None
         return value if isinstance(value, str) and value else None
 
-
-FIRST_HOOKS.append(CaseView._first_fact)

@@ -1,11 +1,12 @@
 """A case's summary: its facts in event-time order, indexed by step, with the counters the
-checks read, and the case's view (``rules.findings.CaseView``), which keeps the values
-derived from the facts (clock start, pauses, process facts, counted deadlines, …).
+checks read, the counted deadlines, and the case's view (``rules.findings.CaseView``),
+which keeps the values derived from the facts (clock start, pauses, process facts, …).
 
 It is kept in the case state (``CaseState.summary``) and caught up fact by fact when the
 case is next read: a fact that arrives in event-time order is appended, a late one
-inserted at its place, and only the derived values that read its step are dropped (and
-computed again when next read). It is never encoded: a state loaded from storage, or cut
+inserted at its place; a fact of a step that a derived value reads retires the view (its
+values are derived again when next read), and one of a clock-start or pause step the
+counted deadlines. It is never encoded: a state loaded from storage, or cut
 to a prefix, builds it again from its facts (:func:`summary_from_facts`, also the oracle
 the tests hold the kept one to).
 
@@ -16,7 +17,7 @@ before the case is next read; the summary reads it then.
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +29,10 @@ if TYPE_CHECKING:
 
 _AT = attrgetter("at")
 
-#: derived values (by name) to drop when a fact of a step arrives; filled by
-#: ``rules.findings.kept`` from what each derived value reads
-DROPS: dict[Step, tuple[str, ...]] = {}
-#: called with the view and the fact when a fact becomes the first (earliest) of its step:
-#: the derived values that read the first facts of steps follow it
-FIRST_HOOKS: list[Callable[[CaseView, Fact], None]] = []
+#: the steps some derived value reads (filled by ``rules.findings.kept``): a fact of one,
+#: or one that becomes the first of its step (the process facts), retires the kept view
+#: and what it derived
+DERIVED_READS: set[Step] = set()
 #: the steps the counted deadlines depend on (those of the clock start and the pauses)
 CLOCK_STEPS: set[Step] = set()
 
@@ -84,6 +83,7 @@ class CaseSummary:
         self.n = len(facts)
 
     def add(self, fact: Fact) -> None:
+        """Add one fact (``n`` is the caller's to count)."""
         at = fact.at
         facts = self.facts
         if not facts or facts[-1].at <= at:
@@ -92,30 +92,24 @@ class CaseSummary:
             insort(facts, fact, key=_AT)
         step = fact.step
         same = self.by_step.get(step)
-        if same is None:
+        first = same is None
+        if first:
             self.by_step[step] = [fact]
-            first = True
-        elif same[-1].at <= at:
-            same.append(fact)
-            first = False
+        elif same[-1].at <= at:  # type: ignore[index]
+            same.append(fact)  # type: ignore[union-attr]
         else:
-            insort(same, fact, key=_AT)
-            first = same[0] is fact
+            insort(same, fact, key=_AT)  # type: ignore[arg-type]
+            first = same[0] is fact  # type: ignore[index]
         if self.max_delay_ is not None and fact.received - at > self.max_delay_:
             self.max_delay_ = fact.received - at
         if self.handlers_ is not None and step not in APPLICANT_STEPS:
             earlier = self.handlers_.get(fact.actor)
             if earlier is None or at < earlier.at:
                 self.handlers_[fact.actor] = fact
-        if self.view is not None:
-            kept = self.view.__dict__
-            drops = DROPS.get(step)
-            if drops is not None:
-                for name in drops:
-                    kept.pop(name, None)
-            if first:
-                for hook in FIRST_HOOKS:
-                    hook(self.view, fact)
+        if self.view is not None and (first or step in DERIVED_READS):
+            # derive again what it reads: a fresh view costs less than dropping values one
+            # by one (and those a fact leaves valid are cheap to derive)
+            self.view = None
         if self.deadlines and step in CLOCK_STEPS:
             self.deadlines.clear()
 
@@ -133,10 +127,9 @@ def summary_from_facts(facts: Sequence[Fact]) -> CaseSummary:
     return CaseSummary(ordered, by_step, len(facts))
 
 
-def register(name: str, reads: frozenset[Step], *, clock: bool = False) -> None:
-    """Drop the derived value ``name`` when a fact of a step in ``reads`` arrives;
-    ``clock``: the counted deadlines depend on it."""
-    for step in reads:
-        DROPS[step] = (*DROPS.get(step, ()), name)
-        if clock:
-            CLOCK_STEPS.add(step)
+def register(reads: frozenset[Step], *, clock: bool = False) -> None:
+    """A derived value reads the facts of ``reads``; ``clock``: the counted deadlines
+    depend on it."""
+    DERIVED_READS.update(reads)
+    if clock:
+        CLOCK_STEPS.update(reads)
