@@ -89,8 +89,8 @@ class Engine:
         return state
 
     def view(self, state: CaseState) -> CaseView:
-        return CaseView.of(state, self.catalog[state.item_code], self.working_time,
-                           self.ruleset.settings, self.catalog.departments)
+        return CaseView(state, self.catalog[state.item_code], self.working_time,
+                        self.ruleset.settings, self.catalog.departments)
 
     def evaluate(self, state: CaseState, now: datetime) -> tuple[list[Alert], datetime | None]:
         """Alerts due by ``now`` and not raised before (recorded in ``state.raised``), and

@@ -12,7 +12,7 @@ from jiancha.rules.case import CaseState, Fact
 from jiancha.rules.catalog import Department, Item
 from jiancha.rules.counted_time import EpochPause, Pause, WorkingTime
 from jiancha.rules.rulebook import RuleSettings
-from jiancha.rules.summary import CaseSummary, register, summary_from_facts
+from jiancha.rules.summary import summary_from_facts
 
 #: Art. 32: notice of corrections, acceptance or refusal within 5 working days.
 INTAKE_DAYS = 5
@@ -123,23 +123,19 @@ class LazyDetails(Mapping[str, Any]):
 _T = TypeVar("_T")
 
 
-class kept(Generic[_T]):
-    """A value derived from a case's facts, computed on first read and kept in the case's
-    view (which its summary keeps, ``rules.summary``) until a fact of a step it reads
-    (``reads``) arrives, or one that becomes the first of its step; ``clock``: the counted
-    deadlines depend on it. Once computed it is a plain attribute of the view."""
+class derived(Generic[_T]):
+    """A property computed on first read and then kept in the instance: what
+    ``functools.cached_property`` does, without the lock Python 3.11's takes on every first
+    read (a view is built per evaluation; in the worker's profile that lock was over a
+    third of the time spent in these properties)."""
 
-    def __init__(self, reads: frozenset[Step], *, clock: bool = False) -> None:
-        self.reads = reads
-        self.clock = clock
-        self.name = ""
-
-    def __call__(self, compute: Callable[[Any], _T]) -> kept[_T]:
+    def __init__(self, compute: Callable[[Any], _T]) -> None:
         self.compute = compute
         self.name = compute.__name__
         self.__doc__ = compute.__doc__
-        register(self.reads, clock=self.clock)
-        return self
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
 
     def __get__(self, view: Any, owner: type | None = None) -> _T:
         if view is None:
@@ -148,63 +144,33 @@ class kept(Generic[_T]):
         return value
 
 
-_NOTHING: frozenset[Step] = frozenset()
 _NO_FACTS: list[Fact] = []
-
-
-def _summary(state: CaseState) -> CaseSummary:
-    """The state's summary, brought up to date with its facts."""
-    facts = state.facts
-    summary = state.summary
-    if summary is None or summary.n > len(facts):
-        summary = state.summary = summary_from_facts(facts)
-    elif summary.n < len(facts):
-        summary.catch_up(facts)
-    return summary
 
 
 class CaseView:
     """The facts of one case in event-time order, with the derived times the law uses.
 
-    The case's summary keeps its last view with the values derived so far
-    (:meth:`of`): the next judgement of the case reads those its new facts left valid.
+    It reads the case's summary (``rules.summary``), which it first brings up to date
+    with the facts added since the case was last read.
     """
 
     def __init__(self, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings,
-                 departments: Mapping[str, Department] | None = None,
-                 summary: CaseSummary | None = None) -> None:
+                 departments: Mapping[str, Department] | None = None) -> None:
         self.state = state
         self.item = item
         self.departments = departments or {}
         self.wt = wt
         self.settings = settings
-        if summary is None:
-            summary = _summary(state)
-        summary.view = self
-        self.summary = summary
-        self.facts: list[Fact] = summary.facts
-        self._by_step = summary.by_step
-
-    @classmethod
-    def of(cls, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings,
-           departments: Mapping[str, Department]) -> CaseView:
-        """The view of ``state``: the one its summary keeps if it was made alike."""
-        summary = state.summary
-        if summary is None:
-            return cls(state, item, wt, settings, departments)
         facts = state.facts
-        n = summary.n
-        if n == len(facts) - 1:  # the usual: one fact added since the case was judged
-            summary.add(facts[n])
-            summary.n = n + 1
-        elif n != len(facts):
-            summary = _summary(state)
-        view = summary.view
-        if (view is None or view.item is not item or view.wt is not wt
-                or view.settings is not settings or type(view) is not cls):
-            return cls(state, item, wt, settings, departments, summary)
-        view.state = state
-        return view
+        summary = state.summary
+        if summary is None or summary.n > len(facts):
+            summary = state.summary = summary_from_facts(facts)
+        elif summary.n < len(facts):
+            summary.catch_up(facts)
+        self.summary = summary
+        ordered = summary.ordered
+        self.facts: list[Fact] = facts if ordered is None else ordered
+        self._by_step = summary.by_step
 
     @property
     def case_id(self) -> str:
@@ -214,11 +180,11 @@ class CaseView:
     def max_delay(self) -> float:
         """The longest any fact took to reach the engine (received - occurred), seconds:
         whether any fact may have been reported late, without reading them all."""
-        return self.summary.max_delay
+        return self.summary.max_delay(self.facts)
 
     def first_handled_by(self, actor: str) -> Fact | None:
         """The earliest fact by ``actor`` of a step the applicant does not take."""
-        return self.summary.handlers.get(actor)
+        return self.summary.handlers(self.facts).get(actor)
 
     def all(self, step: Step) -> list[Fact]:
         """The facts of ``step`` in event-time order (the case's own list: not to be
@@ -256,23 +222,23 @@ class CaseView:
     # The checks compute in epoch seconds (``*_at``) and build a datetime only for what
     # they report: on a busy worker datetime arithmetic was most of a deadline check.
 
-    @kept(SUBMISSION_READS)
+    @derived
     def submitted(self) -> Fact | None:
         return self.first(Step.submitted)
 
-    @kept(SUBMISSION_READS)
+    @derived
     def intake_deadline_at(self) -> float | None:
         """5 working days after submission (Art. 32), epoch seconds."""
         sub = self.submitted
         return self.wt.working_deadline_epoch(sub.at, INTAKE_DAYS) if sub else None
 
-    @kept(REFUSAL_READS)
+    @derived
     def refused(self) -> bool:
         return self.first(Step.rejected_at_intake) is not None or any(
             f.attrs.get("outcome") == "deny" for f in self.all(Step.decided)
         )
 
-    @kept(CLOCK_START_READS, clock=True)
+    @derived
     def clock_start_at(self) -> tuple[float, str, Fact, float] | None:
         """When the decision clock starts: (instant, basis, fact, known_at), epoch seconds.
 
@@ -321,7 +287,7 @@ class CaseView:
         # certain only after the allowed lateness (an acceptance may still arrive late)
         return window_fact.at, basis, window_fact, window_end + self.allowed_lateness_seconds
 
-    @kept(CLOCK_START_READS)
+    @derived
     def clock_start(self) -> tuple[datetime, str, Fact, datetime] | None:
         """:attr:`clock_start_at` with instants."""
         start = self.clock_start_at
@@ -330,11 +296,11 @@ class CaseView:
         at, basis, fact, known_at = start
         return self.dt(at), basis, fact, self.dt(known_at)
 
-    @kept(_NOTHING)
+    @derived
     def allowed_lateness_seconds(self) -> float:
         return self.settings.allowed_lateness.total_seconds()
 
-    @kept(PAUSES_READS, clock=True)
+    @derived
     def pauses_at(self) -> list[EpochPause]:
         """Suspensions for Art. 45 reasons, the only ones that stop the clock (epoch
         seconds)."""
@@ -351,12 +317,12 @@ class CaseView:
             out.append((s.at, next((r for r in resumes if r >= s.at), None)))
         return out
 
-    @kept(PAUSES_READS)
+    @derived
     def pauses(self) -> list[Pause]:
         """:attr:`pauses_at` as instants."""
         return [(self.dt(a), self.dt(b) if b is not None else None) for a, b in self.pauses_at]
 
-    @kept(ENDED_READS)
+    @derived
     def ended(self) -> Fact | None:
         """The first fact that ends the decision clock: decision, refusal at intake, withdrawal."""
         earliest: Fact | None = None
@@ -366,7 +332,7 @@ class CaseView:
                 earliest = fact
         return earliest
 
-    @kept(frozenset({Step.reviewed}))  # and the first fact of every step (rules.summary)
+    @derived
     def process_facts(self) -> list[Fact | None]:
         """The first fact of each of the item's required steps (``item.steps`` order) as
         the process counts it, None where it has none. On a joint item only the handling
@@ -397,7 +363,7 @@ class CaseView:
 
     # --- integrity helpers (actor.conflict) -------------------------------------------------
 
-    @kept(SUBMISSION_READS)
+    @derived
     def applicant_id(self) -> str | None:
         """The hashed applicant identity given on ``submitted`` (kept in its attrs)."""
         sub = self.submitted
