@@ -44,12 +44,11 @@ def _about(case: CaseView, f: Fact, details: dict[str, Any], *, at: float | None
 
 
 def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
-    """An event reached the engine more than the reporting delay after it happened.
-
-    Any fact may be the late one, so it runs after every fact; the case's longest delay
-    (kept as facts arrive) spares reading them all while none was late."""
+    """An event reached the engine more than the reporting delay after it happened."""
     limit_hours = case.settings.reporting_delay_hours
     limit = limit_hours * 3600
+    # any fact may be the late one, so it runs after every fact: the case's longest delay
+    # (kept as facts arrive) spares reading them all while none was late
     if case.max_delay <= limit:
         return ()
     out: list[Finding] = []
@@ -207,10 +206,9 @@ def _conflict(first: Fact, then: Fact, details: dict[str, Any]) -> Finding:
 
 def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """The same person reviewed and approved the case, or a staff member handled an
-    application they made themselves (actor = the ``submitted`` event's applicant_id).
-
-    The handler may act at any step, so it runs after every fact; it reads the applicant's
-    earliest handling from the case's summary rather than every fact."""
+    application they made themselves (actor = the ``submitted`` event's applicant_id)."""
+    # the handler may act at any step, so it runs after every fact: the applicant's
+    # earliest handling is read from the case's summary rather than from every fact
     out: list[Finding] = []
     decisions = case.all(Step.decided)
     reviewed = case.all(Step.reviewed) if decisions else ()
