@@ -198,14 +198,16 @@ class CaseView:
     def counted_deadline(self, start: float, days: float,
                          pauses: Sequence[EpochPause] | None = None) -> float | None:
         """``WorkingTime.counted_deadline_at`` (epoch seconds) with this case's pauses by
-        default, computed once per view (several checks ask for the same limit)."""
+        default, computed once and kept in the case's summary until a fact of a clock-start
+        or pause step arrives (several checks, and judgements, ask for the same limit)."""
         pauses = self.pauses_at if pauses is None else pauses
         if not pauses:  # the common case, kept by the working time per start day
             return self.wt.working_deadline_epoch(start, days)
         key = (start, days, *pauses)
-        deadlines = self.summary.deadlines
-        if deadlines is None:
-            deadlines = self.summary.deadlines = {}
+        kept = self.summary.deadlines
+        if kept is None or kept[0] is not self.wt:
+            kept = self.summary.deadlines = (self.wt, {})
+        deadlines = kept[1]
         if key not in deadlines:
             deadlines[key] = self.wt.counted_deadline_at(start, days, pauses)
         return deadlines[key]
@@ -369,4 +371,3 @@ class CaseView:
         sub = self.submitted
         value = sub.attrs.get("applicant_id") if sub is not None else None
         return value if isinstance(value, str) and value else None
-

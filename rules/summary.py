@@ -22,10 +22,13 @@ from __future__ import annotations
 from bisect import insort
 from collections.abc import Sequence
 from operator import attrgetter, is_
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jiancha.producers.contract import APPLICANT_STEPS, Step
 from jiancha.rules.case import Fact
+
+if TYPE_CHECKING:
+    from jiancha.rules.counted_time import WorkingTime
 
 _AT = attrgetter("at")
 
@@ -49,8 +52,9 @@ class CaseSummary:
         self.ordered = ordered
         #: the facts of each step, in event-time order
         self.by_step = by_step
-        #: counted deadlines of a paused clock by (start, days, *pauses)
-        self.deadlines: dict[tuple[Any, ...], float | None] | None = None
+        #: counted deadlines of a paused clock by (start, days, *pauses), with the working
+        #: time that counted them
+        self.deadlines: tuple[WorkingTime, dict[tuple[Any, ...], float | None]] | None = None
         #: the counters, once first read (None before)
         self.max_delay_: float | None = None
         self.handlers_: dict[str, Fact] | None = None
@@ -105,8 +109,8 @@ class CaseSummary:
             earlier = self.handlers_.get(fact.actor)
             if earlier is None or at < earlier.at:
                 self.handlers_[fact.actor] = fact
-        if self.deadlines and step in CLOCK_STEPS:
-            self.deadlines.clear()
+        if self.deadlines is not None and step in CLOCK_STEPS:
+            self.deadlines = None
 
 
 def summary_from_facts(facts: Sequence[Fact]) -> CaseSummary:
