@@ -78,8 +78,9 @@ class CaseState:
     #: retracted alert keeps its entry with rank ``RETRACTED``)
     sources: dict[str, str] = field(default_factory=dict)
     #: what the checks read of the facts (``rules.summary``): kept as facts arrive, never
-    #: encoded (built again from the facts when missing or behind)
-    summary: CaseSummary | None = field(default=None, compare=False, repr=False)
+    #: encoded (built again from the facts when missing or behind); not copied by
+    #: ``dataclasses.replace``, which may give the copy other facts
+    summary: CaseSummary | None = field(default=None, init=False, compare=False, repr=False)
 
     def has_event(self, department: str, event_id: str) -> bool:
         for f in self.facts:  # noqa: SIM110 - any() over a generator cost twice as much here
@@ -93,15 +94,14 @@ class CaseState:
         facts = self.facts
         if n == len(facts):
             return self
-        prefix = facts[:n]
+        state = CaseState(self.case_id, self.item_code, self.partition, facts[:n],
+                          self.raised, self.sources)
         summary = self.summary
-        if summary is not None:
-            if summary.n <= n:  # facts are only appended: it goes on to cover the prefix
-                summary.catch_up(prefix)
-            else:
-                summary = None
-        return CaseState(self.case_id, self.item_code, self.partition, prefix, self.raised,
-                         self.sources, summary)
+        if summary is not None and summary.n <= n:
+            # facts are only appended: it goes on to cover the prefix (and is read there)
+            summary.catch_up(state.facts)
+            state.summary = summary
+        return state
 
     def encode(self) -> bytes:
         doc = {"c": self.case_id, "i": self.item_code, "p": self.partition,
