@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from jiancha.producers.contract import ApprovalEvent, Step
+
+if TYPE_CHECKING:
+    from jiancha.rules.summary import CaseSummary
 
 _STEPS = {s.value: s for s in Step}
 #: ``CaseState.raised`` of an alert a later event proved wrong (it may be raised again)
@@ -74,6 +77,10 @@ class CaseState:
     #: alert_id -> the rule that raised it, for the alerts a later event may retract (a
     #: retracted alert keeps its entry with rank ``RETRACTED``)
     sources: dict[str, str] = field(default_factory=dict)
+    #: what the checks read of the facts (``rules.summary``): kept as facts arrive, never
+    #: encoded (built again from the facts when missing or behind); not copied by
+    #: ``dataclasses.replace``, which may give the copy other facts
+    summary: CaseSummary | None = field(default=None, init=False, compare=False, repr=False)
 
     def has_event(self, department: str, event_id: str) -> bool:
         for f in self.facts:  # noqa: SIM110 - any() over a generator cost twice as much here
@@ -84,10 +91,17 @@ class CaseState:
     def upto(self, n: int) -> CaseState:
         """The state as it was with its first ``n`` facts (itself when it has no more;
         the alerts raised are shared)."""
-        if n == len(self.facts):
+        facts = self.facts
+        if n == len(facts):
             return self
-        return CaseState(self.case_id, self.item_code, self.partition, self.facts[:n],
-                         self.raised, self.sources)
+        state = CaseState(self.case_id, self.item_code, self.partition, facts[:n],
+                          self.raised, self.sources)
+        summary = self.summary
+        if summary is not None and summary.n <= n:
+            # facts are only appended: it goes on to cover the prefix (and is read there)
+            summary.catch_up(state.facts)
+            state.summary = summary
+        return state
 
     def encode(self) -> bytes:
         doc = {"c": self.case_id, "i": self.item_code, "p": self.partition,

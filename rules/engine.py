@@ -38,6 +38,9 @@ _ESCALATED = SEVERITY_RANK["escalated"]
 #: A transient failure heals within a minute; a faulty rule is tried again 1, 2, 4, 8, …
 #: minutes after the case's last fact, so it floods neither the log nor the deadline index.
 CHECK_RETRY_SECONDS = 60.0
+#: what ``judge`` records of ran checks and found alerts when nothing can be retracted
+#: (never added to)
+_UNWATCHED: set[str] = set()
 
 
 #: (rule, check, severity, parameters, the check's bit in ``Due.pending``, severity rank)
@@ -140,11 +143,11 @@ class Engine:
         # after a new fact, an alert its check no longer finds due is retracted: which
         # checks ran cleanly and what they found, only when something may be retracted
         watch = added is not None and bool(sources)
-        ran: set[str] = set()
-        found: set[str] = set()
+        ran: set[str] = set() if watch else _UNWATCHED
+        found: set[str] = set() if watch else _UNWATCHED
         for rule, check, severity, params, bit, rank in plan:
             try:
-                findings = list(check(view, params))
+                findings = check(view, params)
             except Exception:  # one faulty rule must not silence the others
                 self.check_errors[rule] = self.check_errors.get(rule, 0) + 1
                 log.exception("rule %s failed on case %s; other rules go on", rule, case_id)
@@ -204,6 +207,8 @@ class Engine:
         at = next_due
         if floor is not None and (at is None or floor < at):
             at = floor
+        if before is not None and before.at == at and before.pending == pending:
+            return alerts, before  # waits for what it waited for
         return alerts, Due(at, pending)
 
     def _retract(self, state: CaseState, ran: set[str], found: set[str], now: datetime

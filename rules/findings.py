@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS, Step
@@ -13,6 +12,7 @@ from jiancha.rules.case import CaseState, Fact
 from jiancha.rules.catalog import Department, Item
 from jiancha.rules.counted_time import EpochPause, Pause, WorkingTime
 from jiancha.rules.rulebook import RuleSettings
+from jiancha.rules.summary import summary_from_facts
 
 #: Art. 32: notice of corrections, acceptance or refusal within 5 working days.
 INTAKE_DAYS = 5
@@ -48,7 +48,9 @@ class Finding:
     holder_at: float | None = None
 
 
-Check = Callable[["CaseView", Mapping[str, Any]], Iterable[Finding]]
+#: A check: the findings it sees in a case, an empty sequence when none (a plain function,
+#: called once per judgement).
+Check = Callable[["CaseView", Mapping[str, Any]], Sequence[Finding]]
 
 #: In a :func:`reads` declaration: the steps of the item's published process.
 PROCESS = "process"
@@ -119,7 +121,6 @@ class LazyDetails(Mapping[str, Any]):
 
 
 _T = TypeVar("_T")
-_AT = attrgetter("at")
 
 
 class derived(Generic[_T]):
@@ -143,8 +144,15 @@ class derived(Generic[_T]):
         return value
 
 
+_NO_FACTS: list[Fact] = []
+
+
 class CaseView:
-    """The facts of one case in event-time order, with the derived times the law uses."""
+    """The facts of one case in event-time order, with the derived times the law uses.
+
+    It reads the case's summary (``rules.summary``), which it first brings up to date
+    with the facts added since the case was last read.
+    """
 
     def __init__(self, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings,
                  departments: Mapping[str, Department] | None = None) -> None:
@@ -153,18 +161,35 @@ class CaseView:
         self.departments = departments or {}
         self.wt = wt
         self.settings = settings
-        self.facts: list[Fact] = sorted(state.facts, key=_AT)  # stable: ties by arrival
-        self._by_step: dict[Step, list[Fact]] = {}
-        self._deadlines: dict[tuple[Any, ...], float | None] = {}
-        for f in self.facts:
-            self._by_step.setdefault(f.step, []).append(f)
+        facts = state.facts
+        summary = state.summary
+        if summary is None or summary.n > len(facts):
+            summary = state.summary = summary_from_facts(facts)
+        elif summary.n < len(facts):
+            summary.catch_up(facts)
+        self.summary = summary
+        ordered = summary.ordered
+        self.facts: list[Fact] = facts if ordered is None else ordered
+        self._by_step = summary.by_step
 
     @property
     def case_id(self) -> str:
         return self.state.case_id
 
+    @property
+    def max_delay(self) -> float:
+        """The longest any fact took to reach the engine (received - occurred), seconds:
+        whether any fact may have been reported late, without reading them all."""
+        return self.summary.max_delay(self.facts)
+
+    def first_handled_by(self, actor: str) -> Fact | None:
+        """The earliest fact by ``actor`` of a step the applicant does not take."""
+        return self.summary.handlers(self.facts).get(actor)
+
     def all(self, step: Step) -> list[Fact]:
-        return self._by_step.get(step, [])
+        """The facts of ``step`` in event-time order (the case's own list: not to be
+        changed)."""
+        return self._by_step.get(step, _NO_FACTS)
 
     def first(self, step: Step) -> Fact | None:
         facts = self._by_step.get(step)
@@ -173,12 +198,16 @@ class CaseView:
     def counted_deadline(self, start: float, days: float,
                          pauses: Sequence[EpochPause] | None = None) -> float | None:
         """``WorkingTime.counted_deadline_at`` (epoch seconds) with this case's pauses by
-        default, computed once per view (several checks ask for the same limit)."""
+        default, computed once and kept in the case's summary until a fact of a clock-start
+        or pause step arrives (several checks, and judgements, ask for the same limit)."""
         pauses = self.pauses_at if pauses is None else pauses
         if not pauses:  # the common case, kept by the working time per start day
             return self.wt.working_deadline_epoch(start, days)
         key = (start, days, *pauses)
-        deadlines = self._deadlines
+        kept = self.summary.deadlines
+        if kept is None or kept[0] is not self.wt:
+            kept = self.summary.deadlines = (self.wt, {})
+        deadlines = kept[1]
         if key not in deadlines:
             deadlines[key] = self.wt.counted_deadline_at(start, days, pauses)
         return deadlines[key]

@@ -27,34 +27,33 @@ NOTHING = Due(None, 0)
 
 class DeadlineIndex:
     """A min-heap of (due epoch, case id); rescheduling a case supersedes its old entry.
-    Beside each entry it keeps which checks wait (``Due.pending``)."""
+    Beside each entry it keeps which checks wait: the :class:`Due` it was given, handed
+    back as it is (no tuple built per lookup)."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, str]] = []
-        self._due: dict[str, float] = {}
-        self._pending: dict[str, int] = {}
+        self._entries: dict[str, Due] = {}
 
     def __len__(self) -> int:
-        return len(self._due)
+        return len(self._entries)
 
     def schedule(self, case_id: str, due: float | None, pending: int = UNKNOWN) -> None:
-        if due is None:
-            self._due.pop(case_id, None)
-            self._pending.pop(case_id, None)
-            return
-        self._pending[case_id] = pending
-        if self._due.get(case_id) == due:
-            return
-        self._due[case_id] = due
-        heapq.heappush(self._heap, (due, case_id))
+        self.put(case_id, Due(due, pending))
 
     def put(self, case_id: str, due: Due) -> None:
-        self.schedule(case_id, due.at, due.pending)
+        at = due.at
+        entries = self._entries
+        if at is None:
+            entries.pop(case_id, None)
+            return
+        old = entries.get(case_id)
+        entries[case_id] = due
+        if old is None or old.at != at:
+            heapq.heappush(self._heap, (at, case_id))
 
     def get(self, case_id: str) -> Due:
         """What the case waits for (``NOTHING`` when it is not scheduled)."""
-        at = self._due.get(case_id)
-        return NOTHING if at is None else Due(at, self._pending.get(case_id, UNKNOWN))
+        return self._entries.get(case_id, NOTHING)
 
     def pop_due(self, now: float) -> Iterator[str]:
         """Case ids whose entry is due at or before ``now``, earliest first."""
@@ -64,12 +63,13 @@ class DeadlineIndex:
     def pop_due_entries(self, now: float) -> Iterator[tuple[str, Due]]:
         """(case id, what it waits for) of every entry due at or before ``now``, earliest
         first: the ``Due`` to judge it with (``Engine.judge``'s ``before``)."""
-        heap = self._heap
+        heap, entries = self._heap, self._entries
         while heap and heap[0][0] <= now:
-            due, case_id = heapq.heappop(heap)
-            if self._due.get(case_id) == due:
-                del self._due[case_id]
-                yield case_id, Due(due, self._pending.pop(case_id, UNKNOWN))
+            at, case_id = heapq.heappop(heap)
+            entry = entries.get(case_id)
+            if entry is not None and entry.at == at:
+                del entries[case_id]
+                yield case_id, entry
 
     def may_be_due(self, now: float) -> bool:
         """Whether :meth:`pop_due` could yield something by ``now`` (a cheap test: it may
@@ -77,16 +77,18 @@ class DeadlineIndex:
         return bool(self._heap) and self._heap[0][0] <= now
 
     def next_due(self) -> float | None:
-        while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
-            heapq.heappop(self._heap)
-        return self._heap[0][0] if self._heap else None
+        heap, entries = self._heap, self._entries
+        while heap:
+            entry = entries.get(heap[0][1])
+            if entry is not None and entry.at == heap[0][0]:
+                return heap[0][0]
+            heapq.heappop(heap)
+        return None
 
     def clear(self) -> None:
         self._heap.clear()
-        self._due.clear()
-        self._pending.clear()
+        self._entries.clear()
 
     def drop(self, case_ids: set[str]) -> None:
         for c in case_ids:
-            self._due.pop(c, None)
-            self._pending.pop(c, None)
+            self._entries.pop(c, None)

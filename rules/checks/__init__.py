@@ -1,5 +1,5 @@
 """The checks: one small pure function per rule, grouped by concern, and the table that
-names them. A check reads a :class:`~rules.findings.CaseView` and yields
+names them. A check reads a :class:`~rules.findings.CaseView` and returns
 :class:`~rules.findings.Finding` s. A new rule is a function in one of these modules, a
 line in that module's ``CHECKS`` and an entry in ``rules/ruleset/*.yaml``; ``@reads(...)`` on
 the function names the steps it reads, so that the engine runs it only after facts of those

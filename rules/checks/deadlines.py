@@ -9,7 +9,7 @@ disappears once the missing action happened in time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -175,33 +175,35 @@ def regular_extension(case: CaseView) -> Fact | None:
 
 
 @reads(CLOCK_START_READS, PAUSES_READS)
-def approaching(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """Open case whose remaining counted time to the promise is within the threshold:
     max(``min_working_days``, ``share_of_promise`` × the promised limit)."""
     start = case.clock_start_at
     if start is None:
-        return
+        return ()
     start_at, _, start_fact, known_at = start
     ended = case.ended
     if ended is not None and ended.at <= start_at:
-        return  # never open after the clock start: no warning can be due
+        return ()  # never open after the clock start: no warning can be due
     limit = case.item.promised_days
     threshold = max(float(params.get("min_working_days", 1)),
                     float(params.get("share_of_promise", 0.2)) * limit)
     threshold = min(threshold, float(limit))
     warn_at = case.counted_deadline(start_at, limit - threshold)
     if warn_at is None:
-        return  # suspended for an Art. 45 reason before the warning: the clock stands still
+        return ()  # suspended for an Art. 45 reason before the warning: the clock stands still
     warn_at = max(warn_at, start_at)
     # the deadline as it stood at the warning instant: a suspension that starts later does
     # not change what the warning says (the same text whenever it is evaluated)
-    pauses = [p for p in case.pauses_at if p[0] < warn_at]
+    pauses = case.pauses_at  # in time order
+    if pauses and pauses[-1][0] >= warn_at:
+        pauses = [p for p in pauses if p[0] < warn_at]
     deadline_at = case.counted_deadline(start_at, limit, pauses)
     if deadline_at is None:
-        return  # suspended (Art. 45) since before counting began: the clock stands still
+        return ()  # suspended (Art. 45) since before counting began: the clock stands still
     due = _deadline_due(case, warn_at, known_at)
     if due >= deadline_at or not _open_at(case, due):
-        return  # decided in time, or only known once the limit was already broken
+        return ()  # decided in time, or only known once the limit was already broken
 
     def details() -> dict[str, Any]:
         out = _clock_details(case, limit, case.dt(deadline_at), pauses)
@@ -211,7 +213,7 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
         out["remaining_zh"], out["remaining_en"] = less_than_text(threshold)
         return out
 
-    yield Finding(
+    return [Finding(
         distinct=(),
         event_time=warn_at,
         due_at=due,
@@ -219,27 +221,27 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
         actor=_staff(start_fact),
         holder_at=warn_at,
         details=LazyDetails(details),
-    )
+    )]
 
 
 @reads(CLOCK_START_READS, PAUSES_READS)
-def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """No decision when the promised limit (counted working days) is used up.
 
     Suspensions for Art. 45 reasons move it; an extension does not (it only moves the
     legal limit: the promise to the public stands)."""
     start = case.clock_start_at
     if start is None:
-        return
+        return ()
     start_at, _, start_fact, known_at = start
     limit = case.item.promised_days
     deadline_at = case.counted_deadline(start_at, limit)
     if deadline_at is None:
-        return  # suspended for an Art. 45 reason: the clock stands still
+        return ()  # suspended for an Art. 45 reason: the clock stands still
     if not _open_at(case, deadline_at):
-        return
+        return ()
     ended = case.ended
-    yield Finding(
+    return [Finding(
         distinct=(),
         event_time=deadline_at,
         due_at=_deadline_due(case, deadline_at, known_at),
@@ -249,30 +251,30 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
         holder_at=deadline_at,
         details=LazyDetails(lambda: {**_clock_details(case, limit, case.dt(deadline_at)),
                                      "used": fmt_days(limit)}),
-    )
+    )]
 
 
 @reads(CLOCK_START_READS, PAUSES_READS, Step.extended)
-def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """No decision when the legal limit plus a regular extension is used up (Art. 42),
     the limit counted in the unit the item's law sets (``Item.legal_unit``)."""
     start = case.clock_start_at
     if start is None:
-        return
+        return ()
     _, _, start_fact, known_at = start
     ext = regular_extension(case)
     extension = int(ext.attrs["days"]) if ext is not None else 0
     limit = case.item.legal_days
     deadline_at = legal_deadline(case, extension)
     if deadline_at is None:
-        return
+        return ()
     if not _open_at(case, deadline_at):
-        return
+        return ()
     ended = case.ended
     details = LazyDetails(lambda: {**_legal_details(case, limit, extension, deadline_at),
                                    **_legal_texts(case, limit, ext)})
     evidence = (start_fact.event_id,) + ((ext.event_id,) if ext is not None else ())
-    yield Finding(
+    return [Finding(
         distinct=(),
         event_time=deadline_at,
         due_at=_deadline_due(case, deadline_at, known_at),
@@ -281,7 +283,7 @@ def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
         actor=_staff(start_fact),
         holder_at=deadline_at,
         details=details,
-    )
+    )]
 
 
 def _legal_texts(case: CaseView, limit: int, ext: Fact | None) -> dict[str, Any]:
@@ -325,9 +327,10 @@ _PROBLEM_TEXT = {
 
 
 @reads(CLOCK_START_READS, PAUSES_READS, Step.extended)
-def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """An extension without approver, longer than allowed, a second one, or asked after
     the legal limit had passed. Such an extension does not move the limit."""
+    out: list[Finding] = []
     for index, ext in enumerate(case.all(Step.extended)):
         problems = extension_problems(case, ext, index)
         if not problems:
@@ -337,7 +340,7 @@ def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
         if "late" in problems and start is not None and start[3] > ext.at:
             due = start[3]  # judged against a deemed start: an acceptance could still come
         days = ext.attrs.get("days")
-        yield Finding(
+        out.append(Finding(
             distinct=(ext.event_id,),
             event_time=ext.at,
             due_at=due,
@@ -351,13 +354,15 @@ def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
                 "problems_zh": "；".join(_PROBLEM_TEXT[p][0] for p in problems),
                 "problems_en": "; ".join(_PROBLEM_TEXT[p][1] for p in problems),
             },
-        )
+        ))
+    return out
 
 
 @reads(ENDED_READS, PAUSES_READS)
-def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """The clock was "stopped" for a reason not in Art. 45's list: it keeps running, and
     the suspension itself is irregular. Corrected by the next resumption (or the end)."""
+    out: list[Finding] = []
     resumes = [f.at for f in case.all(Step.resumed)]
     ended = case.ended
     for s in case.all(Step.suspended):
@@ -367,7 +372,7 @@ def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Ite
         ends = [r for r in resumes if r >= s.at]
         if ended is not None and ended.at >= s.at:
             ends.append(ended.at)
-        yield Finding(
+        out.append(Finding(
             distinct=(s.event_id,),
             event_time=s.at,
             due_at=s.at,
@@ -378,20 +383,21 @@ def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Ite
                      "lawful_reasons": ", ".join(sorted(LAWFUL_SUSPENSION_REASONS)),
                      "lawful_reasons_zh": "、".join(REASON_ZH.values()),
                      "lawful_reasons_en": ", ".join(r.replace("_", " ") for r in REASON_ZH)},
-        )
+        ))
+    return out
 
 
 @reads(Step.decided, Step.delivered)
-def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """Granted, but not delivered within 10 working days of the decision (Art. 44)."""
     grant = next((f for f in case.all(Step.decided) if f.attrs.get("outcome") == "grant"), None)
     if grant is None:
-        return
+        return ()
     limit = int(params.get("working_days", DELIVERY_DAYS))
     deadline_at = case.wt.working_deadline_epoch(grant.at, limit)
     delivered = case.first(Step.delivered)
     if delivered is not None and delivered.at <= deadline_at:
-        return
+        return ()
 
     def details() -> dict[str, Any]:
         deadline = case.dt(deadline_at)
@@ -404,7 +410,7 @@ def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding
             "used": limit,
         }
 
-    yield Finding(
+    return [Finding(
         distinct=(),
         event_time=deadline_at,
         due_at=_deadline_due(case, deadline_at),
@@ -413,7 +419,7 @@ def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding
         holder_at=deadline_at,
         corrected_at=delivered.at if delivered is not None else None,
         details=LazyDetails(details),
-    )
+    )]
 
 
 CHECKS: dict[str, Check] = {

@@ -3,7 +3,7 @@ given, and one correction notice (一次性告知) in time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jiancha.producers.contract import Step
@@ -26,16 +26,16 @@ _FROM = {
 
 
 @reads(CLOCK_START_READS)
-def deemed_accepted(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def deemed_accepted(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """No acceptance, refusal or correction notice within 5 working days of submission
     (or, after a correction notice, of the corrected materials): the application is
     deemed accepted on the day it was received and the decision clock runs from then."""
     start = case.clock_start_at
     if start is None:
-        return
+        return ()
     start_ts, basis, fact, known_ts = start
     if basis not in _FROM:
-        return
+        return ()
     from_zh, from_en = _FROM[basis]
     window_end_ts = known_ts - case.allowed_lateness_seconds
 
@@ -53,44 +53,46 @@ def deemed_accepted(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
             "deadline_text": deadline_text(window_end, case.wt),
         }
 
-    yield Finding(
+    return [Finding(
         distinct=(),
         event_time=window_end_ts,
         due_at=known_ts,
         evidence=(fact.event_id,),
         details=LazyDetails(details),
-    )
+    )]
 
 
 @reads(Step.supplement_requested)
-def supplement_repeated(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def supplement_repeated(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A second (third, …) correction notice on the same case: the law asks for one
     notice listing everything (一次性告知). Cannot be undone: a person resolves it."""
+    out: list[Finding] = []
     notices = case.all(Step.supplement_requested)
     for n, notice in enumerate(notices[1:], 2):
-        yield Finding(
+        out.append(Finding(
             distinct=(str(n),),
             event_time=notice.at,
             due_at=notice.known_at,
             evidence=(notices[0].event_id, notice.event_id),
             actor=notice.actor,
             details={"count": n, "first_at": case.dt(notices[0].at).isoformat()},
-        )
+        ))
+    return out
 
 
 @reads(SUBMISSION_READS, Step.supplement_requested)
-def supplement_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def supplement_late(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """The correction notice came later than 5 working days after submission (the
     application was by then already deemed accepted)."""
     sub = case.submitted
     notice = case.first(Step.supplement_requested)
     limit_at = case.intake_deadline_at
     if sub is None or notice is None or limit_at is None or notice.at <= limit_at:
-        return
+        return ()
     limit = case.dt(limit_at)
     at = case.dt(notice.at)
     used = working_day_number(case.wt, case.dt(sub.at), at)
-    yield Finding(
+    return [Finding(
         distinct=(),
         event_time=notice.at,
         due_at=notice.known_at,
@@ -103,7 +105,7 @@ def supplement_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
             "deadline": limit.isoformat(),
             "deadline_text": deadline_text(limit, case.wt),
         },
-    )
+    )]
 
 
 CHECKS: dict[str, Check] = {

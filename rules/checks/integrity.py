@@ -13,11 +13,11 @@ sink does not escalate a resolved alert).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from jiancha.producers.contract import APPLICANT_STEPS, Step
+from jiancha.producers.contract import Step
 from jiancha.rules.case import Fact
 from jiancha.rules.checks.process import STEP_EN, STEP_ZH
 from jiancha.rules.findings import PROCESS, REFUSAL_READS, CaseView, Check, Finding, reads
@@ -43,16 +43,21 @@ def _about(case: CaseView, f: Fact, details: dict[str, Any], *, at: float | None
                    evidence=(f.event_id, *also), actor=f.actor, details=details)
 
 
-def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """An event reached the engine more than the reporting delay after it happened."""
     limit_hours = case.settings.reporting_delay_hours
     limit = limit_hours * 3600
+    # any fact may be the late one, so it runs after every fact: the case's longest delay
+    # (kept as facts arrive) spares reading them all while none was late
+    if case.max_delay <= limit:
+        return ()
+    out: list[Finding] = []
     for f in case.facts:
         delay = f.received - f.at
         if delay <= limit:
             continue
         delay_zh, delay_en = elapsed_text(delay)
-        yield _about(case, f, {
+        out.append(_about(case, f, {
             "step": f.step.value, "step_zh": STEP_ZH[f.step], "step_en": STEP_EN[f.step],
             "event_department": f.department,
             "occurred_at": case.dt(f.at).isoformat(),
@@ -60,14 +65,16 @@ def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findin
             "delay_hours": round(delay / 3600, 1),
             "delay_zh": delay_zh, "delay_en": delay_en,
             "limit_hours": _hours(limit_hours),
-        }, at=f.at + limit)  # when it should have been reported by
+        }, at=f.at + limit))  # when it should have been reported by
+    return out
 
 
 @reads(PROCESS, Step.reviewed)
-def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A required step claims to have happened before the previous required step present
     by more than the allowed lateness. Judged only after the lateness (of event time)
     has passed since that previous step."""
+    out: list[Finding] = []
     lateness_seconds = case.allowed_lateness_seconds
     previous: tuple[Step, Fact] | None = None
     for step, fact in zip(case.item.steps, case.process_facts, strict=True):
@@ -76,7 +83,7 @@ def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
         if previous is not None:
             dep_step, dep = previous
             if fact.at < dep.at - lateness_seconds:
-                yield Finding(
+                out.append(Finding(
                     distinct=(step.value,),
                     event_time=dep.at,
                     due_at=dep.at + lateness_seconds,
@@ -91,8 +98,9 @@ def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
                         "minutes_before": whole_minutes(dep.at - fact.at),
                         "lateness_minutes": _hours(case.settings.allowed_lateness_minutes),
                     },
-                )
+                ))
         previous = (step, fact)
+    return out
 
 
 # --- refusals ---------------------------------------------------------------------------
@@ -106,8 +114,9 @@ _REFUSAL = {
 
 
 @reads(REFUSAL_READS)
-def no_reason(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def no_reason(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A refusal (不予受理, or a decision to deny) that states no reason (Art. 38)."""
+    out: list[Finding] = []
     refusals = [f for f in case.all(Step.decided) if f.attrs.get("outcome") == "deny"]
     refusals += case.all(Step.rejected_at_intake)
     for f in sorted(refusals, key=lambda f: f.at):
@@ -115,8 +124,9 @@ def no_reason(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
         if isinstance(reason, str) and reason.strip():
             continue
         zh, en = _REFUSAL[f.step]
-        yield _about(case, f, {"step": f.step.value, "step_zh": STEP_ZH[f.step],
-                               "refusal_zh": zh, "refusal_en": en})
+        out.append(_about(case, f, {"step": f.step.value, "step_zh": STEP_ZH[f.step],
+                               "refusal_zh": zh, "refusal_en": en}))
+    return out
 
 
 # --- fees -------------------------------------------------------------------------------
@@ -137,9 +147,10 @@ def _refusal(case: CaseView) -> Fact | None:
 
 
 @reads(Step.fee_charged, REFUSAL_READS)
-def fee_unauthorized(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def fee_unauthorized(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A fee charged on an item without a fee basis (Art. 58), or on a refused case (a
     refused case pays no fee, whichever came first)."""
+    out: list[Finding] = []
     standard = case.item.fee_standard
     refusal = _refusal(case)
     for f in case.all(Step.fee_charged):
@@ -155,80 +166,81 @@ def fee_unauthorized(case: CaseView, params: Mapping[str, Any]) -> Iterator[Find
             also = (refusal.event_id,)
         else:
             continue
-        yield _about(case, f, {
+        out.append(_about(case, f, {
             "amount": str(f.attrs.get("amount", "")),
             "fee_code": str(f.attrs.get("fee_code", "")),
             "why": why, "why_zh": why_zh, "why_en": why_en,
-        }, due=due, also=also)
+        }, due=due, also=also))
+    return out
 
 
 @reads(Step.fee_charged)
-def fee_over_standard(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def fee_over_standard(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A fee above the item's published standard (Art. 59)."""
+    out: list[Finding] = []
     standard = case.item.fee_standard
     if standard is None:
-        return  # any fee is fee.unauthorized
+        return ()  # any fee is fee.unauthorized
     for f in case.all(Step.fee_charged):
         amount = _amount(f)
         if amount is None or amount <= standard:
             continue
-        yield _about(case, f, {
+        out.append(_about(case, f, {
             "amount": str(amount),
             "standard": f"{standard:.2f}",
             "excess": str(amount - standard),
             "fee_code": str(f.attrs.get("fee_code", "")),
-        })
+        }))
+    return out
 
 
 # --- duties -----------------------------------------------------------------------------
 
 
-def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def _conflict(first: Fact, then: Fact, details: dict[str, Any]) -> Finding:
+    """A conflict of duties that ``then`` (its actor the person) shows with ``first``."""
+    return Finding(distinct=(details["kind"], then.actor), event_time=max(first.at, then.at),
+                   due_at=max(first.known_at, then.known_at),
+                   evidence=(first.event_id, then.event_id), actor=then.actor, details=details)
+
+
+def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """The same person reviewed and approved the case, or a staff member handled an
     application they made themselves (actor = the ``submitted`` event's applicant_id)."""
-    reviews: dict[str, Fact] = {}
-    for f in case.all(Step.reviewed):
-        if f.actor != "applicant":
-            reviews.setdefault(f.actor, f)
-    seen: set[str] = set()
-    for d in case.all(Step.decided):
-        if d.attrs.get("outcome") != "grant" or d.actor not in reviews or d.actor in seen:
-            continue
-        seen.add(d.actor)
-        r = reviews[d.actor]
-        yield Finding(
-            distinct=("review_and_decide", d.actor),
-            event_time=max(r.at, d.at),
-            due_at=max(r.known_at, d.known_at),
-            evidence=(r.event_id, d.event_id),
-            actor=d.actor,
-            details={
+    # the handler may act at any step, so it runs after every fact: the applicant's
+    # earliest handling is read from the case's summary rather than from every fact
+    out: list[Finding] = []
+    decisions = case.all(Step.decided)
+    reviewed = case.all(Step.reviewed) if decisions else ()
+    if reviewed:
+        reviews: dict[str, Fact] = {}
+        for f in reviewed:
+            if f.actor != "applicant":
+                reviews.setdefault(f.actor, f)
+        seen: set[str] = set()
+        for d in decisions:
+            if d.attrs.get("outcome") != "grant" or d.actor not in reviews or d.actor in seen:
+                continue
+            seen.add(d.actor)
+            r = reviews[d.actor]
+            out.append(_conflict(r, d, {
                 "kind": "review_and_decide", "person": d.actor,
                 "conflict_zh": "同一人既审查又作出许可决定",
                 "conflict_en": "the same person reviewed and approved the case",
-            },
-        )
-    sub = case.submitted
+            }))
     applicant = case.applicant_id
-    if sub is None or applicant is None:
-        return
-    handled: set[str] = set()
-    for f in case.facts:
-        if f.step in APPLICANT_STEPS or f.actor != applicant or f.actor in handled:
-            continue
-        handled.add(f.actor)
-        yield Finding(
-            distinct=("own_application", f.actor),
-            event_time=max(sub.at, f.at),
-            due_at=max(sub.known_at, f.known_at),
-            evidence=(sub.event_id, f.event_id),
-            actor=f.actor,
-            details={
-                "kind": "own_application", "person": f.actor, "step": f.step.value,
-                "conflict_zh": f"经办人办理本人的申请（{STEP_ZH[f.step]}）",
-                "conflict_en": f"a handler handled their own application ({f.step.value})",
-            },
-        )
+    if applicant is None:
+        return out
+    sub = case.submitted
+    assert sub is not None  # the applicant is named on the submission
+    f = case.first_handled_by(applicant)
+    if f is not None:
+        out.append(_conflict(sub, f, {
+            "kind": "own_application", "person": f.actor, "step": f.step.value,
+            "conflict_zh": f"经办人办理本人的申请（{STEP_ZH[f.step]}）",
+            "conflict_en": f"a handler handled their own application ({f.step.value})",
+        }))
+    return out
 
 
 CHECKS: dict[str, Check] = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jiancha.producers.contract import Step
@@ -71,17 +71,18 @@ def _required_before(case: CaseView, missing: Step, later_at: float) -> bool:
 
 
 @reads(PROCESS, Step.reviewed, REFUSAL_READS, Step.withdrawn, SUBMISSION_READS)
-def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A step happened whose required earlier step never did (judged after the lateness)."""
+    out: list[Finding] = []
     present = case.process_facts
     if None not in present:
-        return  # every required step is there
+        return ()  # every required step is there
     first_absent = present.index(None)
     if present.count(None) == len(present) - first_absent and not case.item.joint:
         # nothing after the first absent step happened (a case under way, in order); not
         # on a joint item, where a co-handling department's ``reviewed`` is a later step
         # below although the process counts only the handling department's own
-        return
+        return out
     steps = case.item.steps
     lateness = case.allowed_lateness_seconds
     absent = [i for i, fact in enumerate(present) if fact is None]
@@ -100,7 +101,7 @@ def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
             if not _required_before(case, missing, later.at):
                 continue
             flagged.add(missing)
-            yield Finding(
+            out.append(Finding(
                 distinct=(missing.value,),
                 event_time=later.at,
                 due_at=later.at + lateness,
@@ -111,7 +112,8 @@ def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
                     "missing": missing.value, "missing_zh": STEP_ZH[missing],
                     "missing_en": STEP_EN[missing],
                 },
-            )
+            ))
+    return out
 
 
 @functools.cache
@@ -121,15 +123,16 @@ def _unknown_steps(process: tuple[Step, ...]) -> tuple[Step, ...]:
 
 
 @reads(UNLISTED)
-def unknown_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def unknown_step(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A step the item's process does not have (neither required nor optional); one
     finding per kind of step, on its first occurrence."""
+    out: list[Finding] = []
     lateness = case.allowed_lateness_seconds
     for step in _unknown_steps(case.item.steps):
         first = case.first(step)
         if first is None:
             continue
-        yield Finding(
+        out.append(Finding(
             distinct=(step.value,),
             event_time=first.at,
             due_at=first.at + lateness,  # a late-arriving earlier one still becomes the evidence
@@ -141,29 +144,30 @@ def unknown_step(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]
                 "process_en": " → ".join(STEP_EN[s] for s in case.item.steps),
                 "process_zh": "→".join(STEP_ZH[s] for s in case.item.steps),
             },
-        )
+        ))
+    return out
 
 
 @reads(Step.decided, Step.reviewed)
-def missing_opinion(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def missing_opinion(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A joint case decided before every co-handling department gave its ``reviewed``
     opinion (judged after the allowed lateness, so an opinion given before the decision
     but arriving a little after it is no alarm)."""
     item = case.item
     if not item.joint:
-        return
+        return ()
     decided = case.first(Step.decided)
     if decided is None:
-        return
+        return ()
     opinions = {}
     for f in case.all(Step.reviewed):
         if f.department in item.co_departments and f.at <= decided.at:
             opinions.setdefault(f.department, f)
     missing = [d for d in item.co_departments if d not in opinions]
     if not missing:
-        return
+        return ()
     names = [case.department_names(d) for d in missing]
-    yield Finding(
+    return [Finding(
         distinct=(),
         event_time=decided.at,
         due_at=decided.at + case.allowed_lateness_seconds,
@@ -177,7 +181,7 @@ def missing_opinion(case: CaseView, params: Mapping[str, Any]) -> Iterator[Findi
             "co_departments": list(item.co_departments),
             "outcome": str(decided.attrs.get("outcome", "")),
         },
-    )
+    )]
 
 
 CHECKS: dict[str, Check] = {

@@ -7,7 +7,7 @@ judged by ``suspension.unlawful_reason`` (rules/checks/deadlines.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jiancha.producers.contract import Step
@@ -37,13 +37,14 @@ def max_working_days(params: Mapping[str, Any], reason: str) -> float:
 
 
 @reads(PAUSES_READS, ENDED_READS)
-def suspension_overlong(case: CaseView, params: Mapping[str, Any]) -> Iterator[Finding]:
+def suspension_overlong(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A suspension for a lawful reason (Art. 45) still open — neither resumed nor ended by
     a decision, refusal or withdrawal — when the maximum for its reason has passed; fires at
     that instant (plus the allowed lateness), with no further event."""
+    out: list[Finding] = []
     pauses = dict(case.pauses_at)  # lawful suspensions: start -> resumption (None: open)
     if not pauses:
-        return
+        return out
     ended = case.ended
     for s in case.all(Step.suspended):
         if s.at not in pauses:
@@ -69,14 +70,15 @@ def suspension_overlong(case: CaseView, params: Mapping[str, Any]) -> Iterator[F
                     "deadline": deadline.isoformat(),
                     "deadline_text": deadline_text(deadline, case.wt)}
 
-        yield Finding(
+        out.append(Finding(
             distinct=(s.event_id,),
             event_time=deadline_at,
             due_at=deadline_at + case.allowed_lateness_seconds,
             evidence=(s.event_id,),
             actor=s.actor if s.actor != "applicant" else None,
             details=LazyDetails(details),
-        )
+        ))
+    return out
 
 
 CHECKS: dict[str, Check] = {

@@ -46,10 +46,12 @@ class RecordingView(CaseView):
     """A case view that records which steps a check asked for (all of them on a read of
     ``facts``)."""
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, state: CaseState, *args: Any) -> None:
         self.read: set[Step] = set()
         self._recording = False
-        super().__init__(*args)
+        # a summary of its own, so that every derived value is computed (and its reads
+        # recorded) again rather than read from what an earlier view kept
+        super().__init__(CaseState(state.case_id, state.item_code, -1, state.facts), *args)
         self._recording = True
 
     @property  # type: ignore[override]
