@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from jiancha.producers.contract import ApprovalEvent, Step
-
-if TYPE_CHECKING:
-    from jiancha.rules.summary import CaseSummary
 
 _STEPS = {s.value: s for s in Step}
 #: ``CaseState.raised`` of an alert a later event proved wrong (it may be raised again)
@@ -79,8 +76,9 @@ class CaseState:
     sources: dict[str, str] = field(default_factory=dict)
     #: what the checks read of the facts (``rules.summary``): kept as facts arrive, never
     #: encoded (built again from the facts when missing or behind); not copied by
-    #: ``dataclasses.replace``, which may give the copy other facts
-    summary: CaseSummary | None = field(default=None, init=False, compare=False, repr=False)
+    #: ``dataclasses.replace``, which may give the copy other facts. A
+    #: ``rules.summary.CaseSummary``, typed loosely here: that module builds on this one.
+    summary: Any = field(default=None, init=False, compare=False, repr=False)
 
     def has_event(self, department: str, event_id: str) -> bool:
         for f in self.facts:  # noqa: SIM110 - any() over a generator cost twice as much here
