@@ -4,7 +4,7 @@
     python -m jiancha.dashboards.build --check    # exit 1 when the committed JSON is out of date
 
 (also ``jiancha dashboards build [--check]``). The JSON is committed: Grafana provisions it
-from jiancha.dashboards/json/ (deploy/grafana/provisioning/dashboards/jiancha.yml) and
+from dashboards/json/ (deploy/grafana/provisioning/dashboards/jiancha.yml) and
 ``jiancha dashboards push`` uploads it to an existing Grafana.
 """
 
