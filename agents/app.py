@@ -14,12 +14,20 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from jiancha.agents.complaints import Complaints
-from jiancha.agents.dead_letters import DeadLetterWriter
-from jiancha.agents.extensions import Extension, ExtensionHost, WorkerContext, add_page
-from jiancha.agents.indicators import Indicators
-from jiancha.agents.metrics import EngineMetrics
-from jiancha.agents.parts import (
+from jiancha.producers.keys import DepartmentKeys
+from jiancha.rules.clock import make_clock
+from jiancha.rules.factory import build_engine
+from jiancha.rules.indicators import alert_tally
+from jiancha.rules.ingest import Gate
+from jiancha.rules.state_codec import decode_state
+from jiancha.settings import WorkerSettings
+
+from .complaints import Complaints
+from .dead_letters import DeadLetterWriter
+from .extensions import Extension, ExtensionHost, WorkerContext, add_page
+from .indicators import Indicators
+from .metrics import EngineMetrics
+from .parts import (
     BatchIntake,
     DeadlineTimer,
     FinishedSweep,
@@ -28,23 +36,16 @@ from jiancha.agents.parts import (
     PartitionWatchdog,
     WebEndpoints,
 )
-from jiancha.agents.runtime import (
+from .runtime import (
     CoalescedChangelog,
     CommitBarrier,
     PartitionOffsets,
     install_batch_source,
 )
-from jiancha.agents.sinks.cases import CaseMirror
-from jiancha.agents.sinks.redis import RedisAlertSink, redis_client
-from jiancha.agents.supervisor import Supervisor
-from jiancha.agents.windows import Windows
-from jiancha.producers.keys import DepartmentKeys
-from jiancha.rules.clock import make_clock
-from jiancha.rules.factory import build_engine
-from jiancha.rules.indicators import alert_tally
-from jiancha.rules.ingest import Gate
-from jiancha.rules.state_codec import decode_state
-from jiancha.settings import WorkerSettings
+from .sinks.cases import CaseMirror
+from .sinks.redis import RedisAlertSink, redis_client
+from .supervisor import Supervisor
+from .windows import Windows
 
 log = logging.getLogger(__name__)
 

@@ -29,12 +29,13 @@ import faust
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from jiancha.agents.extensions import Extension, WorkerContext
-from jiancha.agents.windows import Repartition, active
 from jiancha.producers.contract import Complaint
 from jiancha.rules.complaints import ComplaintGate, ComplaintRejected, ComplaintRules, ComplaintState
 from jiancha.rules.driver import ComplaintFlow
 from jiancha.rules.schedule import DeadlineIndex
+
+from .extensions import Extension, WorkerContext
+from .windows import Repartition, active
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
-from jiancha.agents.record import Record
+from .record import Record
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,14 @@ from typing import Any
 
 import faust
 
-from jiancha.agents.metrics import EngineMetrics
-from jiancha.agents.record import Record
-from jiancha.agents.runtime import CommitBarrier
-from jiancha.agents.supervisor import Supervisor
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import CaseState, Fact
 from jiancha.settings import WorkerSettings
+
+from .metrics import EngineMetrics
+from .record import Record
+from .runtime import CommitBarrier
+from .supervisor import Supervisor
 
 #: (department, item code, received at epoch seconds) of a complaint seen for the first time
 ComplaintSeen = Callable[[str | None, str | None, float], None]

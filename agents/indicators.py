@@ -35,8 +35,6 @@ import faust
 import orjson
 from prometheus_client.core import GaugeMetricFamily
 
-from jiancha.agents.extensions import Extension, WorkerContext, add_page
-from jiancha.agents.runtime import CoalescedChangelog, owner
 from jiancha.notifier.tokens import Tokens, bearer, load_tokens
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import CaseState
@@ -57,6 +55,9 @@ from jiancha.rules.indicators import (
     rows_csv,
 )
 from jiancha.rules.memo import BoundedMemo
+
+from .extensions import Extension, WorkerContext, add_page
+from .runtime import CoalescedChangelog, owner
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from jiancha.agents.metrics import EngineMetrics
-from jiancha.agents.record import Record
-from jiancha.agents.supervisor import DeadLetter, StateWriter, Supervisor
+from .metrics import EngineMetrics
+from .record import Record
+from .supervisor import DeadLetter, StateWriter, Supervisor
 
 log = logging.getLogger(__name__)
 

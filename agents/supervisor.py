@@ -26,9 +26,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
-from jiancha.agents.metrics import EngineMetrics
-from jiancha.agents.record import Record
-from jiancha.agents.sinks.types import AlertSink
 from jiancha.producers.contract import Alert, ApprovalEvent, Step
 from jiancha.rules.case import CaseState, Fact
 from jiancha.rules.clock import Clock
@@ -37,6 +34,10 @@ from jiancha.rules.engine import Engine
 from jiancha.rules.ingest import Gate, Rejected
 from jiancha.rules.schedule import DeadlineIndex, Due
 from jiancha.rules.state_codec import decode_state, encode_state
+
+from .metrics import EngineMetrics
+from .record import Record
+from .sinks.types import AlertSink
 
 log = logging.getLogger(__name__)
 

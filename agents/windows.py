@@ -42,9 +42,6 @@ import faust
 import orjson
 from prometheus_client import Counter
 
-from jiancha.agents.extensions import Extension, WorkerContext
-from jiancha.agents.record import Record
-from jiancha.agents.runtime import CoalescedChangelog, CommitBarrier, PartitionOffsets
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import Fact
 from jiancha.rules.clock import Clock
@@ -58,6 +55,10 @@ from jiancha.rules.windows import (
     own_window,
     spans_after,
 )
+
+from .extensions import Extension, WorkerContext
+from .record import Record
+from .runtime import CoalescedChangelog, CommitBarrier, PartitionOffsets
 
 log = logging.getLogger(__name__)
 

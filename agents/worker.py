@@ -6,10 +6,11 @@ import sys
 
 import faust
 
-from jiancha.agents.app import create_app
-from jiancha.agents.topics import ensure_topics_sync
 from jiancha.rules.collector import tune_collector
 from jiancha.settings import WorkerSettings
+
+from .app import create_app
+from .topics import ensure_topics_sync
 
 
 def run_worker(settings: WorkerSettings, loglevel: str = "INFO") -> None:

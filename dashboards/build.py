@@ -21,7 +21,7 @@ JSON_DIR = Path(__file__).resolve().parent / "json"
 
 
 def _builders() -> dict[str, Callable[[], Any]]:
-    from jiancha.dashboards import evaluation, health, live
+    from . import evaluation, health, live
 
     return {
         "jiancha-live.json": live.build,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as dm
 
-from jiancha.dashboards.kit import (
+from .kit import (
     DEPT,
     Layout,
     barchart_panel,

@@ -24,7 +24,7 @@ from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from jiancha.dashboards.names import DATASOURCE_VARIABLE, DEFAULT_DATASOURCE_UID, TAGS
+from .names import DATASOURCE_VARIABLE, DEFAULT_DATASOURCE_UID, TAGS
 
 DS = dm.DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE_VARIABLE}}}")
 

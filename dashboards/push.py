@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jiancha.dashboards.names import DATASOURCE_VARIABLE, FOLDER_TITLE, FOLDER_UID
+from .names import DATASOURCE_VARIABLE, FOLDER_TITLE, FOLDER_UID
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
 

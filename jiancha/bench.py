@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from rich.console import Console
 
-from jiancha.embedded import EmbeddedStack, ManagedProcess, free_port, spawn
+from .embedded import EmbeddedStack, ManagedProcess, free_port, spawn
 
 TZ = ZoneInfo("Asia/Shanghai")
 EVENTS_PER_CASE = 6.4  # what the simulator averages
@@ -239,7 +239,8 @@ def _workload(n_events: int) -> tuple[list[bytes], datetime, float]:
     from jiancha.rules.catalog import load_catalog
     from jiancha.rules.counted_time import WorkingTime
     from jiancha.settings import DEFAULT_CATALOG_DIR
-    from jiancha.simulator import generate_cases
+
+    from .simulator import generate_cases
 
     history_end = datetime(2026, 11, 18, 13, 0, tzinfo=TZ)
     catalog = load_catalog(DEFAULT_CATALOG_DIR)

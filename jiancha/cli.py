@@ -11,9 +11,6 @@ from typing import Annotated
 
 import typer
 
-from jiancha.cli_common import fail, load_or_exit, open_input, parse_until
-from jiancha.report import report_command
-from jiancha.rules_cli import rules_app
 from jiancha.settings import (
     NotifierSettings,
     ProducerSettings,
@@ -21,6 +18,10 @@ from jiancha.settings import (
     SimulatorSettings,
     WorkerSettings,
 )
+
+from .cli_common import fail, load_or_exit, open_input, parse_until
+from .report import report_command
+from .rules_cli import rules_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="jiancha 监察: real-time supervision of administrative approvals.")
@@ -179,7 +180,7 @@ def send(
     """Send a file of events to Kafka (validated, signed, keyed by case_id)."""
     import asyncio
 
-    from jiancha.send import send_file
+    from .send import send_file
 
     report = asyncio.run(send_file(events, load_or_exit(ProducerSettings), progress=not no_progress))
     for err in report.errors[:20]:
@@ -208,11 +209,11 @@ def simulate(
     write a planned run to a file."""
     import asyncio
 
-    from jiancha.simulator import run_live
+    from .simulator import run_live
 
     settings = load_or_exit(SimulatorSettings)
     if out is not None:
-        from jiancha.simulator import generate_file
+        from .simulator import generate_file
 
         try:
             first = datetime.fromisoformat(start or "")
@@ -254,7 +255,7 @@ def bench(
     """Measure throughput, latency, deadline lateness, memory and replay speed."""
     from rich.console import Console
 
-    from jiancha.bench import BenchConfig, markdown, profile_markdown, report, run_bench
+    from .bench import BenchConfig, markdown, profile_markdown, report, run_bench
 
     if markdown_from is not None:
         sys.stdout.write(markdown(json.loads(markdown_from.read_text())))
@@ -287,7 +288,7 @@ def demo(
 ) -> None:
     """Run everything locally: Tansu broker, Redis, the worker, the notifier (alert pages), the
     simulator; show alerts."""
-    from jiancha.demo import run_demo
+    from .demo import run_demo
 
     if clock_start is not None and clock_start.tzinfo is None:
         raise fail("--clock-start needs an offset, e.g. 2026-10-12T10:00:00+08:00")

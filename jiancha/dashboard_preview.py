@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jiancha import svgchart
 from jiancha.dashboards import promql
-from jiancha.svgchart import Series
+
+from . import svgchart
+from .svgchart import Series
 
 JSON_DIR = Path(__file__).resolve().parent.parent / "dashboards" / "json"
 PAGE_WIDTH = 1200
@@ -241,7 +242,7 @@ def dashboards(json_dir: Path = JSON_DIR) -> list[dict[str, Any]]:
 
 
 def write_previews(prom: Prometheus, out: Path, json_dir: Path = JSON_DIR) -> list[Path]:
-    from jiancha.browser import html_to_png
+    from .browser import html_to_png
 
     when = datetime.fromtimestamp(prom.end, UTC).strftime("%Y-%m-%d %H:%M UTC")
     written = []
@@ -256,10 +257,10 @@ def write_previews(prom: Prometheus, out: Path, json_dir: Path = JSON_DIR) -> li
 def run_preview(out: Path, seconds: float = 60.0, speed: float = 3600.0, history_cases: int = 300,
                 say: Callable[[str], None] = print) -> list[Path]:
     """Start the engine and Prometheus, feed them for ``seconds``, write the previews."""
-    from jiancha.browser import chromium_path
-    from jiancha.demo import _send_history, _wait_ready
-    from jiancha.embedded import EmbeddedStack, ManagedProcess, free_port, spawn
-    from jiancha.prometheus_local import prometheus_binary, start_prometheus
+    from .browser import chromium_path
+    from .demo import _send_history, _wait_ready
+    from .embedded import EmbeddedStack, ManagedProcess, free_port, spawn
+    from .prometheus_local import prometheus_binary, start_prometheus
 
     chromium_path()  # before a minute of traffic, not after: raises BrowserMissing
     if prometheus_binary() is None:

@@ -78,8 +78,8 @@ def preview(
     """Draw each dashboard's panels from a real Prometheus fed by the demo (no Grafana needed):
     the demo's engine and Debian's prometheus run for --seconds, then every panel's query is
     asked over Prometheus's HTTP API and drawn; headless Chromium saves the pages as PNG."""
-    from jiancha.browser import BrowserMissing
-    from jiancha.dashboard_preview import run_preview
+    from .browser import BrowserMissing
+    from .dashboard_preview import run_preview
 
     try:
         for path in run_preview(out, seconds=seconds, say=lambda m: typer.echo(m, err=True)):

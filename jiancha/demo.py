@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from rich.console import Console
 
-from jiancha.embedded import EmbeddedStack, ManagedProcess, free_port, spawn
+from .embedded import EmbeddedStack, ManagedProcess, free_port, spawn
 
 SEVERITY_STYLE = {"yellow": "bold yellow", "red": "bold red", "escalated": "bold magenta"}
 HISTORY_DAYS = 12
@@ -91,7 +91,7 @@ def run_demo(duration: float | None = None, speed: float = 600.0, history_cases:
         console.print(f"  sent {sent} events of {history_cases} cases from the last "
                       f"{HISTORY_DAYS} days (some with violations)")
         if screenshots is not None:
-            from jiancha.screenshots import demo_screenshots
+            from .screenshots import demo_screenshots
 
             saved = demo_screenshots(stack, notifier_url, bureau_token, screenshots, stop)
             for path in saved:
@@ -151,7 +151,8 @@ async def _send_history(env: dict[str, str], now: datetime, cases: int) -> int:
     from jiancha.rules.catalog import load_catalog
     from jiancha.rules.clock import SimulatedClock
     from jiancha.settings import SimulatorSettings
-    from jiancha.simulator import generate_cases
+
+    from .simulator import generate_cases
 
     settings = SimulatorSettings.of_variables(env)
     assert settings.clock_start is not None

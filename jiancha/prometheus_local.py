@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 
 from jiancha.dashboards import promql
-from jiancha.embedded import ManagedProcess, free_port, spawn
+
+from .embedded import ManagedProcess, free_port, spawn
 
 PROMETHEUS_YML = Path(__file__).resolve().parent.parent / "dashboards" / "prometheus" / "prometheus.yml"
 

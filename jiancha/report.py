@@ -17,9 +17,10 @@ from typing import Annotated, Any
 
 import typer
 
-from jiancha.cli_common import fail, load_or_exit, open_input, parse_until
-from jiancha.report_html import RowSource
 from jiancha.settings import ReplaySettings
+
+from .cli_common import fail, load_or_exit, open_input, parse_until
+from .report_html import RowSource
 
 FORMATS = ("md", "csv", "json", "html", "pdf", "png")
 BINARY = ("pdf", "png")
@@ -166,8 +167,8 @@ def report_command(
 
 
 def write_charts(source: RowSource, period: str, fmt: str, out: Path | None) -> None:
-    from jiancha.browser import BrowserMissing, html_to_pdf, html_to_png
-    from jiancha.report_html import ReportData, render_html
+    from .browser import BrowserMissing, html_to_pdf, html_to_png
+    from .report_html import ReportData, render_html
 
     html = render_html(ReportData.collect(source, period))
     if fmt == "html":

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from jiancha import svgchart
-from jiancha.svgchart import Segment, Series
+from . import svgchart
+from .svgchart import Segment, Series
 
 #: (period, scope kind) -> ranked rows
 RowSource = Callable[[str, str], list[dict[str, Any]]]

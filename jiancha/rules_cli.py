@@ -12,8 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from jiancha.cli_common import fail, load_or_exit, parse_until
 from jiancha.settings import ReplaySettings
+
+from .cli_common import fail, load_or_exit, parse_until
 
 rules_app = typer.Typer(no_args_is_help=True, help="The rule set: list rules, explain alerts.")
 

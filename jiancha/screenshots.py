@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jiancha.embedded import EmbeddedStack
+from .embedded import EmbeddedStack
 
 VIEWPORT = {"width": 1280, "height": 900}
 

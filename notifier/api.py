@@ -39,12 +39,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
-from jiancha.notifier.pages import AlertPages, OnResolved
-from jiancha.notifier.ratelimit import TokenBucket, retry_after
-from jiancha.notifier.routing import parse_duration
-from jiancha.notifier.store import MAX_SILENCE, AlertNotFound, AlertStore
-from jiancha.notifier.tokens import Principal, Tokens, bearer
 from jiancha.rules.lifecycle import TransitionError
+
+from .pages import AlertPages, OnResolved
+from .ratelimit import TokenBucket, retry_after
+from .routing import parse_duration
+from .store import MAX_SILENCE, AlertNotFound, AlertStore
+from .tokens import Principal, Tokens, bearer
 
 PRINCIPAL = web.AppKey("principal", Principal)
 _STATUSES = ("active", "open", "acknowledged", "resolved", "all")

@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import ClassVar
 
-from jiancha.notifier.types import DeliveryError, EmailConfig, Outbound
+from .types import DeliveryError, EmailConfig, Outbound
 
 #: local@domain, no spaces, control characters or a second @ (a header cannot be injected)
 _ADDRESS = re.compile(r"[^\s@<>,;\x00-\x1f\x7f]+@[^\s@<>,;\x00-\x1f\x7f]+")

@@ -30,15 +30,16 @@ from urllib.parse import quote, urlencode, urlsplit
 import orjson
 from aiohttp import web
 
-from jiancha.notifier.casechart import counted_span, counted_time_svg
-from jiancha.notifier.routing import parse_duration
-from jiancha.notifier.store import AlertNotFound, AlertStore
-from jiancha.notifier.tokens import Principal, Tokens
 from jiancha.producers.contract import Step
 from jiancha.rules.checks.process import STEP_EN, STEP_ZH
 from jiancha.rules.counted_time import WorkingTime
 from jiancha.rules.lifecycle import TransitionError
 from jiancha.rules.rulebook import RuleSet
+
+from .casechart import counted_span, counted_time_svg
+from .routing import parse_duration
+from .store import AlertNotFound, AlertStore
+from .tokens import Principal, Tokens
 
 COOKIE = "jiancha_token"
 COOKIE_MAX_AGE = 12 * 3600

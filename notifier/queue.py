@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from jiancha.notifier.types import Notification
+from .types import Notification
 
 _REFRESH = """
 local function push_history(root, at)

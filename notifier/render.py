@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from jiancha.notifier.pages import alert_page_url
-from jiancha.notifier.types import Notification, Outbound
+from .pages import alert_page_url
+from .types import Notification, Outbound
 
 PAYLOAD_VERSION = 1
 MAX_ALERTS_IN_TEXT = 50

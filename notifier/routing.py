@@ -54,8 +54,9 @@ from pydantic import (
     model_validator,
 )
 
-from jiancha.notifier.types import ChannelConfig
 from jiancha.rules.calendar import WorkingCalendar
+
+from .types import ChannelConfig
 
 DEFAULT_ROUTING_FILE = Path(__file__).resolve().parents[1] / "rules" / "routing.yaml"
 SEVERITIES = ("yellow", "red", "escalated")

@@ -41,25 +41,26 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jiancha.notifier.api import create_api
-from jiancha.notifier.mail import EmailChannel, SmtpServer
-from jiancha.notifier.queue import NotifyQueue, notification_id
-from jiancha.notifier.ratelimit import TokenBucket
-from jiancha.notifier.render import render
-from jiancha.notifier.routing import (
+from jiancha.rules.clock import Clock, SimulatedClock, make_clock
+from jiancha.settings import NotifierSettings
+
+from .api import create_api
+from .mail import EmailChannel, SmtpServer
+from .queue import NotifyQueue, notification_id
+from .ratelimit import TokenBucket
+from .render import render
+from .routing import (
     DEFAULT_ROUTING_FILE,
     Routing,
     WorkingHoursClock,
     channel_config,
     load_routing,
 )
-from jiancha.notifier.store import AlertNotFound, AlertStore, Silence, matching_silence, merge_alert
-from jiancha.notifier.stream import StreamChannel
-from jiancha.notifier.tokens import Tokens, load_tokens
-from jiancha.notifier.types import DeliveryError, Notification, NotificationItem
-from jiancha.notifier.webhook import WebhookChannel
-from jiancha.rules.clock import Clock, SimulatedClock, make_clock
-from jiancha.settings import NotifierSettings
+from .store import AlertNotFound, AlertStore, Silence, matching_silence, merge_alert
+from .stream import StreamChannel
+from .tokens import Tokens, load_tokens
+from .types import DeliveryError, Notification, NotificationItem
+from .webhook import WebhookChannel
 
 log = logging.getLogger("jiancha.notifier")
 T = TypeVar("T")
@@ -171,9 +172,10 @@ class Notifier:
         return s.notifier_public_url or f"http://{s.notifier_host}:{s.notifier_port}"
 
     async def start_api(self) -> None:
-        from jiancha.notifier.pages import AlertPages
         from jiancha.rules.counted_time import WorkingTime
         from jiancha.rules.rulebook import DEFAULT_RULES_DIR, load_ruleset
+
+        from .pages import AlertPages
 
         s = self.settings
         pages = AlertPages(self.store, self.tokens, WorkingTime(self.hours.calendar, s.tz),
@@ -243,7 +245,7 @@ class Notifier:
     async def _ensure_stream_groups(self) -> None:
         """Create the consumer groups of the stream channels now, so that in-house readers can
         wait on them before the first notification (templated streams: at first delivery)."""
-        from jiancha.notifier.types import StreamConfig
+        from .types import StreamConfig
 
         for receiver in self.routing.receivers.values():
             for config in receiver.channels:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from redis.exceptions import ResponseError
 
-from jiancha.notifier.types import Outbound, StreamConfig
+from .types import Outbound, StreamConfig
 
 
 class StreamChannel:

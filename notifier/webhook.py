@@ -22,7 +22,7 @@ from typing import ClassVar
 import aiohttp
 from yarl import URL
 
-from jiancha.notifier.types import DeliveryError, Outbound, WebhookConfig
+from .types import DeliveryError, Outbound, WebhookConfig
 
 #: 4xx answers that say "later" (timeout, too early, rate limited), not "never"
 _TRY_AGAIN = (408, 425, 429)

@@ -2,8 +2,8 @@
 
 It depends on nothing of the engine, so a department installs it alone (`pip install jiancha`)::
 
-    from jiancha.producers.client import producer_from_config
-    from jiancha.producers.config import ProducerConfig
+    from .client import producer_from_config
+    from .config import ProducerConfig
 
     config = ProducerConfig.from_env()  # JIANCHA_BROKER_URL, JIANCHA_KAFKA_*, … (docs/settings.md)
     async with producer_from_config(config, "gongan") as producer:

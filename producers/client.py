@@ -27,13 +27,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.structs import RecordMetadata
 
-from jiancha.producers.contract import ApprovalEvent, EventValidationError, parse_event, sign_payload
-from jiancha.producers.keys import DepartmentKeys
+from .contract import ApprovalEvent, EventValidationError, parse_event, sign_payload
+from .keys import DepartmentKeys
 
 if TYPE_CHECKING:
     import ssl
 
-    from jiancha.producers.config import ProducerConfig
+    from .config import ProducerConfig
 
 __all__ = [
     "DepartmentProducer",

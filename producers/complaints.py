@@ -26,12 +26,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
 
-from jiancha.producers.config import DEFAULT_COMPLAINTS_SIGNER
-from jiancha.producers.contract import SCHEMA_VERSION, Complaint, EventValidationError, sign_payload
+from .config import DEFAULT_COMPLAINTS_SIGNER
+from .contract import SCHEMA_VERSION, Complaint, EventValidationError, sign_payload
 
 if TYPE_CHECKING:
-    from jiancha.producers.config import ProducerConfig
-    from jiancha.producers.keys import DepartmentKeys
+    from .config import ProducerConfig
+    from .keys import DepartmentKeys
 
 ComplaintLike = Complaint | Mapping[str, Any]
 #: the keyring entry whose keys sign complaints (settings ``complaints_signer``)
@@ -122,7 +122,7 @@ class ComplaintProducer:
 def complaint_producer_from_config(config: ProducerConfig, **options: Any) -> ComplaintProducer:
     """A producer for ``config.complaints_topic``, signing with ``config.complaints_signer``'s
     keys of ``config.department_keys_file``."""
-    from jiancha.producers.keys import DepartmentKeys
+    from .keys import DepartmentKeys
 
     keys = (DepartmentKeys.load(config.department_keys_file)
             if config.department_keys_file else None)

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from jiancha.producers.jcs import CanonicalizationError, canonicalize
+from .jcs import CanonicalizationError, canonicalize
 
 SCHEMA_VERSION = 1
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from jiancha.producers.contract import alert_json_schema, complaint_json_schema, event_json_schema
+from .contract import alert_json_schema, complaint_json_schema, event_json_schema
 
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "approval-event.v1.json": event_json_schema,

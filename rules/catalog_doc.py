@@ -6,7 +6,7 @@ generates, so the table a reader sees is the table the engine uses.
 
 from __future__ import annotations
 
-from jiancha.rules.catalog import Catalog, Item
+from .catalog import Catalog, Item
 
 UNIT = {"working": "working days", "calendar": "calendar days"}
 

@@ -36,12 +36,13 @@ from jiancha.producers.contract import (
     Severity,
     make_alert_id,
 )
-from jiancha.rules.catalog import Catalog
-from jiancha.rules.counted_time import ORIGIN, WorkingTime
-from jiancha.rules.ingest import KeyRing, Rejected, check_signature, read_object
-from jiancha.rules.messages import escalation_prefix
-from jiancha.rules.rulebook import RuleSet
-from jiancha.rules.windows import render_alert
+
+from .catalog import Catalog
+from .counted_time import ORIGIN, WorkingTime
+from .ingest import KeyRing, Rejected, check_signature, read_object
+from .messages import escalation_prefix
+from .rulebook import RuleSet
+from .windows import render_alert
 
 RECEIVED = "complaint.received"
 OVERDUE = "complaint.overdue"
@@ -224,7 +225,7 @@ class ComplaintRules:
 
     def _render(self, rule: str, severity: Severity, alert_id: str, state: ComplaintState,
                 event_time: datetime, deadline: datetime, now: datetime) -> Alert:
-        from jiancha.rules.checks.deadlines import deadline_text
+        from .checks.deadlines import deadline_text
 
         assert state.received_at is not None
         received = datetime.fromtimestamp(state.received_at, self.wt.tz)

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from jiancha.rules.calendar import WorkingCalendar
-from jiancha.rules.memo import BoundedMemo
+from .calendar import WorkingCalendar
+from .memo import BoundedMemo
 
 DAY = 86_400
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()

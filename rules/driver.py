@@ -26,11 +26,12 @@ from itertools import islice
 from typing import NamedTuple, Protocol
 
 from jiancha.producers.contract import Alert, ApprovalEvent, Complaint, Step
-from jiancha.rules.case import CaseState
-from jiancha.rules.complaints import ComplaintRules, ComplaintState
-from jiancha.rules.engine import Engine
-from jiancha.rules.ingest import Gate
-from jiancha.rules.schedule import DeadlineIndex, Due
+
+from .case import CaseState
+from .complaints import ComplaintRules, ComplaintState
+from .engine import Engine
+from .ingest import Gate
+from .schedule import DeadlineIndex, Due
 
 #: Where alerts go, in the order the engine returned them.
 AlertSink = Callable[[list[Alert]], None]

@@ -20,14 +20,15 @@ from typing import Any
 from weakref import WeakSet
 
 from jiancha.producers.contract import SEVERITY_RANK, Alert, ApprovalEvent, Severity, Step, make_alert_id
-from jiancha.rules.case import RETRACTED, CaseState, Fact
-from jiancha.rules.catalog import OPTIONAL_STEPS, Catalog, Item
-from jiancha.rules.checks import CHECKS
-from jiancha.rules.counted_time import WorkingTime
-from jiancha.rules.findings import PROCESS, UNLISTED, CaseView, Check, Finding, declared_reads
-from jiancha.rules.messages import escalation_prefix, retraction_prefix
-from jiancha.rules.rulebook import RuleSet
-from jiancha.rules.schedule import UNKNOWN, Due
+
+from .case import RETRACTED, CaseState, Fact
+from .catalog import OPTIONAL_STEPS, Catalog, Item
+from .checks import CHECKS
+from .counted_time import WorkingTime
+from .findings import PROCESS, UNLISTED, CaseView, Check, Finding, declared_reads
+from .messages import escalation_prefix, retraction_prefix
+from .rulebook import RuleSet
+from .schedule import UNKNOWN, Due
 
 log = logging.getLogger(__name__)
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)

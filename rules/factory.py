@@ -6,14 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from jiancha.rules.calendar import OfficialCalendar
-from jiancha.rules.catalog import load_catalog
-from jiancha.rules.checks import CHECKS
-from jiancha.rules.complaints import COMPLAINT_RULES
-from jiancha.rules.counted_time import WorkingTime
-from jiancha.rules.engine import Engine
-from jiancha.rules.rulebook import DEFAULT_RULES_DIR, load_ruleset
-from jiancha.rules.windows import WINDOW_RULES
+from .calendar import OfficialCalendar
+from .catalog import load_catalog
+from .checks import CHECKS
+from .complaints import COMPLAINT_RULES
+from .counted_time import WorkingTime
+from .engine import Engine
+from .rulebook import DEFAULT_RULES_DIR, load_ruleset
+from .windows import WINDOW_RULES
 
 
 def build_engine(

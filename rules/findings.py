@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS, Step
-from jiancha.rules.case import CaseState, Fact
-from jiancha.rules.catalog import Department, Item
-from jiancha.rules.counted_time import EpochPause, Pause, WorkingTime
-from jiancha.rules.rulebook import RuleSettings
-from jiancha.rules.summary import summary_from_facts
+
+from .case import CaseState, Fact
+from .catalog import Department, Item
+from .counted_time import EpochPause, Pause, WorkingTime
+from .rulebook import RuleSettings
+from .summary import summary_from_facts
 
 #: Art. 32: notice of corrections, acceptance or refusal within 5 working days.
 INTAKE_DAYS = 5

@@ -41,10 +41,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jiancha.producers.contract import Alert, ApprovalEvent, Step
-from jiancha.rules.case import CaseState
-from jiancha.rules.counted_time import DAY
-from jiancha.rules.memo import BoundedMemo
-from jiancha.rules.rulebook import RuleSet, RuleSetError
+
+from .case import CaseState
+from .counted_time import DAY
+from .memo import BoundedMemo
+from .rulebook import RuleSet, RuleSetError
 
 Kind = Literal["department", "item", "handler"]
 KINDS: tuple[Kind, ...] = ("department", "item", "handler")
@@ -338,7 +339,7 @@ class IndicatorBook:
     def timing(self, state: CaseState, decided_at: float) -> tuple[int, bool, bool, bool] | None:
         """(counted working seconds, on time, early, beyond the legal limit) of a decision
         (``decided_at``: epoch seconds)."""
-        from jiancha.rules.checks.deadlines import legal_deadline, regular_extension
+        from .checks.deadlines import legal_deadline, regular_extension
 
         view = self.engine.view(state)
         start = view.clock_start_at

@@ -43,10 +43,11 @@ from jiancha.producers.contract import (
     signature_matches,
 )
 from jiancha.producers.jcs import CanonicalizationError
-from jiancha.rules.case import CaseState
-from jiancha.rules.catalog import Catalog
-from jiancha.rules.counted_time import ORIGIN
-from jiancha.rules.state_codec import encode_state
+
+from .case import CaseState
+from .catalog import Catalog
+from .counted_time import ORIGIN
+from .state_codec import encode_state
 
 REJECT_REASONS = (
     "invalid_json",

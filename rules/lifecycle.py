@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Literal
 
 from jiancha.producers.contract import Alert, AlertStatus, Step
-from jiancha.rules.checks.deadlines import promise_broken
-from jiancha.rules.findings import CaseView
+
+from .checks.deadlines import promise_broken
+from .findings import CaseView
 
 Action = Literal["acknowledge", "resolve"]
 

@@ -16,16 +16,17 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from jiancha.producers.contract import Alert, Step
-from jiancha.rules.calendar import OfficialCalendar
-from jiancha.rules.catalog import Catalog, Department, Item
-from jiancha.rules.checks import CHECKS
-from jiancha.rules.complaints import COMPLAINT_RULES
-from jiancha.rules.counted_time import WorkingTime
-from jiancha.rules.engine import Engine
-from jiancha.rules.messages import escalation_prefix
-from jiancha.rules.replay import replay
-from jiancha.rules.rulebook import DEFAULT_RULES_DIR, RuleSet, load_ruleset
-from jiancha.rules.windows import WINDOW_RULES
+
+from .calendar import OfficialCalendar
+from .catalog import Catalog, Department, Item
+from .checks import CHECKS
+from .complaints import COMPLAINT_RULES
+from .counted_time import WorkingTime
+from .engine import Engine
+from .messages import escalation_prefix
+from .replay import replay
+from .rulebook import DEFAULT_RULES_DIR, RuleSet, load_ruleset
+from .windows import WINDOW_RULES
 
 TZ = ZoneInfo("Asia/Shanghai")
 _STEPS = (Step.submitted, Step.accepted, Step.reviewed, Step.decided, Step.delivered,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from jiancha.rules.counted_time import DAY
+from .counted_time import DAY
 
 HOUR = 3600
 

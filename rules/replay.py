@@ -21,22 +21,23 @@ from typing import Any
 import orjson
 
 from jiancha.producers.contract import Alert, ApprovalEvent
-from jiancha.rules.case import CaseState, Fact
-from jiancha.rules.clock import EventTimeClock
-from jiancha.rules.collector import tuned_collector
-from jiancha.rules.complaints import (
+
+from .case import CaseState, Fact
+from .clock import EventTimeClock
+from .collector import tuned_collector
+from .complaints import (
     ComplaintGate,
     ComplaintRejected,
     ComplaintRules,
     ComplaintState,
     is_complaint,
 )
-from jiancha.rules.driver import CaseDriver, ComplaintFlow
-from jiancha.rules.engine import Engine
-from jiancha.rules.indicators import IndicatorBook
-from jiancha.rules.ingest import Gate, KeyRing, Rejected, received_at
-from jiancha.rules.schedule import DeadlineIndex
-from jiancha.rules.windows import WindowRecord, WindowRules, WindowTracker, fact_fields
+from .driver import CaseDriver, ComplaintFlow
+from .engine import Engine
+from .indicators import IndicatorBook
+from .ingest import Gate, KeyRing, Rejected, received_at
+from .schedule import DeadlineIndex
+from .windows import WindowRecord, WindowRules, WindowTracker, fact_fields
 
 
 @dataclass

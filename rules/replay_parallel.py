@@ -46,18 +46,19 @@ from typing import Any
 import orjson
 
 from jiancha.producers.contract import Alert, Step
-from jiancha.rules.calendar import OfficialCalendar
-from jiancha.rules.case import CaseState, Fact
-from jiancha.rules.clock import EventTimeClock
-from jiancha.rules.collector import tuned_collector
-from jiancha.rules.complaints import ComplaintGate, ComplaintRejected
-from jiancha.rules.driver import CaseDriver
-from jiancha.rules.engine import Engine
-from jiancha.rules.indicators import IndicatorBook
-from jiancha.rules.ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected, received_at
-from jiancha.rules.replay import ReplayResult, SideRules, complaint_payload, replay
-from jiancha.rules.schedule import DeadlineIndex
-from jiancha.rules.windows import WindowRecord, WindowRules, WindowTracker, fact_fields
+
+from .calendar import OfficialCalendar
+from .case import CaseState, Fact
+from .clock import EventTimeClock
+from .collector import tuned_collector
+from .complaints import ComplaintGate, ComplaintRejected
+from .driver import CaseDriver
+from .engine import Engine
+from .indicators import IndicatorBook
+from .ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected, received_at
+from .replay import ReplayResult, SideRules, complaint_payload, replay
+from .schedule import DeadlineIndex
+from .windows import WindowRecord, WindowRules, WindowTracker, fact_fields
 
 #: Lines per chunk: the parent and the shards exchange a report per chunk (smaller chunks
 #: let them overlap more; below a few thousand the messages cost more than that gains).

@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
-from jiancha.rules.checks import CHECKS
-from jiancha.rules.complaints import COMPLAINT_RULES
-from jiancha.rules.findings import PROCESS, UNLISTED, declared_reads
-from jiancha.rules.rulebook import DEFAULT_RULES_DIR, RuleSet, load_ruleset
-from jiancha.rules.windows import WINDOW_RULES
+from .checks import CHECKS
+from .complaints import COMPLAINT_RULES
+from .findings import PROCESS, UNLISTED, declared_reads
+from .rulebook import DEFAULT_RULES_DIR, RuleSet, load_ruleset
+from .windows import WINDOW_RULES
 
 REGENERATE = "jiancha rules reference --out docs/rules.md"
 

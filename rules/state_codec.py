@@ -29,7 +29,8 @@ from typing import Any
 import msgspec
 
 from jiancha.producers.contract import Step
-from jiancha.rules.case import CaseState, Fact
+
+from .case import CaseState, Fact
 
 FORMAT = 1
 _FORMAT_BYTE = bytes([FORMAT])

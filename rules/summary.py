@@ -25,10 +25,11 @@ from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any
 
 from jiancha.producers.contract import APPLICANT_STEPS, Step
-from jiancha.rules.case import Fact
+
+from .case import Fact
 
 if TYPE_CHECKING:
-    from jiancha.rules.counted_time import WorkingTime
+    from .counted_time import WorkingTime
 
 _AT = attrgetter("at")
 

@@ -56,10 +56,11 @@ from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from jiancha.producers.contract import Alert, Severity, Step, make_alert_id
-from jiancha.rules.case import Fact
-from jiancha.rules.counted_time import DAY, ORIGIN, WorkingTime
-from jiancha.rules.memo import BoundedMemo
-from jiancha.rules.rulebook import RuleSet
+
+from .case import Fact
+from .counted_time import DAY, ORIGIN, WorkingTime
+from .memo import BoundedMemo
+from .rulebook import RuleSet
 
 BURST = "actor.burst"
 DENIAL = "department.denial_spike"

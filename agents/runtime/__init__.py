@@ -15,10 +15,10 @@ changes one fails there, naming it and the module here that relies on it.
   partition, for lag and backlog.
 """
 
-from jiancha.agents.runtime.batch_source import BatchHandler
-from jiancha.agents.runtime.batch_source import install as install_batch_source
-from jiancha.agents.runtime.commit_barrier import CoalescedChangelog, CommitBarrier, owner
-from jiancha.agents.runtime.offsets import PartitionOffsets
+from .batch_source import BatchHandler
+from .batch_source import install as install_batch_source
+from .commit_barrier import CoalescedChangelog, CommitBarrier, owner
+from .offsets import PartitionOffsets
 
 __all__ = ["BatchHandler", "CoalescedChangelog", "CommitBarrier", "PartitionOffsets",
            "install_batch_source", "owner"]

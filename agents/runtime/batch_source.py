@@ -27,7 +27,7 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.types import TP
 from faust.types.tuples import ack_lock
 
-from jiancha.agents.record import Record
+from ..record import Record
 
 log = logging.getLogger(__name__)
 

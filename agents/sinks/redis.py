@@ -32,8 +32,9 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jiancha.agents.sinks.types import Outcome
 from jiancha.producers.contract import SEVERITY_RANK, Alert
+
+from .types import Outcome
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ steps (without it, it runs after every fact; ``tests/unit/test_reads.py`` checks
 
 from __future__ import annotations
 
-from jiancha.rules.checks import deadlines, intake, integrity, process, suspensions
-from jiancha.rules.findings import Check
+from ..findings import Check
+from . import deadlines, intake, integrity, process, suspensions
 
 CHECKS: dict[str, Check] = {}
 for _module in (process, deadlines, intake, integrity, suspensions):

@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS, Step
-from jiancha.rules.case import Fact
-from jiancha.rules.counted_time import DAY, EpochPause, Pause, WorkingTime
-from jiancha.rules.findings import (
+
+from ..case import Fact
+from ..counted_time import DAY, EpochPause, Pause, WorkingTime
+from ..findings import (
     CLOCK_START_READS,
     ENDED_READS,
     PAUSES_READS,
@@ -26,7 +27,7 @@ from jiancha.rules.findings import (
     LazyDetails,
     reads,
 )
-from jiancha.rules.messages import REASON_ZH, UNIT, days_text, less_than_text, span_text
+from ..messages import REASON_ZH, UNIT, days_text, less_than_text, span_text
 
 #: Art. 44: the licence is issued and delivered within 10 working days of the grant.
 DELIVERY_DAYS = 10

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jiancha.producers.contract import Step
-from jiancha.rules.checks.deadlines import deadline_text, working_day_number
-from jiancha.rules.findings import (
+
+from ..findings import (
     CLOCK_START_READS,
     INTAKE_DAYS,
     SUBMISSION_READS,
@@ -18,6 +18,7 @@ from jiancha.rules.findings import (
     LazyDetails,
     reads,
 )
+from .deadlines import deadline_text, working_day_number
 
 _FROM = {
     "deemed_accepted": ("收到申请材料", "the application was received"),

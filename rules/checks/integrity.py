@@ -18,10 +18,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from jiancha.producers.contract import Step
-from jiancha.rules.case import Fact
-from jiancha.rules.checks.process import STEP_EN, STEP_ZH
-from jiancha.rules.findings import PROCESS, REFUSAL_READS, CaseView, Check, Finding, reads
-from jiancha.rules.messages import elapsed_text, whole_minutes
+
+from ..case import Fact
+from ..findings import PROCESS, REFUSAL_READS, CaseView, Check, Finding, reads
+from ..messages import elapsed_text, whole_minutes
+from .process import STEP_EN, STEP_ZH
 
 
 def _hours(value: float) -> float | int:

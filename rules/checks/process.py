@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jiancha.producers.contract import Step
-from jiancha.rules.catalog import OPTIONAL_STEPS
-from jiancha.rules.findings import (
+
+from ..catalog import OPTIONAL_STEPS
+from ..findings import (
     PROCESS,
     REFUSAL_READS,
     SUBMISSION_READS,
@@ -18,7 +19,7 @@ from jiancha.rules.findings import (
     Finding,
     reads,
 )
-from jiancha.rules.messages import names_en
+from ..messages import names_en
 
 STEP_ZH = {
     Step.submitted: "申请",

@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jiancha.producers.contract import Step
-from jiancha.rules.checks.deadlines import deadline_text, fmt_days
-from jiancha.rules.findings import ENDED_READS, PAUSES_READS, CaseView, Check, Finding, LazyDetails, reads
+
+from ..findings import ENDED_READS, PAUSES_READS, CaseView, Check, Finding, LazyDetails, reads
+from .deadlines import deadline_text, fmt_days
 
 #: the maximum for a reason the rule set does not name, when it gives no ``default`` either
 DEFAULT_MAX_WORKING_DAYS = 30
