@@ -47,7 +47,7 @@ MAX_SUPPLEMENT_ITEMS = 200
 MAX_NESTING = 16
 
 
-def _nesting(value: Any) -> int:
+def nesting_depth(value: Any) -> int:
     """How deep arrays and objects nest in ``value`` (0 for a scalar), without recursion."""
     deepest, level = 0, [(value, 0)]
     while level:
@@ -125,7 +125,7 @@ def _require(attrs: dict[str, Any], key: str, kind: type | tuple[type, ...], wha
     return value
 
 
-def _check_attributes(step: Step, attrs: dict[str, Any]) -> None:
+def check_attributes(step: Step, attrs: dict[str, Any]) -> None:
     """Shape checks only: what the rules judge (a deny without reason, an extension
     without approver or longer than the law allows, an unlawful suspension reason) is
     valid input and becomes an alert."""
@@ -199,13 +199,13 @@ class ApprovalEvent(BaseModel):
 
     @model_validator(mode="after")
     def _step_rules(self) -> ApprovalEvent:
-        if _nesting([self.attributes, self.model_extra]) > MAX_NESTING:
+        if nesting_depth([self.attributes, self.model_extra]) > MAX_NESTING:
             raise ValueError(f"arrays and objects nest deeper than {MAX_NESTING} levels")
         if self.step is Step.submitted and not self.applicant_id:
             raise ValueError("applicant_id is required on step 'submitted'")
         if self.actor is None and self.step not in APPLICANT_STEPS:
             raise ValueError(f"actor is required on staff step {self.step.value!r}")
-        _check_attributes(self.step, self.attributes)
+        check_attributes(self.step, self.attributes)
         return self
 
     @property
@@ -342,7 +342,7 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> ApprovalEvent:
 
 
 def _attribute_schema() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """What :func:`_check_attributes` checks, in JSON Schema: the attributes' properties of
+    """What :func:`check_attributes` checks, in JSON Schema: the attributes' properties of
     any step, and per step (``if`` step ``then`` attributes) the rest."""
     text = {"type": ["string", "null"], "maxLength": MAX_ATTRIBUTE_TEXT}
     anywhere = {"reason": text, "approved_by": text, "fee_code": text}

@@ -1,7 +1,9 @@
 """Per-case state: the facts (accepted events) of one case and the alerts already raised.
 
 Rules are pure functions of the facts, so the state stores facts only; every deadline
-is derived from them again after a restart. Encoded compactly (orjson) for the table.
+is derived from them again after a restart. The table stores a state in the binary format
+of ``rules/state_codec.py``; :meth:`CaseState.encode` and :meth:`CaseState.decode` are the
+earlier JSON format, which that codec still reads.
 """
 
 from __future__ import annotations

@@ -36,9 +36,9 @@ from jiancha.producers.contract import (
     ApprovalEvent,
     EventValidationError,
     Step,
-    _check_attributes,
-    _nesting,
     canonical_bytes,
+    check_attributes,
+    nesting_depth,
     parse_event,
     signature_matches,
 )
@@ -150,7 +150,7 @@ def _schema_holds(event: GateEvent, payload: dict[str, Any]) -> bool:
     attributes = event.attributes
     extras = () if _FIELDS.issuperset(payload) else [payload[k] for k in payload.keys() - _FIELDS]
     if (_nests(attributes.values()) or _nests(extras)) and \
-            _nesting([attributes, dict(enumerate(extras))]) > MAX_NESTING:
+            nesting_depth([attributes, dict(enumerate(extras))]) > MAX_NESTING:
         return False
     step = event.step
     if step is Step.submitted and not event.applicant_id:
@@ -158,7 +158,7 @@ def _schema_holds(event: GateEvent, payload: dict[str, Any]) -> bool:
     if event.actor is None and step not in APPLICANT_STEPS:
         return False
     try:
-        _check_attributes(step, attributes)
+        check_attributes(step, attributes)
     except ValueError:
         return False
     return True
