@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from jiancha.producers.schema_files import SCHEMA_DIR
 from jiancha.settings import (
     NotifierSettings,
     ProducerSettings,
@@ -154,8 +155,7 @@ def catalog_export(
 
 @schema_app.command("export")
 def schema_export(
-    out_dir: Annotated[Path, typer.Option(help="where to write the schemas")] = Path(
-        __file__).resolve().parent.parent / "producers" / "schema",
+    out_dir: Annotated[Path, typer.Option(help="where to write the schemas")] = SCHEMA_DIR,
     check: Annotated[bool, typer.Option(help="fail if the files differ from the models")] = False,
 ) -> None:
     """Write (or --check) the JSON Schemas generated from the contract models."""

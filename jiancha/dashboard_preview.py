@@ -33,7 +33,7 @@ from jiancha.dashboards import promql
 from . import svgchart
 from .svgchart import Series
 
-JSON_DIR = Path(__file__).resolve().parent.parent / "dashboards" / "json"
+JSON_DIR = Path(promql.__file__).resolve().parent / "json"  # the package's, wherever installed
 PAGE_WIDTH = 1200
 ROW_HEIGHT = 30  # Grafana's grid row, in pixels
 TABLE_ROWS = 8

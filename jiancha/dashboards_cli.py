@@ -7,15 +7,14 @@ from typing import Annotated
 
 import typer
 
+from jiancha.dashboards import promql
+
+from .cli_common import fail
+
 app = typer.Typer(no_args_is_help=True,
                   help="Grafana dashboards (实时监察, 绩效评估, 引擎健康) as code.")
 
-DEFAULT_JSON_DIR = Path(__file__).resolve().parent.parent / "dashboards" / "json"
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
+DEFAULT_JSON_DIR = Path(promql.__file__).resolve().parent / "json"  # the package's, wherever installed
 
 
 @app.command("build")
@@ -27,7 +26,7 @@ def build(
     try:
         from jiancha.dashboards import build as b
     except ImportError as exc:
-        raise _fail(f"{exc}; install the dashboards extra: pip install -e '.[dashboards]'") from None
+        raise fail(f"{exc}; install the dashboards extra: pip install -e '.[dashboards]'") from None
     if check:
         stale = b.check(out)
         if stale:
@@ -85,4 +84,4 @@ def preview(
         for path in run_preview(out, seconds=seconds, say=lambda m: typer.echo(m, err=True)):
             typer.echo(f"wrote {path}")
     except (BrowserMissing, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None

@@ -17,7 +17,7 @@ from jiancha.dashboards import promql
 
 from .embedded import ManagedProcess, free_port, spawn
 
-PROMETHEUS_YML = Path(__file__).resolve().parent.parent / "dashboards" / "prometheus" / "prometheus.yml"
+PROMETHEUS_YML = Path(promql.__file__).resolve().parent / "prometheus" / "prometheus.yml"
 
 
 def prometheus_binary() -> str | None:

@@ -10,6 +10,9 @@ import orjson
 
 from .contract import alert_json_schema, complaint_json_schema, event_json_schema
 
+#: where the committed schemas are (producers/schema/, installed with the package)
+SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
+
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "approval-event.v1.json": event_json_schema,
     "alert.v1.json": alert_json_schema,
