@@ -43,7 +43,6 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -57,6 +56,7 @@ from pydantic import (
 from jiancha.rules.calendar import WorkingCalendar
 
 from .types import ChannelConfig
+from .yaml_file import read_yaml
 
 DEFAULT_ROUTING_FILE = Path(__file__).resolve().parents[1] / "rules" / "routing.yaml"
 SEVERITIES = ("yellow", "red", "escalated")
@@ -335,13 +335,7 @@ def _scalar(value: Any) -> str:
 
 def load_routing(path: Path | str = DEFAULT_ROUTING_FILE) -> Routing:
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RoutingError(f"{path}: cannot read routing file: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise RoutingError(f"{path}: not valid YAML: {exc}") from None
-    return parse_routing(doc, path)
+    return parse_routing(read_yaml(path, RoutingError, "routing file"), path)
 
 
 def parse_routing(doc: Any, source: Path | str = "<routing>") -> Routing:

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from .yaml_file import read_yaml
 
 
 class TokensError(ValueError):
@@ -128,10 +129,4 @@ def parse_tokens(doc: Any, source: Path | str = "<tokens>") -> Tokens:
 
 def load_tokens(path: Path | str) -> Tokens:
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TokensError(f"{path}: cannot read tokens file: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise TokensError(f"{path}: not valid YAML: {exc}") from None
-    return parse_tokens(doc, path)
+    return parse_tokens(read_yaml(path, TokensError, "tokens file"), path)
