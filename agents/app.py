@@ -268,7 +268,7 @@ class Worker:
     async def rebuild_deadline_index(self) -> None:
         actives = self.partitions.active()
         self.watchdog.assigned(actives)
-        states = (decode_state(v) for v in self.cases.data.values() if v is not None)
+        states = ((k, decode_state(v, k)) for k, v in self.cases.data.items() if v is not None)
         n_cases = self.supervisor.rebuild_index(states, actives)
         log.info("deadline index rebuilt: %d cases on partitions %s, %d scheduled",
                  n_cases, sorted(actives), self.supervisor.scheduled())

@@ -76,9 +76,10 @@ class _StoredCases:
     def __init__(self, stored: MutableMapping[bytes, bytes]) -> None:
         self.stored = stored
 
-    def get(self, case_id: str) -> CaseState | None:
-        raw = self.stored.get(case_id.encode())
-        return decode_state(raw) if raw is not None else None
+    def get(self, case_id: str | bytes) -> CaseState | None:
+        """A case by its id or by its key in the table (the deadline index's key)."""
+        raw = self.stored.get(case_id if type(case_id) is bytes else case_id.encode())  # type: ignore[union-attr]
+        return decode_state(raw, case_id) if raw is not None else None
 
 
 class _BatchCases(_StoredCases):
@@ -103,7 +104,8 @@ class Supervisor:
     clock: Clock
     sink: AlertSink
     metrics: EngineMetrics
-    indexes: dict[int, DeadlineIndex] = field(default_factory=dict)  # by partition
+    #: by partition; keyed by the case table's own keys (a case id held once)
+    indexes: dict[int, DeadlineIndex[bytes]] = field(default_factory=dict)
     #: judged time of each partition's last event, epoch seconds
     partition_ts: dict[int, float] = field(default_factory=dict)
     last_offset: dict[int, int] = field(default_factory=dict)
@@ -135,7 +137,7 @@ class Supervisor:
     def __post_init__(self) -> None:
         self.driver = CaseDriver(self.engine, self.gate)
 
-    def index(self, partition: int) -> DeadlineIndex:
+    def index(self, partition: int) -> DeadlineIndex[bytes]:
         idx = self.indexes.get(partition)
         if idx is None:
             idx = self.indexes[partition] = DeadlineIndex()
@@ -246,9 +248,9 @@ class Supervisor:
                     for forward in self.forwarders:
                         forward(rec, event, fact, reading_epoch)
             for case_id, state in states.items():
-                write(case_id.encode(), encode_state(state), state.partition)
-            for case_id, waits in due.items():
-                self.index(states[case_id].partition).put(case_id, waits)
+                key = case_id.encode()  # the index shares the key the table keeps
+                write(key, encode_state(state), state.partition)
+                self.index(state.partition).put(key, due[case_id])
             if self.event_observers:
                 for _, accepted in order:
                     if accepted is not None:
@@ -264,7 +266,7 @@ class Supervisor:
         step when it is known what the case waited for: from an earlier event of this
         batch, or from the deadline index once it was rebuilt for the partition."""
         if in_batch is None and state.partition in self.indexed:
-            in_batch = self.index(state.partition).get(state.case_id)
+            in_batch = self.index(state.partition).get(state.case_id.encode())
         return self.driver.judge_added(state, step, now, now_ts, in_batch)
 
     def _ingested(self, department: str, step: str) -> Any:
@@ -325,7 +327,7 @@ class Supervisor:
         live_dues: list[float] = []
         # the cases that raised, by partition: back in their index once their states are
         # written (see CaseDriver.judge_due)
-        raising: list[tuple[int, DeadlineIndex, list[Judged]]] = []
+        raising: list[tuple[int, DeadlineIndex[bytes], list[Judged]]] = []
         store = _StoredCases(cases)
         left = limit
         for partition, (now, live) in clocks.items():
@@ -357,7 +359,7 @@ class Supervisor:
             raise
         for partition, index, judged in raising:
             for j in judged:
-                write(j.case_id.encode(), encode_state(j.state), partition)
+                write(j.case_id, encode_state(j.state), partition)  # the table's key
             self.driver.settle(index, judged)
         stored_at = self.clock.now().timestamp()
         for due in live_dues:  # how late after it was due, in real seconds
@@ -379,10 +381,10 @@ class Supervisor:
                 raw = cases.get(key)
                 if raw is None:
                     continue
-                state = decode_state(raw)
+                state = decode_state(raw, key)
                 now = clocks.get(state.partition)
                 index = self.indexes.get(state.partition)
-                if now is None or index is None or index.get(state.case_id).at is not None:
+                if now is None or index is None or index.get(key).at is not None:
                     continue  # not this worker's, its time not known, or something is due
                 ended = max((f.at for f in state.facts if f.step in FINISHING_STEPS), default=None)
                 if ended is None or ended + retention_seconds > now:
@@ -403,7 +405,8 @@ class Supervisor:
         known = self.partition_ts.get(partition)
         return (datetime.fromtimestamp(known, UTC), False) if known is not None else None
 
-    def rebuild_index(self, states: Iterable[CaseState], active_partitions: set[int]) -> int:
+    def rebuild_index(self, states: Iterable[tuple[bytes, CaseState]],
+                      active_partitions: set[int]) -> int:
         """After an assignment: the deadline index of the partitions this worker now owns.
 
         A partition kept from before keeps its time; one taken over has no time until its
@@ -415,11 +418,11 @@ class Supervisor:
                              if p in active_partitions}
         self.last_offset = {p: o for p, o in self.last_offset.items() if p in active_partitions}
         n = 0
-        for state in states:
+        for key, state in states:  # keyed as the table is (its own key objects)
             if state.partition not in active_partitions:
                 continue
             n += 1
-            self.index(state.partition).put(state.case_id, self.engine.next_due(state))
+            self.index(state.partition).put(key, self.engine.next_due(state))
         self.indexed = set(active_partitions)
         self.metrics.cases.set(n)
         self.metrics.deadlines_scheduled.set(self.scheduled())

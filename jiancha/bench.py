@@ -589,10 +589,11 @@ def _histogram_p99_ms(text: str, name: str) -> float | None:
 
 def _memory_per_open_case(n: int) -> float:
     """An open case (submitted, accepted, reviewed) as the worker keeps it: the encoded
-    state in the table's store, keyed by case id, plus its deadline-index entry."""
+    state in the table's store, keyed by its case id's bytes, and its entry in its
+    partition's deadline index, keyed by the same bytes object (as the worker does)."""
     from jiancha.producers.contract import parse_event
     from jiancha.rules.factory import build_engine
-    from jiancha.rules.schedule import DeadlineIndex
+    from jiancha.rules.schedule import DeadlineIndex, Due
     from jiancha.rules.state_codec import encode_state
     from jiancha.settings import DEFAULT_CATALOG_DIR
 
@@ -610,27 +611,31 @@ def _memory_per_open_case(n: int) -> float:
          "department": "gongan", "step": "reviewed", "occurred_at": t.isoformat(),
          "actor": "gongan-h1", "attributes": {"opinion": "agree"}},
     ]
-    # one case through the engine; the others are copies with their own ids (what the
-    # store holds is the encoded state: the same size, built much faster for 1M cases)
+    # one case through the engine; the others are copies with their own ids, submitted a
+    # little later each, over 20 days (what the store holds is the encoded state: the same
+    # size, built much faster for 1M cases)
     template = None
     for tpl in templates:
         ev = parse_event(tpl)
         template = engine.ingest(template, ev, ev.occurred_at)
     assert template is not None
-    _, nxt = engine.evaluate(template, t)
-    due = nxt.timestamp() if nxt else None
+    waits = engine.next_due(template)
+    assert waits.at is not None
     store: dict[bytes, bytes] = {}
-    index = DeadlineIndex()
+    indexes: dict[int, DeadlineIndex[bytes]] = {p: DeadlineIndex() for p in range(8)}
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for i in range(n):
         case_id = f"GZ2026-{i:08d}"
+        later = float(i * 61 % (20 * 86400))
         state = dataclasses.replace(
             template, case_id=case_id, partition=i % 8, raised=dict(template.raised),
-            facts=[dataclasses.replace(f, event_id=f"gongan-{i * 3 + j}")
+            facts=[dataclasses.replace(f, event_id=f"gongan-{i * 3 + j}", at=f.at + later,
+                                       received=f.received + later)
                    for j, f in enumerate(template.facts)])
-        store[case_id.encode()] = encode_state(state)
-        index.schedule(case_id, due)
+        key = case_id.encode()
+        store[key] = encode_state(state)
+        indexes[state.partition].put(key, Due(waits.at + later, waits.pending))
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     return (after - before) / n

@@ -45,9 +45,10 @@ class CaseStore(Protocol):
 
 class Judged(NamedTuple):
     """A due case judged: what it raised, and what it waits for next. ``before`` is what
-    it waited for (due again at ``before.at`` if its alerts could not be stored)."""
+    it waited for (due again at ``before.at`` if its alerts could not be stored).
+    ``case_id``: the case's key in the deadline index (the worker's: the table's key)."""
 
-    case_id: str
+    case_id: str | bytes
     state: CaseState
     alerts: list[Alert]
     waits: Due

@@ -30,7 +30,7 @@ NOTHING = Due(None, 0)
 K = TypeVar("K", bound=Hashable)
 
 #: seconds of due instants one bucket holds
-BUCKET_SECONDS = 600
+BUCKET_SECONDS = 3600
 #: a due kept as one integer: ``(pending + 1) << _AT_BITS | at`` for a whole-second ``at``
 _AT_BITS = 40
 _AT_MASK = (1 << _AT_BITS) - 1

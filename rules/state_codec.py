@@ -1,24 +1,32 @@
 """Case states as the case table stores them: one changelog record per case.
 
-The first byte says the format. Format 1 is msgpack, with no repeated keys: a state is an
-array ``[case_id, item_code, partition, base, names, facts, raised?, sources?]`` and each
-fact an array ``[event_id, step, at, actor, department, attrs?, received?]`` (``?``: left
-out at the end of the array when empty):
+The first byte says the format. Format 2 is msgpack, with no repeated keys: a state is an
+array ``[item_code, partition, base, names, facts, raised?, sources?]`` and each fact an
+array ``[event_id, step, at, actor, attrs?, received?, department?]`` (``?``: left out at
+the end of the array when empty; ``nil`` where a later one follows). The case id is the
+record's key, not repeated in the record: :func:`decode_state` is given it.
 
 - ``base``: the first fact's time in whole epoch seconds; a fact's ``at`` is the whole
   seconds after it (an integer) or the epoch seconds themselves (a float: a fraction, or
   zero); ``received`` is left out when it equals ``at``, else milliseconds after ``base``
   (an integer) or the epoch seconds (a float) when it is no whole millisecond;
-- ``event_id`` as an integer: the previous fact's id with its trailing digits replaced by
-  this number (``gongan-17`` after ``gongan-16``), else the id itself;
+- ``event_id`` as an integer: a numbered id (``gongan-17``) by its number, the difference
+  to the previous fact's number when that fact's id was numbered with the same stem, else
+  the number itself after the stem ``<department>-`` (the simulator's and many departments'
+  ids); any other id as it is;
 - ``actor`` and ``department`` index ``names``, the case's distinct names (0 is
-  ``applicant``, never listed);
+  ``applicant``, never listed; the first fact's department is listed first); a fact's
+  ``department`` is left out when it is the previous fact's (the first fact's: name 1);
 - ``step`` is the step's code in :data:`STEP_CODES`; ``attrs`` names the attributes the
-  contract defines by their code in :data:`ATTRIBUTE_CODES` (any other name stays text).
+  contract defines by their code in :data:`ATTRIBUTE_CODES` (any other name stays text);
+  an ``applicant_id`` of lowercase hex digits is kept as their bytes (msgpack ``bin``; an
+  extension of type 1 when it begins ``sha256:``).
 
-Records written before format 1 are the orjson document of
-:meth:`~rules.case.CaseState.encode` (they begin with ``{``): they are still read, and a
-case is written in format 1 the next time it changes.
+Format 1 (an array ``[case_id, item_code, partition, base, names, facts, raised?,
+sources?]``, each fact ``[event_id, step, at, actor, department, attrs?, received?]``, an
+integer ``event_id`` replacing the previous id's trailing digits) and the records written
+before it, the orjson document of :meth:`~rules.case.CaseState.encode` (they begin with
+``{``), are still read; a case is written in format 2 the next time it changes.
 """
 
 from __future__ import annotations
@@ -27,25 +35,31 @@ import math
 from typing import Any
 
 import msgspec
+from msgspec.msgpack import Ext
 
 from jiancha.producers.contract import Step
 
 from .case import CaseState, Fact
 
-FORMAT = 1
+FORMAT = 2
 _FORMAT_BYTE = bytes([FORMAT])
+_FORMAT_1 = 1
 _ORJSON = ord("{")
 
-#: step codes of format 1: append a new step, never reorder
+#: step codes (formats 1 and 2): append a new step, never reorder
 STEP_CODES: tuple[Step, ...] = tuple(Step(name) for name in (
     "submitted", "supplement_requested", "supplement_received", "accepted",
     "rejected_at_intake", "reviewed", "suspended", "resumed", "extended", "decided",
     "fee_charged", "delivered", "completed", "withdrawn"))
 _STEP_CODE = {step: code for code, step in enumerate(STEP_CODES)}
-#: attribute names of format 1 (the contract's, and the applicant's id the engine adds)
+#: attribute codes (formats 1 and 2: the contract's, and the applicant's id the engine adds)
 ATTRIBUTE_CODES: tuple[str, ...] = ("applicant_id", "items", "opinion", "reason", "days",
                                     "approved_by", "outcome", "amount", "fee_code")
 _ATTRIBUTE_CODE = {name: code for code, name in enumerate(ATTRIBUTE_CODES)}
+_APPLICANT_ID = _ATTRIBUTE_CODE["applicant_id"]
+#: the prefix of an applicant id kept as an extension of type 1 (format 2)
+_SHA256 = "sha256:"
+_SHA256_EXT = 1
 APPLICANT = "applicant"
 #: offsets beyond this are written as the time itself (msgpack integers have 64 bits)
 _FITS = 2**62
@@ -58,13 +72,12 @@ class _Fact(msgspec.Struct, array_like=True, gc=False):
     step: int
     at: int | float
     actor: int
-    department: int
     attrs: dict[Any, Any] | None = None
     received: int | float | None = None
+    department: int | None = None
 
 
 class _State(msgspec.Struct, array_like=True, gc=False):
-    case_id: str
     item_code: str
     partition: int
     base: int
@@ -74,27 +87,88 @@ class _State(msgspec.Struct, array_like=True, gc=False):
     sources: dict[str, str] = {}
 
 
+class _Fact1(msgspec.Struct, array_like=True, gc=False):
+    event_id: str | int
+    step: int
+    at: int | float
+    actor: int
+    department: int
+    attrs: dict[Any, Any] | None = None
+    received: int | float | None = None
+
+
+class _State1(msgspec.Struct, array_like=True, gc=False):
+    case_id: str
+    item_code: str
+    partition: int
+    base: int
+    names: list[str]
+    facts: list[_Fact1]
+    raised: dict[str, int] = {}
+    sources: dict[str, str] = {}
+
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_State)
+_decoder_1 = msgspec.msgpack.Decoder(_State1)
+
+
+def _numbered(event_id: str) -> tuple[str, int] | None:
+    """``gongan-17`` as (``gongan-``, 17), when the number is written as Python writes it
+    (no leading zero) and fits in 64 bits with room for a difference."""
+    stem = event_id.rstrip(_DIGITS)
+    number = event_id[len(stem):]
+    if number and len(number) <= 18 and (number[0] != "0" or number == "0"):
+        return stem, int(number)
+    return None
+
+
+def _applicant_id(value: Any) -> Any:
+    """An applicant id of lowercase hex digits as their bytes (with ``sha256:`` before
+    them: an extension), else as it is."""
+    if type(value) is str:
+        digits = value[len(_SHA256):] if value.startswith(_SHA256) else value
+        if digits and len(digits) % 2 == 0:
+            try:
+                raw = bytes.fromhex(digits)
+            except ValueError:
+                return value
+            if raw.hex() == digits:
+                return raw if digits is value else Ext(_SHA256_EXT, raw)
+    return value
+
+
+def _applicant_id_text(value: Any) -> Any:
+    if type(value) is bytes:
+        return value.hex()
+    if type(value) is Ext and value.code == _SHA256_EXT:
+        return _SHA256 + bytes(value.data).hex()
+    return value
 
 
 def encode_state(state: CaseState) -> bytes:
-    """The record of ``state`` in the current format."""
+    """The record of ``state`` in the current format (its key is the case id)."""
     facts = state.facts
     base = math.floor(facts[0].at) if facts and abs(facts[0].at) < _FITS else 0
     base_ms = base * 1000
     names: dict[str, int] = {APPLICANT: 0}
+    if facts:
+        names.setdefault(facts[0].department, 1)
     attribute_code = _ATTRIBUTE_CODE.get
     out: list[list[Any]] = []
-    previous_stem = None
+    previous: tuple[str, int] | None = None  # the previous fact's numbered id
+    department_before = 1
     for f in facts:
         event_id: str | int = f.event_id
-        stem = event_id.rstrip(_DIGITS)
-        if stem == previous_stem:
-            number = event_id[len(stem):]
-            if number and len(number) <= 18 and (number[0] != "0" or number == "0"):
-                event_id = int(number)
-        previous_stem = stem
+        numbered = _numbered(event_id)
+        if numbered is not None:
+            stem, number = numbered
+            if previous is not None:
+                if stem == previous[0]:
+                    event_id = number - previous[1]
+            elif stem == f"{f.department}-":
+                event_id = number
+        previous = numbered
         at = float(f.at)
         when: int | float = at
         if at and at.is_integer():  # zero stays a float: -0.0 comes back as it was
@@ -109,17 +183,23 @@ def encode_state(state: CaseState) -> bytes:
                 ms = round(received * 1000)
                 if ms / 1000 == received and -_FITS < ms - base_ms < _FITS:
                     later = ms - base_ms
-        attrs = {attribute_code(k, k): v for k, v in f.attrs.items()} if f.attrs else None
-        fact: list[Any] = [event_id, _STEP_CODE[f.step], when,
-                           names.setdefault(f.actor, len(names)),
-                           names.setdefault(f.department, len(names))]
-        if later is not None:
+        attrs: dict[Any, Any] | None = None
+        if f.attrs:
+            attrs = {attribute_code(k, k): v for k, v in f.attrs.items()}
+            if _APPLICANT_ID in attrs:
+                attrs[_APPLICANT_ID] = _applicant_id(attrs[_APPLICANT_ID])
+        actor = names.setdefault(f.actor, len(names))
+        department = names.setdefault(f.department, len(names))
+        fact: list[Any] = [event_id, _STEP_CODE[f.step], when, actor]
+        if department != department_before:
+            fact += (attrs, later, department)
+            department_before = department
+        elif later is not None:
             fact += (attrs, later)
         elif attrs is not None:
             fact.append(attrs)
         out.append(fact)
-    doc: list[Any] = [state.case_id, state.item_code, state.partition, base, list(names)[1:],
-                      out]
+    doc: list[Any] = [state.item_code, state.partition, base, list(names)[1:], out]
     if state.sources:
         doc += (state.raised, state.sources)
     elif state.raised:
@@ -128,19 +208,32 @@ def encode_state(state: CaseState) -> bytes:
     return _FORMAT_BYTE + _encoder.encode(doc)
 
 
-def decode_state(raw: bytes) -> CaseState:
-    """A state from its record in any format written so far."""
+def decode_state(raw: bytes, key: bytes | str | None = None) -> CaseState:
+    """A state from its record in any format written so far; ``key``: the record's key,
+    the case id (format 2 does not repeat it)."""
     version = raw[0] if raw else None
+    if version == FORMAT:
+        if key is None:
+            raise ValueError("a case state of format 2 is read with its key (the case id)")
+        return _decode(raw, key.decode() if type(key) is bytes else key)  # type: ignore[union-attr,arg-type]
+    if version == _FORMAT_1:
+        return _decode_1(raw)
     if version == _ORJSON:
         return CaseState.decode(raw)
-    if version != FORMAT:
-        raise ValueError(f"case state format {version} is unknown (this engine reads formats "
-                         f"up to {FORMAT})")
+    raise ValueError(f"case state format {version} is unknown (this engine reads formats "
+                     f"up to {FORMAT})")
+
+
+def _decode(raw: bytes, case_id: str) -> CaseState:
     doc = _decoder.decode(memoryview(raw)[1:])
-    base = doc.base
-    base_ms = base * 1000
-    names = [APPLICANT, *doc.names]
-    facts: list[Fact] = []
+    return _state(case_id, doc.item_code, doc.partition, doc.base, doc.names, doc.facts,
+                  doc.raised, doc.sources)
+
+
+def _decode_1(raw: bytes) -> CaseState:
+    """Format 1, through format 2's reading: its ids written out in full."""
+    doc = _decoder_1.decode(memoryview(raw)[1:])
+    facts: list[_Fact] = []
     stem = ""
     for f in doc.facts:
         event_id = f.event_id
@@ -148,6 +241,36 @@ def decode_state(raw: bytes) -> CaseState:
             event_id = f"{stem}{event_id}"
         else:
             stem = event_id.rstrip(_DIGITS)
+        facts.append(_Fact(event_id, f.step, f.at, f.actor, f.attrs, f.received, f.department))
+    return _state(doc.case_id, doc.item_code, doc.partition, doc.base, doc.names, facts,
+                  doc.raised, doc.sources)
+
+
+def _state(case_id: str, item_code: str, partition: int, base: int, listed: list[str],
+           kept: list[_Fact], raised: dict[str, int], sources: dict[str, str]) -> CaseState:
+    base_ms = base * 1000
+    names = [APPLICANT, *listed]
+    facts: list[Fact] = []
+    stem: str | None = None  # of the previous fact's numbered id
+    number = 0
+    department = 1
+    for f in kept:
+        if f.department is not None:
+            department = f.department
+        event_id = f.event_id
+        if type(event_id) is int:
+            if stem is None:
+                stem = f"{names[department]}-"
+                number = event_id
+            else:
+                number += event_id
+            event_id = f"{stem}{number}"
+        else:
+            numbered = _numbered(event_id)
+            if numbered is None:
+                stem = None
+            else:
+                stem, number = numbered
         at = f.at
         at = float(base + at) if type(at) is int else at
         received = f.received
@@ -156,8 +279,12 @@ def decode_state(raw: bytes) -> CaseState:
         elif type(received) is int:
             received = (base_ms + received) / 1000
         attrs = f.attrs
-        attrs = {ATTRIBUTE_CODES[k] if type(k) is int else k: v for k, v in attrs.items()} \
-            if attrs else {}
+        if attrs:
+            attrs = {ATTRIBUTE_CODES[k] if type(k) is int else k: v for k, v in attrs.items()}
+            if "applicant_id" in attrs:
+                attrs["applicant_id"] = _applicant_id_text(attrs["applicant_id"])
+        else:
+            attrs = {}
         facts.append(Fact(event_id, STEP_CODES[f.step], at, names[f.actor],
-                          names[f.department], attrs, received))
-    return CaseState(doc.case_id, doc.item_code, doc.partition, facts, doc.raised, doc.sources)
+                          names[department], attrs, received))
+    return CaseState(case_id, item_code, partition, facts, raised, sources)

@@ -139,7 +139,8 @@ def _judge(raw: bytes, outcomes: dict[str, int]) -> None:
         GATE.check_key(ev, ev.case_id.encode())
         outcomes["accepted"] = outcomes.get("accepted", 0) + 1
         # what the gate lets in can be stored and read back, and is then a repeat
-        GATE.check_against_case(ev, decode_state(encode_state(ENGINE.ingest(None, ev, NOW))))
+        GATE.check_against_case(ev, decode_state(encode_state(ENGINE.ingest(None, ev, NOW)),
+                                                  ev.case_id))
         raise AssertionError("a repeat of an ingested event passed")
     except Rejected as r:
         assert r.reason in REJECT_REASONS and r.detail, (r.reason, r.detail)

@@ -114,7 +114,7 @@ def test_no_event_crashes_the_worker_and_none_is_lost(batch: list[bytes]) -> Non
                            for i, raw in enumerate(batch[half:])], table,
                           lambda k, v, p: table.__setitem__(k, v), dead_letter)
         # every record is a fact of its case or dead-lettered, never neither
-        ingested = sum(len(decode_state(v).facts) for v in table.values())
+        ingested = sum(len(decode_state(v, k).facts) for k, v in table.items())
         # and the deadline timer copes with whatever state those left behind
         later = {0: (NOW + timedelta(days=400), True)}
         await sv.on_tick(table, later, lambda k, v, p: table.__setitem__(k, v))

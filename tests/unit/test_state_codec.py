@@ -1,5 +1,6 @@
-"""Case states in the table: format 1 (msgpack) gives back exactly the state encoded, and
-records of the earlier orjson format are still read (a table written by an older worker)."""
+"""Case states in the table: format 2 (msgpack) gives back exactly the state encoded, and
+records of the earlier formats (1, and orjson) are still read (a table an older worker
+wrote)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,19 @@ from jiancha.producers.contract import Step, parse_event
 from jiancha.rules.case import CaseState, Fact
 from jiancha.rules.clock import SimulatedClock
 from jiancha.rules.ingest import Gate
-from jiancha.rules.state_codec import ATTRIBUTE_CODES, FORMAT, decode_state, encode_state
+from jiancha.rules.state_codec import (
+    APPLICANT,
+    ATTRIBUTE_CODES,
+    FORMAT,
+    decode_state,
+    encode_state,
+)
 from tests.events import event
 from tests.unit.test_gate_worker import ENGINE, NOW, MemorySink
 
 SAMPLE = Path(__file__).parent.parent / "fixtures" / "case_state_orjson.json"
+#: records of format 1 with what they hold (``exactly``): states of the strategies below
+FORMAT_1 = Path(__file__).parent.parent / "fixtures" / "case_states_format1.jsonl"
 T0 = 1_794_790_800.0  # 2026-11-16 09:00 +08:00
 
 JSON = st.recursive(
@@ -41,10 +50,17 @@ TIMES = st.one_of(
     st.integers(0, 10**12).map(lambda us: T0 + us / 1e6),
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from([0.0, -1.5, 2.0**53, 2.0**60, 1e300, -1e-300]))
-#: numbered ids (``dept-17``, leading zeros, beyond 64 bits) and any other text
+#: numbered ids (``dept-17``, a department's own, leading zeros, beyond 64 bits) and any
+#: other text
 EVENT_IDS = st.text("ab-120", max_size=6) | st.text(max_size=130) | st.builds(
-    lambda stem, n, zeros: f"{stem}{'0' * zeros}{n}", st.sampled_from(["gongan-", "", "x1y"]),
+    lambda stem, n, zeros: f"{stem}{'0' * zeros}{n}",
+    st.sampled_from(["gongan-", "", "x1y", "gongan-h1-", "-", "经办人-1-"]),
     st.integers(0, 10**20), st.integers(0, 2))
+#: applicant ids: hashes as the simulator and the bench write them, and near misses
+APPLICANT_IDS = st.one_of(
+    st.binary(max_size=33).map(bytes.hex), st.binary(max_size=33).map(lambda b: f"sha256:{b.hex()}"),
+    st.sampled_from(["sha256:", "sha256:ABCD", "abc", "ab cd", "sha256:0g", "sha256:sha256:ab"]),
+    st.text(max_size=8))
 
 
 @st.composite
@@ -54,6 +70,8 @@ def facts(draw: st.DrawFn) -> Fact:
         lambda ms: at + ms / 1000))
     attrs = draw(st.dictionaries(st.sampled_from(ATTRIBUTE_CODES) | st.text(max_size=6), JSON,
                                  max_size=4))
+    if draw(st.booleans()):
+        attrs["applicant_id"] = draw(APPLICANT_IDS)
     return Fact(draw(EVENT_IDS), draw(st.sampled_from(list(Step))), at, draw(NAMES),
                 draw(NAMES), attrs, received)
 
@@ -77,19 +95,39 @@ def exactly(state: CaseState) -> list[Any]:
 def test_a_state_comes_back_exactly(state: CaseState) -> None:
     raw = encode_state(state)
     assert raw[0] == FORMAT
-    assert exactly(decode_state(raw)) == exactly(state)
+    assert exactly(decode_state(raw, state.case_id)) == exactly(state)
+    assert exactly(decode_state(raw, state.case_id.encode())) == exactly(state)
+
+
+def test_a_record_of_format_1_is_read_and_written_anew() -> None:
+    for line in FORMAT_1.read_text().splitlines():
+        record = orjson.loads(line)
+        raw = bytes.fromhex(record["record"])
+        assert raw[0] == 1
+        state = decode_state(raw)
+        assert repr(exactly(state)) == record["state"]
+        again = encode_state(state)
+        assert again[0] == FORMAT
+        assert repr(exactly(decode_state(again, state.case_id))) == record["state"]
+
+
+def test_a_record_of_format_2_is_read_with_its_key() -> None:
+    state = CaseState("C1", "GA-0002", 0, [Fact("gongan-1", Step.submitted, T0, APPLICANT,
+                                                  "gongan", {}, T0)])
+    with pytest.raises(ValueError, match="with its key"):
+        decode_state(encode_state(state))
 
 
 def test_a_record_of_the_orjson_format_is_read_and_written_anew() -> None:
     raw = SAMPLE.read_bytes().rstrip(b"\n")
-    state = decode_state(raw)
+    state = decode_state(raw, "not read: the record holds its id")
     assert exactly(state) == exactly(CaseState.decode(raw))
     assert (state.case_id, state.item_code, state.partition) == ("GZ2026-0002030", "GS-0006", 5)
     assert len(state.facts) == 13 and state.facts[0].step is Step.submitted
     assert state.facts[1].received == state.facts[1].at + 3.217
     assert state.sources == {"sup-6e799c57f848a56e88336334": "supplement.repeated"}
     again = encode_state(state)
-    assert again[0] == FORMAT and exactly(decode_state(again)) == exactly(state)
+    assert again[0] == FORMAT and exactly(decode_state(again, state.case_id)) == exactly(state)
     assert len(again) < len(raw) / 2
 
 
@@ -101,12 +139,12 @@ def test_an_open_case_takes_few_bytes() -> None:
                  (Step.accepted, "gongan-h1", {}),
                  (Step.reviewed, "gongan-h1", {"opinion": "agree"})])]
     state = CaseState("GZ2026-00123456", "GA-0002", 3, facts)
-    assert len(encode_state(state)) <= 125 < len(state.encode()) / 2
+    assert len(encode_state(state)) <= 75 < len(state.encode()) / 4
 
 
 def test_an_unknown_format_is_refused() -> None:
-    with pytest.raises(ValueError, match="format 2 is unknown"):
-        decode_state(b"\x02\x90")
+    with pytest.raises(ValueError, match="format 3 is unknown"):
+        decode_state(b"\x03\x90", "C1")
 
 
 def test_the_worker_reads_an_orjson_record_and_writes_the_case_anew() -> None:
@@ -127,4 +165,4 @@ def test_the_worker_reads_an_orjson_record_and_writes_the_case_anew() -> None:
         asyncio.run(worker.on_event(b"C1", orjson.dumps(doc), 0, 1, None, table, dead_letter))
     assert dead == ["duplicate_event_id"]
     assert table[b"C1"][0] == FORMAT
-    assert [f.event_id for f in decode_state(table[b"C1"]).facts] == ["e1", "e2"]
+    assert [f.event_id for f in decode_state(table[b"C1"], b"C1").facts] == ["e1", "e2"]

@@ -133,7 +133,7 @@ class Worker:
 
 def test_the_batch_intake_writes_the_case_and_counts_the_offsets() -> None:
     w = Worker()
-    assert decode_state(w.cases.data[b"P1"]).case_id == "P1"
+    assert decode_state(w.cases.data[b"P1"], b"P1").case_id == "P1"
     assert w.sv.last_offset == {0: 1} and w.sv.processed == 2
 
 
