@@ -2,7 +2,7 @@
 
 The first byte says the format. Format 2 is msgpack, with no repeated keys: a state is an
 array ``[item_code, partition, base, names, facts, raised?, sources?]`` and each fact an
-array ``[event_id, step, at, actor, attrs?, received?, department?]`` (``?``: left out at
+array ``[event_id, doing, at, attrs?, received?, department?]`` (``?``: left out at
 the end of the array when empty; ``nil`` where a later one follows). The case id is the
 record's key, not repeated in the record: :func:`decode_state` is given it.
 
@@ -14,10 +14,12 @@ record's key, not repeated in the record: :func:`decode_state` is given it.
   to the previous fact's number when that fact's id was numbered with the same stem, else
   the number itself after the stem ``<department>-`` (the simulator's and many departments'
   ids); any other id as it is;
-- ``actor`` and ``department`` index ``names``, the case's distinct names (0 is
+- ``doing`` is who did which step: the actor's index in ``names`` times 32 plus the step's
+  code in :data:`STEP_CODES` (one byte for the first four names);
+- the actor and ``department`` index ``names``, the case's distinct names (0 is
   ``applicant``, never listed; the first fact's department is listed first); a fact's
   ``department`` is left out when it is the previous fact's (the first fact's: name 1);
-- ``step`` is the step's code in :data:`STEP_CODES`; ``attrs`` names the attributes the
+- ``attrs`` names the attributes the
   contract defines by their code in :data:`ATTRIBUTE_CODES` (any other name stays text);
   an ``applicant_id`` of lowercase hex digits is kept as their bytes (msgpack ``bin``; an
   extension of type 1 when it begins ``sha256:``).
@@ -52,6 +54,9 @@ STEP_CODES: tuple[Step, ...] = tuple(Step(name) for name in (
     "rejected_at_intake", "reviewed", "suspended", "resumed", "extended", "decided",
     "fee_charged", "delivered", "completed", "withdrawn"))
 _STEP_CODE = {step: code for code, step in enumerate(STEP_CODES)}
+#: a fact's step and actor in one integer (format 2): room for 32 steps
+_STEP_BITS = 5
+_STEP_MASK = (1 << _STEP_BITS) - 1
 #: attribute codes (formats 1 and 2: the contract's, and the applicant's id the engine adds)
 ATTRIBUTE_CODES: tuple[str, ...] = ("applicant_id", "items", "opinion", "reason", "days",
                                     "approved_by", "outcome", "amount", "fee_code")
@@ -69,9 +74,8 @@ _DIGITS = "0123456789"
 
 class _Fact(msgspec.Struct, array_like=True, gc=False):
     event_id: str | int
-    step: int
+    doing: int
     at: int | float
-    actor: int
     attrs: dict[Any, Any] | None = None
     received: int | float | None = None
     department: int | None = None
@@ -156,19 +160,23 @@ def encode_state(state: CaseState) -> bytes:
         names.setdefault(facts[0].department, 1)
     attribute_code = _ATTRIBUTE_CODE.get
     out: list[list[Any]] = []
-    previous: tuple[str, int] | None = None  # the previous fact's numbered id
+    previous_stem: str | None = None  # of the previous fact's numbered id
+    previous = 0
     department_before = 1
     for f in facts:
         event_id: str | int = f.event_id
-        numbered = _numbered(event_id)
-        if numbered is not None:
-            stem, number = numbered
-            if previous is not None:
-                if stem == previous[0]:
-                    event_id = number - previous[1]
+        stem = event_id.rstrip(_DIGITS)
+        digits = event_id[len(stem):]
+        if digits and len(digits) <= 18 and (digits[0] != "0" or digits == "0"):  # as _numbered
+            number = int(digits)
+            if previous_stem is not None:
+                if stem == previous_stem:
+                    event_id = number - previous
             elif stem == f"{f.department}-":
                 event_id = number
-        previous = numbered
+            previous_stem, previous = stem, number
+        else:
+            previous_stem = None
         at = float(f.at)
         when: int | float = at
         if at and at.is_integer():  # zero stays a float: -0.0 comes back as it was
@@ -190,7 +198,7 @@ def encode_state(state: CaseState) -> bytes:
                 attrs[_APPLICANT_ID] = _applicant_id(attrs[_APPLICANT_ID])
         actor = names.setdefault(f.actor, len(names))
         department = names.setdefault(f.department, len(names))
-        fact: list[Any] = [event_id, _STEP_CODE[f.step], when, actor]
+        fact: list[Any] = [event_id, actor << _STEP_BITS | _STEP_CODE[f.step], when]
         if department != department_before:
             fact += (attrs, later, department)
             department_before = department
@@ -241,7 +249,8 @@ def _decode_1(raw: bytes) -> CaseState:
             event_id = f"{stem}{event_id}"
         else:
             stem = event_id.rstrip(_DIGITS)
-        facts.append(_Fact(event_id, f.step, f.at, f.actor, f.attrs, f.received, f.department))
+        facts.append(_Fact(event_id, f.actor << _STEP_BITS | f.step, f.at, f.attrs, f.received,
+                           f.department))
     return _state(doc.case_id, doc.item_code, doc.partition, doc.base, doc.names, facts,
                   doc.raised, doc.sources)
 
@@ -285,6 +294,7 @@ def _state(case_id: str, item_code: str, partition: int, base: int, listed: list
                 attrs["applicant_id"] = _applicant_id_text(attrs["applicant_id"])
         else:
             attrs = {}
-        facts.append(Fact(event_id, STEP_CODES[f.step], at, names[f.actor],
+        doing = f.doing
+        facts.append(Fact(event_id, STEP_CODES[doing & _STEP_MASK], at, names[doing >> _STEP_BITS],
                           names[department], attrs, received))
     return CaseState(case_id, item_code, partition, facts, raised, sources)
