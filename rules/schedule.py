@@ -42,7 +42,7 @@ def _packed(due: Due) -> int | Due:
     (the engine's deadlines are), else ``due`` itself."""
     at = due.at
     pending = due.pending
-    if at is not None and 0 < at <= _AT_MASK and at.is_integer() and pending >= UNKNOWN:
+    if type(at) is float and 0 < at <= _AT_MASK and at.is_integer() and pending >= UNKNOWN:
         return (pending + 1) << _AT_BITS | int(at)
     return due
 

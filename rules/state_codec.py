@@ -264,8 +264,9 @@ def _state(case_id: str, item_code: str, partition: int, base: int, listed: list
     number = 0
     department = 1
     for f in kept:
-        if f.department is not None:
-            department = f.department
+        changed = f.department
+        if changed is not None:
+            department = changed
         event_id = f.event_id
         if type(event_id) is int:
             if stem is None:

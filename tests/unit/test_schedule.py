@@ -51,7 +51,7 @@ ATS = st.one_of(
     st.integers(-2 * BUCKET_SECONDS, 30 * 86400).map(lambda s: T0 + s),
     st.integers(0, 10**9).map(lambda ms: T0 + ms / 1000),
     st.sampled_from([T0, T0 + BUCKET_SECONDS, T0 + BUCKET_SECONDS - 0.5, 0.5, 2.0**41,
-                     1e15 + 0.25]),
+                     1e15 + 0.25, 1_794_790_800]),  # (an int: as a caller may pass one)
     st.none())
 PENDING = st.sampled_from([UNKNOWN, 0, 1, 56, 2**19, 2**40 + 3])
 OPS = st.lists(st.one_of(
