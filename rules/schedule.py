@@ -37,14 +37,7 @@ _AT_MASK = (1 << _AT_BITS) - 1
 _STALE = -math.inf  # :attr:`DeadlineIndex._next` not known
 
 
-def _packed(due: Due) -> int | Due:
-    """What the index keeps of ``due``: one integer when its instant is a whole second
-    (the engine's deadlines are), else ``due`` itself."""
-    at = due.at
-    pending = due.pending
-    if type(at) is float and 0 < at <= _AT_MASK and at.is_integer() and pending >= UNKNOWN:
-        return (pending + 1) << _AT_BITS | int(at)
-    return due
+_new_tuple = tuple.__new__  # a Due built without NamedTuple's slower __new__
 
 
 def _at(kept: int | Due) -> float:
@@ -53,7 +46,7 @@ def _at(kept: int | Due) -> float:
 
 def _due(kept: int | Due) -> Due:
     if type(kept) is int:
-        return Due(float(kept & _AT_MASK), (kept >> _AT_BITS) - 1)
+        return _new_tuple(Due, (float(kept & _AT_MASK), (kept >> _AT_BITS) - 1))  # type: ignore[operator,arg-type]
     return kept  # type: ignore[return-value]
 
 
@@ -87,11 +80,18 @@ class DeadlineIndex(Generic[K]):
             if old is not None and _at(old) == self._next:
                 self._next = _STALE
             return
+        pending = due.pending
+        # one integer when the instant is a whole second (the engine's deadlines are)
+        kept: int | Due = due
+        if type(at) is float and 0 < at <= _AT_MASK and at.is_integer() and pending >= UNKNOWN:
+            kept = (pending + 1) << _AT_BITS | int(at)
         old = entries.get(key)
-        entries[key] = _packed(due)
-        old_at = None if old is None else _at(old)
-        if old_at == at:
-            return
+        entries[key] = kept
+        old_at: float | None = None
+        if old is not None:
+            old_at = old & _AT_MASK if type(old) is int else old.at  # type: ignore[operator,union-attr,assignment]
+            if old_at == at:  # (an int and a float compare exactly)
+                return
         bucket = at // BUCKET_SECONDS
         keys = self._buckets.get(bucket)
         if keys is None:
@@ -108,7 +108,9 @@ class DeadlineIndex(Generic[K]):
     def get(self, key: K) -> Due:
         """What the case waits for (``NOTHING`` when it is not scheduled)."""
         kept = self._entries.get(key)
-        return NOTHING if kept is None else _due(kept)
+        if type(kept) is int:  # (as _due, without the call: once per event)
+            return _new_tuple(Due, (float(kept & _AT_MASK), (kept >> _AT_BITS) - 1))  # type: ignore[operator,arg-type]
+        return NOTHING if kept is None else kept  # type: ignore[return-value]
 
     def pop_due(self, now: float) -> Iterator[K]:
         """Keys of the cases due at or before ``now``, earliest first."""
