@@ -137,6 +137,17 @@ def test_the_batch_intake_writes_the_case_and_counts_the_offsets() -> None:
     assert w.sv.last_offset == {0: 1} and w.sv.processed == 2
 
 
+def test_the_deadline_index_holds_the_tables_own_keys() -> None:
+    """A case id is held once: the index is keyed by the key object the table keeps, after
+    an event and after the index is rebuilt from the table."""
+    w = Worker()
+    (key,) = w.cases.data
+    assert w.sv.index(0).get(b"P1").at is not None
+    assert all(k is key for k in w.sv.index(0)._entries)
+    w.sv.rebuild_index(((k, decode_state(v, k)) for k, v in w.cases.data.items()), {0})
+    assert len(w.sv.index(0)) == 1 and all(k is key for k in w.sv.index(0)._entries)
+
+
 def test_the_deadline_timer_fires_due_deadlines_by_the_clock_once() -> None:
     w = Worker()
     w.partitions.ends[0] = w.partitions.broker[0] = 2  # caught up: live, by the clock
