@@ -125,6 +125,10 @@ class LazyDetails(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._get())
 
+    def copy(self) -> dict[str, Any]:
+        """The details as a new dict (``dict(details)`` reads them key by key)."""
+        return dict(self._get())
+
 
 _T = TypeVar("_T")
 
