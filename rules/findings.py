@@ -175,24 +175,26 @@ class kept(derived[_T]):
         return value
 
 
-#: the kept values a fact of each step makes stale, by (item code, its steps, joint)
-_DROPS: dict[tuple[Any, ...], dict[Step, tuple[str, ...]]] = {}
+#: the kept values a fact of each step makes stale, by item code (with the item's steps
+#: they were made for)
+_DROPS: dict[str, tuple[tuple[Step, ...], dict[Step, tuple[str, ...]]]] = {}
 
 
 def _drops(item: Item) -> dict[Step, tuple[str, ...]]:
-    key = (item.code, item.steps, item.joint)
-    drops = _DROPS.get(key)
-    if drops is None:
-        names: dict[Step, list[str]] = {}
-        for name, value in vars(CaseView).items():
-            if isinstance(value, kept):
-                steps = set(value.reads)
-                if PROCESS in steps:
-                    steps.discard(PROCESS)
-                    steps.update(item.steps)
-                for step in steps:
-                    names.setdefault(step, []).append(name)  # type: ignore[arg-type]
-        drops = _DROPS[key] = {step: tuple(n) for step, n in names.items()}
+    made = _DROPS.get(item.code)
+    if made is not None and made[0] == item.steps:
+        return made[1]
+    names: dict[Step, list[str]] = {}
+    for name, value in vars(CaseView).items():
+        if isinstance(value, kept):
+            steps = set(value.reads)
+            if PROCESS in steps:
+                steps.discard(PROCESS)
+                steps.update(item.steps)
+            for step in steps:
+                names.setdefault(step, []).append(name)  # type: ignore[arg-type]
+    drops = {step: tuple(n) for step, n in names.items()}
+    _DROPS[item.code] = (item.steps, drops)
     return drops
 
 

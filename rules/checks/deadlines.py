@@ -77,7 +77,8 @@ def _clock_details(case: CaseView, limit: float, deadline: datetime,
     start_at, basis, _, _ = start
     stood = case.pauses if pauses is None else [
         (case.dt(a), case.dt(b) if b is not None else None) for a, b in pauses]
-    paused = _paused_seconds(case.wt, start_at, deadline, stood)
+    # with no pause the clock never stood (and the counted time is the whole span)
+    paused = _paused_seconds(case.wt, start_at, deadline, stood) if stood else 0.0
     paused_zh, paused_en = span_text(paused)
     return {
         "limit": fmt_days(limit),
