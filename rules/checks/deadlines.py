@@ -364,10 +364,13 @@ def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Sequence[F
 def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """The clock was "stopped" for a reason not in Art. 45's list: it keeps running, and
     the suspension itself is irregular. Corrected by the next resumption (or the end)."""
+    suspensions = case.all(Step.suspended)
+    if not suspensions:
+        return ()
     out: list[Finding] = []
     resumes = [f.at for f in case.all(Step.resumed)]
     ended = case.ended
-    for s in case.all(Step.suspended):
+    for s in suspensions:
         reason = str(s.attrs.get("reason", ""))
         if reason in LAWFUL_SUSPENSION_REASONS:
             continue
