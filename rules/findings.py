@@ -293,7 +293,7 @@ class CaseView:
     # The checks compute in epoch seconds (``*_at``) and build a datetime only for what
     # they report: on a busy worker datetime arithmetic was most of a deadline check.
 
-    @kept(SUBMISSION_READS)
+    @derived
     def submitted(self) -> Fact | None:
         return self.first(Step.submitted)
 
@@ -303,7 +303,7 @@ class CaseView:
         sub = self.submitted
         return self.wt.working_deadline_epoch(sub.at, INTAKE_DAYS) if sub else None
 
-    @kept(REFUSAL_READS)
+    @derived
     def refused(self) -> bool:
         return self.first(Step.rejected_at_intake) is not None or any(
             f.attrs.get("outcome") == "deny" for f in self.all(Step.decided)
@@ -360,7 +360,7 @@ class CaseView:
         # certain only after the allowed lateness (an acceptance may still arrive late)
         return window_fact.at, basis, window_fact, window_end + self.allowed_lateness_seconds
 
-    @kept(CLOCK_START_READS)
+    @derived
     def clock_start(self) -> tuple[datetime, str, Fact, datetime] | None:
         """:attr:`clock_start_at` with instants."""
         start = self.clock_start_at
@@ -369,7 +369,7 @@ class CaseView:
         at, basis, fact, known_at = start
         return self.dt(at), basis, fact, self.dt(known_at)
 
-    @kept()
+    @derived
     def allowed_lateness_seconds(self) -> float:
         minutes = self.settings.allowed_lateness_minutes
         seconds = _LATENESS_SECONDS.get(minutes)
@@ -397,7 +397,7 @@ class CaseView:
             out.append((s.at, next((r for r in resumes if r >= s.at), None)))
         return out
 
-    @kept(PAUSES_READS)
+    @derived
     def pauses(self) -> list[Pause]:
         """:attr:`pauses_at` as instants."""
         return [(self.dt(a), self.dt(b) if b is not None else None) for a, b in self.pauses_at]
@@ -413,7 +413,7 @@ class CaseView:
                 earliest = facts[0]
         return earliest
 
-    @kept(PROCESS, Step.reviewed)
+    @derived
     def process_facts(self) -> list[Fact | None]:
         """The first fact of each of the item's required steps (``item.steps`` order) as
         the process counts it, None where it has none. On a joint item only the handling
