@@ -64,6 +64,9 @@ class WorkingTime:
         #: of its start only, and the same few hundred days start most cases' clocks
         self._from_day: BoundedMemo[tuple[int, float], float] = BoundedMemo(
             self._deadline_from_day, 100_000)
+        #: (local day, days, extension) -> end of a calendar-day limit with no pause
+        self._calendar_from_day: BoundedMemo[tuple[int, float, float], float | None] = \
+            BoundedMemo(self._calendar_end_from_day, 100_000)
 
     # --- day-level ------------------------------------------------------------------
 
@@ -299,9 +302,21 @@ class WorkingTime:
           ``extension_working_days`` working days after that end, with the pauses that
           start during it added in working time, as for any working-day limit.
         """
-        origin = self._midnight_at(self._local_day(start) + 1)
+        day = self._local_day(start)
+        if not pauses:  # then it depends on the day of the start only
+            return self._calendar_from_day[(day, days, extension_working_days)]
+        return self._calendar_end(day, days, pauses, extension_working_days)
+
+    def _calendar_end_from_day(self, key: tuple[int, float, float]) -> float | None:
+        day, days, extension_working_days = key
+        return self._calendar_end(day, days, (), extension_working_days)
+
+    def _calendar_end(self, day: int, days: float, pauses: Sequence[EpochPause],
+                      extension_working_days: float) -> float | None:
+        """:meth:`calendar_deadline_at` from the local day number of the start."""
+        origin = self._midnight_at(day + 1)
         whole = int(days)
-        target = self._midnight_at(self._local_day(start) + 1 + whole) + (days - whole) * DAY
+        target = self._midnight_at(day + 1 + whole) + (days - whole) * DAY
         for p_start, p_end in pauses:
             a = max(p_start, origin)
             if a >= target:

@@ -25,7 +25,7 @@ from .case import RETRACTED, CaseState, Fact
 from .catalog import OPTIONAL_STEPS, Catalog, Item
 from .checks import CHECKS
 from .counted_time import WorkingTime
-from .findings import PROCESS, UNLISTED, CaseView, Check, Finding, declared_reads
+from .findings import PROCESS, UNLISTED, CaseView, Check, Finding, LazyDetails, declared_reads
 from .messages import escalation_prefix, retraction_prefix
 from .rulebook import RuleSet
 from .schedule import UNKNOWN, Due
@@ -76,6 +76,7 @@ class Engine:
         self._plans: dict[str, list[_Planned]] = {}
         self._by_step: dict[tuple[str, Step], tuple[list[_Planned], int]] = {}
         self._by_bits: dict[tuple[str, int], list[_Planned]] = {}
+        self._items: dict[str, Item] = {}
 
     @property
     def tz(self) -> Any:
@@ -93,8 +94,11 @@ class Engine:
         return state
 
     def view(self, state: CaseState) -> CaseView:
-        return CaseView(state, self.catalog[state.item_code], self.working_time,
-                        self.ruleset.settings, self.catalog.departments)
+        item = self._items.get(state.item_code)
+        if item is None:  # the catalog does not change while the engine runs
+            item = self._items[state.item_code] = self.catalog[state.item_code]
+        return CaseView(state, item, self.working_time, self.ruleset.settings,
+                        self.catalog.departments)
 
     def evaluate(self, state: CaseState, now: datetime) -> tuple[list[Alert], datetime | None]:
         """Alerts due by ``now`` and not raised before (recorded in ``state.raised``), and
@@ -302,7 +306,8 @@ class Engine:
                 now: datetime, retracted_by: tuple[str, ...] = ()) -> Alert:
         config = self.ruleset.rules[rule]
         zh, en = config.message_zh, config.message_en
-        details = dict(f.details)
+        raw = f.details
+        details = raw.copy() if type(raw) is LazyDetails else dict(raw)
         if severity == "escalated":
             days = self.ruleset.escalation_days(rule)
             prefix = escalation_prefix(days)

@@ -77,17 +77,22 @@ def reads(*steps: Step | str | frozenset[Step]) -> Callable[[Check], Check]:
     A check without a declaration runs after every fact. ``tests/unit/test_reads.py``
     runs every check on recorded views and fails if one reads a step it did not declare.
     """
+    flat = _flat(steps)
+
+    def declare(check: Check) -> Check:
+        check.reads = flat  # type: ignore[attr-defined]
+        return check
+    return declare
+
+
+def _flat(steps: tuple[Step | str | frozenset[Step], ...]) -> frozenset[Step | str]:
     flat: set[Step | str] = set()
     for s in steps:
         if isinstance(s, frozenset):
             flat.update(s)
         else:
             flat.add(s)
-
-    def declare(check: Check) -> Check:
-        check.reads = frozenset(flat)  # type: ignore[attr-defined]
-        return check
-    return declare
+    return frozenset(flat)
 
 
 def declared_reads(check: Check) -> frozenset[Step | str] | None:
@@ -120,6 +125,10 @@ class LazyDetails(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._get())
 
+    def copy(self) -> dict[str, Any]:
+        """The details as a new dict (``dict(details)`` reads them key by key)."""
+        return dict(self._get())
+
 
 _T = TypeVar("_T")
 
@@ -145,7 +154,57 @@ class derived(Generic[_T]):
         return value
 
 
+class kept(derived[_T]):
+    """A :class:`derived` value that the case's summary also keeps for later judgements,
+    until a fact of a step it reads arrives (``steps`` as :func:`reads` takes them; the
+    value depends on those facts, the item, the working time and the rule settings only)."""
+
+    def __init__(self, *steps: Step | str | frozenset[Step]) -> None:
+        self.reads = _flat(steps)
+
+    def __call__(self, compute: Callable[[Any], _T]) -> kept[_T]:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+        return self
+
+    def __get__(self, view: Any, owner: type | None = None) -> _T:
+        if view is None:
+            return self  # type: ignore[return-value]
+        value = view.__dict__[self.name] = view._kept[self.name] = self.compute(view)
+        return value
+
+
+#: the kept values a fact of each step makes stale, by item code (with the item's steps
+#: they were made for)
+_DROPS: dict[str, tuple[tuple[Step, ...], dict[Step, tuple[str, ...]]]] = {}
+
+
+def _drops(item: Item) -> dict[Step, tuple[str, ...]]:
+    made = _DROPS.get(item.code)
+    if made is not None and made[0] == item.steps:
+        return made[1]
+    names: dict[Step, list[str]] = {}
+    for name, value in vars(CaseView).items():
+        if isinstance(value, kept):
+            steps = set(value.reads)
+            if PROCESS in steps:
+                steps.discard(PROCESS)
+                steps.update(item.steps)
+            for step in steps:
+                names.setdefault(step, []).append(name)  # type: ignore[arg-type]
+    drops = {step: tuple(n) for step, n in names.items()}
+    _DROPS[item.code] = (item.steps, drops)
+    return drops
+
+
 _NO_FACTS: list[Fact] = []
+#: the steps that close an intake, and those that end the decision clock
+_CLOSING = (Step.rejected_at_intake, Step.withdrawn, Step.decided)
+_ENDING = (Step.decided, Step.rejected_at_intake, Step.withdrawn)
+#: the allowed lateness in seconds by its setting in minutes (a timedelta per view cost more
+#: than the checks that read it)
+_LATENESS_SECONDS: dict[float, float] = {}
 
 
 class CaseView:
@@ -172,6 +231,15 @@ class CaseView:
         ordered = summary.ordered
         self.facts: list[Fact] = facts if ordered is None else ordered
         self._by_step = summary.by_step
+        # the values kept from earlier judgements, if they were derived alike
+        of = summary.kept_for
+        if of is not None and of[0] is item and of[1] is wt and of[2] is settings:
+            self._kept = summary.kept
+            self.__dict__.update(self._kept)
+        else:
+            self._kept = summary.kept = {}
+            summary.kept_for = (item, wt, settings)
+            summary.drops = _drops(item)
 
     @property
     def case_id(self) -> str:
@@ -229,7 +297,7 @@ class CaseView:
     def submitted(self) -> Fact | None:
         return self.first(Step.submitted)
 
-    @derived
+    @kept(SUBMISSION_READS)
     def intake_deadline_at(self) -> float | None:
         """5 working days after submission (Art. 32), epoch seconds."""
         sub = self.submitted
@@ -241,7 +309,7 @@ class CaseView:
             f.attrs.get("outcome") == "deny" for f in self.all(Step.decided)
         )
 
-    @derived
+    @kept(CLOCK_START_READS)
     def clock_start_at(self) -> tuple[float, str, Fact, float] | None:
         """When the decision clock starts: (instant, basis, fact, known_at), epoch seconds.
 
@@ -261,7 +329,9 @@ class CaseView:
         - A refusal at intake, a withdrawal or a decision inside the intake window with
           no acceptance before it closes the intake: no decision clock at all.
         """
-        accepted = self.first(Step.accepted)
+        by_step = self._by_step
+        facts = by_step.get(Step.accepted)
+        accepted = facts[0] if facts else None
         sub = self.submitted
         if sub is None:
             if accepted is None:
@@ -270,7 +340,8 @@ class CaseView:
         limit = self.intake_deadline_at
         assert limit is not None
         window_fact, window_end, basis = sub, limit, "deemed_accepted"
-        notice = self.first(Step.supplement_requested)
+        facts = by_step.get(Step.supplement_requested)
+        notice = facts[0] if facts else None
         if notice is not None and notice.at <= limit:
             received = next((f for f in self.all(Step.supplement_received) if f.at >= notice.at), None)
             if received is None:
@@ -282,8 +353,7 @@ class CaseView:
             basis = "deemed_accepted_after_supplement"
         if accepted is not None and accepted.at <= window_end:
             return accepted.at, "accepted", accepted, accepted.at
-        closing = [f for s in (Step.rejected_at_intake, Step.withdrawn, Step.decided)
-                   for f in self.all(s) if f.at <= window_end]
+        closing = [f for s in _CLOSING for f in by_step.get(s, _NO_FACTS) if f.at <= window_end]
         if closing and (accepted is None or min(f.at for f in closing) < accepted.at):
             return None  # the intake was closed before anything was (deemed) accepted
         # a deemed acceptance judges the acceptance step missing: like a skipped step, it is
@@ -301,15 +371,22 @@ class CaseView:
 
     @derived
     def allowed_lateness_seconds(self) -> float:
-        return self.settings.allowed_lateness.total_seconds()
+        minutes = self.settings.allowed_lateness_minutes
+        seconds = _LATENESS_SECONDS.get(minutes)
+        if seconds is None:
+            seconds = _LATENESS_SECONDS[minutes] = self.settings.allowed_lateness.total_seconds()
+        return seconds
 
-    @derived
+    @kept(PAUSES_READS)
     def pauses_at(self) -> list[EpochPause]:
         """Suspensions for Art. 45 reasons, the only ones that stop the clock (epoch
         seconds)."""
         out: list[EpochPause] = []
+        suspended = self._by_step.get(Step.suspended)
+        if not suspended:
+            return out
         resumes = [f.at for f in self.all(Step.resumed)]
-        for s in self.all(Step.suspended):
+        for s in suspended:
             if str(s.attrs.get("reason", "")) not in LAWFUL_SUSPENSION_REASONS:
                 continue
             if out and out[-1][1] is None:
@@ -325,14 +402,15 @@ class CaseView:
         """:attr:`pauses_at` as instants."""
         return [(self.dt(a), self.dt(b) if b is not None else None) for a, b in self.pauses_at]
 
-    @derived
+    @kept(ENDED_READS)
     def ended(self) -> Fact | None:
         """The first fact that ends the decision clock: decision, refusal at intake, withdrawal."""
         earliest: Fact | None = None
-        for step in (Step.decided, Step.rejected_at_intake, Step.withdrawn):
-            fact = self.first(step)  # facts are in time order: a step's first is its earliest
-            if fact is not None and (earliest is None or fact.at < earliest.at):
-                earliest = fact
+        by_step = self._by_step
+        for step in _ENDING:
+            facts = by_step.get(step)  # in time order: a step's first is its earliest
+            if facts and (earliest is None or facts[0].at < earliest.at):
+                earliest = facts[0]
         return earliest
 
     @derived
@@ -366,7 +444,7 @@ class CaseView:
 
     # --- integrity helpers (actor.conflict) -------------------------------------------------
 
-    @derived
+    @kept(SUBMISSION_READS)
     def applicant_id(self) -> str | None:
         """The hashed applicant identity given on ``submitted`` (kept in its attrs)."""
         sub = self.submitted

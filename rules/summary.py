@@ -42,7 +42,8 @@ CLOCK_STEPS = frozenset({Step.submitted, Step.accepted, Step.supplement_requeste
 class CaseSummary:
     """What the checks read of a case, kept up to date as its facts arrive."""
 
-    __slots__ = ("by_step", "deadlines", "handlers_", "max_delay_", "n", "ordered")
+    __slots__ = ("by_step", "deadlines", "drops", "handlers_", "kept", "kept_for", "max_delay_",
+                 "n", "ordered")
 
     def __init__(self, ordered: list[Fact] | None, by_step: dict[Step, list[Fact]],
                  n: int) -> None:
@@ -59,6 +60,12 @@ class CaseSummary:
         #: the counters, once first read (None before)
         self.max_delay_: float | None = None
         self.handlers_: dict[str, Fact] | None = None
+        #: values the checks derived from the facts (``rules.findings.kept``) by name, for
+        #: the item, working time and settings in ``kept_for``; a fact drops those that
+        #: read its step (``drops``)
+        self.kept: dict[str, Any] = {}
+        self.kept_for: tuple[Any, ...] | None = None
+        self.drops: dict[Step, tuple[str, ...]] = {}
 
     def max_delay(self, facts: Sequence[Fact]) -> float:
         """The longest any of ``facts`` (those it covers) took to reach the engine
@@ -112,6 +119,10 @@ class CaseSummary:
                 self.handlers_[fact.actor] = fact
         if self.deadlines is not None and step in CLOCK_STEPS:
             self.deadlines = None
+        kept = self.kept
+        if kept:
+            for name in self.drops.get(step, ()):
+                kept.pop(name, None)
 
 
 def summary_from_facts(facts: Sequence[Fact]) -> CaseSummary:

@@ -77,7 +77,8 @@ def _clock_details(case: CaseView, limit: float, deadline: datetime,
     start_at, basis, _, _ = start
     stood = case.pauses if pauses is None else [
         (case.dt(a), case.dt(b) if b is not None else None) for a, b in pauses]
-    paused = _paused_seconds(case.wt, start_at, deadline, stood)
+    # with no pause the clock never stood (and the counted time is the whole span)
+    paused = _paused_seconds(case.wt, start_at, deadline, stood) if stood else 0.0
     paused_zh, paused_en = span_text(paused)
     return {
         "limit": fmt_days(limit),
@@ -363,10 +364,13 @@ def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Sequence[F
 def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """The clock was "stopped" for a reason not in Art. 45's list: it keeps running, and
     the suspension itself is irregular. Corrected by the next resumption (or the end)."""
+    suspensions = case.all(Step.suspended)
+    if not suspensions:
+        return ()
     out: list[Finding] = []
     resumes = [f.at for f in case.all(Step.resumed)]
     ended = case.ended
-    for s in case.all(Step.suspended):
+    for s in suspensions:
         reason = str(s.attrs.get("reason", ""))
         if reason in LAWFUL_SUSPENSION_REASONS:
             continue

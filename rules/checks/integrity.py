@@ -151,10 +151,13 @@ def _refusal(case: CaseView) -> Fact | None:
 def fee_unauthorized(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A fee charged on an item without a fee basis (Art. 58), or on a refused case (a
     refused case pays no fee, whichever came first)."""
+    fees = case.all(Step.fee_charged)
+    if not fees:
+        return ()
     out: list[Finding] = []
     standard = case.item.fee_standard
     refusal = _refusal(case)
-    for f in case.all(Step.fee_charged):
+    for f in fees:
         if _amount(f) == 0:
             continue  # nothing was taken
         if standard is None:

@@ -76,17 +76,17 @@ def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]
     """A step happened whose required earlier step never did (judged after the lateness)."""
     out: list[Finding] = []
     present = case.process_facts
-    if None not in present:
+    # absent steps by identity: ``None in present`` would compare every fact with None
+    absent = [i for i, fact in enumerate(present) if fact is None]
+    if not absent:
         return ()  # every required step is there
-    first_absent = present.index(None)
-    if present.count(None) == len(present) - first_absent and not case.item.joint:
+    if len(absent) == len(present) - absent[0] and not case.item.joint:
         # nothing after the first absent step happened (a case under way, in order); not
         # on a joint item, where a co-handling department's ``reviewed`` is a later step
         # below although the process counts only the handling department's own
         return out
     steps = case.item.steps
     lateness = case.allowed_lateness_seconds
-    absent = [i for i, fact in enumerate(present) if fact is None]
     flagged: set[Step] = set()
     for i in range(absent[0] + 1, len(steps)):  # no step before the first absent one is missing
         step = steps[i]

@@ -23,6 +23,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jiancha.producers.contract import Step
 from jiancha.rules.case import CaseState, Fact
 from jiancha.rules.findings import CaseView, Finding
 from jiancha.rules.ingest import Gate, Rejected
@@ -145,3 +146,21 @@ def test_checks_return_sequences() -> None:
         found = check(view, ENGINE.ruleset.params(rule, state.item_code))
         assert isinstance(found, (list, tuple)), rule
         assert all(isinstance(f, Finding) for f in found), rule
+
+
+
+def test_a_kept_value_lasts_until_a_fact_of_a_step_it_reads() -> None:
+    """The clock start is kept across judgements while facts of steps it does not read
+    arrive (a delivery), and derived again after one it reads (a decision)."""
+    from tests.unit.eventkit_integrity import lawful
+
+    state = None
+    starts: dict[Step, Any] = {}
+    derived_again: dict[Step, bool] = {}
+    for _, event in _facts([orjson.dumps(e) for e in lawful("K1", "T-SIMPLE", through="completed")]):
+        state = ENGINE.ingest(state, event, event.occurred_at)
+        view = ENGINE.view(state)
+        derived_again[event.step] = "clock_start_at" not in vars(view)  # not kept
+        starts[event.step] = view.clock_start_at
+    assert derived_again[Step.decided] and starts[Step.decided] == starts[Step.accepted]
+    assert not derived_again[Step.delivered] and starts[Step.delivered] is starts[Step.decided]
