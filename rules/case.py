@@ -10,15 +10,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-from jiancha.producers.contract import ApprovalEvent, Step
+from jiancha.producers.contract import Step
 
 _STEPS = {s.value: s for s in Step}
 #: ``CaseState.raised`` of an alert a later event proved wrong (it may be raised again)
 RETRACTED = 0
+
+
+@runtime_checkable
+class StepEvent(Protocol):
+    """An event as the rules read it: the contract's
+    :class:`~jiancha.producers.contract.ApprovalEvent`, or the gate's
+    :class:`~jiancha.rules.ingest.GateEvent` (the same fields, decoded faster)."""
+
+    @property
+    def case_id(self) -> str: ...
+    @property
+    def item_code(self) -> str: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def department(self) -> str: ...
+    @property
+    def step(self) -> Step: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def applicant_id(self) -> str | None: ...
+    @property
+    def attributes(self) -> dict[str, Any]: ...
+    @property
+    def effective_actor(self) -> str: ...
 
 
 @dataclass(slots=True)
@@ -42,7 +68,7 @@ class Fact:
         return self.received if self.received < self.at else self.at
 
     @classmethod
-    def from_event(cls, ev: ApprovalEvent, received: datetime,
+    def from_event(cls, ev: StepEvent, received: datetime,
                    received_ts: float | None = None) -> Fact:
         attrs = dict(ev.attributes)
         if ev.applicant_id is not None:

@@ -25,12 +25,12 @@ from datetime import datetime
 from itertools import islice
 from typing import NamedTuple, Protocol
 
-from jiancha.producers.contract import Alert, ApprovalEvent, Complaint, Step
+from jiancha.producers.contract import Alert, Complaint, Step
 
 from .case import CaseState
 from .complaints import ComplaintRules, ComplaintState
 from .engine import Engine
-from .ingest import Gate
+from .ingest import Gate, GateEvent
 from .schedule import DeadlineIndex, Due
 
 #: Where alerts go, in the order the engine returned them.
@@ -64,7 +64,7 @@ class CaseDriver:
 
     def take(self, raw: bytes, cases: CaseStore, now: datetime | None,
              now_ts: float | None = None, *, key: bytes | None = None, keyed: bool = False,
-             arrived: datetime | None = None) -> tuple[ApprovalEvent, CaseState]:
+             arrived: datetime | None = None) -> tuple[GateEvent, CaseState]:
         """An event through the gate and into its case (raises
         :class:`~rules.ingest.Rejected`). Received at ``now`` (``now_ts`` in epoch
         seconds), which also bounds its future; ``now`` None: no future check, and

@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakSet
 
-from jiancha.producers.contract import SEVERITY_RANK, Alert, ApprovalEvent, Severity, Step, make_alert_id
+from jiancha.producers.contract import SEVERITY_RANK, Alert, Severity, Step, make_alert_id
 
-from .case import RETRACTED, CaseState, Fact
+from .case import RETRACTED, CaseState, Fact, StepEvent
 from .catalog import OPTIONAL_STEPS, Catalog, Item
 from .checks import CHECKS
 from .counted_time import WorkingTime
@@ -82,7 +82,7 @@ class Engine:
     def tz(self) -> Any:
         return self.working_time.tz
 
-    def ingest(self, state: CaseState | None, event: ApprovalEvent, received: datetime,
+    def ingest(self, state: CaseState | None, event: StepEvent, received: datetime,
                partition: int = -1, *, received_ts: float | None = None) -> CaseState:
         """Add ``event`` to its case (``received_ts``: ``received`` in epoch seconds, if
         the caller has it)."""

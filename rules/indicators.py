@@ -40,9 +40,9 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jiancha.producers.contract import Alert, ApprovalEvent, Step
+from jiancha.producers.contract import Alert, Step
 
-from .case import CaseState
+from .case import CaseState, StepEvent
 from .counted_time import DAY
 from .memo import BoundedMemo
 from .rulebook import RuleSet, RuleSetError
@@ -296,7 +296,7 @@ class IndicatorBook:
                 else:
                     setattr(acc, attr, getattr(acc, attr) + value)
 
-    def on_event(self, event: ApprovalEvent, state: CaseState) -> None:
+    def on_event(self, event: StepEvent, state: CaseState) -> None:
         """After an accepted event was added to its case (and evaluated): ``state`` ends
         with its fact."""
         step = event.step

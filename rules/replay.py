@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from jiancha.producers.contract import Alert, ApprovalEvent
+from jiancha.producers.contract import Alert
 
 from .case import CaseState, Fact
 from .clock import EventTimeClock
@@ -35,7 +35,7 @@ from .complaints import (
 from .driver import CaseDriver, ComplaintFlow
 from .engine import Engine
 from .indicators import IndicatorBook
-from .ingest import Gate, KeyRing, Rejected, received_at
+from .ingest import Gate, GateEvent, KeyRing, Rejected, received_at
 from .schedule import DeadlineIndex
 from .windows import WindowRecord, WindowRules, WindowTracker, fact_fields
 
@@ -87,7 +87,7 @@ class SideRules:
         if self.tracker is not None and self.tracker.may_be_due(t):
             self.raised(self.tracker.advance(now, t))
 
-    def observe(self, event: ApprovalEvent, fact: Fact) -> None:
+    def observe(self, event: GateEvent, fact: Fact) -> None:
         """An accepted event (the clock already moved to it; ``fact``: what its case took
         in) into the windows."""
         if self.tracker is not None:
@@ -201,7 +201,7 @@ def _replay(lines: Iterable[bytes], engine: Engine, until: datetime | None,
     return result
 
 
-def received_epoch(event: ApprovalEvent, clock: float) -> float:
+def received_epoch(event: GateEvent, clock: float) -> float:
     """When replay counts an event as received, in epoch seconds: its ``received_at`` if
     it has one, else ``clock``, the replay clock once advanced to the event (as a live
     worker would have received it when its line was read: a line behind the latest

@@ -217,3 +217,14 @@ def test_prekeyed_hmacs_verify_as_the_reference(body: bytes, keys: list[bytes], 
         for candidate in (signed, body):
             assert hmacs.matches(candidate, attempt, keys) \
                 == signature_matches(candidate, attempt, keys)
+
+
+def test_the_schema_and_the_gate_give_what_the_rules_read() -> None:
+    """The rules take either event (``rules.case.StepEvent``): both have every attribute
+    the protocol names, and a fact made from each is the same."""
+    from jiancha.rules.case import Fact, StepEvent
+
+    payload = TEMPLATES[0]
+    schema_event, gate_event = parse_event(payload), SIGNED.parse(orjson.dumps(payload), NOW)
+    assert isinstance(schema_event, StepEvent) and isinstance(gate_event, StepEvent)
+    assert Fact.from_event(schema_event, NOW) == Fact.from_event(gate_event, NOW)
