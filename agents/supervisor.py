@@ -288,15 +288,16 @@ class Supervisor:
     async def on_tick(
         self, cases: MutableMapping[bytes, bytes],
         partition_now: dict[int, tuple[datetime, bool]]
-        | Callable[[], Awaitable[dict[int, tuple[datetime, bool]]]],
+        | Callable[[], dict[int, tuple[datetime, bool]]],
         write: StateWriter,
     ) -> list[Alert]:
         """Fire every deadline due by each active partition's time, with no event needed.
 
         ``partition_now`` maps each active partition to (its time, whether it is live, i.e.
-        caught up so that its time is the clock's), or is a coroutine function that says
-        so: it is then asked under the case lock, once no batch is half done (a batch
-        held up by Redis has its offsets counted as read before its states are written).
+        caught up with its events, so that how late its deadlines fire is the timer's
+        doing, not a backlog's), or is a function that says so: it is then called under
+        the case lock, once no batch is half done (a batch held up by Redis has its
+        offsets counted as read before its states are written).
 
         At most ``tick_cases`` due cases are judged under one hold of the case lock; then
         batches of events waiting for the lock go first, and the tick goes on (asking
@@ -306,8 +307,7 @@ class Supervisor:
         more = True
         while more:
             async with self.case_lock:
-                clocks = (partition_now if isinstance(partition_now, dict)
-                          else await partition_now())
+                clocks = partition_now if isinstance(partition_now, dict) else partition_now()
                 some, more = await self._fire_due(cases, clocks, write, self.tick_cases)
             fired.extend(some)
         self.metrics.deadlines_scheduled.set(self.scheduled())
@@ -393,15 +393,38 @@ class Supervisor:
             self.metrics.cases_removed.inc(removed)
         return removed
 
-    def partition_clock(self, partition: int, lagging: bool) -> tuple[datetime, bool] | None:
+    def partition_clock(self, partition: int, lagging: bool, now: datetime | None = None,
+                        live: bool = False) -> tuple[datetime, bool] | None:
         """The time deadlines on this partition are judged by, and whether it is live: the
-        wall (or simulated) clock when caught up, else the time of the last event
-        processed from it; None (fire nothing yet) while it has a backlog and no event of
-        it was processed since it was assigned."""
+        wall (or simulated) clock (``now``: its reading when the partition was seen caught
+        up) when caught up, else the time of the last event processed from it; None (fire
+        nothing yet) while it has a backlog and no event of it was processed since it was
+        assigned. A lagging partition is still ``live`` when only events that came after
+        its last fetch wait: its time is that of its latest events."""
         if not lagging:
-            return self.clock.now(), True
+            return (now if now is not None else self.clock.now()), True
         known = self.partition_ts.get(partition)
-        return (datetime.fromtimestamp(known, UTC), False) if known is not None else None
+        return (datetime.fromtimestamp(known, UTC), live) if known is not None else None
+
+    def seconds_to_next_due(self) -> float | None:
+        """Real seconds until the clock reaches the earliest deadline that is still ahead of
+        it, among each partition's earliest (one already past waits for its partition's
+        time, not the clock); None: none ahead."""
+        now = self.clock.now_epoch()
+        ahead = [at for index in self.indexes.values()
+                 if (at := index.next_due()) is not None and at > now]
+        if not ahead:
+            return None
+        return (min(ahead) - now) / float(getattr(self.clock, "speed", 1.0))
+
+    def due_by_partition_time(self, partitions: Iterable[int]) -> bool:
+        """Whether a deadline of one of ``partitions`` is due by that partition's time
+        (a batch of its events moved it past one)."""
+        for p in partitions:
+            index, at = self.indexes.get(p), self.partition_ts.get(p)
+            if index is not None and at is not None and index.may_be_due(at):
+                return True
+        return False
 
     def rebuild_index(self, states: Iterable[CaseState], active_partitions: set[int]) -> int:
         """After an assignment: the deadline index of the partitions this worker now owns.
