@@ -229,10 +229,8 @@ class Supervisor:
             for (department, step), n in ingested.items():  # a counter's lock once per batch
                 self._ingested(department, step).inc(n)
             if raised:
-                await self.publish(raised, started, partitions)
-                if self.case_mirror is not None:
-                    await self.case_mirror(acc.state for _, acc in order
-                                           if acc is not None and acc.alerts)
+                await self._store(raised, started, partitions,
+                                  (acc.state for _, acc in order if acc is not None and acc.alerts))
             if rejected:  # each delivered (awaited) before the batch's offsets may be acked
                 await asyncio.gather(*(dead_letter(rec, reason, detail)
                                        for rec, reason, detail in rejected))
@@ -347,9 +345,8 @@ class Supervisor:
         # that record them
         try:
             if fired:
-                await self.publish(fired, started, partitions)
-                if self.case_mirror is not None:
-                    await self.case_mirror(j.state for _, _, judged in raising for j in judged)
+                await self._store(fired, started, partitions,
+                                  (j.state for _, _, judged in raising for j in judged))
         except BaseException:
             for _, index, judged in raising:  # due again: judged whole next tick
                 for j in judged:
@@ -448,6 +445,17 @@ class Supervisor:
         self.metrics.deadlines_scheduled.set(self.scheduled())
         self.ready = True
         return n
+
+    async def _store(self, alerts: list[Alert], started: float, partitions: Sequence[int],
+                     states: Iterable[CaseState]) -> None:
+        """Store alerts and mirror the steps of their cases (``states``) at the same time,
+        not one round trip after the other: the mirror is for the alert pages, and never
+        fails."""
+        if self.case_mirror is None:
+            await self.publish(alerts, started, partitions)
+        else:
+            await asyncio.gather(self.publish(alerts, started, partitions),
+                                 self.case_mirror(states))
 
     async def publish(self, alerts: list[Alert], started: float,
                       partitions: Sequence[int | None] | None = None) -> None:

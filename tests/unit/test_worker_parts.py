@@ -261,6 +261,28 @@ def test_the_tick_asks_the_broker_before_it_holds_the_case_lock() -> None:
     assert held == [False] and w.sink.alerts
 
 
+def test_the_alerts_and_the_steps_of_their_cases_are_stored_at_the_same_time() -> None:
+    """The case mirror's round trip does not wait for the alerts' (nor the reverse)."""
+    w = Worker()
+    mirrored = asyncio.Event()
+    publish = w.sink.publish
+
+    async def sink_publish(alerts: list[Alert]) -> list[str]:
+        await asyncio.wait_for(mirrored.wait(), 2.0)  # the mirror is under way meanwhile
+        return await publish(alerts)
+
+    async def mirror(states: Any) -> None:
+        assert {s.case_id for s in states} == {"P1"}
+        mirrored.set()
+
+    w.sink.publish = sink_publish  # type: ignore[method-assign]
+    w.sv.case_mirror = mirror
+    w.partitions.ends[0] = w.partitions.broker[0] = 2
+    w.clock.instant = t("2026-06-30 12:00")
+    asyncio.run(w.timer.tick())
+    assert w.sink.alerts and mirrored.is_set()
+
+
 def test_the_deadline_timer_waits_out_a_rebalance() -> None:
     w = Worker()
     w.clock.instant = t("2026-06-30 12:00")
