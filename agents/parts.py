@@ -116,18 +116,21 @@ class PartitionLag:
             return (start or 0) < end
         return last + 1 < end
 
-    async def partition_now(self) -> Callable[[], dict[int, tuple[datetime, bool]]]:
+    async def partition_now(self, reading: datetime | None = None
+                            ) -> Callable[[], dict[int, tuple[datetime, bool]]]:
         """A function that says each active partition's time and whether it is live, to be
         called under the case lock (no batch half done). A partition the last fetch says
         is caught up is confirmed with the broker: a batch takes a whole fetch, so the end
         it reported can be exactly where the batch stops while more records have arrived
         since (deadlines would fire by the wall clock with steps of their cases still
         unread). The broker is asked here, before the lock is taken (its round trip held
-        up batches of events), with the clock read just before asking: a partition whose
-        processed events reach those ends is judged by that reading, as if asked then."""
+        up batches of events), with the clock read just before asking (``reading``, if
+        read already): a partition whose processed events reach those ends is judged by
+        that reading, as if asked then."""
         parts, sv = self.partitions, self.supervisor
         asked = sorted(parts.active()) if not parts.rebalancing else []
-        reading = sv.clock.now()
+        if reading is None:
+            reading = sv.clock.now()
         ends = await parts.broker_ends(asked) if asked else {}
 
         def partition_now() -> dict[int, tuple[datetime, bool]]:
@@ -161,11 +164,16 @@ class DeadlineTimer:
         self.write_state = write_state
         self.tick_seconds = tick_seconds
         self.woken = asyncio.Event()
+        #: the clock's reading (epoch seconds) when the last tick began: deadlines up to it
+        #: were looked at
+        self.looked_at = float("-inf")
 
     async def tick(self) -> None:
+        reading = self.supervisor.clock.now()
+        self.looked_at = reading.timestamp()
         if self.lag.partitions.rebalancing or not self.supervisor.ready:
             return
-        partition_now = await self.lag.partition_now()
+        partition_now = await self.lag.partition_now(reading)
         await self.supervisor.on_tick(self.cases, partition_now, self.write_state)
 
     def due(self) -> None:
@@ -173,11 +181,12 @@ class DeadlineTimer:
         self.woken.set()
 
     def pause(self) -> float:
-        """Seconds until the next tick: ``tick_seconds``, or less when the earliest
-        deadline falls due by the clock before then (one already past waits for its
-        partition's time: a batch that moves it past calls :meth:`due`)."""
-        until = self.supervisor.seconds_to_next_due()
-        return self.tick_seconds if until is None else min(self.tick_seconds, until)
+        """Seconds until the next tick: ``tick_seconds``, or less when a deadline the last
+        tick did not look at falls due by the clock before then (none if it already has:
+        the tick took a while). One the last tick looked at and left waits for its
+        partition's time: a batch that moves it past calls :meth:`due`."""
+        until = self.supervisor.seconds_to_next_due(after=self.looked_at)
+        return self.tick_seconds if until is None else max(0.0, min(self.tick_seconds, until))
 
     async def run(self) -> None:
         """Tick until cancelled (the worker's task)."""

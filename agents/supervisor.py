@@ -404,13 +404,15 @@ class Supervisor:
         known = self.partition_ts.get(partition)
         return (datetime.fromtimestamp(known, UTC), live) if known is not None else None
 
-    def seconds_to_next_due(self) -> float | None:
-        """Real seconds until the clock reaches the earliest deadline that is still ahead of
-        it, among each partition's earliest (one already past waits for its partition's
-        time, not the clock); None: none ahead."""
+    def seconds_to_next_due(self, after: float | None = None) -> float | None:
+        """Real seconds until the clock reaches the earliest deadline after ``after`` (epoch
+        seconds; default: now), among each partition's earliest (negative: it is past);
+        None: none. A deadline a tick at ``after`` did not fire waits for its partition's
+        time (events still on the way), not for the clock."""
         now = self.clock.now_epoch()
+        since = now if after is None else after
         ahead = [at for index in self.indexes.values()
-                 if (at := index.next_due()) is not None and at > now]
+                 if (at := index.next_due()) is not None and at > since]
         if not ahead:
             return None
         return (min(ahead) - now) / float(getattr(self.clock, "speed", 1.0))

@@ -220,8 +220,25 @@ def test_the_timer_waits_a_tick_or_until_the_next_deadline_if_sooner() -> None:
     assert w.timer.pause() == 5.0
     w.timer.tick_seconds = 10 * due
     assert w.timer.pause() == due
-    w.clock.instant = t("2026-06-30 12:00")  # past every deadline: they wait for a tick
+    w.clock.instant = t("2026-06-30 12:00")  # past every deadline, none looked at: at once
+    assert w.timer.pause() == 0.0
+    w.partitions.ends[0], w.partitions.broker[0] = 2, 9  # events on the way: nothing fires
+    asyncio.run(w.timer.tick())
+    assert w.sink.alerts == []
+    # looked at: they wait for the partition's time (a batch wakes the timer), or a tick
     assert w.sv.seconds_to_next_due() is None and w.timer.pause() == 10 * due
+
+
+def test_a_deadline_that_fell_due_while_a_tick_ran_is_looked_at_at_once() -> None:
+    w = Worker()
+    w.timer.tick_seconds = 5.0
+    w.partitions.ends[0] = w.partitions.broker[0] = 2
+    due = w.clock.instant + timedelta(seconds=cast(float, w.sv.seconds_to_next_due()))
+    w.clock.instant = due - timedelta(seconds=1)
+    asyncio.run(w.timer.tick())  # began just before it: nothing due yet
+    assert w.sink.alerts == []
+    w.clock.instant = due + timedelta(seconds=1)  # the tick took a while
+    assert w.timer.pause() == 0.0
 
 
 def test_the_timer_fires_a_deadline_when_it_falls_due_not_at_the_next_tick() -> None:
