@@ -139,8 +139,8 @@ class PartitionLag:
                 return out
             for p in sorted(parts.active()):
                 fetched = not self.lagging(p)  # caught up with what its last fetch reported
-                confirmed = (fetched and ends is not None and p in ends
-                             and not self.lagging(p, ends[p]))
+                # (the broker's ends not known: the fetch's view it is)
+                confirmed = fetched and (ends is None or not self.lagging(p, ends.get(p)))
                 judged = sv.partition_clock(p, not confirmed, reading, live=fetched)
                 if judged is not None:
                     out[p] = judged
@@ -153,8 +153,8 @@ class DeadlineTimer:
     """Fires the deadlines due on each active partition by that partition's time, with no
     event needed: every ``tick_seconds``, and sooner when the earliest deadline falls due
     by the clock before the next tick, or when a batch of events moved a partition's time
-    past one (:meth:`due`). A deadline that fell due between two ticks waited for the
-    next: up to a whole tick late."""
+    past one (:meth:`due`): by ticks alone, a deadline falling due between two would wait
+    up to a whole tick."""
 
     def __init__(self, supervisor: Supervisor, cases: Any, lag: PartitionLag,
                  write_state: StateWriter, tick_seconds: float = 0.25) -> None:
