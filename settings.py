@@ -394,7 +394,8 @@ class WorkerSettings(
         description="what the worker does beyond the case rules (a JSON list)",
     )
     deadline_tick_seconds: float = Field(
-        0.25, gt=0, le=60, description="how often due deadlines are fired"
+        0.25, gt=0, le=60, description="how often the deadline timer looks for due deadlines "
+        "at the least (it also wakes when the earliest falls due)"
     )
     finished_case_retention_days: float = Field(
         90, ge=1, le=3650,

@@ -183,9 +183,11 @@ class Worker:
             on_error=lambda exc: metrics.sink_errors.labels("dead_letter").inc())
 
         self.partitions = partitions = FaustPartitions(app, settings.events_topic)
-        self.intake = BatchIntake(sv, cases, self.write_state, dead_letter)
         self.lag = lag = PartitionLag(sv, partitions)
-        self.deadlines = DeadlineTimer(sv, cases, lag, self.write_state)
+        self.deadlines = DeadlineTimer(sv, cases, lag, self.write_state,
+                                       settings.deadline_tick_seconds)
+        self.intake = BatchIntake(sv, cases, self.write_state, dead_letter,
+                                  on_due=self.deadlines.due)
         self.sweep = FinishedSweep(sv, cases, partitions, self.case_changelog.delete,
                                    settings.finished_case_retention_days * 86400)
         self.watchdog = PartitionWatchdog(sv, partitions, metrics)
@@ -197,7 +199,7 @@ class Worker:
         # agents/runtime/batch_source.py: the per-message path was most of a worker's time)
         install_batch_source(app, events, self.intake.on_batch,
                              fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
-        app.timer(settings.deadline_tick_seconds, name="fire_deadlines")(self.deadlines.tick)
+        app.task(self.deadlines.run)
         app.timer(60.0, name="finished_cases")(self.sweep.sweep)
         cases.on_recover(self.rebuild_deadline_index)
         app.timer(2.0, name="partition_watchdog")(self.watchdog.check)

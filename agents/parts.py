@@ -7,6 +7,8 @@ builds them on plain fakes (tests/unit/test_worker_parts.py).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, MutableMapping
@@ -70,18 +72,22 @@ class CaseTable(Protocol):
 class BatchIntake:
     """The supervising agent's work: every fetched batch of the events topic to the
     supervisor, with the case table, where states are written outside an agent and where
-    rejected events go."""
+    rejected events go. ``on_due`` is called when a batch moved a partition's time past
+    one of its deadlines (the deadline timer need not wait for its next tick)."""
 
     def __init__(self, supervisor: Supervisor, cases: CaseTable, write_state: StateWriter,
-                 dead_letter: DeadLetter) -> None:
+                 dead_letter: DeadLetter, on_due: Callable[[], None] | None = None) -> None:
         self.supervisor = supervisor
         self.cases = cases
         self.write_state = write_state
         self.dead_letter = dead_letter
+        self.on_due = on_due
 
     async def on_batch(self, records: list[Record]) -> None:
-        await self.supervisor.on_batch(records, self.cases.data, self.write_state,
-                                       self.dead_letter)
+        sv = self.supervisor
+        await sv.on_batch(records, self.cases.data, self.write_state, self.dead_letter)
+        if self.on_due is not None and sv.due_by_partition_time({r.partition for r in records}):
+            self.on_due()
 
 
 class PartitionLag:
@@ -110,42 +116,86 @@ class PartitionLag:
             return (start or 0) < end
         return last + 1 < end
 
-    async def partition_now(self) -> dict[int, tuple[datetime, bool]]:
-        """Each active partition's time and whether it is live. A partition the last fetch
-        says is caught up is confirmed with the broker: a batch takes a whole fetch, so the
-        end it reported can be exactly where the batch stops while more records have
-        arrived since (deadlines would fire by the wall clock with steps of their cases
-        still unread)."""
-        out: dict[int, tuple[datetime, bool]] = {}
-        if self.partitions.rebalancing:  # began while the timer waited for the batch
+    async def partition_now(self, reading: datetime | None = None
+                            ) -> Callable[[], dict[int, tuple[datetime, bool]]]:
+        """A function that says each active partition's time and whether it is live, to be
+        called under the case lock (no batch half done). A partition the last fetch says
+        is caught up is confirmed with the broker: a batch takes a whole fetch, so the end
+        it reported can be exactly where the batch stops while more records have arrived
+        since (deadlines would fire by the wall clock with steps of their cases still
+        unread). The broker is asked here, before the lock is taken (its round trip held
+        up batches of events), with the clock read just before asking (``reading``, if
+        read already): a partition whose processed events reach those ends is judged by
+        that reading, as if asked then."""
+        parts, sv = self.partitions, self.supervisor
+        asked = sorted(parts.active()) if not parts.rebalancing else []
+        if reading is None:
+            reading = sv.clock.now()
+        ends = await parts.broker_ends(asked) if asked else {}
+
+        def partition_now() -> dict[int, tuple[datetime, bool]]:
+            out: dict[int, tuple[datetime, bool]] = {}
+            if parts.rebalancing:  # began while the timer waited for the batch
+                return out
+            for p in sorted(parts.active()):
+                fetched = not self.lagging(p)  # caught up with what its last fetch reported
+                # (the broker's ends not known: the fetch's view it is)
+                confirmed = fetched and (ends is None or not self.lagging(p, ends.get(p)))
+                judged = sv.partition_clock(p, not confirmed, reading, live=fetched)
+                if judged is not None:
+                    out[p] = judged
             return out
-        partitions = sorted(self.partitions.active())
-        caught_up = [p for p in partitions if not self.lagging(p)]
-        # confirmed with the broker before trusting
-        ends = await self.partitions.broker_ends(caught_up) if caught_up else {}
-        for p in partitions:
-            behind = p not in caught_up or (ends is not None and self.lagging(p, ends.get(p)))
-            judged = self.supervisor.partition_clock(p, behind)
-            if judged is not None:
-                out[p] = judged
-        return out
+
+        return partition_now
 
 
 class DeadlineTimer:
     """Fires the deadlines due on each active partition by that partition's time, with no
-    event needed (every ``deadline_tick_seconds``)."""
+    event needed: every ``tick_seconds``, and sooner when the earliest deadline falls due
+    by the clock before the next tick, or when a batch of events moved a partition's time
+    past one (:meth:`due`): by ticks alone, a deadline falling due between two would wait
+    up to a whole tick."""
 
     def __init__(self, supervisor: Supervisor, cases: Any, lag: PartitionLag,
-                 write_state: StateWriter) -> None:
+                 write_state: StateWriter, tick_seconds: float = 0.25) -> None:
         self.supervisor = supervisor
         self.cases = cases  # the case table (a mapping of case id -> encoded state)
         self.lag = lag
         self.write_state = write_state
+        self.tick_seconds = tick_seconds
+        self.woken = asyncio.Event()
+        #: the clock's reading (epoch seconds) when the last tick began: deadlines up to it
+        #: were looked at
+        self.looked_at = float("-inf")
 
     async def tick(self) -> None:
+        reading = self.supervisor.clock.now()
+        self.looked_at = reading.timestamp()
         if self.lag.partitions.rebalancing or not self.supervisor.ready:
             return
-        await self.supervisor.on_tick(self.cases, self.lag.partition_now, self.write_state)
+        partition_now = await self.lag.partition_now(reading)
+        await self.supervisor.on_tick(self.cases, partition_now, self.write_state)
+
+    def due(self) -> None:
+        """A deadline is due by a partition's time: tick now."""
+        self.woken.set()
+
+    def pause(self) -> float:
+        """Seconds until the next tick: ``tick_seconds``, or less when a deadline the last
+        tick did not look at falls due by the clock before then (none if it already has:
+        the tick took a while). One the last tick looked at and left waits for its
+        partition's time: a batch that moves it past calls :meth:`due`."""
+        until = self.supervisor.seconds_to_next_due(after=self.looked_at)
+        return self.tick_seconds if until is None else max(0.0, min(self.tick_seconds, until))
+
+    async def run(self) -> None:
+        """Tick until cancelled (the worker's task)."""
+        while True:
+            self.woken.clear()
+            await self.tick()
+            if not self.woken.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.woken.wait(), self.pause())
 
 
 class FinishedSweep:

@@ -118,8 +118,9 @@ class Supervisor:
     #: while an event of the same case is in flight. Held per case, never across cases.
     case_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: due cases a deadline tick judges per hold of the case lock (batches of events wait
-    #: for it): a few tens of milliseconds of work
-    tick_cases: int = 256
+    #: for it): about 0.2 ms each with their alerts stored, so some 10-15 ms of work
+    #: (deadlines fall due by the hundred at the end of a working day)
+    tick_cases: int = 64
     #: events taken from the topic (accepted or rejected), the wall-clock time the first
     #: batch began and the time the latest ended: a progress figure that costs nothing to read
     processed: int = 0
@@ -231,10 +232,8 @@ class Supervisor:
             for (department, step), n in ingested.items():  # a counter's lock once per batch
                 self._ingested(department, step).inc(n)
             if raised:
-                await self.publish(raised, started, partitions)
-                if self.case_mirror is not None:
-                    await self.case_mirror(acc.state for _, acc in order
-                                           if acc is not None and acc.alerts)
+                await self._store(raised, started, partitions,
+                                  (acc.state for _, acc in order if acc is not None and acc.alerts))
             if rejected:  # each delivered (awaited) before the batch's offsets may be acked
                 await asyncio.gather(*(dead_letter(rec, reason, detail)
                                        for rec, reason, detail in rejected))
@@ -290,15 +289,16 @@ class Supervisor:
     async def on_tick(
         self, cases: MutableMapping[bytes, bytes],
         partition_now: dict[int, tuple[datetime, bool]]
-        | Callable[[], Awaitable[dict[int, tuple[datetime, bool]]]],
+        | Callable[[], dict[int, tuple[datetime, bool]]],
         write: StateWriter,
     ) -> list[Alert]:
         """Fire every deadline due by each active partition's time, with no event needed.
 
         ``partition_now`` maps each active partition to (its time, whether it is live, i.e.
-        caught up so that its time is the clock's), or is a coroutine function that says
-        so: it is then asked under the case lock, once no batch is half done (a batch
-        held up by Redis has its offsets counted as read before its states are written).
+        caught up with its events, so that how late its deadlines fire is the timer's
+        doing, not a backlog's), or is a function that says so: it is then called under
+        the case lock, once no batch is half done (a batch held up by Redis has its
+        offsets counted as read before its states are written).
 
         At most ``tick_cases`` due cases are judged under one hold of the case lock; then
         batches of events waiting for the lock go first, and the tick goes on (asking
@@ -308,8 +308,7 @@ class Supervisor:
         more = True
         while more:
             async with self.case_lock:
-                clocks = (partition_now if isinstance(partition_now, dict)
-                          else await partition_now())
+                clocks = partition_now if isinstance(partition_now, dict) else partition_now()
                 some, more = await self._fire_due(cases, clocks, write, self.tick_cases)
             fired.extend(some)
         self.metrics.deadlines_scheduled.set(self.scheduled())
@@ -349,9 +348,8 @@ class Supervisor:
         # that record them
         try:
             if fired:
-                await self.publish(fired, started, partitions)
-                if self.case_mirror is not None:
-                    await self.case_mirror(j.state for _, _, judged in raising for j in judged)
+                await self._store(fired, started, partitions,
+                                  (j.state for _, _, judged in raising for j in judged))
         except BaseException:
             for _, index, judged in raising:  # due again: judged whole next tick
                 for j in judged:
@@ -395,15 +393,40 @@ class Supervisor:
             self.metrics.cases_removed.inc(removed)
         return removed
 
-    def partition_clock(self, partition: int, lagging: bool) -> tuple[datetime, bool] | None:
+    def partition_clock(self, partition: int, lagging: bool, now: datetime | None = None,
+                        live: bool = False) -> tuple[datetime, bool] | None:
         """The time deadlines on this partition are judged by, and whether it is live: the
-        wall (or simulated) clock when caught up, else the time of the last event
-        processed from it; None (fire nothing yet) while it has a backlog and no event of
-        it was processed since it was assigned."""
+        wall (or simulated) clock (``now``: its reading when the partition was seen caught
+        up) when caught up, else the time of the last event processed from it; None (fire
+        nothing yet) while it has a backlog and no event of it was processed since it was
+        assigned. A lagging partition is still ``live`` when only events that came after
+        its last fetch wait: its time is that of its latest events."""
         if not lagging:
-            return self.clock.now(), True
+            return (now if now is not None else self.clock.now()), True
         known = self.partition_ts.get(partition)
-        return (datetime.fromtimestamp(known, UTC), False) if known is not None else None
+        return (datetime.fromtimestamp(known, UTC), live) if known is not None else None
+
+    def seconds_to_next_due(self, after: float | None = None) -> float | None:
+        """Real seconds until the clock reaches the earliest deadline after ``after`` (epoch
+        seconds; default: now), among each partition's earliest (negative: it is past);
+        None: none. A deadline a tick at ``after`` did not fire waits for its partition's
+        time (events still on the way), not for the clock."""
+        now = self.clock.now_epoch()
+        since = now if after is None else after
+        ahead = [at for index in self.indexes.values()
+                 if (at := index.next_due()) is not None and at > since]
+        if not ahead:
+            return None
+        return (min(ahead) - now) / float(getattr(self.clock, "speed", 1.0))
+
+    def due_by_partition_time(self, partitions: Iterable[int]) -> bool:
+        """Whether a deadline of one of ``partitions`` is due by that partition's time
+        (a batch of its events moved it past one)."""
+        for p in partitions:
+            index, at = self.indexes.get(p), self.partition_ts.get(p)
+            if index is not None and at is not None and index.may_be_due(at):
+                return True
+        return False
 
     def rebuild_index(self, states: Iterable[tuple[bytes, CaseState]],
                       active_partitions: set[int]) -> int:
@@ -428,6 +451,17 @@ class Supervisor:
         self.metrics.deadlines_scheduled.set(self.scheduled())
         self.ready = True
         return n
+
+    async def _store(self, alerts: list[Alert], started: float, partitions: Sequence[int],
+                     states: Iterable[CaseState]) -> None:
+        """Store alerts and mirror the steps of their cases (``states``) at the same time,
+        not one round trip after the other: the mirror is for the alert pages, and never
+        fails."""
+        if self.case_mirror is None:
+            await self.publish(alerts, started, partitions)
+        else:
+            await asyncio.gather(self.publish(alerts, started, partitions),
+                                 self.case_mirror(states))
 
     async def publish(self, alerts: list[Alert], started: float,
                       partitions: Sequence[int | None] | None = None) -> None:

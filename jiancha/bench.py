@@ -60,6 +60,8 @@ class BenchConfig:
     #: runs of each measured figure; the figure is their median (one run depends on what
     #: else the machine does meanwhile), the runs are reported beside it
     runs: int = 3
+    #: measure only this phase (``latency``), not every figure
+    only: str | None = None
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -116,6 +118,9 @@ def run_bench(config: BenchConfig, console: Console) -> Results:
         say(f"[bold]jiancha bench[/]: broker {stack.bootstrap}, redis {stack.redis_url}; "
             f"{config.events:,} events, {config.partitions} partitions, {os.cpu_count()} cores"
             f", each figure the median of {runs} run{'s' if runs > 1 else ''}")
+        if config.only == "latency":
+            _latency_figures(res, stack, config, say, each_run)
+            return res
         lines, history_end, anchor = _workload(config.events)
         n = len(lines)
         say(f"  workload: {n:,} events of simulated cases (with violations)")
@@ -168,12 +173,7 @@ def run_bench(config: BenchConfig, console: Console) -> Results:
             f"{res.figures['throughput_2_workers_eps']:,} events/s{median} "
             f"({res.figures['scale_out_2_workers']}x one worker; {os.cpu_count()} cores shared "
             f"with the broker and Redis)")
-        latency = each_run("latency", lambda run: _latency(stack, config, say, run))
-        for key in ("latency_p50_ms", "latency_p99_ms", "deadline_lateness_p99_ms"):
-            res.measured(key, [lat[key] for lat in latency], 1)
-        for key in ("offered_eps", "achieved_send_eps", "latency_alerts",
-                    "latency_alerts_expected"):
-            res.figures[key] = latency[len(latency) // 2][key]
+        _latency_figures(res, stack, config, say, each_run)
     for cases in config.memory_cases:
         per_case = _memory_per_open_case(cases)
         res.figures[f"bytes_per_open_case_{_label(cases)}"] = round(per_case)
@@ -200,6 +200,16 @@ def run_bench(config: BenchConfig, console: Console) -> Results:
             res.ratio(f"{prefix}ratio_to_faust", figure, "baseline_faust_eps")
         res.ratio(f"{prefix}ratio_to_aiokafka", figure, "baseline_aiokafka_eps")
     return res
+
+
+def _latency_figures(res: Results, stack: EmbeddedStack, config: BenchConfig, say: Any,
+                     each_run: Any) -> None:
+    latency = each_run("latency", lambda run: _latency(stack, config, say, run))
+    for key in ("latency_p50_ms", "latency_p99_ms", "deadline_lateness_p99_ms"):
+        res.measured(key, [lat[key] for lat in latency], 1)
+    for key in ("offered_eps", "achieved_send_eps", "latency_alerts",
+                "latency_alerts_expected"):
+        res.figures[key] = latency[len(latency) // 2][key]
 
 
 #: the targets (issue 25): figure -> (comparison, bound)

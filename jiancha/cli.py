@@ -251,6 +251,9 @@ def bench(
         exists=True, dir_okay=False)] = None,
     profile: Annotated[bool, typer.Option(
         "--profile", help="measure only where replay's CPU time per event goes (Markdown)")] = False,
+    only: Annotated[str | None, typer.Option(
+        help="measure only this phase: 'latency' (event-to-alert latency and deadline "
+        "lateness at the offered load, on a fresh worker)")] = None,
 ) -> None:
     """Measure throughput, latency, deadline lateness, memory and replay speed."""
     from rich.console import Console
@@ -266,6 +269,9 @@ def bench(
         return
     if events:
         config.events = events
+    if only not in (None, "latency"):
+        raise fail(f"--only: no phase {only!r} (only 'latency')")
+    config.only = only
     console = Console(stderr=True, highlight=False)
     results = run_bench(config, console)
     met = report(results, console)

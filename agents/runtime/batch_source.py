@@ -54,6 +54,7 @@ class BatchingConsumer(_TransportConsumer):
     def _new_consumer_thread(self) -> Any:
         thread = super()._new_consumer_thread()
         create = thread._create_consumer
+        fetch = thread._fetch_records
         wait_ms = self.fetch_max_wait_ms
 
         def create_consumer(loop: Any) -> Any:
@@ -61,7 +62,15 @@ class BatchingConsumer(_TransportConsumer):
             consumer._fetch_max_wait_ms = wait_ms  # read by its fetcher when it starts
             return consumer
 
+        async def fetch_records(consumer: Any, active_partitions: Any, timeout: float | None = None,
+                                max_records: int | None = None) -> Any:
+            if active_partitions is not None:
+                fetch_only(consumer, active_partitions)
+            return await fetch(consumer, active_partitions, timeout=timeout,
+                               max_records=max_records)
+
         thread._create_consumer = create_consumer  # type: ignore[method-assign]
+        thread._fetch_records = fetch_records  # type: ignore[method-assign]
         return thread
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - via workers
@@ -189,6 +198,27 @@ class BatchingConsumer(_TransportConsumer):
             message = self._to_message(tp, rec)
             await self.wait_first(callback(message), self.suspend_flow.wait())
             self._read_offset[tp] = offset
+
+
+def fetch_only(consumer: Any, active: Any) -> None:
+    """Have the aiokafka ``consumer`` fetch only the partitions Faust takes records of now
+    (``active``): pause the others, resume these. Runs in the consumer's thread, before each
+    fetch of records.
+
+    Faust pauses a partition in its own bookkeeping only (a table's changelog after its
+    recovery, a stream whose buffer is full) and asks aiokafka for the records of the
+    others, so aiokafka goes on fetching the paused ones. Their records are never taken,
+    and while a partition holds fetched records younger than aiokafka's prefetch back-off
+    (0.1 s) no fetch goes to its broker for any partition: each changelog record the
+    worker writes at a commit stopped the events topic for 0.1 s."""
+    assigned = consumer.assignment()
+    paused = consumer.paused()
+    pause = [tp for tp in assigned if tp not in active and tp not in paused]
+    resume = [tp for tp in paused if tp in active]
+    if pause:
+        consumer.pause(*pause)
+    if resume:
+        consumer.resume(*resume)
 
 
 def install(app: Any, topic: Any, handler: BatchHandler, fetch_max_wait_ms: int = 1500) -> None:

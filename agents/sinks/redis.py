@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import (
     AuthenticationError,
     MasterDownError,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
@@ -233,16 +234,25 @@ class RedisAlertSink:
             return 0
 
     async def _write(self, alerts: Sequence[Alert]) -> list[Outcome]:
+        """The script by its digest, in one round trip: a pipeline of scripts would first
+        ask Redis whether it has them (a round trip more for every store). A Redis that
+        lost it (restarted, flushed) answers NOSCRIPT to all: it is loaded, and the
+        alerts written again (the script is idempotent)."""
+        try:
+            return await self._write_once(alerts)
+        except NoScriptError:
+            await self.client.script_load(_WRITE_ALERT)
+            return await self._write_once(alerts)
+
+    async def _write_once(self, alerts: Sequence[Alert]) -> list[Outcome]:
+        sha = self._script.sha
         async with self.client.pipeline(transaction=False) as pipe:
             for a in alerts:
                 month, fields, step = self.tally(a) if self.tally is not None else ("-", [], 0)
-                await self._script(
-                    keys=self._keys(a, month),
-                    args=[a.to_json(), SEVERITY_RANK[a.severity], a.severity,
-                          a.detected_at.timestamp(), a.alert_id, self.stream_maxlen, a.rule,
-                          a.department or "", a.case_id or "", a.status, step, *fields],
-                    client=pipe,
-                )
+                pipe.evalsha(sha, 5, *self._keys(a, month),
+                             a.to_json(), SEVERITY_RANK[a.severity], a.severity,
+                             a.detected_at.timestamp(), a.alert_id, self.stream_maxlen, a.rule,
+                             a.department or "", a.case_id or "", a.status, step, *fields)
             results = await pipe.execute()
         return [_OUTCOMES[int(r)] for r in results]
 

@@ -54,6 +54,31 @@ def test_alerts_are_written_once_and_escalation_updates(redis_stack) -> None:  #
     asyncio.run(go())
 
 
+def test_a_store_is_one_round_trip_and_survives_a_flushed_script_cache(redis_stack) -> None:  # type: ignore[no-untyped-def]
+    """The script is run by its digest, without asking Redis first whether it has it (a
+    pipeline of scripts does: a round trip more for every store); a Redis that lost it
+    gets it again and the alerts are stored."""
+    async def go() -> None:
+        client = redis_client(redis_stack.redis_url, password="pw-123")
+        sink = RedisAlertSink(client, prefix="s7:")
+
+        async def asked() -> int:  # SCRIPT commands run (Redis 7 counts each subcommand)
+            stats = await client.info("commandstats")
+            return sum(int(v["calls"]) for k, v in stats.items()
+                       if k == "cmdstat_script" or k.startswith("cmdstat_script|"))
+
+        assert await sink.publish([_alert("a-1")]) == ["new"]  # (loaded if Redis lacked it)
+        before = await asked()
+        assert await sink.publish([_alert("a-2"), _alert("a-3")]) == ["new", "new"]
+        assert await asked() == before
+        await client.script_flush()
+        assert await sink.publish([_alert("a-3"), _alert("a-4")]) == ["known", "new"]
+        assert await client.xlen("s7:alerts") == 4
+        await sink.close()
+
+    asyncio.run(go())
+
+
 def test_a_retraction_leaves_the_open_indexes_once_and_a_new_raise_reopens(redis_stack) -> None:  # type: ignore[no-untyped-def]
     async def go() -> None:
         client = redis_client(redis_stack.redis_url, password="pw-123")

@@ -4,7 +4,18 @@ buckets add up to the CPU time they divide."""
 
 from __future__ import annotations
 
-from jiancha.bench import TARGETS, Results, _workload, markdown, profile_buckets, ratio
+import subprocess
+import sys
+
+from jiancha.bench import (
+    TARGETS,
+    Results,
+    _histogram_p99_ms,
+    _workload,
+    markdown,
+    profile_buckets,
+    ratio,
+)
 
 
 def test_a_figure_is_the_median_of_its_runs_and_a_ratio_names_its_runs() -> None:
@@ -45,3 +56,16 @@ def test_the_profile_buckets_divide_the_cpu_time() -> None:
     assert rows["the gate (JSON, the contract's model, catalog, duplicates)"] > 0
     assert rows["the window rules"] > 0
     assert all(us >= 0 for us in rows.values())
+
+
+def test_the_lateness_p99_is_the_bound_of_the_bucket_it_falls_in() -> None:
+    name = "jiancha_deadline_lateness_seconds"
+    counts = {"0.05": 90, "0.075": 99, "0.1": 100, "+Inf": 100}
+    text = "\n".join(f'{name}_bucket{{le="{le}"}} {n}.0' for le, n in counts.items())
+    assert _histogram_p99_ms(text, name) == 75.0
+
+
+def test_the_bench_measures_only_a_phase_it_knows() -> None:
+    done = subprocess.run([sys.executable, "-m", "jiancha.cli", "bench", "--only", "memory"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "no phase 'memory'" in done.stderr

@@ -5,9 +5,10 @@ for the case table. The real Faust, Kafka and Redis are the integration tests'."
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import orjson
 
@@ -26,6 +27,7 @@ from jiancha.agents.record import Record
 from jiancha.agents.supervisor import Supervisor
 from jiancha.producers.contract import Alert, ApprovalEvent
 from jiancha.rules.case import CaseState
+from jiancha.rules.clock import SimulatedClock
 from jiancha.rules.ingest import Gate
 from jiancha.rules.state_codec import decode_state
 from tests.unit.eventkit import engine, events, t
@@ -118,7 +120,8 @@ class Worker:
         self.partitions = FakePartitions()
         self.lag = PartitionLag(self.sv, self.partitions)
         self.timer = DeadlineTimer(self.sv, self.cases, self.lag, self.write)
-        self.intake = BatchIntake(self.sv, self.cases, self.write, self.dead_letter)
+        self.intake = BatchIntake(self.sv, self.cases, self.write, self.dead_letter,
+                                  on_due=self.timer.due)
         evs = events("T-SHORT", [("submitted", "2026-03-02 10:00"),
                                  ("accepted", "2026-03-02 11:00")], case_id="P1")
         records = [Record(b"P1", orjson.dumps(e), 0, n, None) for n, e in enumerate(evs)]
@@ -176,6 +179,136 @@ def test_the_deadline_timer_judges_a_partition_with_a_backlog_by_its_last_event(
     w.partitions.broker[0] = 2
     asyncio.run(w.timer.tick())
     assert w.sink.alerts
+
+
+def _another_case_at(w: Worker, instant: datetime, offset: int) -> None:
+    """A step of another case taken in on partition 0 with the clock at ``instant``: the
+    partition's time moves there."""
+    w.clock.instant = instant
+    case = f"Q{offset}"
+    e = events("T-SHORT", [("submitted", instant.strftime("%Y-%m-%d %H:%M"))], case_id=case)[0]
+    asyncio.run(w.intake.on_batch([Record(case.encode(), orjson.dumps(e), 0, offset, None)]))
+
+
+def _lateness_count(w: Worker) -> float:
+    return w.metrics.registry.get_sample_value("jiancha_deadline_lateness_seconds_count") or 0
+
+
+def test_a_partition_caught_up_with_its_fetch_is_judged_by_its_last_event_and_live() -> None:
+    """Events that came after the last fetch wait: the deadlines fire by the time of the
+    partition's latest event, and how late they are is measured (a live partition with
+    events always on the way is never confirmed caught up by the broker)."""
+    w = Worker()
+    _another_case_at(w, t("2026-06-30 12:00"), 2)  # every deadline of P1 is past by now
+    w.partitions.ends[0], w.partitions.broker[0] = 3, 9
+    w.clock.instant = t("2026-06-30 12:05")
+    asyncio.run(w.timer.tick())
+    assert {a.case_id for a in w.sink.alerts} == {"P1"}
+    assert _lateness_count(w) == 1  # one case fired
+
+
+def test_the_lateness_of_a_partition_working_through_a_backlog_is_not_the_timers() -> None:
+    w = Worker()
+    _another_case_at(w, t("2026-06-30 12:00"), 2)
+    w.partitions.ends[0] = w.partitions.broker[0] = 50  # its last fetch reported more
+    asyncio.run(w.timer.tick())
+    assert w.sink.alerts and _lateness_count(w) == 0
+
+
+def test_a_batch_that_moves_a_partition_past_a_deadline_wakes_the_timer() -> None:
+    w = Worker()
+    _another_case_at(w, t("2026-03-02 12:30"), 2)
+    assert not w.timer.woken.is_set()  # P1 has nothing due by 12:30
+    _another_case_at(w, t("2026-06-30 12:00"), 3)
+    assert w.timer.woken.is_set()
+
+
+def test_the_timer_waits_a_tick_or_until_the_next_deadline_if_sooner() -> None:
+    w = Worker()
+    w.timer.tick_seconds = 5.0
+    due = w.sv.seconds_to_next_due()
+    assert due is not None and due > 5.0  # by the fake clock (speed 1), days ahead
+    assert w.timer.pause() == 5.0
+    w.timer.tick_seconds = 10 * due
+    assert w.timer.pause() == due
+    w.clock.instant = t("2026-06-30 12:00")  # past every deadline, none looked at: at once
+    assert w.timer.pause() == 0.0
+    w.partitions.ends[0], w.partitions.broker[0] = 2, 9  # events on the way: nothing fires
+    asyncio.run(w.timer.tick())
+    assert w.sink.alerts == []
+    # looked at: they wait for the partition's time (a batch wakes the timer), or a tick
+    assert w.sv.seconds_to_next_due() is None and w.timer.pause() == 10 * due
+
+
+def test_a_deadline_that_fell_due_while_a_tick_ran_is_looked_at_at_once() -> None:
+    w = Worker()
+    w.timer.tick_seconds = 5.0
+    w.partitions.ends[0] = w.partitions.broker[0] = 2
+    due = w.clock.instant + timedelta(seconds=cast(float, w.sv.seconds_to_next_due()))
+    w.clock.instant = due - timedelta(seconds=1)
+    asyncio.run(w.timer.tick())  # began just before it: nothing due yet
+    assert w.sink.alerts == []
+    w.clock.instant = due + timedelta(seconds=1)  # the tick took a while
+    assert w.timer.pause() == 0.0
+
+
+def test_the_timer_fires_a_deadline_when_it_falls_due_not_at_the_next_tick() -> None:
+    w = Worker()
+    w.partitions.ends[0] = w.partitions.broker[0] = 2
+    due = w.clock.instant + timedelta(seconds=cast(float, w.sv.seconds_to_next_due()))
+    speed = 3600.0  # the deadline falls due 0.2 s of real time from now
+    w.sv.clock = SimulatedClock(due - timedelta(seconds=0.2 * speed), speed)
+    w.timer.tick_seconds = 60.0
+
+    async def run() -> float:
+        started = time.monotonic()
+        timer = asyncio.create_task(w.timer.run())
+        while not w.sink.alerts and time.monotonic() - started < 5:
+            await asyncio.sleep(0.01)
+        timer.cancel()
+        return time.monotonic() - started
+
+    assert asyncio.run(run()) < 5 and w.sink.alerts  # not after a whole tick (60 s)
+    assert _lateness_count(w) >= 1
+
+
+def test_the_tick_asks_the_broker_before_it_holds_the_case_lock() -> None:
+    """The round trip to the broker does not hold up batches of events."""
+    w = Worker()
+    w.partitions.ends[0] = w.partitions.broker[0] = 2
+    held: list[bool] = []
+    ask = w.partitions.broker_ends
+
+    async def broker_ends(partitions: list[int]) -> dict[int, int] | None:
+        held.append(w.sv.case_lock.locked())
+        return await ask(partitions)
+
+    w.partitions.broker_ends = broker_ends  # type: ignore[method-assign]
+    w.clock.instant = t("2026-06-30 12:00")
+    asyncio.run(w.timer.tick())
+    assert held == [False] and w.sink.alerts
+
+
+def test_the_alerts_and_the_steps_of_their_cases_are_stored_at_the_same_time() -> None:
+    """The case mirror's round trip does not wait for the alerts' (nor the reverse)."""
+    w = Worker()
+    mirrored = asyncio.Event()
+    publish = w.sink.publish
+
+    async def sink_publish(alerts: list[Alert]) -> list[str]:
+        await asyncio.wait_for(mirrored.wait(), 2.0)  # the mirror is under way meanwhile
+        return await publish(alerts)
+
+    async def mirror(states: Any) -> None:
+        assert {s.case_id for s in states} == {"P1"}
+        mirrored.set()
+
+    w.sink.publish = sink_publish  # type: ignore[method-assign]
+    w.sv.case_mirror = mirror
+    w.partitions.ends[0] = w.partitions.broker[0] = 2
+    w.clock.instant = t("2026-06-30 12:00")
+    asyncio.run(w.timer.tick())
+    assert w.sink.alerts and mirrored.is_set()
 
 
 def test_the_deadline_timer_waits_out_a_rebalance() -> None:
