@@ -18,8 +18,9 @@ from typing import Any
 
 import faust
 
-from jiancha.producers.contract import Alert, ApprovalEvent
+from jiancha.producers.contract import Alert
 from jiancha.rules.case import CaseState, Fact
+from jiancha.rules.ingest import GateEvent
 from jiancha.settings import WorkerSettings
 
 from .metrics import EngineMetrics
@@ -54,14 +55,14 @@ class Extension:
     def install(self, app: faust.App) -> None:
         """Add the extension's Faust agents, tables, timers and web pages to ``app``."""
 
-    def on_record(self, record: Record, event: ApprovalEvent | None, fact: Fact | None,
+    def on_record(self, record: Record, event: GateEvent | None, fact: Fact | None,
                   now: float) -> None:
         """Every record of the events topic in order: the accepted event and the fact its
         case took in, before its case state is written (a crash in between hands it over
         again, never loses it), or None and None when rejected; ``now``: the clock's
         reading for the batch (epoch seconds)."""
 
-    def on_event(self, event: ApprovalEvent, state: CaseState, alerts: list[Alert],
+    def on_event(self, event: GateEvent, state: CaseState, alerts: list[Alert],
                  now: datetime) -> None:
         """An accepted event after it was evaluated: the case state it left, the alerts
         it raised, its judged time."""

@@ -36,7 +36,7 @@ import orjson
 from prometheus_client.core import GaugeMetricFamily
 
 from jiancha.notifier.tokens import Tokens, bearer, load_tokens
-from jiancha.producers.contract import Alert, ApprovalEvent
+from jiancha.producers.contract import Alert
 from jiancha.rules.case import CaseState
 from jiancha.rules.indicators import (
     INDICATORS,
@@ -54,6 +54,7 @@ from jiancha.rules.indicators import (
     report_rows,
     rows_csv,
 )
+from jiancha.rules.ingest import GateEvent
 from jiancha.rules.memo import BoundedMemo
 
 from .extensions import Extension, WorkerContext, add_page
@@ -186,7 +187,7 @@ class Indicators(Extension):
         except Exception:
             return []
 
-    def on_event(self, event: ApprovalEvent, state: CaseState, alerts: list[Alert],
+    def on_event(self, event: GateEvent, state: CaseState, alerts: list[Alert],
                  now: Any) -> None:
         try:
             self.book.partition = state.partition

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
-from jiancha.producers.contract import Alert, ApprovalEvent, Step
+from jiancha.producers.contract import Alert, Step
 from jiancha.rules.case import CaseState, Fact
 from jiancha.rules.clock import Clock
 from jiancha.rules.driver import CaseDriver, Judged
 from jiancha.rules.engine import Engine
-from jiancha.rules.ingest import Gate, Rejected
+from jiancha.rules.ingest import Gate, GateEvent, Rejected
 from jiancha.rules.schedule import DeadlineIndex, Due
 from jiancha.rules.state_codec import decode_state, encode_state
 
@@ -49,19 +49,19 @@ DeadLetter = Callable[[Record, str, str], Awaitable[None]]
 #: Write a case state outside an agent: (key, value, partition).
 StateWriter = Callable[[bytes, bytes, int], None]
 #: Called after an accepted event was evaluated: (event, state, alerts raised, judged time).
-EventObserver = Callable[[ApprovalEvent, CaseState, list[Alert], datetime], None]
+EventObserver = Callable[[GateEvent, CaseState, list[Alert], datetime], None]
 #: Called for every record in order: with the accepted event and the fact its case took in,
 #: before its case state is written (a crash in between forwards it again, never loses
 #: it), or None and None when rejected; and the clock's reading for the batch (epoch
 #: seconds).
-Forwarder = Callable[[Record, ApprovalEvent | None, Fact | None, float], None]
+Forwarder = Callable[[Record, GateEvent | None, Fact | None, float], None]
 #: Called with every alert the sink stored anew, escalated or retracted (not for known
 #: ones), and the partition of the case it is about when known.
 AlertObserver = Callable[[Alert, int | None], None]
 
 
 class _Accepted(NamedTuple):
-    event: ApprovalEvent
+    event: GateEvent
     state: CaseState  # observers see it as it was right after this event: its first
     facts: int  # ``facts`` facts (a later event of the batch may have added more)
     alerts: list[Alert]

@@ -42,9 +42,10 @@ import faust
 import orjson
 from prometheus_client import Counter
 
-from jiancha.producers.contract import Alert, ApprovalEvent
+from jiancha.producers.contract import Alert
 from jiancha.rules.case import Fact
 from jiancha.rules.clock import Clock
+from jiancha.rules.ingest import GateEvent
 from jiancha.rules.windows import (
     CLOSE,
     COUNT,
@@ -507,7 +508,7 @@ class Windows(Extension):
     def _shifted(self, event: Any = None) -> float:
         return self.tables.shifted
 
-    def on_record(self, record: Record, event: ApprovalEvent | None, fact: Fact | None,
+    def on_record(self, record: Record, event: GateEvent | None, fact: Fact | None,
                   now: float) -> None:
         """The supervising agent hands over each record it took (None: rejected)."""
         if event is None or fact is None:
