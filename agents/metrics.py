@@ -31,7 +31,7 @@ class EngineMetrics:
         self.deadline_lateness = Histogram(
             "jiancha_deadline_lateness_seconds",
             "How long after its due instant (clock time) a deadline alert was stored",
-            buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=r)
+            buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=r)
         self.consumer_lag = Gauge(
             "jiancha_consumer_lag", "Messages not yet read, by topic partition",
             ["topic", "partition"], registry=r)
