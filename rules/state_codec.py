@@ -165,10 +165,9 @@ def encode_state(state: CaseState) -> bytes:
     department_before = 1
     for f in facts:
         event_id: str | int = f.event_id
-        stem = event_id.rstrip(_DIGITS)
-        digits = event_id[len(stem):]
-        if digits and len(digits) <= 18 and (digits[0] != "0" or digits == "0"):  # as _numbered
-            number = int(digits)
+        numbered = _numbered(f.event_id)
+        if numbered is not None:
+            stem, number = numbered
             if previous_stem is not None:
                 if stem == previous_stem:
                     event_id = number - previous
