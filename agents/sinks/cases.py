@@ -29,6 +29,14 @@ def case_steps(state: CaseState, tz: tzinfo = UTC) -> list[dict[str, Any]]:
             for f in sorted(state.facts, key=lambda f: f.at)]
 
 
+# KEYS: the cases' keys   ARGV: seconds to live, then each case's JSON. One call for all:
+# a SET each would cost the worker its per-command work once per case.
+_SET_CASES = """
+for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1]) end
+return #KEYS
+"""
+
+
 class CaseMirror:
     def __init__(self, client: Any, prefix: str = "jc:", tz: tzinfo = UTC,
                  ttl_seconds: int = 400 * 86400) -> None:
@@ -36,6 +44,7 @@ class CaseMirror:
         self.prefix = prefix
         self.tz = tz
         self.ttl_seconds = ttl_seconds
+        self._set_cases = client.register_script(_SET_CASES)
 
     def key(self, case_id: str) -> str:
         return f"{self.prefix}case:{case_id}"
@@ -45,11 +54,10 @@ class CaseMirror:
         if not unique:
             return
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for case_id, state in unique.items():
-                    pipe.set(self.key(case_id), orjson.dumps({
-                        "case_id": case_id, "item_code": state.item_code,
-                        "steps": case_steps(state, self.tz)}), ex=self.ttl_seconds)
-                await pipe.execute()
+            await self._set_cases(
+                keys=[self.key(case_id) for case_id in unique],
+                args=[self.ttl_seconds, *(orjson.dumps({
+                    "case_id": case_id, "item_code": state.item_code,
+                    "steps": case_steps(state, self.tz)}) for case_id, state in unique.items())])
         except Exception as exc:  # the pages then show what the alert records
             log.warning("case steps of %d case(s) not mirrored to Redis: %r", len(unique), exc)

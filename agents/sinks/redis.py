@@ -1,9 +1,9 @@
 """The Redis alert sink (contract.md): stream ``jc:alerts``, hash ``jc:alert:{id}``,
 open-alert indexes ``jc:open`` and ``jc:open:{department}``.
 
-Each alert is written by one Lua script, atomically and idempotently: a redelivered
-alert (same id, same severity) changes nothing and reports ``known``; the same id with a
-higher severity (escalation) updates the hash and appends the new version to the stream,
+Alerts are written by a Lua script, a batch in one run, atomically and idempotently: a
+redelivered alert (same id, same severity) changes nothing and reports ``known``; the
+same id with a higher severity (escalation) updates the hash and appends the new version to the stream,
 unless a person resolved the alert meanwhile: then it is ``known`` too, for what no later
 event corrects is corrected by resolving it. A retracted version (``status: retracted``)
 is stored and leaves the open indexes. Connection errors and Redis's "not now" replies
@@ -20,11 +20,11 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import (
     AuthenticationError,
     MasterDownError,
-    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
@@ -39,46 +39,58 @@ from .types import Outcome
 
 log = logging.getLogger(__name__)
 
-# KEYS: hash, stream, open-all, open-dept, tally   ARGV: json, rank, severity, score, id,
-#   (unused), rule, department, case_id, status, tally step, tally field, tally field, ...
-# A retracted version (status "retracted") takes the alert out of the open indexes; an
-# alert raised again after its retraction is stored as new. Whatever the script stores, it
-# also counts in the tally hash (the indicators' alert counts), in the same atomic step:
-# a redelivered version is known and counted no more.
-_WRITE_ALERT = """
-local function tally(outcome)
-  for i = 12, #ARGV do redis.call('HINCRBY', KEYS[5], ARGV[i], ARGV[11]) end
-  return outcome
+# One call stores a batch of alerts: the client's cost per command and per argument (the
+# worker's, on the event path) is paid once per batch, the alert's fields travel as one
+# JSON array. KEYS: stream, open-all, then for each alert: hash, open-dept, tally.
+# ARGV: for each alert, the JSON array [json, rank, severity, score, id, rule, department,
+# case_id, status, tally step, tally field, tally field, ...] (all strings). Returns each
+# alert's outcome. A retracted version (status "retracted") takes the alert out of the
+# open indexes; an alert raised again after its retraction is stored as new. Whatever the
+# script stores, it also counts in the tally hash (the indicators' alert counts), in the
+# same atomic step: a redelivered version is known and counted no more.
+_WRITE_ALERTS = """
+local stream, open_all = KEYS[1], KEYS[2]
+local function write(hash, open_dept, tally_key, a)
+  local function tally(outcome)
+    for i = 11, #a do redis.call('HINCRBY', tally_key, a[i], a[10]) end
+    return outcome
+  end
+  local cur = redis.call('HGET', hash, 'rank')
+  local stored = redis.call('HGET', hash, 'status')
+  if a[9] == 'retracted' then
+    if stored == 'retracted' then return 0 end
+    redis.call('HSET', hash, 'alert', a[1], 'rank', '0', 'severity', a[3],
+               'rule', a[6], 'department', a[7], 'case_id', a[8], 'status', 'retracted')
+    if not cur then redis.call('HSET', hash, 'detected_at', a[4]) end
+    redis.call('XADD', stream, '*', 'alert', a[1])
+    redis.call('ZREM', open_all, a[5])
+    redis.call('ZREM', open_dept, a[5])
+    return tally(3)
+  end
+  if stored == 'retracted' then
+    cur = false
+    stored = false
+  end
+  if cur and tonumber(cur) >= tonumber(a[2]) then return 0 end
+  local status = stored or a[9]
+  if cur and status == 'resolved' then return 0 end
+  redis.call('HSET', hash, 'alert', a[1], 'rank', a[2], 'severity', a[3],
+             'rule', a[6], 'department', a[7], 'case_id', a[8], 'status', status)
+  if not cur then redis.call('HSET', hash, 'detected_at', a[4]) end
+  redis.call('XADD', stream, '*', 'alert', a[1])
+  if status == 'open' then
+    redis.call('ZADD', open_all, 'NX', a[4], a[5])
+    redis.call('ZADD', open_dept, 'NX', a[4], a[5])
+  end
+  if cur then return tally(2) end
+  return tally(1)
 end
-local cur = redis.call('HGET', KEYS[1], 'rank')
-local stored = redis.call('HGET', KEYS[1], 'status')
-if ARGV[10] == 'retracted' then
-  if stored == 'retracted' then return 0 end
-  redis.call('HSET', KEYS[1], 'alert', ARGV[1], 'rank', '0', 'severity', ARGV[3],
-             'rule', ARGV[7], 'department', ARGV[8], 'case_id', ARGV[9], 'status', 'retracted')
-  if not cur then redis.call('HSET', KEYS[1], 'detected_at', ARGV[4]) end
-  redis.call('XADD', KEYS[2], '*', 'alert', ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[5])
-  redis.call('ZREM', KEYS[4], ARGV[5])
-  return tally(3)
+local out = {}
+for i = 1, #ARGV do
+  local k = 3 * i
+  out[i] = write(KEYS[k], KEYS[k + 1], KEYS[k + 2], cjson.decode(ARGV[i]))
 end
-if stored == 'retracted' then
-  cur = false
-  stored = false
-end
-if cur and tonumber(cur) >= tonumber(ARGV[2]) then return 0 end
-local status = stored or ARGV[10]
-if cur and status == 'resolved' then return 0 end
-redis.call('HSET', KEYS[1], 'alert', ARGV[1], 'rank', ARGV[2], 'severity', ARGV[3],
-           'rule', ARGV[7], 'department', ARGV[8], 'case_id', ARGV[9], 'status', status)
-if not cur then redis.call('HSET', KEYS[1], 'detected_at', ARGV[4]) end
-redis.call('XADD', KEYS[2], '*', 'alert', ARGV[1])
-if status == 'open' then
-  redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
-  redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[5])
-end
-if cur then return tally(2) end
-return tally(1)
+return out
 """
 
 # The stream is trimmed only below what every reader named in ARGV (consumer groups that
@@ -124,6 +136,10 @@ _TRANSIENT_CODE = re.compile(rf"(?:^|[\s:-])(?:{'|'.join(TRANSIENT_REPLIES)}) ")
 
 _OUTCOMES: dict[int, Outcome] = {0: "known", 1: "new", 2: "escalated", 3: "retracted"}
 
+#: Alerts stored by one run of the script: Redis runs nothing else meanwhile (a few
+#: milliseconds for this many).
+WRITE_BATCH = 500
+
 
 def redis_client(url: str, username: str | None = None, password: str | None = None) -> aioredis.Redis:
     return aioredis.Redis.from_url(url, username=username, password=password,
@@ -160,13 +176,9 @@ class RedisAlertSink:
         #: an alert version's (month, fields, step) in the indicators' alert counts
         #: (``rules.indicators.alert_tally``), counted in ``{prefix}ind-alerts:{month}``
         self.tally = tally
-        self._script = client.register_script(_WRITE_ALERT)
+        self._script = client.register_script(_WRITE_ALERTS)
         self._trim = client.register_script(_TRIM)
 
-    def _keys(self, alert: Alert, month: str) -> list[str]:
-        p = self.prefix
-        return [f"{p}alert:{alert.alert_id}", f"{p}alerts", f"{p}open",
-                f"{p}open:{alert.department or '-'}", f"{p}ind-alerts:{month}"]
 
     async def check(self) -> None:
         """Fail fast at start-up with a message that names the setting to fix; create the
@@ -234,27 +246,26 @@ class RedisAlertSink:
             return 0
 
     async def _write(self, alerts: Sequence[Alert]) -> list[Outcome]:
-        """The script by its digest, in one round trip: a pipeline of scripts would first
-        ask Redis whether it has them (a round trip more for every store). A Redis that
-        lost it (restarted, flushed) answers NOSCRIPT to all: it is loaded, and the
-        alerts written again (the script is idempotent)."""
-        try:
-            return await self._write_once(alerts)
-        except NoScriptError:
-            await self.client.script_load(_WRITE_ALERT)
-            return await self._write_once(alerts)
-
-    async def _write_once(self, alerts: Sequence[Alert]) -> list[Outcome]:
-        sha = self._script.sha
-        async with self.client.pipeline(transaction=False) as pipe:
-            for a in alerts:
+        """The script by its digest, one call per :data:`WRITE_BATCH` alerts (loaded again
+        if Redis lost it: restarted, flushed)."""
+        outcomes: list[Outcome] = []
+        for start in range(0, len(alerts), WRITE_BATCH):
+            batch = alerts[start:start + WRITE_BATCH]
+            p = self.prefix
+            keys = [f"{p}alerts", f"{p}open"]
+            args = []
+            for a in batch:
                 month, fields, step = self.tally(a) if self.tally is not None else ("-", [], 0)
-                pipe.evalsha(sha, 5, *self._keys(a, month),
-                             a.to_json(), SEVERITY_RANK[a.severity], a.severity,
-                             a.detected_at.timestamp(), a.alert_id, self.stream_maxlen, a.rule,
-                             a.department or "", a.case_id or "", a.status, step, *fields)
-            results = await pipe.execute()
-        return [_OUTCOMES[int(r)] for r in results]
+                keys += (f"{p}alert:{a.alert_id}", f"{p}open:{a.department or '-'}",
+                         f"{p}ind-alerts:{month}")
+                # as strings, as Redis would have received them one by one
+                args.append(orjson.dumps([
+                    a.to_json().decode(), str(SEVERITY_RANK[a.severity]), a.severity,
+                    repr(a.detected_at.timestamp()), a.alert_id, a.rule, a.department or "",
+                    a.case_id or "", a.status, str(step), *fields]))
+            results = await self._script(keys=keys, args=args)
+            outcomes += (_OUTCOMES[int(r)] for r in results)
+        return outcomes
 
     async def close(self) -> None:
         await self.client.aclose()

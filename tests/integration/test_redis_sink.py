@@ -259,3 +259,49 @@ def test_the_embedded_redis_password_is_not_on_its_command_line(redis_stack) -> 
     with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
         argv = f.read()
     assert b"pw-123" not in argv and b"requirepass" not in argv
+
+
+def test_a_store_larger_than_one_script_run_keeps_each_alerts_outcome(redis_stack) -> None:  # type: ignore[no-untyped-def]
+    """Alerts beyond :data:`WRITE_BATCH` go in further runs of the script; the outcomes
+    come back in the alerts' order, across the runs."""
+    from jiancha.agents.sinks import redis as sink_module
+
+    async def go() -> None:
+        client = redis_client(redis_stack.redis_url, password="pw-123")
+        sink = RedisAlertSink(client, prefix="s20:")
+        n = sink_module.WRITE_BATCH + 3
+        assert await sink.publish([_alert(f"b-{i}") for i in range(0, n, 2)]) == ["new"] * (
+            (n + 1) // 2)
+        outcomes = await sink.publish([_alert(f"b-{i}") for i in range(n)])
+        assert outcomes == ["known" if i % 2 == 0 else "new" for i in range(n)]
+        assert await client.xlen("s20:alerts") == n
+        assert await client.zcard("s20:open:gongan") == n
+        await sink.close()
+
+    asyncio.run(go())
+
+
+def test_the_case_mirror_writes_every_case_in_one_call_with_its_time_to_live(redis_stack) -> None:  # type: ignore[no-untyped-def]
+    from jiancha.agents.sinks.cases import CaseMirror
+    from jiancha.rules.case import CaseState, Fact
+
+    def state(case_id: str) -> CaseState:
+        at = datetime(2026, 12, 2, 9, tzinfo=CST).timestamp()
+        return CaseState(case_id, "GA-0002", facts=[
+            Fact(f"{case_id}-1", "submitted", at, "applicant", "gongan", {}, at + 1),  # type: ignore[arg-type]
+            Fact(f"{case_id}-2", "accepted", at + 60, "gongan-h1", "gongan", {}, at + 61)])  # type: ignore[arg-type]
+
+    async def go() -> None:
+        client = redis_client(redis_stack.redis_url, password="pw-123")
+        mirror = CaseMirror(client, prefix="m1:", tz=CST, ttl_seconds=3600)
+        await client.script_flush()  # a Redis that lost the script gets it again
+        await mirror([state("K1"), state("K2"), state("K1")])
+        for case_id in ("K1", "K2"):
+            stored = json.loads(await client.get(f"m1:case:{case_id}"))
+            assert stored["case_id"] == case_id and stored["item_code"] == "GA-0002"
+            assert [s["step"] for s in stored["steps"]] == ["submitted", "accepted"]
+            assert stored["steps"][1]["occurred_at"] == "2026-12-02T09:01:00+08:00"
+            assert 3590 < await client.ttl(f"m1:case:{case_id}") <= 3600
+        await client.aclose()
+
+    asyncio.run(go())
