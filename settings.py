@@ -397,6 +397,12 @@ class WorkerSettings(
         0.25, gt=0, le=60, description="how often the deadline timer looks for due deadlines "
         "at the least (it also wakes when the earliest falls due)"
     )
+    deadline_judge_ahead_seconds: float = Field(
+        2.0, ge=0, le=60, description="the deadline timer judges the cases that fall due "
+        "within this many seconds ahead of their instant, between batches of events, and "
+        "only stores their alerts when it comes (deadlines of a working day all end at its "
+        "midnight); 0: judge each when it falls due"
+    )
     finished_case_retention_days: float = Field(
         90, ge=1, le=3650,
         description="a finished case (completed, withdrawn or refused at intake, nothing left "

@@ -185,7 +185,8 @@ class Worker:
         self.partitions = partitions = FaustPartitions(app, settings.events_topic)
         self.lag = lag = PartitionLag(sv, partitions)
         self.deadlines = DeadlineTimer(sv, cases, lag, self.write_state,
-                                       settings.deadline_tick_seconds)
+                                       settings.deadline_tick_seconds,
+                                       settings.deadline_judge_ahead_seconds)
         self.intake = BatchIntake(sv, cases, self.write_state, dead_letter,
                                   on_due=self.deadlines.due)
         self.sweep = FinishedSweep(sv, cases, partitions, self.case_changelog.delete,

@@ -154,15 +154,18 @@ class DeadlineTimer:
     event needed: every ``tick_seconds``, and sooner when the earliest deadline falls due
     by the clock before the next tick, or when a batch of events moved a partition's time
     past one (:meth:`due`): by ticks alone, a deadline falling due between two would wait
-    up to a whole tick."""
+    up to a whole tick. Between ticks it judges ahead the cases of the partitions judged
+    by the clock that fall due within ``ahead_seconds`` (:meth:`judge_ahead`)."""
 
     def __init__(self, supervisor: Supervisor, cases: Any, lag: PartitionLag,
-                 write_state: StateWriter, tick_seconds: float = 0.25) -> None:
+                 write_state: StateWriter, tick_seconds: float = 0.25,
+                 ahead_seconds: float = 0.0) -> None:
         self.supervisor = supervisor
         self.cases = cases  # the case table (a mapping of case id -> encoded state)
         self.lag = lag
         self.write_state = write_state
         self.tick_seconds = tick_seconds
+        self.ahead_seconds = ahead_seconds
         self.woken = asyncio.Event()
         #: the clock's reading (epoch seconds) when the last tick began: deadlines up to it
         #: were looked at
@@ -180,6 +183,24 @@ class DeadlineTimer:
         """A deadline is due by a partition's time: tick now."""
         self.woken.set()
 
+    def _tick_due(self) -> bool:
+        return self.woken.is_set() or self.pause() <= 0
+
+    async def judge_ahead(self) -> int:
+        """Judge the cases that fall due within ``ahead_seconds`` (real seconds) by the
+        clock ahead of their instant, on the partitions caught up with their events (a
+        partition with a backlog is judged by its events' time, and they may reach its
+        cases first); the tick then only stores them. Stops when a tick is due."""
+        sv, parts = self.supervisor, self.lag.partitions
+        if self.ahead_seconds <= 0 or parts.rebalancing or not sv.ready:
+            return 0
+        live = [p for p in sorted(parts.active()) if not self.lag.lagging(p)]
+        if not live:
+            return 0
+        speed = float(getattr(sv.clock, "speed", 1.0))
+        until = sv.clock.now_epoch() + self.ahead_seconds * speed
+        return await sv.judge_ahead(self.cases, live, until, self._tick_due)
+
     def pause(self) -> float:
         """Seconds until the next tick: ``tick_seconds``, or less when a deadline the last
         tick did not look at falls due by the clock before then (none if it already has:
@@ -193,6 +214,8 @@ class DeadlineTimer:
         while True:
             self.woken.clear()
             await self.tick()
+            if not self.woken.is_set():
+                await self.judge_ahead()
             if not self.woken.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.woken.wait(), self.pause())

@@ -35,6 +35,7 @@ from jiancha.rules.ingest import Gate, GateEvent, Rejected
 from jiancha.rules.schedule import DeadlineIndex, Due
 from jiancha.rules.state_codec import decode_state, encode_state
 
+from .ahead import JudgedAhead
 from .metrics import EngineMetrics
 from .record import Record
 from .sinks.types import AlertSink
@@ -132,6 +133,8 @@ class Supervisor:
     #: writes the steps of cases that raised alerts where the alert pages read them
     case_mirror: Callable[[Iterable[CaseState]], Awaitable[None]] | None = None
     _ingested_children: dict[tuple[str, str], Any] = field(default_factory=dict)
+    #: due cases judged ahead of their instant (:meth:`judge_ahead`)
+    ahead: JudgedAhead = field(default_factory=JudgedAhead)
     #: what happens to an event and to a due case (shared with replay)
     driver: CaseDriver = field(init=False)
 
@@ -316,7 +319,7 @@ class Supervisor:
 
     async def _fire_due(self, cases: MutableMapping[bytes, bytes],
                         clocks: dict[int, tuple[datetime, bool]], write: StateWriter,
-                        limit: int) -> tuple[list[Alert], bool]:
+                        limit: float) -> tuple[list[Alert], bool]:
         """Judge up to ``limit`` due cases (under the case lock), store their alerts, write
         their states; and whether cases may be left that were due."""
         speed = float(getattr(self.clock, "speed", 1.0))
@@ -328,14 +331,17 @@ class Supervisor:
         # written (see CaseDriver.judge_due)
         raising: list[tuple[int, DeadlineIndex[bytes], list[Judged]]] = []
         store = _StoredCases(cases)
+        ahead = self.ahead.against(cases) if self.ahead else None
         left = limit
         for partition, (now, live) in clocks.items():
             index = self.indexes.get(partition)
-            if not index or not left:
+            if not index or left <= 0:
                 continue
-            # the checks that wait run (the index keeps which), not every check
-            judged, taken = self.driver.judge_due(index, store, now, now.timestamp(), left)
-            left -= taken
+            # the checks that wait run (the index keeps which), not every check; a case
+            # judged ahead of its instant is only stored
+            judged, used = self.driver.judge_due(index, store, now, now.timestamp(), left,
+                                                 ahead)
+            left -= used
             if not judged:
                 continue
             raising.append((partition, index, judged))
@@ -355,14 +361,48 @@ class Supervisor:
                 for j in judged:
                     index.schedule(j.case_id, j.before.at)
             raise
+        encoded = ahead.encoded if ahead is not None else {}
         for partition, index, judged in raising:
             for j in judged:
-                write(j.case_id, encode_state(j.state), partition)  # the table's key
+                state = encoded.get(j.case_id)  # type: ignore[call-overload]
+                write(j.case_id, state if state is not None else encode_state(j.state),
+                      partition)  # the table's key
             self.driver.settle(index, judged)
         stored_at = self.clock.now().timestamp()
         for due in live_dues:  # how late after it was due, in real seconds
             self.metrics.deadline_lateness.observe(max(0.0, (stored_at - due) / speed))
-        return fired, left == 0
+        return fired, left <= 0
+
+    async def judge_ahead(self, cases: MutableMapping[bytes, bytes], partitions: Iterable[int],
+                          until_ts: float, stop: Callable[[], bool]) -> int:
+        """Judge ahead of their instant the cases of ``partitions`` due by ``until_ts``
+        (epoch seconds), ``tick_cases`` per hold of the case lock, until none is left or
+        ``stop`` says a tick is due; held in :attr:`ahead` for the tick that fires them
+        (agents/ahead.py). Returns how many were judged."""
+        dues = [at for index in self.indexes.values() if (at := index.next_due()) is not None]
+        self.ahead.prune(min(dues) if dues else None)
+        tz = self.clock.now().tzinfo or UTC
+        judged_ahead = 0
+        while not stop() and not self.ahead.full:
+            async with self.case_lock:
+                if not self.ready:
+                    break
+                store = _StoredCases(cases)
+                budget = left = min(self.tick_cases, self.ahead.max_held - len(self.ahead))
+                for partition in partitions:
+                    index = self.indexes.get(partition)
+                    if not index or left <= 0:
+                        continue
+                    for j in self.driver.judge_ahead(index, store, until_ts, tz,
+                                                     self.ahead.holds, left):
+                        self.ahead.keep(j, cases.get(j.case_id),  # type: ignore[arg-type]
+                                        encode_state(j.state))
+                        left -= 1
+                        judged_ahead += 1
+                if left == budget:
+                    break  # none left to judge ahead
+            await asyncio.sleep(0)  # batches waiting for the lock go first
+        return judged_ahead
 
     async def sweep_finished(self, cases: MutableMapping[bytes, bytes], keys: Sequence[bytes],
                              clocks: dict[int, float], retention_seconds: float,
@@ -437,6 +477,7 @@ class Supervisor:
         offset, which will be delivered again, and until then its deadlines wait (unless
         nothing is left to deliver, when the clock itself is right)."""
         self.indexes = {p: DeadlineIndex() for p in active_partitions}
+        self.ahead.clear()
         self.partition_ts = {p: t for p, t in self.partition_ts.items()
                              if p in active_partitions}
         self.last_offset = {p: o for p, o in self.last_offset.items() if p in active_partitions}

@@ -21,9 +21,8 @@ retraction: versions of one alert).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
-from itertools import islice
-from typing import NamedTuple, Protocol
+from datetime import datetime, tzinfo
+from typing import NamedTuple, Protocol, cast
 
 from jiancha.producers.contract import Alert, Complaint, Step
 
@@ -35,6 +34,16 @@ from .schedule import DeadlineIndex, Due
 
 #: Where alerts go, in the order the engine returned them.
 AlertSink = Callable[[list[Alert]], None]
+
+
+class JudgedAheadStore(Protocol):
+    """The cases judged ahead of their due instant (:meth:`CaseDriver.judge_ahead`)."""
+
+    def take(self, case_id: str | bytes, before: Due, now_ts: float, /) -> Judged | None:
+        """The case's judgement ahead, taken out, if it still holds now that it is due
+        (judged on the state it has now, waiting for ``before``, and waiting next for
+        something after ``now_ts``); else None (judge it now)."""
+        ...
 
 
 class CaseStore(Protocol):
@@ -88,27 +97,68 @@ class CaseDriver:
         return self.engine.judge(state, now, step, before, now_ts=now_ts)
 
     def judge_due(self, index: DeadlineIndex, cases: CaseStore, now: datetime, now_ts: float,
-                  limit: int | None = None) -> tuple[list[Judged], int]:
-        """Take the cases due by ``now`` off ``index`` (at most ``limit``) and judge them,
-        running the checks that wait. A case that raised nothing is back in the index at
-        once; those that raised are returned, to be put back by :meth:`settle` once their
-        alerts are stored and their states written: until then the case table does not
-        record those alerts, and a judgement of some checks only would take them as
-        raised. Also returns how many cases were taken off."""
+                  limit: int | None = None, ahead: JudgedAheadStore | None = None
+                  ) -> tuple[list[Judged], float]:
+        """Take the cases due by ``now`` off ``index`` (at most ``limit`` cases' worth) and
+        judge them, running the checks that wait. A case that raised nothing is back in
+        the index at once; those that raised are returned, to be put back by
+        :meth:`settle` once their alerts are stored and their states written: until then
+        the case table does not record those alerts, and a judgement of some checks only
+        would take them as raised. Also returns how much of ``limit`` was used.
+
+        ``ahead``: the cases judged ahead of their due instant (:meth:`judge_ahead`); one
+        whose judgement still holds is taken as judged, and counts a quarter of a case
+        toward ``limit`` (what is left of it is storing)."""
         entries = index.pop_due_entries(now_ts)
-        taken = list(entries if limit is None else islice(entries, limit))
         judge = self.engine.judge
         raised: list[Judged] = []
-        for case_id, before in taken:
+        cost = 0.0
+        budget = float("inf") if limit is None else limit
+        for case_id, before in entries:
+            done = ahead.take(case_id, before, now_ts) if ahead is not None else None
+            if done is not None:
+                cost += 0.25
+                alerts, waits = done.alerts, done.waits
+                if alerts:
+                    raised.append(done)
+                else:
+                    index.put(case_id, waits)
+            else:
+                cost += 1.0
+                state = cases.get(case_id)
+                if state is not None:
+                    alerts, waits = judge(state, now, before=before, now_ts=now_ts)
+                    if alerts:
+                        raised.append(Judged(case_id, state, alerts, waits, before))
+                    else:
+                        index.put(case_id, waits)
+            if cost >= budget:
+                break
+        return raised, cost
+
+    def judge_ahead(self, index: DeadlineIndex, cases: CaseStore, until_ts: float,
+                    tz: tzinfo, skip: Callable[[str | bytes], bool], limit: int
+                    ) -> list[Judged]:
+        """Judge, each at its own due instant, up to ``limit`` cases due by ``until_ts``
+        that ``skip`` does not rule out, leaving them in the index: what they will raise
+        when that instant comes if nothing reaches them before (the caller keeps it, and
+        hands it to :meth:`judge_due` as ``ahead``). Deadlines of a working day all end
+        at its midnight: judged ahead, a burst is only stored when it falls due."""
+        judge = self.engine.judge
+        out: list[Judged] = []
+        for case_id, before in index.due_by(until_ts):
+            if skip(case_id):
+                continue
             state = cases.get(case_id)
             if state is None:
                 continue
-            alerts, waits = judge(state, now, before=before, now_ts=now_ts)
-            if alerts:
-                raised.append(Judged(case_id, state, alerts, waits, before))
-            else:
-                index.put(case_id, waits)
-        return raised, len(taken)
+            at = cast(float, before.at)
+            alerts, waits = judge(state, datetime.fromtimestamp(at, tz), before=before,
+                                  now_ts=at)
+            out.append(Judged(case_id, state, alerts, waits, before))
+            if len(out) >= limit:
+                break
+        return out
 
     @staticmethod
     def settle(index: DeadlineIndex, judged: Iterable[Judged]) -> None:

@@ -158,6 +158,22 @@ class DeadlineIndex(Generic[K]):
                 del buckets[bucket]
                 heapq.heappop(starts)
 
+    def due_by(self, until: float) -> list[tuple[K, Due]]:
+        """(key, what it waits for) of every case due at or before ``until``, earliest
+        first, left in the index (see :meth:`pop_due_entries`, which takes them off)."""
+        if not self.may_be_due(until):
+            return []
+        entries = self._entries
+        due: list[tuple[float, K]] = []
+        for bucket in sorted(b for b in self._starts if b * BUCKET_SECONDS <= until):
+            for key in dict.fromkeys(self._buckets.get(bucket, ())):
+                kept = entries.get(key)
+                if kept is not None and (at := _at(kept)) // BUCKET_SECONDS == bucket \
+                        and at <= until:
+                    due.append((at, key))
+        due.sort()
+        return [(key, _due(entries[key])) for _, key in due]
+
     def may_be_due(self, now: float) -> bool:
         """Whether :meth:`pop_due` would yield something by ``now``."""
         earliest = self.next_due()

@@ -21,11 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def case_steps(state: CaseState, tz: tzinfo = UTC) -> list[dict[str, Any]]:
-    """A case's accepted events in event-time order, as the pages show them."""
+    """A case's accepted events in event-time order, as the pages show them. The instants
+    are datetimes in ``tz``: orjson writes them as ``isoformat`` would, for a third of
+    the cost (the mirror is written while a burst of due cases is stored)."""
+    at = datetime.fromtimestamp
     return [{"event_id": f.event_id, "step": str(f.step), "department": f.department,
-             "actor": f.actor,
-             "occurred_at": datetime.fromtimestamp(f.at, tz).isoformat(),
-             "received_at": datetime.fromtimestamp(f.received, tz).isoformat()}
+             "actor": f.actor, "occurred_at": at(f.at, tz), "received_at": at(f.received, tz)}
             for f in sorted(state.facts, key=lambda f: f.at)]
 
 

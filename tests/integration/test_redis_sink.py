@@ -288,7 +288,7 @@ def test_the_case_mirror_writes_every_case_in_one_call_with_its_time_to_live(red
     def state(case_id: str) -> CaseState:
         at = datetime(2026, 12, 2, 9, tzinfo=CST).timestamp()
         return CaseState(case_id, "GA-0002", facts=[
-            Fact(f"{case_id}-1", "submitted", at, "applicant", "gongan", {}, at + 1),  # type: ignore[arg-type]
+            Fact(f"{case_id}-1", "submitted", at, "applicant", "gongan", {}, at + 1.5),  # type: ignore[arg-type]
             Fact(f"{case_id}-2", "accepted", at + 60, "gongan-h1", "gongan", {}, at + 61)])  # type: ignore[arg-type]
 
     async def go() -> None:
@@ -301,6 +301,7 @@ def test_the_case_mirror_writes_every_case_in_one_call_with_its_time_to_live(red
             assert stored["case_id"] == case_id and stored["item_code"] == "GA-0002"
             assert [s["step"] for s in stored["steps"]] == ["submitted", "accepted"]
             assert stored["steps"][1]["occurred_at"] == "2026-12-02T09:01:00+08:00"
+            assert stored["steps"][0]["received_at"] == "2026-12-02T09:00:01.500000+08:00"
             assert 3590 < await client.ttl(f"m1:case:{case_id}") <= 3600
         await client.aclose()
 

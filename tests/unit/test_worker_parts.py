@@ -450,3 +450,35 @@ def test_the_host_calls_the_hooks_an_extension_overrides_and_nothing_else() -> N
     assert on.events == ["P2"] and off.events == []
     host.complaint_seen("gongan", "T-SHORT", 1.0)
     assert on.complaints == [("gongan", "T-SHORT", 1.0)] and off.complaints == []
+
+
+def test_the_deadline_timer_judges_ahead_and_the_tick_stores_it_when_it_falls_due() -> None:
+    plain, early = Worker(), Worker()
+    for w in (plain, early):
+        w.partitions.ends[0] = w.partitions.broker[0] = 2
+    due = plain.sv.index(0).get(b"P1").at
+    assert due is not None
+    early.timer.ahead_seconds = due - early.clock.now_epoch() + 1
+    stored = dict(early.cases.data)
+    assert asyncio.run(early.timer.judge_ahead()) == 1
+    assert early.sink.alerts == [] and early.cases.data == stored and len(early.sv.ahead) == 1
+    assert asyncio.run(early.timer.judge_ahead()) == 0  # held already
+    for w in (plain, early):
+        w.clock.instant = datetime.fromtimestamp(due, w.clock.instant.tzinfo)
+        asyncio.run(w.timer.tick())
+    assert plain.sink.alerts and early.sink.alerts == plain.sink.alerts
+    assert early.cases.data == plain.cases.data and len(early.sv.ahead) == 0
+
+
+def test_the_deadline_timer_judges_ahead_only_on_partitions_caught_up() -> None:
+    w = Worker()
+    w.timer.ahead_seconds = 10 * 365 * 86400.0
+    assert asyncio.run(w.timer.judge_ahead()) == 0  # nothing fetched yet: its events may come
+    w.partitions.ends[0] = 50  # a backlog: judged by its events' time
+    assert asyncio.run(w.timer.judge_ahead()) == 0
+    w.partitions.ends[0] = 2
+    assert asyncio.run(w.timer.judge_ahead()) == 1
+    w.sv.rebuild_index(((k, decode_state(v, k)) for k, v in w.cases.data.items()), {0})
+    assert len(w.sv.ahead) == 0  # after a rebalance the cases may be another worker's
+    w.timer.ahead_seconds = 0.0
+    assert asyncio.run(w.timer.judge_ahead()) == 0
