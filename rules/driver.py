@@ -146,9 +146,7 @@ class CaseDriver:
         at its midnight: judged ahead, a burst is only stored when it falls due."""
         judge = self.engine.judge
         out: list[Judged] = []
-        for case_id, before in index.due_by(until_ts):
-            if skip(case_id):
-                continue
+        for case_id, before in index.due_by(until_ts, skip):
             state = cases.get(case_id)
             if state is None:
                 continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, NamedTuple, TypeVar
 
 #: ``Due.pending`` when it is not known which checks wait
@@ -158,15 +158,19 @@ class DeadlineIndex(Generic[K]):
                 del buckets[bucket]
                 heapq.heappop(starts)
 
-    def due_by(self, until: float) -> list[tuple[K, Due]]:
-        """(key, what it waits for) of every case due at or before ``until``, earliest
-        first, left in the index (see :meth:`pop_due_entries`, which takes them off)."""
+    def due_by(self, until: float, skip: Callable[[K], bool] | None = None
+               ) -> list[tuple[K, Due]]:
+        """(key, what it waits for) of every case due at or before ``until`` that ``skip``
+        does not rule out, earliest first, left in the index (see
+        :meth:`pop_due_entries`, which takes them off)."""
         if not self.may_be_due(until):
             return []
         entries = self._entries
         due: list[tuple[float, K]] = []
         for bucket in sorted(b for b in self._starts if b * BUCKET_SECONDS <= until):
             for key in dict.fromkeys(self._buckets.get(bucket, ())):
+                if skip is not None and skip(key):
+                    continue
                 kept = entries.get(key)
                 if kept is not None and (at := _at(kept)) // BUCKET_SECONDS == bucket \
                         and at <= until:

@@ -58,7 +58,9 @@ OPS = st.lists(st.one_of(
     st.tuples(st.just("put"), KEYS, ATS, PENDING),
     st.tuples(st.just("pop"), st.integers(-BUCKET_SECONDS, 40 * 86400).map(lambda s: T0 + s),
               st.integers(0, 3)),
-    st.tuples(st.just("next"))), max_size=40)
+    st.tuples(st.just("next")),
+    st.tuples(st.just("peek"), st.integers(-BUCKET_SECONDS, 40 * 86400).map(lambda s: T0 + s),
+              KEYS)), max_size=40)
 
 
 @settings(max_examples=400, deadline=None, database=None)
@@ -81,6 +83,13 @@ def test_the_index_agrees_with_a_heap(ops: list[tuple]) -> None:
                     oracle.put(key, due)
             else:
                 assert list(index.pop_due_entries(now)) == expected
+        elif op[0] == "peek":  # what is due, left in the index; one key ruled out
+            _, until, skipped = op
+            expected = sorted((d.at, k) for k, d in oracle.entries.items()
+                              if d.at is not None and d.at <= until and k != skipped)
+            got = index.due_by(until, lambda key, skipped=skipped: key == skipped)
+            assert [(k, (repr(d.at), d.pending)) for k, d in got] == [
+                (k, (repr(oracle.entries[k].at), oracle.entries[k].pending)) for _, k in expected]
         else:
             assert index.next_due() == oracle.next_due()
         assert len(index) == len(oracle.entries)
