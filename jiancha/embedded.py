@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,26 +139,47 @@ class EmbeddedStack:
         return self
 
     def start_broker(self) -> None:
-        self.kafka_port = self.kafka_port or free_port()
-        url = f"tcp://127.0.0.1:{self.kafka_port}"
-        p = spawn("tansu", [tansu_binary(), "broker", "--listener-url", url,
-                            "--advertised-listener-url", url], self.workdir)
-        self.processes.append(p)
-        wait_for_port(self.kafka_port, proc=p.proc)
+        def argv(port: int) -> list[str]:
+            url = f"tcp://127.0.0.1:{port}"
+            return [tansu_binary(), "broker", "--listener-url", url,
+                    "--advertised-listener-url", url]
+
+        self.kafka_port = self._start_listening("tansu", argv, self.kafka_port)
 
     def start_redis(self) -> None:
-        self.redis_port = self.redis_port or free_port()
-        argv = [redis_binary()]
+        conf: list[str] = []
         if self.redis_password:  # from a file only this user reads, never the command line
-            conf = Path(self.workdir) / "redis.conf"
-            conf.touch(mode=0o600)
-            conf.write_text(f"requirepass {self.redis_password}\n", encoding="utf-8")
-            argv.append(str(conf))
-        argv += ["--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(self.workdir)]
-        p = spawn("redis", argv, self.workdir)
-        self.processes.append(p)
-        wait_for_port(self.redis_port, proc=p.proc)
+            path = Path(self.workdir) / "redis.conf"
+            path.touch(mode=0o600)
+            path.write_text(f"requirepass {self.redis_password}\n", encoding="utf-8")
+            conf.append(str(path))
+
+        def argv(port: int) -> list[str]:
+            return [redis_binary(), *conf, "--port", str(port), "--bind", "127.0.0.1",
+                    "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+
+        self.redis_port = self._start_listening("redis", argv, self.redis_port)
+
+    def _start_listening(self, name: str, argv: Callable[[int], list[str]], port: int,
+                         attempts: int = 3) -> int:
+        """Start a server on ``port`` (0: a free one) and wait until it listens; returns
+        the port. A free port can be taken by another process between our finding it and
+        the server binding it: then the server exits, and another free port is tried."""
+        attempt = 1
+        while True:
+            chosen = port or free_port()
+            p = spawn(name, argv(chosen), self.workdir)
+            self.processes.append(p)
+            try:
+                wait_for_port(chosen, proc=p.proc)
+                return chosen
+            except RuntimeError:
+                self.processes.remove(p)
+                if port or attempt == attempts:
+                    tail = p.log_path.read_text(errors="replace")[-500:]
+                    raise RuntimeError(f"{name} did not start on 127.0.0.1:{chosen}; its "
+                                       f"log ({p.log_path}) ends:\n{tail}") from None
+                attempt += 1
 
     def process(self, name: str) -> ManagedProcess:
         for p in self.processes:

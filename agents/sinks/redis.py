@@ -55,13 +55,18 @@ local function write(hash, open_dept, tally_key, a)
     for i = 11, #a do redis.call('HINCRBY', tally_key, a[i], a[10]) end
     return outcome
   end
-  local cur = redis.call('HGET', hash, 'rank')
-  local stored = redis.call('HGET', hash, 'status')
+  local known = redis.call('HMGET', hash, 'rank', 'status')
+  local cur, stored = known[1], known[2]
   if a[9] == 'retracted' then
     if stored == 'retracted' then return 0 end
-    redis.call('HSET', hash, 'alert', a[1], 'rank', '0', 'severity', a[3],
-               'rule', a[6], 'department', a[7], 'case_id', a[8], 'status', 'retracted')
-    if not cur then redis.call('HSET', hash, 'detected_at', a[4]) end
+    if cur then
+      redis.call('HSET', hash, 'alert', a[1], 'rank', '0', 'severity', a[3], 'rule', a[6],
+                 'department', a[7], 'case_id', a[8], 'status', 'retracted')
+    else
+      redis.call('HSET', hash, 'alert', a[1], 'rank', '0', 'severity', a[3], 'rule', a[6],
+                 'department', a[7], 'case_id', a[8], 'status', 'retracted',
+                 'detected_at', a[4])
+    end
     redis.call('XADD', stream, '*', 'alert', a[1])
     redis.call('ZREM', open_all, a[5])
     redis.call('ZREM', open_dept, a[5])
@@ -74,9 +79,13 @@ local function write(hash, open_dept, tally_key, a)
   if cur and tonumber(cur) >= tonumber(a[2]) then return 0 end
   local status = stored or a[9]
   if cur and status == 'resolved' then return 0 end
-  redis.call('HSET', hash, 'alert', a[1], 'rank', a[2], 'severity', a[3],
-             'rule', a[6], 'department', a[7], 'case_id', a[8], 'status', status)
-  if not cur then redis.call('HSET', hash, 'detected_at', a[4]) end
+  if cur then
+    redis.call('HSET', hash, 'alert', a[1], 'rank', a[2], 'severity', a[3], 'rule', a[6],
+               'department', a[7], 'case_id', a[8], 'status', status)
+  else
+    redis.call('HSET', hash, 'alert', a[1], 'rank', a[2], 'severity', a[3], 'rule', a[6],
+               'department', a[7], 'case_id', a[8], 'status', status, 'detected_at', a[4])
+  end
   redis.call('XADD', stream, '*', 'alert', a[1])
   if status == 'open' then
     redis.call('ZADD', open_all, 'NX', a[4], a[5])
