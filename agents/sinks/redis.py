@@ -40,11 +40,11 @@ from .types import Outcome
 log = logging.getLogger(__name__)
 
 # One call stores a batch of alerts: the client's cost per command and per argument (the
-# worker's, on the event path) is paid once per batch, the alert's fields travel as one
-# JSON array. KEYS: stream, open-all, then for each alert: hash, open-dept, tally.
-# ARGV: for each alert, the JSON array [json, rank, severity, score, id, rule, department,
-# case_id, status, tally step, tally field, tally field, ...] (all strings). Returns each
-# alert's outcome. A retracted version (status "retracted") takes the alert out of the
+# worker's, on the event path) is paid once per batch, an alert's fields beside its JSON
+# travel as one JSON array. KEYS: stream, open-all, then for each alert: hash, open-dept,
+# tally. ARGV: for each alert its JSON, then the JSON array [rank, severity, score, id,
+# rule, department, case_id, status, tally step, tally field, tally field, ...] (all
+# strings). Returns each alert's outcome. A retracted version (status "retracted") takes the alert out of the
 # open indexes; an alert raised again after its retraction is stored as new. Whatever the
 # script stores, it also counts in the tally hash (the indicators' alert counts), in the
 # same atomic step: a redelivered version is known and counted no more.
@@ -95,9 +95,11 @@ local function write(hash, open_dept, tally_key, a)
   return tally(1)
 end
 local out = {}
-for i = 1, #ARGV do
+for i = 1, #ARGV / 2 do
   local k = 3 * i
-  out[i] = write(KEYS[k], KEYS[k + 1], KEYS[k + 2], cjson.decode(ARGV[i]))
+  local a = cjson.decode(ARGV[2 * i])
+  table.insert(a, 1, ARGV[2 * i - 1])
+  out[i] = write(KEYS[k], KEYS[k + 1], KEYS[k + 2], a)
 end
 return out
 """
@@ -262,16 +264,16 @@ class RedisAlertSink:
             batch = alerts[start:start + WRITE_BATCH]
             p = self.prefix
             keys = [f"{p}alerts", f"{p}open"]
-            args = []
+            args: list[bytes] = []
             for a in batch:
                 month, fields, step = self.tally(a) if self.tally is not None else ("-", [], 0)
                 keys += (f"{p}alert:{a.alert_id}", f"{p}open:{a.department or '-'}",
                          f"{p}ind-alerts:{month}")
                 # as strings, as Redis would have received them one by one
-                args.append(orjson.dumps([
-                    a.to_json().decode(), str(SEVERITY_RANK[a.severity]), a.severity,
-                    repr(a.detected_at.timestamp()), a.alert_id, a.rule, a.department or "",
-                    a.case_id or "", a.status, str(step), *fields]))
+                args += (a.to_json(), orjson.dumps([
+                    str(SEVERITY_RANK[a.severity]), a.severity, repr(a.detected_at.timestamp()),
+                    a.alert_id, a.rule, a.department or "", a.case_id or "", a.status,
+                    str(step), *fields]))
             results = await self._script(keys=keys, args=args)
             outcomes += (_OUTCOMES[int(r)] for r in results)
         return outcomes
