@@ -148,6 +148,19 @@ class PartitionLag:
 
         return partition_now
 
+    def partition_times(self) -> dict[int, tuple[datetime, bool]]:
+        """Each active partition's time as its events say (the latest processed), and
+        whether it is live (caught up with its last fetch); under the case lock."""
+        parts, sv = self.partitions, self.supervisor
+        if parts.rebalancing:
+            return {}
+        out: dict[int, tuple[datetime, bool]] = {}
+        for p in sorted(parts.active()):
+            judged = sv.partition_clock(p, True, live=not self.lagging(p))
+            if judged is not None:
+                out[p] = judged
+        return out
+
 
 class DeadlineTimer:
     """Fires the deadlines due on each active partition by that partition's time, with no
@@ -167,6 +180,8 @@ class DeadlineTimer:
         self.tick_seconds = tick_seconds
         self.ahead_seconds = ahead_seconds
         self.woken = asyncio.Event()
+        #: a batch moved a partition's time past a deadline since the last tick
+        self.by_events = False
         #: the clock's reading (epoch seconds) when the last tick began: deadlines up to it
         #: were looked at
         self.looked_at = float("-inf")
@@ -181,25 +196,45 @@ class DeadlineTimer:
 
     def due(self) -> None:
         """A deadline is due by a partition's time: tick now."""
+        self.by_events = True
         self.woken.set()
+
+    async def tick_by_events(self) -> None:
+        """After a batch moved a partition's time past a deadline: fire what is due by
+        each partition's own time (the time of its latest event processed: every event
+        up to it is in), with no round trip to the broker first. A partition judged by
+        the clock waits for the next :meth:`tick`."""
+        if self.lag.partitions.rebalancing or not self.supervisor.ready:
+            return
+        await self.supervisor.on_tick(self.cases, self.lag.partition_times, self.write_state)
 
     def _tick_due(self) -> bool:
         return self.woken.is_set() or self.pause() <= 0
 
+    def _clock_tick_due(self) -> bool:
+        """Whether a tick by the clock is due: a deadline the last one did not look at fell
+        due by the clock, or a whole tick passed since it."""
+        clock = self.supervisor.clock
+        since = clock.now_epoch() - self.looked_at
+        return self.pause() <= 0 or since >= self.tick_seconds * float(getattr(clock, "speed", 1.0))
+
     async def judge_ahead(self) -> int:
-        """Judge the cases that fall due within ``ahead_seconds`` (real seconds) by the
-        clock ahead of their instant, on the partitions caught up with their events (a
-        partition with a backlog is judged by its events' time, and they may reach its
-        cases first); the tick then only stores them. Stops when a tick is due."""
+        """Judge ahead of their instant the cases that fall due within ``ahead_seconds``
+        (real seconds) of their partition's time: the clock's for a partition caught up
+        with its last fetch, else the time of its latest event (with a backlog, what is
+        due by the clock will be judged as its events come). The tick then only stores
+        them. Stops when a tick is due."""
         sv, parts = self.supervisor, self.lag.partitions
         if self.ahead_seconds <= 0 or parts.rebalancing or not sv.ready:
             return 0
-        live = [p for p in sorted(parts.active()) if not self.lag.lagging(p)]
-        if not live:
-            return 0
-        speed = float(getattr(sv.clock, "speed", 1.0))
-        until = sv.clock.now_epoch() + self.ahead_seconds * speed
-        return await sv.judge_ahead(self.cases, live, until, self._tick_due)
+        ahead = self.ahead_seconds * float(getattr(sv.clock, "speed", 1.0))
+        now = sv.clock.now_epoch()
+        untils = {}
+        for p in sorted(parts.active()):
+            at = now if not self.lag.lagging(p) else sv.partition_ts.get(p)
+            if at is not None:
+                untils[p] = min(at, now) + ahead
+        return await sv.judge_ahead(self.cases, untils, self._tick_due) if untils else 0
 
     def pause(self) -> float:
         """Seconds until the next tick: ``tick_seconds``, or less when a deadline the last
@@ -213,7 +248,13 @@ class DeadlineTimer:
         """Tick until cancelled (the worker's task)."""
         while True:
             self.woken.clear()
-            await self.tick()
+            # by the partitions' own times when a batch woke it, unless a tick by the clock
+            # is due as well
+            by_events, self.by_events = self.by_events, False
+            if by_events and not self._clock_tick_due():
+                await self.tick_by_events()
+            else:
+                await self.tick()
             if not self.woken.is_set():
                 await self.judge_ahead()
             if not self.woken.is_set():

@@ -373,12 +373,12 @@ class Supervisor:
             self.metrics.deadline_lateness.observe(max(0.0, (stored_at - due) / speed))
         return fired, left <= 0
 
-    async def judge_ahead(self, cases: MutableMapping[bytes, bytes], partitions: Iterable[int],
-                          until_ts: float, stop: Callable[[], bool]) -> int:
-        """Judge ahead of their instant the cases of ``partitions`` due by ``until_ts``
-        (epoch seconds), ``tick_cases`` per hold of the case lock, until none is left or
-        ``stop`` says a tick is due; held in :attr:`ahead` for the tick that fires them
-        (agents/ahead.py). Returns how many were judged."""
+    async def judge_ahead(self, cases: MutableMapping[bytes, bytes], untils: dict[int, float],
+                          stop: Callable[[], bool]) -> int:
+        """Judge ahead of their instant the cases of each partition due by its instant in
+        ``untils`` (epoch seconds), ``tick_cases`` per hold of the case lock, until none is
+        left or ``stop`` says a tick is due; held in :attr:`ahead` for the tick that fires
+        them (agents/ahead.py). Returns how many were judged."""
         dues = [at for index in self.indexes.values() if (at := index.next_due()) is not None]
         self.ahead.prune(min(dues) if dues else None)
         tz = self.clock.now().tzinfo or UTC
@@ -389,7 +389,7 @@ class Supervisor:
                     break
                 store = _StoredCases(cases)
                 budget = left = min(self.tick_cases, self.ahead.max_held - len(self.ahead))
-                for partition in partitions:
+                for partition, until_ts in untils.items():
                     index = self.indexes.get(partition)
                     if not index or left <= 0:
                         continue

@@ -470,15 +470,54 @@ def test_the_deadline_timer_judges_ahead_and_the_tick_stores_it_when_it_falls_du
     assert early.cases.data == plain.cases.data and len(early.sv.ahead) == 0
 
 
-def test_the_deadline_timer_judges_ahead_only_on_partitions_caught_up() -> None:
+def test_the_deadline_timer_judges_ahead_from_a_partitions_own_time_while_it_lags() -> None:
+    """A partition caught up with its fetch is judged ahead from the clock; one with a
+    backlog from the time of its latest event (what the clock says is due waits for its
+    events)."""
     w = Worker()
-    w.timer.ahead_seconds = 10 * 365 * 86400.0
-    assert asyncio.run(w.timer.judge_ahead()) == 0  # nothing fetched yet: its events may come
-    w.partitions.ends[0] = 50  # a backlog: judged by its events' time
+    due = w.sv.index(0).get(b"P1").at
+    assert due is not None
+    events_time = w.sv.partition_ts[0]
+    w.clock.instant = datetime.fromtimestamp(due - 60, UTC)  # the clock: a minute before
+    w.timer.ahead_seconds = (due - events_time) / 2
+    w.partitions.ends[0] = 50  # a backlog
     assert asyncio.run(w.timer.judge_ahead()) == 0
-    w.partitions.ends[0] = 2
+    w.partitions.ends[0] = 2  # caught up
     assert asyncio.run(w.timer.judge_ahead()) == 1
     w.sv.rebuild_index(((k, decode_state(v, k)) for k, v in w.cases.data.items()), {0})
     assert len(w.sv.ahead) == 0  # after a rebalance the cases may be another worker's
     w.timer.ahead_seconds = 0.0
     assert asyncio.run(w.timer.judge_ahead()) == 0
+
+
+def test_a_batch_past_a_deadline_fires_it_by_the_partitions_time_without_asking_the_broker(
+        ) -> None:
+    """Woken by a batch that moved a partition's time past a deadline, the timer fires it
+    by that time at once: the events up to it are in. The clock's tick, which asks the
+    broker whether the partition is caught up, comes when it is due."""
+    w = Worker()
+    asked: list[list[int]] = []
+    broker_ends = w.partitions.broker_ends
+
+    async def counted(partitions: list[int]) -> dict[int, int] | None:
+        asked.append(partitions)
+        return await broker_ends(partitions)
+
+    w.partitions.broker_ends = counted  # type: ignore[method-assign]
+    w.partitions.ends[0] = 50  # a backlog: judged by its events' time
+    w.timer.looked_at = w.clock.now_epoch()  # a tick by the clock just ran
+    _another_case_at(w, t("2026-06-30 12:00"), 2)  # past every deadline of P1
+    w.clock.instant = t("2026-03-02 12:00")
+    w.timer.looked_at = w.clock.now_epoch()
+    assert w.timer.by_events and w.timer.woken.is_set()
+
+    async def one_round() -> None:
+        task = asyncio.create_task(w.timer.run())
+        for _ in range(50):
+            await asyncio.sleep(0)
+            if w.sink.alerts:
+                break
+        task.cancel()
+
+    asyncio.run(one_round())
+    assert {a.case_id for a in w.sink.alerts} == {"P1"} and asked == []
