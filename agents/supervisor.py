@@ -69,6 +69,24 @@ class _Accepted(NamedTuple):
     judged: datetime
 
 
+@dataclass
+class _DueRound:
+    """Due cases a tick judged under one hold of the case lock, to be stored after it."""
+
+    started: float
+    alerts: list[Alert] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)  # the partition of each alert's case
+    live_dues: list[float] = field(default_factory=list)  # due instants, live partitions'
+    #: by partition, the cases that raised: back in their index once their states are
+    #: written (see CaseDriver.judge_due)
+    raising: list[tuple[int, DeadlineIndex[bytes], list[Judged]]] = field(default_factory=list)
+    #: the states after the judgements taken ahead, encoded then (TakenAhead.encoded)
+    encoded: dict[bytes, bytes] = field(default_factory=dict)
+    #: done once the alerts are stored and the states written (or the store failed)
+    stored: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
 class _StoredCases:
     """The case table, decoded on reading."""
 
@@ -135,6 +153,9 @@ class Supervisor:
     _ingested_children: dict[tuple[str, str], Any] = field(default_factory=dict)
     #: due cases judged ahead of their instant (:meth:`judge_ahead`)
     ahead: JudgedAhead = field(default_factory=JudgedAhead)
+    #: due cases whose alerts a tick is storing outside the case lock (taken off the
+    #: index; their states written once the alerts are stored): done when the future is
+    in_flight: dict[bytes, asyncio.Future[None]] = field(default_factory=dict)
     #: what happens to an event and to a due case (shared with replay)
     driver: CaseDriver = field(init=False)
 
@@ -189,6 +210,10 @@ class Supervisor:
         offset commit either), the window records are forwarded, the case states written
         and the observers told. Offsets are acked by the caller after that."""
         async with self.case_lock:
+            if self.in_flight:  # a tick stores due alerts of some of these cases: wait
+                waits = {w for r in records if (w := self.in_flight.get(r.key)) is not None}  # type: ignore[arg-type]
+                if waits:
+                    await asyncio.gather(*waits)
             started = time.monotonic()
             if not self.processed:  # the figure's time runs from when the first batch began
                 self.first_processed_at = time.time()
@@ -303,8 +328,10 @@ class Supervisor:
         the case lock, once no batch is half done (a batch held up by Redis has its
         offsets counted as read before its states are written).
 
-        At most ``tick_cases`` due cases are judged under one hold of the case lock; then
-        batches of events waiting for the lock go first, and the tick goes on (asking
+        At most ``tick_cases`` due cases are judged (or four times as many judged ahead
+        taken) under one hold of the case lock; their alerts are stored after it is let go,
+        the cases in flight meanwhile (:attr:`in_flight`: a batch with an event of one waits
+        for it), and batches of other cases go on. Then the tick goes on (asking
         ``partition_now`` again). Deadlines fall due in bursts (many cases share the end of
         a working day), and a burst judged whole held up the live stream."""
         fired: list[Alert] = []
@@ -312,24 +339,20 @@ class Supervisor:
         while more:
             async with self.case_lock:
                 clocks = partition_now if isinstance(partition_now, dict) else partition_now()
-                some, more = await self._fire_due(cases, clocks, write, self.tick_cases)
-            fired.extend(some)
+                taken, more = self._take_due(cases, clocks, self.tick_cases)
+                for _, _, judged in taken.raising:
+                    for j in judged:
+                        self.in_flight[j.case_id] = taken.stored  # type: ignore[index]
+            fired.extend(await self._release(taken, write))
         self.metrics.deadlines_scheduled.set(self.scheduled())
         return fired
 
-    async def _fire_due(self, cases: MutableMapping[bytes, bytes],
-                        clocks: dict[int, tuple[datetime, bool]], write: StateWriter,
-                        limit: float) -> tuple[list[Alert], bool]:
-        """Judge up to ``limit`` due cases (under the case lock), store their alerts, write
-        their states; and whether cases may be left that were due."""
-        speed = float(getattr(self.clock, "speed", 1.0))
-        started = time.monotonic()
-        fired: list[Alert] = []
-        partitions: list[int] = []
-        live_dues: list[float] = []
-        # the cases that raised, by partition: back in their index once their states are
-        # written (see CaseDriver.judge_due)
-        raising: list[tuple[int, DeadlineIndex[bytes], list[Judged]]] = []
+    def _take_due(self, cases: MutableMapping[bytes, bytes],
+                  clocks: dict[int, tuple[datetime, bool]], limit: float
+                  ) -> tuple[_DueRound, bool]:
+        """Judge up to ``limit`` due cases (under the case lock); and whether cases may be
+        left that were due."""
+        taken = _DueRound(started=time.monotonic())
         store = _StoredCases(cases)
         ahead = self.ahead.against(cases) if self.ahead else None
         left = limit
@@ -344,34 +367,48 @@ class Supervisor:
             left -= used
             if not judged:
                 continue
-            raising.append((partition, index, judged))
+            taken.raising.append((partition, index, judged))
             for j in judged:
-                fired.extend(j.alerts)
-                partitions.extend([partition] * len(j.alerts))
+                taken.alerts.extend(j.alerts)
+                taken.partitions.extend([partition] * len(j.alerts))
                 if live:
-                    live_dues.append(cast(float, j.before.at))
-        # as for a batch of events: the alerts judged in one round trip, then the states
-        # that record them
+                    taken.live_dues.append(cast(float, j.before.at))
+        if ahead is not None:
+            taken.encoded = ahead.encoded
+        return taken, left <= 0
+
+    async def _release(self, taken: _DueRound, write: StateWriter) -> list[Alert]:
+        """Store the alerts of due cases judged, then write their states (as for a batch
+        of events: the alerts in one round trip, then the states that record them), and
+        put them back in the index; their cases are in flight until then."""
+        speed = float(getattr(self.clock, "speed", 1.0))
         try:
-            if fired:
-                await self._store(fired, started, partitions,
-                                  (j.state for _, _, judged in raising for j in judged))
+            if taken.alerts:
+                await self._store(taken.alerts, taken.started, taken.partitions,
+                                  (j.state for _, _, judged in taken.raising for j in judged))
         except BaseException:
-            for _, index, judged in raising:  # due again: judged whole next tick
+            for _, index, judged in taken.raising:  # due again: judged whole next tick
                 for j in judged:
                     index.schedule(j.case_id, j.before.at)
             raise
-        encoded = ahead.encoded if ahead is not None else {}
-        for partition, index, judged in raising:
-            for j in judged:
-                state = encoded.get(j.case_id)  # type: ignore[call-overload]
-                write(j.case_id, state if state is not None else encode_state(j.state),
-                      partition)  # the table's key
-            self.driver.settle(index, judged)
-        stored_at = self.clock.now().timestamp()
-        for due in live_dues:  # how late after it was due, in real seconds
-            self.metrics.deadline_lateness.observe(max(0.0, (stored_at - due) / speed))
-        return fired, left <= 0
+        else:
+            encoded = taken.encoded
+            for partition, index, judged in taken.raising:
+                for j in judged:
+                    state = encoded.get(j.case_id)  # type: ignore[call-overload]
+                    write(j.case_id, state if state is not None else encode_state(j.state),
+                          partition)  # the table's key
+                self.driver.settle(index, judged)
+            stored_at = self.clock.now().timestamp()
+            for due in taken.live_dues:  # how late after it was due, in real seconds
+                self.metrics.deadline_lateness.observe(max(0.0, (stored_at - due) / speed))
+        finally:
+            for _, _, judged in taken.raising:
+                for j in judged:
+                    if self.in_flight.get(j.case_id) is taken.stored:  # type: ignore[call-overload]
+                        del self.in_flight[j.case_id]  # type: ignore[arg-type]
+            taken.stored.set_result(None)
+        return taken.alerts
 
     async def judge_ahead(self, cases: MutableMapping[bytes, bytes], untils: dict[int, float],
                           stop: Callable[[], bool]) -> int:
@@ -417,7 +454,7 @@ class Supervisor:
         async with self.case_lock:
             for key in keys:
                 raw = cases.get(key)
-                if raw is None:
+                if raw is None or key in self.in_flight:
                     continue
                 state = decode_state(raw, key)
                 now = clocks.get(state.partition)

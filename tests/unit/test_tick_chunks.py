@@ -1,7 +1,7 @@
 """A deadline tick judges its due cases a few at a time (``Supervisor.tick_cases``) and lets
-batches of events take the case lock in between: deadlines fall due in bursts (many cases
-share the end of a working day), and a burst judged under one hold of the lock held up
-the live stream for as long as it took."""
+batches of events take the case lock in between, and while it stores their alerts:
+deadlines fall due in bursts (many cases share the end of a working day), and a burst
+judged under one hold of the lock held up the live stream for as long as it took."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_a_burst_is_judged_a_few_cases_at_a_time_and_fired_whole() -> None:
     assert asyncio.run(sv.on_tick(cases, later, _write(cases))) == []
 
 
-def test_a_batch_waiting_for_the_lock_goes_between_two_parts_of_a_burst() -> None:
+def test_a_batch_waiting_for_the_lock_goes_while_the_first_part_of_a_burst_is_stored() -> None:
     sv, sink, cases = _supervisor()
     sv.tick_cases = 3
     later = {0: (t("2026-06-30 12:00"), True)}
@@ -87,12 +87,12 @@ def test_a_batch_waiting_for_the_lock_goes_between_two_parts_of_a_burst() -> Non
 
     async def run() -> list[Alert]:
         tick = asyncio.create_task(sv.on_tick(cases, later, _write(cases)))
-        await asyncio.sleep(0)  # the tick holds the lock and stores its first part
+        await asyncio.sleep(0)  # the tick judges its first part, and stores it unlocked
         await a_batch()
         return await tick
 
     fired = asyncio.run(run())
-    assert stores_seen == [1]  # after the first part, not after the whole burst
+    assert stores_seen == [0]  # while the first part is stored, not after the whole burst
     assert {a.case_id for a in fired} == {f"B{n}" for n in range(CASES)}
 
 

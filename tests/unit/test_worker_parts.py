@@ -521,3 +521,49 @@ def test_a_batch_past_a_deadline_fires_it_by_the_partitions_time_without_asking_
 
     asyncio.run(one_round())
     assert {a.case_id for a in w.sink.alerts} == {"P1"} and asked == []
+
+
+def test_a_batch_waits_for_the_due_alerts_of_its_cases_a_tick_is_storing_others_go_on() -> None:
+    """A tick stores due alerts after it lets go of the case lock, its cases in flight: a
+    batch of other cases goes on meanwhile; one with an event of a case in flight waits
+    until its alerts are stored and its state written, and then sees that state."""
+    w = Worker()
+    w.partitions.ends[0] = w.partitions.broker[0] = 2
+    release = asyncio.Event()
+    publish = w.sink.publish
+    calls: list[int] = []
+
+    async def held(alerts: list[Alert]) -> list[str]:
+        calls.append(len(alerts))
+        if len(calls) == 1:  # the tick's store waits until the test lets it go
+            await release.wait()
+        return await publish(alerts)
+
+    w.sink.publish = held  # type: ignore[method-assign]
+    later = t("2026-06-30 12:00")
+    w.clock.instant = later
+    p1 = events("T-SHORT", [("submitted", "2026-03-02 10:00"), ("accepted", "2026-03-02 11:00"),
+                            ("withdrawn", "2026-06-30 12:00")], case_id="P1")[2]
+    q = events("T-SHORT", [("submitted", "2026-06-30 12:00")], case_id="Q7")[0]
+
+    async def go() -> None:
+        tick = asyncio.create_task(w.timer.tick())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert set(w.sv.in_flight) == {b"P1"} and not w.sink.alerts
+        await asyncio.wait_for(w.intake.on_batch([Record(b"Q7", orjson.dumps(q), 0, 2, None)]), 1)
+        assert b"Q7" in w.cases.data  # another case: not held up
+        of_p1 = asyncio.create_task(
+            w.intake.on_batch([Record(b"P1", orjson.dumps(p1), 0, 3, None)]))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not of_p1.done()  # waits for the tick's store
+        release.set()
+        await asyncio.wait_for(asyncio.gather(tick, of_p1), 1)
+
+    asyncio.run(go())
+    fired = {a.alert_id for a in w.sink.alerts if a.case_id == "P1"}
+    state = decode_state(w.cases.data[b"P1"], b"P1")
+    assert fired and fired <= set(state.raised)  # the tick's alerts recorded, and then
+    assert [f.step for f in state.facts][-1] == "withdrawn"  # the event added to that state
+    assert w.sv.in_flight == {}
