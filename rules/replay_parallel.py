@@ -58,6 +58,7 @@ from .indicators import IndicatorBook
 from .ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected, received_at
 from .replay import ReplayResult, SideRules, complaint_payload, replay
 from .schedule import DeadlineIndex
+from .summary import summary_from_facts
 from .windows import WindowRecord, WindowRules, WindowTracker, fact_fields
 
 #: Lines per chunk: the parent and the shards exchange a report per chunk (smaller chunks
@@ -171,7 +172,12 @@ class _Shard:
     def get(self, case_id: str) -> CaseState:
         """The case with the facts released so far (its later facts are not there yet): the
         shard is the store its judgements read."""
-        return self.cases[case_id].upto(self.released[case_id])
+        state, n = self.cases[case_id], self.released[case_id]
+        if state.summary is None and n < len(state.facts):
+            # the cut shares the case's summary (else each cut would build its own again
+            # from the facts, and lose what earlier judgements kept in it)
+            state.summary = summary_from_facts(state.facts[:n])
+        return state.upto(n)
 
     def judge(self, moves: Moves, records: list[tuple[int, list[Any]]]) -> None:
         """Phase 2: judge the chunk's events and window records in line order, and fire
