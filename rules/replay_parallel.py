@@ -239,28 +239,39 @@ class _Shard:
             records = sorted(chain(records, *(pickle.loads(b) for b in others if b)),
                              key=itemgetter(0))
         never = 1 << 62
+        n_taken, n_records, n_moves = len(taken), len(records), len(lines_m)
         t = r = 0
+        event_line = taken[0][0] if n_taken else never
+        record_line = records[0][0] if n_records else never
         k_now = -1  # the last move applied to the clock
+        now, now_ts = clock.now(), clock.now_epoch()
+        index_due = index.next_due
+        window_due = tracker.next_due if tracker is not None else None
         while True:
-            event_line = taken[t][0] if t < len(taken) else never
-            record_line = records[r][0] if r < len(records) else never
             fire_line = never
-            due = self._next_due()
+            due = index_due()
+            if window_due is not None:
+                later = window_due()
+                if later is not None and (due is None or later < due):
+                    due = later
             if due is not None:
                 k = bisect_left(stamps_m, due, k_now + 1)
-                if k < len(stamps_m):
+                if k < n_moves:
                     fire_line = lines_m[k]
-            line = min(event_line, record_line, fire_line)
-            if line == never:
+            line = event_line if event_line < record_line else record_line
+            if fire_line < line:
+                line = fire_line
+            elif line == never:
                 break
             k = bisect_right(lines_m, line, k_now + 1) - 1
             if k > k_now:
                 clock.advance(_unpack((stamps_m[k], offsets_m[k])), stamps_m[k])
+                now, now_ts = clock.now(), clock.now_epoch()
                 k_now = k
-            now, now_ts = clock.now(), clock.now_epoch()
             if event_line == line:
                 _, case_id, step, fact = taken[t]
                 t += 1
+                event_line = taken[t][0] if t < n_taken else never
                 if fact is not None:  # received when its line was read (the clock known now)
                     fact.received = now_ts
                 released[case_id] = released.get(case_id, 0) + 1
@@ -271,22 +282,14 @@ class _Shard:
                     alerts.extend(tracker.observe(WindowRecord.from_fields(records[r][1]), now,
                                                   now_ts))
                 r += 1
+                record_line = records[r][0] if r < n_records else never
             if k_now >= 0 and lines_m[k_now] == line:
                 self.fire_due()  # the clock moved at this line
             elif observed and tracker is not None and tracker.may_be_due(now_ts):
                 # as replay() after every event: what the record scheduled may be due now
                 alerts.extend(tracker.advance(now, now_ts))
-        if len(stamps_m) > k_now + 1:  # the clock as the chunk leaves it, for the next one
+        if n_moves > k_now + 1:  # the clock as the chunk leaves it, for the next one
             clock.advance(_unpack((stamps_m[-1], offsets_m[-1])), stamps_m[-1])
-
-    def _next_due(self) -> float | None:
-        """The earliest instant at which something of this shard falls due."""
-        due = self.index.next_due()
-        if self.tracker is not None:
-            window_due = self.tracker.next_due()
-            if window_due is not None and (due is None or window_due < due):
-                due = window_due
-        return due
 
     def fire_due(self) -> None:
         """What is due by the clock (cases, windows)."""
