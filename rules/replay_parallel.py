@@ -174,6 +174,8 @@ class _Shard:
         self._taken: deque[list[tuple[int, str, Step, Fact | None]]] = deque()
         #: the window records of its own departments in each chunk taken, not judged yet
         self._records: deque[Records] = deque()
+        #: the shard that judges each department's window records
+        self._judged_by: dict[str, int] = {}
         self._clock = EventTimeClock()
 
     def take(self, lines: list[tuple[int, bytes, float | None]]) -> _Report:
@@ -184,7 +186,7 @@ class _Shard:
         taken: list[tuple[int, str, Step, Fact | None]] = []
         self._taken.append(taken)
         accepted, stamps, offsets = report.lines, report.stamps, report.offsets
-        workers, windows = self.workers, self.tracker is not None
+        workers, windows, judged_by = self.workers, self.tracker is not None, self._judged_by
         records: list[Records] = [[] for _ in range(workers)]
         for i, raw, bound in lines:
             try:
@@ -204,7 +206,11 @@ class _Shard:
             offsets.append(offset.total_seconds() if offset is not None else 0.0)
             if windows:
                 fields = fact_fields(event.case_id, fact)
-                records[zlib.crc32(str(fields[2]).encode()) % workers].append((i, fields))
+                number = judged_by.get(fields[2])
+                if number is None:
+                    number = judged_by[fields[2]] = zlib.crc32(
+                        str(fields[2]).encode()) % workers
+                records[number].append((i, fields))
         self.events += len(taken)
         self._records.append(records[self.number])
         report.records = [b"" if number == self.number else pickle.dumps(share, _PICKLE)
@@ -279,8 +285,8 @@ class _Shard:
             observed = record_line == line
             if observed:
                 if tracker is not None:
-                    alerts.extend(tracker.observe(WindowRecord.from_fields(records[r][1]), now,
-                                                  now_ts))
+                    # the fields as fact_fields() made them here or in another shard
+                    alerts.extend(tracker.observe(WindowRecord(*records[r][1]), now, now_ts))
                 r += 1
                 record_line = records[r][0] if r < n_records else never
             if k_now >= 0 and lines_m[k_now] == line:
