@@ -252,14 +252,13 @@ class _Shard:
         k_now = -1  # the last move applied to the clock
         now, now_ts = clock.now(), clock.now_epoch()
         index_due = index.next_due
-        window_due = tracker.next_due if tracker is not None else None
+        # the windows' next due changes only when the tracker is called (asked again then)
+        window_due = tracker.next_due() if tracker is not None else None
         while True:
             fire_line = never
             due = index_due()
-            if window_due is not None:
-                later = window_due()
-                if later is not None and (due is None or later < due):
-                    due = later
+            if window_due is not None and (due is None or window_due < due):
+                due = window_due
             if due is not None:
                 k = bisect_left(stamps_m, due, k_now + 1)
                 if k < n_moves:
@@ -289,11 +288,14 @@ class _Shard:
                     alerts.extend(tracker.observe(WindowRecord(*records[r][1]), now, now_ts))
                 r += 1
                 record_line = records[r][0] if r < n_records else never
-            if k_now >= 0 and lines_m[k_now] == line:
+            moved_here = k_now >= 0 and lines_m[k_now] == line
+            if moved_here:
                 self.fire_due()  # the clock moved at this line
             elif observed and tracker is not None and tracker.may_be_due(now_ts):
                 # as replay() after every event: what the record scheduled may be due now
                 alerts.extend(tracker.advance(now, now_ts))
+            if tracker is not None and (observed or moved_here):
+                window_due = tracker.next_due()
         if n_moves > k_now + 1:  # the clock as the chunk leaves it, for the next one
             clock.advance(_unpack((stamps_m[-1], offsets_m[-1])), stamps_m[-1])
 
