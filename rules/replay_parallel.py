@@ -578,21 +578,35 @@ def _drive(lines: Iterator[bytes], read: list[bytes] | None, engine: Engine,
         # meanwhile: the complaints of this chunk, here; with none and none waiting, only
         # the clock moves (a complaint deadline can fall due at no line)
         if complaints or sides.index.next_due() is not None:
+            # after every accepted event as replay(): the complaints due (no windows here:
+            # fire_due is the complaints' due alone), the clock moved to the event first;
+            # both only where something is due or a complaint reads the clock
+            clock_ts, moved = clock.now_epoch(), -1  # moved: the line the clock is behind
             for i in range(size):
                 payload = complaints.get(i)
                 if payload is not None:
+                    if moved >= 0:
+                        clock.advance(_unpack((clock_ts, offsets[moved])), clock_ts)
+                        moved = -1
                     before = len(result.problems)
                     if sides.complaint(first_line + i, payload):
                         sides.fire_due(clock.now())
                     problems.extend((i, p) for p in result.problems[before:])
                     del result.problems[before:]
+                    clock_ts = clock.now_epoch()
                     continue
                 ts = stamps[i]
                 if ts == -_INF:  # no event accepted here
                     continue
-                if clock.now_epoch() < ts:
-                    clock.advance(_unpack((ts, offsets[i])), ts)
-                sides.fire_due(clock.now(), clock.now_epoch())
+                if clock_ts < ts:
+                    clock_ts, moved = ts, i
+                if sides.index.may_be_due(clock_ts):
+                    if moved >= 0:
+                        clock.advance(_unpack((clock_ts, offsets[moved])), clock_ts)
+                        moved = -1
+                    sides.fire_due(clock.now(), clock_ts)
+            if moved >= 0:
+                clock.advance(_unpack((clock_ts, offsets[moved])), clock_ts)
         elif moved_lines and clock.now_epoch() < moved_stamps[-1]:
             clock.advance(_unpack((moved_stamps[-1], moved_offsets[-1])), moved_stamps[-1])
         result.problems.extend(p for _, p in sorted(problems, key=lambda lp: lp[0]))
