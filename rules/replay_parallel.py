@@ -8,11 +8,12 @@ as the single-process replay would. The file goes through in chunks, each in two
 
 1. the parent reads the lines and hands each shard the events of its cases (a hash of
    ``case_id``); the shard takes them through the gate and into their states and
-   reports which lines it accepted, with their instants and window records;
+   reports which lines it accepted, with their instants, and the window records it took
+   for the departments each other shard judges (a hash of the department: the window
+   rules too read nothing but their department's records and the clock);
 2. the parent, from those reports and the complaints it reads itself, knows the clock
    after every line. It sends each shard the lines at which the clock moved and the
-   window records of its departments (a hash of the department: the window rules too
-   read nothing but their department's records and the clock), then drives the complaint
+   window records of its departments that the others took, then drives the complaint
    rules while the shards judge their cases and windows line by line, each case on its
    facts up to that line, firing deadlines as the clock moves.
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import traceback
 import zlib
 from array import array
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import chain, islice
 from multiprocessing.connection import Connection
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -58,6 +61,7 @@ from .indicators import IndicatorBook
 from .ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected, received_at
 from .replay import ReplayResult, SideRules, complaint_payload, replay
 from .schedule import DeadlineIndex
+from .summary import summary_from_facts
 from .windows import WindowRecord, WindowRules, WindowTracker, fact_fields
 
 #: Lines per chunk: the parent and the shards exchange a report per chunk (smaller chunks
@@ -74,11 +78,24 @@ def replay_workers() -> int:
 def shard_of(raw: bytes, workers: int) -> int | None:
     """Which shard takes an event line (a hash of its ``case_id``); None for a complaint
     line (the parent's). A line that is no readable event goes to shard 0, which rejects
-    it as the single-process replay would."""
+    it as the single-process replay would.
+
+    The case id is found without parsing the line where that cannot be wrong: no escape
+    anywhere in it (so every ``"`` ends or starts a string), and the key ``"case_id"``
+    once only, followed by ``:"`` (so it is no string value, nor one of two keys). That
+    one key may still sit in a nested object of a line that has none at the top, or the
+    line may be no JSON at all: then every shard rejects it alike, whichever takes it."""
     if complaint_payload(raw) is not None:
         return None
     if len(raw) > MAX_EVENT_BYTES:
         return 0
+    if b"\\" not in raw and raw.count(b'"case_id"') == 1:
+        key = raw.find(b'"case_id":"')
+        if key >= 0:
+            start = key + 11
+            end = raw.find(b'"', start)
+            if end >= 0:
+                return zlib.crc32(raw[start:end]) % workers
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -88,6 +105,9 @@ def shard_of(raw: bytes, workers: int) -> int | None:
         return 0
     return zlib.crc32(case_id.encode()) % workers
 
+
+_PICKLE = pickle.HIGHEST_PROTOCOL
+_INF = float("inf")
 
 #: An instant as it travels between the processes: epoch seconds and UTC offset seconds.
 Instant = tuple[float, float]
@@ -113,12 +133,22 @@ def _unpack(instant: Instant) -> datetime:
     return datetime.fromtimestamp(ts, tz)
 
 
+#: window records: (line within the chunk, the record's fields), in line order
+Records = list[tuple[int, list[Any]]]
+
+
 @dataclass
 class _Report:
-    """What a shard found in a chunk (line numbers within the chunk)."""
+    """What a shard found in a chunk (line numbers within the chunk): the lines it
+    accepted with their instants (compact arrays: the parent reads nothing else of
+    them), those it rejected, and the window records of the departments each other
+    shard judges, pickled here (the parent passes them on unread)."""
 
-    accepted: list[tuple[int, Instant, list[Any]]] = field(default_factory=list)
+    lines: array[int] = field(default_factory=lambda: array("l"))
+    stamps: array[float] = field(default_factory=lambda: array("d"))
+    offsets: array[float] = field(default_factory=lambda: array("d"))
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    records: list[bytes] = field(default_factory=list)
 
 
 class _Shard:
@@ -142,6 +172,10 @@ class _Shard:
         #: None when it said when it was received); a shard takes the next chunk before
         #: judging this one
         self._taken: deque[list[tuple[int, str, Step, Fact | None]]] = deque()
+        #: the window records of its own departments in each chunk taken, not judged yet
+        self._records: deque[Records] = deque()
+        #: the shard that judges each department's window records
+        self._judged_by: dict[str, int] = {}
         self._clock = EventTimeClock()
 
     def take(self, lines: list[tuple[int, bytes, float | None]]) -> _Report:
@@ -151,6 +185,9 @@ class _Shard:
         cases, take = self.cases, self.driver.take
         taken: list[tuple[int, str, Step, Fact | None]] = []
         self._taken.append(taken)
+        accepted, stamps, offsets = report.lines, report.stamps, report.offsets
+        workers, windows, judged_by = self.workers, self.tracker is not None, self._judged_by
+        records: list[Records] = [[] for _ in range(workers)]
         for i, raw, bound in lines:
             try:
                 event, state = take(raw, cases, None, arrived=_arrival(bound))
@@ -163,20 +200,38 @@ class _Shard:
             if received is not None:
                 fact.received = received.timestamp()
             taken.append((i, event.case_id, event.step, fact if received is None else None))
-            report.accepted.append((i, _pack(event.occurred_at, fact.at),
-                                    fact_fields(event.case_id, fact)))
+            accepted.append(i)
+            offset = event.occurred_at.utcoffset()
+            stamps.append(fact.at)
+            offsets.append(offset.total_seconds() if offset is not None else 0.0)
+            if windows:
+                fields = fact_fields(event.case_id, fact)
+                number = judged_by.get(fields[2])
+                if number is None:
+                    number = judged_by[fields[2]] = zlib.crc32(
+                        str(fields[2]).encode()) % workers
+                records[number].append((i, fields))
         self.events += len(taken)
+        self._records.append(records[self.number])
+        report.records = [b"" if number == self.number else pickle.dumps(share, _PICKLE)
+                          for number, share in enumerate(records)]
         return report
 
     def get(self, case_id: str) -> CaseState:
         """The case with the facts released so far (its later facts are not there yet): the
         shard is the store its judgements read."""
-        return self.cases[case_id].upto(self.released[case_id])
+        state, n = self.cases[case_id], self.released[case_id]
+        if state.summary is None and n < len(state.facts):
+            # the cut shares the case's summary (else each cut would build its own again
+            # from the facts, and lose what earlier judgements kept in it)
+            state.summary = summary_from_facts(state.facts[:n])
+        return state.upto(n)
 
-    def judge(self, moves: Moves, records: list[tuple[int, list[Any]]]) -> None:
+    def judge(self, moves: Moves, others: list[bytes]) -> None:
         """Phase 2: judge the chunk's events and window records in line order, and fire
         what is due where the clock first passes it (``moves``: the lines at which the
-        clock moved and its instants after them, in order).
+        clock moved and its instants after them, in order; ``others``: the window records
+        of this shard's departments that the other shards took, pickled).
 
         A shard steps only to its own lines and to the moves at which something of its
         own falls due (found by bisection: the clock only goes forward), not through
@@ -185,29 +240,43 @@ class _Shard:
         index, alerts, released = self.index, self.alerts, self.released
         clock, tracker, on_event = self._clock, self.tracker, self.driver.on_event
         taken = self._taken.popleft()
+        records = self._records.popleft()
+        if any(others):
+            records = sorted(chain(records, *(pickle.loads(b) for b in others if b)),
+                             key=itemgetter(0))
         never = 1 << 62
+        n_taken, n_records, n_moves = len(taken), len(records), len(lines_m)
         t = r = 0
+        event_line = taken[0][0] if n_taken else never
+        record_line = records[0][0] if n_records else never
         k_now = -1  # the last move applied to the clock
+        now, now_ts = clock.now(), clock.now_epoch()
+        index_due = index.next_due
+        # the windows' next due changes only when the tracker is called (asked again then)
+        window_due = tracker.next_due() if tracker is not None else None
         while True:
-            event_line = taken[t][0] if t < len(taken) else never
-            record_line = records[r][0] if r < len(records) else never
             fire_line = never
-            due = self._next_due()
+            due = index_due()
+            if window_due is not None and (due is None or window_due < due):
+                due = window_due
             if due is not None:
                 k = bisect_left(stamps_m, due, k_now + 1)
-                if k < len(stamps_m):
+                if k < n_moves:
                     fire_line = lines_m[k]
-            line = min(event_line, record_line, fire_line)
-            if line == never:
+            line = event_line if event_line < record_line else record_line
+            if fire_line < line:
+                line = fire_line
+            elif line == never:
                 break
             k = bisect_right(lines_m, line, k_now + 1) - 1
             if k > k_now:
                 clock.advance(_unpack((stamps_m[k], offsets_m[k])), stamps_m[k])
+                now, now_ts = clock.now(), clock.now_epoch()
                 k_now = k
-            now, now_ts = clock.now(), clock.now_epoch()
             if event_line == line:
                 _, case_id, step, fact = taken[t]
                 t += 1
+                event_line = taken[t][0] if t < n_taken else never
                 if fact is not None:  # received when its line was read (the clock known now)
                     fact.received = now_ts
                 released[case_id] = released.get(case_id, 0) + 1
@@ -215,25 +284,20 @@ class _Shard:
             observed = record_line == line
             if observed:
                 if tracker is not None:
-                    alerts.extend(tracker.observe(WindowRecord.from_fields(records[r][1]), now,
-                                                  now_ts))
+                    # the fields as fact_fields() made them here or in another shard
+                    alerts.extend(tracker.observe(WindowRecord(*records[r][1]), now, now_ts))
                 r += 1
-            if k_now >= 0 and lines_m[k_now] == line:
+                record_line = records[r][0] if r < n_records else never
+            moved_here = k_now >= 0 and lines_m[k_now] == line
+            if moved_here:
                 self.fire_due()  # the clock moved at this line
             elif observed and tracker is not None and tracker.may_be_due(now_ts):
                 # as replay() after every event: what the record scheduled may be due now
                 alerts.extend(tracker.advance(now, now_ts))
-        if len(stamps_m) > k_now + 1:  # the clock as the chunk leaves it, for the next one
+            if tracker is not None and (observed or moved_here):
+                window_due = tracker.next_due()
+        if n_moves > k_now + 1:  # the clock as the chunk leaves it, for the next one
             clock.advance(_unpack((stamps_m[-1], offsets_m[-1])), stamps_m[-1])
-
-    def _next_due(self) -> float | None:
-        """The earliest instant at which something of this shard falls due."""
-        due = self.index.next_due()
-        if self.tracker is not None:
-            window_due = self.tracker.next_due()
-            if window_due is not None and (due is None or window_due < due):
-                due = window_due
-        return due
 
     def fire_due(self) -> None:
         """What is due by the clock (cases, windows)."""
@@ -349,8 +413,10 @@ def _replay_sharded(lines: Iterable[bytes], engine: Engine, until: datetime | No
 
 
 def _chunks(lines: Iterator[bytes], workers: int, read: list[bytes] | None
-            ) -> Iterator[tuple[list[bytes], list[list[tuple[int, bytes, float | None]]]]]:
-    """The file in chunks: the lines, and each shard's event lines (line within chunk).
+            ) -> Iterator[tuple[list[bytes], list[list[tuple[int, bytes, float | None]]],
+                                list[int]]]:
+    """The file in chunks: the lines, each shard's event lines, and the complaint lines
+    (lines within the chunk).
 
     With a keyring (``read`` a list: the lines are kept there) each event line goes with
     a bound of the replay clock before it: the latest time of any line before it, taken
@@ -363,14 +429,17 @@ def _chunks(lines: Iterator[bytes], workers: int, read: list[bytes] | None
         if read is not None:
             read.extend(chunk)
         shares: list[list[tuple[int, bytes, float | None]]] = [[] for _ in range(workers)]
+        complaint_lines: list[int] = []
         for i, raw in enumerate(chunk):
             if raw.strip():
                 number = shard_of(raw, workers)
-                if number is not None:
+                if number is None:
+                    complaint_lines.append(i)
+                else:
                     shares[number].append((i, raw, bound if read is not None else None))
                 if read is not None:
                     bound = max(bound, _line_time(raw))
-        yield chunk, shares
+        yield chunk, shares, complaint_lines
 
 
 def _line_time(raw: bytes) -> float:
@@ -425,90 +494,125 @@ def _drive(lines: Iterator[bytes], read: list[bytes] | None, engine: Engine,
     sides = SideRules(engine, clock, result, windows=False, indicators=None,
                       keys=keys)  # complaints
     gate = Gate(engine.catalog, keys)
-    workers = len(inboxes)
     probe = EventTimeClock()  # the clock as the shards will see it, a chunk ahead of ``clock``
     chunks = _chunks(lines, len(inboxes), read)
     first_line = 1
 
-    def hand_out() -> list[bytes] | None:
+    def hand_out() -> tuple[list[bytes], list[int]] | None:
+        """The next chunk to the shards: its lines and its complaint lines."""
         got = next(chunks, None)
         if got is None:
             return None
-        chunk, shares = got
+        chunk, shares, complaint_lines = got
         for inbox, share in zip(inboxes, shares, strict=True):
             inbox.put(("chunk", share))
-        return chunk
+        return chunk, complaint_lines
 
     # a chunk ahead: the shards take it in while this process works out the clock of the
     # one before (else they would wait for it, idle, at every chunk)
-    chunk = hand_out()
-    ahead = hand_out() if chunk is not None else None
-    while chunk is not None:
+    handed = hand_out()
+    ahead = hand_out() if handed is not None else None
+    while handed is not None:
+        chunk, complaint_lines = handed
         reports: list[_Report] = [_receive(conn) for conn in pipes]
-        # the clock after every line: accepted events (any shard) and complaints (here)
-        accepted: dict[int, tuple[Instant, list[Any]]] = {}
+        size = len(chunk)
+        # the clock after every line: accepted events (any shard) and complaints (here);
+        # -inf: no accepted event at the line
+        stamps = array("d", (-_INF,)) * size
+        offsets = array("d", (0.0,)) * size
+        accepted = 0
         problems: list[tuple[int, str]] = []
-        again: set[int] = set()  # rejected at a bound of the clock: judged at the clock
+        again: list[int] = []  # rejected at a bound of the clock: judged at the clock
         for report in reports:
-            for i, at, fields in report.accepted:
-                accepted[i] = (at, fields)
+            for i, ts, offset in zip(report.lines, report.stamps, report.offsets, strict=True):
+                stamps[i] = ts
+                offsets[i] = offset
+            accepted += len(report.lines)
             for i, reason, detail in report.rejected:
                 if reason == "bad_signature" and keys is not None:
-                    again.add(i)
+                    again.append(i)
                     continue
                 result.rejected[reason] = result.rejected.get(reason, 0) + 1
                 problems.append((i, f"line {first_line + i}: {reason}: {detail}"))
+        complaints = {i: payload for i in complaint_lines
+                      if (payload := complaint_payload(chunk[i])) is not None}
         moves: Moves = (array("l"), array("d"), array("d"))
-        steps: list[tuple[int, Any]] = []  # (line, complaint payload or the event's instant)
-        records: list[list[tuple[int, list[Any]]]] = [[] for _ in range(workers)]
-        for i, raw in enumerate(chunk):
-            got = accepted.get(i)
-            if got is not None:
-                if windows:
-                    fields = got[1]
-                    records[zlib.crc32(str(fields[2]).encode()) % workers].append((i, fields))
-                instant = got[0]
-                steps.append((i, instant))
-                if probe.now_epoch() < instant[0]:  # a datetime only where the clock moves
-                    probe.advance(_unpack(instant), instant[0])
-                    _move(moves, i, instant)
-                continue
-            if i in again:  # as replay() judges it: the key valid at the clock before it
+        moved_lines, moved_stamps, moved_offsets = moves
+        # the lines are stepped through with the probe's epoch seconds alone; a datetime is
+        # built only where a complaint or a line judged again reads the probe
+        probe_ts, last = probe.now_epoch(), -1
+        begin = 0
+        for special in chain(sorted(chain(again, complaints)), (size,)):
+            for i in range(begin, special):
+                ts = stamps[i]
+                if probe_ts < ts:
+                    probe_ts, last = ts, i
+                    moved_lines.append(i)
+                    moved_stamps.append(ts)
+                    moved_offsets.append(offsets[i])
+            if last >= 0:
+                probe.advance(_unpack((probe_ts, offsets[last])), probe_ts)
+                last = -1
+            if special == size:
+                break
+            begin = special + 1
+            payload = complaints.get(special)
+            if payload is None:  # as replay() judges it: the key valid at the clock before it
                 try:
-                    gate.parse(raw, None, arrived=probe.now())
+                    gate.parse(chunk[special], None, arrived=probe.now())
                 except Rejected as r:
                     result.rejected[r.reason] = result.rejected.get(r.reason, 0) + 1
-                    problems.append((i, f"line {first_line + i}: {r.reason}: {r.detail}"))
+                    problems.append((special,
+                                     f"line {first_line + special}: {r.reason}: {r.detail}"))
                     continue
-                raise _ClockDependent(first_line + i)
-            if not raw.strip():
-                continue
-            payload = complaint_payload(raw)
-            if payload is not None:
-                steps.append((i, payload))
-                when = _complaint_time(sides.gate, payload, probe.now())
-                if when is not None and probe.now() < when:
-                    probe.advance(when)
-                    _move(moves, i, _pack(when))
-        for inbox, share in zip(inboxes, records, strict=True):
-            inbox.put(("judge", moves, share))
-        done, chunk, ahead = chunk, ahead, hand_out() if ahead is not None else None
-        # meanwhile: the complaints of this chunk, here
-        for i, step in steps:
-            if isinstance(step, dict):
-                before = len(result.problems)
-                if sides.complaint(first_line + i, step):
-                    sides.fire_due(clock.now())
-                problems.extend((i, p) for p in result.problems[before:])
-                del result.problems[before:]
-            else:  # an accepted event's instant
-                if clock.now_epoch() < step[0]:
-                    clock.advance(_unpack(step), step[0])
-                sides.fire_due(clock.now(), clock.now_epoch())
+                raise _ClockDependent(first_line + special)
+            when = _complaint_time(sides.gate, payload, probe.now())
+            if when is not None and probe.now() < when:
+                probe.advance(when)
+                _move(moves, special, _pack(when))
+                probe_ts = probe.now_epoch()
+        for number, inbox in enumerate(inboxes):
+            inbox.put(("judge", moves, [report.records[number] for report in reports]
+                       if windows else []))
+        handed, ahead = ahead, hand_out() if ahead is not None else None
+        # meanwhile: the complaints of this chunk, here; with none and none waiting, only
+        # the clock moves (a complaint deadline can fall due at no line)
+        if complaints or sides.index.next_due() is not None:
+            # after every accepted event as replay(): the complaints due (no windows here:
+            # fire_due is the complaints' due alone), the clock moved to the event first;
+            # both only where something is due or a complaint reads the clock
+            clock_ts, moved = clock.now_epoch(), -1  # moved: the line the clock is behind
+            for i in range(size):
+                payload = complaints.get(i)
+                if payload is not None:
+                    if moved >= 0:
+                        clock.advance(_unpack((clock_ts, offsets[moved])), clock_ts)
+                        moved = -1
+                    before = len(result.problems)
+                    if sides.complaint(first_line + i, payload):
+                        sides.fire_due(clock.now())
+                    problems.extend((i, p) for p in result.problems[before:])
+                    del result.problems[before:]
+                    clock_ts = clock.now_epoch()
+                    continue
+                ts = stamps[i]
+                if ts == -_INF:  # no event accepted here
+                    continue
+                if clock_ts < ts:
+                    clock_ts, moved = ts, i
+                if sides.index.may_be_due(clock_ts):
+                    if moved >= 0:
+                        clock.advance(_unpack((clock_ts, offsets[moved])), clock_ts)
+                        moved = -1
+                    sides.fire_due(clock.now(), clock_ts)
+            if moved >= 0:
+                clock.advance(_unpack((clock_ts, offsets[moved])), clock_ts)
+        elif moved_lines and clock.now_epoch() < moved_stamps[-1]:
+            clock.advance(_unpack((moved_stamps[-1], moved_offsets[-1])), moved_stamps[-1])
         result.problems.extend(p for _, p in sorted(problems, key=lambda lp: lp[0]))
         before_events = result.events
-        result.events += len(accepted)
-        first_line += len(done)
+        result.events += accepted
+        first_line += size
         if on_progress is not None:  # at every 10,000 events, as replay() reports
             for n in range(before_events // 10_000 + 1, result.events // 10_000 + 1):
                 on_progress(n * 10_000)

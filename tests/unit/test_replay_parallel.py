@@ -5,6 +5,8 @@ chunk boundaries, and on the simulator's workload."""
 
 from __future__ import annotations
 
+import json
+import zlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -118,6 +120,35 @@ def test_lines_are_routed_by_case() -> None:
     assert shard_of(_complaint(1, 0), 4) is None
     spread = {shard_of(orjson.dumps({"case_id": f"C-{n}"}), 4) for n in range(200)}
     assert spread == {0, 1, 2, 3}
+
+
+def _owner(raw: bytes, workers: int) -> int:
+    """The shard of a line by its parsed top-level ``case_id``."""
+    return zlib.crc32(orjson.loads(raw)["case_id"].encode()) % workers
+
+
+_TEXT = st.text(alphabet=st.sampled_from('ab监察"\\:{} ,\n\u00e9'), max_size=6)
+
+
+@given(st.dictionaries(st.sampled_from(["case_id", "x", "note", "attrs"]),
+                       st.one_of(_TEXT, st.dictionaries(st.sampled_from(["case_id", "y"]), _TEXT,
+                                                        max_size=2)), max_size=4),
+       _TEXT, st.sampled_from([(",", ":"), (", ", ": "), (",", " :")]), st.booleans())
+def test_a_case_id_found_without_parsing_is_the_parsed_one(
+        payload: dict[str, Any], case_id: str, separators: tuple[str, str], ascii: bool) -> None:
+    payload["case_id"] = case_id
+    raw = json.dumps(payload, separators=separators, ensure_ascii=ascii).encode()
+    for workers in (2, 3, 5):
+        assert shard_of(raw, workers) == _owner(raw, workers)
+
+
+def test_lines_that_hide_their_case_id_are_parsed() -> None:
+    for raw in (b'{"attrs": {"case_id":"B"}, "case_id" : "A"}',  # the nested one compact
+                b'{"case_id":"B", "case_id":"A"}',  # the last one counts
+                b'{"case\\u005fid":"A", "attrs": {"case_id":"B"}}',  # an escaped key
+                b'{"note":"case_id", "case_id":"A"}'):
+        assert orjson.loads(raw)["case_id"] == "A"
+        assert {shard_of(raw, 7)} == {_owner(raw, 7)}, raw
 
 
 def test_a_shard_that_dies_fails_the_replay(monkeypatch: pytest.MonkeyPatch) -> None:
