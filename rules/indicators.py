@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from jiancha.producers.contract import Alert, Step
 
 from .case import CaseState, StepEvent
+from .checks.deadlines import legal_deadline, regular_extension
 from .counted_time import DAY
 from .memo import BoundedMemo
 from .rulebook import RuleSet, RuleSetError
@@ -287,14 +288,29 @@ class IndicatorBook:
                 continue
             acc = self.acc((month, kind, name))
             for attr, value in counts.items():
-                if attr == "hundredths":
-                    acc.days[value] = acc.days.get(value, 0) + 1
-                elif attr == "alert":
+                if attr == "alert":
                     rule, severity = value
                     by = acc.alerts.setdefault(rule, {})
                     by[severity] = by.get(severity, 0) + 1
                 else:
                     setattr(acc, attr, getattr(acc, attr) + value)
+
+    def _decided(self, month: str, scopes: Iterable[tuple[str, str | None]],
+                 timing: tuple[int, bool, bool, bool]) -> None:
+        """A timed decision in each named scope (per decision: its fields by name)."""
+        seconds, on_time, early, overdue = timing
+        hundredths = round(seconds / HUNDREDTH)
+        for kind, name in scopes:
+            if name:
+                acc = self.acc((month, kind, name))
+                acc.decided += 1
+                acc.timed += 1
+                acc.seconds += seconds
+                acc.on_time += on_time
+                acc.early += early
+                acc.overdue += overdue
+                days = acc.days
+                days[hundredths] = days.get(hundredths, 0) + 1
 
     def on_event(self, event: StepEvent, state: CaseState) -> None:
         """After an accepted event was added to its case (and evaluated): ``state`` ends
@@ -332,15 +348,11 @@ class IndicatorBook:
         if timing is None:
             self._count(month, scopes, "decided")
             return
-        seconds, on_time, early, overdue = timing
-        self._add(month, scopes, decided=1, timed=1, seconds=seconds, on_time=int(on_time),
-                  early=int(early), overdue=int(overdue), hundredths=round(seconds / HUNDREDTH))
+        self._decided(month, scopes, timing)
 
     def timing(self, state: CaseState, decided_at: float) -> tuple[int, bool, bool, bool] | None:
         """(counted working seconds, on time, early, beyond the legal limit) of a decision
         (``decided_at``: epoch seconds)."""
-        from .checks.deadlines import legal_deadline, regular_extension
-
         view = self.engine.view(state)
         start = view.clock_start_at
         if start is None:
