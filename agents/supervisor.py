@@ -52,6 +52,10 @@ DeadLetter = Callable[[Record, str, str], Awaitable[None]]
 StateWriter = Callable[[bytes, bytes, int], None]
 #: Called after an accepted event was evaluated: (event, state, alerts raised, judged time).
 EventObserver = Callable[[GateEvent, CaseState, list[Alert], datetime], None]
+#: Called with every accepted event as it is judged and its case's state just as the event
+#: left it: reads, records nothing, and returns what records it (called in the records'
+#: order where the observers are told) or None.
+EventReader = Callable[[GateEvent, CaseState], Callable[[], None] | None]
 #: Called for every record in order: with the accepted event and the fact its case took in,
 #: before its case state is written (a crash in between forwards it again, never loses
 #: it), or None and None when rejected; and the clock's reading for the batch (epoch
@@ -122,6 +126,7 @@ class Supervisor:
     first_processed_at: float = 0.0
     last_processed_at: float = 0.0
     event_observers: list[EventObserver] = field(default_factory=list)
+    event_readers: list[EventReader] = field(default_factory=list)
     forwarders: list[Forwarder] = field(default_factory=list)
     alert_observers: list[AlertObserver] = field(default_factory=list)
     #: writes the steps of cases that raised alerts where the alert pages read them
@@ -202,6 +207,8 @@ class Supervisor:
             reading_epoch = reading.timestamp()
             take, judge_added, judged_epoch = self.driver.take, self._judge_added, self.judged_epoch
             last_offset = self.last_offset
+            readers = self.event_readers
+            to_record: list[Callable[[], None]] = []  # what the readers read, in order
             for rec in records:
                 partition = rec.partition
                 last_offset[partition] = rec.offset
@@ -232,6 +239,10 @@ class Supervisor:
                     raised.extend(alerts)
                     partitions.extend([partition] * len(alerts))
                     raising.append(state)
+                for read in readers:
+                    record = read(event, state)
+                    if record is not None:
+                        to_record.append(record)
                 order.append((rec, event, state, len(state.facts), alerts, now))
             for (department, step), n in ingested.items():  # a counter's lock once per batch
                 self._ingested(department, step).inc(n)
@@ -249,6 +260,8 @@ class Supervisor:
             for key, state in states.items():  # the index shares the key the table keeps
                 write(key, encode_state(state), state.partition)
                 self.index(state.partition).put(key, due[key])
+            for record in to_record:
+                record()
             if self.event_observers:
                 for _, event, state, facts, alerts, judged in order:
                     if event is not None:
