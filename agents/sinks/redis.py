@@ -1,16 +1,16 @@
 """The Redis alert sink (contract.md): stream ``jc:alerts``, hash ``jc:alert:{id}``,
 open-alert indexes ``jc:open`` and ``jc:open:{department}``.
 
-Each alert is written by one Lua script, atomically and idempotently: a redelivered
-alert (same id, same severity) changes nothing and reports ``known``; the same id with a
-higher severity (escalation) updates the hash and appends the new version to the stream,
-unless a person resolved the alert meanwhile: then it is ``known`` too, for what no later
-event corrects is corrected by resolving it. A retracted version (``status: retracted``)
-is stored and leaves the open indexes. Connection errors and Redis's "not now" replies
-(``OOM``, ``READONLY``, ...) are retried with backoff until Redis answers, the sink
-reporting itself degraded meanwhile: nothing is dropped. The stream is trimmed past
-``stream_maxlen`` only where its readers (the notifier's consumer group) have
-acknowledged it.
+Each alert is written by a Lua script (many alerts per call, each in turn), atomically
+and idempotently: a redelivered alert (same id, same severity) changes nothing and
+reports ``known``; the same id with a higher severity (escalation) updates the hash and
+appends the new version to the stream, unless a person resolved the alert meanwhile: then
+it is ``known`` too, for what no later event corrects is corrected by resolving it. A
+retracted version (``status: retracted``) is stored and leaves the open indexes.
+Connection errors and Redis's "not now" replies (``OOM``, ``READONLY``, ...) are retried
+with backoff until Redis answers, the sink reporting itself degraded meanwhile: nothing
+is dropped. The stream is trimmed past ``stream_maxlen`` only where its readers (the
+notifier's consumer group) have acknowledged it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import (
@@ -39,47 +40,66 @@ from .types import Outcome
 
 log = logging.getLogger(__name__)
 
-# KEYS: hash, stream, open-all, open-dept, tally   ARGV: json, rank, severity, score, id,
-#   (unused), rule, department, case_id, status, tally step, tally field, tally field, ...
+# KEYS: stream, open-all, then for each alert: hash, open-dept, tally
+# ARGV: for each alert: json, rank, severity, score, id, rule, department, case_id, status,
+#   tally step, n, and n tally fields          -> each alert's outcome, in order
+# An alert at a time, in order (a version and its escalation or retraction may share a call).
 # A retracted version (status "retracted") takes the alert out of the open indexes; an
 # alert raised again after its retraction is stored as new. Whatever the script stores, it
 # also counts in the tally hash (the indicators' alert counts), in the same atomic step:
 # a redelivered version is known and counted no more.
-_WRITE_ALERT = """
-local function tally(outcome)
-  for i = 12, #ARGV do redis.call('HINCRBY', KEYS[5], ARGV[i], ARGV[11]) end
-  return outcome
+_WRITE_ALERTS = """
+local stream, open_all = KEYS[1], KEYS[2]
+local function write(hash, open_dept, tally_key, a)
+  local json, rank, severity, score, id = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local rule, department, case_id = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+  local given, step, n = ARGV[a + 8], ARGV[a + 9], tonumber(ARGV[a + 10])
+  local function tally(outcome)
+    for i = a + 11, a + 10 + n do redis.call('HINCRBY', tally_key, ARGV[i], step) end
+    return outcome
+  end
+  local cur = redis.call('HGET', hash, 'rank')
+  local stored = redis.call('HGET', hash, 'status')
+  if given == 'retracted' then
+    if stored == 'retracted' then return 0 end
+    redis.call('HSET', hash, 'alert', json, 'rank', '0', 'severity', severity,
+               'rule', rule, 'department', department, 'case_id', case_id, 'status', 'retracted')
+    if not cur then redis.call('HSET', hash, 'detected_at', score) end
+    redis.call('XADD', stream, '*', 'alert', json)
+    redis.call('ZREM', open_all, id)
+    redis.call('ZREM', open_dept, id)
+    return tally(3)
+  end
+  if stored == 'retracted' then
+    cur = false
+    stored = false
+  end
+  if cur and tonumber(cur) >= tonumber(rank) then return 0 end
+  local status = stored or given
+  if cur and status == 'resolved' then return 0 end
+  redis.call('HSET', hash, 'alert', json, 'rank', rank, 'severity', severity,
+             'rule', rule, 'department', department, 'case_id', case_id, 'status', status)
+  if not cur then redis.call('HSET', hash, 'detected_at', score) end
+  redis.call('XADD', stream, '*', 'alert', json)
+  if status == 'open' then
+    redis.call('ZADD', open_all, 'NX', score, id)
+    redis.call('ZADD', open_dept, 'NX', score, id)
+  end
+  if cur then return tally(2) end
+  return tally(1)
 end
-local cur = redis.call('HGET', KEYS[1], 'rank')
-local stored = redis.call('HGET', KEYS[1], 'status')
-if ARGV[10] == 'retracted' then
-  if stored == 'retracted' then return 0 end
-  redis.call('HSET', KEYS[1], 'alert', ARGV[1], 'rank', '0', 'severity', ARGV[3],
-             'rule', ARGV[7], 'department', ARGV[8], 'case_id', ARGV[9], 'status', 'retracted')
-  if not cur then redis.call('HSET', KEYS[1], 'detected_at', ARGV[4]) end
-  redis.call('XADD', KEYS[2], '*', 'alert', ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[5])
-  redis.call('ZREM', KEYS[4], ARGV[5])
-  return tally(3)
+local out = {}
+local a = 1
+for k = 3, #KEYS, 3 do
+  out[#out + 1] = write(KEYS[k], KEYS[k + 1], KEYS[k + 2], a)
+  a = a + 11 + tonumber(ARGV[a + 10])
 end
-if stored == 'retracted' then
-  cur = false
-  stored = false
-end
-if cur and tonumber(cur) >= tonumber(ARGV[2]) then return 0 end
-local status = stored or ARGV[10]
-if cur and status == 'resolved' then return 0 end
-redis.call('HSET', KEYS[1], 'alert', ARGV[1], 'rank', ARGV[2], 'severity', ARGV[3],
-           'rule', ARGV[7], 'department', ARGV[8], 'case_id', ARGV[9], 'status', status)
-if not cur then redis.call('HSET', KEYS[1], 'detected_at', ARGV[4]) end
-redis.call('XADD', KEYS[2], '*', 'alert', ARGV[1])
-if status == 'open' then
-  redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
-  redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[5])
-end
-if cur then return tally(2) end
-return tally(1)
+return out
 """
+
+#: alerts written by one script call (a call holds Redis for its whole length; the calls of
+#: one store still go in one round trip)
+ALERTS_PER_CALL = 100
 
 # The stream is trimmed only below what every reader named in ARGV (consumer groups that
 # must see each alert, e.g. the notifier's) has acknowledged: the oldest entry pending in
@@ -160,13 +180,8 @@ class RedisAlertSink:
         #: an alert version's (month, fields, step) in the indicators' alert counts
         #: (``rules.indicators.alert_tally``), counted in ``{prefix}ind-alerts:{month}``
         self.tally = tally
-        self._script = client.register_script(_WRITE_ALERT)
+        self._script = client.register_script(_WRITE_ALERTS)
         self._trim = client.register_script(_TRIM)
-
-    def _keys(self, alert: Alert, month: str) -> list[str]:
-        p = self.prefix
-        return [f"{p}alert:{alert.alert_id}", f"{p}alerts", f"{p}open",
-                f"{p}open:{alert.department or '-'}", f"{p}ind-alerts:{month}"]
 
     async def check(self) -> None:
         """Fail fast at start-up with a message that names the setting to fix; create the
@@ -241,20 +256,29 @@ class RedisAlertSink:
         try:
             return await self._write_once(alerts)
         except NoScriptError:
-            await self.client.script_load(_WRITE_ALERT)
+            await self.client.script_load(_WRITE_ALERTS)
             return await self._write_once(alerts)
 
     async def _write_once(self, alerts: Sequence[Alert]) -> list[Outcome]:
-        sha = self._script.sha
+        """Up to :data:`ALERTS_PER_CALL` alerts per script call, the calls pipelined: the
+        client's cost is per command and per argument (the alert's JSON is sent as a
+        view, not copied into the command)."""
+        sha, p = self._script.sha, self.prefix
+        shared = (f"{p}alerts", f"{p}open")
         async with self.client.pipeline(transaction=False) as pipe:
-            for a in alerts:
-                month, fields, step = self.tally(a) if self.tally is not None else ("-", [], 0)
-                pipe.evalsha(sha, 5, *self._keys(a, month),
-                             a.to_json(), SEVERITY_RANK[a.severity], a.severity,
-                             a.detected_at.timestamp(), a.alert_id, self.stream_maxlen, a.rule,
-                             a.department or "", a.case_id or "", a.status, step, *fields)
+            for i in range(0, len(alerts), ALERTS_PER_CALL):
+                keys: list[str] = []
+                args: list[Any] = []
+                for a in alerts[i:i + ALERTS_PER_CALL]:
+                    month, fields, step = self.tally(a) if self.tally is not None else ("-", [], 0)
+                    keys += (f"{p}alert:{a.alert_id}", f"{p}open:{a.department or '-'}",
+                             f"{p}ind-alerts:{month}")
+                    args += (memoryview(a.to_json()), SEVERITY_RANK[a.severity], a.severity,
+                             a.detected_at.timestamp(), a.alert_id, a.rule, a.department or "",
+                             a.case_id or "", a.status, step, len(fields), *fields)
+                pipe.evalsha(sha, len(keys) + 2, *shared, *keys, *args)
             results = await pipe.execute()
-        return [_OUTCOMES[int(r)] for r in results]
+        return [_OUTCOMES[int(r)] for call in results for r in call]
 
     async def close(self) -> None:
         await self.client.aclose()
