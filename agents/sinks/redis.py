@@ -58,13 +58,18 @@ local function write(hash, open_dept, tally_key, a)
     for i = a + 11, a + 10 + n do redis.call('HINCRBY', tally_key, ARGV[i], step) end
     return outcome
   end
-  local cur = redis.call('HGET', hash, 'rank')
-  local stored = redis.call('HGET', hash, 'status')
+  local got = redis.call('HMGET', hash, 'rank', 'status')
+  local cur, stored = got[1], got[2]
   if given == 'retracted' then
     if stored == 'retracted' then return 0 end
-    redis.call('HSET', hash, 'alert', json, 'rank', '0', 'severity', severity,
-               'rule', rule, 'department', department, 'case_id', case_id, 'status', 'retracted')
-    if not cur then redis.call('HSET', hash, 'detected_at', score) end
+    if cur then
+      redis.call('HSET', hash, 'alert', json, 'rank', '0', 'severity', severity,
+                 'rule', rule, 'department', department, 'case_id', case_id, 'status', 'retracted')
+    else
+      redis.call('HSET', hash, 'alert', json, 'rank', '0', 'severity', severity,
+                 'rule', rule, 'department', department, 'case_id', case_id, 'status', 'retracted',
+                 'detected_at', score)
+    end
     redis.call('XADD', stream, '*', 'alert', json)
     redis.call('ZREM', open_all, id)
     redis.call('ZREM', open_dept, id)
@@ -77,9 +82,14 @@ local function write(hash, open_dept, tally_key, a)
   if cur and tonumber(cur) >= tonumber(rank) then return 0 end
   local status = stored or given
   if cur and status == 'resolved' then return 0 end
-  redis.call('HSET', hash, 'alert', json, 'rank', rank, 'severity', severity,
-             'rule', rule, 'department', department, 'case_id', case_id, 'status', status)
-  if not cur then redis.call('HSET', hash, 'detected_at', score) end
+  if cur then
+    redis.call('HSET', hash, 'alert', json, 'rank', rank, 'severity', severity,
+               'rule', rule, 'department', department, 'case_id', case_id, 'status', status)
+  else
+    redis.call('HSET', hash, 'alert', json, 'rank', rank, 'severity', severity,
+               'rule', rule, 'department', department, 'case_id', case_id, 'status', status,
+               'detected_at', score)
+  end
   redis.call('XADD', stream, '*', 'alert', json)
   if status == 'open' then
     redis.call('ZADD', open_all, 'NX', score, id)
