@@ -229,7 +229,7 @@ class Supervisor:
                     order.append((rec, None, None, 0, _NO_ALERTS, None))
                     continue
                 state.partition = partition
-                key = cast(bytes, rec.key)  # the case id's bytes: take() checked it
+                key: bytes = rec.key  # type: ignore[assignment]  # the case id's: take() checked it
                 states[key] = state
                 step = event.step
                 counted = (event.department, step)  # a StrEnum: a str, no .value
@@ -266,9 +266,9 @@ class Supervisor:
                 for _, event, state, facts, alerts, judged in order:
                     if event is not None:
                         # as it was right after this event (a later one may have added facts)
-                        seen = cast(CaseState, state).upto(facts)
+                        seen = state.upto(facts)  # type: ignore[union-attr]
                         for observe in self.event_observers:
-                            observe(event, seen, alerts, cast(datetime, judged))
+                            observe(event, seen, alerts, judged)  # type: ignore[arg-type]
             self._progress(len(records))
             return raised
 
