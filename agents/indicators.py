@@ -1,7 +1,7 @@
 """Performance indicators in the worker (绩效评估; logic in ``rules/indicators.py``, shared
 with replay), and the three ways evaluators pull them.
 
-- **Accumulate**: the hooks ``on_event`` and ``on_complaint`` feed an
+- **Accumulate**: the hooks ``read_event`` and ``on_complaint`` feed an
   :class:`~rules.indicators.IndicatorBook` whose store is the
   Faust table ``indicators``, keyed by (month, scope kind, scope name, **partition**): each
   partition's share is written to that partition's changelog by the worker that owns it,
@@ -26,9 +26,10 @@ with replay), and the three ways evaluators pull them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
@@ -36,12 +37,12 @@ import orjson
 from prometheus_client.core import GaugeMetricFamily
 
 from jiancha.notifier.tokens import Tokens, bearer, load_tokens
-from jiancha.producers.contract import Alert
 from jiancha.rules.case import CaseState
 from jiancha.rules.indicators import (
     INDICATORS,
     KINDS,
     Acc,
+    Counted,
     IndicatorBook,
     Key,
     PeriodError,
@@ -187,12 +188,24 @@ class Indicators(Extension):
         except Exception:
             return []
 
-    def on_event(self, event: GateEvent, state: CaseState, alerts: list[Alert],
-                 now: Any) -> None:
+    def read_event(self, event: GateEvent, state: CaseState) -> Callable[[], None] | None:
+        """What the event counts for, read as it is judged (its case's state as the event
+        left it, and what its judgement derived, current), added once its batch's alerts
+        are stored."""
         try:
-            self.book.partition = state.partition
-            self.book.on_event(event, state)
+            counted = self.book.counted(event, state)
         except Exception:  # indicators must never stop the supervision
+            log.exception("indicators: event %s not counted", event.event_id)
+            return None
+        if counted is None:
+            return None
+        return functools.partial(self._add, event, state.partition, counted)
+
+    def _add(self, event: GateEvent, partition: int, counted: Counted) -> None:
+        try:
+            self.book.partition = partition
+            self.book.add(counted)
+        except Exception:
             log.exception("indicators: event %s not counted", event.event_id)
 
     def on_complaint(self, department: str | None, item_code: str | None,

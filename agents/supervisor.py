@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from jiancha.producers.contract import Alert, Step
 from jiancha.rules.case import CaseState, Fact
@@ -42,6 +42,8 @@ from .sinks.types import AlertSink
 
 log = logging.getLogger(__name__)
 
+_NO_ALERTS: list[Alert] = []  # shared by every rejected record (never changed)
+
 #: a case with one of these is finished (a refusal at intake needs no further step)
 FINISHING_STEPS = frozenset({Step.completed, Step.withdrawn, Step.rejected_at_intake})
 
@@ -51,6 +53,10 @@ DeadLetter = Callable[[Record, str, str], Awaitable[None]]
 StateWriter = Callable[[bytes, bytes, int], None]
 #: Called after an accepted event was evaluated: (event, state, alerts raised, judged time).
 EventObserver = Callable[[GateEvent, CaseState, list[Alert], datetime], None]
+#: Called with every accepted event as it is judged and its case's state just as the event
+#: left it: reads, records nothing, and returns what records it (called in the records'
+#: order where the observers are told) or None.
+EventReader = Callable[[GateEvent, CaseState], Callable[[], None] | None]
 #: Called for every record in order: with the accepted event and the fact its case took in,
 #: before its case state is written (a crash in between forwards it again, never loses
 #: it), or None and None when rejected; and the clock's reading for the batch (epoch
@@ -59,14 +65,6 @@ Forwarder = Callable[[Record, GateEvent | None, Fact | None, float], None]
 #: Called with every alert the sink stored anew, escalated or retracted (not for known
 #: ones), and the partition of the case it is about when known.
 AlertObserver = Callable[[Alert, int | None], None]
-
-
-class _Accepted(NamedTuple):
-    event: GateEvent
-    state: CaseState  # observers see it as it was right after this event: its first
-    facts: int  # ``facts`` facts (a later event of the batch may have added more)
-    alerts: list[Alert]
-    judged: datetime
 
 
 @dataclass
@@ -103,17 +101,18 @@ class _StoredCases:
 
 class _BatchCases(_StoredCases):
     """The case table as a batch leaves it: a case's state as an earlier event of the
-    batch left it, else as stored."""
+    batch left it, else as stored. Read by the table's key (a keyed event's record key,
+    which the gate checked is its case id)."""
 
     __slots__ = ("states",)
 
-    def __init__(self, stored: MutableMapping[bytes, bytes], states: dict[str, CaseState]) -> None:
+    def __init__(self, stored: MutableMapping[bytes, bytes], states: dict[bytes, CaseState]) -> None:
         super().__init__(stored)
         self.states = states
 
-    def get(self, case_id: str) -> CaseState | None:
-        state = self.states.get(case_id)
-        return state if state is not None else _StoredCases.get(self, case_id)
+    def get(self, key: str | bytes) -> CaseState | None:
+        state = self.states.get(key)  # type: ignore[call-overload]
+        return state if state is not None else _StoredCases.get(self, key)
 
 
 @dataclass
@@ -146,6 +145,7 @@ class Supervisor:
     first_processed_at: float = 0.0
     last_processed_at: float = 0.0
     event_observers: list[EventObserver] = field(default_factory=list)
+    event_readers: list[EventReader] = field(default_factory=list)
     forwarders: list[Forwarder] = field(default_factory=list)
     alert_observers: list[AlertObserver] = field(default_factory=list)
     #: writes the steps of cases that raised alerts where the alert pages read them
@@ -217,83 +217,97 @@ class Supervisor:
             started = time.monotonic()
             if not self.processed:  # the figure's time runs from when the first batch began
                 self.first_processed_at = time.time()
-            states: dict[str, CaseState] = {}
+            # by the table's key: a keyed record's key is its case id's bytes (the gate
+            # checks it), so the id is never encoded again to read, index or write the case
+            states: dict[bytes, CaseState] = {}
             batch_cases = _BatchCases(cases, states)
-            due: dict[str, Due] = {}
-            order: list[tuple[Record, _Accepted | None]] = []
+            due: dict[bytes, Due] = {}
+            # per record: (record, event, its case's state, how many facts of it the
+            # observers see, alerts, judged time); event None: rejected
+            order: list[tuple[Record, GateEvent | None, CaseState | None, int,
+                              list[Alert], datetime | None]] = []
             raised: list[Alert] = []
+            raising: list[CaseState] = []
             partitions: list[int] = []
             rejected: list[tuple[Record, str, str]] = []
             ingested: dict[tuple[str, str], int] = {}
             reading = self.clock.now()  # one clock reading for the batch
             reading_epoch = reading.timestamp()
+            take, judge_added, judged_epoch = self.driver.take, self._judge_added, self.judged_epoch
+            last_offset = self.last_offset
+            readers = self.event_readers
+            to_record: list[Callable[[], None]] = []  # what the readers read, in order
             for rec in records:
                 partition = rec.partition
-                self.last_offset[partition] = rec.offset
-                now_ts = self.judged_epoch(partition, rec.timestamp, reading_epoch)
+                last_offset[partition] = rec.offset
+                now_ts = judged_epoch(partition, rec.timestamp, reading_epoch)
                 now = datetime.fromtimestamp(now_ts, UTC)
                 try:
-                    event, state = self.driver.take(rec.value, batch_cases, now, now_ts,
-                                                    key=rec.key, keyed=True)
+                    event, state = take(rec.value, batch_cases, now, now_ts, key=rec.key,
+                                        keyed=True)
                 except Rejected as r:
                     self.metrics.events_rejected.labels(r.reason).inc()
                     rejected.append((rec, r.reason, r.detail))
-                    order.append((rec, None))
+                    order.append((rec, None, None, 0, _NO_ALERTS, None))
                     continue
                 except Exception as exc:  # never crash on one event
                     log.exception("unexpected error on an event; sent to the DLQ")
                     self.metrics.events_rejected.labels("internal_error").inc()
                     rejected.append((rec, "internal_error", repr(exc)))
-                    order.append((rec, None))
+                    order.append((rec, None, None, 0, _NO_ALERTS, None))
                     continue
                 state.partition = partition
-                case_id = event.case_id
-                states[case_id] = state
-                counted = (event.department, event.step)  # a StrEnum: a str, no .value
+                key: bytes = rec.key  # type: ignore[assignment]  # the case id's: take() checked it
+                states[key] = state
+                step = event.step
+                counted = (event.department, step)  # a StrEnum: a str, no .value
                 ingested[counted] = ingested.get(counted, 0) + 1
-                alerts, due[case_id] = self._judge_added(state, event.step, now, now_ts,
-                                                         due.get(case_id))
+                alerts, due[key] = judge_added(state, key, step, now, now_ts, due.get(key))
                 if alerts:
                     raised.extend(alerts)
                     partitions.extend([partition] * len(alerts))
-                order.append((rec, _Accepted(event, state, len(state.facts), alerts, now)))
+                    raising.append(state)
+                for read in readers:
+                    record = read(event, state)
+                    if record is not None:
+                        to_record.append(record)
+                order.append((rec, event, state, len(state.facts), alerts, now))
             for (department, step), n in ingested.items():  # a counter's lock once per batch
                 self._ingested(department, step).inc(n)
             if raised:
-                await self._store(raised, started, partitions,
-                                  (acc.state for _, acc in order if acc is not None and acc.alerts))
+                await self._store(raised, started, partitions, raising)
             if rejected:  # each delivered (awaited) before the batch's offsets may be acked
                 await asyncio.gather(*(dead_letter(rec, reason, detail)
                                        for rec, reason, detail in rejected))
             # from here to the caller's ack nothing awaits: no offset commit comes between
             if self.forwarders:
-                for rec, accepted in order:
-                    if accepted is None:
-                        event = fact = None
-                    else:
-                        event, fact = accepted.event, accepted.state.facts[accepted.facts - 1]
+                for rec, event, state, facts, _, _ in order:
+                    fact = None if state is None else state.facts[facts - 1]
                     for forward in self.forwarders:
                         forward(rec, event, fact, reading_epoch)
-            for case_id, state in states.items():
-                key = case_id.encode()  # the index shares the key the table keeps
+            for key, state in states.items():  # the index shares the key the table keeps
                 write(key, encode_state(state), state.partition)
-                self.index(state.partition).put(key, due[case_id])
+                self.index(state.partition).put(key, due[key])
+            for record in to_record:
+                record()
             if self.event_observers:
-                for _, accepted in order:
-                    if accepted is not None:
-                        state = accepted.state.upto(accepted.facts)
+                for _, event, state, facts, alerts, judged in order:
+                    if event is not None:
+                        # as it was right after this event (a later one may have added facts)
+                        seen = state.upto(facts)  # type: ignore[union-attr]
                         for observe in self.event_observers:
-                            observe(accepted.event, state, accepted.alerts, accepted.judged)
+                            observe(event, seen, alerts, judged)  # type: ignore[arg-type]
             self._progress(len(records))
             return raised
 
-    def _judge_added(self, state: CaseState, step: Step, now: datetime, now_ts: float,
-                     in_batch: Due | None) -> tuple[list[Alert], Due]:
-        """Judge a case after one fact was added, running only the checks that read its
-        step when it is known what the case waited for: from an earlier event of this
-        batch, or from the deadline index once it was rebuilt for the partition."""
+    def _judge_added(self, state: CaseState, key: bytes, step: Step, now: datetime,
+                     now_ts: float, in_batch: Due | None) -> tuple[list[Alert], Due]:
+        """Judge a case (``key``: its key in the table) after one fact was added, running
+        only the checks that read its step when it is known what the case waited for: from
+        an earlier event of this batch, or from the deadline index once it was rebuilt for
+        the partition."""
         if in_batch is None and state.partition in self.indexed:
-            in_batch = self.index(state.partition).get(state.case_id.encode())
+            in_batch = self.index(state.partition).get(key)
         return self.driver.judge_added(state, step, now, now_ts, in_batch)
 
     def _ingested(self, department: str, step: str) -> Any:

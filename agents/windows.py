@@ -122,7 +122,7 @@ class Repartition:
         self.fired: dict[int, datetime] = {}
         # batched forwarding: records by key, and the upstream progress they stand for
         # (it counts for the watermarks only once they are handed to the producer)
-        self._batches: dict[bytes, list[tuple[float, int, int, Any]]] = {}
+        self._batches: dict[str | bytes, list[tuple[float, int, int, Any]]] = {}
         self._held: dict[int, tuple[float, int]] = {}
 
     def install(self, batched: bool = False) -> None:
@@ -176,15 +176,28 @@ class Repartition:
             self.up_time[msg.partition] = judged
         self.up_offset[msg.partition] = msg.offset
 
-    def forward_batched(self, msg: Any, key: bytes, item: Any, now: float | None = None) -> None:
+    def forward_batched(self, msg: Any, key: str | bytes, item: Any,
+                        now: float | None = None) -> None:
         """Forward ``item`` (JSON-able) later, in a batch for ``key`` (one message for many
-        records), with the upstream partition and offset it came from (``msg``); ``now``
-        is the clock's reading (epoch seconds), taken here unless given."""
-        judged = self.judge_epoch(msg.timestamp, now)
-        batch = self._batches.setdefault(key, [])
-        batch.append((msg.timestamp or judged, msg.partition, msg.offset, item))
-        held = self._held.get(msg.partition)
-        self._held[msg.partition] = (max(judged, held[0]) if held else judged, msg.offset)
+        records; a str is sent as its UTF-8 bytes), with the upstream partition and offset
+        it came from (``msg``); ``now`` is the clock's reading (epoch seconds), taken here
+        unless given. Per record: :meth:`judge_epoch` inline, nothing built that is not
+        kept."""
+        ts = msg.timestamp
+        if now is None:
+            now = self.clock.now_epoch()
+        judged = self.clock.at_epoch(ts) if ts else now
+        if judged > now:
+            judged = now
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = []
+        partition, offset = msg.partition, msg.offset
+        batch.append((ts or judged, partition, offset, item))
+        held = self._held.get(partition)
+        if held is not None and held[0] > judged:
+            judged = held[0]
+        self._held[partition] = (judged, offset)
         if len(batch) >= BATCH_MAX:
             self.flush_batches()
 
@@ -193,7 +206,8 @@ class Repartition:
         watermarks follow the same way), then count their upstream progress."""
         batches, self._batches = self._batches, {}
         for key, records in batches.items():
-            self.target.send_soon(key=key, value=BATCH + orjson.dumps(records),
+            self.target.send_soon(key=key.encode() if isinstance(key, str) else key,
+                                  value=BATCH + orjson.dumps(records),
                                   timestamp=max(r[0] for r in records))
         held, self._held = self._held, {}
         for partition, (judged, offset) in held.items():
@@ -514,8 +528,9 @@ class Windows(Extension):
         if event is None or fact is None:
             self.rep.read(record)
             return
-        self.rep.forward_batched(record, event.department.encode(),
-                                 fact_fields(event.case_id, fact), now)
+        # keyed by the department (encoded once per batch sent, not per record)
+        self.rep.forward_batched(record, event.department, fact_fields(event.case_id, fact),
+                                 now)
 
     async def windows(self, stream: faust.StreamT) -> None:
         async for event in stream.events():

@@ -47,7 +47,8 @@ class JudgedAheadStore(Protocol):
 
 
 class CaseStore(Protocol):
-    """Where a driver reads a case's state (None: no state yet)."""
+    """Where a driver reads a case's state (None: no state yet): by its id, or by its
+    Kafka key (the id's bytes) for an event taken ``keyed``."""
 
     def get(self, case_id: str, /) -> CaseState | None: ...
 
@@ -85,7 +86,8 @@ class CaseDriver:
         event = gate.parse(raw, now, arrived)
         if keyed:
             gate.check_key(event, key)
-        state = cases.get(event.case_id)
+        # a keyed event's case read by its key (the case id's bytes, checked just above)
+        state = cases.get(key if keyed else event.case_id)  # type: ignore[arg-type]
         gate.check_against_case(event, state, len(raw))
         received = event.occurred_at if now is None else now
         return event, self.engine.ingest(state, event, received, received_ts=now_ts)

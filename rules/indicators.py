@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from jiancha.producers.contract import Alert, Step
 
 from .case import CaseState, StepEvent
+from .checks.deadlines import legal_deadline, regular_extension
 from .counted_time import DAY
 from .memo import BoundedMemo
 from .rulebook import RuleSet, RuleSetError
@@ -253,6 +254,17 @@ def merge_tally(month: str, fields: Mapping[bytes | str, bytes | str | int],
     return into
 
 
+class Counted(NamedTuple):
+    """What one event adds to the indicators (:meth:`IndicatorBook.counted`): one more
+    ``attr`` in each named scope of ``month``; a decision with its ``timing`` (counted
+    seconds, on time, early, overdue) when its clock start is known."""
+
+    month: str
+    scopes: tuple[tuple[str, str | None], ...]
+    attr: str
+    timing: tuple[int, bool, bool, bool] | None = None
+
+
 class IndicatorBook:
     """Accumulators by (month, kind, name). :meth:`acc` is the storage: a dict here, a
     Faust table in the worker (which sets :attr:`partition` before each call)."""
@@ -287,60 +299,80 @@ class IndicatorBook:
                 continue
             acc = self.acc((month, kind, name))
             for attr, value in counts.items():
-                if attr == "hundredths":
-                    acc.days[value] = acc.days.get(value, 0) + 1
-                elif attr == "alert":
+                if attr == "alert":
                     rule, severity = value
                     by = acc.alerts.setdefault(rule, {})
                     by[severity] = by.get(severity, 0) + 1
                 else:
                     setattr(acc, attr, getattr(acc, attr) + value)
 
+    def _decided(self, month: str, scopes: Iterable[tuple[str, str | None]],
+                 timing: tuple[int, bool, bool, bool]) -> None:
+        """A timed decision in each named scope (per decision: its fields by name)."""
+        seconds, on_time, early, overdue = timing
+        hundredths = round(seconds / HUNDREDTH)
+        for kind, name in scopes:
+            if name:
+                acc = self.acc((month, kind, name))
+                acc.decided += 1
+                acc.timed += 1
+                acc.seconds += seconds
+                acc.on_time += on_time
+                acc.early += early
+                acc.overdue += overdue
+                days = acc.days
+                days[hundredths] = days.get(hundredths, 0) + 1
+
     def on_event(self, event: StepEvent, state: CaseState) -> None:
         """After an accepted event was added to its case (and evaluated): ``state`` ends
         with its fact."""
+        counted = self.counted(event, state)
+        if counted is not None:
+            self.add(counted)
+
+    def counted(self, event: StepEvent, state: CaseState) -> Counted | None:
+        """What :meth:`on_event` adds for the event, read from ``state`` and recorded
+        nowhere (None: nothing): the worker reads it as the event is judged, while
+        ``state`` is just as the event left it, and adds it once the batch's alerts are
+        stored."""
         step = event.step
         if step not in _COUNTED:
-            return
+            return None
         facts = state.facts
         last = facts[-1] if facts else None
         if last is not None and last.event_id == event.event_id and last.department == event.department:
             for f in facts:
                 if f.step is step and f is not last:
-                    return  # only the first of its kind counts
+                    return None  # only the first of its kind counts
             at = last.at
         else:  # (not a state that ends with the event: counted by its kind all the same)
             if sum(1 for f in facts if f.step is step) != 1:
-                return
+                return None
             at = event.occurred_at.timestamp()
         item = self.catalog[state.item_code]
         dept = item.department
         month = month_of(at, self.wt.tz)
         if step is Step.submitted:
-            self._count(month, (("department", dept), ("item", item.code)), "received")
-            return
+            return Counted(month, (("department", dept), ("item", item.code)), "received")
         if step is Step.supplement_requested:
-            self._count(month, (("department", dept), ("item", item.code)), "supplement")
-            return
+            return Counted(month, (("department", dept), ("item", item.code)), "supplement")
         actor = event.actor
         scopes = (("department", dept), ("item", item.code),
                   ("handler", f"{dept}/{actor}" if actor and actor != "applicant" else None))
         if step is Step.accepted:
-            self._count(month, scopes, "accepted")
-            return
-        timing = self.timing(state, at)
-        if timing is None:
-            self._count(month, scopes, "decided")
-            return
-        seconds, on_time, early, overdue = timing
-        self._add(month, scopes, decided=1, timed=1, seconds=seconds, on_time=int(on_time),
-                  early=int(early), overdue=int(overdue), hundredths=round(seconds / HUNDREDTH))
+            return Counted(month, scopes, "accepted")
+        return Counted(month, scopes, "decided", self.timing(state, at))
+
+    def add(self, counted: Counted) -> None:
+        """Add what :meth:`counted` read."""
+        if counted.timing is None:
+            self._count(counted.month, counted.scopes, counted.attr)
+        else:
+            self._decided(counted.month, counted.scopes, counted.timing)
 
     def timing(self, state: CaseState, decided_at: float) -> tuple[int, bool, bool, bool] | None:
         """(counted working seconds, on time, early, beyond the legal limit) of a decision
         (``decided_at``: epoch seconds)."""
-        from .checks.deadlines import legal_deadline, regular_extension
-
         view = self.engine.view(state)
         start = view.clock_start_at
         if start is None:
