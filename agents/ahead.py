@@ -14,6 +14,7 @@ is not due yet. Otherwise the case is judged then, as without this.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from jiancha.rules.driver import Judged
 from jiancha.rules.schedule import Due
@@ -22,13 +23,18 @@ from jiancha.rules.schedule import Due
 MAX_HELD = 20_000
 
 
+#: what storing a judgement sends, made ahead too: the alert sink's ``prepare`` of each of
+#: its alerts (None: the sink makes none) and the case mirror's payload (None: none)
+Sent = tuple[list[Any] | None, bytes | None]
+
+
 class JudgedAhead:
     """The held judgements, by the case table's key: (the state judged on, the judgement,
-    the new state encoded)."""
+    the new state encoded, what storing it sends)."""
 
     def __init__(self, max_held: int = MAX_HELD) -> None:
         self.max_held = max_held
-        self.held: dict[bytes, tuple[bytes, Judged, bytes]] = {}
+        self.held: dict[bytes, tuple[bytes, Judged, bytes, Sent | None]] = {}
 
     def __len__(self) -> int:
         return len(self.held)
@@ -40,9 +46,11 @@ class JudgedAhead:
     def full(self) -> bool:
         return len(self.held) >= self.max_held
 
-    def keep(self, judged: Judged, raw: bytes, encoded: bytes) -> None:
-        """A case judged on its stored state ``raw``; ``encoded``: its state after."""
-        self.held[judged.case_id] = (raw, judged, encoded)  # type: ignore[index]
+    def keep(self, judged: Judged, raw: bytes, encoded: bytes, sent: Sent | None = None
+             ) -> None:
+        """A case judged on its stored state ``raw``; ``encoded``: its state after;
+        ``sent``: what storing its alerts sends, if made."""
+        self.held[judged.case_id] = (raw, judged, encoded, sent)  # type: ignore[index]
 
     def prune(self, earliest_due: float | None) -> None:
         """Drop what can no longer be taken: judgements of instants before every case's
@@ -50,7 +58,7 @@ class JudgedAhead:
         if earliest_due is None:
             self.held.clear()
             return
-        stale = [k for k, (_, j, _) in self.held.items()
+        stale = [k for k, (_, j, _, _) in self.held.items()
                  if j.before.at is None or j.before.at < earliest_due]
         for key in stale:
             del self.held[key]
@@ -66,24 +74,29 @@ class JudgedAhead:
 
 class TakenAhead:
     """A tick's view of :class:`JudgedAhead` (a ``rules.driver.JudgedAheadStore``): takes
-    a judgement that still holds, and keeps the encoded states of those it took."""
+    a judgement that still holds, and keeps the encoded states of those it took and what
+    storing them sends."""
 
-    __slots__ = ("ahead", "encoded", "table")
+    __slots__ = ("ahead", "encoded", "sent", "table")
 
     def __init__(self, ahead: JudgedAhead, table: Mapping[bytes, bytes]) -> None:
         self.ahead = ahead
         self.table = table
         #: the states after the judgements taken, encoded, by key
         self.encoded: dict[bytes, bytes] = {}
+        #: what storing the judgements taken sends, where made, by key
+        self.sent: dict[bytes, Sent] = {}
 
     def take(self, case_id: str | bytes, before: Due, now_ts: float) -> Judged | None:
         held = self.ahead.held.pop(case_id, None)  # type: ignore[call-overload]
         if held is None:
             return None
-        raw, judged, encoded = held
+        raw, judged, encoded, sent = held
         waits = judged.waits.at
         if (judged.before != before or (waits is not None and waits <= now_ts)
                 or self.table.get(case_id) != raw):  # type: ignore[call-overload]
             return None
         self.encoded[case_id] = encoded  # type: ignore[index]
+        if sent is not None:
+            self.sent[case_id] = sent  # type: ignore[index]
         return judged

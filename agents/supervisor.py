@@ -35,10 +35,10 @@ from jiancha.rules.ingest import Gate, GateEvent, Rejected
 from jiancha.rules.schedule import DeadlineIndex, Due
 from jiancha.rules.state_codec import decode_state, encode_state
 
-from .ahead import JudgedAhead
+from .ahead import JudgedAhead, Sent
 from .metrics import EngineMetrics
 from .record import Record
-from .sinks.types import AlertSink
+from .sinks.types import AlertSink, PreparingAlertSink
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,10 @@ class _DueRound:
     raising: list[tuple[int, DeadlineIndex[bytes], list[Judged]]] = field(default_factory=list)
     #: the states after the judgements taken ahead, encoded then (TakenAhead.encoded)
     encoded: dict[bytes, bytes] = field(default_factory=dict)
+    #: for each alert, what storing it sends where made ahead (the sink's ``prepare``)
+    prepared: list[Any] = field(default_factory=list)
+    #: the case mirror's payload of the cases judged ahead, where made, by case id
+    payloads: dict[str, bytes] = field(default_factory=dict)
     #: done once the alerts are stored and the states written (or the store failed)
     stored: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -149,7 +153,9 @@ class Supervisor:
     forwarders: list[Forwarder] = field(default_factory=list)
     alert_observers: list[AlertObserver] = field(default_factory=list)
     #: writes the steps of cases that raised alerts where the alert pages read them
-    case_mirror: Callable[[Iterable[CaseState]], Awaitable[None]] | None = None
+    #: (a ``CaseMirror``, or any callable of the states; given the payloads made ahead
+    #: only if it has ``payload``)
+    case_mirror: Callable[..., Awaitable[None]] | None = None
     _ingested_children: dict[tuple[str, str], Any] = field(default_factory=dict)
     #: due cases judged ahead of their instant (:meth:`judge_ahead`)
     ahead: JudgedAhead = field(default_factory=JudgedAhead)
@@ -382,9 +388,17 @@ class Supervisor:
             if not judged:
                 continue
             taken.raising.append((partition, index, judged))
+            sent = ahead.sent if ahead is not None else {}
             for j in judged:
                 taken.alerts.extend(j.alerts)
                 taken.partitions.extend([partition] * len(j.alerts))
+                made = sent.get(j.case_id)  # type: ignore[call-overload]
+                if made is not None and made[0] is not None:
+                    taken.prepared.extend(made[0])
+                else:
+                    taken.prepared.extend([None] * len(j.alerts))
+                if made is not None and made[1] is not None:
+                    taken.payloads[j.state.case_id] = made[1]
                 if live:
                     taken.live_dues.append(cast(float, j.before.at))
         if ahead is not None:
@@ -399,7 +413,8 @@ class Supervisor:
         try:
             if taken.alerts:
                 await self._store(taken.alerts, taken.started, taken.partitions,
-                                  (j.state for _, _, judged in taken.raising for j in judged))
+                                  (j.state for _, _, judged in taken.raising for j in judged),
+                                  taken.prepared, taken.payloads)
         except BaseException:
             for _, index, judged in taken.raising:  # due again: judged whole next tick
                 for j in judged:
@@ -424,6 +439,17 @@ class Supervisor:
             taken.stored.set_result(None)
         return taken.alerts
 
+    def _sent(self, judged: Judged) -> Sent | None:
+        """What storing a judgement's alerts will send (the sink's and the mirror's), made
+        ahead where they can make it."""
+        if not judged.alerts:
+            return None
+        sink, mirror = self.sink, self.case_mirror
+        prepared = ([sink.prepare(a) for a in judged.alerts]
+                    if isinstance(sink, PreparingAlertSink) else None)
+        payload = getattr(mirror, "payload", None)
+        return prepared, (payload(judged.state) if payload is not None else None)
+
     async def judge_ahead(self, cases: MutableMapping[bytes, bytes], untils: dict[int, float],
                           stop: Callable[[], bool]) -> int:
         """Judge ahead of their instant the cases of each partition due by its instant in
@@ -447,7 +473,7 @@ class Supervisor:
                     for j in self.driver.judge_ahead(index, store, until_ts, tz,
                                                      self.ahead.holds, left):
                         self.ahead.keep(j, cases.get(j.case_id),  # type: ignore[arg-type]
-                                        encode_state(j.state))
+                                        encode_state(j.state), self._sent(j))
                         left -= 1
                         judged_ahead += 1
                 if left == budget:
@@ -545,20 +571,28 @@ class Supervisor:
         return n
 
     async def _store(self, alerts: list[Alert], started: float, partitions: Sequence[int],
-                     states: Iterable[CaseState]) -> None:
+                     states: Iterable[CaseState], prepared: Sequence[Any] | None = None,
+                     payloads: dict[str, bytes] | None = None) -> None:
         """Store alerts and mirror the steps of their cases (``states``) at the same time,
         not one round trip after the other: the mirror is for the alert pages, and never
-        fails."""
+        fails. ``prepared``, ``payloads``: what the sink and the mirror send, where made
+        ahead (:meth:`judge_ahead`)."""
         if self.case_mirror is None:
-            await self.publish(alerts, started, partitions)
+            await self.publish(alerts, started, partitions, prepared)
         else:
-            await asyncio.gather(self.publish(alerts, started, partitions),
-                                 self.case_mirror(states))
+            mirrored = (self.case_mirror(states, payloads) if payloads
+                        else self.case_mirror(states))
+            await asyncio.gather(self.publish(alerts, started, partitions, prepared), mirrored)
 
     async def publish(self, alerts: list[Alert], started: float,
-                      partitions: Sequence[int | None] | None = None) -> None:
-        """Store alerts (``partitions``: the partition of each alert's case, if known)."""
-        outcomes = await self.sink.publish(alerts)
+                      partitions: Sequence[int | None] | None = None,
+                      prepared: Sequence[Any] | None = None) -> None:
+        """Store alerts (``partitions``: the partition of each alert's case, if known;
+        ``prepared``: the sink's ``prepare`` of each alert, None where not made)."""
+        if prepared is not None and any(p is not None for p in prepared):
+            outcomes = await cast(PreparingAlertSink, self.sink).publish(alerts, prepared)
+        else:
+            outcomes = await self.sink.publish(alerts)
         elapsed = time.monotonic() - started
         where = partitions if partitions is not None else [None] * len(alerts)
         for alert, outcome, partition in zip(alerts, outcomes, where, strict=True):

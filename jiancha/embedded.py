@@ -165,9 +165,12 @@ class EmbeddedStack:
         """Start a server on ``port`` (0: a free one) and wait until it listens; returns
         the port. A free port can be taken by another process between our finding it and
         the server binding it: then the server exits, and another free port is tried."""
-        attempt = 1
+        attempt, tried = 1, set()
         while True:
             chosen = port or free_port()
+            while not port and chosen in tried:  # the system may offer the same one again
+                chosen = free_port()
+            tried.add(chosen)
             p = spawn(name, argv(chosen), self.workdir)
             self.processes.append(p)
             try:

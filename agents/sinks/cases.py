@@ -9,7 +9,7 @@ Informational: a failed write is logged and dropped, never holds up the alerts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -50,15 +50,24 @@ class CaseMirror:
     def key(self, case_id: str) -> str:
         return f"{self.prefix}case:{case_id}"
 
-    async def __call__(self, states: Iterable[CaseState]) -> None:
+    def payload(self, state: CaseState) -> bytes:
+        """What is written for a case (the deadline timer makes it ahead for the cases it
+        judges ahead of their instant)."""
+        return orjson.dumps({"case_id": state.case_id, "item_code": state.item_code,
+                             "steps": case_steps(state, self.tz)})
+
+    async def __call__(self, states: Iterable[CaseState],
+                       payloads: Mapping[str, bytes] | None = None) -> None:
+        """Write the steps of these cases; ``payloads``: :meth:`payload` of some of them,
+        made ahead."""
         unique = {s.case_id: s for s in states}
         if not unique:
             return
+        made = payloads or {}
         try:
             await self._set_cases(
                 keys=[self.key(case_id) for case_id in unique],
-                args=[self.ttl_seconds, *(orjson.dumps({
-                    "case_id": case_id, "item_code": state.item_code,
-                    "steps": case_steps(state, self.tz)}) for case_id, state in unique.items())])
+                args=[self.ttl_seconds, *(made.get(case_id) or self.payload(state)
+                                          for case_id, state in unique.items())])
         except Exception as exc:  # the pages then show what the alert records
             log.warning("case steps of %d case(s) not mirrored to Redis: %r", len(unique), exc)

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -215,14 +216,32 @@ class RedisAlertSink:
                     "JIANCHA_REDIS_PASSWORD / JIANCHA_REDIS_USERNAME") from None
             raise
 
-    async def publish(self, alerts: Sequence[Alert]) -> list[Outcome]:
-        """Store alerts; while Redis is down (or refuses us) retry with backoff, never drop."""
+    def prepare(self, alert: Alert) -> tuple[tuple[str, str, str], tuple[bytes, bytes]]:
+        """An alert's keys (hash, open-dept, tally) and arguments (its JSON, its fields) in
+        the script's call."""
+        month, fields, step = self.tally(alert) if self.tally is not None else ("-", [], 0)
+        p = self.prefix
+        # the fields as strings, as Redis would have received them one by one
+        return ((f"{p}alert:{alert.alert_id}", f"{p}open:{alert.department or '-'}",
+                 f"{p}ind-alerts:{month}"),
+                (alert.to_json(), orjson.dumps([
+                    str(SEVERITY_RANK[alert.severity]), alert.severity,
+                    repr(alert.detected_at.timestamp()), alert.alert_id, alert.rule,
+                    alert.department or "", alert.case_id or "", alert.status, str(step),
+                    *fields])))
+
+    async def publish(self, alerts: Sequence[Alert],
+                      prepared: Sequence[Any | None] | None = None) -> list[Outcome]:
+        """Store alerts; while Redis is down (or refuses us) retry with backoff, never drop.
+        ``prepared``: :meth:`prepare`'s result for each alert, where made ahead."""
         if not alerts:
             return []
+        calls = [p if p is not None else self.prepare(a)
+                 for a, p in zip(alerts, prepared or [None] * len(alerts), strict=True)]
         backoff = 0.1
         while True:
             try:
-                outcomes = await self._write(alerts)
+                outcomes = await self._write(calls)
             except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
                 if isinstance(exc, ResponseError) and not (_is_auth(exc) or _is_transient(exc)):
                     raise
@@ -256,24 +275,17 @@ class RedisAlertSink:
             log.warning("alert stream not trimmed (%s); tried again later", exc)
             return 0
 
-    async def _write(self, alerts: Sequence[Alert]) -> list[Outcome]:
+    async def _write(self, calls: Sequence[tuple[tuple[str, str, str], tuple[bytes, bytes]]]
+                     ) -> list[Outcome]:
         """The script by its digest, one call per :data:`WRITE_BATCH` alerts (loaded again
         if Redis lost it: restarted, flushed)."""
         outcomes: list[Outcome] = []
-        for start in range(0, len(alerts), WRITE_BATCH):
-            batch = alerts[start:start + WRITE_BATCH]
-            p = self.prefix
-            keys = [f"{p}alerts", f"{p}open"]
-            args: list[bytes] = []
-            for a in batch:
-                month, fields, step = self.tally(a) if self.tally is not None else ("-", [], 0)
-                keys += (f"{p}alert:{a.alert_id}", f"{p}open:{a.department or '-'}",
-                         f"{p}ind-alerts:{month}")
-                # as strings, as Redis would have received them one by one
-                args += (a.to_json(), orjson.dumps([
-                    str(SEVERITY_RANK[a.severity]), a.severity, repr(a.detected_at.timestamp()),
-                    a.alert_id, a.rule, a.department or "", a.case_id or "", a.status,
-                    str(step), *fields]))
+        p = self.prefix
+        for start in range(0, len(calls), WRITE_BATCH):
+            keys, args = [f"{p}alerts", f"{p}open"], []
+            for alert_keys, alert_args in calls[start:start + WRITE_BATCH]:
+                keys += alert_keys
+                args += alert_args
             results = await self._script(keys=keys, args=args)
             outcomes += (_OUTCOMES[int(r)] for r in results)
         return outcomes

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from jiancha.producers.contract import Alert
 
@@ -18,3 +18,20 @@ class AlertSink(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class PreparingAlertSink(AlertSink, Protocol):
+    """A sink that can turn alerts into what it sends ahead of storing them: the deadline
+    timer prepares the alerts of cases judged ahead of their instant, so that when it comes
+    they are only sent."""
+
+    def prepare(self, alert: Alert) -> Any:
+        """What storing ``alert`` sends, made now; handed back to :meth:`publish`."""
+        ...
+
+    async def publish(self, alerts: Sequence[Alert],
+                      prepared: Sequence[Any | None] | None = None) -> list[Outcome]:
+        """As :meth:`AlertSink.publish`; ``prepared``: :meth:`prepare`'s result for each
+        alert where made (None where not)."""
+        ...

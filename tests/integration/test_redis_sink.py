@@ -306,3 +306,26 @@ def test_the_case_mirror_writes_every_case_in_one_call_with_its_time_to_live(red
         await client.aclose()
 
     asyncio.run(go())
+
+
+def test_alerts_prepared_ahead_are_stored_as_those_prepared_when_stored(redis_stack) -> None:  # type: ignore[no-untyped-def]
+    """The deadline timer has the sink prepare what it sends for the alerts of cases judged
+    ahead of their instant; stored with those, the alerts are stored as without."""
+    async def go() -> None:
+        client = redis_client(redis_stack.redis_url, password="pw-123")
+        stored = []
+        for prefix, ahead in (("p1:", False), ("p2:", True)):
+            sink = RedisAlertSink(client, prefix=prefix)
+            alerts = [_alert(f"a-{i}", dept="gongan" if i % 2 else "minzheng") for i in range(5)]
+            prepared = [sink.prepare(a) if ahead and i != 2 else None
+                        for i, a in enumerate(alerts)]
+            assert await sink.publish(alerts, prepared) == ["new"] * 5
+            assert await sink.publish(alerts[:2], prepared[:2]) == ["known"] * 2
+            keys = sorted(k.decode()[len(prefix):] for k in await client.keys(f"{prefix}*"))
+            stored.append((keys, [await client.hgetall(f"{prefix}alert:a-{i}") for i in range(5)],
+                           [f for _, f in await client.xrange(f"{prefix}alerts")],
+                           await client.zrange(f"{prefix}open:minzheng", 0, -1, withscores=True)))
+        assert stored[0] == stored[1] and len(stored[0][0]) == 5 + 4
+        await client.aclose()
+
+    asyncio.run(go())

@@ -127,7 +127,7 @@ def test_a_case_an_event_reached_after_it_was_judged_ahead_is_judged_afresh(
     assert taken.take(third, index.get(third), due(third)) is not None
     assert third in taken.encoded
     # one that waits next for something due by the time it is taken: judged then instead
-    key, (_, j, _) = next((k, h) for k, h in ahead.held.items() if h[1].waits.at is not None)
+    key, (_, j, _, _) = next((k, h) for k, h in ahead.held.items() if h[1].waits.at is not None)
     assert taken.take(key, index.get(key), j.waits.at) is None
 
 

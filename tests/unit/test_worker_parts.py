@@ -567,3 +567,51 @@ def test_a_batch_waits_for_the_due_alerts_of_its_cases_a_tick_is_storing_others_
     assert fired and fired <= set(state.raised)  # the tick's alerts recorded, and then
     assert [f.step for f in state.facts][-1] == "withdrawn"  # the event added to that state
     assert w.sv.in_flight == {}
+
+
+class PreparingSink(FakeSink):
+    """A sink that prepares what it sends (``agents.sinks.types.PreparingAlertSink``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[str] = []
+        self.given: list[list[Any]] = []
+
+    def prepare(self, alert: Alert) -> str:
+        self.made.append(alert.alert_id)
+        return f"sent:{alert.alert_id}"
+
+    async def publish(self, alerts: list[Alert], prepared: list[Any] | None = None
+                      ) -> list[str]:
+        self.given.append(list(prepared or [None] * len(alerts)))
+        return await super().publish(alerts)
+
+
+def test_what_storing_a_case_judged_ahead_sends_is_made_ahead_too() -> None:
+    """The sink's and the case mirror's work for the alerts of a case judged ahead is done
+    then, not when the instant comes."""
+    w = Worker()
+    w.sv.sink = sink = PreparingSink()
+    mirrored: list[dict[str, bytes] | None] = []
+
+    class Mirror:
+        def payload(self, state: CaseState) -> bytes:
+            return f"steps:{state.case_id}".encode()
+
+        async def __call__(self, states: Any, payloads: dict[str, bytes] | None = None) -> None:
+            mirrored.append(payloads)
+
+    w.sv.case_mirror = Mirror()
+    w.partitions.ends[0] = w.partitions.broker[0] = 2
+    due = w.sv.index(0).get(b"P1").at
+    assert due is not None
+    w.timer.ahead_seconds = due - w.clock.now_epoch() + 1
+    assert asyncio.run(w.timer.judge_ahead()) == 1
+    made = list(sink.made)
+    assert made and sink.given == []  # made ahead, nothing sent yet
+    w.clock.instant = datetime.fromtimestamp(due, w.clock.instant.tzinfo)
+    asyncio.run(w.timer.tick())
+    assert sink.made == made  # nothing made again when it fell due
+    assert sink.given == [[f"sent:{a}" for a in made]]
+    assert [a.alert_id for a in sink.alerts] == made
+    assert mirrored == [{"P1": b"steps:P1"}]
