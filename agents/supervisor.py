@@ -453,14 +453,16 @@ class Supervisor:
     async def judge_ahead(self, cases: MutableMapping[bytes, bytes], untils: dict[int, float],
                           stop: Callable[[], bool]) -> int:
         """Judge ahead of their instant the cases of each partition due by its instant in
-        ``untils`` (epoch seconds), ``tick_cases`` per hold of the case lock, until none is
-        left or ``stop`` says a tick is due; held in :attr:`ahead` for the tick that fires
-        them (agents/ahead.py). Returns how many were judged."""
+        ``untils`` (epoch seconds), ``tick_cases`` per hold of the case lock, each hold
+        followed by a pause as long (it is work ahead of time: half the worker's time at
+        most), until none is left or ``stop`` says a tick is due; held in :attr:`ahead`
+        for the tick that fires them (agents/ahead.py). Returns how many were judged."""
         dues = [at for index in self.indexes.values() if (at := index.next_due()) is not None]
         self.ahead.prune(min(dues) if dues else None)
         tz = self.clock.now().tzinfo or UTC
         judged_ahead = 0
         while not stop() and not self.ahead.full:
+            began = time.monotonic()
             async with self.case_lock:
                 if not self.ready:
                     break
@@ -478,7 +480,9 @@ class Supervisor:
                         judged_ahead += 1
                 if left == budget:
                     break  # none left to judge ahead
-            await asyncio.sleep(0)  # batches waiting for the lock go first
+            # then as long a pause as that took: batches go first, and the fetches that
+            # bring them (judging ahead back to back held up the event loop's I/O)
+            await asyncio.sleep(time.monotonic() - began)
         return judged_ahead
 
     async def sweep_finished(self, cases: MutableMapping[bytes, bytes], keys: Sequence[bytes],
