@@ -211,6 +211,13 @@ class DeadlineTimer:
     def _tick_due(self) -> bool:
         return self.woken.is_set() or self.pause() <= 0
 
+    async def _rest(self, seconds: float) -> None:
+        """A pause between holds of the case lock while judging ahead, cut short when a
+        tick is due: a batch moved a partition's time past a deadline, or one falls due
+        by the clock."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.woken.wait(), max(0.0, min(seconds, self.pause())))
+
     def _clock_tick_due(self) -> bool:
         """Whether a tick by the clock is due: a deadline the last one did not look at fell
         due by the clock, or a whole tick passed since it."""
@@ -234,7 +241,9 @@ class DeadlineTimer:
             at = now if not self.lag.lagging(p) else sv.partition_ts.get(p)
             if at is not None:
                 untils[p] = min(at, now) + ahead
-        return await sv.judge_ahead(self.cases, untils, self._tick_due) if untils else 0
+        if not untils:
+            return 0
+        return await sv.judge_ahead(self.cases, untils, self._tick_due, self._rest)
 
     def pause(self) -> float:
         """Seconds until the next tick: ``tick_seconds``, or less when a deadline the last

@@ -451,12 +451,14 @@ class Supervisor:
         return prepared, (payload(judged.state) if payload is not None else None)
 
     async def judge_ahead(self, cases: MutableMapping[bytes, bytes], untils: dict[int, float],
-                          stop: Callable[[], bool]) -> int:
+                          stop: Callable[[], bool],
+                          rest: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> int:
         """Judge ahead of their instant the cases of each partition due by its instant in
         ``untils`` (epoch seconds), ``tick_cases`` per hold of the case lock, each hold
         followed by a pause as long (it is work ahead of time: half the worker's time at
-        most), until none is left or ``stop`` says a tick is due; held in :attr:`ahead`
-        for the tick that fires them (agents/ahead.py). Returns how many were judged."""
+        most; ``rest`` pauses, and may end a pause early), until none is left or ``stop``
+        says a tick is due; held in :attr:`ahead` for the tick that fires them
+        (agents/ahead.py). Returns how many were judged."""
         dues = [at for index in self.indexes.values() if (at := index.next_due()) is not None]
         self.ahead.prune(min(dues) if dues else None)
         tz = self.clock.now().tzinfo or UTC
@@ -482,7 +484,7 @@ class Supervisor:
                     break  # none left to judge ahead
             # then as long a pause as that took: batches go first, and the fetches that
             # bring them (judging ahead back to back held up the event loop's I/O)
-            await asyncio.sleep(time.monotonic() - began)
+            await rest(time.monotonic() - began)
         return judged_ahead
 
     async def sweep_finished(self, cases: MutableMapping[bytes, bytes], keys: Sequence[bytes],

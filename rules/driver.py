@@ -109,7 +109,7 @@ class CaseDriver:
         would take them as raised. Also returns how much of ``limit`` was used.
 
         ``ahead``: the cases judged ahead of their due instant (:meth:`judge_ahead`); one
-        whose judgement still holds is taken as judged, and counts a quarter of a case
+        whose judgement still holds is taken as judged, and counts an eighth of a case
         toward ``limit`` (what is left of it is storing)."""
         entries = index.pop_due_entries(now_ts)
         judge = self.engine.judge
@@ -119,7 +119,7 @@ class CaseDriver:
         for case_id, before in entries:
             done = ahead.take(case_id, before, now_ts) if ahead is not None else None
             if done is not None:
-                cost += 0.25
+                cost += 0.125
                 alerts, waits = done.alerts, done.waits
                 if alerts:
                     raised.append(done)
