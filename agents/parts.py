@@ -236,14 +236,14 @@ class DeadlineTimer:
             return 0
         ahead = self.ahead_seconds * float(getattr(sv.clock, "speed", 1.0))
         now = sv.clock.now_epoch()
-        untils = {}
+        spans = {}
         for p in sorted(parts.active()):
             at = now if not self.lag.lagging(p) else sv.partition_ts.get(p)
-            if at is not None:
-                untils[p] = min(at, now) + ahead
-        if not untils:
+            if at is not None:  # what is due by then already is the tick's
+                spans[p] = (min(at, now), min(at, now) + ahead)
+        if not spans:
             return 0
-        return await sv.judge_ahead(self.cases, untils, self._tick_due, self._rest)
+        return await sv.judge_ahead(self.cases, spans, self._tick_due, self._rest)
 
     def pause(self) -> float:
         """Seconds until the next tick: ``tick_seconds``, or less when a deadline the last

@@ -450,15 +450,16 @@ class Supervisor:
         payload = getattr(mirror, "payload", None)
         return prepared, (payload(judged.state) if payload is not None else None)
 
-    async def judge_ahead(self, cases: MutableMapping[bytes, bytes], untils: dict[int, float],
+    async def judge_ahead(self, cases: MutableMapping[bytes, bytes],
+                          spans: dict[int, tuple[float, float]],
                           stop: Callable[[], bool],
                           rest: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> int:
-        """Judge ahead of their instant the cases of each partition due by its instant in
-        ``untils`` (epoch seconds), ``tick_cases`` per hold of the case lock, each hold
-        followed by a pause as long (it is work ahead of time: half the worker's time at
-        most; ``rest`` pauses, and may end a pause early), until none is left or ``stop``
-        says a tick is due; held in :attr:`ahead` for the tick that fires them
-        (agents/ahead.py). Returns how many were judged."""
+        """Judge ahead of their instant the cases of each partition due within its span in
+        ``spans`` (after the first instant, by the second; epoch seconds), ``tick_cases``
+        per hold of the case lock, each hold followed by a pause as long (it is work ahead
+        of time: half the worker's time at most; ``rest`` pauses, and may end a pause
+        early), until none is left or ``stop`` says a tick is due; held in :attr:`ahead`
+        for the tick that fires them (agents/ahead.py). Returns how many were judged."""
         dues = [at for index in self.indexes.values() if (at := index.next_due()) is not None]
         self.ahead.prune(min(dues) if dues else None)
         tz = self.clock.now().tzinfo or UTC
@@ -470,12 +471,12 @@ class Supervisor:
                     break
                 store = _StoredCases(cases)
                 budget = left = min(self.tick_cases, self.ahead.max_held - len(self.ahead))
-                for partition, until_ts in untils.items():
+                for partition, (after_ts, until_ts) in spans.items():
                     index = self.indexes.get(partition)
                     if not index or left <= 0:
                         continue
                     for j in self.driver.judge_ahead(index, store, until_ts, tz,
-                                                     self.ahead.holds, left):
+                                                     self.ahead.holds, left, after_ts):
                         self.ahead.keep(j, cases.get(j.case_id),  # type: ignore[arg-type]
                                         encode_state(j.state), self._sent(j))
                         left -= 1

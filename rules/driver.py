@@ -139,16 +139,17 @@ class CaseDriver:
         return raised, cost
 
     def judge_ahead(self, index: DeadlineIndex, cases: CaseStore, until_ts: float,
-                    tz: tzinfo, skip: Callable[[str | bytes], bool], limit: int
-                    ) -> list[Judged]:
-        """Judge, each at its own due instant, up to ``limit`` cases due by ``until_ts``
-        that ``skip`` does not rule out, leaving them in the index: what they will raise
+                    tz: tzinfo, skip: Callable[[str | bytes], bool], limit: int,
+                    after_ts: float = float("-inf")) -> list[Judged]:
+        """Judge, each at its own due instant, up to ``limit`` cases due after
+        ``after_ts`` (what is due already is the tick's) and by ``until_ts`` that ``skip``
+        does not rule out, leaving them in the index: what they will raise
         when that instant comes if nothing reaches them before (the caller keeps it, and
         hands it to :meth:`judge_due` as ``ahead``). Deadlines of a working day all end
         at its midnight: judged ahead, a burst is only stored when it falls due."""
         judge = self.engine.judge
         out: list[Judged] = []
-        for case_id, before in index.due_by(until_ts, skip):
+        for case_id, before in index.due_by(until_ts, skip, after_ts):
             state = cases.get(case_id)
             if state is None:
                 continue

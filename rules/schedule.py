@@ -158,22 +158,24 @@ class DeadlineIndex(Generic[K]):
                 del buckets[bucket]
                 heapq.heappop(starts)
 
-    def due_by(self, until: float, skip: Callable[[K], bool] | None = None
-               ) -> list[tuple[K, Due]]:
-        """(key, what it waits for) of every case due at or before ``until`` that ``skip``
-        does not rule out, earliest first, left in the index (see
+    def due_by(self, until: float, skip: Callable[[K], bool] | None = None,
+               after: float = -math.inf) -> list[tuple[K, Due]]:
+        """(key, what it waits for) of every case due after ``after`` and at or before
+        ``until`` that ``skip`` does not rule out, earliest first, left in the index (see
         :meth:`pop_due_entries`, which takes them off)."""
         if not self.may_be_due(until):
             return []
         entries = self._entries
         due: list[tuple[float, K]] = []
-        for bucket in sorted(b for b in self._starts if b * BUCKET_SECONDS <= until):
+        first = after // BUCKET_SECONDS if after != -math.inf else after  # (-inf // n is nan)
+        for bucket in sorted(b for b in self._starts
+                             if first <= b and b * BUCKET_SECONDS <= until):
             for key in dict.fromkeys(self._buckets.get(bucket, ())):
                 if skip is not None and skip(key):
                     continue
                 kept = entries.get(key)
                 if kept is not None and (at := _at(kept)) // BUCKET_SECONDS == bucket \
-                        and at <= until:
+                        and after < at <= until:
                     due.append((at, key))
         due.sort()
         return [(key, _due(entries[key])) for _, key in due]

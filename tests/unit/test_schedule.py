@@ -4,6 +4,7 @@ and keeps which checks wait exactly (whole seconds packed, any other instant as 
 from __future__ import annotations
 
 import heapq
+import math
 from itertools import islice
 
 from hypothesis import given, settings
@@ -60,7 +61,7 @@ OPS = st.lists(st.one_of(
               st.integers(0, 3)),
     st.tuples(st.just("next")),
     st.tuples(st.just("peek"), st.integers(-BUCKET_SECONDS, 40 * 86400).map(lambda s: T0 + s),
-              KEYS)), max_size=40)
+              KEYS, st.one_of(st.none(), st.integers(0, 3 * 86400)))), max_size=40)
 
 
 @settings(max_examples=400, deadline=None, database=None)
@@ -84,10 +85,11 @@ def test_the_index_agrees_with_a_heap(ops: list[tuple]) -> None:
             else:
                 assert list(index.pop_due_entries(now)) == expected
         elif op[0] == "peek":  # what is due, left in the index; one key ruled out
-            _, until, skipped = op
+            _, until, skipped, back = op
+            after = -math.inf if back is None else until - back
             expected = sorted((d.at, k) for k, d in oracle.entries.items()
-                              if d.at is not None and d.at <= until and k != skipped)
-            got = index.due_by(until, lambda key, skipped=skipped: key == skipped)
+                              if d.at is not None and after < d.at <= until and k != skipped)
+            got = index.due_by(until, lambda key, skipped=skipped: key == skipped, after)
             assert [(k, (repr(d.at), d.pending)) for k, d in got] == [
                 (k, (repr(oracle.entries[k].at), oracle.entries[k].pending)) for _, k in expected]
         else:

@@ -483,6 +483,9 @@ def test_the_deadline_timer_judges_ahead_from_a_partitions_own_time_while_it_lag
     w.partitions.ends[0] = 50  # a backlog
     assert asyncio.run(w.timer.judge_ahead()) == 0
     w.partitions.ends[0] = 2  # caught up
+    w.clock.instant = datetime.fromtimestamp(due, UTC)
+    assert asyncio.run(w.timer.judge_ahead()) == 0  # due already: the tick's
+    w.clock.instant = datetime.fromtimestamp(due - 60, UTC)
     assert asyncio.run(w.timer.judge_ahead()) == 1
     w.sv.rebuild_index(((k, decode_state(v, k)) for k, v in w.cases.data.items()), {0})
     assert len(w.sv.ahead) == 0  # after a rebalance the cases may be another worker's
