@@ -167,8 +167,8 @@ class DeadlineTimer:
     event needed: every ``tick_seconds``, and sooner when the earliest deadline falls due
     by the clock before the next tick, or when a batch of events moved a partition's time
     past one (:meth:`due`): by ticks alone, a deadline falling due between two would wait
-    up to a whole tick. Between ticks it judges ahead the cases of the partitions judged
-    by the clock that fall due within ``ahead_seconds`` (:meth:`judge_ahead`)."""
+    up to a whole tick. Between ticks it judges ahead the cases that fall due within
+    ``ahead_seconds`` of their partition's time (:meth:`judge_ahead`)."""
 
     def __init__(self, supervisor: Supervisor, cases: Any, lag: PartitionLag,
                  write_state: StateWriter, tick_seconds: float = 0.25,
@@ -209,6 +209,7 @@ class DeadlineTimer:
         await self.supervisor.on_tick(self.cases, self.lag.partition_times, self.write_state)
 
     def _tick_due(self) -> bool:
+        """Whether a tick is due now: a batch woke the timer, or a deadline fell due."""
         return self.woken.is_set() or self.pause() <= 0
 
     async def _rest(self, seconds: float) -> None:
@@ -221,9 +222,9 @@ class DeadlineTimer:
     def _clock_tick_due(self) -> bool:
         """Whether a tick by the clock is due: a deadline the last one did not look at fell
         due by the clock, or a whole tick passed since it."""
-        clock = self.supervisor.clock
-        since = clock.now_epoch() - self.looked_at
-        return self.pause() <= 0 or since >= self.tick_seconds * float(getattr(clock, "speed", 1.0))
+        sv = self.supervisor
+        since = sv.clock.now_epoch() - self.looked_at
+        return self.pause() <= 0 or since >= self.tick_seconds * sv.clock_speed
 
     async def judge_ahead(self) -> int:
         """Judge ahead of their instant the cases that fall due within ``ahead_seconds``
@@ -234,7 +235,7 @@ class DeadlineTimer:
         sv, parts = self.supervisor, self.lag.partitions
         if self.ahead_seconds <= 0 or parts.rebalancing or not sv.ready:
             return 0
-        ahead = self.ahead_seconds * float(getattr(sv.clock, "speed", 1.0))
+        ahead = self.ahead_seconds * sv.clock_speed
         now = sv.clock.now_epoch()
         spans = {}
         for p in sorted(parts.active()):

@@ -178,6 +178,11 @@ class Supervisor:
         return sum(len(i) for i in self.indexes.values())
 
     @property
+    def clock_speed(self) -> float:
+        """Simulated seconds per real second (a simulated clock's speed; 1 otherwise)."""
+        return float(getattr(self.clock, "speed", 1.0))
+
+    @property
     def partition_time(self) -> dict[int, datetime]:
         """:attr:`partition_ts` as instants."""
         return {p: datetime.fromtimestamp(t, UTC) for p, t in self.partition_ts.items()}
@@ -348,7 +353,7 @@ class Supervisor:
         the case lock, once no batch is half done (a batch held up by Redis has its
         offsets counted as read before its states are written).
 
-        At most ``tick_cases`` due cases are judged (or four times as many judged ahead
+        At most ``tick_cases`` due cases are judged (or eight times as many judged ahead
         taken) under one hold of the case lock; their alerts are stored after it is let go,
         the cases in flight meanwhile (:attr:`in_flight`: a batch with an event of one waits
         for it), and batches of other cases go on. Then the tick goes on (asking
@@ -409,7 +414,7 @@ class Supervisor:
         """Store the alerts of due cases judged, then write their states (as for a batch
         of events: the alerts in one round trip, then the states that record them), and
         put them back in the index; their cases are in flight until then."""
-        speed = float(getattr(self.clock, "speed", 1.0))
+        speed = self.clock_speed
         try:
             if taken.alerts:
                 await self._store(taken.alerts, taken.started, taken.partitions,
@@ -541,7 +546,7 @@ class Supervisor:
                  if (at := index.next_due()) is not None and at > since]
         if not ahead:
             return None
-        return (min(ahead) - now) / float(getattr(self.clock, "speed", 1.0))
+        return (min(ahead) - now) / self.clock_speed
 
     def due_by_partition_time(self, partitions: Iterable[int]) -> bool:
         """Whether a deadline of one of ``partitions`` is due by that partition's time

@@ -32,6 +32,10 @@ from .engine import Engine
 from .ingest import Gate, GateEvent
 from .schedule import DeadlineIndex, Due
 
+#: What a case judged ahead counts toward a tick's limit of cases judged (storing is what
+#: is left of it)
+TAKEN_AHEAD = 0.125
+
 #: Where alerts go, in the order the engine returned them.
 AlertSink = Callable[[list[Alert]], None]
 
@@ -99,7 +103,7 @@ class CaseDriver:
         return self.engine.judge(state, now, step, before, now_ts=now_ts)
 
     def judge_due(self, index: DeadlineIndex, cases: CaseStore, now: datetime, now_ts: float,
-                  limit: int | None = None, ahead: JudgedAheadStore | None = None
+                  limit: float | None = None, ahead: JudgedAheadStore | None = None
                   ) -> tuple[list[Judged], float]:
         """Take the cases due by ``now`` off ``index`` (at most ``limit`` cases' worth) and
         judge them, running the checks that wait. A case that raised nothing is back in
@@ -109,8 +113,8 @@ class CaseDriver:
         would take them as raised. Also returns how much of ``limit`` was used.
 
         ``ahead``: the cases judged ahead of their due instant (:meth:`judge_ahead`); one
-        whose judgement still holds is taken as judged, and counts an eighth of a case
-        toward ``limit`` (what is left of it is storing)."""
+        whose judgement still holds is taken as judged, and counts :data:`TAKEN_AHEAD` of a
+        case toward ``limit`` (what is left of it is storing)."""
         entries = index.pop_due_entries(now_ts)
         judge = self.engine.judge
         raised: list[Judged] = []
@@ -119,7 +123,7 @@ class CaseDriver:
         for case_id, before in entries:
             done = ahead.take(case_id, before, now_ts) if ahead is not None else None
             if done is not None:
-                cost += 0.125
+                cost += TAKEN_AHEAD
                 alerts, waits = done.alerts, done.waits
                 if alerts:
                     raised.append(done)
