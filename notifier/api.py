@@ -47,7 +47,9 @@ from .routing import parse_duration
 from .store import MAX_SILENCE, AlertNotFound, AlertStore
 from .tokens import Principal, Tokens, bearer
 
-PRINCIPAL = web.AppKey("principal", Principal)
+#: who made a request, kept on the request (aiohttp 3.13 has keys for a request's storage;
+#: before it, an application key served)
+PRINCIPAL = getattr(web, "RequestKey", web.AppKey)("principal", Principal)
 _STATUSES = ("active", "open", "acknowledged", "resolved", "all")
 _SEVERITIES = ("yellow", "red", "escalated")
 MAX_LIMIT = 1000
