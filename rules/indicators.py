@@ -293,19 +293,6 @@ class IndicatorBook:
                 acc = self.acc((month, kind, name))
                 setattr(acc, attr, getattr(acc, attr) + 1)
 
-    def _add(self, month: str, scopes: Iterable[tuple[str, str | None]], **counts: Any) -> None:
-        for kind, name in scopes:
-            if not name:
-                continue
-            acc = self.acc((month, kind, name))
-            for attr, value in counts.items():
-                if attr == "alert":
-                    rule, severity = value
-                    by = acc.alerts.setdefault(rule, {})
-                    by[severity] = by.get(severity, 0) + 1
-                else:
-                    setattr(acc, attr, getattr(acc, attr) + value)
-
     def _decided(self, month: str, scopes: Iterable[tuple[str, str | None]],
                  timing: tuple[int, bool, bool, bool]) -> None:
         """A timed decision in each named scope (per decision: its fields by name)."""
@@ -401,8 +388,8 @@ class IndicatorBook:
 
     def on_complaint(self, department: str | None, item_code: str | None, received_at: float) -> None:
         """A complaint seen for the first time."""
-        self._add(month_of(received_at, self.wt.tz), [("department", department), ("item", item_code)],
-                  complaints=1)
+        self._count(month_of(received_at, self.wt.tz),
+                    (("department", department), ("item", item_code)), "complaints")
 
     def snapshot(self) -> dict[Key, Acc]:
         return dict(self.store)
