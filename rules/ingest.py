@@ -13,9 +13,11 @@ the replay clock (``arrived``).
 
 The pydantic model :class:`~producers.contract.ApprovalEvent` is the published schema; the
 gate reads an event into :class:`GateEvent`, a msgspec struct with the same checks, which
-costs a fraction of it. What the struct refuses goes through the pydantic model again, so
-a rejected event has the same reason and detail as the schema gives it (and
-``tests/unit/test_gate_equivalence.py`` holds the two to the same verdicts).
+costs a fraction of it. With no keyring most events are read from their bytes into it
+straight (:func:`read_plain_event`), with no dict between. What the struct refuses goes
+through orjson and the pydantic model again, so a rejected event has the same reason and
+detail as the schema gives it (and ``tests/unit/test_gate_equivalence.py`` holds the two
+to the same verdicts).
 """
 
 from __future__ import annotations
@@ -87,11 +89,18 @@ _PLAIN_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?
                          r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
 #: the fields of the schema; any other field of an event is an extra
 _FIELDS = frozenset(ApprovalEvent.model_fields)
+#: the fields of :class:`GateEvent`: the schema's and ``received_at``
+_KNOWN = _FIELDS | {"received_at"}
+_ORIGIN_YEAR = ORIGIN.year
+#: the integers orjson reads as integers (it reads larger ones as floats)
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
-class GateEvent(msgspec.Struct, frozen=True, gc=False):
+class GateEvent(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """An event the gate let in: the fields of :class:`~producers.contract.ApprovalEvent`
-    (checked as it checks them) and the optional ``received_at`` extra."""
+    (checked as it checks them) and the optional ``received_at`` extra. Decoded from JSON
+    it refuses any other field: such an event is read as a dict, whose extras the
+    signature and the nesting limit cover."""
 
     schema_version: Literal[1]
     event_id: _ID
@@ -123,8 +132,10 @@ class GateEvent(msgspec.Struct, frozen=True, gc=False):
 def read_event(payload: dict[str, Any]) -> GateEvent:
     """``payload`` as the schema reads it, or :class:`EventValidationError` with the
     schema's own problems."""
+    known = payload if _KNOWN.issuperset(payload) else \
+        {k: v for k, v in payload.items() if k in _KNOWN}
     try:
-        event = msgspec.convert(payload, GateEvent, strict=True)
+        event = msgspec.convert(known, GateEvent, strict=True)
     except msgspec.ValidationError:
         event = None
     else:
@@ -141,16 +152,21 @@ def _schema_holds(event: GateEvent, payload: dict[str, Any]) -> bool:
     when = payload["occurred_at"]
     if not isinstance(when, str) or not _PLAIN_TIME.fullmatch(when):
         return False
+    attributes = event.attributes
+    extras = () if _FIELDS.issuperset(payload) else [payload[k] for k in payload.keys() - _FIELDS]
+    if (_nests(attributes.values()) or _nests(extras)) and \
+            nesting_depth([attributes, dict(enumerate(extras))]) > MAX_NESTING:
+        return False
+    return _rules_hold(event)
+
+
+def _rules_hold(event: GateEvent) -> bool:
+    """The schema's patterns and its ``_step_rules`` (the nesting limit aside)."""
     ids = f"{event.event_id}{event.case_id}{event.item_code}{event.department}" \
           f"{event.actor or ''}{event.applicant_id or ''}"
     if not ids.isprintable() if ids.isascii() else _CONTROL.search(ids):
         return False
     if event.signature is not None and not _SIGNATURE.fullmatch(event.signature):
-        return False
-    attributes = event.attributes
-    extras = () if _FIELDS.issuperset(payload) else [payload[k] for k in payload.keys() - _FIELDS]
-    if (_nests(attributes.values()) or _nests(extras)) and \
-            nesting_depth([attributes, dict(enumerate(extras))]) > MAX_NESTING:
         return False
     step = event.step
     if step is Step.submitted and not event.applicant_id:
@@ -158,8 +174,62 @@ def _schema_holds(event: GateEvent, payload: dict[str, Any]) -> bool:
     if event.actor is None and step not in APPLICANT_STEPS:
         return False
     try:
-        check_attributes(step, attributes)
+        check_attributes(step, event.attributes)
     except ValueError:
+        return False
+    return True
+
+
+class _Time(msgspec.Struct, gc=False):
+    occurred_at: str
+
+
+_decode_event = msgspec.json.Decoder(GateEvent).decode
+_decode_time = msgspec.json.Decoder(_Time).decode
+
+
+def read_plain_event(raw: bytes) -> GateEvent | None:
+    """``raw`` read straight into the struct, when it is an event the schema takes and
+    orjson reads as msgspec does: the extra ``received_at`` text or absent, and attributes
+    of text, booleans, nulls, 64-bit integers and lists of text (no float, whose digits
+    the two might read apart, nor a larger integer, a float to orjson). None for anything
+    else: it is read as a dict, as :meth:`Gate.validate` reads it, and told as the schema
+    tells it."""
+    try:
+        event = _decode_event(raw)
+    except msgspec.DecodeError:  # a ValidationError too
+        return None
+    if _plain(event) and _plain_time(_decode_time(raw).occurred_at) and _rules_hold(event):
+        return event
+    return None
+
+
+def _plain_time(when: str) -> bool:
+    """``when``, read by msgspec as a time, in the form :data:`_PLAIN_TIME` (msgspec took
+    only four-digit years, a calendar time of day, an offset ``Z``, ``z``, ``±hh:mm`` or
+    ``±hhmm`` within a day, a fraction of 1 digit or more): a ``T``, and ``Z`` or
+    ``±hh:mm`` after at most 6 fractional digits."""
+    n = len(when)
+    return when[10] == "T" and ((when[-1] == "Z" and n <= 27) or (when[-3] == ":" and n <= 32))
+
+
+def _plain(event: GateEvent) -> bool:
+    received = event.received_at
+    if received is not None and type(received) is not str:
+        return False
+    for value in event.attributes.values():
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            continue
+        if kind is int:
+            if _INT_MIN <= value <= _INT_MAX:
+                continue
+            return False
+        if kind is list:
+            for item in value:
+                if type(item) is not str:
+                    return False
+            continue
         return False
     return True
 
@@ -328,6 +398,11 @@ class Gate:
         valid at the event's ``received_at``, else at ``arrived`` (the replay clock before
         this event) or the event's own ``occurred_at`` if that is later (nothing arrives
         before it happened)."""
+        if self.keys is None and len(raw) <= MAX_EVENT_BYTES:
+            # no signature to verify over the JSON: most events need no dict
+            event = read_plain_event(raw)
+            if event is not None:
+                return self._admit(event, now)
         payload = read_object(raw, MAX_EVENT_BYTES, Rejected, "invalid_event")
         return self.validate(payload, now, arrived)
 
@@ -338,19 +413,7 @@ class Gate:
             event = read_event(payload)
         except EventValidationError as exc:
             raise Rejected("invalid_event", str(exc)) from None
-        item = self.catalog.get(event.item_code)
-        if item is None:
-            raise Rejected("unknown_item", f"item_code {event.item_code!r} is not in the catalog")
-        if event.department != item.department and event.department not in item.co_departments:
-            handlers = ", ".join(repr(d) for d in (item.department, *item.co_departments))
-            raise Rejected("department_mismatch",
-                           f"department {event.department!r} does not handle item "
-                           f"{item.code} (only {handlers})")
-        if event.occurred_at.year < ORIGIN.year:
-            raise Rejected("time_out_of_range", f"occurred_at {event.occurred_at} is before {ORIGIN}")
-        if now is not None and event.occurred_at > now + self.future_tolerance:
-            raise Rejected("time_out_of_range",
-                           f"occurred_at {event.occurred_at.isoformat()} is in the future")
+        self._admit(event, now)
         if self.keys is not None:
             when = now or received_at(event) or max(arrived or event.occurred_at,
                                                      event.occurred_at)
@@ -360,6 +423,23 @@ class Gate:
             check_signature(payload, event.department, event.signature, self.keys, when,
                             event.department in self.unsigned_departments, Rejected,
                             self.hmacs, free)
+        return event
+
+    def _admit(self, event: GateEvent, now: datetime | None) -> GateEvent:
+        """The checks of an event that the schema took: its item, department and time."""
+        item = self.catalog.get(event.item_code)
+        if item is None:
+            raise Rejected("unknown_item", f"item_code {event.item_code!r} is not in the catalog")
+        if event.department != item.department and event.department not in item.co_departments:
+            handlers = ", ".join(repr(d) for d in (item.department, *item.co_departments))
+            raise Rejected("department_mismatch",
+                           f"department {event.department!r} does not handle item "
+                           f"{item.code} (only {handlers})")
+        when = event.occurred_at
+        if when.year < _ORIGIN_YEAR:
+            raise Rejected("time_out_of_range", f"occurred_at {when} is before {ORIGIN}")
+        if now is not None and when > now + self.future_tolerance:
+            raise Rejected("time_out_of_range", f"occurred_at {when.isoformat()} is in the future")
         return event
 
     @staticmethod

@@ -11,7 +11,7 @@ import contextlib
 import json
 from datetime import UTC, datetime
 from random import Random
-from typing import Any
+from typing import Annotated, Any
 from unittest import mock
 
 import msgspec
@@ -29,6 +29,7 @@ NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 UNSIGNED = Gate(ENGINE.catalog)
 SIGNED = Gate(ENGINE.catalog, KEYS, unsigned_departments=frozenset({"jianshe"}))
 FIELDS = [f for f in GateEvent.__struct_fields__ if f != "received_at"]
+AWARE = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 def schema_reader(payload: dict[str, Any]) -> GateEvent:
@@ -46,10 +47,12 @@ def verdict(gate: Gate, raw: bytes) -> tuple[str, Any]:
 
 def same_verdict(raw: bytes) -> None:
     """The gate's verdict on ``raw``, and the verdict of the gate with the reference parts:
-    the pydantic schema, the JCS of ``producers/jcs.py``, a fresh HMAC per key."""
+    orjson's dict read by the pydantic schema, the JCS of ``producers/jcs.py``, a fresh
+    HMAC per key."""
     for gate in (UNSIGNED, SIGNED):
         fast = verdict(gate, raw)
-        with mock.patch.object(ingest, "read_event", schema_reader), \
+        with mock.patch.object(ingest, "read_plain_event", lambda raw: None), \
+                mock.patch.object(ingest, "read_event", schema_reader), \
                 mock.patch.object(ingest, "plain_canonical_bytes",
                                   lambda payload, free=None: canonical_bytes(payload)), \
                 mock.patch.object(PrekeyedHmac, "matches",
@@ -150,15 +153,55 @@ def test_the_gate_judges_the_fuzzers_inputs_as_the_schema(rng: Random) -> None:
 
 
 def test_the_struct_reads_every_valid_event_itself() -> None:
-    """The schema is the gate's fallback, not its path: valid events never reach it."""
+    """The schema is the gate's fallback, not its path: valid events never reach it, and
+    without keys they are read from their bytes with no dict."""
     with mock.patch.object(ingest, "parse_event", side_effect=AssertionError):
         for template in TEMPLATES:
             for when in ("2026-11-30T09:00:00+08:00", "2026-11-30T01:00:00Z",
-                         "2026-11-30T09:00:00.250+08:00"):
+                         "2026-11-30T09:00:00.250+08:00", "2026-11-30T09:00:00.123456-05:30"):
                 doc = dict(template, occurred_at=when, received_at="2026-11-30T09:00:01Z")
+                with mock.patch.object(ingest, "read_object", side_effect=AssertionError):
+                    assert UNSIGNED.parse(orjson.dumps(doc), NOW).occurred_at.isoformat() \
+                        == datetime.fromisoformat(when).isoformat()
                 doc["signature"] = sign_payload(doc, SECRETS[doc["department"]])
                 assert SIGNED.parse(orjson.dumps(doc), NOW).occurred_at.isoformat() \
                     == datetime.fromisoformat(when).isoformat()
+
+
+@settings(max_examples=2000, deadline=None, database=None)
+@given(TIMES)
+def test_a_time_msgspec_reads_is_plain_only_in_the_schemas_form(when: str) -> None:
+    """The bytes' path tells the form :data:`ingest._PLAIN_TIME` by a few characters, of a
+    time msgspec has read: never one the pattern refuses."""
+    try:
+        msgspec.json.decode(orjson.dumps(when), type=AWARE)
+    except msgspec.ValidationError:
+        return
+    if ingest._plain_time(when):
+        assert ingest._PLAIN_TIME.fullmatch(when), when
+
+
+#: JSON texts of values that orjson and msgspec read apart, or nearly: integers at and past
+#: 64 bits (orjson reads larger ones as floats), floats, nesting, escapes, surrogates
+NUMBERS_AND_NESTS = ["9223372036854775807", "9223372036854775808", "18446744073709551615",
+                     "18446744073709551616", "-9223372036854775808", "-9223372036854775809",
+                     "123456789012345678901234567890", "1.0", "0.1", "1e400", "-0.0", "5e-324",
+                     "2.2250738585072014e-308", "[1]", '["a",["b"]]', '{"a":1}', "[]", "{}",
+                     '"\\u0000"', '"\\ud800"', '"\\ud83d\\ude00"', "[" * 40 + "]" * 40]
+
+
+def test_the_bytes_path_reads_values_as_the_dict_path() -> None:
+    for template in TEMPLATES[:14]:
+        for value in NUMBERS_AND_NESTS:
+            body = orjson.dumps({k: v for k, v in template.items() if k != "signature"})
+            for name in ("received_at", "attributes.x", "attributes.days", "attributes.items"):
+                if name == "received_at":
+                    raw = body[:-1] + b',"received_at":' + value.encode() + b"}"
+                else:
+                    doc = orjson.loads(body)
+                    doc.setdefault("attributes", {})[name.split(".")[1]] = "HERE"
+                    raw = orjson.dumps(doc).replace(b'"HERE"', value.encode())
+                same_verdict(raw)
 
 
 def test_a_refused_event_is_told_as_the_schema_tells_it() -> None:
