@@ -10,6 +10,7 @@ import functools
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -125,47 +126,80 @@ def _require(attrs: dict[str, Any], key: str, kind: type | tuple[type, ...], wha
     return value
 
 
+def _check_items(attrs: dict[str, Any]) -> None:
+    if "items" not in attrs:
+        return
+    items = attrs["items"]
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ValueError("attributes.items must be a list of strings")
+    if len(items) > MAX_SUPPLEMENT_ITEMS:
+        raise ValueError(f"attributes.items has {len(items)} entries, at most "
+                         f"{MAX_SUPPLEMENT_ITEMS}")
+    if any(len(i) > MAX_ATTRIBUTE_TEXT for i in items):
+        raise ValueError(f"attributes.items: an entry is longer than {MAX_ATTRIBUTE_TEXT} "
+                         "characters")
+
+
+def _check_opinion(attrs: dict[str, Any]) -> None:
+    opinion = _require(attrs, "opinion", str, "'agree' or 'disagree'")
+    if opinion not in ("agree", "disagree"):
+        raise ValueError(f"attributes.opinion must be 'agree' or 'disagree', got {opinion!r}")
+
+
+def _check_reason(attrs: dict[str, Any]) -> None:
+    _require(attrs, "reason", str, "a string: hearing, tendering, … or free text")
+
+
+def _check_extension(attrs: dict[str, Any]) -> None:
+    days = _require(attrs, "days", int, "a whole number of working days")
+    if not 1 <= days <= MAX_EXTENSION_DAYS:
+        raise ValueError(f"attributes.days must be 1 to {MAX_EXTENSION_DAYS}, got {days}")
+    if "approved_by" in attrs and not isinstance(attrs["approved_by"], str | None):
+        raise ValueError("attributes.approved_by must be a string")
+
+
+def _check_outcome(attrs: dict[str, Any]) -> None:
+    outcome = _require(attrs, "outcome", str, "'grant' or 'deny'")
+    if outcome not in ("grant", "deny"):
+        raise ValueError(f"attributes.outcome must be 'grant' or 'deny', got {outcome!r}")
+
+
+def _check_amount(attrs: dict[str, Any]) -> None:
+    amount = _require(attrs, "amount", str, "a decimal string in CNY such as '50.00'")
+    if not AMOUNT.fullmatch(amount):
+        raise ValueError("attributes.amount must be a non-negative amount in CNY below "
+                         f"1,000,000,000 with at most 2 decimals such as '50.00', got "
+                         f"{amount[:40]!r}")
+
+
+#: the checks of one step's own attributes (looked up once: reading a member off an enum
+#: class, ``Step.reviewed``, costs more than the check)
+_STEP_ATTRIBUTES: dict[Step, Callable[[dict[str, Any]], None]] = {
+    Step.supplement_requested: _check_items,
+    Step.reviewed: _check_opinion,
+    Step.suspended: _check_reason,
+    Step.extended: _check_extension,
+    Step.decided: _check_outcome,
+    Step.fee_charged: _check_amount,
+}
+_TEXT_ATTRIBUTES = ("reason", "approved_by", "fee_code")
+
+
 def check_attributes(step: Step, attrs: dict[str, Any]) -> None:
     """Shape checks only: what the rules judge (a deny without reason, an extension
     without approver or longer than the law allows, an unlawful suspension reason) is
     valid input and becomes an alert."""
-    if step is Step.supplement_requested and "items" in attrs:
-        items = attrs["items"]
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise ValueError("attributes.items must be a list of strings")
-        if len(items) > MAX_SUPPLEMENT_ITEMS:
-            raise ValueError(f"attributes.items has {len(items)} entries, at most "
-                             f"{MAX_SUPPLEMENT_ITEMS}")
-        if any(len(i) > MAX_ATTRIBUTE_TEXT for i in items):
-            raise ValueError(f"attributes.items: an entry is longer than {MAX_ATTRIBUTE_TEXT} "
-                             "characters")
-    elif step is Step.reviewed:
-        opinion = _require(attrs, "opinion", str, "'agree' or 'disagree'")
-        if opinion not in ("agree", "disagree"):
-            raise ValueError(f"attributes.opinion must be 'agree' or 'disagree', got {opinion!r}")
-    elif step is Step.suspended:
-        _require(attrs, "reason", str, "a string: hearing, tendering, … or free text")
-    elif step is Step.extended:
-        days = _require(attrs, "days", int, "a whole number of working days")
-        if not 1 <= days <= MAX_EXTENSION_DAYS:
-            raise ValueError(f"attributes.days must be 1 to {MAX_EXTENSION_DAYS}, got {days}")
-        if "approved_by" in attrs and not isinstance(attrs["approved_by"], str | None):
-            raise ValueError("attributes.approved_by must be a string")
-    elif step is Step.decided:
-        outcome = _require(attrs, "outcome", str, "'grant' or 'deny'")
-        if outcome not in ("grant", "deny"):
-            raise ValueError(f"attributes.outcome must be 'grant' or 'deny', got {outcome!r}")
-    elif step is Step.fee_charged:
-        amount = _require(attrs, "amount", str, "a decimal string in CNY such as '50.00'")
-        if not AMOUNT.fullmatch(amount):
-            raise ValueError("attributes.amount must be a non-negative amount in CNY below "
-                             f"1,000,000,000 with at most 2 decimals such as '50.00', got "
-                             f"{amount[:40]!r}")
-    for key in ("reason", "approved_by", "fee_code"):
-        if key in attrs and attrs[key] is not None:
-            if not isinstance(attrs[key], str):
+    check = _STEP_ATTRIBUTES.get(step)
+    if check is not None:
+        check(attrs)
+    if not attrs:
+        return
+    for key in _TEXT_ATTRIBUTES:
+        value = attrs.get(key)
+        if value is not None:
+            if not isinstance(value, str):
                 raise ValueError(f"attributes.{key} must be a string")
-            if len(attrs[key]) > MAX_ATTRIBUTE_TEXT:
+            if len(value) > MAX_ATTRIBUTE_TEXT:
                 raise ValueError(f"attributes.{key} is longer than {MAX_ATTRIBUTE_TEXT} "
                                  "characters")
 

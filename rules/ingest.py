@@ -92,6 +92,7 @@ _FIELDS = frozenset(ApprovalEvent.model_fields)
 #: the fields of :class:`GateEvent`: the schema's and ``received_at``
 _KNOWN = _FIELDS | {"received_at"}
 _ORIGIN_YEAR = ORIGIN.year
+_SUBMITTED = Step.submitted  # read once: reading a member off its enum class is slow
 #: the integers orjson reads as integers (it reads larger ones as floats)
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
@@ -169,7 +170,7 @@ def _rules_hold(event: GateEvent) -> bool:
     if event.signature is not None and not _SIGNATURE.fullmatch(event.signature):
         return False
     step = event.step
-    if step is Step.submitted and not event.applicant_id:
+    if step is _SUBMITTED and not event.applicant_id:
         return False
     if event.actor is None and step not in APPLICANT_STEPS:
         return False
@@ -380,8 +381,13 @@ class Gate:
     #: (settings ``unsigned_departments``; only catalog departments)
     unsigned_departments: frozenset[str] = frozenset()
     hmacs: PrekeyedHmac = field(default_factory=PrekeyedHmac, repr=False)
+    #: the departments that may send each item's events, by item code (the catalog does
+    #: not change while the gate runs)
+    _handlers: dict[str, frozenset[str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._handlers = {code: frozenset((item.department, *item.co_departments))
+                          for code, item in self.catalog.items()}
         self.unsigned_departments = frozenset(self.unsigned_departments)
         unknown = sorted(self.unsigned_departments - set(self.catalog.departments))
         if unknown:
@@ -427,14 +433,15 @@ class Gate:
 
     def _admit(self, event: GateEvent, now: datetime | None) -> GateEvent:
         """The checks of an event that the schema took: its item, department and time."""
-        item = self.catalog.get(event.item_code)
-        if item is None:
+        handlers = self._handlers.get(event.item_code)
+        if handlers is None:
             raise Rejected("unknown_item", f"item_code {event.item_code!r} is not in the catalog")
-        if event.department != item.department and event.department not in item.co_departments:
-            handlers = ", ".join(repr(d) for d in (item.department, *item.co_departments))
+        if event.department not in handlers:
+            item = self.catalog[event.item_code]
+            named = ", ".join(repr(d) for d in (item.department, *item.co_departments))
             raise Rejected("department_mismatch",
                            f"department {event.department!r} does not handle item "
-                           f"{item.code} (only {handlers})")
+                           f"{item.code} (only {named})")
         when = event.occurred_at
         if when.year < _ORIGIN_YEAR:
             raise Rejected("time_out_of_range", f"occurred_at {when} is before {ORIGIN}")
