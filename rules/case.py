@@ -70,9 +70,11 @@ class Fact:
     @classmethod
     def from_event(cls, ev: StepEvent, received: datetime,
                    received_ts: float | None = None) -> Fact:
-        attrs = dict(ev.attributes)
-        if ev.applicant_id is not None:
-            attrs["applicant_id"] = ev.applicant_id  # for the conflict-of-duties rule
+        attrs = ev.attributes
+        attrs = dict(attrs) if attrs else {}  # the fact's own: one is added below
+        applicant_id = ev.applicant_id
+        if applicant_id is not None:
+            attrs["applicant_id"] = applicant_id  # for the conflict-of-duties rule
         occurred = ev.occurred_at
         at = occurred.timestamp()
         if received_ts is None:  # received when it occurred (replay): not converted twice

@@ -200,24 +200,9 @@ def read_plain_event(raw: bytes) -> GateEvent | None:
         event = _decode_event(raw)
     except msgspec.DecodeError:  # a ValidationError too
         return None
-    if _plain(event) and _plain_time(_decode_time(raw).occurred_at) and _rules_hold(event):
-        return event
-    return None
-
-
-def _plain_time(when: str) -> bool:
-    """``when``, read by msgspec as a time, in the form :data:`_PLAIN_TIME` (msgspec took
-    only four-digit years, a calendar time of day, an offset ``Z``, ``z``, ``±hh:mm`` or
-    ``±hhmm`` within a day, a fraction of 1 digit or more): a ``T``, and ``Z`` or
-    ``±hh:mm`` after at most 6 fractional digits."""
-    n = len(when)
-    return when[10] == "T" and ((when[-1] == "Z" and n <= 27) or (when[-3] == ":" and n <= 32))
-
-
-def _plain(event: GateEvent) -> bool:
     received = event.received_at
     if received is not None and type(received) is not str:
-        return False
+        return None
     for value in event.attributes.values():
         kind = type(value)
         if kind is str or kind is bool or value is None:
@@ -225,14 +210,21 @@ def _plain(event: GateEvent) -> bool:
         if kind is int:
             if _INT_MIN <= value <= _INT_MAX:
                 continue
-            return False
+            return None
         if kind is list:
             for item in value:
                 if type(item) is not str:
-                    return False
+                    return None
             continue
-        return False
-    return True
+        return None
+    # the time in the form of _PLAIN_TIME: msgspec took only four-digit years, a calendar
+    # time of day, an offset Z, z, ±hh:mm or ±hhmm within a day and a fraction of a digit
+    # or more; the rest is a T, and Z or ±hh:mm after at most 6 fractional digits
+    when = _decode_time(raw).occurred_at
+    n = len(when)
+    if when[10] != "T" or not ((when[-1] == "Z" and n <= 27) or (when[-3] == ":" and n <= 32)):
+        return None
+    return event if _rules_hold(event) else None
 
 
 def _nests(values: Any) -> bool:

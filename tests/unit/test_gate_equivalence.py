@@ -170,15 +170,17 @@ def test_the_struct_reads_every_valid_event_itself() -> None:
 
 @settings(max_examples=2000, deadline=None, database=None)
 @given(TIMES)
-def test_a_time_msgspec_reads_is_plain_only_in_the_schemas_form(when: str) -> None:
-    """The bytes' path tells the form :data:`ingest._PLAIN_TIME` by a few characters, of a
-    time msgspec has read: never one the pattern refuses."""
+def test_the_bytes_path_takes_a_time_only_in_the_schemas_form(when: str) -> None:
+    """The bytes' path tells the form of :data:`ingest._PLAIN_TIME` by a few characters of
+    a time msgspec has read: it takes none that the pattern refuses, and every one it takes."""
+    raw = orjson.dumps(dict(TEMPLATES[0], occurred_at=when))
     try:
         msgspec.json.decode(orjson.dumps(when), type=AWARE)
     except msgspec.ValidationError:
+        assert ingest.read_plain_event(raw) is None
         return
-    if ingest._plain_time(when):
-        assert ingest._PLAIN_TIME.fullmatch(when), when
+    # and it takes every one the pattern takes
+    assert (ingest.read_plain_event(raw) is not None) == bool(ingest._PLAIN_TIME.fullmatch(when))
 
 
 #: JSON texts of values that orjson and msgspec read apart, or nearly: integers at and past
