@@ -89,7 +89,7 @@ ATTRIBUTE_NAMES = st.sampled_from(["days", "amount", "outcome", "opinion", "reas
 VALID = {"opinion": ["agree", "disagree"], "outcome": ["grant", "deny"],
          "days": [1, 365, 366, 0, 5.0, True], "amount": ["0", "50.00", "999999999.99", "1e3"],
          "channel": ["online", "window", "mobile", "fax"], "step": [s.value for s in Step],
-         "signature": ["0" * 64, "A" * 64, "0" * 64 + "\n"]}
+         "signature": ["0" * 64, "A" * 64, "0" * 64 + "\n", "0" * 65, "f" * 63, "é" * 64]}
 
 
 @st.composite
@@ -168,15 +168,24 @@ def test_the_struct_reads_every_valid_event_itself() -> None:
                     == datetime.fromisoformat(when).isoformat()
 
 
+def _reads(read: Any) -> bool:
+    try:
+        read()
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
 @settings(max_examples=2000, deadline=None, database=None)
 @given(TIMES)
 def test_the_bytes_path_takes_a_time_only_in_the_schemas_form(when: str) -> None:
-    """The bytes' path tells the form of :data:`ingest._PLAIN_TIME` by a few characters of
-    a time msgspec has read: it takes none that the pattern refuses, and every one it takes."""
+    """The gate tells the form of :data:`ingest._PLAIN_TIME` by a few characters of a time
+    msgspec has read (from JSON or, the same, from text): it takes none that the pattern
+    refuses, and every one it takes."""
     raw = orjson.dumps(dict(TEMPLATES[0], occurred_at=when))
-    try:
-        msgspec.json.decode(orjson.dumps(when), type=AWARE)
-    except msgspec.ValidationError:
+    decoded = _reads(lambda: msgspec.json.decode(orjson.dumps(when), type=AWARE))
+    assert decoded == _reads(lambda: msgspec.convert(when, AWARE, strict=True)), when
+    if not decoded:
         assert ingest.read_plain_event(raw) is None
         return
     # and it takes every one the pattern takes
@@ -204,6 +213,12 @@ def test_the_bytes_path_reads_values_as_the_dict_path() -> None:
                     doc.setdefault("attributes", {})[name.split(".")[1]] = "HERE"
                     raw = orjson.dumps(doc).replace(b'"HERE"', value.encode())
                 same_verdict(raw)
+
+
+def test_the_signatures_form_is_the_schemas() -> None:
+    for signature in [*VALID["signature"], "0" * 63 + "g", "0" * 63 + "\U0001f600", "", None, 5]:
+        for template in TEMPLATES[:4]:
+            same_verdict(orjson.dumps(dict(template, signature=signature)))
 
 
 def test_a_refused_event_is_told_as_the_schema_tells_it() -> None:
