@@ -135,18 +135,20 @@ class GateEvent(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=Tru
 def read_event(payload: dict[str, Any]) -> GateEvent:
     """``payload`` as the schema reads it, or :class:`EventValidationError` with the
     schema's own problems."""
-    known = payload if _KNOWN.issuperset(payload) else \
-        {k: v for k, v in payload.items() if k in _KNOWN}
-    try:
-        event = msgspec.convert(known, GateEvent, strict=True)
-    except msgspec.ValidationError:
-        event = None
-    else:
-        if not _schema_holds(event, payload):
-            event = None
-    if event is None:  # refused, or a shape the struct leaves to the schema
+    event = _convert(payload)
+    if event is None and not _KNOWN.issuperset(payload):  # the struct takes the known fields
+        event = _convert({k: v for k, v in payload.items() if k in _KNOWN})
+    if event is None or not _schema_holds(event, payload):
+        # refused, or a shape the struct leaves to the schema
         return GateEvent.of(parse_event(payload))
     return event
+
+
+def _convert(payload: dict[str, Any]) -> GateEvent | None:
+    try:
+        return msgspec.convert(payload, GateEvent, strict=True)
+    except msgspec.ValidationError:
+        return None
 
 
 def _schema_holds(event: GateEvent, payload: dict[str, Any]) -> bool:
