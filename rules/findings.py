@@ -260,6 +260,10 @@ class CaseView:
         changed)."""
         return self._by_step.get(step, _NO_FACTS)
 
+    def having(self, steps: frozenset[Step]) -> set[Step]:
+        """Which of ``steps`` have a fact."""
+        return self._by_step.keys() & steps
+
     def first(self, step: Step) -> Fact | None:
         facts = self._by_step.get(step)
         return facts[0] if facts else None
@@ -293,7 +297,7 @@ class CaseView:
     # The checks compute in epoch seconds (``*_at``) and build a datetime only for what
     # they report: on a busy worker datetime arithmetic was most of a deadline check.
 
-    @derived
+    @kept(SUBMISSION_READS)
     def submitted(self) -> Fact | None:
         return self.first(Step.submitted)
 
@@ -303,7 +307,7 @@ class CaseView:
         sub = self.submitted
         return self.wt.working_deadline_epoch(sub.at, INTAKE_DAYS) if sub else None
 
-    @derived
+    @kept(REFUSAL_READS)
     def refused(self) -> bool:
         return self.first(Step.rejected_at_intake) is not None or any(
             f.attrs.get("outcome") == "deny" for f in self.all(Step.decided)
@@ -369,7 +373,7 @@ class CaseView:
         at, basis, fact, known_at = start
         return self.dt(at), basis, fact, self.dt(known_at)
 
-    @derived
+    @kept()
     def allowed_lateness_seconds(self) -> float:
         minutes = self.settings.allowed_lateness_minutes
         seconds = _LATENESS_SECONDS.get(minutes)

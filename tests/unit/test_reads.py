@@ -72,6 +72,10 @@ class RecordingView(CaseView):
         self.read.add(step)
         return super().first(step)
 
+    def having(self, steps: frozenset[Step]) -> set[Step]:
+        self.read.update(steps)
+        return super().having(steps)
+
 
 class WholeEngine(Engine):
     """The oracle: every check runs at every judgement, after a fact and at a wake-up
