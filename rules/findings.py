@@ -135,31 +135,15 @@ class LazyDetails(Mapping[str, Any]):
 _T = TypeVar("_T")
 
 
-class derived(Generic[_T]):
-    """A property computed on first read and then kept in the instance: what
-    ``functools.cached_property`` does, without the lock Python 3.11's takes on every first
-    read (a view is built per evaluation; in the worker's profile that lock was over a
-    third of the time spent in these properties)."""
+class kept(Generic[_T]):
+    """A value a :class:`CaseView` derives from the facts on first read, which the case's
+    summary keeps for later judgements until a fact of a step it reads arrives (``steps``
+    as :func:`reads` takes them; the value depends on those facts, the item, the working
+    time and the rule settings only).
 
-    def __init__(self, compute: Callable[[Any], _T]) -> None:
-        self.compute = compute
-        self.name = compute.__name__
-        self.__doc__ = compute.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, view: Any, owner: type | None = None) -> _T:
-        if view is None:
-            return self  # type: ignore[return-value]
-        value = view.__dict__[self.name] = self.compute(view)
-        return value
-
-
-class kept(derived[_T]):
-    """A :class:`derived` value that the case's summary also keeps for later judgements,
-    until a fact of a step it reads arrives (``steps`` as :func:`reads` takes them; the
-    value depends on those facts, the item, the working time and the rule settings only)."""
+    A view's ``__dict__`` is its summary's kept values: a view is built per judgement,
+    and finds them there with nothing copied. What ``functools.cached_property`` does,
+    without the lock Python 3.11's takes on every first read."""
 
     def __init__(self, *steps: Step | str | frozenset[Step]) -> None:
         self.reads = _flat(steps)
@@ -170,10 +154,13 @@ class kept(derived[_T]):
         self.__doc__ = compute.__doc__
         return self
 
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
     def __get__(self, view: Any, owner: type | None = None) -> _T:
         if view is None:
             return self  # type: ignore[return-value]
-        value = view.__dict__[self.name] = view._kept[self.name] = self.compute(view)
+        value = view.__dict__[self.name] = self.compute(view)
         return value
 
 
@@ -216,32 +203,33 @@ class CaseView:
     with the facts added since the case was last read.
     """
 
+    __slots__ = ("__dict__", "_by_step", "departments", "facts", "item", "settings", "state",
+                 "summary", "wt")
+
     def __init__(self, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings,
                  departments: Mapping[str, Department] | None = None) -> None:
-        self.state = state
-        self.item = item
-        self.departments = departments or {}
-        self.wt = wt
-        self.settings = settings
         facts = state.facts
         summary = state.summary
         if summary is None or summary.n > len(facts):
             summary = state.summary = summary_from_facts(facts)
         elif summary.n < len(facts):
             summary.catch_up(facts)
+        # the values kept from earlier judgements (``kept``), if they were derived alike
+        of = summary.kept_for
+        if of is None or of[0] is not item or of[1] is not wt or of[2] is not settings:
+            summary.kept = {}
+            summary.kept_for = (item, wt, settings)
+            summary.drops = _drops(item)
+        self.__dict__ = summary.kept
+        self.state = state
+        self.item = item
+        self.departments = departments or {}
+        self.wt = wt
+        self.settings = settings
         self.summary = summary
         ordered = summary.ordered
         self.facts: list[Fact] = facts if ordered is None else ordered
         self._by_step = summary.by_step
-        # the values kept from earlier judgements, if they were derived alike
-        of = summary.kept_for
-        if of is not None and of[0] is item and of[1] is wt and of[2] is settings:
-            self._kept = summary.kept
-            self.__dict__.update(self._kept)
-        else:
-            self._kept = summary.kept = {}
-            summary.kept_for = (item, wt, settings)
-            summary.drops = _drops(item)
 
     @property
     def case_id(self) -> str:
@@ -366,7 +354,7 @@ class CaseView:
         # certain only after the allowed lateness (an acceptance may still arrive late)
         return window_fact.at, basis, window_fact, window_end + self.allowed_lateness_seconds
 
-    @derived
+    @kept(CLOCK_START_READS)
     def clock_start(self) -> tuple[datetime, str, Fact, datetime] | None:
         """:attr:`clock_start_at` with instants."""
         start = self.clock_start_at
@@ -403,7 +391,7 @@ class CaseView:
             out.append((s.at, next((r for r in resumes if r >= s.at), None)))
         return out
 
-    @derived
+    @kept(PAUSES_READS)
     def pauses(self) -> list[Pause]:
         """:attr:`pauses_at` as instants."""
         return [(self.dt(a), self.dt(b) if b is not None else None) for a, b in self.pauses_at]
@@ -419,7 +407,7 @@ class CaseView:
                 earliest = facts[0]
         return earliest
 
-    @derived
+    @kept(PROCESS, Step.reviewed)
     def process_facts(self) -> list[Fact | None]:
         """The first fact of each of the item's required steps (``item.steps`` order) as
         the process counts it, None where it has none. On a joint item only the handling
