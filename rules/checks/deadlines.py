@@ -195,6 +195,8 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     if warn_at is None:
         return ()  # suspended for an Art. 45 reason before the warning: the clock stands still
     warn_at = max(warn_at, start_at)
+    if ended is not None and ended.at <= warn_at:
+        return ()  # decided before the warning (whatever the deadline)
     # the deadline as it stood at the warning instant: a suspension that starts later does
     # not change what the warning says (the same text whenever it is evaluated)
     pauses = case.pauses_at  # in time order
