@@ -42,6 +42,8 @@ CHECK_RETRY_SECONDS = 60.0
 #: what ``judge`` records of ran checks and found alerts when nothing can be retracted
 #: (never added to)
 _UNWATCHED: set[str] = set()
+#: a ``Due`` built without NamedTuple's ``__new__`` (a Python function)
+_new_tuple = tuple.__new__
 
 
 #: (rule, check, severity, parameters, the check's bit in ``Due.pending``, severity rank)
@@ -214,7 +216,7 @@ class Engine:
             at = floor
         if before is not None and before.at == at and before.pending == pending:
             return alerts, before  # waits for what it waited for
-        return alerts, Due(at, pending)
+        return alerts, _new_tuple(Due, (at, pending))
 
     def _retract(self, state: CaseState, ran: set[str], found: set[str], now: datetime
                  ) -> list[Alert]:

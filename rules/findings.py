@@ -28,7 +28,9 @@ class Finding:
     the worker and replay raise the same alert whenever they evaluate.
 
     Not changed once built, though not frozen: several are built per event, and a frozen
-    dataclass takes three times as long to build.
+    dataclass takes three times as long to build. The checks that find one on most
+    judgements (the deadlines) give the fields in order: with keywords the call costs twice
+    as much.
     """
 
     distinct: tuple[str, ...]
@@ -133,31 +135,15 @@ class LazyDetails(Mapping[str, Any]):
 _T = TypeVar("_T")
 
 
-class derived(Generic[_T]):
-    """A property computed on first read and then kept in the instance: what
-    ``functools.cached_property`` does, without the lock Python 3.11's takes on every first
-    read (a view is built per evaluation; in the worker's profile that lock was over a
-    third of the time spent in these properties)."""
+class kept(Generic[_T]):
+    """A value a :class:`CaseView` derives from the facts on first read, which the case's
+    summary keeps for later judgements until a fact of a step it reads arrives (``steps``
+    as :func:`reads` takes them; the value depends on those facts, the item, the working
+    time and the rule settings only).
 
-    def __init__(self, compute: Callable[[Any], _T]) -> None:
-        self.compute = compute
-        self.name = compute.__name__
-        self.__doc__ = compute.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, view: Any, owner: type | None = None) -> _T:
-        if view is None:
-            return self  # type: ignore[return-value]
-        value = view.__dict__[self.name] = self.compute(view)
-        return value
-
-
-class kept(derived[_T]):
-    """A :class:`derived` value that the case's summary also keeps for later judgements,
-    until a fact of a step it reads arrives (``steps`` as :func:`reads` takes them; the
-    value depends on those facts, the item, the working time and the rule settings only)."""
+    A view's ``__dict__`` is its summary's kept values: a view is built per judgement,
+    and finds them there with nothing copied. What ``functools.cached_property`` does,
+    without the lock Python 3.11's takes on every first read."""
 
     def __init__(self, *steps: Step | str | frozenset[Step]) -> None:
         self.reads = _flat(steps)
@@ -168,10 +154,13 @@ class kept(derived[_T]):
         self.__doc__ = compute.__doc__
         return self
 
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
     def __get__(self, view: Any, owner: type | None = None) -> _T:
         if view is None:
             return self  # type: ignore[return-value]
-        value = view.__dict__[self.name] = view._kept[self.name] = self.compute(view)
+        value = view.__dict__[self.name] = self.compute(view)
         return value
 
 
@@ -214,32 +203,33 @@ class CaseView:
     with the facts added since the case was last read.
     """
 
+    __slots__ = ("__dict__", "_by_step", "departments", "facts", "item", "settings", "state",
+                 "summary", "wt")
+
     def __init__(self, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings,
                  departments: Mapping[str, Department] | None = None) -> None:
-        self.state = state
-        self.item = item
-        self.departments = departments or {}
-        self.wt = wt
-        self.settings = settings
         facts = state.facts
         summary = state.summary
         if summary is None or summary.n > len(facts):
             summary = state.summary = summary_from_facts(facts)
         elif summary.n < len(facts):
             summary.catch_up(facts)
+        # the values kept from earlier judgements (``kept``), if they were derived alike
+        of = summary.kept_for
+        if of is None or of[0] is not item or of[1] is not wt or of[2] is not settings:
+            summary.kept = {}
+            summary.kept_for = (item, wt, settings)
+            summary.drops = _drops(item)
+        self.__dict__ = summary.kept
+        self.state = state
+        self.item = item
+        self.departments = departments or {}
+        self.wt = wt
+        self.settings = settings
         self.summary = summary
         ordered = summary.ordered
         self.facts: list[Fact] = facts if ordered is None else ordered
         self._by_step = summary.by_step
-        # the values kept from earlier judgements, if they were derived alike
-        of = summary.kept_for
-        if of is not None and of[0] is item and of[1] is wt and of[2] is settings:
-            self._kept = summary.kept
-            self.__dict__.update(self._kept)
-        else:
-            self._kept = summary.kept = {}
-            summary.kept_for = (item, wt, settings)
-            summary.drops = _drops(item)
 
     @property
     def case_id(self) -> str:
@@ -259,6 +249,10 @@ class CaseView:
         """The facts of ``step`` in event-time order (the case's own list: not to be
         changed)."""
         return self._by_step.get(step, _NO_FACTS)
+
+    def having(self, steps: frozenset[Step]) -> set[Step]:
+        """Which of ``steps`` have a fact."""
+        return self._by_step.keys() & steps
 
     def first(self, step: Step) -> Fact | None:
         facts = self._by_step.get(step)
@@ -293,7 +287,7 @@ class CaseView:
     # The checks compute in epoch seconds (``*_at``) and build a datetime only for what
     # they report: on a busy worker datetime arithmetic was most of a deadline check.
 
-    @derived
+    @kept(SUBMISSION_READS)
     def submitted(self) -> Fact | None:
         return self.first(Step.submitted)
 
@@ -303,7 +297,7 @@ class CaseView:
         sub = self.submitted
         return self.wt.working_deadline_epoch(sub.at, INTAKE_DAYS) if sub else None
 
-    @derived
+    @kept(REFUSAL_READS)
     def refused(self) -> bool:
         return self.first(Step.rejected_at_intake) is not None or any(
             f.attrs.get("outcome") == "deny" for f in self.all(Step.decided)
@@ -360,7 +354,7 @@ class CaseView:
         # certain only after the allowed lateness (an acceptance may still arrive late)
         return window_fact.at, basis, window_fact, window_end + self.allowed_lateness_seconds
 
-    @derived
+    @kept(CLOCK_START_READS)
     def clock_start(self) -> tuple[datetime, str, Fact, datetime] | None:
         """:attr:`clock_start_at` with instants."""
         start = self.clock_start_at
@@ -369,7 +363,7 @@ class CaseView:
         at, basis, fact, known_at = start
         return self.dt(at), basis, fact, self.dt(known_at)
 
-    @derived
+    @kept()
     def allowed_lateness_seconds(self) -> float:
         minutes = self.settings.allowed_lateness_minutes
         seconds = _LATENESS_SECONDS.get(minutes)
@@ -397,7 +391,7 @@ class CaseView:
             out.append((s.at, next((r for r in resumes if r >= s.at), None)))
         return out
 
-    @derived
+    @kept(PAUSES_READS)
     def pauses(self) -> list[Pause]:
         """:attr:`pauses_at` as instants."""
         return [(self.dt(a), self.dt(b) if b is not None else None) for a, b in self.pauses_at]
@@ -413,7 +407,7 @@ class CaseView:
                 earliest = facts[0]
         return earliest
 
-    @derived
+    @kept(PROCESS, Step.reviewed)
     def process_facts(self) -> list[Fact | None]:
         """The first fact of each of the item's required steps (``item.steps`` order) as
         the process counts it, None where it has none. On a joint item only the handling

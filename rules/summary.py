@@ -9,9 +9,9 @@ makes a sorted copy. It is never encoded: a state loaded from storage, or cut to
 prefix, builds it again from its facts (:func:`summary_from_facts`, also the oracle the
 tests hold the kept one to).
 
-The values derived from these (clock start, pauses, process facts) are computed per
-judgement, when a check asks (``rules.findings.derived``): a check runs only after a fact
-of a step it reads (``rules.findings.reads``), which is when they change.
+The values derived from these (clock start, pauses, process facts) are computed when a
+check first asks and kept here until a fact of a step they read arrives
+(``rules.findings.kept``).
 
 Whoever changes a fact's ``received`` (replay sets it once the clock is known) does so
 before the case is next read; the summary reads it then.

@@ -195,6 +195,8 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     if warn_at is None:
         return ()  # suspended for an Art. 45 reason before the warning: the clock stands still
     warn_at = max(warn_at, start_at)
+    if ended is not None and ended.at <= warn_at:
+        return ()  # decided before the warning (whatever the deadline)
     # the deadline as it stood at the warning instant: a suspension that starts later does
     # not change what the warning says (the same text whenever it is evaluated)
     pauses = case.pauses_at  # in time order
@@ -215,15 +217,8 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
         out["remaining_zh"], out["remaining_en"] = less_than_text(threshold)
         return out
 
-    return [Finding(
-        distinct=(),
-        event_time=warn_at,
-        due_at=due,
-        evidence=(start_fact.event_id,),
-        actor=_staff(start_fact),
-        holder_at=warn_at,
-        details=LazyDetails(details),
-    )]
+    return [Finding((), warn_at, due, (start_fact.event_id,), _staff(start_fact),
+                    LazyDetails(details), None, warn_at)]
 
 
 @reads(CLOCK_START_READS, PAUSES_READS)
@@ -243,17 +238,11 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Sequence[Findin
     if not _open_at(case, deadline_at):
         return ()
     ended = case.ended
-    return [Finding(
-        distinct=(),
-        event_time=deadline_at,
-        due_at=_deadline_due(case, deadline_at, known_at),
-        evidence=(start_fact.event_id,),
-        corrected_at=ended.at if ended is not None else None,
-        actor=_staff(start_fact),
-        holder_at=deadline_at,
-        details=LazyDetails(lambda: {**_clock_details(case, limit, case.dt(deadline_at)),
-                                     "used": fmt_days(limit)}),
-    )]
+    details = LazyDetails(lambda: {**_clock_details(case, limit, case.dt(deadline_at)),
+                                   "used": fmt_days(limit)})
+    return [Finding((), deadline_at, _deadline_due(case, deadline_at, known_at),
+                    (start_fact.event_id,), _staff(start_fact), details,
+                    ended.at if ended is not None else None, deadline_at)]
 
 
 @reads(CLOCK_START_READS, PAUSES_READS, Step.extended)
@@ -276,16 +265,9 @@ def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]
     details = LazyDetails(lambda: {**_legal_details(case, limit, extension, deadline_at),
                                    **_legal_texts(case, limit, ext)})
     evidence = (start_fact.event_id,) + ((ext.event_id,) if ext is not None else ())
-    return [Finding(
-        distinct=(),
-        event_time=deadline_at,
-        due_at=_deadline_due(case, deadline_at, known_at),
-        evidence=evidence,
-        corrected_at=ended.at if ended is not None else None,
-        actor=_staff(start_fact),
-        holder_at=deadline_at,
-        details=details,
-    )]
+    return [Finding((), deadline_at, _deadline_due(case, deadline_at, known_at), evidence,
+                    _staff(start_fact), details, ended.at if ended is not None else None,
+                    deadline_at)]
 
 
 def _legal_texts(case: CaseView, limit: int, ext: Fact | None) -> dict[str, Any]:
@@ -415,16 +397,9 @@ def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding
             "used": limit,
         }
 
-    return [Finding(
-        distinct=(),
-        event_time=deadline_at,
-        due_at=_deadline_due(case, deadline_at),
-        evidence=(grant.event_id,),
-        actor=_staff(grant),
-        holder_at=deadline_at,
-        corrected_at=delivered.at if delivered is not None else None,
-        details=LazyDetails(details),
-    )]
+    return [Finding((), deadline_at, _deadline_due(case, deadline_at), (grant.event_id,),
+                    _staff(grant), LazyDetails(details),
+                    delivered.at if delivered is not None else None, deadline_at)]
 
 
 CHECKS: dict[str, Check] = {

@@ -54,13 +54,7 @@ def deemed_accepted(case: CaseView, params: Mapping[str, Any]) -> Sequence[Findi
             "deadline_text": deadline_text(window_end, case.wt),
         }
 
-    return [Finding(
-        distinct=(),
-        event_time=window_end_ts,
-        due_at=known_ts,
-        evidence=(fact.event_id,),
-        details=LazyDetails(details),
-    )]
+    return [Finding((), window_end_ts, known_ts, (fact.event_id,), None, LazyDetails(details))]
 
 
 @reads(Step.supplement_requested)

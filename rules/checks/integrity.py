@@ -77,30 +77,31 @@ def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Sequence[F
     has passed since that previous step."""
     out: list[Finding] = []
     lateness_seconds = case.allowed_lateness_seconds
-    previous: tuple[Step, Fact] | None = None
-    for step, fact in zip(case.item.steps, case.process_facts, strict=True):
+    steps = case.item.steps
+    dep: Fact | None = None  # the previous required step present, and its index
+    dep_index = 0
+    for i, fact in enumerate(case.process_facts):
         if fact is None:
             continue
-        if previous is not None:
-            dep_step, dep = previous
-            if fact.at < dep.at - lateness_seconds:
-                out.append(Finding(
-                    distinct=(step.value,),
-                    event_time=dep.at,
-                    due_at=dep.at + lateness_seconds,
-                    evidence=(fact.event_id, dep.event_id),
-                    actor=fact.actor,
-                    details={
-                        "step": step.value, "step_zh": STEP_ZH[step], "step_en": STEP_EN[step],
-                        "depends_on": dep_step.value, "depends_on_zh": STEP_ZH[dep_step],
-                        "depends_on_en": STEP_EN[dep_step],
-                        "claimed_at": case.dt(fact.at).isoformat(),
-                        "depends_at": case.dt(dep.at).isoformat(),
-                        "minutes_before": whole_minutes(dep.at - fact.at),
-                        "lateness_minutes": _hours(case.settings.allowed_lateness_minutes),
-                    },
-                ))
-        previous = (step, fact)
+        if dep is not None and fact.at < dep.at - lateness_seconds:
+            step, dep_step = steps[i], steps[dep_index]
+            out.append(Finding(
+                distinct=(step.value,),
+                event_time=dep.at,
+                due_at=dep.at + lateness_seconds,
+                evidence=(fact.event_id, dep.event_id),
+                actor=fact.actor,
+                details={
+                    "step": step.value, "step_zh": STEP_ZH[step], "step_en": STEP_EN[step],
+                    "depends_on": dep_step.value, "depends_on_zh": STEP_ZH[dep_step],
+                    "depends_on_en": STEP_EN[dep_step],
+                    "claimed_at": case.dt(fact.at).isoformat(),
+                    "depends_at": case.dt(dep.at).isoformat(),
+                    "minutes_before": whole_minutes(dep.at - fact.at),
+                    "lateness_minutes": _hours(case.settings.allowed_lateness_minutes),
+                },
+            ))
+        dep, dep_index = fact, i
     return out
 
 

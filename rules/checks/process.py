@@ -74,18 +74,22 @@ def _required_before(case: CaseView, missing: Step, later_at: float) -> bool:
 @reads(PROCESS, Step.reviewed, REFUSAL_READS, Step.withdrawn, SUBMISSION_READS)
 def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A step happened whose required earlier step never did (judged after the lateness)."""
+    item = case.item
+    steps = item.steps
+    if not item.joint:
+        # every required step is there, or nothing after the first absent one happened (a
+        # case under way, in order); not so read on a joint item, where the process counts
+        # only the handling department's own ``reviewed`` (``CaseView.process_facts``)
+        required, prefixes = _process_sets(steps)
+        have = case.having(required)
+        if have == prefixes[len(have)]:
+            return ()
     out: list[Finding] = []
     present = case.process_facts
     # absent steps by identity: ``None in present`` would compare every fact with None
     absent = [i for i, fact in enumerate(present) if fact is None]
     if not absent:
         return ()  # every required step is there
-    if len(absent) == len(present) - absent[0] and not case.item.joint:
-        # nothing after the first absent step happened (a case under way, in order); not
-        # on a joint item, where a co-handling department's ``reviewed`` is a later step
-        # below although the process counts only the handling department's own
-        return out
-    steps = case.item.steps
     lateness = case.allowed_lateness_seconds
     flagged: set[Step] = set()
     for i in range(absent[0] + 1, len(steps)):  # no step before the first absent one is missing
@@ -115,6 +119,12 @@ def skipped_step(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]
                 },
             ))
     return out
+
+
+@functools.cache
+def _process_sets(process: tuple[Step, ...]) -> tuple[frozenset[Step], tuple[frozenset[Step], ...]]:
+    """A process's steps as a set, and its first k steps as a set for each k."""
+    return frozenset(process), tuple(frozenset(process[:k]) for k in range(len(process) + 1))
 
 
 @functools.cache

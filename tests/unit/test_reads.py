@@ -47,17 +47,14 @@ class RecordingView(CaseView):
     ``facts``)."""
 
     def __init__(self, state: CaseState, *args: Any) -> None:
-        self.read: set[Step] = set()
-        self._recording = False
         # a summary of its own, so that every derived value is computed (and its reads
         # recorded) again rather than read from what an earlier view kept
         super().__init__(CaseState(state.case_id, state.item_code, -1, state.facts), *args)
-        self._recording = True
+        self.read: set[Step] = set()
 
     @property  # type: ignore[override]
     def facts(self) -> list[Any]:
-        if self._recording:
-            self.read.update(Step)
+        self.read.update(Step)
         return self._facts
 
     @facts.setter
@@ -71,6 +68,10 @@ class RecordingView(CaseView):
     def first(self, step: Step) -> Any:
         self.read.add(step)
         return super().first(step)
+
+    def having(self, steps: frozenset[Step]) -> set[Step]:
+        self.read.update(steps)
+        return super().having(steps)
 
 
 class WholeEngine(Engine):
