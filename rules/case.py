@@ -122,6 +122,9 @@ class CaseState:
     #: ``dataclasses.replace``, which may give the copy other facts. A
     #: ``rules.summary.CaseSummary``, typed loosely here: that module builds on this one.
     summary: Any = field(default=None, init=False, compare=False, repr=False)
+    #: what its record holds of its facts so far, to write it again with only the facts
+    #: added since (``rules.state_codec``): never encoded, typed loosely as ``summary``
+    written: Any = field(default=None, init=False, compare=False, repr=False)
 
     def has_event(self, department: str, event_id: str) -> bool:
         for f in self.facts:  # noqa: SIM110 - any() over a generator cost twice as much here

@@ -24,6 +24,10 @@ record's key, not repeated in the record: :func:`decode_state` is given it.
   an ``applicant_id`` of lowercase hex digits is kept as their bytes (msgpack ``bin``; an
   extension of type 1 when it begins ``sha256:``).
 
+A state keeps what its record holds of its facts (``CaseState.written``: their entries
+and the context the next is written in), so a case written again encodes only the facts
+added since; a state read from a record of this format starts with that record's entries.
+
 Format 1 (an array ``[case_id, item_code, partition, base, names, facts, raised?,
 sources?]``, each fact ``[event_id, step, at, actor, department, attrs?, received?]``, an
 integer ``event_id`` replacing the previous id's trailing digits) and the records written
@@ -150,32 +154,60 @@ def _applicant_id_text(value: Any) -> Any:
     return value
 
 
-def encode_state(state: CaseState) -> bytes:
-    """The record of ``state`` in the current format (its key is the case id)."""
-    facts = state.facts
-    base = math.floor(facts[0].at) if facts and abs(facts[0].at) < _FITS else 0
-    base_ms = base * 1000
-    names: dict[str, int] = {APPLICANT: 0}
-    if facts:
-        names.setdefault(facts[0].department, 1)
-    attribute_code = _ATTRIBUTE_CODE.get
-    out: list[list[Any]] = []
-    previous_stem: str | None = None  # of the previous fact's numbered id
-    previous = 0
-    department_before = 1
-    for f in facts:
+class _Written:
+    """What a state's record holds of its facts so far, kept on the state
+    (``CaseState.written``, never encoded itself): the facts' entries, and the running
+    context in which the next fact is written (the names listed, the previous numbered id,
+    the previous department). Facts are only appended to a state, and not changed once
+    written, so a case written again after each batch that touched it (the worker's
+    write) encodes only its new facts; a state read from its record starts with the
+    record's own entries."""
+
+    __slots__ = ("base", "department", "last", "listed", "n", "names", "number", "out", "stem")
+
+    def __init__(self, base: int, names: dict[str, int], listed: list[str]) -> None:
+        self.base = base
+        self.names = names  # name -> its index; 0 is the applicant, never listed
+        self.listed = listed
+        #: the entries (lists written here, or the record's own structs) of the first ``n``
+        #: facts, the ``n``-th being ``last``
+        self.out: list[Any] = []
+        self.n = 0
+        self.last: Fact | None = None
+        self.stem: str | None = None  # of the previous fact's numbered id
+        self.number = 0
+        self.department = 1  # the previous fact's
+
+    @classmethod
+    def starting(cls, first: Fact) -> _Written:
+        base = math.floor(first.at) if abs(first.at) < _FITS else 0
+        names = {APPLICANT: 0}
+        listed: list[str] = []
+        if names.setdefault(first.department, 1) == 1:
+            listed.append(first.department)
+        return cls(base, names, listed)
+
+    def covers(self, facts: list[Fact]) -> bool:
+        """Whether its entries are of the first of ``facts`` (the state's own list, which
+        only grows)."""
+        n = self.n
+        return 0 < n <= len(facts) and facts[n - 1] is self.last
+
+    def add(self, f: Fact) -> None:
+        """Write the entry of ``f``, the fact after those it covers."""
         event_id: str | int = f.event_id
-        numbered = _numbered(f.event_id)
+        numbered = _numbered(event_id)
         if numbered is not None:
             stem, number = numbered
-            if previous_stem is not None:
-                if stem == previous_stem:
-                    event_id = number - previous
+            if self.stem is not None:
+                if stem == self.stem:
+                    event_id = number - self.number
             elif stem == f"{f.department}-":
                 event_id = number
-            previous_stem, previous = stem, number
+            self.stem, self.number = stem, number
         else:
-            previous_stem = None
+            self.stem = None
+        base = self.base
         at = float(f.at)
         when: int | float = at
         if at and at.is_integer():  # zero stays a float: -0.0 comes back as it was
@@ -188,25 +220,50 @@ def encode_state(state: CaseState) -> bytes:
             later = float(received)
             if received and abs(received) < _FITS_MS:
                 ms = round(received * 1000)
-                if ms / 1000 == received and -_FITS < ms - base_ms < _FITS:
-                    later = ms - base_ms
+                if ms / 1000 == received and -_FITS < ms - base * 1000 < _FITS:
+                    later = ms - base * 1000
         attrs: dict[Any, Any] | None = None
         if f.attrs:
+            attribute_code = _ATTRIBUTE_CODE.get
             attrs = {attribute_code(k, k): v for k, v in f.attrs.items()}
             if _APPLICANT_ID in attrs:
                 attrs[_APPLICANT_ID] = _applicant_id(attrs[_APPLICANT_ID])
-        actor = names.setdefault(f.actor, len(names))
-        department = names.setdefault(f.department, len(names))
-        fact: list[Any] = [event_id, actor << _STEP_BITS | _STEP_CODE[f.step], when]
-        if department != department_before:
-            fact += (attrs, later, department)
-            department_before = department
+        actor = self._name(f.actor)
+        department = self._name(f.department)
+        entry: list[Any] = [event_id, actor << _STEP_BITS | _STEP_CODE[f.step], when]
+        if department != self.department:
+            entry += (attrs, later, department)
+            self.department = department
         elif later is not None:
-            fact += (attrs, later)
+            entry += (attrs, later)
         elif attrs is not None:
-            fact.append(attrs)
-        out.append(fact)
-    doc: list[Any] = [state.item_code, state.partition, base, list(names)[1:], out]
+            entry.append(attrs)
+        self.out.append(entry)
+        self.n += 1
+        self.last = f
+
+    def _name(self, name: str) -> int:
+        names = self.names
+        index = names.get(name)
+        if index is None:
+            index = names[name] = len(names)
+            self.listed.append(name)
+        return index
+
+
+def encode_state(state: CaseState) -> bytes:
+    """The record of ``state`` in the current format (its key is the case id)."""
+    facts = state.facts
+    written: _Written | None = state.written
+    if written is None or not written.covers(facts):
+        written = state.written = _Written.starting(facts[0]) if facts else None
+    if written is not None:
+        for i in range(written.n, len(facts)):
+            written.add(facts[i])
+        doc: list[Any] = [state.item_code, state.partition, written.base, written.listed,
+                          written.out]
+    else:
+        doc = [state.item_code, state.partition, 0, [], []]
     if state.sources:
         doc += (state.raised, state.sources)
     elif state.raised:
@@ -234,7 +291,7 @@ def decode_state(raw: bytes, key: bytes | str | None = None) -> CaseState:
 def _decode(raw: bytes, case_id: str) -> CaseState:
     doc = _decoder.decode(memoryview(raw)[1:])
     return _state(case_id, doc.item_code, doc.partition, doc.base, doc.names, doc.facts,
-                  doc.raised, doc.sources)
+                  doc.raised, doc.sources, written=True)
 
 
 def _decode_1(raw: bytes) -> CaseState:
@@ -255,10 +312,14 @@ def _decode_1(raw: bytes) -> CaseState:
 
 
 def _state(case_id: str, item_code: str, partition: int, base: int, listed: list[str],
-           kept: list[_Fact], raised: dict[str, int], sources: dict[str, str]) -> CaseState:
+           kept: list[_Fact], raised: dict[str, int], sources: dict[str, str], *,
+           written: bool = False) -> CaseState:
+    """The state a record holds; ``written``: the record is of the current format, and
+    the state keeps its facts' entries to write it again."""
     base_ms = base * 1000
     names = [APPLICANT, *listed]
     facts: list[Fact] = []
+    entries: list[list[Any]] = []  # ``kept`` as written: no trailing nil
     stem: str | None = None  # of the previous fact's numbered id
     number = 0
     department = 1
@@ -295,6 +356,22 @@ def _state(case_id: str, item_code: str, partition: int, base: int, listed: list
         else:
             attrs = {}
         doing = f.doing
+        if written:
+            entry = [f.event_id, doing, f.at]
+            if f.department is not None:
+                entry += (f.attrs, f.received, f.department)
+            elif f.received is not None:
+                entry += (f.attrs, f.received)
+            elif f.attrs is not None:
+                entry.append(f.attrs)
+            entries.append(entry)
         facts.append(Fact(event_id, STEP_CODES[doing & _STEP_MASK], at, names[doing >> _STEP_BITS],
                           names[department], attrs, received))
-    return CaseState(case_id, item_code, partition, facts, raised, sources)
+    state = CaseState(case_id, item_code, partition, facts, raised, sources)
+    if written and facts:
+        numbered = {name: i for i, name in enumerate(names)}
+        if len(numbered) == len(names) and names[0] == APPLICANT:  # as written here
+            record = state.written = _Written(base, numbered, listed)
+            record.out, record.n, record.last = entries, len(facts), facts[-1]
+            record.stem, record.number, record.department = stem, number, department
+    return state

@@ -99,6 +99,42 @@ def test_a_state_comes_back_exactly(state: CaseState) -> None:
     assert exactly(decode_state(raw, state.case_id.encode())) == exactly(state)
 
 
+def fresh(state: CaseState, facts: list[Fact] | None = None) -> CaseState:
+    """A copy of ``state`` with nothing written yet (``facts``: in place of its own)."""
+    return CaseState(state.case_id, state.item_code, state.partition,
+                     list(state.facts if facts is None else facts), dict(state.raised),
+                     dict(state.sources))
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(STATES, st.data())
+def test_a_state_written_again_writes_its_new_facts_as_a_whole_record_would(
+        state: CaseState, data: st.DataObject) -> None:
+    """The worker writes a case after each batch that touched it: only the facts added
+    since are encoded, from the state's own last write or from the record it was read
+    from, and the record is the one the whole state would make."""
+    facts = state.facts
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(facts)), max_size=3)))
+    growing = fresh(state, facts[:cuts[0]] if cuts else facts)
+    for cut in [*cuts[1:], len(facts)]:
+        assert encode_state(growing) == encode_state(fresh(growing))
+        if data.draw(st.booleans()):  # read back from its record, as the next batch does
+            growing = decode_state(encode_state(growing), state.case_id)
+        growing.facts.extend(facts[len(growing.facts):cut])
+    assert encode_state(growing) == encode_state(state) == encode_state(fresh(state))
+    assert exactly(decode_state(encode_state(growing), state.case_id)) == exactly(state)
+
+
+def test_a_state_whose_facts_were_replaced_is_written_whole() -> None:
+    first = Fact("gongan-1", Step.submitted, T0, APPLICANT, "gongan", {}, T0)
+    state = CaseState("C1", "GA-0002", 0, [first])
+    encode_state(state)
+    other = Fact("x-9", Step.accepted, T0 + 60, "h1", "gongshang", {"days": 3}, T0 + 61)
+    for facts in ([other], [], [other, first]):
+        state.facts = list(facts)
+        assert encode_state(state) == encode_state(fresh(state))
+
+
 def test_a_record_of_format_1_is_read_and_written_anew() -> None:
     for line in FORMAT_1.read_text().splitlines():
         record = orjson.loads(line)
