@@ -62,7 +62,7 @@ from .ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected, received_at
 from .replay import ReplayResult, SideRules, complaint_payload, replay
 from .schedule import DeadlineIndex
 from .summary import summary_from_facts
-from .windows import WindowRecord, WindowRules, WindowTracker, fact_fields
+from .windows import WindowRules, WindowTracker, fact_fields, record_of
 
 #: Lines per chunk: the parent and the shards exchange a report per chunk (smaller chunks
 #: let them overlap more; below a few thousand the messages cost more than that gains).
@@ -169,9 +169,9 @@ class _Shard:
         self.events = 0
         #: the accepted events of each chunk taken and not judged yet, in line order:
         #: (line, case id, step, the fact whose received time is the clock at its line, or
-        #: None when it said when it was received); a shard takes the next chunk before
-        #: judging this one
-        self._taken: deque[list[tuple[int, str, Step, Fact | None]]] = deque()
+        #: None when it said when it was received, its ``occurred_at``: the clock's instant
+        #: where it moves the clock); a shard takes the next chunk before judging this one
+        self._taken: deque[list[tuple[int, str, Step, Fact | None, datetime]]] = deque()
         #: the window records of its own departments in each chunk taken, not judged yet
         self._records: deque[Records] = deque()
         #: the shard that judges each department's window records
@@ -183,25 +183,27 @@ class _Shard:
         bound of the replay clock before it, with a keyring: see :func:`_chunks`)."""
         report = _Report()
         cases, take = self.cases, self.driver.take
-        taken: list[tuple[int, str, Step, Fact | None]] = []
+        taken: list[tuple[int, str, Step, Fact | None, datetime]] = []
         self._taken.append(taken)
         accepted, stamps, offsets = report.lines, report.stamps, report.offsets
         workers, windows, judged_by = self.workers, self.tracker is not None, self._judged_by
         records: list[Records] = [[] for _ in range(workers)]
         for i, raw, bound in lines:
             try:
-                event, state = take(raw, cases, None, arrived=_arrival(bound))
+                event, state = take(raw, cases, None,
+                                    arrived=None if bound is None else _arrival(bound))
             except Rejected as r:
                 report.rejected.append((i, r.reason, r.detail))
                 continue
             cases[event.case_id] = state
             fact = state.facts[-1]
-            received = received_at(event)
+            received = None if event.received_at is None else received_at(event)
             if received is not None:
                 fact.received = received.timestamp()
-            taken.append((i, event.case_id, event.step, fact if received is None else None))
+            at = event.occurred_at
+            taken.append((i, event.case_id, event.step, fact if received is None else None, at))
             accepted.append(i)
-            offset = event.occurred_at.utcoffset()
+            offset = at.utcoffset()
             stamps.append(fact.at)
             offsets.append(offset.total_seconds() if offset is not None else 0.0)
             if windows:
@@ -237,7 +239,7 @@ class _Shard:
         own falls due (found by bisection: the clock only goes forward), not through
         every line of the file."""
         lines_m, stamps_m, offsets_m = moves
-        index, alerts, released = self.index, self.alerts, self.released
+        index, alerts, released, cases = self.index, self.alerts, self.released, self.cases
         clock, tracker, on_event = self._clock, self.tracker, self.driver.on_event
         taken = self._taken.popleft()
         records = self._records.popleft()
@@ -270,27 +272,36 @@ class _Shard:
                 break
             k = bisect_right(lines_m, line, k_now + 1) - 1
             if k > k_now:
-                clock.advance(_unpack((stamps_m[k], offsets_m[k])), stamps_m[k])
+                # moved to this shard's event at this line: its own instant, else unpacked
+                clock.advance(taken[t][4] if lines_m[k] == event_line
+                              else _unpack((stamps_m[k], offsets_m[k])), stamps_m[k])
                 now, now_ts = clock.now(), clock.now_epoch()
                 k_now = k
             if event_line == line:
-                _, case_id, step, fact = taken[t]
+                _, case_id, step, fact, _ = taken[t]
                 t += 1
                 event_line = taken[t][0] if t < n_taken else never
                 if fact is not None:  # received when its line was read (the clock known now)
                     fact.received = now_ts
-                released[case_id] = released.get(case_id, 0) + 1
-                on_event(index, self.get(case_id), step, now, now_ts, alerts.extend)
+                n = released[case_id] = released.get(case_id, 0) + 1
+                state = cases[case_id]
+                # the case as of this line (a cut if later lines of the chunk ahead added to it)
+                on_event(index, state if n == len(state.facts) else self.get(case_id), step,
+                         now, now_ts, alerts.extend)
             observed = record_line == line
             if observed:
                 if tracker is not None:
                     # the fields as fact_fields() made them here or in another shard
-                    alerts.extend(tracker.observe(WindowRecord(*records[r][1]), now, now_ts))
+                    found = tracker.observe(record_of(records[r][1]), now, now_ts)
+                    if found:
+                        alerts.extend(found)
                 r += 1
                 record_line = records[r][0] if r < n_records else never
             moved_here = k_now >= 0 and lines_m[k_now] == line
-            if moved_here:
-                self.fire_due()  # the clock moved at this line
+            if moved_here:  # the clock moved at this line: what is due by it, if anything
+                if index.may_be_due(now_ts) or (tracker is not None
+                                                and tracker.may_be_due(now_ts)):
+                    self.fire_due()
             elif observed and tracker is not None and tracker.may_be_due(now_ts):
                 # as replay() after every event: what the record scheduled may be due now
                 alerts.extend(tracker.advance(now, now_ts))

@@ -1016,8 +1016,12 @@ class WindowTracker:
     def next_due(self) -> float | None:
         """The earliest instant (epoch) at which :meth:`advance` may close or judge
         something (a superseded silence check included)."""
-        heads = [h[0][0] for h in (self._closing, self._silence) if h]
-        return min(heads) if heads else None
+        closing, silence = self._closing, self._silence
+        if not closing:
+            return silence[0][0] if silence else None
+        if silence and silence[0][0] < closing[0][0]:
+            return silence[0][0]
+        return closing[0][0]
 
     def may_be_due(self, now: float) -> bool:
         """Whether :meth:`advance` to ``now`` (epoch) could close or judge something."""
