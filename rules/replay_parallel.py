@@ -257,7 +257,7 @@ class _Shard:
         A shard steps only to its own lines and to the moves at which something of its
         own falls due (found by bisection: the clock only goes forward), not through
         every line of the file."""
-        lines_m, stamps_m, offsets_m = moves
+        lines_m, stamps_m, _ = moves
         index, alerts, released, cases = self.index, self.alerts, self.released, self.cases
         clock, tracker, on_event = self._clock, self.tracker, self.driver.on_event
         taken = self._taken.popleft()
@@ -270,8 +270,10 @@ class _Shard:
         t = r = 0
         event_line = taken[0][0] if n_taken else never
         record_line = records[0][0] if n_records else never
-        k_now = -1  # the last move applied to the clock
-        now, now_ts = clock.now(), clock.now_epoch()
+        k_now = -1  # the last move stepped to
+        pending = -1  # a move stepped to but not applied to the clock yet (``now`` None)
+        now: datetime | None = clock.now()
+        now_ts = clock.now_epoch()
         index_due = index.next_due
         # the windows' next due changes only when the tracker is called (asked again then)
         window_due = tracker.next_due() if tracker is not None else None
@@ -291,12 +293,15 @@ class _Shard:
                 break
             k = bisect_right(lines_m, line, k_now + 1) - 1
             if k > k_now:
-                # moved to this shard's event at this line: its own instant, else unpacked
-                clock.advance(taken[t][4] if lines_m[k] == event_line
-                              else _unpack((stamps_m[k], offsets_m[k])), stamps_m[k])
-                now, now_ts = clock.now(), clock.now_epoch()
                 k_now = k
+                if lines_m[k] == event_line:  # moved to this shard's event: its own instant
+                    clock.advance(taken[t][4], stamps_m[k])
+                    now, now_ts, pending = clock.now(), clock.now_epoch(), -1
+                else:  # its datetime built only where it is read (most records do not)
+                    now, now_ts, pending = None, stamps_m[k], k
             if event_line == line:
+                if pending >= 0:
+                    now, pending = _apply(clock, moves, pending), -1
                 _, case_id, step, fact, _ = taken[t]
                 t += 1
                 event_line = taken[t][0] if t < n_taken else never
@@ -320,6 +325,8 @@ class _Shard:
             if moved_here:  # the clock moved at this line: what is due by it, if anything
                 if index.may_be_due(now_ts) or (tracker is not None
                                                 and tracker.may_be_due(now_ts)):
+                    if pending >= 0:
+                        now, pending = _apply(clock, moves, pending), -1
                     self.fire_due()
             elif observed and tracker is not None and tracker.may_be_due(now_ts):
                 # as replay() after every event: what the record scheduled may be due now
@@ -327,7 +334,9 @@ class _Shard:
             if tracker is not None and (observed or moved_here):
                 window_due = tracker.next_due()
         if n_moves > k_now + 1:  # the clock as the chunk leaves it, for the next one
-            clock.advance(_unpack((stamps_m[-1], offsets_m[-1])), stamps_m[-1])
+            _apply(clock, moves, n_moves - 1)
+        elif pending >= 0:
+            _apply(clock, moves, pending)
 
     def fire_due(self) -> None:
         """What is due by the clock (cases, windows)."""
@@ -664,6 +673,12 @@ def _drive(lines: Iterator[bytes], read: list[bytes] | None, engine: Engine,
             engine.check_errors[rule] = engine.check_errors.get(rule, 0) + n
     result.alerts.sort(key=lambda a: (a.event_time, a.alert_id))
     return result
+
+
+def _apply(clock: EventTimeClock, moves: Moves, k: int) -> datetime:
+    """The clock moved to the instant of move ``k``; that instant."""
+    clock.advance(_unpack((moves[1][k], moves[2][k])), moves[1][k])
+    return clock.now()
 
 
 def _move(moves: Moves, line: int, instant: Instant) -> None:

@@ -979,9 +979,13 @@ class WindowTracker:
 
     # --- the driver -----------------------------------------------------------------------
 
-    def observe(self, rec: WindowRecord, now: datetime, t: float | None = None) -> list[Alert]:
-        """``t``: ``now`` in epoch seconds, if the caller has it."""
+    def observe(self, rec: WindowRecord, now: datetime | None, t: float | None = None
+                ) -> list[Alert]:
+        """``t``: ``now`` in epoch seconds, if the caller has it; ``now`` None: the instant
+        ``t`` (given), built only if an alert is rendered (alerts give it in the rule
+        set's zone whatever its offset)."""
         if t is None:
+            assert now is not None
             t = now.timestamp()
         closing, silence = self._closing, self._silence
         alerts = self.advance(now, t) if ((closing and closing[0][0] <= t)
@@ -996,7 +1000,8 @@ class WindowTracker:
         # at their end would have (it is then compared with the last final event).
         spans = self.spans.get(dept)
         if spans and spans[0][2] + lat <= t and at <= t - lat + rules.merge_seconds:
-            alerts = alerts + self.flow.judge_silence(self._store, dept, t, now)
+            alerts = alerts + self.flow.judge_silence(self._store, dept, t,
+                                                      self._instant(t) if now is None else now)
         self.flow.observe(self._store, rec, t)
         # a record after the last final event moves the next silence check to no earlier
         # than the floor of its silence: one scheduled by then still comes in time
@@ -1028,13 +1033,21 @@ class WindowTracker:
         return bool((self._closing and self._closing[0][0] <= now)
                     or (self._silence and self._silence[0][0] <= now))
 
-    def advance(self, now: datetime, t: float | None = None) -> list[Alert]:
-        if t is None:
+    def advance(self, now: datetime | None, t: float | None = None) -> list[Alert]:
+        """What is due by ``now`` (``t``: the same in epoch seconds; ``now`` None: as
+        :meth:`observe` takes it)."""
+        if now is None:
+            assert t is not None
+            now = self._instant(t)
+        elif t is None:
             t = now.timestamp()
         closing = self._closing
         # most calls are a silence check only: no generator over the closings then
         due = self._due(t) if closing and closing[0][0] <= t else ()
         return self.flow.advance(self._store, due, self._silences(t), t, now)
+
+    def _instant(self, t: float) -> datetime:
+        return datetime.fromtimestamp(t, self.rules.tz)
 
     def _due(self, t: float) -> Iterator[tuple[int, str, float]]:
         """The counts and closings due by ``t``, in order, taken off the heap one by one (a
