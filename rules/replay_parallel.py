@@ -321,18 +321,23 @@ class _Shard:
                         alerts.extend(found)
                 r += 1
                 record_line = records[r][0] if r < n_records else never
-            moved_here = k_now >= 0 and lines_m[k_now] == line
-            if moved_here:  # the clock moved at this line: what is due by it, if anything
-                if index.may_be_due(now_ts) or (tracker is not None
-                                                and tracker.may_be_due(now_ts)):
+            if observed and tracker is not None:
+                window_due = tracker.next_due()
+            # (the windows' next due is their may_be_due; the cases' index, asked again:
+            # the event judged here may have moved it)
+            windows_due = window_due is not None and window_due <= now_ts
+            if k_now >= 0 and lines_m[k_now] == line:
+                # the clock moved at this line: what is due by it, if anything
+                if windows_due or ((case_due := index_due()) is not None and case_due <= now_ts):
                     if pending >= 0:
                         now, pending = _apply(clock, moves, pending), -1
                     self.fire_due()
-            elif observed and tracker is not None and tracker.may_be_due(now_ts):
+                    if tracker is not None:
+                        window_due = tracker.next_due()
+            elif observed and windows_due:
                 # as replay() after every event: what the record scheduled may be due now
-                alerts.extend(tracker.advance(now, now_ts))
-            if tracker is not None and (observed or moved_here):
-                window_due = tracker.next_due()
+                alerts.extend(tracker.advance(now, now_ts))  # type: ignore[union-attr]
+                window_due = tracker.next_due()  # type: ignore[union-attr]
         if n_moves > k_now + 1:  # the clock as the chunk leaves it, for the next one
             _apply(clock, moves, n_moves - 1)
         elif pending >= 0:
