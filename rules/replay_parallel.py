@@ -275,11 +275,13 @@ class _Shard:
         now: datetime | None = clock.now()
         now_ts = clock.now_epoch()
         index_due = index.next_due
-        # the windows' next due changes only when the tracker is called (asked again then)
+        # the next due of the cases and of the windows change only when they are judged or
+        # fired (asked again then)
+        case_due = index_due()
         window_due = tracker.next_due() if tracker is not None else None
         while True:
             fire_line = never
-            due = index_due()
+            due = case_due
             if window_due is not None and (due is None or window_due < due):
                 due = window_due
             if due is not None:
@@ -312,6 +314,7 @@ class _Shard:
                 # the case as of this line (a cut if later lines of the chunk ahead added to it)
                 on_event(index, state if n == len(state.facts) else self.get(case_id), step,
                          now, now_ts, alerts.extend)
+                case_due = index_due()
             observed = record_line == line
             if observed:
                 if tracker is not None:
@@ -323,15 +326,15 @@ class _Shard:
                 record_line = records[r][0] if r < n_records else never
             if observed and tracker is not None:
                 window_due = tracker.next_due()
-            # (the windows' next due is their may_be_due; the cases' index, asked again:
-            # the event judged here may have moved it)
+            # (the next due instants kept: may_be_due without the calls)
             windows_due = window_due is not None and window_due <= now_ts
             if k_now >= 0 and lines_m[k_now] == line:
                 # the clock moved at this line: what is due by it, if anything
-                if windows_due or ((case_due := index_due()) is not None and case_due <= now_ts):
+                if windows_due or (case_due is not None and case_due <= now_ts):
                     if pending >= 0:
                         now, pending = _apply(clock, moves, pending), -1
                     self.fire_due()
+                    case_due = index_due()
                     if tracker is not None:
                         window_due = tracker.next_due()
             elif observed and windows_due:
