@@ -207,6 +207,7 @@ class _Shard:
         accepted, stamps, offsets = report.lines, report.stamps, report.offsets
         workers, windows, judged_by = self.workers, self.tracker is not None, self._judged_by
         records: list[Records] = [[] for _ in range(workers)]
+        offset_of: dict[timezone, float] = {}  # a fixed offset's seconds (events carry one)
         for i, raw, bound in lines:
             try:
                 event, state = take(raw, cases, None,
@@ -214,19 +215,26 @@ class _Shard:
             except Rejected as r:
                 report.rejected.append((i, r.reason, r.detail))
                 continue
-            cases[event.case_id] = state
+            case_id = event.case_id
+            cases[case_id] = state
             fact = state.facts[-1]
             received = None if event.received_at is None else received_at(event)
             if received is not None:
                 fact.received = received.timestamp()
             at = event.occurred_at
-            taken.append((i, event.case_id, event.step, fact if received is None else None, at))
+            taken.append((i, case_id, event.step, fact if received is None else None, at))
             accepted.append(i)
-            offset = at.utcoffset()
             stamps.append(fact.at)
-            offsets.append(offset.total_seconds() if offset is not None else 0.0)
+            zone = at.tzinfo
+            offset = offset_of.get(zone) if type(zone) is timezone else None
+            if offset is None:
+                delta = at.utcoffset()
+                offset = delta.total_seconds() if delta is not None else 0.0
+                if type(zone) is timezone:
+                    offset_of[zone] = offset
+            offsets.append(offset)
             if windows:
-                fields = fact_fields(event.case_id, fact)
+                fields = fact_fields(case_id, fact)
                 number = judged_by.get(fields[2])
                 if number is None:
                     number = judged_by[fields[2]] = zlib.crc32(
