@@ -37,7 +37,7 @@ from .engine import Engine
 from .indicators import IndicatorBook
 from .ingest import Gate, GateEvent, KeyRing, Rejected, received_at
 from .schedule import DeadlineIndex
-from .windows import WindowRecord, WindowRules, WindowTracker, fact_fields
+from .windows import WindowRules, WindowTracker, fact_fields, record_of
 
 
 @dataclass
@@ -87,13 +87,18 @@ class SideRules:
         if self.tracker is not None and self.tracker.may_be_due(t):
             self.raised(self.tracker.advance(now, t))
 
-    def observe(self, event: GateEvent, fact: Fact) -> None:
-        """An accepted event (the clock already moved to it; ``fact``: what its case took
-        in) into the windows."""
+    def observe(self, event: GateEvent, fact: Fact, now: datetime, t: float) -> None:
+        """An accepted event (the clock already moved to it: ``now``, ``t`` in epoch
+        seconds; ``fact``: what its case took in) into the windows."""
         if self.tracker is not None:
-            clock = self.clock
-            self.raised(self.tracker.observe(WindowRecord(*fact_fields(event.case_id, fact)),
-                                             clock.now(), clock.now_epoch()))
+            alerts = self.tracker.observe(record_of(fact_fields(event.case_id, fact)), now, t)
+            if alerts:
+                self.raised(alerts)
+
+    def may_be_due(self, t: float) -> bool:
+        """Whether :meth:`fire_due` at ``t`` (epoch seconds) could find something due."""
+        return self.index.may_be_due(t) or (self.tracker is not None
+                                            and self.tracker.may_be_due(t))
 
     def complaint(self, lineno: int, payload: dict[str, Any]) -> bool:
         """A complaint line (see :func:`complaint_payload`): through the complaints' gate
@@ -159,6 +164,7 @@ def _replay(lines: Iterable[bytes], engine: Engine, until: datetime | None,
     result = ReplayResult()
     sides = SideRules(engine, clock, result, windows=windows, indicators=indicators, keys=keys)
     raised = sides.raised
+    take, on_event, case_due = driver.take, driver.on_event, index.may_be_due
 
     def fire_due() -> None:
         now, t = clock.now(), clock.now_epoch()
@@ -166,16 +172,17 @@ def _replay(lines: Iterable[bytes], engine: Engine, until: datetime | None,
         sides.fire_due(now, t)
 
     for lineno, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        complaint = complaint_payload(raw)
-        if complaint is not None:
-            if sides.complaint(lineno, complaint):
-                fire_due()
+        if b'"complaint_id"' in raw:  # complaint_payload's own test, before its call
+            complaint = complaint_payload(raw)
+            if complaint is not None:
+                if sides.complaint(lineno, complaint):
+                    fire_due()
+                continue
+        elif not raw or raw.isspace():  # a blank line (bytes.strip's whitespace)
             continue
         try:
             # the signing key valid when the line was read: at the clock before it moves
-            event, state = driver.take(raw, cases, None, arrived=clock.now())
+            event, state = take(raw, cases, None, arrived=clock.now())
         except Rejected as r:
             result.rejected[r.reason] = result.rejected.get(r.reason, 0) + 1
             result.problems.append(f"line {lineno}: {r.reason}: {r.detail}")
@@ -184,13 +191,17 @@ def _replay(lines: Iterable[bytes], engine: Engine, until: datetime | None,
         cases[event.case_id] = state
         fact = state.facts[-1]
         clock.advance(event.occurred_at, fact.at)
-        now_ts = clock.now_epoch()
-        fact.received = received_epoch(event, now_ts)
-        driver.on_event(index, state, event.step, clock.now(), now_ts, raised)
+        now, now_ts = clock.now(), clock.now_epoch()
+        fact.received = now_ts if event.received_at is None else received_epoch(event, now_ts)
+        on_event(index, state, event.step, now, now_ts, raised)
         if indicators is not None:
             indicators.on_event(event, state)
-        sides.observe(event, fact)
-        fire_due()
+        sides.observe(event, fact, now, now_ts)
+        # what is due (asked after every line): the calls only where something may be
+        if case_due(now_ts):
+            driver.fire_due(index, cases, now, now_ts, raised)
+        if sides.may_be_due(now_ts):
+            sides.fire_due(now, now_ts)
         if on_progress is not None and result.events % 10_000 == 0:
             on_progress(result.events)
     if until is not None:

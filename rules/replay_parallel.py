@@ -62,7 +62,7 @@ from .ingest import MAX_EVENT_BYTES, Gate, KeyRing, Rejected, received_at
 from .replay import ReplayResult, SideRules, complaint_payload, replay
 from .schedule import DeadlineIndex
 from .summary import summary_from_facts
-from .windows import WindowRecord, WindowRules, WindowTracker, fact_fields
+from .windows import WindowRules, WindowTracker, fact_fields, record_of
 
 #: Lines per chunk: the parent and the shards exchange a report per chunk (smaller chunks
 #: let them overlap more; below a few thousand the messages cost more than that gains).
@@ -104,6 +104,25 @@ def shard_of(raw: bytes, workers: int) -> int | None:
     if not isinstance(case_id, str):
         return 0
     return zlib.crc32(case_id.encode()) % workers
+
+
+def shards_of(lines: list[bytes], workers: int) -> list[int | None]:
+    """:func:`shard_of` of each line, the tests that read a whole line made once over all
+    of them: with no escape and no ``"complaint_id"`` in any, and the key ``"case_id"``
+    as many times as there are lines, each followed by ``:"`` in every line, each line
+    holds it once (the rest is :func:`shard_of`'s fast path); else line by line."""
+    joined = b"\n".join(lines)  # no key holds a newline: none is found across two lines
+    if b"\\" not in joined and b'"complaint_id"' not in joined:
+        keys = [raw.find(b'"case_id":"') for raw in lines]
+        if joined.count(b'"case_id"') == len(lines) and (not keys or min(keys) >= 0):
+            out: list[int | None] = []
+            for raw, key in zip(lines, keys, strict=True):
+                start = key + 11
+                end = raw.find(b'"', start)
+                out.append(zlib.crc32(raw[start:end]) % workers
+                           if end >= 0 and len(raw) <= MAX_EVENT_BYTES else shard_of(raw, workers))
+            return out
+    return [shard_of(raw, workers) for raw in lines]
 
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
@@ -169,9 +188,9 @@ class _Shard:
         self.events = 0
         #: the accepted events of each chunk taken and not judged yet, in line order:
         #: (line, case id, step, the fact whose received time is the clock at its line, or
-        #: None when it said when it was received); a shard takes the next chunk before
-        #: judging this one
-        self._taken: deque[list[tuple[int, str, Step, Fact | None]]] = deque()
+        #: None when it said when it was received, its ``occurred_at``: the clock's instant
+        #: where it moves the clock); a shard takes the next chunk before judging this one
+        self._taken: deque[list[tuple[int, str, Step, Fact | None, datetime]]] = deque()
         #: the window records of its own departments in each chunk taken, not judged yet
         self._records: deque[Records] = deque()
         #: the shard that judges each department's window records
@@ -183,29 +202,39 @@ class _Shard:
         bound of the replay clock before it, with a keyring: see :func:`_chunks`)."""
         report = _Report()
         cases, take = self.cases, self.driver.take
-        taken: list[tuple[int, str, Step, Fact | None]] = []
+        taken: list[tuple[int, str, Step, Fact | None, datetime]] = []
         self._taken.append(taken)
         accepted, stamps, offsets = report.lines, report.stamps, report.offsets
         workers, windows, judged_by = self.workers, self.tracker is not None, self._judged_by
         records: list[Records] = [[] for _ in range(workers)]
+        offset_of: dict[timezone, float] = {}  # a fixed offset's seconds (events carry one)
         for i, raw, bound in lines:
             try:
-                event, state = take(raw, cases, None, arrived=_arrival(bound))
+                event, state = take(raw, cases, None,
+                                    arrived=None if bound is None else _arrival(bound))
             except Rejected as r:
                 report.rejected.append((i, r.reason, r.detail))
                 continue
-            cases[event.case_id] = state
+            case_id = event.case_id
+            cases[case_id] = state
             fact = state.facts[-1]
-            received = received_at(event)
+            received = None if event.received_at is None else received_at(event)
             if received is not None:
                 fact.received = received.timestamp()
-            taken.append((i, event.case_id, event.step, fact if received is None else None))
+            at = event.occurred_at
+            taken.append((i, case_id, event.step, fact if received is None else None, at))
             accepted.append(i)
-            offset = event.occurred_at.utcoffset()
             stamps.append(fact.at)
-            offsets.append(offset.total_seconds() if offset is not None else 0.0)
+            zone = at.tzinfo
+            offset = offset_of.get(zone) if type(zone) is timezone else None
+            if offset is None:
+                delta = at.utcoffset()
+                offset = delta.total_seconds() if delta is not None else 0.0
+                if type(zone) is timezone:
+                    offset_of[zone] = offset
+            offsets.append(offset)
             if windows:
-                fields = fact_fields(event.case_id, fact)
+                fields = fact_fields(case_id, fact)
                 number = judged_by.get(fields[2])
                 if number is None:
                     number = judged_by[fields[2]] = zlib.crc32(
@@ -236,8 +265,8 @@ class _Shard:
         A shard steps only to its own lines and to the moves at which something of its
         own falls due (found by bisection: the clock only goes forward), not through
         every line of the file."""
-        lines_m, stamps_m, offsets_m = moves
-        index, alerts, released = self.index, self.alerts, self.released
+        lines_m, stamps_m, _ = moves
+        index, alerts, released, cases = self.index, self.alerts, self.released, self.cases
         clock, tracker, on_event = self._clock, self.tracker, self.driver.on_event
         taken = self._taken.popleft()
         records = self._records.popleft()
@@ -249,14 +278,18 @@ class _Shard:
         t = r = 0
         event_line = taken[0][0] if n_taken else never
         record_line = records[0][0] if n_records else never
-        k_now = -1  # the last move applied to the clock
-        now, now_ts = clock.now(), clock.now_epoch()
+        k_now = -1  # the last move stepped to
+        pending = -1  # a move stepped to but not applied to the clock yet (``now`` None)
+        now: datetime | None = clock.now()
+        now_ts = clock.now_epoch()
         index_due = index.next_due
-        # the windows' next due changes only when the tracker is called (asked again then)
+        # the next due of the cases and of the windows change only when they are judged or
+        # fired (asked again then)
+        case_due = index_due()
         window_due = tracker.next_due() if tracker is not None else None
         while True:
             fire_line = never
-            due = index_due()
+            due = case_due
             if window_due is not None and (due is None or window_due < due):
                 due = window_due
             if due is not None:
@@ -270,34 +303,56 @@ class _Shard:
                 break
             k = bisect_right(lines_m, line, k_now + 1) - 1
             if k > k_now:
-                clock.advance(_unpack((stamps_m[k], offsets_m[k])), stamps_m[k])
-                now, now_ts = clock.now(), clock.now_epoch()
                 k_now = k
+                if lines_m[k] == event_line:  # moved to this shard's event: its own instant
+                    clock.advance(taken[t][4], stamps_m[k])
+                    now, now_ts, pending = clock.now(), clock.now_epoch(), -1
+                else:  # its datetime built only where it is read (most records do not)
+                    now, now_ts, pending = None, stamps_m[k], k
             if event_line == line:
-                _, case_id, step, fact = taken[t]
+                if pending >= 0:
+                    now, pending = _apply(clock, moves, pending), -1
+                _, case_id, step, fact, _ = taken[t]
                 t += 1
                 event_line = taken[t][0] if t < n_taken else never
                 if fact is not None:  # received when its line was read (the clock known now)
                     fact.received = now_ts
-                released[case_id] = released.get(case_id, 0) + 1
-                on_event(index, self.get(case_id), step, now, now_ts, alerts.extend)
+                n = released[case_id] = released.get(case_id, 0) + 1
+                state = cases[case_id]
+                # the case as of this line (a cut if later lines of the chunk ahead added to it)
+                on_event(index, state if n == len(state.facts) else self.get(case_id), step,
+                         now, now_ts, alerts.extend)
+                case_due = index_due()
             observed = record_line == line
             if observed:
                 if tracker is not None:
                     # the fields as fact_fields() made them here or in another shard
-                    alerts.extend(tracker.observe(WindowRecord(*records[r][1]), now, now_ts))
+                    found = tracker.observe(record_of(records[r][1]), now, now_ts)
+                    if found:
+                        alerts.extend(found)
                 r += 1
                 record_line = records[r][0] if r < n_records else never
-            moved_here = k_now >= 0 and lines_m[k_now] == line
-            if moved_here:
-                self.fire_due()  # the clock moved at this line
-            elif observed and tracker is not None and tracker.may_be_due(now_ts):
-                # as replay() after every event: what the record scheduled may be due now
-                alerts.extend(tracker.advance(now, now_ts))
-            if tracker is not None and (observed or moved_here):
+            if observed and tracker is not None:
                 window_due = tracker.next_due()
+            # (the next due instants kept: may_be_due without the calls)
+            windows_due = window_due is not None and window_due <= now_ts
+            if k_now >= 0 and lines_m[k_now] == line:
+                # the clock moved at this line: what is due by it, if anything
+                if windows_due or (case_due is not None and case_due <= now_ts):
+                    if pending >= 0:
+                        now, pending = _apply(clock, moves, pending), -1
+                    self.fire_due()
+                    case_due = index_due()
+                    if tracker is not None:
+                        window_due = tracker.next_due()
+            elif observed and windows_due:
+                # as replay() after every event: what the record scheduled may be due now
+                alerts.extend(tracker.advance(now, now_ts))  # type: ignore[union-attr]
+                window_due = tracker.next_due()  # type: ignore[union-attr]
         if n_moves > k_now + 1:  # the clock as the chunk leaves it, for the next one
-            clock.advance(_unpack((stamps_m[-1], offsets_m[-1])), stamps_m[-1])
+            _apply(clock, moves, n_moves - 1)
+        elif pending >= 0:
+            _apply(clock, moves, pending)
 
     def fire_due(self) -> None:
         """What is due by the clock (cases, windows)."""
@@ -430,15 +485,16 @@ def _chunks(lines: Iterator[bytes], workers: int, read: list[bytes] | None
             read.extend(chunk)
         shares: list[list[tuple[int, bytes, float | None]]] = [[] for _ in range(workers)]
         complaint_lines: list[int] = []
-        for i, raw in enumerate(chunk):
-            if raw.strip():
-                number = shard_of(raw, workers)
-                if number is None:
-                    complaint_lines.append(i)
-                else:
-                    shares[number].append((i, raw, bound if read is not None else None))
-                if read is not None:
-                    bound = max(bound, _line_time(raw))
+        filled = [i for i, raw in enumerate(chunk) if raw and not raw.isspace()]  # not blank
+        for i, number in zip(filled, shards_of([chunk[i] for i in filled], workers),
+                             strict=True):
+            raw = chunk[i]
+            if number is None:
+                complaint_lines.append(i)
+            else:
+                shares[number].append((i, raw, bound if read is not None else None))
+            if read is not None:
+                bound = max(bound, _line_time(raw))
         yield chunk, shares, complaint_lines
 
 
@@ -633,6 +689,12 @@ def _drive(lines: Iterator[bytes], read: list[bytes] | None, engine: Engine,
             engine.check_errors[rule] = engine.check_errors.get(rule, 0) + n
     result.alerts.sort(key=lambda a: (a.event_time, a.alert_id))
     return result
+
+
+def _apply(clock: EventTimeClock, moves: Moves, k: int) -> datetime:
+    """The clock moved to the instant of move ``k``; that instant."""
+    clock.advance(_unpack((moves[1][k], moves[2][k])), moves[1][k])
+    return clock.now()
 
 
 def _move(moves: Moves, line: int, instant: Instant) -> None:

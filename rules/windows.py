@@ -71,6 +71,10 @@ WINDOW_RULES = frozenset({BURST, DENIAL, SILENT})
 MAX_EVIDENCE = 50
 
 
+#: the steps of a decision or a refusal at intake (:attr:`WindowRecord.outcome`)
+_OUTCOME_STEPS = frozenset({"decided", "rejected_at_intake"})
+
+
 class _Blank(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "?"
@@ -95,7 +99,7 @@ class WindowRecord(NamedTuple):
     @property
     def outcome(self) -> bool:
         """A decision or a refusal at intake (the denominator of the refusal share)."""
-        return self.step in ("decided", "rejected_at_intake")
+        return self.step in _OUTCOME_STEPS
 
     @property
     def decision(self) -> bool:
@@ -122,6 +126,15 @@ def fact_fields(case_id: str, fact: Fact) -> list[Any]:
     refused = step is Step.rejected_at_intake or (
         step is Step.decided and fact.attrs.get("outcome") == "deny")
     return [fact.event_id, case_id, fact.department, fact.actor, str(step), fact.at, refused]
+
+
+def record_of(fields: list[Any]) -> WindowRecord:
+    """The record of fields :func:`fact_fields` made (as ``WindowRecord(*fields)``, built in
+    C: the named tuple's own constructor is a Python function, called per event)."""
+    return _new_tuple(WindowRecord, fields)  # type: ignore[no-any-return]
+
+
+_new_tuple = tuple.__new__
 
 
 # --- window values (JSON-able) ----------------------------------------------------------
@@ -188,8 +201,20 @@ def span_add(spans: list[list[Any]], at: float, event_id: str, merge: float) -> 
     Spans are sorted by start and by end alike (disjoint), so only the spans around ``at``
     are looked at, and the list is spliced, not copied (a backlog leaves hundreds of spans
     before the silence is judged)."""
-    new: list[Any] = [at, event_id, at, event_id]
     n = len(spans)
+    if n and spans[-1][2] <= at:
+        # at or after the last span's end (events mostly come in time order): it joins
+        # that span or starts one after it (spans are farther apart than ``merge``, so no
+        # earlier span can be within reach)
+        last = spans[-1]
+        if last[2] + merge < at:
+            spans.append([at, event_id, at, event_id])
+        else:
+            first = (last[0], last[1]) if (last[0], last[1]) < (at, event_id) else (at, event_id)
+            end = (last[2], last[3]) if (last[2], last[3]) > (at, event_id) else (at, event_id)
+            spans[-1] = [*first, *end]
+        return spans
+    new: list[Any] = [at, event_id, at, event_id]
     # the first span that does not end more than ``merge`` before the event
     lo = bisect_left(spans, at - merge, key=_SPAN_END)
     while lo > 0 and not spans[lo - 1][2] + merge < at:
@@ -224,7 +249,7 @@ def dept_add(value: dict[str, Any] | None, rec: WindowRecord) -> dict[str, Any]:
     if value is None:
         value = {}
     value["n"] = int(value.get("n", 0)) + 1
-    if rec.outcome:
+    if rec.step in _OUTCOME_STEPS:  # rec.outcome, without a call per record
         value["d"] = int(value.get("d", 0)) + 1
         if rec.refused:
             value["r"] = int(value.get("r", 0)) + 1
@@ -770,18 +795,18 @@ class WindowFlow:
         before the last counted from there is a copy, counted once)."""
         r = self.rules
         cfg = r.cfg
-        dept = rec.department
+        event_id, _, dept, _, step, at, _ = rec
         st = store.state(dept)
-        start = r.window_start(rec.at, cfg.dept_size)
+        start = r.window_start(at, cfg.dept_size)
         end = start + cfg.dept_size
-        if r.is_late(end, t) or end <= st.get("dc", 0):
+        if end + cfg.lateness <= t or end <= st.get("dc", 0):  # r.is_late(end, t)
             self.on_late("department")
         else:
-            value = store.window(dept, start, rec.at)
+            value = store.window(dept, start, at)
             if value is None:
                 value = {}
             if source is None:
-                store.put_window(dept, start, rec.at, dept_add(value, rec))
+                store.put_window(dept, start, at, dept_add(value, rec))
             else:
                 up, offset = source
                 counted = value.get("u")
@@ -793,17 +818,16 @@ class WindowFlow:
                 else:
                     dept_add(value, rec)
                     counted[up] = offset
-                    store.put_window(dept, start, rec.at, value)
-        if rec.decision and cfg.burst_on:
-            if r.burst_late(rec.at, t, st.get("bc", 0)):
+                    store.put_window(dept, start, at, value)
+        if step == "decided" and cfg.burst_on:
+            if r.burst_late(at, t, st.get("bc", 0)):
                 self.on_late(BURST)
             else:
                 handler = rec.handler
                 store.put_handler(handler, burst_add(store.handler(handler), rec))
         last = st.get("L")
-        if last is None or rec.at > last[0]:
-            store.put_spans(dept, span_add(store.spans(dept), rec.at, rec.event_id,
-                                           r.merge_seconds))
+        if last is None or at > last[0]:
+            store.put_spans(dept, span_add(store.spans(dept), at, event_id, r.merge_seconds))
 
     def count(self, store: WindowStore, handler: str, t: float, now: datetime) -> list[Alert]:
         """Count a handler's decisions final by ``t`` (:meth:`WindowRules.burst_advance`)."""
@@ -892,9 +916,11 @@ class WindowTracker:
         #: handler -> its decisions (:func:`burst_add`, :meth:`WindowRules.burst_advance`)
         self.burst: dict[str, dict[str, Any]] = {}
         self.dept: dict[tuple[str, float], dict[str, Any]] = {}
-        #: department -> its state (:meth:`WindowStore.state`)
-        self.state: dict[str, dict[str, Any]] = {}
-        self.spans: dict[str, list[list[Any]]] = {}
+        #: department -> its state (:meth:`WindowStore.state`; a department without one
+        #: reads as empty)
+        self.state: dict[str, Mapping[str, Any]] = _Absent(_EMPTY)
+        #: department -> its spans (:func:`span_add`; a new list for one without)
+        self.spans: dict[str, list[list[Any]]] = _Absent(None)
         #: (due, kind, scope, start): a department window closing (CLOSE, its start), a
         #: handler's decisions to count (COUNT, start = due; superseded unless in _burst_at)
         self._closing: list[tuple[float, int, str, float]] = []
@@ -910,7 +936,7 @@ class WindowTracker:
         self.late += 1
 
     def state_of(self, department: str) -> Mapping[str, Any]:
-        return self.state.get(department) or _EMPTY
+        return self.state[department]
 
     def put_state(self, department: str, value: dict[str, Any]) -> None:
         self.state[department] = value
@@ -946,19 +972,26 @@ class WindowTracker:
                 heapq.heappush(self._closing, (due, COUNT, handler, due))
 
     def spans_of(self, department: str) -> list[list[Any]]:
-        return self.spans.get(department) or []
+        return self.spans[department]
 
     def put_spans(self, department: str, spans: list[list[Any]]) -> None:
         self.spans[department] = spans
 
     # --- the driver -----------------------------------------------------------------------
 
-    def observe(self, rec: WindowRecord, now: datetime, t: float | None = None) -> list[Alert]:
-        """``t``: ``now`` in epoch seconds, if the caller has it."""
+    def observe(self, rec: WindowRecord, now: datetime | None, t: float | None = None
+                ) -> list[Alert]:
+        """``t``: ``now`` in epoch seconds, if the caller has it; ``now`` None: the instant
+        ``t`` (given), built only if an alert is rendered (alerts give it in the rule
+        set's zone whatever its offset)."""
         if t is None:
+            assert now is not None
             t = now.timestamp()
-        alerts = self.advance(now, t) if self.may_be_due(t) else []
+        closing, silence = self._closing, self._silence
+        alerts = self.advance(now, t) if ((closing and closing[0][0] <= t)
+                                          or (silence and silence[0][0] <= t)) else _NONE
         dept = rec.department
+        at = rec.at
         rules = self.rules
         lat = rules.cfg.lateness
         # The department's spans that became final since its last silence check are
@@ -966,16 +999,17 @@ class WindowTracker:
         # a record that may precede or join one of them takes them in first, as a check
         # at their end would have (it is then compared with the last final event).
         spans = self.spans.get(dept)
-        if spans and spans[0][2] + lat <= t and rec.at <= t - lat + rules.merge_seconds:
-            alerts = alerts + self.flow.judge_silence(self._store, dept, t, now)
+        if spans and spans[0][2] + lat <= t and at <= t - lat + rules.merge_seconds:
+            alerts = alerts + self.flow.judge_silence(self._store, dept, t,
+                                                      self._instant(t) if now is None else now)
         self.flow.observe(self._store, rec, t)
         # a record after the last final event moves the next silence check to no earlier
         # than the floor of its silence: one scheduled by then still comes in time
-        if self._scheduled.get(dept, _NEVER) > rec.at + rules.span_check_delay:
-            last = self.state_of(dept).get("L")
-            if last is None or rec.at > last[0]:
+        if self._scheduled.get(dept, _NEVER) > at + rules.span_check_delay:
+            last = self.state[dept].get("L")
+            if last is None or at > last[0]:
                 self._schedule(dept, t)
-        return alerts  # nothing the record added is due yet (it would be late)
+        return alerts if alerts else []  # nothing the record added is due yet (it would be late)
 
     def _schedule(self, dept: str, now: float) -> None:
         st = self.state.get(dept) or _EMPTY
@@ -987,21 +1021,33 @@ class WindowTracker:
     def next_due(self) -> float | None:
         """The earliest instant (epoch) at which :meth:`advance` may close or judge
         something (a superseded silence check included)."""
-        heads = [h[0][0] for h in (self._closing, self._silence) if h]
-        return min(heads) if heads else None
+        closing, silence = self._closing, self._silence
+        if not closing:
+            return silence[0][0] if silence else None
+        if silence and silence[0][0] < closing[0][0]:
+            return silence[0][0]
+        return closing[0][0]
 
     def may_be_due(self, now: float) -> bool:
         """Whether :meth:`advance` to ``now`` (epoch) could close or judge something."""
         return bool((self._closing and self._closing[0][0] <= now)
                     or (self._silence and self._silence[0][0] <= now))
 
-    def advance(self, now: datetime, t: float | None = None) -> list[Alert]:
-        if t is None:
+    def advance(self, now: datetime | None, t: float | None = None) -> list[Alert]:
+        """What is due by ``now`` (``t``: the same in epoch seconds; ``now`` None: as
+        :meth:`observe` takes it)."""
+        if now is None:
+            assert t is not None
+            now = self._instant(t)
+        elif t is None:
             t = now.timestamp()
         closing = self._closing
         # most calls are a silence check only: no generator over the closings then
         due = self._due(t) if closing and closing[0][0] <= t else ()
         return self.flow.advance(self._store, due, self._silences(t), t, now)
+
+    def _instant(self, t: float) -> datetime:
+        return datetime.fromtimestamp(t, self.rules.tz)
 
     def _due(self, t: float) -> Iterator[tuple[int, str, float]]:
         """The counts and closings due by ``t``, in order, taken off the heap one by one (a
@@ -1045,15 +1091,30 @@ class _TrackerStore:
     )
 
     def __init__(self, tracker: WindowTracker) -> None:
-        self.state = tracker.state_of
-        self.put_state = tracker.put_state
+        # the tracker's dicts where they are the store's methods (a call less per record)
+        self.state = tracker.state.__getitem__
+        self.put_state = tracker.state.__setitem__
         self.window = tracker.window
         self.put_window = tracker.put_window
         self.drop_window = tracker.drop_window
-        self.handler = tracker.handler
+        self.handler = tracker.burst.get
         self.put_handler = tracker.put_handler
-        self.spans = tracker.spans_of
-        self.put_spans = tracker.put_spans
+        self.spans = tracker.spans.__getitem__
+        self.put_spans = tracker.spans.__setitem__
+
+
+class _Absent(dict[str, Any]):
+    """A dict whose missing keys read as ``empty`` (a new list if None), not stored."""
+
+    __slots__ = ("empty",)
+
+    def __init__(self, empty: Any) -> None:
+        super().__init__()
+        self.empty = empty
+
+    def __missing__(self, key: str) -> Any:
+        return [] if self.empty is None else self.empty
 
 
 _EMPTY: Mapping[str, Any] = {}
+_NONE: list[Alert] = []  # no alerts (never changed: returned as a new list)

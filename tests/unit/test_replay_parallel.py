@@ -18,7 +18,12 @@ from hypothesis import strategies as st
 import jiancha.rules.replay_parallel as parallel
 from jiancha.rules.engine import Engine
 from jiancha.rules.replay import ReplayResult, replay
-from jiancha.rules.replay_parallel import ReplayWorkerError, replay_parallel, shard_of
+from jiancha.rules.replay_parallel import (
+    ReplayWorkerError,
+    replay_parallel,
+    shard_of,
+    shards_of,
+)
 from tests.unit.eventkit_integrity import CST, engine
 from tests.unit.test_reads import BASE, UNTIL, random_file
 
@@ -140,6 +145,17 @@ def test_a_case_id_found_without_parsing_is_the_parsed_one(
     raw = json.dumps(payload, separators=separators, ensure_ascii=ascii).encode()
     for workers in (2, 3, 5):
         assert shard_of(raw, workers) == _owner(raw, workers)
+
+
+@given(st.lists(st.one_of(
+    st.builds(lambda case_id, note: orjson.dumps({"case_id": case_id, "note": note}),
+              st.sampled_from(["A", "B", "监察", ""]), _TEXT),
+    st.sampled_from([b'{"case_id":"B", "case_id":"A"}', b'{"attrs": {"case_id":"B"}}',
+                     b'{"case\\u005fid":"A"}', b"not json", b'{"case_id":"A',
+                     b'{"note":"x", "complaint_id":"Q"}'])), max_size=6))
+def test_the_shards_of_a_chunk_are_those_of_each_line(lines: list[bytes]) -> None:
+    for workers in (2, 3):
+        assert shards_of(lines, workers) == [shard_of(raw, workers) for raw in lines]
 
 
 def test_lines_that_hide_their_case_id_are_parsed() -> None:

@@ -566,7 +566,11 @@ def _span_add_by_scan(spans: list, at: float, event_id: str, merge: float) -> li
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_span_add_looks_only_around_the_event_and_agrees_with_the_scan(seed: int) -> None:
+@pytest.mark.parametrize("in_order", [False, True])
+def test_span_add_looks_only_around_the_event_and_agrees_with_the_scan(seed: int,
+                                                                       in_order: bool) -> None:
+    """In any order; and mostly in time order (events at or after the last span's end, at
+    its very time, within ``merge`` of it or just beyond), as a feed mostly comes."""
     import random
 
     from jiancha.rules.windows import span_add, spans_after
@@ -574,8 +578,13 @@ def test_span_add_looks_only_around_the_event_and_agrees_with_the_scan(seed: int
     rnd = random.Random(seed)
     fast: list = []
     slow: list = []
+    clock = 0.0
     for i in range(300):
-        at = float(rnd.choice([rnd.randrange(0, 20_000), rnd.randrange(0, 20_000) + 0.5]))
+        if in_order and rnd.random() < 0.9:
+            clock += rnd.choice([0.0, 0.0, 30.0, 59.5, 60.0, 60.5, 61.0, 400.0])
+            at = clock
+        else:
+            at = float(rnd.choice([rnd.randrange(0, 20_000), rnd.randrange(0, 20_000) + 0.5]))
         eid = f"e{rnd.randrange(50):02d}-{i}"
         fast = span_add(fast, at, eid, 60.0)
         slow = _span_add_by_scan(slow, at, eid, 60.0)
