@@ -403,12 +403,6 @@ class WorkerSettings(
         "only stores their alerts when it comes (deadlines of a working day all end at its "
         "midnight); 0: judge each when it falls due"
     )
-    decoded_cases: int = Field(
-        5_000, ge=0, le=10_000_000,
-        description="the states of the cases written last that the worker keeps decoded "
-        "(about 6.6 KB each): an event of one is judged without decoding its state and "
-        "deriving again what its checks read; 0: none (docs/performance.md)",
-    )
     finished_case_retention_days: float = Field(
         90, ge=1, le=3650,
         description="a finished case (completed, withdrawn or refused at intake, nothing left "

@@ -24,7 +24,6 @@ from jiancha.settings import WorkerSettings
 
 from .complaints import Complaints
 from .dead_letters import DeadLetterWriter
-from .decoded_cases import DecodedCases
 from .extensions import Extension, ExtensionHost, WorkerContext, add_page
 from .indicators import Indicators
 from .metrics import EngineMetrics
@@ -165,8 +164,7 @@ class Worker:
             on_error=lambda exc: metrics.sink_errors.labels("redis").inc(),
             tally=lambda alert: alert_tally(alert, tz))
         clock = make_clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
-        self.supervisor = sv = Supervisor(engine, gate, clock, sink, metrics,
-                                          decoded=DecodedCases(settings.decoded_cases))
+        self.supervisor = sv = Supervisor(engine, gate, clock, sink, metrics)
         sv.case_mirror = CaseMirror(client, settings.redis_prefix, tz)
         self.app = app = self._faust_app(settings)
 
@@ -273,9 +271,6 @@ class Worker:
     async def rebuild_deadline_index(self) -> None:
         actives = self.partitions.active()
         self.watchdog.assigned(actives)
-        # the cases of partitions given up are of no use now (and a state kept is taken
-        # only while the table holds the very record it was written as)
-        self.supervisor.decoded.clear()
         states = ((k, decode_state(v, k)) for k, v in self.cases.data.items() if v is not None)
         n_cases = self.supervisor.rebuild_index(states, actives)
         log.info("deadline index rebuilt: %d cases on partitions %s, %d scheduled",

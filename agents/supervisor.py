@@ -36,7 +36,6 @@ from jiancha.rules.schedule import DeadlineIndex, Due
 from jiancha.rules.state_codec import decode_state, encode_state
 
 from .ahead import JudgedAhead, Sent
-from .decoded_cases import DecodedCases
 from .metrics import EngineMetrics
 from .record import Record
 from .sinks.types import AlertSink, PreparingAlertSink
@@ -46,8 +45,6 @@ log = logging.getLogger(__name__)
 _NO_ALERTS: list[Alert] = []  # shared by every rejected record (never changed)
 
 #: a case with one of these is finished (a refusal at intake needs no further step)
-#: cases kept decoded by default (``WorkerSettings.decoded_cases``)
-DECODED_CASES = 20_000
 FINISHING_STEPS = frozenset({Step.completed, Step.withdrawn, Step.rejected_at_intake})
 
 #: Where a rejected event goes: (the record, reason, detail).
@@ -108,29 +105,18 @@ class _StoredCases:
 
 class _BatchCases(_StoredCases):
     """The case table as a batch leaves it: a case's state as an earlier event of the
-    batch left it, else as stored (kept decoded in ``decoded`` when written last as the
-    record stored). Read by the table's key (a keyed event's record key, which the gate
-    checked is its case id)."""
+    batch left it, else as stored. Read by the table's key (a keyed event's record key,
+    which the gate checked is its case id)."""
 
-    __slots__ = ("decoded", "states")
+    __slots__ = ("states",)
 
-    def __init__(self, stored: MutableMapping[bytes, bytes], states: dict[bytes, CaseState],
-                 decoded: DecodedCases) -> None:
+    def __init__(self, stored: MutableMapping[bytes, bytes], states: dict[bytes, CaseState]) -> None:
         super().__init__(stored)
         self.states = states
-        self.decoded = decoded
 
     def get(self, key: str | bytes) -> CaseState | None:
         state = self.states.get(key)  # type: ignore[call-overload]
-        if state is not None:
-            return state
-        if type(key) is not bytes:
-            return _StoredCases.get(self, key)
-        raw = self.stored.get(key)
-        if raw is None:
-            return None
-        state = self.decoded.take(key, raw)
-        return state if state is not None else decode_state(raw, key)
+        return state if state is not None else _StoredCases.get(self, key)
 
 
 @dataclass
@@ -176,8 +162,6 @@ class Supervisor:
     #: due cases whose alerts a tick is storing outside the case lock (taken off the
     #: index; their states written once the alerts are stored): done when the future is
     in_flight: dict[bytes, asyncio.Future[None]] = field(default_factory=dict)
-    #: the states of the cases batches wrote last, decoded (``agents.decoded_cases``)
-    decoded: DecodedCases = field(default_factory=lambda: DecodedCases(DECODED_CASES))
     #: what happens to an event and to a due case (shared with replay)
     driver: CaseDriver = field(init=False)
 
@@ -247,8 +231,7 @@ class Supervisor:
             # by the table's key: a keyed record's key is its case id's bytes (the gate
             # checks it), so the id is never encoded again to read, index or write the case
             states: dict[bytes, CaseState] = {}
-            decoded = self.decoded
-            batch_cases = _BatchCases(cases, states, decoded)
+            batch_cases = _BatchCases(cases, states)
             due: dict[bytes, Due] = {}
             # per record: (record, event, its case's state, how many facts of it the
             # observers see, alerts, judged time); event None: rejected
@@ -314,9 +297,7 @@ class Supervisor:
                     for forward in self.forwarders:
                         forward(rec, event, fact, reading_epoch)
             for key, state in states.items():  # the index shares the key the table keeps
-                record = encode_state(state)
-                write(key, record, state.partition)
-                decoded.put(key, record, state)
+                write(key, encode_state(state), state.partition)
                 self.index(state.partition).put(key, due[key])
             for record in to_record:
                 record()
