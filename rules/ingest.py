@@ -470,7 +470,10 @@ class Gate:
         if len(state.facts) >= MAX_FACTS_PER_CASE:
             raise Rejected("case_too_large", f"case {event.case_id} has {len(state.facts)} "
                            f"events already, the most one case may have ({MAX_FACTS_PER_CASE})")
-        if size > _SMALL_EVENT_BYTES and len(encode_state(state)) + size > MAX_CASE_BYTES:
+        # keeps nothing on the state: sharded replay takes a chunk's events before it
+        # sets when each was received, so a fact may still change after this
+        if size > _SMALL_EVENT_BYTES and \
+                len(encode_state(state, keep=False)) + size > MAX_CASE_BYTES:
             raise Rejected("case_too_large", f"case {event.case_id} would exceed "
                            f"{MAX_CASE_BYTES} bytes with this {size}-byte event")
 

@@ -161,7 +161,8 @@ class _Written:
     the previous department). Facts are only appended to a state, and not changed once
     written, so a case written again after each batch that touched it (the worker's
     write) encodes only its new facts; a state read from its record starts with the
-    record's own entries."""
+    record's own entries. (A fact's ``received`` may change while replay holds it back:
+    what encodes a case then keeps nothing, see :func:`encode_state`.)"""
 
     __slots__ = ("base", "department", "last", "listed", "n", "names", "number", "out", "stem")
 
@@ -251,12 +252,18 @@ class _Written:
         return index
 
 
-def encode_state(state: CaseState) -> bytes:
-    """The record of ``state`` in the current format (its key is the case id)."""
+def encode_state(state: CaseState, *, keep: bool = True) -> bytes:
+    """The record of ``state`` in the current format (its key is the case id).
+
+    ``keep``: the state keeps what the record holds of its facts, to write only new ones
+    next time; False for a record of facts that may still change (written whole, and
+    nothing kept)."""
     facts = state.facts
-    written: _Written | None = state.written
+    written: _Written | None = state.written if keep else None
     if written is None or not written.covers(facts):
-        written = state.written = _Written.starting(facts[0]) if facts else None
+        written = _Written.starting(facts[0]) if facts else None
+        if keep:
+            state.written = written
     if written is not None:
         for i in range(written.n, len(facts)):
             written.add(facts[i])
