@@ -81,11 +81,9 @@ class Fact:
         if applicant_id is not None:
             attrs["applicant_id"] = applicant_id  # for the conflict-of-duties rule
         occurred = ev.occurred_at
-        offset = _OFFSETS.get(occurred.tzinfo)
+        offset = fixed_offset_us(occurred.tzinfo)
         if offset is None:
             at = occurred.timestamp()
-            if type(occurred.tzinfo) is timezone:
-                _OFFSETS[occurred.tzinfo] = occurred.tzinfo.utcoffset(None) // _MICROSECOND
         else:  # datetime.timestamp()'s own sum (whole microseconds over 10**6), unrolled
             at = (((occurred.toordinal() - _EPOCH_DAY) * 86400 + occurred.hour * 3600
                    + occurred.minute * 60 + occurred.second) * 1_000_000
@@ -162,6 +160,15 @@ class CaseState:
         d = orjson.loads(raw)
         return cls(d["c"], d["i"], d["p"], [Fact.decode(f) for f in d["f"]], d["r"],
                    d.get("s") or {})
+
+
+def fixed_offset_us(zone: tzinfo | None) -> int | None:
+    """Microseconds east of UTC of a fixed-offset zone (a ``datetime.timezone``, as the
+    times of events carry), kept per zone; None for any other zone."""
+    offset = _OFFSETS.get(zone)  # type: ignore[arg-type]
+    if offset is None and type(zone) is timezone:
+        offset = _OFFSETS[zone] = zone.utcoffset(None) // _MICROSECOND
+    return offset
 
 
 def epoch_to_dt(ts: float, tz: Any = UTC) -> datetime:

@@ -51,7 +51,7 @@ import orjson
 from jiancha.producers.contract import Alert, Step
 
 from .calendar import OfficialCalendar
-from .case import CaseState, Fact
+from .case import CaseState, Fact, fixed_offset_us
 from .clock import EventTimeClock
 from .collector import tuned_collector
 from .complaints import ComplaintGate, ComplaintRejected
@@ -92,10 +92,9 @@ def shard_of(raw: bytes, workers: int) -> int | None:
     if b"\\" not in raw and raw.count(b'"case_id"') == 1:
         key = raw.find(b'"case_id":"')
         if key >= 0:
-            start = key + 11
-            end = raw.find(b'"', start)
-            if end >= 0:
-                return zlib.crc32(raw[start:end]) % workers
+            number = _quoted_shard(raw, key, workers)
+            if number is not None:
+                return number
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -117,12 +116,18 @@ def shards_of(lines: list[bytes], workers: int) -> list[int | None]:
         if joined.count(b'"case_id"') == len(lines) and (not keys or min(keys) >= 0):
             out: list[int | None] = []
             for raw, key in zip(lines, keys, strict=True):
-                start = key + 11
-                end = raw.find(b'"', start)
-                out.append(zlib.crc32(raw[start:end]) % workers
-                           if end >= 0 and len(raw) <= MAX_EVENT_BYTES else shard_of(raw, workers))
+                number = _quoted_shard(raw, key, workers) if len(raw) <= MAX_EVENT_BYTES else None
+                out.append(number if number is not None else shard_of(raw, workers))
             return out
     return [shard_of(raw, workers) for raw in lines]
+
+
+def _quoted_shard(raw: bytes, key: int, workers: int) -> int | None:
+    """The shard of the case id quoted after ``"case_id":"`` at ``key`` in ``raw`` (a line
+    with no escape), None if its closing quote is missing."""
+    start = key + 11
+    end = raw.find(b'"', start)
+    return zlib.crc32(raw[start:end]) % workers if end >= 0 else None
 
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
@@ -207,7 +212,6 @@ class _Shard:
         accepted, stamps, offsets = report.lines, report.stamps, report.offsets
         workers, windows, judged_by = self.workers, self.tracker is not None, self._judged_by
         records: list[Records] = [[] for _ in range(workers)]
-        offset_of: dict[timezone, float] = {}  # a fixed offset's seconds (events carry one)
         for i, raw, bound in lines:
             try:
                 event, state = take(raw, cases, None,
@@ -225,14 +229,12 @@ class _Shard:
             taken.append((i, case_id, event.step, fact if received is None else None, at))
             accepted.append(i)
             stamps.append(fact.at)
-            zone = at.tzinfo
-            offset = offset_of.get(zone) if type(zone) is timezone else None
-            if offset is None:
+            zone_us = fixed_offset_us(at.tzinfo)
+            if zone_us is not None:  # what utcoffset().total_seconds() gives, kept per zone
+                offsets.append(zone_us / 1_000_000)
+            else:
                 delta = at.utcoffset()
-                offset = delta.total_seconds() if delta is not None else 0.0
-                if type(zone) is timezone:
-                    offset_of[zone] = offset
-            offsets.append(offset)
+                offsets.append(delta.total_seconds() if delta is not None else 0.0)
             if windows:
                 fields = fact_fields(case_id, fact)
                 number = judged_by.get(fields[2])

@@ -799,7 +799,7 @@ class WindowFlow:
         st = store.state(dept)
         start = r.window_start(at, cfg.dept_size)
         end = start + cfg.dept_size
-        if end + cfg.lateness <= t or end <= st.get("dc", 0):  # r.is_late(end, t)
+        if r.is_late(end, t) or end <= st.get("dc", 0):
             self.on_late("department")
         else:
             value = store.window(dept, start, at)
@@ -987,9 +987,7 @@ class WindowTracker:
         if t is None:
             assert now is not None
             t = now.timestamp()
-        closing, silence = self._closing, self._silence
-        alerts = self.advance(now, t) if ((closing and closing[0][0] <= t)
-                                          or (silence and silence[0][0] <= t)) else _NONE
+        alerts = self.advance(now, t) if self.may_be_due(t) else _NONE
         dept = rec.department
         at = rec.at
         rules = self.rules
