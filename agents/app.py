@@ -24,6 +24,7 @@ from jiancha.settings import WorkerSettings
 
 from .complaints import Complaints
 from .dead_letters import DeadLetterWriter
+from .end_offsets import EndOffsetsReader
 from .extensions import Extension, ExtensionHost, WorkerContext, add_page
 from .indicators import Indicators
 from .metrics import EngineMetrics
@@ -84,10 +85,12 @@ EXTENSIONS: dict[str, Callable[[WorkerContext], Extension]] = {
 class FaustPartitions:
     """The :class:`~agents.parts.Partitions` port over Faust's consumer and assignor."""
 
-    def __init__(self, app: faust.App, topic: str) -> None:
+    def __init__(self, app: faust.App, topic: str, ends: EndOffsetsReader | None = None) -> None:
         self.app = app
         self.topic = topic
         self.offsets = PartitionOffsets(app, topic)
+        #: asks the broker's end offsets without a call into Faust's consumer thread
+        self.ends = ends
 
     @property
     def rebalancing(self) -> bool:
@@ -108,6 +111,8 @@ class FaustPartitions:
         stale."""
         if not partitions:
             return {}
+        if self.ends is not None:
+            return await self.ends.ends(partitions)
         try:
             ends = await self.app.consumer.highwaters(
                 *(faust.types.TP(self.topic, p) for p in partitions))
@@ -182,7 +187,10 @@ class Worker:
             max(1_000_000, settings.kafka_producer_batch_bytes),
             on_error=lambda exc: metrics.sink_errors.labels("dead_letter").inc())
 
-        self.partitions = partitions = FaustPartitions(app, settings.events_topic)
+        ends = EndOffsetsReader(settings.events_topic, settings.kafka_connection().client_kwargs())
+        app.on_before_shutdown.connect(self._close_end_offsets_reader)
+        self._end_offsets = ends
+        self.partitions = partitions = FaustPartitions(app, settings.events_topic, ends)
         self.lag = lag = PartitionLag(sv, partitions)
         self.deadlines = DeadlineTimer(sv, cases, lag, self.write_state,
                                        settings.deadline_tick_seconds,
@@ -267,6 +275,9 @@ class Worker:
         # no current event (a batch, a timer): write the store and the changelog partition
         # explicitly (the case's partition, recorded in its state)
         self.case_changelog.set(key, value, partition)
+
+    async def _close_end_offsets_reader(self, sender: Any, **_: Any) -> None:
+        await self._end_offsets.close()
 
     async def rebuild_deadline_index(self) -> None:
         actives = self.partitions.active()

@@ -191,8 +191,22 @@ class DeadlineTimer:
         self.looked_at = reading.timestamp()
         if self.lag.partitions.rebalancing or not self.supervisor.ready:
             return
-        partition_now = await self.lag.partition_now(reading)
-        await self.supervisor.on_tick(self.cases, partition_now, self.write_state)
+        asking = asyncio.ensure_future(self.lag.partition_now(reading))
+        try:
+            while not asking.done():
+                # a batch that moves a partition's time past a deadline meanwhile has it
+                # fired by that time now, not one round trip to the broker later
+                woken = asyncio.ensure_future(self.woken.wait())
+                await asyncio.wait((asking, woken), return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                if self.woken.is_set():
+                    self.woken.clear()
+                    if self.by_events:
+                        self.by_events = False
+                        await self.tick_by_events()
+        finally:
+            asking.cancel()  # done, or the tick was cancelled
+        await self.supervisor.on_tick(self.cases, asking.result(), self.write_state)
 
     def due(self) -> None:
         """A deadline is due by a partition's time: tick now."""

@@ -357,18 +357,30 @@ class Supervisor:
         taken) under one hold of the case lock; their alerts are stored after it is let go,
         the cases in flight meanwhile (:attr:`in_flight`: a batch with an event of one waits
         for it), and batches of other cases go on. Then the tick goes on (asking
-        ``partition_now`` again). Deadlines fall due in bursts (many cases share the end of
-        a working day), and a burst judged whole held up the live stream."""
+        ``partition_now`` again), the next part taken while the last is stored (Redis
+        runs one while the worker sends the next). Deadlines fall due in bursts (many cases
+        share the end of a working day), and a burst judged whole held up the live stream.
+        """
         fired: list[Alert] = []
+        storing: list[asyncio.Future[list[Alert]]] = []  # parts in the store, oldest first
         more = True
-        while more:
-            async with self.case_lock:
-                clocks = partition_now if isinstance(partition_now, dict) else partition_now()
-                taken, more = self._take_due(cases, clocks, self.tick_cases)
-                for _, _, judged in taken.raising:
-                    for j in judged:
-                        self.in_flight[j.case_id] = taken.stored  # type: ignore[index]
-            fired.extend(await self._release(taken, write))
+        try:
+            while more:
+                async with self.case_lock:
+                    clocks = partition_now if isinstance(partition_now, dict) else partition_now()
+                    taken, more = self._take_due(cases, clocks, self.tick_cases)
+                    for _, _, judged in taken.raising:
+                        for j in judged:
+                            self.in_flight[j.case_id] = taken.stored  # type: ignore[index]
+                storing.append(asyncio.ensure_future(self._release(taken, write)))
+                await asyncio.sleep(0)  # its store sent before the next part is taken
+                if len(storing) > 1 or not more:  # two parts at most in the store at once
+                    fired.extend(await storing.pop(0))
+            if storing:
+                fired.extend(await storing.pop(0))
+        finally:
+            if storing:  # a part failed (raised): the one after it is stored all the same
+                await asyncio.wait(storing)
         self.metrics.deadlines_scheduled.set(self.scheduled())
         return fired
 

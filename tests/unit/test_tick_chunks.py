@@ -101,3 +101,73 @@ def test_the_whole_burst_under_one_hold_with_a_large_limit() -> None:
     later = {0: (t("2026-06-30 12:00"), True)}
     fired = asyncio.run(sv.on_tick(cases, later, _write(cases)))
     assert len(sink.stores) == 1 and sink.stores[0] == len(fired) >= CASES
+
+
+def test_the_next_part_is_judged_while_the_last_is_stored_two_at_most() -> None:
+    """A part of a burst is taken while the one before it is stored (Redis runs one while
+    the worker sends the next), never more than two in the store at once, and every case
+    is fired and its state written."""
+    sv, _, cases = _supervisor()
+    sv.tick_cases = 3
+    later = {0: (t("2026-06-30 12:00"), True)}
+    go_on = asyncio.Event()
+    storing = 0
+    most = 0
+    in_flight_seen: list[int] = []
+
+    async def held_store(alerts: list[Alert]) -> list[str]:
+        nonlocal storing, most
+        storing += 1
+        most = max(most, storing)
+        in_flight_seen.append(len(sv.in_flight))
+        await go_on.wait()
+        storing -= 1
+        return ["new"] * len(alerts)
+
+    sv.sink.publish = held_store  # type: ignore[method-assign]
+
+    async def run() -> list[Alert]:
+        tick = asyncio.create_task(sv.on_tick(cases, later, _write(cases)))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        parked = in_flight_seen[:]
+        go_on.set()
+        fired = await tick
+        assert parked == [3, 6]  # the second part taken while the first waits in the store
+        return fired
+
+    fired = asyncio.run(run())
+    assert most == 2 and sv.in_flight == {}
+    assert {a.case_id for a in fired} == {f"B{n}" for n in range(CASES)}
+    assert asyncio.run(sv.on_tick(cases, later, _write(cases))) == []  # states record them
+
+
+def test_a_part_that_fails_to_store_leaves_the_next_stored_and_its_cases_due_again() -> None:
+    """The store of one part raises (not a Redis outage, which the sink waits out): the
+    part taken after it is still stored and written, the failed part's cases are due
+    again, and the tick raises."""
+    sv, sink, cases = _supervisor()
+    sv.tick_cases = 3
+    later = {0: (t("2026-06-30 12:00"), True)}
+    publish = sink.publish
+    calls = 0
+
+    async def first_fails(alerts: list[Alert]) -> list[str]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0)
+        if calls == 1:
+            raise RuntimeError("the store refused the first part")
+        return await publish(alerts)
+
+    sink.publish = first_fails  # type: ignore[method-assign]
+    try:
+        asyncio.run(sv.on_tick(cases, later, _write(cases)))
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the failed store was not raised")
+    assert len(sink.stores) == 1 and sv.in_flight == {}  # the second part, stored
+    sink.publish = publish  # type: ignore[method-assign]
+    fired = asyncio.run(sv.on_tick(cases, later, _write(cases)))
+    assert len({a.case_id for a in fired}) == CASES - 3  # the first part's, and the rest

@@ -289,6 +289,44 @@ def test_the_tick_asks_the_broker_before_it_holds_the_case_lock() -> None:
     assert held == [False] and w.sink.alerts
 
 
+def test_a_batch_past_a_deadline_while_the_tick_asks_the_broker_fires_it_without_the_answer(
+        ) -> None:
+    """The tick by the clock waits for the broker's end offsets; a batch that moves the
+    partition's time past a deadline meanwhile has it fired by that time, before the
+    broker answers (its round trip is not added to how late the deadline fires)."""
+    w = Worker()
+    w.partitions.ends[0] = 50  # a backlog: the clock's tick will not fire P1
+    answer = asyncio.Event()
+    ask = w.partitions.broker_ends
+
+    async def slow_broker_ends(partitions: list[int]) -> dict[int, int] | None:
+        await answer.wait()
+        return await ask(partitions)
+
+    w.partitions.broker_ends = slow_broker_ends  # type: ignore[method-assign]
+    later = t("2026-06-30 12:00")  # past every deadline of P1
+    q = events("T-SHORT", [("submitted", "2026-06-30 12:00")], case_id="Q2")[0]
+
+    async def go() -> tuple[bool, set[str | None]]:
+        tick = asyncio.create_task(w.timer.tick())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not tick.done() and not w.sink.alerts  # asking the broker
+        w.clock.instant = later
+        await w.intake.on_batch([Record(b"Q2", orjson.dumps(q), 0, 2, None)])
+        for _ in range(50):
+            await asyncio.sleep(0)
+            if w.sink.alerts:
+                break
+        fired_before_answer = {a.case_id for a in w.sink.alerts}
+        answer.set()
+        await asyncio.wait_for(tick, 1)
+        return tick.done(), fired_before_answer
+
+    done, fired = asyncio.run(go())
+    assert done and fired == {"P1"}
+
+
 def test_the_alerts_and_the_steps_of_their_cases_are_stored_at_the_same_time() -> None:
     """The case mirror's round trip does not wait for the alerts' (nor the reverse)."""
     w = Worker()
