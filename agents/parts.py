@@ -186,7 +186,10 @@ class DeadlineTimer:
         #: were looked at
         self.looked_at = float("-inf")
 
-    async def tick(self) -> None:
+    async def tick(self, wait: bool = True) -> None:
+        """Fire what is due by the clock on the partitions confirmed caught up with the
+        broker, else by their own time (``wait``: until the last part is stored; see
+        ``Supervisor.on_tick``)."""
         reading = self.supervisor.clock.now()
         self.looked_at = reading.timestamp()
         if self.lag.partitions.rebalancing or not self.supervisor.ready:
@@ -203,24 +206,25 @@ class DeadlineTimer:
                     self.woken.clear()
                     if self.by_events:
                         self.by_events = False
-                        await self.tick_by_events()
+                        await self.tick_by_events(wait=False)
         finally:
             asking.cancel()  # done, or the tick was cancelled
-        await self.supervisor.on_tick(self.cases, asking.result(), self.write_state)
+        await self.supervisor.on_tick(self.cases, asking.result(), self.write_state, wait=wait)
 
     def due(self) -> None:
         """A deadline is due by a partition's time: tick now."""
         self.by_events = True
         self.woken.set()
 
-    async def tick_by_events(self) -> None:
+    async def tick_by_events(self, wait: bool = True) -> None:
         """After a batch moved a partition's time past a deadline: fire what is due by
         each partition's own time (the time of its latest event processed: every event
         up to it is in), with no round trip to the broker first. A partition judged by
         the clock waits for the next :meth:`tick`."""
         if self.lag.partitions.rebalancing or not self.supervisor.ready:
             return
-        await self.supervisor.on_tick(self.cases, self.lag.partition_times, self.write_state)
+        await self.supervisor.on_tick(self.cases, self.lag.partition_times, self.write_state,
+                                      wait=wait)
 
     def _tick_due(self) -> bool:
         """Whether a tick is due now: a batch woke the timer, or a deadline fell due."""
@@ -275,10 +279,11 @@ class DeadlineTimer:
             # by the partitions' own times when a batch woke it, unless a tick by the clock
             # is due as well
             by_events, self.by_events = self.by_events, False
+            # the last part of a tick's burst may still be in the store as the next begins
             if by_events and not self._clock_tick_due():
-                await self.tick_by_events()
+                await self.tick_by_events(wait=False)
             else:
-                await self.tick()
+                await self.tick(wait=False)
             if not self.woken.is_set():
                 await self.judge_ahead()
             if not self.woken.is_set():

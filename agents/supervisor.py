@@ -162,6 +162,9 @@ class Supervisor:
     #: due cases whose alerts a tick is storing outside the case lock (taken off the
     #: index; their states written once the alerts are stored): done when the future is
     in_flight: dict[bytes, asyncio.Future[None]] = field(default_factory=dict)
+    #: parts of due cases being stored, oldest first: two at most, the one Redis runs and
+    #: the one sent after it (:meth:`on_tick`); each gives the alerts it stored
+    storing: list[asyncio.Future[list[Alert]]] = field(default_factory=list)
     #: what happens to an event and to a due case (shared with replay)
     driver: CaseDriver = field(init=False)
 
@@ -343,7 +346,7 @@ class Supervisor:
         self, cases: MutableMapping[bytes, bytes],
         partition_now: dict[int, tuple[datetime, bool]]
         | Callable[[], dict[int, tuple[datetime, bool]]],
-        write: StateWriter,
+        write: StateWriter, *, wait: bool = True,
     ) -> list[Alert]:
         """Fire every deadline due by each active partition's time, with no event needed.
 
@@ -358,11 +361,16 @@ class Supervisor:
         the cases in flight meanwhile (:attr:`in_flight`: a batch with an event of one waits
         for it), and batches of other cases go on. Then the tick goes on (asking
         ``partition_now`` again), the next part taken while the last is stored (Redis
-        runs one while the worker sends the next). Deadlines fall due in bursts (many cases
-        share the end of a working day), and a burst judged whole held up the live stream.
+        runs one while the worker sends the next; :attr:`storing`). Deadlines fall due in
+        bursts (many cases share the end of a working day), and a burst judged whole held
+        up the live stream.
+
+        Returns the alerts stored; with ``wait`` false, the last part may still be in the
+        store (the timer's next tick need not wait for it: instants follow each other
+        closely at the end of a day), and its alerts are the next tick's to return.
         """
         fired: list[Alert] = []
-        storing: list[asyncio.Future[list[Alert]]] = []  # parts in the store, oldest first
+        storing = self.storing
         more = True
         try:
             while more:
@@ -372,15 +380,17 @@ class Supervisor:
                     for _, _, judged in taken.raising:
                         for j in judged:
                             self.in_flight[j.case_id] = taken.stored  # type: ignore[index]
-                storing.append(asyncio.ensure_future(self._release(taken, write)))
-                await asyncio.sleep(0)  # its store sent before the next part is taken
-                if len(storing) > 1 or not more:  # two parts at most in the store at once
+                if taken.alerts or taken.raising:
+                    storing.append(asyncio.ensure_future(self._release(taken, write)))
+                    await asyncio.sleep(0)  # its store sent before the next part is taken
+                while len(storing) > 1:  # two parts at most in the store at once
                     fired.extend(await storing.pop(0))
-            if storing:
+            while wait and storing:
                 fired.extend(await storing.pop(0))
         finally:
-            if storing:  # a part failed (raised): the one after it is stored all the same
+            if wait and storing:  # a part failed (raised): the one after it is stored all the same
                 await asyncio.wait(storing)
+                storing.clear()
         self.metrics.deadlines_scheduled.set(self.scheduled())
         return fired
 

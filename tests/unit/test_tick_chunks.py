@@ -171,3 +171,31 @@ def test_a_part_that_fails_to_store_leaves_the_next_stored_and_its_cases_due_aga
     sink.publish = publish  # type: ignore[method-assign]
     fired = asyncio.run(sv.on_tick(cases, later, _write(cases)))
     assert len({a.case_id for a in fired}) == CASES - 3  # the first part's, and the rest
+
+
+def test_a_tick_that_does_not_wait_returns_with_its_last_part_in_the_store() -> None:
+    """The timer's ticks do not wait for their last part to be stored (deadlines of close
+    instants follow each other at the end of a day): the tick returns with it in the store
+    and its cases in flight; the next tick returns its alerts."""
+    sv, sink, cases = _supervisor()
+    later = {0: (t("2026-06-30 12:00"), True)}
+    go_on = asyncio.Event()
+    publish = sink.publish
+
+    async def held_store(alerts: list[Alert]) -> list[str]:
+        await go_on.wait()
+        return await publish(alerts)
+
+    sink.publish = held_store  # type: ignore[method-assign]
+
+    async def run() -> tuple[list[Alert], int, list[Alert]]:
+        first = await asyncio.wait_for(sv.on_tick(cases, later, _write(cases), wait=False), 1)
+        in_flight = len(sv.in_flight)
+        assert len(sv.storing) == 1 and not sv.storing[0].done()
+        go_on.set()
+        return first, in_flight, await sv.on_tick(cases, later, _write(cases))
+
+    first, in_flight, second = asyncio.run(run())
+    assert first == [] and in_flight == CASES
+    assert {a.case_id for a in second} == {f"B{n}" for n in range(CASES)}
+    assert sv.storing == [] and sv.in_flight == {}
