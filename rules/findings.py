@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS, Step
 
 from .case import CaseState, Fact
 from .catalog import Department, Item
-from .counted_time import EpochPause, Pause, WorkingTime
+from .counted_time import DAY, EpochPause, Pause, WorkingTime
 from .rulebook import RuleSettings
 from .summary import summary_from_facts
 
@@ -188,6 +190,9 @@ def _drops(item: Item) -> dict[Step, tuple[str, ...]]:
 
 
 _NO_FACTS: list[Fact] = []
+_FIRST = itemgetter(0)
+#: for ``map(by_step.get, steps, _NONE_LISTED)``: [None] for a step with no fact
+_NONE_LISTED = repeat([None])
 #: the steps that close an intake, and those that end the decision clock
 _CLOSING = (Step.rejected_at_intake, Step.withdrawn, Step.decided)
 _ENDING = (Step.decided, Step.rejected_at_intake, Step.withdrawn)
@@ -213,7 +218,10 @@ class CaseView:
         if summary is None or summary.n > len(facts):
             summary = state.summary = summary_from_facts(facts)
         elif summary.n < len(facts):
-            summary.catch_up(facts)
+            if summary.n == len(facts) - 1:  # the usual: one fact since it was last read
+                summary.add(facts, summary.n)
+            else:
+                summary.catch_up(facts)
         # the values kept from earlier judgements (``kept``), if they were derived alike
         of = summary.kept_for
         if of is None or of[0] is not item or of[1] is not wt or of[2] is not settings:
@@ -239,11 +247,16 @@ class CaseView:
     def max_delay(self) -> float:
         """The longest any fact took to reach the engine (received - occurred), seconds:
         whether any fact may have been reported late, without reading them all."""
-        return self.summary.max_delay(self.facts)
+        summary = self.summary
+        delay = summary.max_delay_
+        return summary.max_delay(self.facts) if delay is None else delay
 
     def first_handled_by(self, actor: str) -> Fact | None:
         """The earliest fact by ``actor`` of a step the applicant does not take."""
-        return self.summary.handlers(self.facts).get(actor)
+        handlers = self.summary.handlers_
+        if handlers is None:
+            handlers = self.summary.handlers(self.facts)
+        return handlers.get(actor)
 
     def all(self, step: Step) -> list[Fact]:
         """The facts of ``step`` in event-time order (the case's own list: not to be
@@ -265,7 +278,11 @@ class CaseView:
         or pause step arrives (several checks, and judgements, ask for the same limit)."""
         pauses = self.pauses_at if pauses is None else pauses
         if not pauses:  # the common case, kept by the working time per start day
-            return self.wt.working_deadline_epoch(start, days)
+            wt = self.wt
+            offset = wt.fixed_offset
+            if offset is not None:  # (working_deadline_epoch's own lookup, one call less)
+                return wt.deadline_from_day[(int((start + offset) // DAY), days)]
+            return wt.working_deadline_epoch(start, days)
         key = (start, days, *pauses)
         kept = self.summary.deadlines
         if kept is None or kept[0] is not self.wt:
@@ -347,8 +364,13 @@ class CaseView:
             basis = "deemed_accepted_after_supplement"
         if accepted is not None and accepted.at <= window_end:
             return accepted.at, "accepted", accepted, accepted.at
-        closing = [f for s in _CLOSING for f in by_step.get(s, _NO_FACTS) if f.at <= window_end]
-        if closing and (accepted is None or min(f.at for f in closing) < accepted.at):
+        closed_at: float | None = None  # the earliest closing fact within the window
+        for step in _CLOSING:
+            facts = by_step.get(step)  # in time order: a step's first is its earliest
+            if facts and (at := facts[0].at) <= window_end and (closed_at is None
+                                                                or at < closed_at):
+                closed_at = at
+        if closed_at is not None and (accepted is None or closed_at < accepted.at):
             return None  # the intake was closed before anything was (deemed) accepted
         # a deemed acceptance judges the acceptance step missing: like a skipped step, it is
         # certain only after the allowed lateness (an acceptance may still arrive late)
@@ -414,9 +436,9 @@ class CaseView:
         department's own ``reviewed`` is the process step; the co-handling departments'
         opinions are judged by ``parallel.missing_opinion``."""
         item = self.item
-        by_step = self._by_step
-        out: list[Fact | None] = [facts[0] if (facts := by_step.get(step)) else None
-                                  for step in item.steps]
+        # a step's first fact, or None from the one-item list of a step with none
+        out: list[Fact | None] = list(map(_FIRST, map(self._by_step.get, item.steps,
+                                                      _NONE_LISTED)))
         if item.joint and Step.reviewed in item.steps:
             out[item.steps.index(Step.reviewed)] = next(
                 (f for f in self.all(Step.reviewed) if f.department == item.department), None)

@@ -108,12 +108,6 @@ def _deadline_due(case: CaseView, deadline: float, known_at: float | None = None
     return max(due, known_at) if known_at is not None else due
 
 
-def _open_at(case: CaseView, instant: float) -> bool:
-    """Whether no decision, refusal or withdrawal happened by ``instant`` (epoch seconds)."""
-    ended = case.ended
-    return ended is None or ended.at > instant
-
-
 # --- the legal limit and its extension (Art. 42) -------------------------------------------
 
 
@@ -205,8 +199,10 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     deadline_at = case.counted_deadline(start_at, limit, pauses)
     if deadline_at is None:
         return ()  # suspended (Art. 45) since before counting began: the clock stands still
-    due = _deadline_due(case, warn_at, known_at)
-    if due >= deadline_at or not _open_at(case, due):
+    due = warn_at + case.allowed_lateness_seconds  # _deadline_due, without the call
+    if known_at > due:
+        due = known_at
+    if due >= deadline_at or (ended is not None and ended.at <= due):
         return ()  # decided in time, or only known once the limit was already broken
 
     def details() -> dict[str, Any]:
@@ -235,9 +231,9 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Sequence[Findin
     deadline_at = case.counted_deadline(start_at, limit)
     if deadline_at is None:
         return ()  # suspended for an Art. 45 reason: the clock stands still
-    if not _open_at(case, deadline_at):
-        return ()
     ended = case.ended
+    if ended is not None and ended.at <= deadline_at:
+        return ()  # decided, refused or withdrawn by then
     details = LazyDetails(lambda: {**_clock_details(case, limit, case.dt(deadline_at)),
                                    "used": fmt_days(limit)})
     return [Finding((), deadline_at, _deadline_due(case, deadline_at, known_at),
@@ -259,9 +255,9 @@ def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]
     deadline_at = legal_deadline(case, extension)
     if deadline_at is None:
         return ()
-    if not _open_at(case, deadline_at):
-        return ()
     ended = case.ended
+    if ended is not None and ended.at <= deadline_at:
+        return ()  # decided, refused or withdrawn by then
     details = LazyDetails(lambda: {**_legal_details(case, limit, extension, deadline_at),
                                    **_legal_texts(case, limit, ext)})
     evidence = (start_fact.event_id,) + ((ext.event_id,) if ext is not None else ())

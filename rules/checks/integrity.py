@@ -75,12 +75,26 @@ def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Sequence[F
     """A required step claims to have happened before the previous required step present
     by more than the allowed lateness. Judged only after the lateness (of event time)
     has passed since that previous step."""
-    out: list[Finding] = []
     lateness_seconds = case.allowed_lateness_seconds
+    present = case.process_facts
+    dep_at: float | None = None
+    for fact in present:  # most cases: none before the previous one by more than that
+        if fact is not None:
+            at = fact.at
+            if dep_at is not None and at < dep_at - lateness_seconds:
+                return _backdated(case, present, lateness_seconds)
+            dep_at = at
+    return ()
+
+
+def _backdated(case: CaseView, present: list[Fact | None], lateness_seconds: float
+               ) -> list[Finding]:
+    """:func:`reporting_backdated`'s findings in the process facts ``present``."""
+    out: list[Finding] = []
     steps = case.item.steps
     dep: Fact | None = None  # the previous required step present, and its index
     dep_index = 0
-    for i, fact in enumerate(case.process_facts):
+    for i, fact in enumerate(present):
         if fact is None:
             continue
         if dep is not None and fact.at < dep.at - lateness_seconds:
