@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import repeat
-from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS, Step
@@ -190,9 +188,6 @@ def _drops(item: Item) -> dict[Step, tuple[str, ...]]:
 
 
 _NO_FACTS: list[Fact] = []
-_FIRST = itemgetter(0)
-#: for ``map(by_step.get, steps, _NONE_LISTED)``: [None] for a step with no fact
-_NONE_LISTED = repeat([None])
 #: the steps that close an intake, and those that end the decision clock
 _CLOSING = (Step.rejected_at_intake, Step.withdrawn, Step.decided)
 _ENDING = (Step.decided, Step.rejected_at_intake, Step.withdrawn)
@@ -436,9 +431,9 @@ class CaseView:
         department's own ``reviewed`` is the process step; the co-handling departments'
         opinions are judged by ``parallel.missing_opinion``."""
         item = self.item
-        # a step's first fact, or None from the one-item list of a step with none
-        out: list[Fact | None] = list(map(_FIRST, map(self._by_step.get, item.steps,
-                                                      _NONE_LISTED)))
+        by_step = self._by_step
+        out: list[Fact | None] = [facts[0] if (facts := by_step.get(step)) else None
+                                  for step in item.steps]
         if item.joint and Step.reviewed in item.steps:
             out[item.steps.index(Step.reviewed)] = next(
                 (f for f in self.all(Step.reviewed) if f.department == item.department), None)

@@ -182,9 +182,7 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     if ended is not None and ended.at <= start_at:
         return ()  # never open after the clock start: no warning can be due
     limit = case.item.promised_days
-    threshold = max(float(params.get("min_working_days", 1)),
-                    float(params.get("share_of_promise", 0.2)) * limit)
-    threshold = min(threshold, float(limit))
+    threshold = _warning_threshold(params, limit)
     warn_at = case.counted_deadline(start_at, limit - threshold)
     if warn_at is None:
         return ()  # suspended for an Art. 45 reason before the warning: the clock stands still
@@ -213,8 +211,29 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
         out["remaining_zh"], out["remaining_en"] = less_than_text(threshold)
         return out
 
-    return [Finding((), warn_at, due, (start_fact.event_id,), _staff(start_fact),
+    actor = start_fact.actor
+    return [Finding((), warn_at, due, (start_fact.event_id,),
+                    actor if actor != "applicant" else None,  # _staff, without the call
                     LazyDetails(details), None, warn_at)]
+
+
+#: (id of a rule's parameters, promised days) -> (those parameters, the warning threshold)
+_THRESHOLDS: dict[tuple[int, int], tuple[Mapping[str, Any], float]] = {}
+
+
+def _warning_threshold(params: Mapping[str, Any], limit: int) -> float:
+    """``deadline.approaching``'s threshold in working days before a promised limit of
+    ``limit`` days: max(``min_working_days``, ``share_of_promise`` × ``limit``), at most
+    ``limit``; kept per parameters (the engine passes the same object each time)."""
+    key = (id(params), limit)
+    kept = _THRESHOLDS.get(key)
+    if kept is not None and kept[0] is params:  # (kept holds them: the id is theirs)
+        return kept[1]
+    threshold = max(float(params.get("min_working_days", 1)),
+                    float(params.get("share_of_promise", 0.2)) * limit)
+    threshold = min(threshold, float(limit))
+    _THRESHOLDS[key] = (params, threshold)
+    return threshold
 
 
 @reads(CLOCK_START_READS, PAUSES_READS)
@@ -236,8 +255,12 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Sequence[Findin
         return ()  # decided, refused or withdrawn by then
     details = LazyDetails(lambda: {**_clock_details(case, limit, case.dt(deadline_at)),
                                    "used": fmt_days(limit)})
-    return [Finding((), deadline_at, _deadline_due(case, deadline_at, known_at),
-                    (start_fact.event_id,), _staff(start_fact), details,
+    due = deadline_at + case.allowed_lateness_seconds  # _deadline_due, without the call
+    if known_at > due:
+        due = known_at
+    actor = start_fact.actor
+    return [Finding((), deadline_at, due, (start_fact.event_id,),
+                    actor if actor != "applicant" else None, details,
                     ended.at if ended is not None else None, deadline_at)]
 
 
@@ -260,10 +283,13 @@ def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]
         return ()  # decided, refused or withdrawn by then
     details = LazyDetails(lambda: {**_legal_details(case, limit, extension, deadline_at),
                                    **_legal_texts(case, limit, ext)})
-    evidence = (start_fact.event_id,) + ((ext.event_id,) if ext is not None else ())
-    return [Finding((), deadline_at, _deadline_due(case, deadline_at, known_at), evidence,
-                    _staff(start_fact), details, ended.at if ended is not None else None,
-                    deadline_at)]
+    evidence = (start_fact.event_id,) if ext is None else (start_fact.event_id, ext.event_id)
+    due = deadline_at + case.allowed_lateness_seconds  # _deadline_due, without the call
+    if known_at > due:
+        due = known_at
+    actor = start_fact.actor
+    return [Finding((), deadline_at, due, evidence, actor if actor != "applicant" else None,
+                    details, ended.at if ended is not None else None, deadline_at)]
 
 
 def _legal_texts(case: CaseView, limit: int, ext: Fact | None) -> dict[str, Any]:
