@@ -132,7 +132,8 @@ class Engine:
             now_ts = now.timestamp()
         if added is not None and before is not None and (
                 before.at is None or before.at > now_ts):
-            plan, ran = self._triggered(state.item_code, added)
+            found = self._by_step.get((state.item_code, added))  # (_triggered's, no call)
+            plan, ran = found if found is not None else self._triggered(state.item_code, added)
             pending = before.pending & ~ran  # skipped checks that still wait
             if pending:
                 floor = before.at

@@ -250,10 +250,10 @@ def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Sequence[Findin
     applicant = case.applicant_id
     if applicant is None:
         return out
-    sub = case.submitted
-    assert sub is not None  # the applicant is named on the submission
     f = case.first_handled_by(applicant)
     if f is not None:
+        sub = case.submitted
+        assert sub is not None  # the applicant is named on the submission
         out.append(_conflict(sub, f, {
             "kind": "own_application", "person": f.actor, "step": f.step.value,
             "conflict_zh": f"经办人办理本人的申请（{STEP_ZH[f.step]}）",
