@@ -102,6 +102,29 @@ def declared_reads(check: Check) -> frozenset[Step | str] | None:
     return getattr(check, "reads", None)
 
 
+#: Whether a fact, just added to the case of a view, may change what a check finds.
+FactTest = Callable[["CaseView", Fact], bool]
+
+
+def changes_with(test: FactTest) -> Callable[[Check], Check]:
+    """Declare, for a check that reads every step (no :func:`reads`), which facts may
+    change what it finds: after a fact that ``test(view, fact)`` rejects it finds what it
+    found before, and the engine does not run it (as after a fact of a step that a check
+    does not read). ``test`` reads the view as the check does and the added fact, and
+    must hold for every fact that can change a finding; ``tests/unit/test_reads.py``
+    holds partial judgements to full ones."""
+
+    def declare(check: Check) -> Check:
+        check.changes_with = test  # type: ignore[attr-defined]
+        return check
+    return declare
+
+
+def declared_changes(check: Check) -> FactTest | None:
+    """What :func:`changes_with` declared for ``check``; None: any fact of a step it reads."""
+    return getattr(check, "changes_with", None)
+
+
 class LazyDetails(Mapping[str, Any]):
     """A finding's details, computed when first read: most findings are not due yet or
     were raised before, and the numbers an alert quotes (dates, texts) are the costly part
