@@ -226,8 +226,8 @@ class CaseView:
     with the facts added since the case was last read.
     """
 
-    __slots__ = ("__dict__", "_by_step", "_firsts", "departments", "facts", "item", "settings",
-                 "state", "summary", "wt")
+    __slots__ = ("__dict__", "_by_step", "departments", "facts", "item", "settings", "state",
+                 "summary", "wt")
 
     def __init__(self, state: CaseState, item: Item, wt: WorkingTime, settings: RuleSettings,
                  departments: Mapping[str, Department] | None = None) -> None:
@@ -256,7 +256,6 @@ class CaseView:
         ordered = summary.ordered
         self.facts: list[Fact] = facts if ordered is None else ordered
         self._by_step = summary.by_step
-        self._firsts = summary.firsts
 
     @property
     def case_id(self) -> str:
@@ -287,7 +286,8 @@ class CaseView:
         return self._by_step.keys() & steps
 
     def first(self, step: Step) -> Fact | None:
-        return self._firsts.get(step)
+        facts = self._by_step.get(step)
+        return facts[0] if facts else None
 
     def counted_deadline(self, start: float, days: float,
                          pauses: Sequence[EpochPause] | None = None) -> float | None:
@@ -358,8 +358,9 @@ class CaseView:
         - A refusal at intake, a withdrawal or a decision inside the intake window with
           no acceptance before it closes the intake: no decision clock at all.
         """
-        firsts = self._firsts
-        accepted = firsts.get(Step.accepted)
+        by_step = self._by_step
+        facts = by_step.get(Step.accepted)
+        accepted = facts[0] if facts else None
         sub = self.submitted
         if sub is None:
             if accepted is None:
@@ -368,7 +369,8 @@ class CaseView:
         limit = self.intake_deadline_at
         assert limit is not None
         window_fact, window_end, basis = sub, limit, "deemed_accepted"
-        notice = firsts.get(Step.supplement_requested)
+        facts = by_step.get(Step.supplement_requested)
+        notice = facts[0] if facts else None
         if notice is not None and notice.at <= limit:
             received = next((f for f in self.all(Step.supplement_received) if f.at >= notice.at), None)
             if received is None:
@@ -382,9 +384,9 @@ class CaseView:
             return accepted.at, "accepted", accepted, accepted.at
         closed_at: float | None = None  # the earliest closing fact within the window
         for step in _CLOSING:
-            first = firsts.get(step)  # a step's first is its earliest
-            if first is not None and (at := first.at) <= window_end and (closed_at is None
-                                                                         or at < closed_at):
+            facts = by_step.get(step)  # in time order: a step's first is its earliest
+            if facts and (at := facts[0].at) <= window_end and (closed_at is None
+                                                                or at < closed_at):
                 closed_at = at
         if closed_at is not None and (accepted is None or closed_at < accepted.at):
             return None  # the intake was closed before anything was (deemed) accepted
@@ -438,11 +440,11 @@ class CaseView:
     def ended(self) -> Fact | None:
         """The first fact that ends the decision clock: decision, refusal at intake, withdrawal."""
         earliest: Fact | None = None
-        firsts = self._firsts
+        by_step = self._by_step
         for step in _ENDING:
-            first = firsts.get(step)  # a step's first is its earliest
-            if first is not None and (earliest is None or first.at < earliest.at):
-                earliest = first
+            facts = by_step.get(step)  # in time order: a step's first is its earliest
+            if facts and (earliest is None or facts[0].at < earliest.at):
+                earliest = facts[0]
         return earliest
 
     @kept(PROCESS, Step.reviewed)
@@ -452,7 +454,9 @@ class CaseView:
         department's own ``reviewed`` is the process step; the co-handling departments'
         opinions are judged by ``parallel.missing_opinion``."""
         item = self.item
-        out: list[Fact | None] = list(map(self._firsts.get, item.steps))
+        by_step = self._by_step
+        out: list[Fact | None] = [facts[0] if (facts := by_step.get(step)) else None
+                                  for step in item.steps]
         if item.joint and Step.reviewed in item.steps:
             out[item.steps.index(Step.reviewed)] = next(
                 (f for f in self.all(Step.reviewed) if f.department == item.department), None)

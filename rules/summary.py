@@ -42,8 +42,8 @@ CLOCK_STEPS = frozenset({Step.submitted, Step.accepted, Step.supplement_requeste
 class CaseSummary:
     """What the checks read of a case, kept up to date as its facts arrive."""
 
-    __slots__ = ("by_step", "deadlines", "drops", "firsts", "handlers_", "kept", "kept_for",
-                 "max_delay_", "n", "ordered")
+    __slots__ = ("by_step", "deadlines", "drops", "handlers_", "kept", "kept_for", "max_delay_",
+                 "n", "ordered")
 
     def __init__(self, ordered: list[Fact] | None, by_step: dict[Step, list[Fact]],
                  n: int) -> None:
@@ -54,8 +54,6 @@ class CaseSummary:
         self.ordered = ordered
         #: the facts of each step, in event-time order
         self.by_step = by_step
-        #: the first (earliest) fact of each step that has one
-        self.firsts: dict[Step, Fact] = {step: same[0] for step, same in by_step.items()}
         #: counted deadlines of a paused clock by (start, days, *pauses), with the working
         #: time that counted them
         self.deadlines: tuple[WorkingTime, dict[tuple[Any, ...], float | None]] | None = None
@@ -109,12 +107,10 @@ class CaseSummary:
         same = self.by_step.get(step)
         if same is None:
             self.by_step[step] = [fact]
-            self.firsts[step] = fact
         elif same[-1].at <= at:
             same.append(fact)
         else:
             insort(same, fact, key=_AT)
-            self.firsts[step] = same[0]
         if self.max_delay_ is not None and fact.received - at > self.max_delay_:
             self.max_delay_ = fact.received - at
         if self.handlers_ is not None and step not in APPLICANT_STEPS:
