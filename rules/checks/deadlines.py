@@ -399,8 +399,10 @@ def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Seq
 @reads(Step.decided, Step.delivered)
 def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """Granted, but not delivered within 10 working days of the decision (Art. 44)."""
-    grant = next((f for f in case.all(Step.decided) if f.attrs.get("outcome") == "grant"), None)
-    if grant is None:
+    for grant in case.all(Step.decided):  # the first grant (a loop: no generator to build)
+        if grant.attrs.get("outcome") == "grant":
+            break
+    else:
         return ()
     limit = int(params.get("working_days", DELIVERY_DAYS))
     deadline_at = case.wt.working_deadline_epoch(grant.at, limit)
