@@ -128,10 +128,10 @@ class Engine:
         ``before`` what that judgement returned (as the deadline index keeps it). Then not
         every check runs: the others would find what they found before.
 
-        - Nothing due by ``now``: the checks that read ``added``, and of those that read
-          every step but declare which facts change them (``rules.findings.changes_with``)
-          the ones the added fact (the state's last) may change. If a skipped one still
-          waits, ``before.at`` stays a lower bound of the next due.
+        - Nothing due by ``now``: the checks that read ``added``, those of them that
+          declare which facts change them (``rules.findings.changes_with``) only if the
+          added fact (the state's last) may. If a skipped one still waits, ``before.at``
+          stays a lower bound of the next due.
         - Something due by ``now`` (a deadline tick passes no ``added``): the checks that
           wait, and those that read ``added``. A check that waited for nothing had every
           finding raised for good, and finds the same in the same facts.
@@ -305,8 +305,9 @@ class Engine:
     def _triggered(self, item_code: str, step: Step
                    ) -> tuple[list[_Planned], int, tuple[tuple[int, FactTest], ...]]:
         """The part of the item's plan whose checks read ``step`` (``rules.findings.reads``)
-        and their bits; and the bit and test of each check that a fact changes only if its
-        test holds (``rules.findings.changes_with``), which are not in that part."""
+        and their bits; and the bit and test of each check that reads it but that a fact
+        changes only if its test holds (``rules.findings.changes_with``), which are not in
+        that part."""
         key = (item_code, step)
         found = self._by_step.get(key)
         if found is None:
@@ -315,15 +316,15 @@ class Engine:
             plan = []
             tests = []
             for entry in self._plan(item_code):
-                test = declared_changes(entry[1])
-                if test is not None:
-                    tests.append((entry[4], test))
-                    continue
                 declared = declared_reads(entry[1])
                 if (declared is None or step in declared
                         or (PROCESS in declared and step in process)
                         or (UNLISTED in declared and unlisted)):
-                    plan.append(entry)
+                    test = declared_changes(entry[1])
+                    if test is None:
+                        plan.append(entry)
+                    else:
+                        tests.append((entry[4], test))
             found = self._by_step[key] = (plan, sum(entry[4] for entry in plan), tuple(tests))
         return found
 

@@ -107,17 +107,27 @@ FactTest = Callable[["CaseView", Fact], bool]
 
 
 def changes_with(test: FactTest) -> Callable[[Check], Check]:
-    """Declare, for a check that reads every step (no :func:`reads`), which facts may
-    change what it finds: after a fact that ``test(view, fact)`` rejects it finds what it
-    found before, and the engine does not run it (as after a fact of a step that a check
-    does not read). ``test`` reads the view as the check does and the added fact, and
-    must hold for every fact that can change a finding; ``tests/unit/test_reads.py``
-    holds partial judgements to full ones."""
+    """Declare which of the facts of the steps a check reads (all of them without
+    :func:`reads`) may change what it finds: after a fact that ``test(view, fact)``
+    rejects it finds what it found before, and the engine does not run it (as after a fact
+    of a step it does not read). ``test`` reads the view as the check does and the added
+    fact, and must hold for every fact that can change a finding;
+    ``tests/unit/test_reads.py`` holds partial judgements to full ones."""
 
     def declare(check: Check) -> Check:
         check.changes_with = test  # type: ignore[attr-defined]
         return check
     return declare
+
+
+def has_fact_of(step: Step) -> FactTest:
+    """A :func:`changes_with` test for a check that finds nothing in a case with no fact of
+    ``step``: until one comes, no fact changes what it finds."""
+
+    def test(case: CaseView, fact: Fact) -> bool:
+        return case.first(step) is not None
+    test.__doc__ = f"Whether the case has a fact of {step.value}."
+    return test
 
 
 def declared_changes(check: Check) -> FactTest | None:

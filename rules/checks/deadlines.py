@@ -25,6 +25,8 @@ from ..findings import (
     Check,
     Finding,
     LazyDetails,
+    changes_with,
+    has_fact_of,
     reads,
 )
 from ..messages import REASON_ZH, UNIT, days_text, less_than_text, span_text
@@ -333,6 +335,7 @@ _PROBLEM_TEXT = {
 
 
 @reads(CLOCK_START_READS, PAUSES_READS, Step.extended)
+@changes_with(has_fact_of(Step.extended))
 def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """An extension without approver, longer than allowed, a second one, or asked after
     the legal limit had passed. Such an extension does not move the limit."""
@@ -365,6 +368,7 @@ def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Sequence[F
 
 
 @reads(ENDED_READS, PAUSES_READS)
+@changes_with(has_fact_of(Step.suspended))
 def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """The clock was "stopped" for a reason not in Art. 45's list: it keeps running, and
     the suspension itself is irregular. Corrected by the next resumption (or the end)."""

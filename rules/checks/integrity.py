@@ -20,7 +20,16 @@ from typing import Any
 from jiancha.producers.contract import Step
 
 from ..case import Fact
-from ..findings import PROCESS, REFUSAL_READS, CaseView, Check, Finding, changes_with, reads
+from ..findings import (
+    PROCESS,
+    REFUSAL_READS,
+    CaseView,
+    Check,
+    Finding,
+    changes_with,
+    has_fact_of,
+    reads,
+)
 from ..messages import elapsed_text, whole_minutes
 from .process import STEP_EN, STEP_ZH
 
@@ -170,6 +179,7 @@ def _refusal(case: CaseView) -> Fact | None:
 
 
 @reads(Step.fee_charged, REFUSAL_READS)
+@changes_with(has_fact_of(Step.fee_charged))
 def fee_unauthorized(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A fee charged on an item without a fee basis (Art. 58), or on a refused case (a
     refused case pays no fee, whichever came first)."""
