@@ -9,6 +9,7 @@ disappears once the missing action happened in time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,11 @@ from ..findings import (
 )
 from ..messages import REASON_ZH, UNIT, days_text, less_than_text, span_text
 
+#: the texts of spans and bounds the alerts quote, kept by value: the same few recur (no
+#: paused time, the warning's share of a promised limit)
+_span_text = functools.lru_cache(maxsize=4096)(span_text)
+_less_than_text = functools.lru_cache(maxsize=4096)(less_than_text)
+
 #: Art. 44: the licence is issued and delivered within 10 working days of the grant.
 DELIVERY_DAYS = 10
 
@@ -38,12 +44,14 @@ DELIVERY_DAYS = 10
 # --- helpers shared with the other time rules ---------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)  # kept by value: the same few limits and spans recur
 def fmt_days(days: float) -> int | float:
     """A number of working days as the alert text shows it (1 decimal when fractional)."""
     rounded = round(days, 1)
     return int(rounded) if rounded == int(rounded) else rounded
 
 
+@functools.lru_cache(maxsize=4096)  # kept by instant: deadlines fall on a few midnights
 def deadline_text(deadline: datetime, wt: WorkingTime) -> str:
     """A deadline as people read it: local time, 24:00 of the day rather than 00:00."""
     loc = wt.local(deadline)
@@ -81,7 +89,7 @@ def _clock_details(case: CaseView, limit: float, deadline: datetime,
         (case.dt(a), case.dt(b) if b is not None else None) for a, b in pauses]
     # with no pause the clock never stood (and the counted time is the whole span)
     paused = _paused_seconds(case.wt, start_at, deadline, stood) if stood else 0.0
-    paused_zh, paused_en = span_text(paused)
+    paused_zh, paused_en = _span_text(paused)
     return {
         "limit": fmt_days(limit),
         "deadline": deadline.isoformat(),
@@ -209,8 +217,8 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
         out = _clock_details(case, limit, case.dt(deadline_at), pauses)
         out.update(threshold=fmt_days(threshold), used=fmt_days(limit - threshold),
                    remaining=fmt_days(threshold))
-        out["used_zh"], out["used_en"] = span_text((limit - threshold) * DAY)
-        out["remaining_zh"], out["remaining_en"] = less_than_text(threshold)
+        out["used_zh"], out["used_en"] = _span_text((limit - threshold) * DAY)
+        out["remaining_zh"], out["remaining_en"] = _less_than_text(threshold)
         return out
 
     actor = start_fact.actor
