@@ -192,7 +192,9 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     if ended is not None and ended.at <= start_at:
         return ()  # never open after the clock start: no warning can be due
     limit = case.item.promised_days
-    threshold = _warning_threshold(params, limit)
+    threshold = max(float(params.get("min_working_days", 1)),
+                    float(params.get("share_of_promise", 0.2)) * limit)
+    threshold = min(threshold, float(limit))
     warn_at = case.counted_deadline(start_at, limit - threshold)
     if warn_at is None:
         return ()  # suspended for an Art. 45 reason before the warning: the clock stands still
@@ -225,25 +227,6 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     return [Finding((), warn_at, due, (start_fact.event_id,),
                     actor if actor != "applicant" else None,  # _staff, without the call
                     LazyDetails(details), None, warn_at)]
-
-
-#: (id of a rule's parameters, promised days) -> (those parameters, the warning threshold)
-_THRESHOLDS: dict[tuple[int, int], tuple[Mapping[str, Any], float]] = {}
-
-
-def _warning_threshold(params: Mapping[str, Any], limit: int) -> float:
-    """``deadline.approaching``'s threshold in working days before a promised limit of
-    ``limit`` days: max(``min_working_days``, ``share_of_promise`` × ``limit``), at most
-    ``limit``; kept per parameters (the engine passes the same object each time)."""
-    key = (id(params), limit)
-    kept = _THRESHOLDS.get(key)
-    if kept is not None and kept[0] is params:  # (kept holds them: the id is theirs)
-        return kept[1]
-    threshold = max(float(params.get("min_working_days", 1)),
-                    float(params.get("share_of_promise", 0.2)) * limit)
-    threshold = min(threshold, float(limit))
-    _THRESHOLDS[key] = (params, threshold)
-    return threshold
 
 
 @reads(CLOCK_START_READS, PAUSES_READS)
