@@ -149,7 +149,7 @@ class Engine:
             found = self._by_step.get((state.item_code, added))  # (_triggered's, no call)
             plan, ran, tests = found if found is not None else self._triggered(
                 state.item_code, added)
-            if tests:  # the checks that read every step, if the added fact may change them
+            if tests:  # the step's checks that name the facts that change them: if this one may
                 fact = state.facts[-1]
                 chosen = ran
                 for bit, test in tests:
@@ -168,7 +168,7 @@ class Engine:
             if added is not None:
                 _, bits, tests = self._triggered(state.item_code, added)
                 waiting |= bits
-                for bit, _ in tests:  # (running one its fact does not change costs nothing else)
+                for bit, _ in tests:  # all of them: one the fact does not change finds the same
                     waiting |= bit
             plan = self._waiting(state.item_code, waiting)
         else:

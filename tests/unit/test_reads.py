@@ -1,15 +1,18 @@
 """The checks' ``reads`` declarations, on which the engine's partial evaluation rests.
 
-After a fact is added the engine runs only the checks that read its step, and at a
+After a fact is added the engine runs only the checks that read its step (of those that
+declare which facts change them, ``changes_with``, only if the fact may), and at a
 deadline's wake-up only the checks that wait (``Engine.judge(..., added, before)``). That
-is exact only if no check reads a step it did not declare, and a check that waits for
-nothing finds nothing new in the same facts, so:
+is exact only if no check reads a step it did not declare, no fact a check's test rejects
+changes what it finds, and a check that waits for nothing finds nothing new in the same
+facts, so:
 
 - every declared check is run on recorded views (fresh for each check, details and all)
   of every prefix of many cases, and must read nothing else;
 - replay with partial evaluation raises exactly the alerts (ids, stages, texts, detected
   times) of an engine whose checks all run at every judgement, on random cases (any step
-  in any order, late arrivals, lawful or not) and on the simulator's workload;
+  in any order, late arrivals, lawful or not; also events reported days late) and on the
+  simulator's workload;
 - so does the worker's supervisor (batches and deadline ticks), also when a tick's store
   fails.
 """
