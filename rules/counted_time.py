@@ -59,10 +59,12 @@ class WorkingTime:
         self._cum: list[int] = [0]  # _cum[i]: working days before day i; len = days known + 1
         self._workdays: list[int] = []  # day numbers of working days, ascending
         self._origin_ordinal = ORIGIN.toordinal()
-        self._offset = _fixed_offset(tz)  # seconds east of UTC, or None
+        #: the zone's UTC offset in seconds when it has not changed since ORIGIN, else None
+        self.fixed_offset = self._offset = _fixed_offset(tz)
         #: (local epoch day, days) -> deadline: a deadline with no pause depends on the day
-        #: of its start only, and the same few hundred days start most cases' clocks
-        self._from_day: BoundedMemo[tuple[int, float], float] = BoundedMemo(
+        #: of its start only, and the same few hundred days start most cases' clocks (in a
+        #: zone of fixed offset; the day is ``int((start + fixed_offset) // DAY)``)
+        self.deadline_from_day: BoundedMemo[tuple[int, float], float] = BoundedMemo(
             self._deadline_from_day, 100_000)
         #: (local day, days, extension) -> end of a calendar-day limit with no pause
         self._calendar_from_day: BoundedMemo[tuple[int, float, float], float | None] = \
@@ -132,11 +134,6 @@ class WorkingTime:
         if self._unnoted_from <= n < self._unnoted_to:
             self._used(n)
         return n
-
-    @property
-    def fixed_offset(self) -> int | None:
-        """The zone's UTC offset in seconds when it has not changed since ORIGIN, else None."""
-        return self._offset
 
     # --- instant-level ----------------------------------------------------------------
 
@@ -232,7 +229,7 @@ class WorkingTime:
         offset = self._offset
         if offset is None:
             return self.instant_epoch(self.count_start_at(start) + days * DAY)
-        return self._from_day[(int((start + offset) // DAY), days)]
+        return self.deadline_from_day[(int((start + offset) // DAY), days)]
 
     def _deadline_from_day(self, key: tuple[int, float]) -> float:
         day, days = key  # a local epoch day

@@ -177,10 +177,12 @@ class CaseDriver:
                  now_ts: float, sink: AlertSink) -> None:
         """Judge a case after one fact was added, raise, and schedule what it waits for."""
         case_id = state.case_id
-        alerts, due = self.engine.judge(state, now, step, index.get(case_id), now_ts=now_ts)
+        before = index.get(case_id)
+        alerts, due = self.engine.judge(state, now, step, before, now_ts=now_ts)
         if alerts:
             sink(alerts)
-        index.put(case_id, due)
+        if due is not before:  # the judgement returns what it waited for when that holds
+            index.put(case_id, due)
 
     def fire_due(self, index: DeadlineIndex, cases: CaseStore, now: datetime, now_ts: float,
                  sink: AlertSink) -> None:

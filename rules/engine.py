@@ -25,7 +25,17 @@ from .case import RETRACTED, CaseState, Fact, StepEvent
 from .catalog import OPTIONAL_STEPS, Catalog, Item
 from .checks import CHECKS
 from .counted_time import WorkingTime
-from .findings import PROCESS, UNLISTED, CaseView, Check, Finding, LazyDetails, declared_reads
+from .findings import (
+    PROCESS,
+    UNLISTED,
+    CaseView,
+    Check,
+    FactTest,
+    Finding,
+    LazyDetails,
+    declared_changes,
+    declared_reads,
+)
 from .messages import escalation_prefix, retraction_prefix
 from .rulebook import RuleSet
 from .schedule import UNKNOWN, Due
@@ -76,7 +86,8 @@ class Engine:
         self.check_errors: dict[str, int] = {}
         ENGINES.add(self)
         self._plans: dict[str, list[_Planned]] = {}
-        self._by_step: dict[tuple[str, Step], tuple[list[_Planned], int]] = {}
+        self._by_step: dict[tuple[str, Step], tuple[list[_Planned], int,
+                                                    tuple[tuple[int, FactTest], ...]]] = {}
         self._by_bits: dict[tuple[str, int], list[_Planned]] = {}
         self._items: dict[str, Item] = {}
 
@@ -117,8 +128,10 @@ class Engine:
         ``before`` what that judgement returned (as the deadline index keeps it). Then not
         every check runs: the others would find what they found before.
 
-        - Nothing due by ``now``: the checks that read ``added``. If a skipped one still
-          waits, ``before.at`` stays a lower bound of the next due.
+        - Nothing due by ``now``: the checks that read ``added``, those of them that
+          declare which facts change them (``rules.findings.changes_with``) only if the
+          added fact (the state's last) may. If a skipped one still waits, ``before.at``
+          stays a lower bound of the next due.
         - Something due by ``now`` (a deadline tick passes no ``added``): the checks that
           wait, and those that read ``added``. A check that waited for nothing had every
           finding raised for good, and finds the same in the same facts.
@@ -130,20 +143,36 @@ class Engine:
         pending = 0
         if now_ts is None:
             now_ts = now.timestamp()
+        view = self.view(state)
         if added is not None and before is not None and (
                 before.at is None or before.at > now_ts):
-            plan, ran = self._triggered(state.item_code, added)
+            found = self._by_step.get((state.item_code, added))  # (_triggered's, no call)
+            plan, ran, tests = found if found is not None else self._triggered(
+                state.item_code, added)
+            if tests:  # the step's checks that name the facts that change them: if this one may
+                fact = state.facts[-1]
+                chosen = ran
+                for bit, test in tests:
+                    try:
+                        if test(view, fact):
+                            chosen |= bit
+                    except Exception:  # then it runs, and what it raises is counted there
+                        chosen |= bit
+                if chosen != ran:
+                    plan, ran = self._waiting(state.item_code, chosen), chosen
             pending = before.pending & ~ran  # skipped checks that still wait
             if pending:
                 floor = before.at
         elif before is not None and before.pending != UNKNOWN:
             waiting = before.pending
             if added is not None:
-                waiting |= self._triggered(state.item_code, added)[1]
+                _, bits, tests = self._triggered(state.item_code, added)
+                waiting |= bits
+                for bit, _ in tests:  # all of them: one the fact does not change finds the same
+                    waiting |= bit
             plan = self._waiting(state.item_code, waiting)
         else:
             plan = self._plan(state.item_code)
-        view = self.view(state)
         alerts: list[Alert] = []
         next_due: float | None = None
         case_id, case_raised, sources = state.case_id, state.raised, state.sources
@@ -273,22 +302,30 @@ class Engine:
             self._plans[item_code] = plan
         return plan
 
-    def _triggered(self, item_code: str, step: Step) -> tuple[list[_Planned], int]:
+    def _triggered(self, item_code: str, step: Step
+                   ) -> tuple[list[_Planned], int, tuple[tuple[int, FactTest], ...]]:
         """The part of the item's plan whose checks read ``step`` (``rules.findings.reads``)
-        and their bits."""
+        and their bits; and the bit and test of each check that reads it but that a fact
+        changes only if its test holds (``rules.findings.changes_with``), which are not in
+        that part."""
         key = (item_code, step)
         found = self._by_step.get(key)
         if found is None:
             process = self.catalog[item_code].steps
             unlisted = step not in process and step not in OPTIONAL_STEPS
             plan = []
+            tests = []
             for entry in self._plan(item_code):
                 declared = declared_reads(entry[1])
                 if (declared is None or step in declared
                         or (PROCESS in declared and step in process)
                         or (UNLISTED in declared and unlisted)):
-                    plan.append(entry)
-            found = self._by_step[key] = (plan, sum(entry[4] for entry in plan))
+                    test = declared_changes(entry[1])
+                    if test is None:
+                        plan.append(entry)
+                    else:
+                        tests.append((entry[4], test))
+            found = self._by_step[key] = (plan, sum(entry[4] for entry in plan), tuple(tests))
         return found
 
     def _waiting(self, item_code: str, bits: int) -> list[_Planned]:

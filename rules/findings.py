@@ -11,7 +11,7 @@ from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS, Step
 
 from .case import CaseState, Fact
 from .catalog import Department, Item
-from .counted_time import EpochPause, Pause, WorkingTime
+from .counted_time import DAY, EpochPause, Pause, WorkingTime
 from .rulebook import RuleSettings
 from .summary import summary_from_facts
 
@@ -100,6 +100,39 @@ def _flat(steps: tuple[Step | str | frozenset[Step], ...]) -> frozenset[Step | s
 def declared_reads(check: Check) -> frozenset[Step | str] | None:
     """What :func:`reads` declared for ``check``; None when it reads every step."""
     return getattr(check, "reads", None)
+
+
+#: Whether a fact, just added to the case of a view, may change what a check finds.
+FactTest = Callable[["CaseView", Fact], bool]
+
+
+def changes_with(test: FactTest) -> Callable[[Check], Check]:
+    """Declare which of the facts of the steps a check reads (all of them without
+    :func:`reads`) may change what it finds: after a fact that ``test(view, fact)``
+    rejects it finds what it found before, and the engine does not run it (as after a fact
+    of a step it does not read). ``test`` reads the view as the check does and the added
+    fact, and must hold for every fact that can change a finding;
+    ``tests/unit/test_reads.py`` holds partial judgements to full ones."""
+
+    def declare(check: Check) -> Check:
+        check.changes_with = test  # type: ignore[attr-defined]
+        return check
+    return declare
+
+
+def has_fact_of(step: Step) -> FactTest:
+    """A :func:`changes_with` test for a check that finds nothing in a case with no fact of
+    ``step``: until one comes, no fact changes what it finds."""
+
+    def test(case: CaseView, fact: Fact) -> bool:
+        return case.first(step) is not None
+    test.__doc__ = f"Whether the case has a fact of {step.value}."
+    return test
+
+
+def declared_changes(check: Check) -> FactTest | None:
+    """What :func:`changes_with` declared for ``check``; None: any fact of a step it reads."""
+    return getattr(check, "changes_with", None)
 
 
 class LazyDetails(Mapping[str, Any]):
@@ -213,7 +246,10 @@ class CaseView:
         if summary is None or summary.n > len(facts):
             summary = state.summary = summary_from_facts(facts)
         elif summary.n < len(facts):
-            summary.catch_up(facts)
+            if summary.n == len(facts) - 1:  # the usual: one fact since it was last read
+                summary.add(facts, summary.n)
+            else:
+                summary.catch_up(facts)
         # the values kept from earlier judgements (``kept``), if they were derived alike
         of = summary.kept_for
         if of is None or of[0] is not item or of[1] is not wt or of[2] is not settings:
@@ -239,11 +275,16 @@ class CaseView:
     def max_delay(self) -> float:
         """The longest any fact took to reach the engine (received - occurred), seconds:
         whether any fact may have been reported late, without reading them all."""
-        return self.summary.max_delay(self.facts)
+        summary = self.summary
+        delay = summary.max_delay_
+        return summary.max_delay(self.facts) if delay is None else delay
 
     def first_handled_by(self, actor: str) -> Fact | None:
         """The earliest fact by ``actor`` of a step the applicant does not take."""
-        return self.summary.handlers(self.facts).get(actor)
+        handlers = self.summary.handlers_
+        if handlers is None:
+            handlers = self.summary.handlers(self.facts)
+        return handlers.get(actor)
 
     def all(self, step: Step) -> list[Fact]:
         """The facts of ``step`` in event-time order (the case's own list: not to be
@@ -265,7 +306,11 @@ class CaseView:
         or pause step arrives (several checks, and judgements, ask for the same limit)."""
         pauses = self.pauses_at if pauses is None else pauses
         if not pauses:  # the common case, kept by the working time per start day
-            return self.wt.working_deadline_epoch(start, days)
+            wt = self.wt
+            offset = wt.fixed_offset
+            if offset is not None:  # (working_deadline_epoch's own lookup, one call less)
+                return wt.deadline_from_day[(int((start + offset) // DAY), days)]
+            return wt.working_deadline_epoch(start, days)
         key = (start, days, *pauses)
         kept = self.summary.deadlines
         if kept is None or kept[0] is not self.wt:
@@ -347,8 +392,13 @@ class CaseView:
             basis = "deemed_accepted_after_supplement"
         if accepted is not None and accepted.at <= window_end:
             return accepted.at, "accepted", accepted, accepted.at
-        closing = [f for s in _CLOSING for f in by_step.get(s, _NO_FACTS) if f.at <= window_end]
-        if closing and (accepted is None or min(f.at for f in closing) < accepted.at):
+        closed_at: float | None = None  # the earliest closing fact within the window
+        for step in _CLOSING:
+            facts = by_step.get(step)  # in time order: a step's first is its earliest
+            if facts and (at := facts[0].at) <= window_end and (closed_at is None
+                                                                or at < closed_at):
+                closed_at = at
+        if closed_at is not None and (accepted is None or closed_at < accepted.at):
             return None  # the intake was closed before anything was (deemed) accepted
         # a deemed acceptance judges the acceptance step missing: like a skipped step, it is
         # certain only after the allowed lateness (an acceptance may still arrive late)

@@ -86,6 +86,8 @@ class DeadlineIndex(Generic[K]):
         if type(at) is float and 0 < at <= _AT_MASK and at.is_integer() and pending >= UNKNOWN:
             kept = (pending + 1) << _AT_BITS | int(at)
         old = entries.get(key)
+        if old == kept:  # (an int, or a Due: a tuple) waits for what it waited for
+            return
         entries[key] = kept
         old_at: float | None = None
         if old is not None:

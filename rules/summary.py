@@ -127,6 +127,9 @@ class CaseSummary:
 
 def summary_from_facts(facts: Sequence[Fact]) -> CaseSummary:
     """The summary of ``facts`` (arrival order), derived from all of them at once."""
+    if len(facts) == 1:  # a case's first judgement: nothing to sort
+        fact = facts[0]
+        return CaseSummary(None, {fact.step: [fact]}, 1)
     ordered = sorted(facts, key=_AT)  # stable: ties in arrival order
     in_order = all(map(is_, ordered, facts))
     by_step: dict[Step, list[Fact]] = {}

@@ -9,6 +9,7 @@ disappears once the missing action happened in time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,9 +26,16 @@ from ..findings import (
     Check,
     Finding,
     LazyDetails,
+    changes_with,
+    has_fact_of,
     reads,
 )
 from ..messages import REASON_ZH, UNIT, days_text, less_than_text, span_text
+
+#: the texts of spans and bounds the alerts quote, kept by value: the same few recur (no
+#: paused time, the warning's share of a promised limit)
+_span_text = functools.lru_cache(maxsize=4096)(span_text)
+_less_than_text = functools.lru_cache(maxsize=4096)(less_than_text)
 
 #: Art. 44: the licence is issued and delivered within 10 working days of the grant.
 DELIVERY_DAYS = 10
@@ -36,12 +44,14 @@ DELIVERY_DAYS = 10
 # --- helpers shared with the other time rules ---------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)  # kept by value: the same few limits and spans recur
 def fmt_days(days: float) -> int | float:
     """A number of working days as the alert text shows it (1 decimal when fractional)."""
     rounded = round(days, 1)
     return int(rounded) if rounded == int(rounded) else rounded
 
 
+@functools.lru_cache(maxsize=4096)  # kept by instant: deadlines fall on a few midnights
 def deadline_text(deadline: datetime, wt: WorkingTime) -> str:
     """A deadline as people read it: local time, 24:00 of the day rather than 00:00."""
     loc = wt.local(deadline)
@@ -79,7 +89,7 @@ def _clock_details(case: CaseView, limit: float, deadline: datetime,
         (case.dt(a), case.dt(b) if b is not None else None) for a, b in pauses]
     # with no pause the clock never stood (and the counted time is the whole span)
     paused = _paused_seconds(case.wt, start_at, deadline, stood) if stood else 0.0
-    paused_zh, paused_en = span_text(paused)
+    paused_zh, paused_en = _span_text(paused)
     return {
         "limit": fmt_days(limit),
         "deadline": deadline.isoformat(),
@@ -106,12 +116,6 @@ def _deadline_due(case: CaseView, deadline: float, known_at: float | None = None
     after the intake window and the allowed lateness)."""
     due = deadline + case.allowed_lateness_seconds
     return max(due, known_at) if known_at is not None else due
-
-
-def _open_at(case: CaseView, instant: float) -> bool:
-    """Whether no decision, refusal or withdrawal happened by ``instant`` (epoch seconds)."""
-    ended = case.ended
-    return ended is None or ended.at > instant
 
 
 # --- the legal limit and its extension (Art. 42) -------------------------------------------
@@ -205,19 +209,23 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     deadline_at = case.counted_deadline(start_at, limit, pauses)
     if deadline_at is None:
         return ()  # suspended (Art. 45) since before counting began: the clock stands still
-    due = _deadline_due(case, warn_at, known_at)
-    if due >= deadline_at or not _open_at(case, due):
+    due = warn_at + case.allowed_lateness_seconds  # _deadline_due, without the call
+    if known_at > due:
+        due = known_at
+    if due >= deadline_at or (ended is not None and ended.at <= due):
         return ()  # decided in time, or only known once the limit was already broken
 
     def details() -> dict[str, Any]:
         out = _clock_details(case, limit, case.dt(deadline_at), pauses)
         out.update(threshold=fmt_days(threshold), used=fmt_days(limit - threshold),
                    remaining=fmt_days(threshold))
-        out["used_zh"], out["used_en"] = span_text((limit - threshold) * DAY)
-        out["remaining_zh"], out["remaining_en"] = less_than_text(threshold)
+        out["used_zh"], out["used_en"] = _span_text((limit - threshold) * DAY)
+        out["remaining_zh"], out["remaining_en"] = _less_than_text(threshold)
         return out
 
-    return [Finding((), warn_at, due, (start_fact.event_id,), _staff(start_fact),
+    actor = start_fact.actor
+    return [Finding((), warn_at, due, (start_fact.event_id,),
+                    actor if actor != "applicant" else None,  # _staff, without the call
                     LazyDetails(details), None, warn_at)]
 
 
@@ -235,13 +243,17 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Sequence[Findin
     deadline_at = case.counted_deadline(start_at, limit)
     if deadline_at is None:
         return ()  # suspended for an Art. 45 reason: the clock stands still
-    if not _open_at(case, deadline_at):
-        return ()
     ended = case.ended
+    if ended is not None and ended.at <= deadline_at:
+        return ()  # decided, refused or withdrawn by then
     details = LazyDetails(lambda: {**_clock_details(case, limit, case.dt(deadline_at)),
                                    "used": fmt_days(limit)})
-    return [Finding((), deadline_at, _deadline_due(case, deadline_at, known_at),
-                    (start_fact.event_id,), _staff(start_fact), details,
+    due = deadline_at + case.allowed_lateness_seconds  # _deadline_due, without the call
+    if known_at > due:
+        due = known_at
+    actor = start_fact.actor
+    return [Finding((), deadline_at, due, (start_fact.event_id,),
+                    actor if actor != "applicant" else None, details,
                     ended.at if ended is not None else None, deadline_at)]
 
 
@@ -259,15 +271,18 @@ def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]
     deadline_at = legal_deadline(case, extension)
     if deadline_at is None:
         return ()
-    if not _open_at(case, deadline_at):
-        return ()
     ended = case.ended
+    if ended is not None and ended.at <= deadline_at:
+        return ()  # decided, refused or withdrawn by then
     details = LazyDetails(lambda: {**_legal_details(case, limit, extension, deadline_at),
                                    **_legal_texts(case, limit, ext)})
-    evidence = (start_fact.event_id,) + ((ext.event_id,) if ext is not None else ())
-    return [Finding((), deadline_at, _deadline_due(case, deadline_at, known_at), evidence,
-                    _staff(start_fact), details, ended.at if ended is not None else None,
-                    deadline_at)]
+    evidence = (start_fact.event_id,) if ext is None else (start_fact.event_id, ext.event_id)
+    due = deadline_at + case.allowed_lateness_seconds  # _deadline_due, without the call
+    if known_at > due:
+        due = known_at
+    actor = start_fact.actor
+    return [Finding((), deadline_at, due, evidence, actor if actor != "applicant" else None,
+                    details, ended.at if ended is not None else None, deadline_at)]
 
 
 def _legal_texts(case: CaseView, limit: int, ext: Fact | None) -> dict[str, Any]:
@@ -311,6 +326,7 @@ _PROBLEM_TEXT = {
 
 
 @reads(CLOCK_START_READS, PAUSES_READS, Step.extended)
+@changes_with(has_fact_of(Step.extended))
 def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """An extension without approver, longer than allowed, a second one, or asked after
     the legal limit had passed. Such an extension does not move the limit."""
@@ -343,6 +359,7 @@ def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Sequence[F
 
 
 @reads(ENDED_READS, PAUSES_READS)
+@changes_with(has_fact_of(Step.suspended))
 def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """The clock was "stopped" for a reason not in Art. 45's list: it keeps running, and
     the suspension itself is irregular. Corrected by the next resumption (or the end)."""
@@ -377,8 +394,10 @@ def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Seq
 @reads(Step.decided, Step.delivered)
 def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """Granted, but not delivered within 10 working days of the decision (Art. 44)."""
-    grant = next((f for f in case.all(Step.decided) if f.attrs.get("outcome") == "grant"), None)
-    if grant is None:
+    for grant in case.all(Step.decided):  # the first grant (a loop: no generator to build)
+        if grant.attrs.get("outcome") == "grant":
+            break
+    else:
         return ()
     limit = int(params.get("working_days", DELIVERY_DAYS))
     deadline_at = case.wt.working_deadline_epoch(grant.at, limit)

@@ -16,6 +16,8 @@ from ..findings import (
     Check,
     Finding,
     LazyDetails,
+    changes_with,
+    has_fact_of,
     reads,
 )
 from .deadlines import deadline_text, working_day_number
@@ -76,6 +78,7 @@ def supplement_repeated(case: CaseView, params: Mapping[str, Any]) -> Sequence[F
 
 
 @reads(SUBMISSION_READS, Step.supplement_requested)
+@changes_with(has_fact_of(Step.supplement_requested))
 def supplement_late(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """The correction notice came later than 5 working days after submission (the
     application was by then already deemed accepted)."""

@@ -20,7 +20,16 @@ from typing import Any
 from jiancha.producers.contract import Step
 
 from ..case import Fact
-from ..findings import PROCESS, REFUSAL_READS, CaseView, Check, Finding, reads
+from ..findings import (
+    PROCESS,
+    REFUSAL_READS,
+    CaseView,
+    Check,
+    Finding,
+    changes_with,
+    has_fact_of,
+    reads,
+)
 from ..messages import elapsed_text, whole_minutes
 from .process import STEP_EN, STEP_ZH
 
@@ -44,12 +53,19 @@ def _about(case: CaseView, f: Fact, details: dict[str, Any], *, at: float | None
                    evidence=(f.event_id, *also), actor=f.actor, details=details)
 
 
+def _reported_late(case: CaseView, fact: Fact) -> bool:
+    """Whether ``fact`` reached the engine later than the reporting delay allows (the
+    only facts that change what ``reporting.late`` finds)."""
+    return fact.received - fact.at > case.settings.reporting_delay_hours * 3600
+
+
+@changes_with(_reported_late)
 def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """An event reached the engine more than the reporting delay after it happened."""
     limit_hours = case.settings.reporting_delay_hours
     limit = limit_hours * 3600
-    # any fact may be the late one, so it runs after every fact: the case's longest delay
-    # (kept as facts arrive) spares reading them all while none was late
+    # any fact may be the late one, so it reads every step (and runs after a late one): the
+    # case's longest delay (kept as facts arrive) spares reading them all while none was late
     if case.max_delay <= limit:
         return ()
     out: list[Finding] = []
@@ -75,12 +91,26 @@ def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Sequence[F
     """A required step claims to have happened before the previous required step present
     by more than the allowed lateness. Judged only after the lateness (of event time)
     has passed since that previous step."""
-    out: list[Finding] = []
     lateness_seconds = case.allowed_lateness_seconds
+    present = case.process_facts
+    dep_at: float | None = None
+    for fact in present:  # most cases: none before the previous one by more than that
+        if fact is not None:
+            at = fact.at
+            if dep_at is not None and at < dep_at - lateness_seconds:
+                return _backdated(case, present, lateness_seconds)
+            dep_at = at
+    return ()
+
+
+def _backdated(case: CaseView, present: list[Fact | None], lateness_seconds: float
+               ) -> list[Finding]:
+    """:func:`reporting_backdated`'s findings in the process facts ``present``."""
+    out: list[Finding] = []
     steps = case.item.steps
     dep: Fact | None = None  # the previous required step present, and its index
     dep_index = 0
-    for i, fact in enumerate(case.process_facts):
+    for i, fact in enumerate(present):
         if fact is None:
             continue
         if dep is not None and fact.at < dep.at - lateness_seconds:
@@ -149,6 +179,7 @@ def _refusal(case: CaseView) -> Fact | None:
 
 
 @reads(Step.fee_charged, REFUSAL_READS)
+@changes_with(has_fact_of(Step.fee_charged))
 def fee_unauthorized(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A fee charged on an item without a fee basis (Art. 58), or on a refused case (a
     refused case pays no fee, whichever came first)."""
@@ -209,11 +240,24 @@ def _conflict(first: Fact, then: Fact, details: dict[str, Any]) -> Finding:
                    evidence=(first.event_id, then.event_id), actor=then.actor, details=details)
 
 
+#: the steps whose facts make the conflicts of duties: a review and a decision, and the
+#: submission that names the applicant
+_DUTY_STEPS = frozenset({Step.reviewed, Step.decided, Step.submitted})
+
+
+def _may_conflict(case: CaseView, fact: Fact) -> bool:
+    """Whether ``fact`` may change what ``actor.conflict`` finds: a review, a decision or
+    a submission, or a fact the applicant acted in."""
+    return fact.step in _DUTY_STEPS or fact.actor == case.applicant_id
+
+
+@changes_with(_may_conflict)
 def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """The same person reviewed and approved the case, or a staff member handled an
     application they made themselves (actor = the ``submitted`` event's applicant_id)."""
-    # the handler may act at any step, so it runs after every fact: the applicant's
-    # earliest handling is read from the case's summary rather than from every fact
+    # the handler may act at any step, so it reads every step (and runs after a fact of
+    # the applicant's): the applicant's earliest handling is read from the case's summary
+    # rather than from every fact
     out: list[Finding] = []
     decisions = case.all(Step.decided)
     reviewed = case.all(Step.reviewed) if decisions else ()
@@ -236,10 +280,10 @@ def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Sequence[Findin
     applicant = case.applicant_id
     if applicant is None:
         return out
-    sub = case.submitted
-    assert sub is not None  # the applicant is named on the submission
     f = case.first_handled_by(applicant)
     if f is not None:
+        sub = case.submitted
+        assert sub is not None  # the applicant is named on the submission
         out.append(_conflict(sub, f, {
             "kind": "own_application", "person": f.actor, "step": f.step.value,
             "conflict_zh": f"经办人办理本人的申请（{STEP_ZH[f.step]}）",

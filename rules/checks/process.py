@@ -8,6 +8,7 @@ from typing import Any
 
 from jiancha.producers.contract import Step
 
+from ..case import Fact
 from ..catalog import OPTIONAL_STEPS
 from ..findings import (
     PROCESS,
@@ -17,6 +18,7 @@ from ..findings import (
     CaseView,
     Check,
     Finding,
+    changes_with,
     reads,
 )
 from ..messages import names_en
@@ -159,7 +161,13 @@ def unknown_step(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]
     return out
 
 
+def _joint_decided(case: CaseView, fact: Fact) -> bool:
+    """Whether the case is a joint one with a decision (else no opinion is missing)."""
+    return case.item.joint and case.first(Step.decided) is not None
+
+
 @reads(Step.decided, Step.reviewed)
+@changes_with(_joint_decided)
 def missing_opinion(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A joint case decided before every co-handling department gave its ``reviewed``
     opinion (judged after the allowed lateness, so an opinion given before the decision

@@ -12,7 +12,17 @@ from typing import Any
 
 from jiancha.producers.contract import Step
 
-from ..findings import ENDED_READS, PAUSES_READS, CaseView, Check, Finding, LazyDetails, reads
+from ..findings import (
+    ENDED_READS,
+    PAUSES_READS,
+    CaseView,
+    Check,
+    Finding,
+    LazyDetails,
+    changes_with,
+    has_fact_of,
+    reads,
+)
 from .deadlines import deadline_text, fmt_days
 
 #: the maximum for a reason the rule set does not name, when it gives no ``default`` either
@@ -38,6 +48,7 @@ def max_working_days(params: Mapping[str, Any], reason: str) -> float:
 
 
 @reads(PAUSES_READS, ENDED_READS)
+@changes_with(has_fact_of(Step.suspended))
 def suspension_overlong(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A suspension for a lawful reason (Art. 45) still open — neither resumed nor ended by
     a decision, refusal or withdrawal — when the maximum for its reason has passed; fires at

@@ -1,15 +1,18 @@
 """The checks' ``reads`` declarations, on which the engine's partial evaluation rests.
 
-After a fact is added the engine runs only the checks that read its step, and at a
+After a fact is added the engine runs only the checks that read its step (of those that
+declare which facts change them, ``changes_with``, only if the fact may), and at a
 deadline's wake-up only the checks that wait (``Engine.judge(..., added, before)``). That
-is exact only if no check reads a step it did not declare, and a check that waits for
-nothing finds nothing new in the same facts, so:
+is exact only if no check reads a step it did not declare, no fact a check's test rejects
+changes what it finds, and a check that waits for nothing finds nothing new in the same
+facts, so:
 
 - every declared check is run on recorded views (fresh for each check, details and all)
   of every prefix of many cases, and must read nothing else;
 - replay with partial evaluation raises exactly the alerts (ids, stages, texts, detected
   times) of an engine whose checks all run at every judgement, on random cases (any step
-  in any order, late arrivals, lawful or not) and on the simulator's workload;
+  in any order, late arrivals, lawful or not; also events reported days late) and on the
+  simulator's workload;
 - so does the worker's supervisor (batches and deadline ticks), also when a tick's store
   fails.
 """
@@ -137,7 +140,8 @@ ACTORS = ("a", "b", "c", "applicant-self")
 
 
 @st.composite
-def random_case(draw: st.DrawFn, n: int) -> list[tuple[datetime, dict[str, Any]]]:
+def random_case(draw: st.DrawFn, n: int, late_minutes: int = 24 * 60
+                ) -> list[tuple[datetime, dict[str, Any]]]:
     cid = f"R{n}"
     item = draw(st.sampled_from(ITEMS))
     departments = (DEPARTMENT[item], *CO_DEPARTMENTS.get(item, ()))
@@ -173,14 +177,15 @@ def random_case(draw: st.DrawFn, n: int) -> list[tuple[datetime, dict[str, Any]]
         if attrs:
             event["attributes"] = attrs
         # arrives up to a day late: out of order within the case and across cases
-        arrival = when + timedelta(minutes=draw(st.integers(0, 24 * 60)))
+        arrival = when + timedelta(minutes=draw(st.integers(0, late_minutes)))
         out.append((arrival, event))
     return out
 
 
 @st.composite
-def random_file(draw: st.DrawFn) -> list[bytes]:
-    planned = [p for n in range(draw(st.integers(1, 4))) for p in draw(random_case(n))]
+def random_file(draw: st.DrawFn, late_minutes: int = 24 * 60) -> list[bytes]:
+    planned = [p for n in range(draw(st.integers(1, 4)))
+               for p in draw(random_case(n, late_minutes))]
     planned.sort(key=lambda p: p[0])
     return [orjson.dumps(e) for _, e in planned]
 
@@ -199,6 +204,14 @@ def test_checks_read_only_the_steps_they_declare(lines: list[bytes]) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_file())
 def test_partial_evaluation_raises_what_full_evaluation_raises(lines: list[bytes]) -> None:
+    assert _alerts(lines, ENGINE) == _alerts(lines, FULL)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_file(late_minutes=4 * 24 * 60))
+def test_partial_evaluation_agrees_with_events_reported_late(lines: list[bytes]) -> None:
+    """Events up to four days late, past the reporting delay: ``reporting.late`` runs only
+    after a late fact (``changes_with``), and finds what it finds at every judgement."""
     assert _alerts(lines, ENGINE) == _alerts(lines, FULL)
 
 
