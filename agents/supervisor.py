@@ -144,10 +144,13 @@ class Supervisor:
     #: (deadlines fall due by the hundred at the end of a working day)
     tick_cases: int = 64
     #: events taken from the topic (accepted or rejected), the wall-clock time the first
-    #: batch began and the time the latest ended: a progress figure that costs nothing to read
+    #: batch began and the time the latest ended, and the process's CPU time (all its
+    #: threads) at both: a progress figure that costs nothing to read
     processed: int = 0
     first_processed_at: float = 0.0
     last_processed_at: float = 0.0
+    first_processed_cpu: float = 0.0
+    last_processed_cpu: float = 0.0
     event_observers: list[EventObserver] = field(default_factory=list)
     event_readers: list[EventReader] = field(default_factory=list)
     forwarders: list[Forwarder] = field(default_factory=list)
@@ -228,6 +231,7 @@ class Supervisor:
             started = time.monotonic()
             if not self.processed:  # the figure's time runs from when the first batch began
                 self.first_processed_at = time.time()
+                self.first_processed_cpu = time.process_time()
             # by the table's key: a keyed record's key is its case id's bytes (the gate
             # checks it), so the id is never encoded again to read, index or write the case
             states: dict[bytes, CaseState] = {}
@@ -338,6 +342,7 @@ class Supervisor:
     def _progress(self, n: int) -> None:
         self.processed += n
         self.last_processed_at = time.time()
+        self.last_processed_cpu = time.process_time()
 
     async def on_tick(
         self, cases: MutableMapping[bytes, bytes],
