@@ -2,7 +2,7 @@
 
 An extension is an :class:`Extension`: built from a :class:`WorkerContext`, it adds its
 Faust agents, tables, timers and web pages in :meth:`Extension.install`, and overrides the
-hooks it needs (:meth:`~Extension.on_record`, :meth:`~Extension.on_event`,
+hooks it needs (:meth:`~Extension.on_records`, :meth:`~Extension.on_event`,
 :meth:`~Extension.read_event`, :meth:`~Extension.on_alert`,
 :meth:`~Extension.on_complaint`). :class:`ExtensionHost` calls each hook of the extensions
 that override it, and nothing for those that do not.
@@ -56,12 +56,12 @@ class Extension:
     def install(self, app: faust.App) -> None:
         """Add the extension's Faust agents, tables, timers and web pages to ``app``."""
 
-    def on_record(self, record: Record, event: GateEvent | None, fact: Fact | None,
-                  now: float) -> None:
-        """Every record of the events topic in order: the accepted event and the fact its
-        case took in, before its case state is written (a crash in between hands it over
-        again, never loses it), or None and None when rejected; ``now``: the clock's
-        reading for the batch (epoch seconds)."""
+    def on_records(self, records: list[tuple[Record, GateEvent | None, Fact | None]],
+                   now: float) -> None:
+        """Every batch of records of the events topic, each record in order with the
+        accepted event and the fact its case took in (None and None when rejected), before
+        their case states are written (a crash in between hands them over again, never
+        loses them); ``now``: the clock's reading for the batch (epoch seconds)."""
 
     def on_event(self, event: GateEvent, state: CaseState, alerts: list[Alert],
                  now: datetime) -> None:
@@ -113,8 +113,8 @@ class ExtensionHost:
         those overridden: with none, the supervisor's per-record loops are skipped)."""
         for extension in self.extensions:
             extension.install(app)
-            if _overrides(extension, "on_record"):
-                supervisor.forwarders.append(extension.on_record)
+            if _overrides(extension, "on_records"):
+                supervisor.forwarders.append(extension.on_records)
             if _overrides(extension, "on_event"):
                 supervisor.event_observers.append(extension.on_event)
             if _overrides(extension, "read_event"):

@@ -42,8 +42,6 @@ from .sinks.types import AlertSink, PreparingAlertSink
 
 log = logging.getLogger(__name__)
 
-_NO_ALERTS: list[Alert] = []  # shared by every rejected record (never changed)
-
 #: a case with one of these is finished (a refusal at intake needs no further step)
 FINISHING_STEPS = frozenset({Step.completed, Step.withdrawn, Step.rejected_at_intake})
 
@@ -57,11 +55,11 @@ EventObserver = Callable[[GateEvent, CaseState, list[Alert], datetime], None]
 #: left it: reads, records nothing, and returns what records it (called in the records'
 #: order where the observers are told) or None.
 EventReader = Callable[[GateEvent, CaseState], Callable[[], None] | None]
-#: Called for every record in order: with the accepted event and the fact its case took in,
-#: before its case state is written (a crash in between forwards it again, never loses
-#: it), or None and None when rejected; and the clock's reading for the batch (epoch
-#: seconds).
-Forwarder = Callable[[Record, GateEvent | None, Fact | None, float], None]
+#: Called once per batch with every record in order: the record, the accepted event and the
+#: fact its case took in (None and None when rejected), before the batch's case states are
+#: written (a crash in between forwards them again, never loses them); and the clock's
+#: reading for the batch (epoch seconds).
+Forwarder = Callable[[list[tuple[Record, GateEvent | None, Fact | None]], float], None]
 #: Called with every alert the sink stored anew, escalated or retracted (not for known
 #: ones), and the partition of the case it is about when known.
 AlertObserver = Callable[[Alert, int | None], None]
@@ -237,10 +235,14 @@ class Supervisor:
             states: dict[bytes, CaseState] = {}
             batch_cases = _BatchCases(cases, states)
             due: dict[bytes, Due] = {}
-            # per record: (record, event, its case's state, how many facts of it the
-            # observers see, alerts, judged time); event None: rejected
-            order: list[tuple[Record, GateEvent | None, CaseState | None, int,
-                              list[Alert], datetime | None]] = []
+            # per record, where observers are told: (event, its case's state, how many
+            # facts of it they see, alerts, judged time); rejected records left out
+            order: list[tuple[GateEvent, CaseState, int, list[Alert], datetime]] = []
+            observing = bool(self.event_observers)
+            # per record, where records are forwarded: (record, event, the fact its case
+            # took in); event None: rejected
+            forwarded: list[tuple[Record, GateEvent | None, Fact | None]] = []
+            forwarding = bool(self.forwarders)
             raised: list[Alert] = []
             raising: list[CaseState] = []
             partitions: list[int] = []
@@ -263,13 +265,15 @@ class Supervisor:
                 except Rejected as r:
                     self.metrics.events_rejected.labels(r.reason).inc()
                     rejected.append((rec, r.reason, r.detail))
-                    order.append((rec, None, None, 0, _NO_ALERTS, None))
+                    if forwarding:
+                        forwarded.append((rec, None, None))
                     continue
                 except Exception as exc:  # never crash on one event
                     log.exception("unexpected error on an event; sent to the DLQ")
                     self.metrics.events_rejected.labels("internal_error").inc()
                     rejected.append((rec, "internal_error", repr(exc)))
-                    order.append((rec, None, None, 0, _NO_ALERTS, None))
+                    if forwarding:
+                        forwarded.append((rec, None, None))
                     continue
                 state.partition = partition
                 key: bytes = rec.key  # type: ignore[assignment]  # the case id's: take() checked it
@@ -286,7 +290,10 @@ class Supervisor:
                     record = read(event, state)
                     if record is not None:
                         to_record.append(record)
-                order.append((rec, event, state, len(state.facts), alerts, now))
+                if forwarding:  # the fact the event added: the last (ingest appends it)
+                    forwarded.append((rec, event, state.facts[-1]))
+                if observing:
+                    order.append((event, state, len(state.facts), alerts, now))
             for (department, step), n in ingested.items():  # a counter's lock once per batch
                 self._ingested(department, step).inc(n)
             if raised:
@@ -295,23 +302,18 @@ class Supervisor:
                 await asyncio.gather(*(dead_letter(rec, reason, detail)
                                        for rec, reason, detail in rejected))
             # from here to the caller's ack nothing awaits: no offset commit comes between
-            if self.forwarders:
-                for rec, event, state, facts, _, _ in order:
-                    fact = None if state is None else state.facts[facts - 1]
-                    for forward in self.forwarders:
-                        forward(rec, event, fact, reading_epoch)
+            for forward in self.forwarders:
+                forward(forwarded, reading_epoch)
             for key, state in states.items():  # the index shares the key the table keeps
                 write(key, encode_state(state), state.partition)
                 self.index(state.partition).put(key, due[key])
             for record in to_record:
                 record()
-            if self.event_observers:
-                for _, event, state, facts, alerts, judged in order:
-                    if event is not None:
-                        # as it was right after this event (a later one may have added facts)
-                        seen = state.upto(facts)  # type: ignore[union-attr]
-                        for observe in self.event_observers:
-                            observe(event, seen, alerts, judged)  # type: ignore[arg-type]
+            for event, state, facts, alerts, judged in order:
+                # as it was right after this event (a later one may have added facts)
+                seen = state.upto(facts)
+                for observe in self.event_observers:
+                    observe(event, seen, alerts, judged)
             self._progress(len(records))
             return raised
 
