@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 
 #: a gauge refresh that took d seconds is not repeated for 50·d seconds (2% of the time)
 GAUGES_TIME_SHARE_INVERSE = 50
+#: accumulators kept decoded beside the table (:attr:`TableBook.written`) before starting over
+WRITTEN_KEPT = 100_000
 
 class TableBook(IndicatorBook):
     """An indicator book stored in a Faust table, one key per partition's share.
@@ -86,13 +88,23 @@ class TableBook(IndicatorBook):
         self.pending: dict[tuple[str, str, str, int], Acc] = {}
         # the same few keys (a month, a scope) again and again: encoded once
         self._keys: BoundedMemo[tuple[Any, ...], bytes] = BoundedMemo(orjson.dumps, 100_000)
+        #: by table key, the value last written and the accumulator it encodes: taken
+        #: again, not decoded, while the table holds that very value (a recovery or
+        #: another write puts another object there)
+        self.written: dict[bytes, tuple[bytes, Acc]] = {}
 
     def acc(self, key: Key) -> Acc:
         k = (*key, self.partition)
         acc = self.pending.get(k)
         if acc is None:  # from the table once per commit interval, then changed in place
-            raw = self.table.data.get(self._keys[k])
-            acc = self.pending[k] = Acc.decode(raw) if raw is not None else Acc()
+            table_key = self._keys[k]
+            raw = self.table.data.get(table_key)
+            if raw is None:
+                acc = Acc()
+            else:
+                written = self.written.get(table_key)
+                acc = written[1] if written is not None and written[0] is raw else Acc.decode(raw)
+            self.pending[k] = acc
         return acc
 
     def write_pending(self) -> Awaitable[None] | None:
@@ -100,14 +112,26 @@ class TableBook(IndicatorBook):
         producer (as record batches; the awaitable, if any, finishes handing them over)."""
         pending, self.pending = self.pending, {}
         owned = self.owned() if pending else None
+        written = self.written
+        if len(written) > WRITTEN_KEPT:
+            written.clear()
         for k, acc in pending.items():
             partition = k[3]
-            if owned is not None and partition not in owned:
-                continue  # moved away: its new owner counts the events again
             key = self._keys[k]
-            self.changelog.set(key, acc.encode(), partition)
+            if owned is not None and partition not in owned:
+                written.pop(key, None)  # changed in place, not written: decoded again
+                continue  # moved away: its new owner counts the events again
+            value = acc.encode()
+            self.changelog.set(key, value, partition)
+            written[key] = (value, acc)
             self.dirty.add(key)
         return self.changelog.send()
+
+
+def _mirrored(key: bytes) -> tuple[str, bytes]:
+    """A table key's month and its field in that month's Redis hash."""
+    month, kind, name, partition = orjson.loads(key)
+    return month, encode_field(kind, name, partition)
 
 
 class IndicatorCollector:
@@ -158,6 +182,9 @@ class Indicators(Extension):
         self.prefix = ctx.settings.redis_prefix
         self.collector = IndicatorCollector()
         self.registry = ctx.metrics.registry
+        #: a table key's month and field in the month's Redis hash (the same keys are
+        #: mirrored again and again)
+        self.fields: BoundedMemo[bytes, tuple[str, bytes]] = BoundedMemo(_mirrored, 100_000)
         #: monotonic time before which the gauges are not refreshed again
         self.gauges_due = 0.0
         # per-handler scores name people: only the supervision bureau's token reads them
@@ -227,12 +254,13 @@ class Indicators(Extension):
             return
         keys, book.dirty = book.dirty, set()
         by_month: dict[str, dict[bytes, bytes]] = {}
+        fields = self.fields
         for k in keys:
             value = self.table.data.get(k)
             if value is None:
                 continue
-            month, kind, name, partition = orjson.loads(k)
-            by_month.setdefault(month, {})[encode_field(kind, name, partition)] = value
+            month, field = fields[k]
+            by_month.setdefault(month, {})[field] = value
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for month, fields in by_month.items():  # one HSET per month, not per key
