@@ -26,10 +26,9 @@ with replay), and the three ways evaluators pull them.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import faust
@@ -215,10 +214,11 @@ class Indicators(Extension):
         except Exception:
             return []
 
-    def read_event(self, event: GateEvent, state: CaseState) -> Callable[[], None] | None:
+    def read_event(self, event: GateEvent, state: CaseState
+                   ) -> tuple[GateEvent, int, Counted] | None:
         """What the event counts for, read as it is judged (its case's state as the event
         left it, and what its judgement derived, current), added once its batch's alerts
-        are stored."""
+        are stored (:meth:`record_read`)."""
         try:
             counted = self.book.counted(event, state)
         except Exception:  # indicators must never stop the supervision
@@ -226,14 +226,16 @@ class Indicators(Extension):
             return None
         if counted is None:
             return None
-        return functools.partial(self._add, event, state.partition, counted)
+        return event, state.partition, counted
 
-    def _add(self, event: GateEvent, partition: int, counted: Counted) -> None:
-        try:
-            self.book.partition = partition
-            self.book.add(counted)
-        except Exception:
-            log.exception("indicators: event %s not counted", event.event_id)
+    def record_read(self, read: list[tuple[GateEvent, int, Counted]]) -> None:
+        book = self.book
+        for event, partition, counted in read:
+            try:
+                book.partition = partition
+                book.add(counted)
+            except Exception:
+                log.exception("indicators: event %s not counted", event.event_id)
 
     def on_complaint(self, department: str | None, item_code: str | None,
                      received_at: float) -> None:

@@ -51,10 +51,11 @@ DeadLetter = Callable[[Record, str, str], Awaitable[None]]
 StateWriter = Callable[[bytes, bytes, int], None]
 #: Called after an accepted event was evaluated: (event, state, alerts raised, judged time).
 EventObserver = Callable[[GateEvent, CaseState, list[Alert], datetime], None]
-#: Called with every accepted event as it is judged and its case's state just as the event
-#: left it: reads, records nothing, and returns what records it (called in the records'
-#: order where the observers are told) or None.
-EventReader = Callable[[GateEvent, CaseState], Callable[[], None] | None]
+#: The first is called with every accepted event as it is judged and its case's state just
+#: as the event left it: reads, records nothing, and returns what it read (None: nothing);
+#: the second, once per batch where the observers are told, with what the first read of
+#: the batch's events, in the records' order, and records it.
+EventReader = tuple[Callable[[GateEvent, CaseState], Any], Callable[[list[Any]], None]]
 #: Called once per batch with every record in order: the record, the accepted event and the
 #: fact its case took in (None and None when rejected), before the batch's case states are
 #: written (a crash in between forwards them again, never loses them); and the clock's
@@ -252,8 +253,9 @@ class Supervisor:
             reading_epoch = reading.timestamp()
             take, judge_added, judged_epoch = self.driver.take, self._judge_added, self.judged_epoch
             last_offset = self.last_offset
-            readers = self.event_readers
-            to_record: list[Callable[[], None]] = []  # what the readers read, in order
+            # each reader and what it read, in order
+            reads: list[tuple[Callable[[GateEvent, CaseState], Any], list[Any]]] = [
+                (read, []) for read, _ in self.event_readers]
             for rec in records:
                 partition = rec.partition
                 last_offset[partition] = rec.offset
@@ -286,10 +288,10 @@ class Supervisor:
                     raised.extend(alerts)
                     partitions.extend([partition] * len(alerts))
                     raising.append(state)
-                for read in readers:
-                    record = read(event, state)
-                    if record is not None:
-                        to_record.append(record)
+                for read, got in reads:
+                    value = read(event, state)
+                    if value is not None:
+                        got.append(value)
                 if forwarding:  # the fact the event added: the last (ingest appends it)
                     forwarded.append((rec, event, state.facts[-1]))
                 if observing:
@@ -307,8 +309,9 @@ class Supervisor:
             for key, state in states.items():  # the index shares the key the table keeps
                 write(key, encode_state(state), state.partition)
                 self.index(state.partition).put(key, due[key])
-            for record in to_record:
-                record()
+            for (_, got), (_, record) in zip(reads, self.event_readers, strict=True):
+                if got:
+                    record(got)
             for event, state, facts, alerts, judged in order:
                 # as it was right after this event (a later one may have added facts)
                 seen = state.upto(facts)
