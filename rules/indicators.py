@@ -105,6 +105,9 @@ class ScoringConfig(BaseModel):
 # --- the accumulator ------------------------------------------------------------------
 
 
+_ENCODED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 @dataclass
 class Acc:
     """The counts of one scope in one month (merged over partitions and months)."""
@@ -140,12 +143,15 @@ class Acc:
         return sum(by.get(severity, 0) for by in self.alerts.values())
 
     def encode(self) -> bytes:
-        d: dict[str, Any] = {n: getattr(self, n) for n in self._INTS if getattr(self, n)}
+        """JSON, keys sorted, counts of zero left out; the histogram's keys written as
+        strings (and sorted as strings) by orjson itself."""
+        fields = self.__dict__
+        d: dict[str, Any] = {n: fields[n] for n in self._INTS if fields[n]}
         if self.days:
-            d["days"] = {str(k): v for k, v in sorted(self.days.items())}
+            d["days"] = self.days
         if self.alerts:
             d["alerts"] = self.alerts
-        return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
+        return orjson.dumps(d, option=_ENCODED)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Acc:

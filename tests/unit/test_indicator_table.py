@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jiancha.agents.indicators import TableBook
 from jiancha.rules.factory import build_engine
@@ -112,3 +114,23 @@ def test_a_value_the_table_took_from_elsewhere_is_read_back() -> None:
     book.add(counted)
     book.write_pending()
     assert received() == 102
+
+
+@settings(max_examples=300, deadline=None)
+@given(counts=st.lists(st.integers(0, 10**9), min_size=10, max_size=10),
+       days=st.dictionaries(st.integers(0, 10**6), st.integers(1, 10**4), max_size=40),
+       alerts=st.dictionaries(st.sampled_from(["a.b", "c.d", "e"]), st.dictionaries(
+           st.sampled_from(["yellow", "red", "escalated"]), st.integers(-5, 50)), max_size=3))
+def test_an_accumulator_is_written_as_sorted_json_and_read_back(
+        counts: list[int], days: dict[int, int], alerts: dict[str, dict[str, int]]) -> None:
+    """Its record: the counts that are not zero, the histogram keyed by strings, keys
+    sorted (as strings) at every level, as the table's records and the Redis mirror hold
+    them."""
+    acc = Acc(**dict(zip(Acc._INTS, counts, strict=True)), days=days, alerts=alerts)
+    written: dict[str, Any] = {n: c for n, c in zip(Acc._INTS, counts, strict=True) if c}
+    if days:
+        written["days"] = {str(k): v for k, v in days.items()}
+    if alerts:
+        written["alerts"] = alerts
+    assert acc.encode() == orjson.dumps(written, option=orjson.OPT_SORT_KEYS)
+    assert Acc.decode(acc.encode()) == acc
