@@ -158,10 +158,12 @@ class Repartition:
     def read(self, msg: Any) -> None:
         """An upstream record (anything with ``partition``, ``offset`` and ``timestamp``:
         a Faust message, a batch record) was read and not forwarded: progress only."""
-        judged = self.judge_epoch(msg.timestamp)
-        if judged > self.up_time.get(msg.partition, float("-inf")):
-            self.up_time[msg.partition] = judged  # every record before is forwarded
-        self.up_offset[msg.partition] = msg.offset
+        self._read(msg.partition, msg.offset, self.judge_epoch(msg.timestamp))
+
+    def _read(self, partition: int, offset: int, judged: float) -> None:
+        if judged > self.up_time.get(partition, float("-inf")):
+            self.up_time[partition] = judged  # every record before is forwarded
+        self.up_offset[partition] = offset
 
     async def forward(self, msg: Any, key: bytes, value: bytes) -> None:
         judged = self.judge_epoch(msg.timestamp)
@@ -171,35 +173,26 @@ class Repartition:
             self.up_time[msg.partition] = judged
         self.up_offset[msg.partition] = msg.offset
 
-    def forward_batched(self, msg: Any, key: str | bytes, item: Any,
+    def forward_batched(self, records: Iterable[tuple[Any, str | bytes | None, Any]],
                         now: float | None = None) -> None:
-        """Forward ``item`` (JSON-able) later, in a batch for ``key`` (one message for many
-        records; a str is sent as its UTF-8 bytes), with the upstream partition and offset
-        it came from (``msg``); ``now`` is the clock's reading (epoch seconds), taken here
-        unless given."""
-        self.forward_all(((msg, key, item),), now)
-
-    def forward_all(self, records: Iterable[tuple[Any, str | bytes | None, Any]],
-                    now: float | None = None) -> None:
-        """:meth:`forward_batched` of each ``(msg, key, item)`` in order, or :meth:`read`
-        where ``key`` is None (read, not forwarded); ``now``: the clock's reading for them
+        """Forward each ``(msg, key, item)`` in order later, ``item`` (JSON-able) in a batch
+        for ``key`` (one message for many records; a str is sent as its UTF-8 bytes) with
+        the upstream partition and offset it came from (``msg``), or where ``key`` is None
+        take it as :meth:`read`; ``now``: the clock's reading (epoch seconds) for them
         all, taken here unless given. A batch of records is one call: per record,
         :meth:`judge_epoch` inline and nothing built that is not kept."""
         if now is None:
             now = self.clock.now_epoch()
         at_epoch = self.clock.at_epoch
         batches, held = self._batches, self._held
-        up_time, up_offset = self.up_time, self.up_offset
         for msg, key, item in records:
             ts = msg.timestamp
             judged = at_epoch(ts) if ts else now
             if judged > now:
                 judged = now
             partition, offset = msg.partition, msg.offset
-            if key is None:  # read only (as :meth:`read`)
-                if judged > up_time.get(partition, float("-inf")):
-                    up_time[partition] = judged  # every record before is forwarded
-                up_offset[partition] = offset
+            if key is None:
+                self._read(partition, offset, judged)
                 continue
             batch = batches.get(key)
             if batch is None:
@@ -542,7 +535,7 @@ class Windows(Extension):
         """The supervising agent hands over each batch of records it took (event None:
         rejected); each accepted one is forwarded keyed by its department (encoded once
         per batch sent, not per record)."""
-        self.rep.forward_all([(record, None, None) if event is None or fact is None
+        self.rep.forward_batched([(record, None, None) if event is None or fact is None
                               else (record, event.department, fact_fields(event.case_id, fact))
                               for record, event, fact in records], now)
 
