@@ -2,8 +2,8 @@
 
 An extension is an :class:`Extension`: built from a :class:`WorkerContext`, it adds its
 Faust agents, tables, timers and web pages in :meth:`Extension.install`, and overrides the
-hooks it needs (:meth:`~Extension.on_record`, :meth:`~Extension.on_event`,
-:meth:`~Extension.read_event`, :meth:`~Extension.on_alert`,
+hooks it needs (:meth:`~Extension.on_records`, :meth:`~Extension.on_event`,
+:meth:`~Extension.read_event` and :meth:`~Extension.record_read`, :meth:`~Extension.on_alert`,
 :meth:`~Extension.on_complaint`). :class:`ExtensionHost` calls each hook of the extensions
 that override it, and nothing for those that do not.
 Adding a capability is a class and a line in ``agents.app.EXTENSIONS``;
@@ -56,25 +56,30 @@ class Extension:
     def install(self, app: faust.App) -> None:
         """Add the extension's Faust agents, tables, timers and web pages to ``app``."""
 
-    def on_record(self, record: Record, event: GateEvent | None, fact: Fact | None,
-                  now: float) -> None:
-        """Every record of the events topic in order: the accepted event and the fact its
-        case took in, before its case state is written (a crash in between hands it over
-        again, never loses it), or None and None when rejected; ``now``: the clock's
-        reading for the batch (epoch seconds)."""
+    def on_records(self, records: list[tuple[Record, GateEvent | None, Fact | None]],
+                   now: float) -> None:
+        """Every batch of records of the events topic, each record in order with the
+        accepted event and the fact its case took in (None and None when rejected), before
+        their case states are written (a crash in between hands them over again, never
+        loses them); ``now``: the clock's reading for the batch (epoch seconds)."""
 
     def on_event(self, event: GateEvent, state: CaseState, alerts: list[Alert],
                  now: datetime) -> None:
         """An accepted event after it was evaluated: the case state it left, the alerts
         it raised, its judged time."""
 
-    def read_event(self, event: GateEvent, state: CaseState) -> Callable[[], None] | None:
+    def read_event(self, event: GateEvent, state: CaseState) -> Any:
         """An accepted event as it is judged, with its case's state just as the event left
         it (a later event of the batch may add facts to it): read, record nothing, and
-        return what records it, called where :meth:`on_event` is (in the records' order,
-        once the batch's alerts are stored), or None. For what reads the state as of the
-        event: no copy of it is made, and what the judgement derived is still current."""
+        return what was read (None: nothing), which :meth:`record_read` records. For what
+        reads the state as of the event: no copy of it is made, and what the judgement
+        derived is still current."""
         return None
+
+    def record_read(self, read: list[Any]) -> None:
+        """Record what :meth:`read_event` read of a batch's events (where it was not None),
+        in the records' order, once the batch's alerts are stored (where :meth:`on_event`
+        is called): one call per batch, not one per event."""
 
     def on_alert(self, alert: Alert, partition: int | None) -> None:
         """An alert the sink stored anew, escalated or retracted (not a known one), and the
@@ -113,12 +118,12 @@ class ExtensionHost:
         those overridden: with none, the supervisor's per-record loops are skipped)."""
         for extension in self.extensions:
             extension.install(app)
-            if _overrides(extension, "on_record"):
-                supervisor.forwarders.append(extension.on_record)
+            if _overrides(extension, "on_records"):
+                supervisor.forwarders.append(extension.on_records)
             if _overrides(extension, "on_event"):
                 supervisor.event_observers.append(extension.on_event)
             if _overrides(extension, "read_event"):
-                supervisor.event_readers.append(extension.read_event)
+                supervisor.event_readers.append((extension.read_event, extension.record_read))
             if _overrides(extension, "on_alert"):
                 supervisor.alert_observers.append(extension.on_alert)
 

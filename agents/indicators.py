@@ -26,10 +26,9 @@ with replay), and the three ways evaluators pull them.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import faust
@@ -65,6 +64,8 @@ log = logging.getLogger(__name__)
 
 #: a gauge refresh that took d seconds is not repeated for 50·d seconds (2% of the time)
 GAUGES_TIME_SHARE_INVERSE = 50
+#: accumulators kept decoded beside the table (:attr:`TableBook.written`) before starting over
+WRITTEN_KEPT = 100_000
 
 class TableBook(IndicatorBook):
     """An indicator book stored in a Faust table, one key per partition's share.
@@ -86,13 +87,23 @@ class TableBook(IndicatorBook):
         self.pending: dict[tuple[str, str, str, int], Acc] = {}
         # the same few keys (a month, a scope) again and again: encoded once
         self._keys: BoundedMemo[tuple[Any, ...], bytes] = BoundedMemo(orjson.dumps, 100_000)
+        #: by table key, the value last written and the accumulator it encodes: taken
+        #: again, not decoded, while the table holds that very value (a recovery or
+        #: another write puts another object there)
+        self.written: dict[bytes, tuple[bytes, Acc]] = {}
 
     def acc(self, key: Key) -> Acc:
         k = (*key, self.partition)
         acc = self.pending.get(k)
         if acc is None:  # from the table once per commit interval, then changed in place
-            raw = self.table.data.get(self._keys[k])
-            acc = self.pending[k] = Acc.decode(raw) if raw is not None else Acc()
+            table_key = self._keys[k]
+            raw = self.table.data.get(table_key)
+            if raw is None:
+                acc = Acc()
+            else:
+                written = self.written.get(table_key)
+                acc = written[1] if written is not None and written[0] is raw else Acc.decode(raw)
+            self.pending[k] = acc
         return acc
 
     def write_pending(self) -> Awaitable[None] | None:
@@ -100,14 +111,26 @@ class TableBook(IndicatorBook):
         producer (as record batches; the awaitable, if any, finishes handing them over)."""
         pending, self.pending = self.pending, {}
         owned = self.owned() if pending else None
+        written = self.written
+        if len(written) > WRITTEN_KEPT:
+            written.clear()
         for k, acc in pending.items():
             partition = k[3]
-            if owned is not None and partition not in owned:
-                continue  # moved away: its new owner counts the events again
             key = self._keys[k]
-            self.changelog.set(key, acc.encode(), partition)
+            if owned is not None and partition not in owned:
+                written.pop(key, None)  # changed in place, not written: decoded again
+                continue  # moved away: its new owner counts the events again
+            value = acc.encode()
+            self.changelog.set(key, value, partition)
+            written[key] = (value, acc)
             self.dirty.add(key)
         return self.changelog.send()
+
+
+def _mirrored(key: bytes) -> tuple[str, bytes]:
+    """A table key's month and its field in that month's Redis hash."""
+    month, kind, name, partition = orjson.loads(key)
+    return month, encode_field(kind, name, partition)
 
 
 class IndicatorCollector:
@@ -158,6 +181,9 @@ class Indicators(Extension):
         self.prefix = ctx.settings.redis_prefix
         self.collector = IndicatorCollector()
         self.registry = ctx.metrics.registry
+        #: a table key's month and field in the month's Redis hash (the same keys are
+        #: mirrored again and again)
+        self.fields: BoundedMemo[bytes, tuple[str, bytes]] = BoundedMemo(_mirrored, 100_000)
         #: monotonic time before which the gauges are not refreshed again
         self.gauges_due = 0.0
         # per-handler scores name people: only the supervision bureau's token reads them
@@ -188,10 +214,11 @@ class Indicators(Extension):
         except Exception:
             return []
 
-    def read_event(self, event: GateEvent, state: CaseState) -> Callable[[], None] | None:
+    def read_event(self, event: GateEvent, state: CaseState
+                   ) -> tuple[GateEvent, int, Counted] | None:
         """What the event counts for, read as it is judged (its case's state as the event
         left it, and what its judgement derived, current), added once its batch's alerts
-        are stored."""
+        are stored (:meth:`record_read`)."""
         try:
             counted = self.book.counted(event, state)
         except Exception:  # indicators must never stop the supervision
@@ -199,14 +226,16 @@ class Indicators(Extension):
             return None
         if counted is None:
             return None
-        return functools.partial(self._add, event, state.partition, counted)
+        return event, state.partition, counted
 
-    def _add(self, event: GateEvent, partition: int, counted: Counted) -> None:
-        try:
-            self.book.partition = partition
-            self.book.add(counted)
-        except Exception:
-            log.exception("indicators: event %s not counted", event.event_id)
+    def record_read(self, read: list[tuple[GateEvent, int, Counted]]) -> None:
+        book = self.book
+        for event, partition, counted in read:
+            try:
+                book.partition = partition
+                book.add(counted)
+            except Exception:
+                log.exception("indicators: event %s not counted", event.event_id)
 
     def on_complaint(self, department: str | None, item_code: str | None,
                      received_at: float) -> None:
@@ -227,12 +256,13 @@ class Indicators(Extension):
             return
         keys, book.dirty = book.dirty, set()
         by_month: dict[str, dict[bytes, bytes]] = {}
+        fields = self.fields
         for k in keys:
             value = self.table.data.get(k)
             if value is None:
                 continue
-            month, kind, name, partition = orjson.loads(k)
-            by_month.setdefault(month, {})[encode_field(kind, name, partition)] = value
+            month, field = fields[k]
+            by_month.setdefault(month, {})[field] = value
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for month, fields in by_month.items():  # one HSET per month, not per key

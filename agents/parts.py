@@ -423,10 +423,12 @@ class WebEndpoints:
         return generate_latest(self.registry)
 
     def progress(self) -> dict[str, Any]:
-        """Events processed and when (wall clock): cheap to poll, unlike /metrics."""
+        """Events processed and when (wall clock; and the process's CPU time then): cheap
+        to poll, unlike /metrics."""
         sv = self.supervisor
         return {"events": sv.processed, "first_at": sv.first_processed_at,
-                "last_at": sv.last_processed_at}
+                "last_at": sv.last_processed_at, "first_cpu": sv.first_processed_cpu,
+                "last_cpu": sv.last_processed_cpu}
 
     def partition_status(self) -> dict[str, Any]:
         sv, parts = self.supervisor, self.partitions

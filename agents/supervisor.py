@@ -42,8 +42,6 @@ from .sinks.types import AlertSink, PreparingAlertSink
 
 log = logging.getLogger(__name__)
 
-_NO_ALERTS: list[Alert] = []  # shared by every rejected record (never changed)
-
 #: a case with one of these is finished (a refusal at intake needs no further step)
 FINISHING_STEPS = frozenset({Step.completed, Step.withdrawn, Step.rejected_at_intake})
 
@@ -53,15 +51,16 @@ DeadLetter = Callable[[Record, str, str], Awaitable[None]]
 StateWriter = Callable[[bytes, bytes, int], None]
 #: Called after an accepted event was evaluated: (event, state, alerts raised, judged time).
 EventObserver = Callable[[GateEvent, CaseState, list[Alert], datetime], None]
-#: Called with every accepted event as it is judged and its case's state just as the event
-#: left it: reads, records nothing, and returns what records it (called in the records'
-#: order where the observers are told) or None.
-EventReader = Callable[[GateEvent, CaseState], Callable[[], None] | None]
-#: Called for every record in order: with the accepted event and the fact its case took in,
-#: before its case state is written (a crash in between forwards it again, never loses
-#: it), or None and None when rejected; and the clock's reading for the batch (epoch
-#: seconds).
-Forwarder = Callable[[Record, GateEvent | None, Fact | None, float], None]
+#: The first is called with every accepted event as it is judged and its case's state just
+#: as the event left it: reads, records nothing, and returns what it read (None: nothing);
+#: the second, once per batch where the observers are told, with what the first read of
+#: the batch's events, in the records' order, and records it.
+EventReader = tuple[Callable[[GateEvent, CaseState], Any], Callable[[list[Any]], None]]
+#: Called once per batch with every record in order: the record, the accepted event and the
+#: fact its case took in (None and None when rejected), before the batch's case states are
+#: written (a crash in between forwards them again, never loses them); and the clock's
+#: reading for the batch (epoch seconds).
+Forwarder = Callable[[list[tuple[Record, GateEvent | None, Fact | None]], float], None]
 #: Called with every alert the sink stored anew, escalated or retracted (not for known
 #: ones), and the partition of the case it is about when known.
 AlertObserver = Callable[[Alert, int | None], None]
@@ -144,10 +143,13 @@ class Supervisor:
     #: (deadlines fall due by the hundred at the end of a working day)
     tick_cases: int = 64
     #: events taken from the topic (accepted or rejected), the wall-clock time the first
-    #: batch began and the time the latest ended: a progress figure that costs nothing to read
+    #: batch began and the time the latest ended, and the process's CPU time (all its
+    #: threads) at both: a progress figure that costs nothing to read
     processed: int = 0
     first_processed_at: float = 0.0
     last_processed_at: float = 0.0
+    first_processed_cpu: float = 0.0
+    last_processed_cpu: float = 0.0
     event_observers: list[EventObserver] = field(default_factory=list)
     event_readers: list[EventReader] = field(default_factory=list)
     forwarders: list[Forwarder] = field(default_factory=list)
@@ -231,15 +233,20 @@ class Supervisor:
             started = time.monotonic()
             if not self.processed:  # the figure's time runs from when the first batch began
                 self.first_processed_at = time.time()
+                self.first_processed_cpu = time.process_time()
             # by the table's key: a keyed record's key is its case id's bytes (the gate
             # checks it), so the id is never encoded again to read, index or write the case
             states: dict[bytes, CaseState] = {}
             batch_cases = _BatchCases(cases, states)
             due: dict[bytes, Due] = {}
-            # per record: (record, event, its case's state, how many facts of it the
-            # observers see, alerts, judged time); event None: rejected
-            order: list[tuple[Record, GateEvent | None, CaseState | None, int,
-                              list[Alert], datetime | None]] = []
+            # per record, where observers are told: (event, its case's state, how many
+            # facts of it they see, alerts, judged time); rejected records left out
+            order: list[tuple[GateEvent, CaseState, int, list[Alert], datetime]] = []
+            observing = bool(self.event_observers)
+            # per record, where records are forwarded: (record, event, the fact its case
+            # took in); event None: rejected
+            forwarded: list[tuple[Record, GateEvent | None, Fact | None]] = []
+            forwarding = bool(self.forwarders)
             raised: list[Alert] = []
             raising: list[CaseState] = []
             partitions: list[int] = []
@@ -249,8 +256,9 @@ class Supervisor:
             reading_epoch = reading.timestamp()
             take, judge_added, judged_epoch = self.driver.take, self._judge_added, self.judged_epoch
             last_offset = self.last_offset
-            readers = self.event_readers
-            to_record: list[Callable[[], None]] = []  # what the readers read, in order
+            # each reader and what it read, in order
+            reads: list[tuple[Callable[[GateEvent, CaseState], Any], list[Any]]] = [
+                (read, []) for read, _ in self.event_readers]
             for rec in records:
                 partition = rec.partition
                 last_offset[partition] = rec.offset
@@ -262,13 +270,15 @@ class Supervisor:
                 except Rejected as r:
                     self.metrics.events_rejected.labels(r.reason).inc()
                     rejected.append((rec, r.reason, r.detail))
-                    order.append((rec, None, None, 0, _NO_ALERTS, None))
+                    if forwarding:
+                        forwarded.append((rec, None, None))
                     continue
                 except Exception as exc:  # never crash on one event
                     log.exception("unexpected error on an event; sent to the DLQ")
                     self.metrics.events_rejected.labels("internal_error").inc()
                     rejected.append((rec, "internal_error", repr(exc)))
-                    order.append((rec, None, None, 0, _NO_ALERTS, None))
+                    if forwarding:
+                        forwarded.append((rec, None, None))
                     continue
                 state.partition = partition
                 key: bytes = rec.key  # type: ignore[assignment]  # the case id's: take() checked it
@@ -281,11 +291,14 @@ class Supervisor:
                     raised.extend(alerts)
                     partitions.extend([partition] * len(alerts))
                     raising.append(state)
-                for read in readers:
-                    record = read(event, state)
-                    if record is not None:
-                        to_record.append(record)
-                order.append((rec, event, state, len(state.facts), alerts, now))
+                for read, got in reads:
+                    value = read(event, state)
+                    if value is not None:
+                        got.append(value)
+                if forwarding:  # the fact the event added: the last (ingest appends it)
+                    forwarded.append((rec, event, state.facts[-1]))
+                if observing:
+                    order.append((event, state, len(state.facts), alerts, now))
             for (department, step), n in ingested.items():  # a counter's lock once per batch
                 self._ingested(department, step).inc(n)
             if raised:
@@ -294,23 +307,19 @@ class Supervisor:
                 await asyncio.gather(*(dead_letter(rec, reason, detail)
                                        for rec, reason, detail in rejected))
             # from here to the caller's ack nothing awaits: no offset commit comes between
-            if self.forwarders:
-                for rec, event, state, facts, _, _ in order:
-                    fact = None if state is None else state.facts[facts - 1]
-                    for forward in self.forwarders:
-                        forward(rec, event, fact, reading_epoch)
+            for forward in self.forwarders:
+                forward(forwarded, reading_epoch)
             for key, state in states.items():  # the index shares the key the table keeps
                 write(key, encode_state(state), state.partition)
                 self.index(state.partition).put(key, due[key])
-            for record in to_record:
-                record()
-            if self.event_observers:
-                for _, event, state, facts, alerts, judged in order:
-                    if event is not None:
-                        # as it was right after this event (a later one may have added facts)
-                        seen = state.upto(facts)  # type: ignore[union-attr]
-                        for observe in self.event_observers:
-                            observe(event, seen, alerts, judged)  # type: ignore[arg-type]
+            for (_, got), (_, record) in zip(reads, self.event_readers, strict=True):
+                if got:
+                    record(got)
+            for event, state, facts, alerts, judged in order:
+                # as it was right after this event (a later one may have added facts)
+                seen = state.upto(facts)
+                for observe in self.event_observers:
+                    observe(event, seen, alerts, judged)
             self._progress(len(records))
             return raised
 
@@ -341,6 +350,7 @@ class Supervisor:
     def _progress(self, n: int) -> None:
         self.processed += n
         self.last_processed_at = time.time()
+        self.last_processed_cpu = time.process_time()
 
     async def on_tick(
         self, cases: MutableMapping[bytes, bytes],

@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import faust
 import orjson
@@ -54,6 +55,7 @@ from jiancha.rules.windows import (
     WindowRules,
     fact_fields,
     own_window,
+    record_of,
     spans_after,
 )
 
@@ -70,15 +72,8 @@ MARKER = b"\x00wm"
 BATCH = b"\x00bt"
 #: Records held for one key before its batch is sent anyway.
 BATCH_MAX = 500
-
-
-class Forwarded(NamedTuple):
-    """A record of a batch: its judged time, where it came from upstream, what it holds."""
-
-    judged: float  # epoch seconds
-    up_partition: int
-    up_offset: int
-    item: Any
+#: The fields of a window record as forwarded (:func:`~rules.windows.fact_fields`).
+_FIELDS = len(WindowRecord._fields)
 
 
 class Repartition:
@@ -163,10 +158,12 @@ class Repartition:
     def read(self, msg: Any) -> None:
         """An upstream record (anything with ``partition``, ``offset`` and ``timestamp``:
         a Faust message, a batch record) was read and not forwarded: progress only."""
-        judged = self.judge_epoch(msg.timestamp)
-        if judged > self.up_time.get(msg.partition, float("-inf")):
-            self.up_time[msg.partition] = judged  # every record before is forwarded
-        self.up_offset[msg.partition] = msg.offset
+        self._read(msg.partition, msg.offset, self.judge_epoch(msg.timestamp))
+
+    def _read(self, partition: int, offset: int, judged: float) -> None:
+        if judged > self.up_time.get(partition, float("-inf")):
+            self.up_time[partition] = judged  # every record before is forwarded
+        self.up_offset[partition] = offset
 
     async def forward(self, msg: Any, key: bytes, value: bytes) -> None:
         judged = self.judge_epoch(msg.timestamp)
@@ -176,30 +173,38 @@ class Repartition:
             self.up_time[msg.partition] = judged
         self.up_offset[msg.partition] = msg.offset
 
-    def forward_batched(self, msg: Any, key: str | bytes, item: Any,
+    def forward_batched(self, records: Iterable[tuple[Any, str | bytes | None, Any]],
                         now: float | None = None) -> None:
-        """Forward ``item`` (JSON-able) later, in a batch for ``key`` (one message for many
-        records; a str is sent as its UTF-8 bytes), with the upstream partition and offset
-        it came from (``msg``); ``now`` is the clock's reading (epoch seconds), taken here
-        unless given. Per record: :meth:`judge_epoch` inline, nothing built that is not
-        kept."""
-        ts = msg.timestamp
+        """Forward each ``(msg, key, item)`` in order later, ``item`` (JSON-able) in a batch
+        for ``key`` (one message for many records; a str is sent as its UTF-8 bytes) with
+        the upstream partition and offset it came from (``msg``), or where ``key`` is None
+        take it as :meth:`read`; ``now``: the clock's reading (epoch seconds) for them
+        all, taken here unless given. A batch of records is one call: per record,
+        :meth:`judge_epoch` inline and nothing built that is not kept."""
         if now is None:
             now = self.clock.now_epoch()
-        judged = self.clock.at_epoch(ts) if ts else now
-        if judged > now:
-            judged = now
-        batch = self._batches.get(key)
-        if batch is None:
-            batch = self._batches[key] = []
-        partition, offset = msg.partition, msg.offset
-        batch.append((ts or judged, partition, offset, item))
-        held = self._held.get(partition)
-        if held is not None and held[0] > judged:
-            judged = held[0]
-        self._held[partition] = (judged, offset)
-        if len(batch) >= BATCH_MAX:
-            self.flush_batches()
+        at_epoch = self.clock.at_epoch
+        batches, held = self._batches, self._held
+        for msg, key, item in records:
+            ts = msg.timestamp
+            judged = at_epoch(ts) if ts else now
+            if judged > now:
+                judged = now
+            partition, offset = msg.partition, msg.offset
+            if key is None:
+                self._read(partition, offset, judged)
+                continue
+            batch = batches.get(key)
+            if batch is None:
+                batch = batches[key] = []
+            batch.append((ts or judged, partition, offset, item))
+            before = held.get(partition)
+            if before is not None and before[0] > judged:
+                judged = before[0]
+            held[partition] = (judged, offset)
+            if len(batch) >= BATCH_MAX:
+                self.flush_batches()
+                batches, held = self._batches, self._held
 
     def flush_batches(self) -> None:
         """Hand every held batch to the producer (in order, through Faust's buffer: the
@@ -258,18 +263,21 @@ class Repartition:
             # through the producer buffer, as the batches: never ahead of them
             self.target.send_soon(key=MARKER, value=value, partition=partition)
 
-    def batch(self, event: Any) -> list[Forwarded] | None:
-        """The records of a batch message of the repartitioned topic, or None for a
-        watermark marker (taken in here)."""
+    def batch(self, event: Any) -> list[Any] | None:
+        """The records of a batch message of the repartitioned topic as sent, ``[Kafka
+        time, upstream partition, upstream offset, item]`` each (:meth:`judge_epoch` of
+        the time is when it counts as received), or None for a watermark marker (taken in
+        here)."""
         value = event.value
         if isinstance(value, bytes) and value.startswith(BATCH):
-            now = self.clock.now_epoch()  # one clock reading for the batch
             try:
-                return [Forwarded(self.judge_epoch(float(t), now), int(up), int(offset), item)
-                        for t, up, offset, item in orjson.loads(value[len(BATCH):])]
-            except (orjson.JSONDecodeError, TypeError, ValueError):
+                records = orjson.loads(memoryview(value)[len(BATCH):])
+            except orjson.JSONDecodeError:
+                records = None
+            if type(records) is not list:
                 log.warning("unreadable batch on %s skipped", self.target_name)
                 return []
+            return records
         if self.processed(event) is not None:
             log.warning("a record that is not a batch on %s skipped", self.target_name)
         return None
@@ -522,15 +530,14 @@ class Windows(Extension):
     def _shifted(self, event: Any = None) -> float:
         return self.tables.shifted
 
-    def on_record(self, record: Record, event: GateEvent | None, fact: Fact | None,
-                  now: float) -> None:
-        """The supervising agent hands over each record it took (None: rejected)."""
-        if event is None or fact is None:
-            self.rep.read(record)
-            return
-        # keyed by the department (encoded once per batch sent, not per record)
-        self.rep.forward_batched(record, event.department, fact_fields(event.case_id, fact),
-                                 now)
+    def on_records(self, records: list[tuple[Record, GateEvent | None, Fact | None]],
+                   now: float) -> None:
+        """The supervising agent hands over each batch of records it took (event None:
+        rejected); each accepted one is forwarded keyed by its department (encoded once
+        per batch sent, not per record)."""
+        self.rep.forward_batched([(record, None, None) if event is None or fact is None
+                              else (record, event.department, fact_fields(event.case_id, fact))
+                              for record, event, fact in records], now)
 
     async def windows(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -538,20 +545,35 @@ class Windows(Extension):
             if records:
                 self.window_records(event.message.partition, records)
 
-    def window_records(self, partition: int, records: list[Forwarded]) -> None:
+    def window_records(self, partition: int, records: list[Any]) -> None:
         """A batch of records into the windows (in the agent: the tables know the
-        partition). Each record is added in order to the window values as this batch
-        leaves them; each window touched is written once, at the end."""
+        partition), as :meth:`Repartition.batch` read them. Each record is added in order
+        to the window values as this batch leaves them; each window touched is written
+        once, at the end."""
         store = BatchStore(self.tables, partition)
         observe = self.flow.observe
-        for now, up_partition, up_offset, item in records:
+        clock = self.rep.clock
+        at_epoch = clock.at_epoch
+        now = clock.now_epoch()  # one clock reading for the batch
+        ups: dict[int, str] = {}  # upstream partitions as the windows count them
+        for entry in records:
             try:
-                rec = WindowRecord.from_fields(item)
+                ts, up, offset, item = entry
+                # when it counts as received: Repartition.judge_epoch, inline
+                judged = at_epoch(ts) if ts else now
+                if judged > now:
+                    judged = now
+                if type(item) is not list or len(item) != _FIELDS:
+                    raise ValueError(item)
+                rec = record_of(item)
+                source = ups.get(up)
+                if source is None:
+                    source = ups[up] = str(int(up))
             except Exception:
                 log.warning("windows: bad record on %s skipped", self.rep.target_name)
                 continue
             # where it came from: a record forwarded again after a takeover is recognised
-            observe(store, rec, now, (str(up_partition), up_offset))
+            observe(store, rec, judged, (source, offset))
         store.write()
 
     def due(self, partition: int, t: float,

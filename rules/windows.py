@@ -117,15 +117,21 @@ class WindowRecord(NamedTuple):
                    bool(refused))
 
 
+_REJECTED_AT_INTAKE, _DECIDED = Step.rejected_at_intake, Step.decided
+#: each step's name as a plain str (a member of a StrEnum is a str subclass)
+_STEP_NAME = {step: str(step) for step in Step}
+
+
 def fact_fields(case_id: str, fact: Fact) -> list[Any]:
     """An accepted event's window record as a JSON-able list, its form on the repartition
     topic (:meth:`WindowRecord.from_fields` reads it back), from the fact its case took in:
     its time is in epoch seconds there already (a zone-aware ``timestamp()`` and an enum's
-    ``value`` cost more than the rest of it)."""
+    ``value`` cost more than the rest of it; the enum's members are read once)."""
     step = fact.step
-    refused = step is Step.rejected_at_intake or (
-        step is Step.decided and fact.attrs.get("outcome") == "deny")
-    return [fact.event_id, case_id, fact.department, fact.actor, str(step), fact.at, refused]
+    refused = step is _REJECTED_AT_INTAKE or (
+        step is _DECIDED and fact.attrs.get("outcome") == "deny")
+    return [fact.event_id, case_id, fact.department, fact.actor, _STEP_NAME[step], fact.at,
+            refused]
 
 
 def record_of(fields: list[Any]) -> WindowRecord:

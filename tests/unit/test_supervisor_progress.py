@@ -53,6 +53,7 @@ def test_progress_runs_from_when_the_first_batch_began() -> None:
     assert sv.processed == 2
     assert sv.first_processed_at <= judged[0]  # taken before any event was judged
     assert sv.last_processed_at >= judged[-1] + 0.02
+    assert 0 < sv.first_processed_cpu <= sv.last_processed_cpu  # the process's CPU time
     first = sv.first_processed_at
     asyncio.run(sv.on_batch([Record(records[0].key, orjson.dumps(
         events("T-SHORT", [("reviewed", "2026-03-03 10:00", {"opinion": "agree"})],
