@@ -13,6 +13,17 @@ from .case import CaseState, Fact
 from .catalog import Department, Item
 from .counted_time import DAY, EpochPause, Pause, WorkingTime
 from .rulebook import RuleSettings
+from .steps import (
+    ACCEPTED,
+    DECIDED,
+    REJECTED_AT_INTAKE,
+    RESUMED,
+    REVIEWED,
+    SUBMITTED,
+    SUPPLEMENT_RECEIVED,
+    SUPPLEMENT_REQUESTED,
+    SUSPENDED,
+)
 from .summary import summary_from_facts
 
 #: Art. 32: notice of corrections, acceptance or refusal within 5 working days.
@@ -334,7 +345,7 @@ class CaseView:
 
     @kept(SUBMISSION_READS)
     def submitted(self) -> Fact | None:
-        return self.first(Step.submitted)
+        return self.first(SUBMITTED)
 
     @kept(SUBMISSION_READS)
     def intake_deadline_at(self) -> float | None:
@@ -344,8 +355,8 @@ class CaseView:
 
     @kept(REFUSAL_READS)
     def refused(self) -> bool:
-        return self.first(Step.rejected_at_intake) is not None or any(
-            f.attrs.get("outcome") == "deny" for f in self.all(Step.decided)
+        return self.first(REJECTED_AT_INTAKE) is not None or any(
+            f.attrs.get("outcome") == "deny" for f in self.all(DECIDED)
         )
 
     @kept(CLOCK_START_READS)
@@ -369,7 +380,7 @@ class CaseView:
           no acceptance before it closes the intake: no decision clock at all.
         """
         by_step = self._by_step
-        facts = by_step.get(Step.accepted)
+        facts = by_step.get(ACCEPTED)
         accepted = facts[0] if facts else None
         sub = self.submitted
         if sub is None:
@@ -379,10 +390,10 @@ class CaseView:
         limit = self.intake_deadline_at
         assert limit is not None
         window_fact, window_end, basis = sub, limit, "deemed_accepted"
-        facts = by_step.get(Step.supplement_requested)
+        facts = by_step.get(SUPPLEMENT_REQUESTED)
         notice = facts[0] if facts else None
         if notice is not None and notice.at <= limit:
-            received = next((f for f in self.all(Step.supplement_received) if f.at >= notice.at), None)
+            received = next((f for f in self.all(SUPPLEMENT_RECEIVED) if f.at >= notice.at), None)
             if received is None:
                 if accepted is not None:
                     return accepted.at, "accepted", accepted, accepted.at
@@ -426,10 +437,10 @@ class CaseView:
         """Suspensions for Art. 45 reasons, the only ones that stop the clock (epoch
         seconds)."""
         out: list[EpochPause] = []
-        suspended = self._by_step.get(Step.suspended)
+        suspended = self._by_step.get(SUSPENDED)
         if not suspended:
             return out
-        resumes = [f.at for f in self.all(Step.resumed)]
+        resumes = [f.at for f in self.all(RESUMED)]
         for s in suspended:
             if str(s.attrs.get("reason", "")) not in LAWFUL_SUSPENSION_REASONS:
                 continue
@@ -467,9 +478,9 @@ class CaseView:
         by_step = self._by_step
         out: list[Fact | None] = [facts[0] if (facts := by_step.get(step)) else None
                                   for step in item.steps]
-        if item.joint and Step.reviewed in item.steps:
-            out[item.steps.index(Step.reviewed)] = next(
-                (f for f in self.all(Step.reviewed) if f.department == item.department), None)
+        if item.joint and REVIEWED in item.steps:
+            out[item.steps.index(REVIEWED)] = next(
+                (f for f in self.all(REVIEWED) if f.department == item.department), None)
         return out
 
     def holder(self, at: float) -> str | None:

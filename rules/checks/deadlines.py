@@ -31,6 +31,7 @@ from ..findings import (
     reads,
 )
 from ..messages import REASON_ZH, UNIT, days_text, less_than_text, span_text
+from ..steps import DECIDED, DELIVERED, EXTENDED, RESUMED, SUSPENDED
 
 #: the texts of spans and bounds the alerts quote, kept by value: the same few recur (no
 #: paused time, the warning's share of a promised limit)
@@ -171,7 +172,7 @@ def extension_problems(case: CaseView, ext: Fact, index: int) -> list[str]:
 
 def regular_extension(case: CaseView) -> Fact | None:
     """The extension that moves the legal limit: the first one, if it is regular."""
-    extensions = case.all(Step.extended)
+    extensions = case.all(EXTENDED)
     if extensions and not extension_problems(case, extensions[0], 0):
         return extensions[0]
     return None
@@ -302,7 +303,7 @@ def _legal_texts(case: CaseView, limit: int, ext: Fact | None) -> dict[str, Any]
         out.update(extension_zh=f"，经批准延长 {ext_zh}",
                    extension_en=f" plus an approved extension of {ext_en}")
         return out
-    extensions = case.all(Step.extended)
+    extensions = case.all(EXTENDED)
     if extensions:  # asked, but irregular: it does not move the limit (extension.irregular)
         first = extensions[0]
         problems = extension_problems(case, first, 0)
@@ -331,7 +332,7 @@ def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Sequence[F
     """An extension without approver, longer than allowed, a second one, or asked after
     the legal limit had passed. Such an extension does not move the limit."""
     out: list[Finding] = []
-    for index, ext in enumerate(case.all(Step.extended)):
+    for index, ext in enumerate(case.all(EXTENDED)):
         problems = extension_problems(case, ext, index)
         if not problems:
             continue
@@ -363,11 +364,11 @@ def extension_irregular(case: CaseView, params: Mapping[str, Any]) -> Sequence[F
 def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """The clock was "stopped" for a reason not in Art. 45's list: it keeps running, and
     the suspension itself is irregular. Corrected by the next resumption (or the end)."""
-    suspensions = case.all(Step.suspended)
+    suspensions = case.all(SUSPENDED)
     if not suspensions:
         return ()
     out: list[Finding] = []
-    resumes = [f.at for f in case.all(Step.resumed)]
+    resumes = [f.at for f in case.all(RESUMED)]
     ended = case.ended
     for s in suspensions:
         reason = str(s.attrs.get("reason", ""))
@@ -394,14 +395,14 @@ def suspension_unlawful_reason(case: CaseView, params: Mapping[str, Any]) -> Seq
 @reads(Step.decided, Step.delivered)
 def delivery_late(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """Granted, but not delivered within 10 working days of the decision (Art. 44)."""
-    for grant in case.all(Step.decided):  # the first grant (a loop: no generator to build)
+    for grant in case.all(DECIDED):  # the first grant (a loop: no generator to build)
         if grant.attrs.get("outcome") == "grant":
             break
     else:
         return ()
     limit = int(params.get("working_days", DELIVERY_DAYS))
     deadline_at = case.wt.working_deadline_epoch(grant.at, limit)
-    delivered = case.first(Step.delivered)
+    delivered = case.first(DELIVERED)
     if delivered is not None and delivered.at <= deadline_at:
         return ()
 

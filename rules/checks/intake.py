@@ -20,6 +20,7 @@ from ..findings import (
     has_fact_of,
     reads,
 )
+from ..steps import SUPPLEMENT_REQUESTED
 from .deadlines import deadline_text, working_day_number
 
 _FROM = {
@@ -64,7 +65,7 @@ def supplement_repeated(case: CaseView, params: Mapping[str, Any]) -> Sequence[F
     """A second (third, …) correction notice on the same case: the law asks for one
     notice listing everything (一次性告知). Cannot be undone: a person resolves it."""
     out: list[Finding] = []
-    notices = case.all(Step.supplement_requested)
+    notices = case.all(SUPPLEMENT_REQUESTED)
     for n, notice in enumerate(notices[1:], 2):
         out.append(Finding(
             distinct=(str(n),),
@@ -83,7 +84,7 @@ def supplement_late(case: CaseView, params: Mapping[str, Any]) -> Sequence[Findi
     """The correction notice came later than 5 working days after submission (the
     application was by then already deemed accepted)."""
     sub = case.submitted
-    notice = case.first(Step.supplement_requested)
+    notice = case.first(SUPPLEMENT_REQUESTED)
     limit_at = case.intake_deadline_at
     if sub is None or notice is None or limit_at is None or notice.at <= limit_at:
         return ()

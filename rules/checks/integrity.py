@@ -31,6 +31,7 @@ from ..findings import (
     reads,
 )
 from ..messages import elapsed_text, whole_minutes
+from ..steps import DECIDED, FEE_CHARGED, REJECTED_AT_INTAKE, REVIEWED
 from .process import STEP_EN, STEP_ZH
 
 
@@ -149,8 +150,8 @@ _REFUSAL = {
 def no_reason(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A refusal (不予受理, or a decision to deny) that states no reason (Art. 38)."""
     out: list[Finding] = []
-    refusals = [f for f in case.all(Step.decided) if f.attrs.get("outcome") == "deny"]
-    refusals += case.all(Step.rejected_at_intake)
+    refusals = [f for f in case.all(DECIDED) if f.attrs.get("outcome") == "deny"]
+    refusals += case.all(REJECTED_AT_INTAKE)
     for f in sorted(refusals, key=lambda f: f.at):
         reason = f.attrs.get("reason")
         if isinstance(reason, str) and reason.strip():
@@ -173,8 +174,8 @@ def _amount(f: Fact) -> Decimal | None:
 
 
 def _refusal(case: CaseView) -> Fact | None:
-    refusals = [f for f in case.all(Step.decided) if f.attrs.get("outcome") == "deny"]
-    refusals += case.all(Step.rejected_at_intake)
+    refusals = [f for f in case.all(DECIDED) if f.attrs.get("outcome") == "deny"]
+    refusals += case.all(REJECTED_AT_INTAKE)
     return min(refusals, key=lambda f: f.at) if refusals else None
 
 
@@ -183,7 +184,7 @@ def _refusal(case: CaseView) -> Fact | None:
 def fee_unauthorized(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A fee charged on an item without a fee basis (Art. 58), or on a refused case (a
     refused case pays no fee, whichever came first)."""
-    fees = case.all(Step.fee_charged)
+    fees = case.all(FEE_CHARGED)
     if not fees:
         return ()
     out: list[Finding] = []
@@ -217,7 +218,7 @@ def fee_over_standard(case: CaseView, params: Mapping[str, Any]) -> Sequence[Fin
     standard = case.item.fee_standard
     if standard is None:
         return ()  # any fee is fee.unauthorized
-    for f in case.all(Step.fee_charged):
+    for f in case.all(FEE_CHARGED):
         amount = _amount(f)
         if amount is None or amount <= standard:
             continue
@@ -259,8 +260,8 @@ def actor_conflict(case: CaseView, params: Mapping[str, Any]) -> Sequence[Findin
     # the applicant's): the applicant's earliest handling is read from the case's summary
     # rather than from every fact
     out: list[Finding] = []
-    decisions = case.all(Step.decided)
-    reviewed = case.all(Step.reviewed) if decisions else ()
+    decisions = case.all(DECIDED)
+    reviewed = case.all(REVIEWED) if decisions else ()
     if reviewed:
         reviews: dict[str, Fact] = {}
         for f in reviewed:

@@ -22,6 +22,7 @@ from ..findings import (
     reads,
 )
 from ..messages import names_en
+from ..steps import ACCEPTED, DECIDED, DELIVERED, REJECTED_AT_INTAKE, REVIEWED, SUBMITTED, WITHDRAWN
 
 STEP_ZH = {
     Step.submitted: "申请",
@@ -61,11 +62,11 @@ STEP_EN = {
 
 def _required_before(case: CaseView, missing: Step, later_at: float) -> bool:
     """Whether ``missing`` had to happen before a step at ``later_at``."""
-    if case.first(Step.rejected_at_intake) is not None or case.first(Step.withdrawn) is not None:
-        return missing is Step.submitted
-    if missing is Step.delivered and case.refused:
+    if case.first(REJECTED_AT_INTAKE) is not None or case.first(WITHDRAWN) is not None:
+        return missing is SUBMITTED
+    if missing is DELIVERED and case.refused:
         return False
-    if missing is Step.accepted:
+    if missing is ACCEPTED:
         # Art. 32: no intake decision in 5 working days = deemed accepted, not skipped.
         limit = case.intake_deadline_at
         if limit is not None and later_at > limit:
@@ -163,7 +164,7 @@ def unknown_step(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]
 
 def _joint_decided(case: CaseView, fact: Fact) -> bool:
     """Whether the case is a joint one with a decision (else no opinion is missing)."""
-    return case.item.joint and case.first(Step.decided) is not None
+    return case.item.joint and case.first(DECIDED) is not None
 
 
 @reads(Step.decided, Step.reviewed)
@@ -175,11 +176,11 @@ def missing_opinion(case: CaseView, params: Mapping[str, Any]) -> Sequence[Findi
     item = case.item
     if not item.joint:
         return ()
-    decided = case.first(Step.decided)
+    decided = case.first(DECIDED)
     if decided is None:
         return ()
     opinions = {}
-    for f in case.all(Step.reviewed):
+    for f in case.all(REVIEWED):
         if f.department in item.co_departments and f.at <= decided.at:
             opinions.setdefault(f.department, f)
     missing = [d for d in item.co_departments if d not in opinions]

@@ -23,6 +23,7 @@ from ..findings import (
     has_fact_of,
     reads,
 )
+from ..steps import SUSPENDED
 from .deadlines import deadline_text, fmt_days
 
 #: the maximum for a reason the rule set does not name, when it gives no ``default`` either
@@ -58,7 +59,7 @@ def suspension_overlong(case: CaseView, params: Mapping[str, Any]) -> Sequence[F
     if not pauses:
         return out
     ended = case.ended
-    for s in case.all(Step.suspended):
+    for s in case.all(SUSPENDED):
         if s.at not in pauses:
             continue  # not lawful, or suspended again while suspended
         resumed = pauses.pop(s.at)
