@@ -74,6 +74,12 @@ def faust_credentials(settings: WorkerSettings) -> Any:
     )
 
 
+def end_offsets_reader(settings: WorkerSettings) -> EndOffsetsReader:
+    """The worker's own client for the events topic's end offsets, logged in as Faust's
+    consumer is (the same brokers, TLS and SASL settings)."""
+    return EndOffsetsReader(settings.events_topic, settings.kafka_connection().client_kwargs())
+
+
 #: name (as in JIANCHA_EXTENSIONS) -> the extension, built from the worker's context
 EXTENSIONS: dict[str, Callable[[WorkerContext], Extension]] = {
     "windows": Windows,
@@ -187,7 +193,7 @@ class Worker:
             max(1_000_000, settings.kafka_producer_batch_bytes),
             on_error=lambda exc: metrics.sink_errors.labels("dead_letter").inc())
 
-        ends = EndOffsetsReader(settings.events_topic, settings.kafka_connection().client_kwargs())
+        ends = end_offsets_reader(settings)
         app.on_before_shutdown.connect(self._close_end_offsets_reader)
         self._end_offsets = ends
         self.partitions = partitions = FaustPartitions(app, settings.events_topic, ends)

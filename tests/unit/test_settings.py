@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jiancha.agents.app import faust_credentials
+from jiancha.agents.app import end_offsets_reader, faust_credentials
 from jiancha.settings import SettingsError, WorkerSettings
 
 load_settings = WorkerSettings.load
@@ -56,6 +56,23 @@ def test_sasl_scram_maps_to_faust_credentials(monkeypatch: pytest.MonkeyPatch) -
     assert creds.username == "jiancha" and creds.password == "s3cret"
     assert str(creds.mechanism.value) == "SCRAM-SHA-512"
     assert creds.protocol.value == "SASL_PLAINTEXT"
+
+
+def test_the_end_offsets_client_logs_in_as_the_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline timer's own client for end offsets (agents/end_offsets.py) has the
+    brokers and the SASL login of the settings, like Faust's consumer."""
+    monkeypatch.setenv("JIANCHA_BROKER_URL", "kafka://k1:9093;k2:9093")
+    monkeypatch.setenv("JIANCHA_EVENTS_TOPIC", "approvals")
+    monkeypatch.setenv("JIANCHA_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("JIANCHA_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("JIANCHA_KAFKA_SASL_USERNAME", "jiancha")
+    monkeypatch.setenv("JIANCHA_KAFKA_SASL_PASSWORD", "s3cret")
+    reader = end_offsets_reader(load_settings())
+    assert reader.topic == "approvals"
+    assert reader.client_kwargs == {
+        "bootstrap_servers": ["k1:9093", "k2:9093"], "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "jiancha",
+        "sasl_plain_password": "s3cret"}
 
 
 def test_sasl_without_credentials_says_which_variables(monkeypatch: pytest.MonkeyPatch) -> None:
