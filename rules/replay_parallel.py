@@ -321,9 +321,18 @@ class _Shard:
                     fact.received = now_ts
                 n = released[case_id] = released.get(case_id, 0) + 1
                 state = cases[case_id]
-                # the case as of this line (a cut if later lines of the chunk ahead added to it)
-                on_event(index, state if n == len(state.facts) else self.get(case_id), step,
-                         now, now_ts, alerts.extend)
+                facts = state.facts
+                if n == len(facts):
+                    on_event(index, state, step, now, now_ts, alerts.extend)
+                else:
+                    # the case as of this line: the facts later lines (of this chunk or the
+                    # one ahead) added set aside while it is judged, cheaper than a cut
+                    later = facts[n:]
+                    del facts[n:]
+                    try:
+                        on_event(index, state, step, now, now_ts, alerts.extend)
+                    finally:
+                        facts += later
                 case_due = index_due()
             observed = record_line == line
             if observed:
