@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from itertools import chain, islice
+from itertools import accumulate, chain, islice, pairwise
 from multiprocessing.connection import Connection
 from operator import itemgetter
 from typing import Any
@@ -321,9 +321,18 @@ class _Shard:
                     fact.received = now_ts
                 n = released[case_id] = released.get(case_id, 0) + 1
                 state = cases[case_id]
-                # the case as of this line (a cut if later lines of the chunk ahead added to it)
-                on_event(index, state if n == len(state.facts) else self.get(case_id), step,
-                         now, now_ts, alerts.extend)
+                facts = state.facts
+                if n == len(facts):
+                    on_event(index, state, step, now, now_ts, alerts.extend)
+                else:
+                    # the case as of this line: the facts later lines (of this chunk or the
+                    # one ahead) added set aside while it is judged, cheaper than a cut
+                    later = facts[n:]
+                    del facts[n:]
+                    try:
+                        on_event(index, state, step, now, now_ts, alerts.extend)
+                    finally:
+                        facts += later
                 case_due = index_due()
             observed = record_line == line
             if observed:
@@ -426,7 +435,7 @@ def replay_parallel(
 def _replay_sharded(lines: Iterable[bytes], engine: Engine, until: datetime | None,
                     keys: KeyRing | None, on_progress: Callable[[int], None] | None,
                     workers: int, windows: bool) -> ReplayResult:
-    source = iter(lines)
+    source = iter(_packed(lines) if isinstance(lines, list) else lines)
     # with a keyring, the lines read are kept: a verdict a shard could not know sends the
     # whole file to the single-process replay (see _chunks)
     read: list[bytes] | None = [] if keys is not None else None
@@ -467,6 +476,18 @@ def _replay_sharded(lines: Iterable[bytes], engine: Engine, until: datetime | No
         assert read is not None
         return replay(chain(read, source), engine, until, keys, on_progress, windows=windows)
     return result
+
+
+def _packed(lines: list[bytes]) -> list[bytes]:
+    """A copy of lines held in memory before the shards are forked, the lines side by side.
+
+    After a fork every page the parent shares with the shards is copied on its first
+    write, and reading a line writes to it (its reference count): lines made one by one
+    among other objects lie about a page each, so reading them cost a page copy per
+    line. The copies fill few pages."""
+    joined = b"".join(lines)
+    return [joined[start:end]
+            for start, end in pairwise(accumulate(map(len, lines), initial=0))]
 
 
 def _chunks(lines: Iterator[bytes], workers: int, read: list[bytes] | None

@@ -158,6 +158,13 @@ def test_the_shards_of_a_chunk_are_those_of_each_line(lines: list[bytes]) -> Non
         assert shards_of(lines, workers) == [shard_of(raw, workers) for raw in lines]
 
 
+@given(st.lists(st.binary(max_size=40), max_size=8))
+def test_lines_held_in_memory_are_read_as_they_are(lines: list[bytes]) -> None:
+    packed = parallel._packed(lines)
+    assert packed == lines
+    assert all(type(raw) is bytes for raw in packed)
+
+
 def test_lines_that_hide_their_case_id_are_parsed() -> None:
     for raw in (b'{"attrs": {"case_id":"B"}, "case_id" : "A"}',  # the nested one compact
                 b'{"case_id":"B", "case_id":"A"}',  # the last one counts
