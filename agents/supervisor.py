@@ -142,6 +142,10 @@ class Supervisor:
     #: for it): about 0.2 ms each with their alerts stored, so some 10-15 ms of work
     #: (deadlines fall due by the hundred at the end of a working day)
     tick_cases: int = 64
+    #: due cases judged ahead of their instant per hold of the case lock (about 0.15 ms
+    #: each): a few ms at a time, so that the batch that moves a partition's time past a
+    #: deadline, and the tick it wakes, wait for little of that work ahead
+    ahead_cases: int = 16
     #: events taken from the topic (accepted or rejected), the wall-clock time the first
     #: batch began and the time the latest ended, and the process's CPU time (all its
     #: threads) at both: a progress figure that costs nothing to read
@@ -492,7 +496,7 @@ class Supervisor:
                           stop: Callable[[], bool],
                           rest: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> int:
         """Judge ahead of their instant the cases of each partition due within its span in
-        ``spans`` (after the first instant, by the second; epoch seconds), ``tick_cases``
+        ``spans`` (after the first instant, by the second; epoch seconds), ``ahead_cases``
         per hold of the case lock, each hold followed by a pause as long (it is work ahead
         of time: half the worker's time at most; ``rest`` pauses, and may end a pause
         early), until none is left or ``stop`` says a tick is due; held in :attr:`ahead`
@@ -507,7 +511,7 @@ class Supervisor:
                 if not self.ready:
                     break
                 store = _StoredCases(cases)
-                budget = left = min(self.tick_cases, self.ahead.max_held - len(self.ahead))
+                budget = left = min(self.ahead_cases, self.ahead.max_held - len(self.ahead))
                 for partition, (after_ts, until_ts) in spans.items():
                     index = self.indexes.get(partition)
                     if not index or left <= 0:

@@ -199,3 +199,22 @@ def test_a_tick_that_does_not_wait_returns_with_its_last_part_in_the_store() -> 
     assert first == [] and in_flight == CASES
     assert {a.case_id for a in second} == {f"B{n}" for n in range(CASES)}
     assert sv.storing == [] and sv.in_flight == {}
+
+
+def test_cases_are_judged_ahead_a_few_per_hold_of_the_case_lock() -> None:
+    """Judging ahead holds the case lock for ``ahead_cases`` judgements at a time, each
+    hold followed by a pause: a batch of events (and the tick it may wake) waits for a few
+    ms of that work, not for a whole hold of a tick's size."""
+    sv, _, cases = _supervisor()
+    sv.ahead_cases = 3
+    due = sv.index(0).next_due()
+    assert due is not None
+    held: list[int] = []
+
+    async def rest(seconds: float) -> None:
+        held.append(len(sv.ahead) - sum(held))
+        await asyncio.sleep(0)
+
+    judged = asyncio.run(sv.judge_ahead(cases, {0: (due - 1.0, due + 1.0)}, lambda: False, rest))
+    assert judged == CASES == len(sv.ahead)
+    assert held[:4] == [3, 3, 3, 1] and set(held[4:]) <= {0}
