@@ -62,9 +62,8 @@ class WorkingTime:
         #: the zone's UTC offset in seconds when it has not changed since ORIGIN, else None
         self.fixed_offset = self._offset = _fixed_offset(tz)
         #: (local epoch day, days) -> deadline: a deadline with no pause depends on the day
-        #: of its start only, and the same few hundred days start most cases' clocks (in a
-        #: zone of fixed offset; the day is ``int((start + fixed_offset) // DAY)``)
-        self.deadline_from_day: BoundedMemo[tuple[int, float], float] = BoundedMemo(
+        #: of its start only, and the same few hundred days start most cases' clocks
+        self._from_day: BoundedMemo[tuple[int, float], float] = BoundedMemo(
             self._deadline_from_day, 100_000)
         #: (local day, days, extension) -> end of a calendar-day limit with no pause
         self._calendar_from_day: BoundedMemo[tuple[int, float, float], float | None] = \
@@ -229,7 +228,7 @@ class WorkingTime:
         offset = self._offset
         if offset is None:
             return self.instant_epoch(self.count_start_at(start) + days * DAY)
-        return self.deadline_from_day[(int((start + offset) // DAY), days)]
+        return self._from_day[(int((start + offset) // DAY), days)]
 
     def _deadline_from_day(self, key: tuple[int, float]) -> float:
         day, days = key  # a local epoch day

@@ -11,7 +11,7 @@ from jiancha.producers.contract import LAWFUL_SUSPENSION_REASONS, Step
 
 from .case import CaseState, Fact
 from .catalog import Department, Item
-from .counted_time import DAY, EpochPause, Pause, WorkingTime
+from .counted_time import EpochPause, Pause, WorkingTime
 from .rulebook import RuleSettings
 from .steps import (
     ACCEPTED,
@@ -317,11 +317,7 @@ class CaseView:
         or pause step arrives (several checks, and judgements, ask for the same limit)."""
         pauses = self.pauses_at if pauses is None else pauses
         if not pauses:  # the common case, kept by the working time per start day
-            wt = self.wt
-            offset = wt.fixed_offset
-            if offset is not None:  # (working_deadline_epoch's own lookup, one call less)
-                return wt.deadline_from_day[(int((start + offset) // DAY), days)]
-            return wt.working_deadline_epoch(start, days)
+            return self.wt.working_deadline_epoch(start, days)
         key = (start, days, *pauses)
         kept = self.summary.deadlines
         if kept is None or kept[0] is not self.wt:

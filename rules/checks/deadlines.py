@@ -210,9 +210,7 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     deadline_at = case.counted_deadline(start_at, limit, pauses)
     if deadline_at is None:
         return ()  # suspended (Art. 45) since before counting began: the clock stands still
-    due = warn_at + case.allowed_lateness_seconds  # _deadline_due, without the call
-    if known_at > due:
-        due = known_at
+    due = _deadline_due(case, warn_at, known_at)
     if due >= deadline_at or (ended is not None and ended.at <= due):
         return ()  # decided in time, or only known once the limit was already broken
 
@@ -224,9 +222,7 @@ def approaching(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
         out["remaining_zh"], out["remaining_en"] = _less_than_text(threshold)
         return out
 
-    actor = start_fact.actor
-    return [Finding((), warn_at, due, (start_fact.event_id,),
-                    actor if actor != "applicant" else None,  # _staff, without the call
+    return [Finding((), warn_at, due, (start_fact.event_id,), _staff(start_fact),
                     LazyDetails(details), None, warn_at)]
 
 
@@ -249,12 +245,8 @@ def promise_broken(case: CaseView, params: Mapping[str, Any]) -> Sequence[Findin
         return ()  # decided, refused or withdrawn by then
     details = LazyDetails(lambda: {**_clock_details(case, limit, case.dt(deadline_at)),
                                    "used": fmt_days(limit)})
-    due = deadline_at + case.allowed_lateness_seconds  # _deadline_due, without the call
-    if known_at > due:
-        due = known_at
-    actor = start_fact.actor
-    return [Finding((), deadline_at, due, (start_fact.event_id,),
-                    actor if actor != "applicant" else None, details,
+    return [Finding((), deadline_at, _deadline_due(case, deadline_at, known_at),
+                    (start_fact.event_id,), _staff(start_fact), details,
                     ended.at if ended is not None else None, deadline_at)]
 
 
@@ -278,12 +270,9 @@ def legal_broken(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]
     details = LazyDetails(lambda: {**_legal_details(case, limit, extension, deadline_at),
                                    **_legal_texts(case, limit, ext)})
     evidence = (start_fact.event_id,) if ext is None else (start_fact.event_id, ext.event_id)
-    due = deadline_at + case.allowed_lateness_seconds  # _deadline_due, without the call
-    if known_at > due:
-        due = known_at
-    actor = start_fact.actor
-    return [Finding((), deadline_at, due, evidence, actor if actor != "applicant" else None,
-                    details, ended.at if ended is not None else None, deadline_at)]
+    return [Finding((), deadline_at, _deadline_due(case, deadline_at, known_at), evidence,
+                    _staff(start_fact), details, ended.at if ended is not None else None,
+                    deadline_at)]
 
 
 def _legal_texts(case: CaseView, limit: int, ext: Fact | None) -> dict[str, Any]:
