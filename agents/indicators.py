@@ -256,12 +256,12 @@ class Indicators(Extension):
             return
         keys, book.dirty = book.dirty, set()
         by_month: dict[str, dict[bytes, bytes]] = {}
-        fields = self.fields
+        mirrored = self.fields
         for k in keys:
             value = self.table.data.get(k)
             if value is None:
                 continue
-            month, field = fields[k]
+            month, field = mirrored[k]
             by_month.setdefault(month, {})[field] = value
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
