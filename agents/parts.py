@@ -132,6 +132,7 @@ class PartitionLag:
         if reading is None:
             reading = sv.clock.now()
         ends = await parts.broker_ends(asked) if asked else {}
+        at_reading = reading.timestamp()
 
         def partition_now() -> dict[int, tuple[datetime, bool]]:
             out: dict[int, tuple[datetime, bool]] = {}
@@ -141,6 +142,8 @@ class PartitionLag:
                 fetched = not self.lagging(p)  # caught up with what its last fetch reported
                 # (the broker's ends not known: the fetch's view it is)
                 confirmed = fetched and (ends is None or not self.lagging(p, ends.get(p)))
+                if not confirmed and ends is not None and (end := ends.get(p)) is not None:
+                    sv.behind_end(p, end, at_reading)
                 judged = sv.partition_clock(p, not confirmed, reading, live=fetched)
                 if judged is not None:
                     out[p] = judged
@@ -257,7 +260,7 @@ class DeadlineTimer:
         now = sv.clock.now_epoch()
         spans = {}
         for p in sorted(parts.active()):
-            at = now if not self.lag.lagging(p) else sv.partition_ts.get(p)
+            at = now if not self.lag.lagging(p) else sv.deadline_epoch(p)
             if at is not None:  # what is due by then already is the tick's
                 spans[p] = (min(at, now), min(at, now) + ahead)
         if not spans:

@@ -130,6 +130,12 @@ class Supervisor:
     #: judged time of each partition's last event, epoch seconds
     partition_ts: dict[int, float] = field(default_factory=dict)
     last_offset: dict[int, int] = field(default_factory=dict)
+    #: per partition a tick by the clock found behind the broker's end: that end offset
+    #: and the clock's reading when asked (epoch seconds). Once its events processed
+    #: reach that end, every record in before the reading is in: its deadlines are due by
+    #: that reading, not only by its latest event's time (on a quiet partition the next
+    #: event may be long in coming)
+    end_at_reading: dict[int, tuple[int, float]] = field(default_factory=dict)
     #: partitions whose deadline index was rebuilt from the case table: it knows every
     #: case's next due
     indexed: set[int] = field(default_factory=set)
@@ -568,8 +574,32 @@ class Supervisor:
         its last fetch wait: its time is that of its latest events."""
         if not lagging:
             return (now if now is not None else self.clock.now()), True
-        known = self.partition_ts.get(partition)
+        known = self.deadline_epoch(partition)
         return (datetime.fromtimestamp(known, UTC), live) if known is not None else None
+
+    def behind_end(self, partition: int, end: int, reading: float) -> None:
+        """A tick by the clock at ``reading`` (epoch seconds) found the partition behind
+        the broker's ``end`` offset: see :attr:`end_at_reading`. An earlier such end not
+        yet reached is kept (it is reached first)."""
+        kept = self.end_at_reading.get(partition)
+        if kept is None or self._reached(partition, kept[0]):
+            self.end_at_reading[partition] = (end, reading)
+
+    def _reached(self, partition: int, end: int) -> bool:
+        last = self.last_offset.get(partition)
+        return last is not None and last + 1 >= end
+
+    def deadline_epoch(self, partition: int) -> float | None:
+        """A partition's time for its deadlines when it is not confirmed caught up: that of
+        its latest event processed, or the reading of a tick whose broker end its events
+        processed have reached since (:attr:`end_at_reading`), whichever is later; None
+        while nothing of it was processed since it was assigned."""
+        at = self.partition_ts.get(partition)
+        kept = self.end_at_reading.get(partition)
+        if at is not None and kept is not None and kept[1] > at \
+                and self._reached(partition, kept[0]):
+            return kept[1]
+        return at
 
     def seconds_to_next_due(self, after: float | None = None) -> float | None:
         """Real seconds until the clock reaches the earliest deadline after ``after`` (epoch
@@ -588,7 +618,7 @@ class Supervisor:
         """Whether a deadline of one of ``partitions`` is due by that partition's time
         (a batch of its events moved it past one)."""
         for p in partitions:
-            index, at = self.indexes.get(p), self.partition_ts.get(p)
+            index, at = self.indexes.get(p), self.deadline_epoch(p)
             if index is not None and at is not None and index.may_be_due(at):
                 return True
         return False
@@ -606,6 +636,8 @@ class Supervisor:
         self.partition_ts = {p: t for p, t in self.partition_ts.items()
                              if p in active_partitions}
         self.last_offset = {p: o for p, o in self.last_offset.items() if p in active_partitions}
+        self.end_at_reading = {p: e for p, e in self.end_at_reading.items()
+                               if p in active_partitions}
         n = 0
         for key, state in states:  # keyed as the table is (its own key objects)
             if state.partition not in active_partitions:

@@ -215,6 +215,40 @@ def test_the_lateness_of_a_partition_working_through_a_backlog_is_not_the_timers
     assert w.sink.alerts and _lateness_count(w) == 0
 
 
+def test_a_partition_behind_the_brokers_end_is_judged_by_the_ticks_reading_once_at_it(
+        ) -> None:
+    """A tick by the clock found the partition behind the broker's end (records on the
+    way): its deadlines wait. Once its events processed reach that end, every record that
+    was in when the tick read the clock is in: the deadlines due by that reading fire then,
+    though no event is past them (on a quiet partition the next may be long in coming)."""
+    w = Worker()
+    reading = t("2026-06-30 12:00")  # every deadline of P1 is past
+    w.clock.instant = reading
+    w.partitions.ends[0], w.partitions.broker[0] = 2, 4  # two records on the way
+    asyncio.run(w.timer.tick())
+    assert w.sink.alerts == []
+    w.partitions.ends[0] = 4
+    w.clock.instant = t("2026-06-30 12:01")
+    reported = t("2026-03-02 12:30").timestamp()  # both reported before P1's deadlines
+
+    def record(offset: int) -> Record:
+        case = f"Q{offset}"
+        e = events("T-SHORT", [("submitted", "2026-03-02 12:30")], case_id=case)[0]
+        return Record(case.encode(), orjson.dumps(e), 0, offset, reported)
+
+    asyncio.run(w.intake.on_batch([record(2)]))
+    assert not w.timer.woken.is_set()  # one still on the way
+    asyncio.run(w.timer.tick_by_events())
+    assert w.sink.alerts == [] and w.sv.partition_ts[0] == reported
+    asyncio.run(w.intake.on_batch([record(3)]))  # the end the tick was told
+    assert w.timer.woken.is_set()
+    asyncio.run(w.timer.tick_by_events())
+    # P1's, and those of the two cases on the way, whose deadlines are past by then too
+    assert {a.case_id for a in w.sink.alerts} == {"P1", "Q2", "Q3"}
+    assert w.sv.partition_ts[0] == reported  # the events' own time is theirs
+    assert {a.detected_at for a in w.sink.alerts} == {reading}
+
+
 def test_a_batch_that_moves_a_partition_past_a_deadline_wakes_the_timer() -> None:
     w = Worker()
     _another_case_at(w, t("2026-03-02 12:30"), 2)
