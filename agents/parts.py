@@ -116,7 +116,7 @@ class PartitionLag:
             return (start or 0) < end
         return last + 1 < end
 
-    async def partition_now(self, reading: datetime | None = None
+    async def partition_now(self, reading: datetime | None = None, recent: float = 0.0
                             ) -> Callable[[], dict[int, tuple[datetime, bool]]]:
         """A function that says each active partition's time and whether it is live, to be
         called under the case lock (no batch half done). A partition the last fetch says
@@ -126,7 +126,9 @@ class PartitionLag:
         unread). The broker is asked here, before the lock is taken (its round trip held
         up batches of events), with the clock read just before asking (``reading``, if
         read already): a partition whose processed events reach those ends is judged by
-        that reading, as if asked then."""
+        that reading, as if asked then. One behind them is judged by that reading too once
+        its events processed reach them, if its latest event is then no more than
+        ``recent`` (clock seconds) behind the reading (``Supervisor.end_at_reading``)."""
         parts, sv = self.partitions, self.supervisor
         asked = sorted(parts.active()) if not parts.rebalancing else []
         if reading is None:
@@ -143,7 +145,7 @@ class PartitionLag:
                 # (the broker's ends not known: the fetch's view it is)
                 confirmed = fetched and (ends is None or not self.lagging(p, ends.get(p)))
                 if not confirmed and ends is not None and (end := ends.get(p)) is not None:
-                    sv.behind_end(p, end, at_reading)
+                    sv.behind_end(p, end, at_reading, recent)
                 judged = sv.partition_clock(p, not confirmed, reading, live=fetched)
                 if judged is not None:
                     out[p] = judged
@@ -197,7 +199,10 @@ class DeadlineTimer:
         self.looked_at = reading.timestamp()
         if self.lag.partitions.rebalancing or not self.supervisor.ready:
             return
-        asking = asyncio.ensure_future(self.lag.partition_now(reading))
+        # a partition found behind the broker's end is judged by this reading once its
+        # events reach that end, if they are live: its latest within a tick of the reading
+        recent = self.tick_seconds * self.supervisor.clock_speed
+        asking = asyncio.ensure_future(self.lag.partition_now(reading, recent))
         try:
             while not asking.done():
                 # a batch that moves a partition's time past a deadline meanwhile has it

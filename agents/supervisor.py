@@ -130,12 +130,14 @@ class Supervisor:
     #: judged time of each partition's last event, epoch seconds
     partition_ts: dict[int, float] = field(default_factory=dict)
     last_offset: dict[int, int] = field(default_factory=dict)
-    #: per partition a tick by the clock found behind the broker's end: that end offset
-    #: and the clock's reading when asked (epoch seconds). Once its events processed
-    #: reach that end, every record in before the reading is in: its deadlines are due by
+    #: per partition a tick by the clock found behind the broker's end: that end offset,
+    #: the clock's reading when asked and the earliest time of its latest event that
+    #: counts as live (epoch seconds). Once its events processed reach that end, every
+    #: record in before the reading is in: the deadlines of a live partition are due by
     #: that reading, not only by its latest event's time (on a quiet partition the next
-    #: event may be long in coming)
-    end_at_reading: dict[int, tuple[int, float]] = field(default_factory=dict)
+    #: event may be long in coming). Not while it takes in a backfill: records sent after
+    #: the reading may tell of steps before it
+    end_at_reading: dict[int, tuple[int, float, float]] = field(default_factory=dict)
     #: partitions whose deadline index was rebuilt from the case table: it knows every
     #: case's next due
     indexed: set[int] = field(default_factory=set)
@@ -577,13 +579,14 @@ class Supervisor:
         known = self.deadline_epoch(partition)
         return (datetime.fromtimestamp(known, UTC), live) if known is not None else None
 
-    def behind_end(self, partition: int, end: int, reading: float) -> None:
+    def behind_end(self, partition: int, end: int, reading: float, recent: float) -> None:
         """A tick by the clock at ``reading`` (epoch seconds) found the partition behind
-        the broker's ``end`` offset: see :attr:`end_at_reading`. An earlier such end not
-        yet reached is kept (it is reached first)."""
+        the broker's ``end`` offset: see :attr:`end_at_reading`; ``recent``: how far
+        behind the reading (clock seconds) its latest event's time may be for it to count
+        as live. An earlier such end not yet reached is kept (it is reached first)."""
         kept = self.end_at_reading.get(partition)
         if kept is None or self._reached(partition, kept[0]):
-            self.end_at_reading[partition] = (end, reading)
+            self.end_at_reading[partition] = (end, reading, reading - recent)
 
     def _reached(self, partition: int, end: int) -> bool:
         last = self.last_offset.get(partition)
@@ -592,11 +595,12 @@ class Supervisor:
     def deadline_epoch(self, partition: int) -> float | None:
         """A partition's time for its deadlines when it is not confirmed caught up: that of
         its latest event processed, or the reading of a tick whose broker end its events
-        processed have reached since (:attr:`end_at_reading`), whichever is later; None
-        while nothing of it was processed since it was assigned."""
+        processed have reached since, its latest event's time near that reading
+        (:attr:`end_at_reading`), whichever is later; None while nothing of it was
+        processed since it was assigned."""
         at = self.partition_ts.get(partition)
         kept = self.end_at_reading.get(partition)
-        if at is not None and kept is not None and kept[1] > at \
+        if at is not None and kept is not None and kept[2] <= at < kept[1] \
                 and self._reached(partition, kept[0]):
             return kept[1]
         return at

@@ -215,6 +215,25 @@ def test_the_lateness_of_a_partition_working_through_a_backlog_is_not_the_timers
     assert w.sink.alerts and _lateness_count(w) == 0
 
 
+def _behind_the_brokers_end(w: Worker, reading: datetime) -> None:
+    """A tick by the clock at ``reading`` finds partition 0 behind the broker's end: two
+    records (offsets 2 and 3) on the way, nothing fired."""
+    w.clock.instant = reading
+    w.partitions.ends[0], w.partitions.broker[0] = 2, 4
+    asyncio.run(w.timer.tick())
+    assert w.sink.alerts == []
+    w.partitions.ends[0] = 4
+    w.clock.instant = reading + timedelta(seconds=1)
+
+
+def _on_the_way(w: Worker, offset: int, sent: datetime) -> None:
+    """The record at ``offset``: a step of another case, its record stamped ``sent``."""
+    case = f"Q{offset}"
+    e = events("T-SHORT", [("submitted", "2026-03-02 10:00")], case_id=case)[0]
+    asyncio.run(w.intake.on_batch([Record(case.encode(), orjson.dumps(e), 0, offset,
+                                          sent.timestamp())]))
+
+
 def test_a_partition_behind_the_brokers_end_is_judged_by_the_ticks_reading_once_at_it(
         ) -> None:
     """A tick by the clock found the partition behind the broker's end (records on the
@@ -222,31 +241,34 @@ def test_a_partition_behind_the_brokers_end_is_judged_by_the_ticks_reading_once_
     was in when the tick read the clock is in: the deadlines due by that reading fire then,
     though no event is past them (on a quiet partition the next may be long in coming)."""
     w = Worker()
-    reading = t("2026-06-30 12:00")  # every deadline of P1 is past
-    w.clock.instant = reading
-    w.partitions.ends[0], w.partitions.broker[0] = 2, 4  # two records on the way
-    asyncio.run(w.timer.tick())
-    assert w.sink.alerts == []
-    w.partitions.ends[0] = 4
-    w.clock.instant = t("2026-06-30 12:01")
-    reported = t("2026-03-02 12:30").timestamp()  # both reported before P1's deadlines
-
-    def record(offset: int) -> Record:
-        case = f"Q{offset}"
-        e = events("T-SHORT", [("submitted", "2026-03-02 12:30")], case_id=case)[0]
-        return Record(case.encode(), orjson.dumps(e), 0, offset, reported)
-
-    asyncio.run(w.intake.on_batch([record(2)]))
+    w.timer.tick_seconds = 60.0  # live: its latest event within a minute of the reading
+    due = w.clock.instant + timedelta(seconds=cast(float, w.sv.seconds_to_next_due()))
+    reading = due + timedelta(seconds=10)  # P1's first deadline fell due 10 s before
+    _behind_the_brokers_end(w, reading)
+    _on_the_way(w, 2, due - timedelta(seconds=20))  # both sent before the deadline
     assert not w.timer.woken.is_set()  # one still on the way
     asyncio.run(w.timer.tick_by_events())
-    assert w.sink.alerts == [] and w.sv.partition_ts[0] == reported
-    asyncio.run(w.intake.on_batch([record(3)]))  # the end the tick was told
+    assert w.sink.alerts == []
+    _on_the_way(w, 3, due - timedelta(seconds=10))  # the end the tick was told
     assert w.timer.woken.is_set()
     asyncio.run(w.timer.tick_by_events())
-    # P1's, and those of the two cases on the way, whose deadlines are past by then too
-    assert {a.case_id for a in w.sink.alerts} == {"P1", "Q2", "Q3"}
-    assert w.sv.partition_ts[0] == reported  # the events' own time is theirs
+    assert {a.case_id for a in w.sink.alerts} == {"P1"}
     assert {a.detected_at for a in w.sink.alerts} == {reading}
+    assert w.sv.partition_ts[0] == (due - timedelta(seconds=10)).timestamp()
+
+
+def test_a_partition_taking_in_a_backfill_is_not_judged_by_a_ticks_reading() -> None:
+    """Records sent after a tick's reading may tell of steps before it when they are a
+    backfill (records stamped with the times the steps happened): a partition whose events
+    are not within a tick of the reading when they reach the broker's end waits for its
+    events' time."""
+    w = Worker()
+    w.timer.tick_seconds = 60.0
+    _behind_the_brokers_end(w, t("2026-06-30 12:00"))  # every deadline of P1 is past
+    _on_the_way(w, 2, t("2026-03-02 12:10"))
+    _on_the_way(w, 3, t("2026-03-02 12:20"))
+    asyncio.run(w.timer.tick_by_events())
+    assert not w.timer.woken.is_set() and w.sink.alerts == []
 
 
 def test_a_batch_that_moves_a_partition_past_a_deadline_wakes_the_timer() -> None:
