@@ -17,7 +17,8 @@ Phases (each prints progress on stderr); every measured figure is the median of
    event-to-alert latency measured from send to the alert's arrival in the Redis stream,
    and how late deadline alerts fire (the worker's histogram);
 5. memory per open case, in process, with the worker's encoding and deadline index;
-6. replay throughput and CPU time per event, in process and sharded over the CPUs.
+6. replay throughput and CPU time per event, in one process and sharded over the CPUs,
+   each run in a process started for it (as ``jiancha replay`` runs).
 
 Each ratio (to stock Faust, to raw aiokafka) divides two medians of the same run; the JSON
 names, under ``ratios``, the figures it divides and their runs.
@@ -29,7 +30,9 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -183,11 +186,18 @@ def run_bench(config: BenchConfig, console: Console) -> Results:
     from jiancha.rules.replay_parallel import replay_workers
 
     workers = replay_workers()
-    for name, shards in (("replay_sequential", 1), ("replay", workers)):
-        timed = each_run(name.replace("_", " "), lambda run, name=name, shards=shards: _replay(
-            lines, _fresh_engine(name == "replay_sequential" and run == 0), shards))
-        res.measured(f"{name}_eps", [eps for eps, _ in timed])
-        res.measured(f"{name}_us_per_event_cpu", [cpu for _, cpu in timed], 1)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-replay-"))
+    workload = workdir / "workload.jsonl"
+    workload.write_bytes(b"\n".join(lines))
+    try:
+        for name, shards in (("replay_sequential", 1), ("replay", workers)):
+            timed = each_run(name.replace("_", " "), lambda run, name=name, shards=shards:
+                             _replay_in_own_process(workload, shards,
+                                                    name == "replay_sequential" and run == 0))
+            res.measured(f"{name}_eps", [eps for eps, _ in timed])
+            res.measured(f"{name}_us_per_event_cpu", [cpu for _, cpu in timed], 1)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     res.figures["replay_workers"] = workers
     f = res.figures
     say(f"  replay: {f['replay_eps']:,} events/s sharded by case over {workers} processes "
@@ -719,6 +729,25 @@ def _replay(lines: list[bytes], engine: Any, workers: int) -> tuple[float, float
     replay_parallel(lines, engine, datetime(2026, 12, 31, tzinfo=TZ), workers=workers)
     wall, used = time.perf_counter() - t0, cpu() - cpu0
     return len(lines) / wall, used / len(lines) * 1e6
+
+
+def _replay_in_own_process(workload: Path, workers: int, announce: bool
+                           ) -> tuple[float, float]:
+    """:func:`_replay` of the lines of ``workload`` in a process started for it, as
+    ``jiancha replay`` runs: in the bench's own process, after its other phases, the shards
+    forked from a larger and older heap, and cost more CPU per event."""
+    code = ("import sys; from jiancha import bench; "
+            "bench.replay_in_this_process(sys.argv[1], int(sys.argv[2]), sys.argv[3] == '1')")
+    done = subprocess.run([sys.executable, "-c", code, str(workload), str(workers),
+                           "1" if announce else "0"], stdout=subprocess.PIPE, check=True)
+    eps, cpu = json.loads(done.stdout.splitlines()[-1])
+    return float(eps), float(cpu)
+
+
+def replay_in_this_process(workload: str, workers: int, announce: bool) -> None:
+    """The child of :func:`_replay_in_own_process`: prints [events/s, µs of CPU per event]."""
+    lines = Path(workload).read_bytes().split(b"\n")
+    print(json.dumps(_replay(lines, _fresh_engine(announce), workers)), flush=True)
 
 
 #: where the CPU time of replay goes, by the file (or function) it is spent in; builtins
