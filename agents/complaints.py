@@ -9,6 +9,10 @@
   complaint id, changelogged), raises the alerts due (through the supervisor's Redis
   sink) and schedules the next one in a per-partition deadline index, rebuilt from the
   table when partitions are assigned; a timer fires ``complaint.overdue`` with no event.
+  The agent and the timer each read a complaint's state, store its alerts (awaiting
+  Redis) and write the state back: one lock keeps either from writing back a state the
+  other changed meanwhile (a closing taken while the timer stored the complaint's
+  ``complaint.received`` would otherwise be lost, and the complaint raised as overdue).
 
 Every complaint passes the complaints' gate (:class:`~rules.complaints.ComplaintGate`:
 the contract, a catalog department, its time, the complaint centre's signature by a key
@@ -21,6 +25,7 @@ indicators count them).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -58,6 +63,8 @@ class Complaints(Extension):
         self.metrics = ctx.metrics
         self.complaint_seen = ctx.complaint_seen
         self.indexes: dict[int, DeadlineIndex] = {}
+        #: held from reading a complaint's state to writing it back (the module's description)
+        self.state_lock = asyncio.Lock()
 
     def install(self, app: faust.App) -> None:
         s, sv = self.settings, self.supervisor
@@ -128,15 +135,16 @@ class Complaints(Extension):
                 continue  # checked by the feed
             started = time.monotonic()
             key = complaint.complaint_id.encode()
-            stored = table.get(key)
-            state, new, alerts, nxt = self.flow.take(
-                ComplaintState.decode(stored) if stored is not None else None, complaint, now,
-                msg.partition)
-            self.received.labels(complaint.kind).inc()
-            if alerts:
-                await self.supervisor.publish(alerts, started)  # before the state that records them
-            table[key] = state.encode()
-            self.index(msg.partition).schedule(state.complaint_id, nxt)
+            async with self.state_lock:
+                stored = table.get(key)
+                state, new, alerts, nxt = self.flow.take(
+                    ComplaintState.decode(stored) if stored is not None else None, complaint,
+                    now, msg.partition)
+                self.received.labels(complaint.kind).inc()
+                if alerts:
+                    await self.supervisor.publish(alerts, started)  # before the state that records them
+                table[key] = state.encode()
+                self.index(msg.partition).schedule(state.complaint_id, nxt)
             if new and state.received_at is not None:
                 self.complaint_seen(state.department, state.item_code, state.received_at)
 
@@ -152,14 +160,15 @@ class Complaints(Extension):
             if now is None:
                 continue
             started = time.monotonic()
-            for state, alerts, nxt in self.flow.judge_due(idx, self.stored, now):
-                if alerts:
-                    await sv.publish(alerts, started)  # before the state that records them
-                    key = state.complaint_id.encode()
-                    value = state.encode()
-                    self.table.data[key] = value
-                    self.table.send_changelog(partition, key, value)
-                idx.schedule(state.complaint_id, nxt)
+            async with self.state_lock:
+                for state, alerts, nxt in self.flow.judge_due(idx, self.stored, now):
+                    if alerts:
+                        await sv.publish(alerts, started)  # before the state that records them
+                        key = state.complaint_id.encode()
+                        value = state.encode()
+                        self.table.data[key] = value
+                        self.table.send_changelog(partition, key, value)
+                    idx.schedule(state.complaint_id, nxt)
 
     async def rebuild_index(self) -> None:
         partitions = set(active(self.app, self.repartition))
