@@ -63,7 +63,8 @@ class BenchConfig:
     #: runs of each measured figure; the figure is their median (one run depends on what
     #: else the machine does meanwhile), the runs are reported beside it
     runs: int = 3
-    #: measure only this phase (``latency``), not every figure
+    #: measure only this phase, not every figure: ``latency``, or ``ceiling`` (the
+    #: baselines and the gate and the case rules in process: a minute, for work on the core)
     only: str | None = None
 
     @classmethod
@@ -155,6 +156,10 @@ def run_bench(config: BenchConfig, console: Console) -> Results:
             f"events/s, {res.figures['case_rules_in_process_us_per_event_cpu']} µs of CPU "
             f"per event, {res.figures['ceiling_ratio_to_faust']}x stock Faust: the most one "
             f"worker could reach")
+        if config.only == "ceiling":
+            res.ratio("ceiling_ratio_to_aiokafka", "case_rules_in_process_eps",
+                      "baseline_aiokafka_eps")
+            return res
         res.measured("throughput_eps", each_run("one worker", lambda run: _worker_throughput(
             stack, "bench-backlog", n, history_end, anchor, config, say, run=run)))
         say(f"  [bold]one worker, full rule set: {res.figures['throughput_eps']:,} events/s"

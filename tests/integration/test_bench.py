@@ -72,6 +72,26 @@ def test_the_quick_bench_prints_every_figure_and_the_ratios(tmp_path: Path) -> N
         assert f"(`{key}`)" in table.stdout, key
 
 
+def test_the_ceiling_phase_measures_the_baselines_and_the_core_only() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "jiancha.cli", "bench", "--quick", "--events", "3000", "--only",
+         "ceiling", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    for key in ("baseline_aiokafka_eps", "baseline_faust_eps", "case_rules_in_process_eps",
+                "case_rules_in_process_us_per_event_cpu"):
+        assert isinstance(figures.get(key), (int, float)) and figures[key] > 0, (key, figures)
+    for name in ("ceiling_ratio_to_faust", "ceiling_ratio_to_aiokafka"):
+        of, to = RATIOS[name]
+        assert figures[name] == ratio(figures[of], figures[to]), name
+    # no worker, latency, memory or replay phase ran
+    assert not {"throughput_eps", "latency_p99_ms", "bytes_per_open_case",
+                "replay_eps"} & figures.keys()
+    assert "one worker, full rule set" not in done.stderr
+    assert "only the ceiling phase was measured" in done.stderr
+
+
 def test_the_aiokafka_baseline_reads_each_event_once(stack: EmbeddedStack) -> None:
     """On a backlog over 8 partitions, the raw consumer counts every record once: the
     count it reports is the number produced, whatever the batches hold."""

@@ -69,3 +69,4 @@ def test_the_bench_measures_only_a_phase_it_knows() -> None:
     done = subprocess.run([sys.executable, "-m", "jiancha.cli", "bench", "--only", "memory"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "no phase 'memory'" in done.stderr
+    assert "'latency' or 'ceiling'" in done.stderr
