@@ -13,6 +13,7 @@ sink does not escalate a resolved alert).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -87,7 +88,38 @@ def reporting_late(case: CaseView, params: Mapping[str, Any]) -> Sequence[Findin
     return out
 
 
+@functools.cache
+def _neighbours(process: tuple[Step, ...]) -> dict[Step, tuple[frozenset[Step], tuple[Step, ...]]]:
+    """Each step of a process with the steps after it, and those before it nearest first."""
+    return {step: (frozenset(process[i + 1:]), process[:i][::-1])
+            for i, step in enumerate(process)}
+
+
+def _may_backdate(case: CaseView, fact: Fact) -> bool:
+    """Whether ``fact`` may change what ``reporting.backdated`` finds: only if it is now
+    the first fact of a required step (else the process facts it compares are the same),
+    and then only if a required step after that one has a fact (the fact may be backdated
+    against it), or the fact is earlier than the nearest present required step before it
+    by more than the allowed lateness. A fact in time order of the process's next step,
+    the usual, changes nothing."""
+    item = case.item
+    if item.joint:  # the process counts the handling department's own review only
+        return True
+    around = _neighbours(item.steps).get(fact.step)
+    if around is None or case.all(fact.step)[0] is not fact:
+        return False
+    later, earlier = around
+    if case.having(later):
+        return True
+    for step in earlier:
+        previous = case.first(step)
+        if previous is not None:
+            return fact.at < previous.at - case.allowed_lateness_seconds
+    return False
+
+
 @reads(PROCESS, Step.reviewed)
+@changes_with(_may_backdate)
 def reporting_backdated(case: CaseView, params: Mapping[str, Any]) -> Sequence[Finding]:
     """A required step claims to have happened before the previous required step present
     by more than the allowed lateness. Judged only after the lateness (of event time)
