@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = ("throughput_eps", "baseline_faust_eps", "baseline_aiokafka_eps", "latency_p50_ms",
             "latency_p99_ms", "deadline_lateness_p99_ms", "bytes_per_open_case", "replay_eps",
             "case_rules_in_process_eps", "case_rules_in_process_us_per_event_cpu",
+            "case_rules_stored_us_per_event_cpu",
             "replay_us_per_event_cpu", "replay_sequential_us_per_event_cpu")
 RATIOS = {"ceiling_ratio_to_faust": ("case_rules_in_process_eps", "baseline_faust_eps"),
           "ceiling_ratio_to_aiokafka": ("case_rules_in_process_eps", "baseline_aiokafka_eps"),
@@ -80,7 +81,7 @@ def test_the_ceiling_phase_measures_the_baselines_and_the_core_only() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     for key in ("baseline_aiokafka_eps", "baseline_faust_eps", "case_rules_in_process_eps",
-                "case_rules_in_process_us_per_event_cpu"):
+                "case_rules_in_process_us_per_event_cpu", "case_rules_stored_us_per_event_cpu"):
         assert isinstance(figures.get(key), (int, float)) and figures[key] > 0, (key, figures)
     for name in ("ceiling_ratio_to_faust", "ceiling_ratio_to_aiokafka"):
         of, to = RATIOS[name]
