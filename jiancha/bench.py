@@ -118,10 +118,15 @@ def run_bench(config: BenchConfig, console: Console) -> Results:
                 say(f"    {what}, run {run + 1} of {runs}: {_show(out[-1])}")
         return out
 
+    from jiancha.rules.state_codec import COMPILED
+
+    #: whether case records were read by the compiled reader (rules/_native.c)
+    res.figures["compiled_record_reader"] = COMPILED
     with EmbeddedStack() as stack:
         say(f"[bold]jiancha bench[/]: broker {stack.bootstrap}, redis {stack.redis_url}; "
             f"{config.events:,} events, {config.partitions} partitions, {os.cpu_count()} cores"
-            f", each figure the median of {runs} run{'s' if runs > 1 else ''}")
+            f", each figure the median of {runs} run{'s' if runs > 1 else ''}; case records "
+            f"read by {'compiled code (rules/_native.c)' if COMPILED else 'Python'}")
         if config.only == "latency":
             _latency_figures(res, stack, config, say, each_run)
             return res

@@ -196,60 +196,75 @@ class _Written:
 
     def add(self, f: Fact) -> None:
         """Write the entry of ``f``, the fact after those it covers."""
-        event_id: str | int = f.event_id
-        numbered = _numbered(event_id)
-        if numbered is not None:
-            stem, number = numbered
-            if self.stem is not None:
-                if stem == self.stem:
-                    event_id = number - self.number
-            elif stem == f"{f.department}-":
-                event_id = number
-            self.stem, self.number = stem, number
-        else:
-            self.stem = None
-        base = self.base
-        at = float(f.at)
-        when: int | float = at
-        if at and at.is_integer():  # zero stays a float: -0.0 comes back as it was
-            offset = int(at) - base
-            if -_FITS < offset < _FITS:
-                when = offset
-        received = f.received
-        later: int | float | None = None
-        if received != at:
-            later = float(received)
-            if received and abs(received) < _FITS_MS:
-                ms = round(received * 1000)
-                if ms / 1000 == received and -_FITS < ms - base * 1000 < _FITS:
-                    later = ms - base * 1000
-        attrs: dict[Any, Any] | None = None
-        if f.attrs:
-            attribute_code = _ATTRIBUTE_CODE.get
-            attrs = {attribute_code(k, k): v for k, v in f.attrs.items()}
-            if _APPLICANT_ID in attrs:
-                attrs[_APPLICANT_ID] = _applicant_id(attrs[_APPLICANT_ID])
-        actor = self._name(f.actor)
-        department = self._name(f.department)
-        entry: list[Any] = [event_id, actor << _STEP_BITS | _STEP_CODE[f.step], when]
-        if department != self.department:
-            entry += (attrs, later, department)
-            self.department = department
-        elif later is not None:
-            entry += (attrs, later)
-        elif attrs is not None:
-            entry.append(attrs)
+        written = write_entry(f, self.base, self.names, self.listed, self.stem, self.number,
+                              self.department)
+        if written is NotImplemented:  # a time the compiled writer leaves to Python
+            written = write_entry_py(f, self.base, self.names, self.listed, self.stem,
+                                     self.number, self.department)
+        entry, self.stem, self.number, self.department = written
         self.out.append(entry)
         self.n += 1
         self.last = f
 
-    def _name(self, name: str) -> int:
-        names = self.names
-        index = names.get(name)
-        if index is None:
-            index = names[name] = len(names)
-            self.listed.append(name)
-        return index
+
+def write_entry_py(f: Fact, base: int, names: dict[str, int], listed: list[str],
+                   stem: str | None, number: int, department: int
+                   ) -> tuple[list[Any], str | None, int, int]:
+    """The record entry of ``f`` written after a fact whose numbered id had ``stem`` and
+    ``number`` (``stem`` None: not numbered) and whose department was name
+    ``department``, with those three after it; a name not in ``names`` yet is given the
+    next index and listed. The oracle of the compiled :func:`write_entry`."""
+    event_id: str | int = f.event_id
+    numbered = _numbered(event_id)
+    if numbered is not None:
+        new_stem, new_number = numbered
+        if stem is not None:
+            if new_stem == stem:
+                event_id = new_number - number
+        elif new_stem == f"{f.department}-":
+            event_id = new_number
+        stem, number = new_stem, new_number
+    else:
+        stem = None
+    at = float(f.at)
+    when: int | float = at
+    if at and at.is_integer():  # zero stays a float: -0.0 comes back as it was
+        offset = int(at) - base
+        if -_FITS < offset < _FITS:
+            when = offset
+    received = f.received
+    later: int | float | None = None
+    if received != at:
+        later = float(received)
+        if received and abs(received) < _FITS_MS:
+            ms = round(received * 1000)
+            if ms / 1000 == received and -_FITS < ms - base * 1000 < _FITS:
+                later = ms - base * 1000
+    attrs: dict[Any, Any] | None = None
+    if f.attrs:
+        attribute_code = _ATTRIBUTE_CODE.get
+        attrs = {attribute_code(k, k): v for k, v in f.attrs.items()}
+        if _APPLICANT_ID in attrs:
+            attrs[_APPLICANT_ID] = _applicant_id(attrs[_APPLICANT_ID])
+    actor = _name(names, listed, f.actor)
+    named = _name(names, listed, f.department)
+    entry: list[Any] = [event_id, actor << _STEP_BITS | _STEP_CODE[f.step], when]
+    if named != department:
+        entry += (attrs, later, named)
+        department = named
+    elif later is not None:
+        entry += (attrs, later)
+    elif attrs is not None:
+        entry.append(attrs)
+    return entry, stem, number, department
+
+
+def _name(names: dict[str, int], listed: list[str], name: str) -> int:
+    index = names.get(name)
+    if index is None:
+        index = names[name] = len(names)
+        listed.append(name)
+    return index
 
 
 def encode_state(state: CaseState, *, keep: bool = True) -> bytes:
@@ -323,10 +338,27 @@ def _state(case_id: str, item_code: str, partition: int, base: int, listed: list
            written: bool = False) -> CaseState:
     """The state a record holds; ``written``: the record is of the current format, and
     the state keeps its facts' entries to write it again."""
-    base_ms = base * 1000
     names = [APPLICANT, *listed]
+    facts, entries, stem, number, department = read_facts(kept, names, base, written)
+    state = CaseState(case_id, item_code, partition, facts, raised, sources)
+    if written and facts:
+        numbered = {name: i for i, name in enumerate(names)}
+        if len(numbered) == len(names) and names[0] == APPLICANT:  # as written here
+            record = state.written = _Written(base, numbered, listed)
+            record.out, record.n, record.last = entries, len(facts), facts[-1]
+            record.stem, record.number, record.department = stem, number, department
+    return state
+
+
+def read_facts_py(kept: list[_Fact], names: list[str], base: int, written: bool
+                  ) -> tuple[list[Fact], list[list[Any]] | None, str | None, int, int]:
+    """A record's facts from their entries (``names``: the applicant, then the names the
+    record lists), with the entries as written (no trailing nil) if ``written``, and the
+    context the next fact is written in: the stem and number of the last numbered id,
+    and the last department. The oracle of the compiled :func:`read_facts`."""
+    base_ms = base * 1000
     facts: list[Fact] = []
-    entries: list[list[Any]] = []  # ``kept`` as written: no trailing nil
+    entries: list[list[Any]] | None = [] if written else None  # ``kept`` as written
     stem: str | None = None  # of the previous fact's numbered id
     number = 0
     department = 1
@@ -363,7 +395,7 @@ def _state(case_id: str, item_code: str, partition: int, base: int, listed: list
         else:
             attrs = {}
         doing = f.doing
-        if written:
+        if entries is not None:
             entry = [f.event_id, doing, f.at]
             if f.department is not None:
                 entry += (f.attrs, f.received, f.department)
@@ -374,11 +406,24 @@ def _state(case_id: str, item_code: str, partition: int, base: int, listed: list
             entries.append(entry)
         facts.append(Fact(event_id, STEP_CODES[doing & _STEP_MASK], at, names[doing >> _STEP_BITS],
                           names[department], attrs, received))
-    state = CaseState(case_id, item_code, partition, facts, raised, sources)
-    if written and facts:
-        numbered = {name: i for i, name in enumerate(names)}
-        if len(numbered) == len(names) and names[0] == APPLICANT:  # as written here
-            record = state.written = _Written(base, numbered, listed)
-            record.out, record.n, record.last = entries, len(facts), facts[-1]
-            record.stem, record.number, record.department = stem, number, department
-    return state
+    return facts, entries, stem, number, department
+
+
+def _compiled() -> Any:
+    """The compiled part of the rules (``rules/_native.c``), configured; None when the
+    extension was not built (no C compiler at install): the Python functions then."""
+    try:
+        from . import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    _native.configure(Fact, STEP_CODES, ATTRIBUTE_CODES, Ext, _SHA256_EXT, _SHA256, _Fact,
+                      _STEP_CODE, _ATTRIBUTE_CODE)
+    return _native
+
+
+_NATIVE = _compiled()
+#: :func:`read_facts_py` and :func:`write_entry_py`, compiled where the extension was built
+read_facts: Any = read_facts_py if _NATIVE is None else _NATIVE.read_facts
+write_entry: Any = write_entry_py if _NATIVE is None else _NATIVE.write_entry
+#: whether the compiled parts are in use (``jiancha bench`` says so)
+COMPILED = _NATIVE is not None

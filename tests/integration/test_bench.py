@@ -19,6 +19,7 @@ import pytest
 
 from jiancha.bench import TZ, BenchConfig, _aiokafka_baseline, _produce_backlog, ratio
 from jiancha.embedded import EmbeddedStack
+from jiancha.rules import state_codec
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +92,10 @@ def test_the_ceiling_phase_measures_the_baselines_and_the_core_only() -> None:
                 "replay_eps"} & figures.keys()
     assert "one worker, full rule set" not in done.stderr
     assert "only the ceiling phase was measured" in done.stderr
+    # which reader of case records ran, in the figures and in the progress
+    assert figures["compiled_record_reader"] is state_codec.COMPILED
+    said = " ".join(done.stderr.split())  # the console wraps its lines
+    assert ("case records read by compiled code" in said) is state_codec.COMPILED
 
 
 def test_the_aiokafka_baseline_reads_each_event_once(stack: EmbeddedStack) -> None:
