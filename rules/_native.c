@@ -365,11 +365,15 @@ read_facts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *base_ms = PyNumber_Multiply(base, i_1000);
     PyObject *stem = Py_NewRef(Py_None), *number = PyLong_FromLong(0);
     PyObject *department = PyLong_FromLong(1);
+    /* the facts of each step while they are in time order (the summary's), else None */
+    PyObject *by_step = PyDict_New();
+    double previous_at = -INFINITY;
     PyObject *f_event_id = NULL, *f_doing = NULL, *f_at = NULL, *f_attrs = NULL;
     PyObject *f_received = NULL, *f_department = NULL;
     PyObject *event_id = NULL, *at = NULL, *received = NULL, *attrs = NULL;
     PyObject *step = NULL, *actor = NULL, *dept_name = NULL, *fact = NULL, *tmp = NULL;
-    if (facts == NULL || entries == NULL || base_ms == NULL || number == NULL || department == NULL)
+    if (facts == NULL || entries == NULL || base_ms == NULL || number == NULL ||
+            department == NULL || by_step == NULL)
         goto fail;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *f = PySequence_Fast_GET_ITEM(sequence, i);
@@ -506,6 +510,25 @@ read_facts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         fact = fact_in_place ? built_in_place(call) : PyObject_Vectorcall(fact_type, call, 7, NULL);
         if (fact == NULL || PyList_Append(facts, fact) < 0)
             goto fail;
+        if (by_step != Py_None) {
+            double moment = PyFloat_Check(at) ? PyFloat_AS_DOUBLE(at) : NAN;
+            if (isnan(moment) || moment < previous_at)  /* out of order: sorted in Python */
+                Py_SETREF(by_step, Py_NewRef(Py_None));
+            else {
+                previous_at = moment;
+                PyObject *same = PyDict_GetItemWithError(by_step, step);
+                if (same == NULL) {
+                    if (PyErr_Occurred() || !(same = PyList_New(0)))
+                        goto fail;
+                    int failed = PyDict_SetItem(by_step, step, same);
+                    Py_DECREF(same);
+                    if (failed < 0)
+                        goto fail;
+                }
+                if (PyList_Append(same, fact) < 0)
+                    goto fail;
+            }
+        }
         Py_CLEAR(fact);
         Py_CLEAR(event_id); Py_CLEAR(at); Py_CLEAR(received); Py_CLEAR(attrs);
         Py_CLEAR(step); Py_CLEAR(actor); Py_CLEAR(dept_name);
@@ -514,9 +537,9 @@ read_facts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_DECREF(sequence);
     Py_DECREF(base_ms);
-    PyObject *out = PyTuple_Pack(5, facts, entries, stem, number, department);
+    PyObject *out = PyTuple_Pack(6, facts, entries, stem, number, department, by_step);
     Py_DECREF(facts); Py_DECREF(entries); Py_DECREF(stem); Py_DECREF(number);
-    Py_DECREF(department);
+    Py_DECREF(department); Py_DECREF(by_step);
     return out;
 fail:
     Py_XDECREF(fact);
@@ -526,7 +549,7 @@ fail:
     Py_XDECREF(f_received); Py_XDECREF(f_department);
     Py_DECREF(sequence);
     Py_XDECREF(facts); Py_XDECREF(entries); Py_XDECREF(base_ms); Py_XDECREF(stem);
-    Py_XDECREF(number); Py_XDECREF(department);
+    Py_XDECREF(number); Py_XDECREF(department); Py_XDECREF(by_step);
     return NULL;
 }
 
@@ -800,7 +823,8 @@ static PyMethodDef methods[] = {
      "write_entry(fact, base, names, listed, stem, number, department) -> (entry, stem, "
      "number, department), or NotImplemented for a fact of times it leaves to Python"},
     {"read_facts", (PyCFunction)(void (*)(void))read_facts, METH_FASTCALL,
-     "read_facts(kept, names, base, written) -> (facts, entries, stem, number, department)"},
+     "read_facts(kept, names, base, written) -> (facts, entries, stem, number, department, "
+     "by_step)"},
     {NULL, NULL, 0, NULL},
 };
 

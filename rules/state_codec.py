@@ -46,6 +46,7 @@ from msgspec.msgpack import Ext
 from jiancha.producers.contract import Step
 
 from .case import CaseState, Fact
+from .summary import CaseSummary
 
 FORMAT = 2
 _FORMAT_BYTE = bytes([FORMAT])
@@ -339,8 +340,10 @@ def _state(case_id: str, item_code: str, partition: int, base: int, listed: list
     """The state a record holds; ``written``: the record is of the current format, and
     the state keeps its facts' entries to write it again."""
     names = [APPLICANT, *listed]
-    facts, entries, stem, number, department = read_facts(kept, names, base, written)
+    facts, entries, stem, number, department, by_step = read_facts(kept, names, base, written)
     state = CaseState(case_id, item_code, partition, facts, raised, sources)
+    if by_step is not None:  # in time order: its summary is its facts by step
+        state.summary = CaseSummary(None, by_step, len(facts))
     if written and facts:
         numbered = {name: i for i, name in enumerate(names)}
         if len(numbered) == len(names) and names[0] == APPLICANT:  # as written here
@@ -351,17 +354,22 @@ def _state(case_id: str, item_code: str, partition: int, base: int, listed: list
 
 
 def read_facts_py(kept: list[_Fact], names: list[str], base: int, written: bool
-                  ) -> tuple[list[Fact], list[list[Any]] | None, str | None, int, int]:
+                  ) -> tuple[list[Fact], list[list[Any]] | None, str | None, int, int,
+                             dict[Step, list[Fact]] | None]:
     """A record's facts from their entries (``names``: the applicant, then the names the
-    record lists), with the entries as written (no trailing nil) if ``written``, and the
-    context the next fact is written in: the stem and number of the last numbered id,
-    and the last department. The oracle of the compiled :func:`read_facts`."""
+    record lists), with the entries as written (no trailing nil) if ``written``, the
+    context the next fact is written in (the stem and number of the last numbered id, and
+    the last department), and the facts of each step if they are in time order (the
+    case's summary, ``rules.summary``), else None. The oracle of the compiled
+    :func:`read_facts`."""
     base_ms = base * 1000
     facts: list[Fact] = []
     entries: list[list[Any]] | None = [] if written else None  # ``kept`` as written
     stem: str | None = None  # of the previous fact's numbered id
     number = 0
     department = 1
+    by_step: dict[Step, list[Fact]] | None = {}
+    previous_at = -math.inf
     for f in kept:
         changed = f.department
         if changed is not None:
@@ -404,9 +412,17 @@ def read_facts_py(kept: list[_Fact], names: list[str], base: int, written: bool
             elif f.attrs is not None:
                 entry.append(f.attrs)
             entries.append(entry)
-        facts.append(Fact(event_id, STEP_CODES[doing & _STEP_MASK], at, names[doing >> _STEP_BITS],
-                          names[department], attrs, received))
-    return facts, entries, stem, number, department
+        step = STEP_CODES[doing & _STEP_MASK]
+        fact = Fact(event_id, step, at, names[doing >> _STEP_BITS], names[department], attrs,
+                    received)
+        facts.append(fact)
+        if by_step is not None:
+            if at != at or at < previous_at:  # NaN, or out of order: sorted when first read
+                by_step = None
+            else:
+                previous_at = at
+                by_step.setdefault(step, []).append(fact)
+    return facts, entries, stem, number, department, by_step
 
 
 def _compiled() -> Any:

@@ -31,6 +31,7 @@ from jiancha.rules.state_codec import (
     read_facts_py,
     write_entry_py,
 )
+from jiancha.rules.summary import summary_from_facts
 from tests.unit.test_state_codec import STATES, facts
 
 NATIVE = state_codec._compiled()
@@ -102,17 +103,35 @@ def test_a_state_is_written_to_the_same_bytes_compiled_as_in_python(state: CaseS
 def test_a_record_reads_the_same_compiled_as_in_python(state: CaseState) -> None:
     raw = _written(state, write_entry_py)
     compiled = _read(raw, state.case_id, COMPILED)
-    assert _values(compiled) == _values(_read(raw, state.case_id, read_facts_py))
+    python = _read(raw, state.case_id, read_facts_py)
+    assert _values(compiled) == _values(python)
+    # the summary a read gives (facts in time order) is the one built from the facts
+    for read in (compiled, python):
+        if read.summary is not None:
+            built = summary_from_facts(read.facts)
+            assert read.summary.n == built.n and read.summary.ordered is built.ordered is None
+            assert _positions(read.summary.by_step, read.facts) == \
+                _positions(built.by_step, read.facts)
+        else:
+            assert summary_from_facts(read.facts).ordered is not None  # out of order only
     assert encode_state(compiled) == raw  # and it is written again as it was
 
 
 def _outcome(reader: Any, kept: list[_Fact], names: list[str], base: int, written: bool) -> Any:
     try:
-        facts, entries, stem, number, department = reader(kept, names, base, written)
+        facts, entries, stem, number, department, by_step = reader(kept, names, base, written)
     except Exception as exc:  # the failure itself is compared
         return ("raised", type(exc), str(exc))
     state = CaseState("c", "i", 0, facts)
-    return ("read", _values(state), entries, stem, number, department)
+    return ("read", _values(state), entries, stem, number, department, _positions(by_step, facts))
+
+
+def _positions(by_step: dict[Any, list[Fact]] | None, facts: list[Fact]) -> Any:
+    """The facts of each step by their place among ``facts``."""
+    if by_step is None:
+        return None
+    place = {id(f): i for i, f in enumerate(facts)}
+    return {step: [place[id(f)] for f in same] for step, same in by_step.items()}
 
 
 BIG = st.integers(-(2**70), 2**70)
