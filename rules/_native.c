@@ -32,6 +32,7 @@ static PyObject *attribute_code_of = NULL;
 static PyTypeObject *entry_type = NULL;
 enum { E_EVENT_ID, E_DOING, E_AT, E_ATTRS, E_RECEIVED, E_DEPARTMENT, E_FIELDS };
 static Py_ssize_t entry_offsets[E_FIELDS] = {-1, -1, -1, -1, -1, -1};
+static int entry_in_place = 0;
 static Py_ssize_t fact_offsets[7] = {-1, -1, -1, -1, -1, -1, -1};
 static int fact_in_place = 0;
 
@@ -98,8 +99,11 @@ configure(PyObject *self, PyObject *args)
     Py_INCREF(attribute_map); Py_XSETREF(attribute_code_of, attribute_map);
     Py_INCREF(entry);
     Py_XSETREF(entry_type, (PyTypeObject *)entry);
-    for (int i = 0; i < E_FIELDS; i++)
+    entry_in_place = 1;
+    for (int i = 0; i < E_FIELDS; i++) {
         entry_offsets[i] = slot_offset(entry_type, entry_fields[i]);
+        entry_in_place = entry_in_place && entry_offsets[i] >= 0;
+    }
     /* a Fact built in place only where calling the class would do nothing more: a
      * dataclass with these slots, no __post_init__, object's __new__ */
     fact_in_place = PyType_Check(fact) &&
@@ -377,7 +381,7 @@ read_facts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto fail;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *f = PySequence_Fast_GET_ITEM(sequence, i);
-        if (Py_IS_TYPE(f, entry_type) && entry_offsets[E_DEPARTMENT] >= 0 &&
+        if (entry_in_place && Py_IS_TYPE(f, entry_type) &&
                 read_in_place(f, &f_event_id, &f_doing, &f_at, &f_attrs, &f_received,
                               &f_department))
             ;

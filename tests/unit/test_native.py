@@ -201,3 +201,19 @@ def test_the_usual_fact_is_written_by_the_compiled_writer() -> None:
     fact = Fact("gongan-8", state_codec.STEP_CODES[5], 1.7e9 + 60, "li", "gongan", {}, 1.7e9 + 61)
     assert NATIVE.write_entry(fact, written.base, written.names, written.listed, "gongan-", 7,
                               1) is not NotImplemented
+
+
+@needs_compiled
+@settings(max_examples=100, deadline=None, database=None)
+@given(st.lists(ENTRIES, max_size=4), st.integers(-(2**45), 2**45))
+def test_entries_that_are_not_the_record_structs_are_read_by_their_attributes(
+        kept: list[_Fact], base: int) -> None:
+    """Entries of another type (read by attribute, not in place) read as the structs do."""
+    class Entry:
+        def __init__(self, entry: _Fact) -> None:
+            for name in entry.__struct_fields__:
+                setattr(self, name, getattr(entry, name))
+
+    names = ["applicant", "ab", "x"]
+    assert _outcome(COMPILED, [Entry(e) for e in kept], names, base, True) == \
+        _outcome(COMPILED, kept, names, base, True)
