@@ -40,7 +40,7 @@ static int fact_in_place = 0;
 static PyObject *s_event_id, *s_doing, *s_at, *s_attrs, *s_received, *s_department;
 static PyObject *s_step, *s_actor;
 static PyObject *s_code, *s_data, *s_hex, *s_applicant_id, *s_dash, *s_empty;
-static PyObject *i_1000, *i_step_mask, *i_step_bits, *i_one;
+static PyObject *i_1000, *i_step_mask, *i_step_bits;
 
 static int
 intern_all(void)
@@ -64,7 +64,6 @@ intern_all(void)
     if (!(i_1000 = PyLong_FromLong(1000))) return -1;
     if (!(i_step_mask = PyLong_FromLong(31))) return -1;
     if (!(i_step_bits = PyLong_FromLong(5))) return -1;
-    if (!(i_one = PyLong_FromLong(1))) return -1;
     return 0;
 }
 
