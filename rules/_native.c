@@ -1,13 +1,14 @@
 /* jiancha.rules._native: the parts of the rules that Python cannot make fast enough.
  *
- * read_facts: the loop of rules.state_codec._state_facts, which turns a case record's fact
- * entries (msgspec structs) into the state's facts. A worker reads a case's record once per
- * batch that holds one of its events, and that loop was most of the cost of reading it.
- * It computes what the Python function computes, with the same Python operations where a
- * number could be large (so a record gives the same facts, value for value), and is held
- * to that function by tests/unit/test_native.py. rules/state_codec.py falls back to the
- * Python function when this module was not built.
- */
+ * A worker reads a case's record once per batch that holds one of its events, and writes
+ * it back after; these are the loops of rules/state_codec.py that cost most of that:
+ * - read_facts (read_facts_py there): a record's fact entries (msgspec structs) made the
+ *   state's facts again, with the facts of each step while they are in time order;
+ * - write_entry (write_entry_py there): a new fact's compact entry, for a fact whose
+ *   times are floats (any other it leaves to Python).
+ * They compute what the Python functions compute, with the same Python operations where a
+ * number could be large, and are held to them by tests/unit/test_native.py.
+ * rules/state_codec.py falls back to the Python functions when this module was not built. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
@@ -26,6 +27,8 @@ static PyObject *sha256_prefix = NULL;
 /* STEP_CODES and ATTRIBUTE_CODES the other way: a step's code, an attribute's code */
 static PyObject *step_code_of = NULL;
 static PyObject *attribute_code_of = NULL;
+/* the applicant id's attribute code (in attribute_code_of) */
+static PyObject *applicant_code = NULL;
 /* the record's fact struct (msgspec), and where each of its fields and each of the Fact's
  * slots lie in an instance: read and written in place, as their member descriptors do
  * (-1: not known, read and built through Python instead) */
@@ -96,6 +99,13 @@ configure(PyObject *self, PyObject *args)
         return NULL;
     Py_INCREF(step_map); Py_XSETREF(step_code_of, step_map);
     Py_INCREF(attribute_map); Py_XSETREF(attribute_code_of, attribute_map);
+    PyObject *code_of_applicant = PyDict_GetItemWithError(attribute_map, s_applicant_id);
+    if (code_of_applicant == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "the attribute codes have no applicant_id");
+        return NULL;
+    }
+    Py_INCREF(code_of_applicant); Py_XSETREF(applicant_code, code_of_applicant);
     Py_INCREF(entry);
     Py_XSETREF(entry_type, (PyTypeObject *)entry);
     entry_in_place = 1;
@@ -247,7 +257,7 @@ applicant_id_text(PyObject *value)
     return Py_NewRef(value);
 }
 
-/* the fact's attributes by name (a new dict), as state_codec._state_facts reads them */
+/* the fact's attributes by name (a new dict), as state_codec.read_facts_py reads them */
 static PyObject *
 named_attributes(PyObject *attrs)
 {
@@ -764,23 +774,16 @@ write_entry(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             if (PyDict_SetItem(attrs, code != NULL ? code : key, value) < 0)
                 goto done;
         }
-        PyObject *zero = PyLong_FromLong(0);  /* the applicant id's code */
-        if (zero == NULL)
-            goto done;
-        PyObject *applicant = PyDict_GetItemWithError(attrs, zero);
+        PyObject *applicant = PyDict_GetItemWithError(attrs, applicant_code);
         if (applicant != NULL) {
             PyObject *kept = applicant_id_value(applicant);
-            int failed = kept == NULL || PyDict_SetItem(attrs, zero, kept) < 0;
+            int failed = kept == NULL || PyDict_SetItem(attrs, applicant_code, kept) < 0;
             Py_XDECREF(kept);
-            Py_DECREF(zero);
             if (failed)
                 goto done;
         }
-        else {
-            Py_DECREF(zero);
-            if (PyErr_Occurred())
-                goto done;
-        }
+        else if (PyErr_Occurred())
+            goto done;
     }
     else
         attrs = Py_NewRef(Py_None);
